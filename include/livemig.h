@@ -1,0 +1,203 @@
+/*
+ * livemig: the migration data plane.
+ *
+ * Moves memory regions (a VM's guest RAM, a process's heap, a memory image)
+ * from one host to another over several parallel TCP channels.
+ *
+ * Conventions (as in libuv and zstd):
+ *  - every function returns 0 or a negative errno-style code (LM_E*);
+ *    lm_strerror() names a code; the handle's lm_*_errmsg() gives the detail
+ *    of its last failure (channel, packet, field). There is no global state.
+ *  - handles are opaque; every lm_x_new() has an lm_x_free() that accepts NULL.
+ *  - thread safety is stated on each type.
+ */
+#ifndef LIVEMIG_H
+#define LIVEMIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LM_VERSION_MAJOR 0
+#define LM_VERSION_MINOR 1
+#define LM_VERSION_PATCH 0
+#define LM_PROTOCOL_VERSION 1
+
+/* ---- limits ------------------------------------------------------------ */
+
+#define LM_MAX_CHANNELS 64
+#define LM_DEFAULT_CHANNELS 2
+#define LM_MAX_PACKET_PAGES 1024 /* receiver's hard cap on pages per packet */
+#define LM_DEFAULT_PACKET_PAGES 128 /* 512 KiB of 4 KiB pages, as QEMU */
+#define LM_MIN_PAGE_SIZE 4096u
+#define LM_MAX_PAGE_SIZE 65536u
+#define LM_MAX_REGIONS 256
+#define LM_MAX_REGION_NAME 255
+#define LM_DEFAULT_TIMEOUT_MS 30000
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* System errors are returned as -errno (e.g. -ECONNRESET). livemig's own
+ * codes live above the errno range. */
+enum {
+	LM_EPROTO_BASE = -4000,
+	LM_EBADMAGIC = -4001,     /* frame magic wrong */
+	LM_EVERSION = -4002,      /* unsupported protocol version */
+	LM_ESESSION = -4003,      /* session id does not match */
+	LM_EFIELD = -4004,        /* a field's value is invalid (see errmsg) */
+	LM_ECODEC = -4005,        /* unknown or unsupported codec */
+	LM_EFEATURE = -4006,      /* required feature not supported */
+	LM_EKIND = -4007,         /* unknown or unexpected packet kind */
+	LM_ECHECKSUM = -4008,     /* region checksum mismatch */
+	LM_EPEER = -4009,         /* the peer reported an error (see errmsg) */
+	LM_ETIMEDOUT = -4010,     /* the peer stalled longer than the timeout */
+	LM_EEOF = -4011,          /* the peer closed the connection mid-stream */
+	LM_EREGION = -4012,       /* region missing, mismatched or too many */
+	LM_ESTATE = -4013,        /* call not valid in the handle's state */
+	LM_EDECODE = -4014,       /* a page did not decode to exactly one page */
+	LM_EINVAL = -22,          /* an argument is invalid (== -EINVAL) */
+};
+
+/* Name of an error code: never NULL, also for system codes (-errno). */
+const char *lm_strerror(int err);
+
+/* ---- codecs ------------------------------------------------------------ */
+
+typedef enum lm_codec_id {
+	LM_CODEC_NONE = 0, /* pages travel raw */
+} lm_codec_id;
+
+/* "none" -> LM_CODEC_NONE; returns 0 or LM_ECODEC. */
+int lm_codec_from_name(const char *name, lm_codec_id *out);
+const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
+
+/* ---- statistics (QEMU `info migrate` style) ----------------------------- */
+
+typedef enum lm_status {
+	LM_STATUS_NONE = 0,
+	LM_STATUS_SETUP,
+	LM_STATUS_ACTIVE,
+	LM_STATUS_COMPLETED,
+	LM_STATUS_FAILED,
+} lm_status;
+
+typedef struct lm_stats {
+	lm_status status;
+	int is_receiver;
+	uint32_t channels;
+	uint32_t page_size;
+	lm_codec_id codec;
+	uint64_t total_time_us;  /* from start to completion (or failure) */
+	uint64_t setup_time_us;  /* connect + handshake until the first data packet */
+	uint64_t transferred;    /* bytes on the wire, all frames both ways */
+	uint64_t total_ram;      /* sum of region lengths */
+	uint64_t duplicate_pages;/* zero pages (QEMU's "duplicate") */
+	uint64_t normal_pages;   /* pages whose content travelled */
+	uint64_t normal_bytes;   /* normal_pages * page_size (before encoding) */
+	uint64_t payload_bytes;  /* encoded page bytes on the wire */
+	uint64_t packets;        /* data packets */
+	double throughput_mbps;  /* transferred * 8 / (total - setup) / 1e6 */
+	double pages_per_second; /* (duplicate + normal) / total time */
+	double compression_ratio;/* normal_bytes / payload_bytes (1.0 for none) */
+	double cpu_seconds;      /* CPU time of this side's threads */
+	uint32_t rounds;         /* dirty sync count (1 for a one-pass copy) */
+} lm_stats;
+
+#define LM_STATS_HUMAN 0
+#define LM_STATS_JSON 1
+/* Formats st into buf (always NUL-terminated when cap > 0); returns the
+ * length the full text needs, like snprintf. */
+int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
+const char *lm_status_name(lm_status s);
+
+/* ---- sender ------------------------------------------------------------ */
+
+/* Configuration; zero-initialise and set what you need (0 = default). */
+typedef struct lm_sender_config {
+	uint32_t channels;     /* 1..LM_MAX_CHANNELS, default 2 */
+	uint32_t page_size;    /* power of two 4096..65536, default 4096 */
+	uint32_t packet_pages; /* pages per packet 1..LM_MAX_PACKET_PAGES, default 128 */
+	lm_codec_id codec;     /* default none */
+	int level;             /* codec level, 0 = codec default */
+	int timeout_ms;        /* a stalled peer fails the migration, default 30000 */
+	int sndbuf;            /* SO_SNDBUF bytes, default 4 MiB, <0 = leave the kernel's */
+} lm_sender_config;
+
+/* A sender moves the regions added to it. Thread safety: one thread drives a
+ * sender at a time; it runs its own channel threads internally. The regions'
+ * memory must stay mapped and readable until lm_sender_free(). */
+typedef struct lm_sender lm_sender;
+
+int lm_sender_new(lm_sender **out, const lm_sender_config *cfg);
+void lm_sender_free(lm_sender *s);
+
+/* Adds a region of len bytes at base. name identifies it to the receiver
+ * (1..255 bytes, unique). len need not be a multiple of the page size, but
+ * the memory up to the next page boundary must be readable (any mmap is). */
+int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint64_t len);
+
+/* Connects all channels to "host:port" (IPv4, IPv6 in brackets, or a name)
+ * and performs the handshake. */
+int lm_sender_connect(lm_sender *s, const char *addr);
+
+/* One-pass migration: sends every page, syncs the channels, sends the region
+ * checksums and waits for the receiver's verified reply. */
+int lm_sender_run(lm_sender *s);
+
+void lm_sender_stats(const lm_sender *s, lm_stats *out);
+/* Detail of the last failure, "" if none. Valid until the next call. */
+const char *lm_sender_errmsg(const lm_sender *s);
+
+/* ---- receiver ---------------------------------------------------------- */
+
+/* Called on the receiver when the sender announces a region that was not
+ * added with lm_receiver_add_region(). Return 0 with *base pointing at
+ * writable memory of at least len rounded up to page_size bytes, and *fresh
+ * set to 1 when that memory is known to be all zeros (a new mapping: zero
+ * pages are then not written), or a negative code to refuse the region. */
+typedef int (*lm_region_cb)(void *user, uint32_t id, const char *name, uint64_t len,
+			    uint32_t page_size, void **base, int *fresh);
+
+typedef struct lm_receiver_config {
+	int timeout_ms;         /* stall timeout once a session started, default 30000 */
+	int accept_timeout_ms;  /* wait for the first connection, 0 = forever */
+	int rcvbuf;             /* SO_RCVBUF bytes, default 4 MiB, <0 = leave the kernel's */
+	uint32_t max_channels;  /* refuse sessions with more, default LM_MAX_CHANNELS */
+	lm_region_cb on_region; /* may be NULL if all regions are added up front */
+	void *user;
+} lm_receiver_config;
+
+/* A receiver accepts one migration session. Thread safety: one thread drives
+ * it; lm_receiver_port() may be called from any thread after listen. */
+typedef struct lm_receiver lm_receiver;
+
+int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg);
+void lm_receiver_free(lm_receiver *r);
+
+/* Registers destination memory for the region the sender calls name. The
+ * announced length must match exactly. fresh as in lm_region_cb. */
+int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_t len, int fresh);
+
+/* Binds and listens on "host:port" (port 0 picks a free one). */
+int lm_receiver_listen(lm_receiver *r, const char *addr);
+int lm_receiver_port(const lm_receiver *r);
+
+/* Accepts the session's channels, receives, verifies the region checksums
+ * and acknowledges. Returns 0 only when every region verified. */
+int lm_receiver_run(lm_receiver *r);
+
+void lm_receiver_stats(const lm_receiver *r, lm_stats *out);
+const char *lm_receiver_errmsg(const lm_receiver *r);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* The checksum both sides compute over a region (see docs/protocol.md). */
+uint64_t lm_region_checksum(const void *base, uint64_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LIVEMIG_H */

@@ -1,0 +1,53 @@
+/*
+ * One TCP channel's byte stream: full reads and writes with a stall timeout,
+ * socket setup, address parsing. Non-blocking fds driven by poll(), so a
+ * stalled peer becomes LM_ETIMEDOUT and a wake fd can interrupt a wait.
+ */
+#ifndef LM_CHANNEL_H
+#define LM_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "wire.h"
+
+typedef struct lm__conn {
+	int rfd, wfd;    /* the same socket, or a memfd + /dev/null under the fuzzer */
+	int wake_fd;     /* readable = give up waiting (-ECANCELED); -1 = none */
+	int timeout_ms;  /* longest wait for any progress */
+	int watch_in;    /* writes return LM_EPEER when the peer sends something */
+	/* Owner: the thread driving the conn; read by others only after join. */
+	uint64_t bytes_in, bytes_out;
+} lm__conn;
+
+void lm__conn_init(lm__conn *c, int fd, int timeout_ms);
+void lm__conn_close(lm__conn *c);
+
+int lm__read_full(lm__conn *c, void *buf, size_t n);
+int lm__readv_full(lm__conn *c, struct iovec *iov, int iovcnt);
+int lm__write_full(lm__conn *c, const void *buf, size_t n);
+/* Consumes iov (advances bases/lengths as bytes go out). */
+int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt);
+
+/* Reads and checks a frame header (magic, kind, flags, reserved) and checks
+ * the announced body length against lm__max_body(). */
+int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packet_pages,
+		   lm__err *e);
+/* Reads the body of an ERROR frame already announced by f. */
+int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e);
+
+/* Best effort: sends an ERROR frame, half-closes and drains briefly so the
+ * peer reads the frame before it sees the close (no RST eating it). */
+void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg);
+
+/* "host:port", "[v6]:port". */
+int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap);
+int lm__tcp_connect(const char *addr, int timeout_ms, int sndbuf, int *out_fd);
+int lm__tcp_listen(const char *addr, int rcvbuf, int *out_fd, int *out_port);
+void lm__tune_socket(int fd, int sndbuf, int rcvbuf);
+
+uint64_t lm__now_us(void);
+double lm__thread_cpu(void);
+
+#endif

@@ -1,0 +1,35 @@
+/* lm_strerror: names for livemig's codes and for system -errno codes. */
+#include <string.h>
+
+#include "livemig.h"
+
+const char *lm_strerror(int err)
+{
+	switch (err) {
+	case 0: return "success";
+	case LM_EBADMAGIC: return "bad frame magic";
+	case LM_EVERSION: return "unsupported protocol version";
+	case LM_ESESSION: return "session id mismatch";
+	case LM_EFIELD: return "invalid field value";
+	case LM_ECODEC: return "unknown or unsupported codec";
+	case LM_EFEATURE: return "unsupported required feature";
+	case LM_EKIND: return "unknown or unexpected packet kind";
+	case LM_ECHECKSUM: return "region checksum mismatch";
+	case LM_EPEER: return "the peer reported an error";
+	case LM_ETIMEDOUT: return "peer stalled (timeout)";
+	case LM_EEOF: return "peer closed the connection";
+	case LM_EREGION: return "region missing or mismatched";
+	case LM_ESTATE: return "call not valid in this state";
+	case LM_EDECODE: return "page did not decode to one page";
+	default: break;
+	}
+	/* strerror() is not thread-safe in general, but glibc's strerror for
+	 * valid codes returns static strings, and sigabbrev-like names are
+	 * enough for a message; strerrordesc_np is the thread-safe form. */
+	if (err < 0 && err > -4096) {
+		const char *s = strerrordesc_np(-err);
+		if (s)
+			return s;
+	}
+	return "unknown error";
+}

@@ -1,0 +1,925 @@
+/*
+ * Receiver: a network server that accepts one migration session. Each
+ * accepted connection gets a thread that reads its hello; once the session's
+ * channels are all connected and channel 0 has announced the regions, every
+ * channel thread validates its packets and writes pages straight into the
+ * destination memory. Nothing read from the network is used before it is
+ * checked (src/wire.c); any violation fails the session with an error naming
+ * the channel and the field, and an error frame goes back to the sender.
+ */
+#include "receiver.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "stats.h"
+#include "zero.h"
+
+/* ---- failure ------------------------------------------------------------- */
+
+static void wake_all(lm_receiver *r)
+{
+	uint64_t one = 1;
+
+	if (r->wake_fd >= 0 && write(r->wake_fd, &one, sizeof(one)) < 0) {
+		/* eventfd counter cannot overflow with one write per failure */
+	}
+}
+
+/* Records the first failure and wakes every thread of the session. */
+static void fail(lm_receiver *r, int code, int channel, const char *msg)
+{
+	pthread_mutex_lock(&r->lock);
+	if (!r->err) {
+		r->err = code;
+		if (channel >= 0)
+			snprintf(r->errmsg, sizeof(r->errmsg), "channel %d: %s", channel, msg);
+		else
+			snprintf(r->errmsg, sizeof(r->errmsg), "%s", msg);
+	}
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	wake_all(r);
+}
+
+/* ---- pages --------------------------------------------------------------- */
+
+static void mark_written(lm__rx_region *g, uint64_t page, int on)
+{
+	uint64_t bit = 1ull << (page % 64);
+
+	if (on)
+		__atomic_fetch_or(&g->written[page / 64], bit, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_and(&g->written[page / 64], ~bit, __ATOMIC_RELAXED);
+}
+
+/* Where page data for offset off lands: the region itself, or the bounce
+ * page when the page runs past the region's end. */
+static uint8_t *page_target(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
+{
+	return off + ch->r->page_size <= g->len ? g->base + off : ch->tail;
+}
+
+/* The sender pads a partial last page with zeros: copy what belongs to the
+ * region and refuse anything else. */
+static int land_tail(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e)
+{
+	size_t keep = (size_t)(g->len - off);
+
+	if (!lm__is_zero(ch->tail + keep, ch->r->page_size - keep)) {
+		lm__err_set(e, "data: page at offset 0x%llx has bytes past the region end",
+			    (unsigned long long)off);
+		return LM_EFIELD;
+	}
+	memcpy(g->base + off, ch->tail, keep);
+	return 0;
+}
+
+static void zero_page(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
+{
+	uint32_t ps = ch->r->page_size;
+	size_t n = off + ps <= g->len ? ps : (size_t)(g->len - off);
+	uint64_t page = off / ps;
+
+	if (g->fresh) {
+		/* Still zero unless an earlier round wrote it. */
+		if (g->written[page / 64] & (1ull << (page % 64))) {
+			memset(g->base + off, 0, n);
+			mark_written(g, page, 0);
+		}
+	} else if (!lm__is_zero(g->base + off, n)) {
+		memset(g->base + off, 0, n);
+	}
+}
+
+static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
+{
+	uint32_t ps = ch->r->page_size;
+	int iovc = 0, rc, tail = -1;
+
+	for (uint32_t i = 0; i < d->normal; i++) {
+		uint8_t *t = page_target(ch, g, ch->off[i]);
+		struct iovec *last = iovc ? &ch->iov[iovc - 1] : NULL;
+		if (t == ch->tail)
+			tail = (int)i;
+		if (last && t != ch->tail && (uint8_t *)last->iov_base + last->iov_len == t)
+			last->iov_len += ps;
+		else
+			ch->iov[iovc++] = (struct iovec){t, ps};
+	}
+	rc = lm__readv_full(&ch->conn, ch->iov, iovc);
+	if (rc) {
+		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
+		return rc;
+	}
+	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
+}
+
+static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d,
+			    const lm__codec_ops *ops, lm__err *e)
+{
+	int rc = lm__read_full(&ch->conn, ch->payload, d->payload), tail = -1;
+
+	if (rc) {
+		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
+		return rc;
+	}
+	for (uint32_t i = 0; i < d->normal; i++) {
+		ch->pages[i] = page_target(ch, g, ch->off[i]);
+		if (ch->pages[i] == ch->tail)
+			tail = (int)i;
+	}
+	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages, d->normal,
+			 ch->r->page_size, e);
+	if (rc)
+		return rc;
+	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
+}
+
+static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	uint8_t hb[LM_DATA_HDR];
+	lm__data_hdr d;
+	lm__limits lim = {r->page_size, r->packet_pages, r->codec, ch->round, r->region_count,
+			  r->region_len};
+	const lm__codec_ops *ops;
+	lm__rx_region *g;
+	size_t tab;
+	int rc;
+
+	if (f->len < LM_DATA_HDR) {
+		lm__err_set(e, "data.length %u below the %u-byte header", f->len, LM_DATA_HDR);
+		return LM_EFIELD;
+	}
+	if ((rc = lm__read_full(&ch->conn, hb, sizeof(hb)))) {
+		lm__err_set(e, "reading data header: %s", lm_strerror(rc));
+		return rc;
+	}
+	if ((rc = lm__dec_data_hdr(hb, f->len, &lim, &d, e)))
+		return rc;
+	if (ch->have_num && d.packet_num <= ch->last_num) {
+		lm__err_set(e, "data.packet_num %llu not above the previous %llu",
+			    (unsigned long long)d.packet_num, (unsigned long long)ch->last_num);
+		return LM_EFIELD;
+	}
+	tab = 8u * ((size_t)d.normal + d.zero) + 4u * d.normal;
+	if ((rc = lm__read_full(&ch->conn, ch->tab, tab))) {
+		lm__err_set(e, "reading data tables: %s", lm_strerror(rc));
+		return rc;
+	}
+	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
+		return rc;
+	g = r->by_id[d.region];
+	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
+	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < d.normal && g->fresh; i++)
+		mark_written(g, ch->off[i] / r->page_size, 1);
+	for (uint32_t i = 0; i < d.zero; i++)
+		zero_page(ch, g, ch->off[d.normal + i]);
+	ch->have_num = 1;
+	ch->last_num = d.packet_num;
+	ch->round_packets++;
+	ch->packets++;
+	ch->normal_pages += d.normal;
+	ch->zero_pages += d.zero;
+	ch->payload_bytes += d.payload;
+	return 0;
+}
+
+/* ---- sync and completion -------------------------------------------------- */
+
+static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	uint8_t b[LM_SYNC_LEN];
+	lm__sync s;
+	int rc;
+
+	if (f->len != LM_SYNC_LEN) {
+		lm__err_set(e, "sync.length %u, expected %u", f->len, LM_SYNC_LEN);
+		return LM_EFIELD;
+	}
+	if ((rc = lm__read_full(&ch->conn, b, sizeof(b)))) {
+		lm__err_set(e, "reading sync: %s", lm_strerror(rc));
+		return rc;
+	}
+	if ((rc = lm__dec_sync(b, f->len, &s, e)))
+		return rc;
+	if (s.round != ch->round) {
+		lm__err_set(e, "sync.round %u, channel is in round %u", s.round, ch->round);
+		return LM_EFIELD;
+	}
+	if (s.packets != ch->round_packets) {
+		lm__err_set(e, "sync.packets %llu, received %llu in round %u",
+			    (unsigned long long)s.packets, (unsigned long long)ch->round_packets,
+			    ch->round);
+		return LM_EFIELD;
+	}
+	ch->round++;
+	ch->round_packets = 0;
+	pthread_mutex_lock(&r->lock);
+	r->synced[ch->channel] = ch->round;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* Channel 0 waits until every channel has synced the round it just synced:
+ * only then is every page of the session in memory. */
+static int wait_all_synced(lm__rx_chan *ch)
+{
+	lm_receiver *r = ch->r;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		uint32_t behind = 0;
+		for (uint32_t i = 0; i < r->channels; i++)
+			behind += r->synced[i] < ch->round;
+		if (!behind || r->err)
+			break;
+		pthread_cond_wait(&r->cond, &r->lock);
+	}
+	rc = r->err;
+	if (!rc)
+		r->verifying = 1;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned threads = r->channels;
+
+	if (cpus > 0 && threads > (unsigned)cpus)
+		threads = (unsigned)cpus;
+	if (n != r->region_count) {
+		lm__err_set(e, "complete.regions %u, session announced %u", n, r->region_count);
+		return LM_EFIELD;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		lm__rx_region *g = r->by_id[i];
+		lm__sum_job j = {g->base, g->len, g->fresh ? g->written : NULL, r->page_size};
+		uint64_t sum;
+		int rc;
+
+		if (sums[i].id != i || sums[i].len != g->len) {
+			lm__err_set(e, "complete.entry[%u] id %u len %llu, expected id %u len %llu", i,
+				    sums[i].id, (unsigned long long)sums[i].len, i,
+				    (unsigned long long)g->len);
+			return LM_EFIELD;
+		}
+		if ((rc = lm__checksum(&j, threads, &sum)))
+			return rc;
+		if (sum != sums[i].checksum) {
+			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", g->name,
+				    (unsigned long long)sum, (unsigned long long)sums[i].checksum);
+			return LM_ECHECKSUM;
+		}
+	}
+	return 0;
+}
+
+static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	lm__region_sum *sums = NULL;
+	uint8_t *b = NULL, ack[LM_FRAME_HDR + LM_ACK_LEN];
+	lm__ack a;
+	uint32_t n = 0;
+	int rc;
+
+	if (ch->channel != 0 || ch->round == 0 || ch->round_packets) {
+		lm__err_set(e, "complete is only valid on channel 0 right after a sync");
+		return LM_EKIND;
+	}
+	b = malloc(f->len ? f->len : 1);
+	sums = calloc(r->region_count ? r->region_count : 1, sizeof(*sums));
+	if (!b || !sums) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
+		lm__err_set(e, "reading complete: %s", lm_strerror(rc));
+		goto out;
+	}
+	if ((rc = lm__dec_complete(b, f->len, sums, r->region_count, &n, e)))
+		goto out;
+	if ((rc = wait_all_synced(ch)))
+		goto out;
+	if ((rc = verify(ch, sums, n, e)))
+		goto out;
+	pthread_mutex_lock(&r->lock);
+	r->finishing = 1;
+	pthread_mutex_unlock(&r->lock);
+	memset(&a, 0, sizeof(a));
+	a.kind = LM_KIND_COMPLETE;
+	memcpy(a.session, r->session, 16);
+	if ((rc = lm__write_full(&ch->conn, ack, lm__enc_ack(ack, &a))))
+		lm__err_set(e, "sending the completion ack: %s", lm_strerror(rc));
+out:
+	free(b);
+	free(sums);
+	return rc;
+}
+
+/* ---- per-channel loop ------------------------------------------------------ */
+
+int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+
+	for (;;) {
+		lm__frame f;
+		lm__error_msg m;
+		int rc = lm__read_frame(&ch->conn, &f, r->page_size, r->packet_pages, e);
+
+		if (rc) {
+			pthread_mutex_lock(&r->lock);
+			int quiet = r->finishing || r->done || r->err, wait = r->verifying;
+			pthread_mutex_unlock(&r->lock);
+			if (quiet)
+				return 0; /* the session ended: this is the close */
+			if (rc == LM_ETIMEDOUT && wait)
+				continue; /* channel 0 is hashing; the sender waits too */
+			return rc;
+		}
+		switch (f.kind) {
+		case LM_KIND_DATA: rc = rx_data(ch, &f, e); break;
+		case LM_KIND_SYNC: rc = rx_sync(ch, &f, e); break;
+		case LM_KIND_COMPLETE:
+			rc = rx_complete(ch, &f, e);
+			if (!rc)
+				return 0;
+			break;
+		case LM_KIND_ERROR:
+			rc = lm__read_error_body(&ch->conn, &f, &m, e);
+			if (!rc) {
+				lm__err_set(e, "sender reported: %s (%s)", m.msg, lm_strerror(m.code));
+				rc = LM_EPEER;
+			}
+			break;
+		default:
+			lm__err_set(e, "frame.kind %s not valid after the handshake",
+				    lm__kind_name(f.kind));
+			rc = LM_EKIND;
+		}
+		if (rc)
+			return rc;
+	}
+}
+
+/* ---- handshake ------------------------------------------------------------- */
+
+static lm__rx_region *find_user_region(lm_receiver *r, const char *name)
+{
+	for (uint32_t i = 0; i < r->nuser; i++)
+		if (strcmp(r->regions[i].name, name) == 0)
+			return &r->regions[i];
+	return NULL;
+}
+
+static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
+{
+	lm__rx_region *g = find_user_region(r, m->name);
+	uint64_t pages = (m->len + r->page_size - 1) / r->page_size;
+
+	for (uint32_t i = 0; i < m->id; i++) {
+		if (strcmp(r->by_id[i]->name, m->name) == 0) {
+			lm__err_set(e, "region.name \"%s\" announced twice", m->name);
+			return LM_EFIELD;
+		}
+	}
+	if (g) {
+		if (g->len != m->len) {
+			lm__err_set(e, "region \"%s\": sender has %llu bytes, receiver %llu", m->name,
+				    (unsigned long long)m->len, (unsigned long long)g->len);
+			return LM_EREGION;
+		}
+	} else {
+		void *base = NULL;
+		int fresh = 0, rc;
+		if (!r->cfg.on_region || r->nuser + m->id >= LM_MAX_REGIONS) {
+			lm__err_set(e, "region \"%s\" is not registered here", m->name);
+			return LM_EREGION;
+		}
+		g = &r->regions[r->nuser + m->id];
+		rc = r->cfg.on_region(r->cfg.user, m->id, m->name, m->len, r->page_size, &base, &fresh);
+		if (rc || (!base && m->len)) {
+			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", m->name,
+				    (unsigned long long)m->len, lm_strerror(rc ? rc : LM_EREGION));
+			return rc ? rc : LM_EREGION;
+		}
+		snprintf(g->name, sizeof(g->name), "%s", m->name);
+		g->base = base;
+		g->len = m->len;
+		g->fresh = fresh;
+	}
+	g->announced = 1;
+	if (g->fresh) {
+		g->written = calloc(pages / 64 + 1, sizeof(uint64_t));
+		if (!g->written)
+			return -ENOMEM;
+	}
+	r->by_id[m->id] = g;
+	r->region_len[m->id] = m->len;
+	return 0;
+}
+
+/* Channel 0 announces the regions right after its hello. */
+static int read_regions(lm__rx_chan *ch, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	uint8_t b[LM_REGION_FIXED + LM_MAX_REGION_NAME];
+
+	for (uint32_t i = 0; i < r->region_count; i++) {
+		lm__frame f;
+		lm__region_msg m;
+		int rc = lm__read_frame(&ch->conn, &f, r->page_size, r->packet_pages, e);
+		if (rc)
+			return rc;
+		if (f.kind != LM_KIND_REGION) {
+			lm__err_set(e, "expected region %u of %u, got %s", i, r->region_count,
+				    lm__kind_name(f.kind));
+			return LM_EKIND;
+		}
+		if ((rc = lm__read_full(&ch->conn, b, f.len))) {
+			lm__err_set(e, "reading region: %s", lm_strerror(rc));
+			return rc;
+		}
+		if ((rc = lm__dec_region(b, f.len, &m, e)))
+			return rc;
+		if (m.id != i) {
+			lm__err_set(e, "region.id %u, expected %u", m.id, i);
+			return LM_EFIELD;
+		}
+		if ((rc = bind_region(r, &m, e)))
+			return rc;
+	}
+	for (uint32_t i = 0; i < r->nuser; i++) {
+		if (!r->regions[i].announced) {
+			lm__err_set(e, "region \"%s\" registered here but not sent", r->regions[i].name);
+			return LM_EREGION;
+		}
+	}
+	return 0;
+}
+
+/* Adopts the first valid hello as the session; later ones must match it.
+ * Returns 0 when ch becomes channel h->channel, >0 to refuse only this
+ * connection (the session goes on), <0 to fail the session. */
+static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->have_session) {
+		if (h->channels > r->cfg.max_channels) {
+			lm__err_set(e, "hello.channels %u above this receiver's limit %u", h->channels,
+				    r->cfg.max_channels);
+			rc = LM_EFIELD;
+			goto out;
+		}
+		r->have_session = 1;
+		memcpy(r->session, h->session, 16);
+		r->channels = h->channels;
+		r->page_size = h->page_size;
+		r->packet_pages = h->packet_pages;
+		r->codec = h->codec;
+		r->region_count = h->region_count;
+	} else if (memcmp(r->session, h->session, 16)) {
+		lm__err_set(e, "hello.session belongs to another migration: refused");
+		rc = 1;
+		goto out;
+	} else if (h->channels != r->channels || h->page_size != r->page_size ||
+		   h->packet_pages != r->packet_pages || h->codec != r->codec ||
+		   h->region_count != r->region_count) {
+		lm__err_set(e, "hello fields differ from channel 0's (channels, page_size, "
+			       "packet_pages, codec or region_count)");
+		rc = LM_EFIELD;
+		goto out;
+	}
+	if (r->chan[h->channel]) {
+		lm__err_set(e, "hello.channel %u is already connected: refused", h->channel);
+		rc = 1;
+		goto out;
+	}
+	r->chan[h->channel] = ch;
+	ch->channel = h->channel;
+	r->connected++;
+	pthread_cond_broadcast(&r->cond);
+out:
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static int send_hello_ack(lm__rx_chan *ch, lm__err *e)
+{
+	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN];
+	lm__ack a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = LM_KIND_HELLO;
+	a.features = 0; /* v1 accepts no optional feature */
+	memcpy(a.session, ch->r->session, 16);
+	rc = lm__write_full(&ch->conn, b, lm__enc_ack(b, &a));
+	if (rc)
+		lm__err_set(e, "sending hello ack: %s", lm_strerror(rc));
+	return rc;
+}
+
+/* Waits for all channels and the regions, then acknowledges the hello. */
+static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->err && !(r->connected == r->channels && r->regions_ready))
+		pthread_cond_wait(&r->cond, &r->lock);
+	rc = r->err;
+	pthread_mutex_unlock(&r->lock);
+	if (rc)
+		return rc;
+	return send_hello_ack(ch, e);
+}
+
+static int read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
+{
+	uint8_t b[LM_HELLO_LEN];
+	lm__frame f;
+	int rc = lm__read_frame(&ch->conn, &f, LM_MIN_PAGE_SIZE, 1, e);
+
+	if (rc)
+		return rc;
+	if (f.kind != LM_KIND_HELLO) {
+		lm__err_set(e, "first frame is %s, expected hello", lm__kind_name(f.kind));
+		return LM_EKIND;
+	}
+	if ((rc = lm__read_full(&ch->conn, b, f.len))) {
+		lm__err_set(e, "reading hello: %s", lm_strerror(rc));
+		return rc;
+	}
+	return lm__dec_hello(b, f.len, h, e);
+}
+
+static void *slot_main(void *arg)
+{
+	lm__rx_chan *ch = arg;
+	lm_receiver *r = ch->r;
+	double cpu0 = lm__thread_cpu();
+	lm__err e = {{0}};
+	lm__hello h;
+	int rc, had_session;
+
+	pthread_mutex_lock(&r->lock);
+	had_session = r->have_session;
+	pthread_mutex_unlock(&r->lock);
+	rc = read_hello(ch, &h, &e);
+	if (rc == 0)
+		rc = join_session(ch, &h, &e);
+	if (rc > 0 || (rc < 0 && had_session && ch->channel < 0 && rc != LM_EFIELD)) {
+		/* Not this session's: refuse the connection, keep the session. */
+		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, e.msg);
+		goto out;
+	}
+	if (rc)
+		goto fail;
+	if (ch->channel == 0) {
+		rc = lm__rx_chan_alloc(ch) ? -ENOMEM : read_regions(ch, &e);
+		if (rc)
+			goto fail;
+		pthread_mutex_lock(&r->lock);
+		r->regions_ready = 1;
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+	} else if (lm__rx_chan_alloc(ch)) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = wait_session_ready(ch, &e)))
+		goto fail;
+	if ((rc = lm__rx_data_loop(ch, &e)))
+		goto fail;
+	goto out;
+fail:
+	if (!e.msg[0])
+		lm__err_set(&e, "%s", lm_strerror(rc));
+	fail(r, rc, ch->channel >= 0 ? ch->channel : 0, e.msg);
+out:
+	ch->cpu = lm__thread_cpu() - cpu0;
+	return NULL;
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+int lm__rx_chan_alloc(lm__rx_chan *ch)
+{
+	lm_receiver *r = ch->r;
+	uint32_t n = r->packet_pages;
+	const lm__codec_ops *ops = lm__codec_get(r->codec);
+
+	ch->tab = malloc((size_t)n * 12 + 1);
+	ch->off = malloc(sizeof(uint64_t) * n);
+	ch->plen = malloc(sizeof(uint32_t) * n);
+	ch->iov = malloc(sizeof(struct iovec) * n);
+	ch->pages = malloc(sizeof(void *) * n);
+	ch->tail = malloc(r->page_size);
+	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ops)
+		return -ENOMEM;
+	if (!ops->raw_only) {
+		ch->payload = malloc(ops->payload_bound(r->page_size, n));
+		if (!ch->payload)
+			return -ENOMEM;
+		return ops->ctx_new(&ch->codec_ctx, 0, r->page_size, n);
+	}
+	return 0;
+}
+
+void lm__rx_chan_free(lm__rx_chan *ch)
+{
+	const lm__codec_ops *ops = ch->r ? lm__codec_get(ch->r->codec) : NULL;
+
+	if (ops && ch->codec_ctx)
+		ops->ctx_free(ch->codec_ctx);
+	free(ch->tab);
+	free(ch->off);
+	free(ch->plen);
+	free(ch->iov);
+	free(ch->pages);
+	free(ch->payload);
+	free(ch->tail);
+	ch->codec_ctx = NULL;
+	ch->tab = ch->payload = ch->tail = NULL;
+	ch->off = NULL;
+	ch->plen = NULL;
+	ch->iov = NULL;
+	ch->pages = NULL;
+}
+
+/* ---- accept loop ------------------------------------------------------------ */
+
+static int start_slot(lm_receiver *r, int fd)
+{
+	lm__rx_chan *ch = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	for (int i = 0; i < LM_RX_SLOTS && !ch; i++)
+		if (!r->slots[i].slot_used)
+			ch = &r->slots[i];
+	if (ch)
+		ch->slot_used = 1;
+	pthread_mutex_unlock(&r->lock);
+	if (!ch) {
+		close(fd); /* too many connections in their handshake */
+		return 0;
+	}
+	lm__conn_init(&ch->conn, fd, r->cfg.timeout_ms);
+	ch->conn.wake_fd = r->wake_fd;
+	ch->r = r;
+	ch->channel = -1;
+	if (pthread_create(&ch->tid, NULL, slot_main, ch)) {
+		lm__conn_close(&ch->conn);
+		pthread_mutex_lock(&r->lock);
+		ch->slot_used = 0;
+		pthread_mutex_unlock(&r->lock);
+		return -EAGAIN;
+	}
+	return 1;
+}
+
+static int session_over(lm_receiver *r)
+{
+	int over;
+
+	pthread_mutex_lock(&r->lock);
+	over = r->err || r->finishing;
+	pthread_mutex_unlock(&r->lock);
+	return over;
+}
+
+/* Accepts connections until the session ends; a session whose channels do
+ * not all arrive within the timeout fails. */
+static int accept_loop(lm_receiver *r)
+{
+	uint64_t deadline = 0;
+
+	while (!session_over(r)) {
+		struct pollfd p[2] = {{r->listen_fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+		int tmo = 200, fd;
+
+		if (!r->t_start && r->cfg.accept_timeout_ms > 0 && !deadline)
+			deadline = lm__now_us() + (uint64_t)r->cfg.accept_timeout_ms * 1000u;
+		if (poll(p, 2, tmo) < 0 && errno != EINTR)
+			return -errno;
+		if (deadline && !r->t_start && lm__now_us() > deadline) {
+			fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
+			break;
+		}
+		pthread_mutex_lock(&r->lock);
+		int waiting = r->have_session && r->connected < r->channels;
+		pthread_mutex_unlock(&r->lock);
+		if (waiting && r->t_start &&
+		    lm__now_us() - r->t_start > (uint64_t)r->cfg.timeout_ms * 1000u) {
+			fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
+			break;
+		}
+		if (!(p[0].revents & POLLIN))
+			continue;
+		fd = accept4(r->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		lm__tune_socket(fd, 0, r->cfg.rcvbuf);
+		if (!r->t_start)
+			r->t_start = lm__now_us();
+		start_slot(r, fd);
+	}
+	return 0;
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
+{
+	lm_receiver *r;
+
+	if (!out)
+		return LM_EINVAL;
+	*out = NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	if (cfg)
+		r->cfg = *cfg;
+	if (r->cfg.timeout_ms <= 0)
+		r->cfg.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
+	if (!r->cfg.rcvbuf)
+		r->cfg.rcvbuf = 4 << 20;
+	if (!r->cfg.max_channels || r->cfg.max_channels > LM_MAX_CHANNELS)
+		r->cfg.max_channels = LM_MAX_CHANNELS;
+	r->listen_fd = -1;
+	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->wake_fd < 0) {
+		free(r);
+		return -errno;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		r->slots[i].conn.rfd = r->slots[i].conn.wfd = -1;
+		r->slots[i].r = r;
+		r->slots[i].channel = -1;
+	}
+	lm__zero_init();
+	*out = r;
+	return 0;
+}
+
+int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_t len, int fresh)
+{
+	size_t nl = name ? strlen(name) : 0;
+
+	if (!r || !nl || nl > LM_MAX_REGION_NAME || (!base && len))
+		return LM_EINVAL;
+	if (r->t_start)
+		return LM_ESTATE;
+	if (r->nuser >= LM_MAX_REGIONS / 2 || find_user_region(r, name))
+		return LM_EREGION;
+	lm__rx_region *g = &r->regions[r->nuser++];
+	memcpy(g->name, name, nl + 1);
+	g->base = base;
+	g->len = len;
+	g->fresh = fresh;
+	g->user_added = 1;
+	return 0;
+}
+
+int lm_receiver_listen(lm_receiver *r, const char *addr)
+{
+	if (!r || !addr)
+		return LM_EINVAL;
+	if (r->listen_fd >= 0)
+		return LM_ESTATE;
+	return lm__tcp_listen(addr, r->cfg.rcvbuf, &r->listen_fd, &r->port);
+}
+
+int lm_receiver_port(const lm_receiver *r)
+{
+	return r ? r->port : 0;
+}
+
+/* After a failure: tell the sender why on every channel, then close. */
+static void close_session(lm_receiver *r)
+{
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		lm__rx_chan *ch = &r->slots[i];
+		if (ch->conn.wfd < 0)
+			continue;
+		if (r->err && ch->channel >= 0)
+			lm__send_error_and_close(&ch->conn, r->err, (uint16_t)ch->channel, r->errmsg);
+		else
+			lm__conn_close(&ch->conn);
+	}
+}
+
+int lm_receiver_run(lm_receiver *r)
+{
+	double cpu0 = lm__thread_cpu();
+	int rc;
+
+	if (!r)
+		return LM_EINVAL;
+	if (r->listen_fd < 0 || r->status != LM_STATUS_NONE)
+		return LM_ESTATE;
+	r->status = LM_STATUS_SETUP;
+	rc = accept_loop(r);
+	if (rc)
+		fail(r, rc, -1, "accept failed");
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		if (r->slots[i].slot_used) {
+			pthread_join(r->slots[i].tid, NULL);
+			r->slots[i].slot_used = 0;
+		}
+	}
+	r->t_end = lm__now_us();
+	close_session(r);
+	r->main_cpu = lm__thread_cpu() - cpu0;
+	r->status = r->err ? LM_STATUS_FAILED : LM_STATUS_COMPLETED;
+	return r->err;
+}
+
+void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
+{
+	uint64_t end;
+
+	memset(st, 0, sizeof(*st));
+	if (!r)
+		return;
+	end = r->t_end ? r->t_end : lm__now_us();
+	st->is_receiver = 1;
+	st->status = r->status;
+	st->channels = r->channels;
+	st->page_size = r->page_size;
+	st->codec = (lm_codec_id)r->codec;
+	if (r->t_start) {
+		st->total_time_us = end - r->t_start;
+		st->setup_time_us = (r->t_setup ? r->t_setup : end) - r->t_start;
+	}
+	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++)
+		st->total_ram += r->region_len[i];
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		const lm__rx_chan *ch = &r->slots[i];
+		if (ch->channel < 0)
+			continue;
+		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
+		st->duplicate_pages += ch->zero_pages;
+		st->normal_pages += ch->normal_pages;
+		st->payload_bytes += ch->payload_bytes;
+		st->packets += ch->packets;
+		st->cpu_seconds += ch->cpu;
+		if (ch->channel == 0)
+			st->rounds = ch->round;
+	}
+	st->cpu_seconds += r->main_cpu;
+	lm__stats_derive(st);
+}
+
+const char *lm_receiver_errmsg(const lm_receiver *r)
+{
+	return r ? r->errmsg : "";
+}
+
+void lm_receiver_free(lm_receiver *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		if (r->slots[i].slot_used)
+			pthread_join(r->slots[i].tid, NULL);
+		lm__conn_close(&r->slots[i].conn);
+		lm__rx_chan_free(&r->slots[i]);
+	}
+	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++)
+		free(r->regions[i].written);
+	if (r->listen_fd >= 0)
+		close(r->listen_fd);
+	close(r->wake_fd);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}

@@ -1,0 +1,89 @@
+#ifndef LM_RECEIVER_H
+#define LM_RECEIVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "codec/codec.h"
+#include "livemig.h"
+
+/* Connections beyond the session's channels that may be in their handshake
+ * at once (intruders, retries); more are closed unread. */
+#define LM_RX_EXTRA_SLOTS 16
+#define LM_RX_SLOTS (LM_MAX_CHANNELS + LM_RX_EXTRA_SLOTS)
+
+typedef struct lm__rx_region {
+	char name[LM_MAX_REGION_NAME + 1];
+	uint8_t *base;
+	uint64_t len;
+	int fresh;      /* memory known zero: zero pages need no write */
+	int user_added; /* from lm_receiver_add_region() */
+	int announced;  /* matched by the sender's region frame */
+	/* Page i holds sent data (fresh regions only). Channel threads set
+	 * bits with atomic ORs; rounds are ordered by the sync barrier. */
+	uint64_t *written;
+} lm__rx_region;
+
+/* One accepted connection: a session channel once its hello is accepted. */
+typedef struct lm__rx_chan {
+	struct lm_receiver *r;
+	int slot_used;   /* guarded by r->lock */
+	pthread_t tid;
+	int channel;     /* session channel index, -1 until accepted */
+	/* Owner: this slot's thread until it is joined, then the run thread. */
+	lm__conn conn;
+	uint32_t round;
+	uint64_t last_num;
+	int have_num;
+	uint64_t round_packets;
+	uint8_t *tab;    /* offset and length tables as read */
+	uint64_t *off;
+	uint32_t *plen;
+	struct iovec *iov;
+	uint8_t *payload;/* encoded payload (non-raw codecs) */
+	void **pages;    /* decode targets */
+	uint8_t *tail;   /* bounce page for a region's partial last page */
+	void *codec_ctx;
+	uint64_t zero_pages, normal_pages, payload_bytes, packets;
+	double cpu;
+} lm__rx_chan;
+
+struct lm_receiver {
+	lm_receiver_config cfg;
+	int listen_fd, port, wake_fd;
+	lm__rx_region regions[LM_MAX_REGIONS]; /* user-added first, then by callback */
+	uint32_t nuser;
+	/* By wire id; filled by channel 0's thread before regions_ready. */
+	lm__rx_region *by_id[LM_MAX_REGIONS];
+	uint64_t region_len[LM_MAX_REGIONS];
+	lm__rx_chan slots[LM_RX_SLOTS];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* session progress: connects, regions, syncs, failure */
+	/* Guarded by lock. */
+	int have_session;
+	uint8_t session[16];
+	uint16_t channels;
+	uint32_t page_size, packet_pages, region_count;
+	uint16_t codec;
+	lm__rx_chan *chan[LM_MAX_CHANNELS];
+	uint32_t connected;
+	int regions_ready;
+	uint32_t synced[LM_MAX_CHANNELS]; /* rounds each channel has synced */
+	int verifying, finishing, done;
+	int err;
+	char errmsg[512];
+	/* Owner: the run thread. */
+	lm_status status;
+	uint64_t t_start, t_setup, t_end;
+	double main_cpu;
+};
+
+/* The per-connection loop, exposed so the fuzzer can drive it over a memfd
+ * with a prepared session (see tests/fuzz_receiver.c). */
+int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e);
+int lm__rx_chan_alloc(lm__rx_chan *ch);
+void lm__rx_chan_free(lm__rx_chan *ch);
+
+#endif

@@ -1,0 +1,664 @@
+/*
+ * Sender: the main thread walks the regions and hands packets of up to
+ * packet_pages pages to idle channel threads; each channel thread scans its
+ * pages for zeros, encodes and sends. Control frames (hello, region, sync,
+ * complete) are written by whoever owns the conn at that moment: the main
+ * thread before the channel threads start and while they are idle.
+ */
+#include "sender.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "checksum.h"
+#include "stats.h"
+#include "zero.h"
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void abort_channels(lm_sender *s);
+
+/* Records the first failure; later ones are consequences. */
+static void set_error(lm_sender *s, int code, int channel, const char *msg)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->err) {
+		s->err = code;
+		if (channel >= 0)
+			snprintf(s->errmsg, sizeof(s->errmsg), "channel %d: %s", channel, msg);
+		else
+			snprintf(s->errmsg, sizeof(s->errmsg), "%s", msg);
+	}
+	pthread_cond_broadcast(&s->idle_cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* A failed write may be the receiver closing after an error frame: read it,
+ * so the user sees the receiver's reason rather than "connection reset". */
+static int peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
+{
+	lm__frame f;
+	lm__error_msg m;
+	int saved = ch->conn.timeout_ms;
+
+	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
+	ch->conn.watch_in = 0;
+	if (lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e) == 0 &&
+	    f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
+		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
+		rc = LM_EPEER;
+	} else if (rc == LM_EPEER) {
+		lm__err_set(e, "unexpected frame from the receiver during data");
+		rc = LM_EKIND;
+	} else {
+		lm__err_set(e, "send: %s", lm_strerror(rc));
+	}
+	ch->conn.timeout_ms = saved;
+	ch->conn.watch_in = 1;
+	return rc;
+}
+
+/* ---- channel thread ------------------------------------------------------ */
+
+/* The partial last page of a region goes through a zero-padded copy, so only
+ * [base, base + len) of the caller's memory is ever read. */
+static const uint8_t *page_ptr(lm__tx_chan *ch, const lm__tx_region *r, uint64_t off)
+{
+	uint32_t ps = ch->s->page_size;
+
+	if (off + ps <= r->len)
+		return r->base + off;
+	memset(ch->tail, 0, ps);
+	memcpy(ch->tail, r->base + off, (size_t)(r->len - off));
+	return ch->tail;
+}
+
+static int send_packet(lm__tx_chan *ch, lm__err *e)
+{
+	lm_sender *s = ch->s;
+	const lm__tx_region *r = &s->regions[ch->job_region];
+	uint32_t ps = s->page_size, nn = 0, nz = 0, n = ch->job_pages;
+	lm__data_hdr d;
+	uint8_t *p;
+	int iovc = 1, rc;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *pg = page_ptr(ch, r, ch->job_off[i]);
+		if (lm__is_zero(pg, ps))
+			ch->zero_off[nz++] = ch->job_off[i];
+		else
+			ch->normal_off[nn++] = ch->job_off[i];
+	}
+	memset(&d, 0, sizeof(d));
+	d.packet_num = ch->job_num;
+	d.region = ch->job_region;
+	d.round = s->round;
+	d.pages = n;
+	d.normal = nn;
+	d.zero = nz;
+	d.payload = nn * ps;
+	d.codec_flags = LM_CODEC_NONE;
+	p = ch->hdr + lm__enc_data_hdr(ch->hdr, &d, (uint32_t)lm__data_body_len(&d));
+	for (uint32_t i = 0; i < nn; i++, p += 8)
+		lm__put64(p, ch->normal_off[i]);
+	for (uint32_t i = 0; i < nz; i++, p += 8)
+		lm__put64(p, ch->zero_off[i]);
+	for (uint32_t i = 0; i < nn; i++, p += 4)
+		lm__put32(p, ps);
+	ch->iov[0].iov_base = ch->hdr;
+	ch->iov[0].iov_len = (size_t)(p - ch->hdr);
+	/* Page data goes from the region to the socket with no copy;
+	 * neighbouring pages share one iovec. */
+	for (uint32_t i = 0; i < nn; i++) {
+		const uint8_t *pg = page_ptr(ch, r, ch->normal_off[i]);
+		struct iovec *last = &ch->iov[iovc - 1];
+		if (iovc > 1 && (const uint8_t *)last->iov_base + last->iov_len == pg)
+			last->iov_len += ps;
+		else
+			ch->iov[iovc++] = (struct iovec){(void *)pg, ps};
+	}
+	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
+	if (rc)
+		return peer_reason(ch, rc, e);
+	ch->zero_pages += nz;
+	ch->normal_pages += nn;
+	ch->payload += d.payload;
+	ch->packets++;
+	ch->round_packets++;
+	return 0;
+}
+
+static int send_sync(lm__tx_chan *ch, lm__err *e)
+{
+	uint8_t buf[LM_FRAME_HDR + LM_SYNC_LEN];
+	lm__sync sy = {ch->s->round, ch->round_packets};
+	int rc = lm__write_full(&ch->conn, buf, lm__enc_sync(buf, &sy));
+
+	if (rc)
+		return peer_reason(ch, rc, e);
+	ch->round_packets = 0;
+	return 0;
+}
+
+static void *chan_main(void *arg)
+{
+	lm__tx_chan *ch = arg;
+	lm_sender *s = ch->s;
+	double cpu0 = lm__thread_cpu();
+
+	for (;;) {
+		lm__err e = {{0}};
+		int st, rc = 0;
+
+		pthread_mutex_lock(&s->lock);
+		while (ch->state == LM_TX_IDLE)
+			pthread_cond_wait(&ch->cond, &s->lock);
+		st = ch->state;
+		pthread_mutex_unlock(&s->lock);
+		if (st == LM_TX_QUIT)
+			break;
+		rc = st == LM_TX_JOB ? send_packet(ch, &e) : send_sync(ch, &e);
+		if (rc)
+			set_error(s, rc, ch->idx, e.msg);
+		pthread_mutex_lock(&s->lock);
+		ch->state = LM_TX_IDLE;
+		pthread_cond_broadcast(&s->idle_cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	ch->cpu = lm__thread_cpu() - cpu0;
+	return NULL;
+}
+
+/* ---- main thread --------------------------------------------------------- */
+
+/* Next idle channel, round robin; NULL once the migration has failed. */
+static lm__tx_chan *idle_channel(lm_sender *s)
+{
+	lm__tx_chan *found = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->err && !found) {
+		for (uint32_t k = 0; k < s->nch && !found; k++) {
+			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
+			if (ch->state == LM_TX_IDLE) {
+				found = ch;
+				s->next_ch = (ch->idx + 1u) % s->nch;
+			}
+		}
+		if (!found)
+			pthread_cond_wait(&s->idle_cond, &s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+static void post(lm_sender *s, lm__tx_chan *ch, int state)
+{
+	pthread_mutex_lock(&s->lock);
+	ch->state = state;
+	pthread_cond_signal(&ch->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits until no channel is busy; returns the first error, if any. */
+static int wait_all_idle(lm_sender *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		uint32_t busy = 0;
+		for (uint32_t i = 0; i < s->nch; i++)
+			busy += s->ch[i].state != LM_TX_IDLE;
+		if (!busy)
+			break;
+		pthread_cond_wait(&s->idle_cond, &s->lock);
+	}
+	rc = s->err;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int dispatch_region(lm_sender *s, uint32_t rid)
+{
+	const lm__tx_region *r = &s->regions[rid];
+	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
+
+	for (uint64_t pg = 0; pg < pages; pg += s->packet_pages) {
+		lm__tx_chan *ch = idle_channel(s);
+		uint32_t n = pages - pg < s->packet_pages ? (uint32_t)(pages - pg) : s->packet_pages;
+		if (!ch)
+			return s->err;
+		if (!s->t_first_data)
+			s->t_first_data = lm__now_us();
+		ch->job_region = rid;
+		ch->job_pages = n;
+		ch->job_num = s->next_packet++;
+		for (uint32_t i = 0; i < n; i++)
+			ch->job_off[i] = (pg + i) * s->page_size;
+		post(s, ch, LM_TX_JOB);
+	}
+	return 0;
+}
+
+static int sync_round(lm_sender *s)
+{
+	int rc = wait_all_idle(s);
+
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < s->nch; i++)
+		post(s, &s->ch[i], LM_TX_SYNC);
+	rc = wait_all_idle(s);
+	s->round++;
+	return rc;
+}
+
+static int complete(lm_sender *s)
+{
+	lm__region_sum sums[LM_MAX_REGIONS];
+	uint8_t *buf = malloc(lm__complete_bound(s->nregions));
+	lm__tx_chan *ch0 = &s->ch[0];
+	unsigned threads = s->nch;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	lm__err e = {{0}};
+	lm__frame f;
+	uint8_t ackb[LM_ACK_LEN];
+	lm__ack ack;
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	if (cpus > 0 && threads > (unsigned)cpus)
+		threads = (unsigned)cpus;
+	for (uint32_t i = 0; i < s->nregions; i++) {
+		lm__sum_job j = {s->regions[i].base, s->regions[i].len, NULL, s->page_size};
+		sums[i].id = i;
+		sums[i].len = s->regions[i].len;
+		rc = lm__checksum(&j, threads, &sums[i].checksum);
+		if (rc)
+			goto out;
+	}
+	rc = lm__write_full(&ch0->conn, buf, lm__enc_complete(buf, sums, s->nregions));
+	if (rc) {
+		rc = peer_reason(ch0, rc, &e);
+		goto fail;
+	}
+	/* The receiver hashes everything before it answers: that is the
+	 * verification the user waits for. */
+	ch0->conn.watch_in = 0;
+	rc = lm__read_frame(&ch0->conn, &f, s->page_size, s->packet_pages, &e);
+	if (rc)
+		goto fail;
+	if (f.kind == LM_KIND_ERROR) {
+		lm__error_msg m;
+		rc = lm__read_error_body(&ch0->conn, &f, &m, &e);
+		if (!rc) {
+			lm__err_set(&e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
+			rc = m.code == LM_ECHECKSUM ? LM_ECHECKSUM : LM_EPEER;
+		}
+		goto fail;
+	}
+	if (f.kind != LM_KIND_ACK || f.len != LM_ACK_LEN) {
+		lm__err_set(&e, "expected ack of complete, got %s", lm__kind_name(f.kind));
+		rc = LM_EKIND;
+		goto fail;
+	}
+	rc = lm__read_full(&ch0->conn, ackb, sizeof(ackb));
+	if (!rc)
+		rc = lm__dec_ack(ackb, f.len, &ack, &e);
+	if (!rc && ack.kind != LM_KIND_COMPLETE) {
+		lm__err_set(&e, "ack.kind %u, expected complete", ack.kind);
+		rc = LM_EFIELD;
+	}
+	if (rc)
+		goto fail;
+	goto out;
+fail:
+	if (!e.msg[0])
+		lm__err_set(&e, "%s", lm_strerror(rc));
+	set_error(s, rc, 0, e.msg);
+out:
+	free(buf);
+	return rc;
+}
+
+/* ---- handshake ------------------------------------------------------------ */
+
+static int hello_channel(lm_sender *s, lm__tx_chan *ch, const char *addr, lm__err *e)
+{
+	uint8_t buf[LM_FRAME_HDR + LM_HELLO_LEN];
+	lm__hello h;
+	int fd, rc = lm__tcp_connect(addr, s->cfg.timeout_ms, s->cfg.sndbuf, &fd);
+
+	if (rc) {
+		lm__err_set(e, "connect to %s: %s", addr, lm_strerror(rc));
+		return rc;
+	}
+	lm__conn_init(&ch->conn, fd, s->cfg.timeout_ms);
+	memset(&h, 0, sizeof(h));
+	h.version = LM_PROTOCOL_VERSION;
+	memcpy(h.session, s->session, 16);
+	h.channel = ch->idx;
+	h.channels = (uint16_t)s->nch;
+	h.page_size = s->page_size;
+	h.codec = (uint16_t)s->cfg.codec;
+	h.packet_pages = s->packet_pages;
+	h.region_count = s->nregions;
+	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
+	if (rc)
+		lm__err_set(e, "sending hello: %s", lm_strerror(rc));
+	return rc;
+}
+
+static int send_regions(lm_sender *s, lm__tx_chan *ch, lm__err *e)
+{
+	uint8_t buf[LM_FRAME_HDR + LM_REGION_FIXED + LM_MAX_REGION_NAME];
+
+	for (uint32_t i = 0; i < s->nregions; i++) {
+		lm__region_msg m;
+		int rc;
+		memset(&m, 0, sizeof(m));
+		m.id = i;
+		m.len = s->regions[i].len;
+		m.name_len = (uint16_t)strlen(s->regions[i].name);
+		memcpy(m.name, s->regions[i].name, m.name_len);
+		rc = lm__write_full(&ch->conn, buf, lm__enc_region(buf, &m));
+		if (rc) {
+			lm__err_set(e, "sending region %u: %s", i, lm_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
+{
+	uint8_t b[LM_ACK_LEN];
+	lm__frame f;
+	lm__ack a;
+	int rc = lm__read_frame(&ch->conn, &f, s->page_size, s->packet_pages, e);
+
+	if (rc)
+		return rc;
+	if (f.kind == LM_KIND_ERROR) {
+		lm__error_msg m;
+		rc = lm__read_error_body(&ch->conn, &f, &m, e);
+		if (rc)
+			return rc;
+		lm__err_set(e, "receiver refused: %s (%s)", m.msg, lm_strerror(m.code));
+		return LM_EPEER;
+	}
+	if (f.kind != LM_KIND_ACK || f.len != LM_ACK_LEN) {
+		lm__err_set(e, "expected ack of hello, got %s", lm__kind_name(f.kind));
+		return LM_EKIND;
+	}
+	rc = lm__read_full(&ch->conn, b, sizeof(b));
+	if (!rc)
+		rc = lm__dec_ack(b, f.len, &a, e);
+	if (rc)
+		return rc;
+	if (a.kind != LM_KIND_HELLO) {
+		lm__err_set(e, "ack.kind %u, expected hello", a.kind);
+		return LM_EFIELD;
+	}
+	if (memcmp(a.session, s->session, 16)) {
+		lm__err_set(e, "ack.session does not match ours");
+		return LM_ESESSION;
+	}
+	return 0;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
+{
+	lm_sender *s;
+	lm_sender_config c;
+
+	if (!out)
+		return LM_EINVAL;
+	*out = NULL;
+	memset(&c, 0, sizeof(c));
+	if (cfg)
+		c = *cfg;
+	if (!c.channels)
+		c.channels = LM_DEFAULT_CHANNELS;
+	if (!c.page_size)
+		c.page_size = LM_MIN_PAGE_SIZE;
+	if (!c.packet_pages)
+		c.packet_pages = LM_DEFAULT_PACKET_PAGES;
+	if (c.timeout_ms <= 0)
+		c.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
+	if (!c.sndbuf)
+		c.sndbuf = 4 << 20;
+	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
+	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
+	    c.packet_pages > LM_MAX_PACKET_PAGES || !lm__codec_get((uint16_t)c.codec))
+		return LM_EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = c;
+	s->page_size = c.page_size;
+	s->packet_pages = c.packet_pages;
+	s->nch = c.channels;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->idle_cond, NULL);
+	lm__zero_init();
+	*out = s;
+	return 0;
+}
+
+int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint64_t len)
+{
+	size_t nl = name ? strlen(name) : 0;
+
+	if (!s || nl == 0 || nl > LM_MAX_REGION_NAME || (!base && len) || len > (UINT64_MAX >> 1))
+		return LM_EINVAL;
+	if (s->ch)
+		return LM_ESTATE;
+	if (s->nregions >= LM_MAX_REGIONS)
+		return LM_EREGION;
+	for (uint32_t i = 0; i < s->nregions; i++)
+		if (strcmp(s->regions[i].name, name) == 0)
+			return LM_EREGION;
+	memcpy(s->regions[s->nregions].name, name, nl + 1);
+	s->regions[s->nregions].base = base;
+	s->regions[s->nregions].len = len;
+	s->nregions++;
+	return 0;
+}
+
+static void chan_free_bufs(lm__tx_chan *ch)
+{
+	free(ch->hdr);
+	free(ch->iov);
+	free(ch->job_off);
+	free(ch->normal_off);
+	free(ch->zero_off);
+	free(ch->tail);
+}
+
+static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
+{
+	uint32_t n = s->packet_pages;
+
+	ch->s = s;
+	ch->idx = idx;
+	ch->conn.rfd = ch->conn.wfd = ch->conn.wake_fd = -1;
+	pthread_cond_init(&ch->cond, NULL);
+	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 12);
+	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
+	ch->job_off = malloc(sizeof(uint64_t) * n);
+	ch->normal_off = malloc(sizeof(uint64_t) * n);
+	ch->zero_off = malloc(sizeof(uint64_t) * n);
+	ch->tail = malloc(s->page_size);
+	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->normal_off || !ch->zero_off || !ch->tail)
+		return -ENOMEM;
+	return 0;
+}
+
+int lm_sender_connect(lm_sender *s, const char *addr)
+{
+	lm__err e = {{0}};
+	int rc, who = -1;
+	double cpu0 = lm__thread_cpu();
+
+	if (!s || !addr)
+		return LM_EINVAL;
+	if (s->ch)
+		return LM_ESTATE;
+	s->t_start = lm__now_us();
+	s->ch = calloc(s->nch, sizeof(*s->ch));
+	if (!s->ch)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->nch; i++)
+		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i)))
+			goto fail;
+	if (getrandom(s->session, sizeof(s->session), 0) != (ssize_t)sizeof(s->session)) {
+		rc = -errno;
+		goto fail;
+	}
+	s->session[0] |= 1; /* never all zero: the receiver refuses that */
+	for (uint32_t i = 0; i < s->nch; i++) {
+		who = (int)i;
+		if ((rc = hello_channel(s, &s->ch[i], addr, &e)))
+			goto fail;
+		if (i == 0 && (rc = send_regions(s, &s->ch[0], &e)))
+			goto fail;
+	}
+	for (uint32_t i = 0; i < s->nch; i++) {
+		who = (int)i;
+		if ((rc = await_hello_ack(s, &s->ch[i], &e)))
+			goto fail;
+	}
+	for (uint32_t i = 0; i < s->nch; i++) {
+		s->ch[i].conn.watch_in = 1;
+		if ((rc = -pthread_create(&s->ch[i].tid, NULL, chan_main, &s->ch[i]))) {
+			lm__err_set(&e, "starting channel thread: %s", lm_strerror(rc));
+			goto fail;
+		}
+		s->ch[i].started = 1;
+	}
+	s->t_setup = lm__now_us();
+	s->status = LM_STATUS_ACTIVE;
+	s->main_cpu += lm__thread_cpu() - cpu0;
+	return 0;
+fail:
+	if (!e.msg[0])
+		lm__err_set(&e, "%s", lm_strerror(rc));
+	set_error(s, rc, who, e.msg);
+	s->status = LM_STATUS_FAILED;
+	abort_channels(s);
+	s->main_cpu += lm__thread_cpu() - cpu0;
+	return rc;
+}
+
+static void stop_threads(lm_sender *s)
+{
+	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
+		if (!s->ch[i].started)
+			continue;
+		post(s, &s->ch[i], LM_TX_QUIT);
+		pthread_join(s->ch[i].tid, NULL);
+		s->ch[i].started = 0;
+	}
+}
+
+/* Tells the receiver why we stop, on every channel, then closes them. */
+static void abort_channels(lm_sender *s)
+{
+	for (uint32_t i = 0; s->ch && i < s->nch; i++)
+		if (s->ch[i].conn.wfd >= 0)
+			lm__send_error_and_close(&s->ch[i].conn, s->err, (uint16_t)i, s->errmsg);
+}
+
+int lm_sender_run(lm_sender *s)
+{
+	int rc = 0;
+	double cpu0 = lm__thread_cpu();
+
+	if (!s)
+		return LM_EINVAL;
+	if (!s->ch || s->status != LM_STATUS_ACTIVE)
+		return LM_ESTATE;
+	for (uint32_t i = 0; i < s->nregions && !rc; i++)
+		rc = dispatch_region(s, i);
+	if (!rc)
+		rc = sync_round(s);
+	if (!rc)
+		rc = complete(s);
+	s->t_end = lm__now_us();
+	stop_threads(s);
+	s->main_cpu += lm__thread_cpu() - cpu0;
+	if (rc) {
+		s->status = LM_STATUS_FAILED;
+		abort_channels(s);
+		return s->err ? s->err : rc;
+	}
+	s->status = LM_STATUS_COMPLETED;
+	for (uint32_t i = 0; i < s->nch; i++)
+		lm__conn_close(&s->ch[i].conn);
+	return 0;
+}
+
+void lm_sender_stats(const lm_sender *s, lm_stats *st)
+{
+	uint64_t end;
+
+	memset(st, 0, sizeof(*st));
+	if (!s)
+		return;
+	end = s->t_end ? s->t_end : lm__now_us();
+	st->status = s->status;
+	st->channels = s->nch;
+	st->page_size = s->page_size;
+	st->codec = s->cfg.codec;
+	st->rounds = s->round;
+	if (s->t_start) {
+		st->total_time_us = end - s->t_start;
+		st->setup_time_us = (s->t_setup ? s->t_setup : end) - s->t_start;
+	}
+	for (uint32_t i = 0; i < s->nregions; i++)
+		st->total_ram += s->regions[i].len;
+	/* Channel counters are final once the threads are joined (run ended). */
+	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
+		const lm__tx_chan *ch = &s->ch[i];
+		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
+		st->duplicate_pages += ch->zero_pages;
+		st->normal_pages += ch->normal_pages;
+		st->payload_bytes += ch->payload;
+		st->packets += ch->packets;
+		st->cpu_seconds += ch->cpu;
+	}
+	st->cpu_seconds += s->main_cpu;
+	lm__stats_derive(st);
+}
+
+const char *lm_sender_errmsg(const lm_sender *s)
+{
+	return s ? s->errmsg : "";
+}
+
+void lm_sender_free(lm_sender *s)
+{
+	if (!s)
+		return;
+	stop_threads(s);
+	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
+		lm__conn_close(&s->ch[i].conn);
+		chan_free_bufs(&s->ch[i]);
+		pthread_cond_destroy(&s->ch[i].cond);
+	}
+	free(s->ch);
+	pthread_cond_destroy(&s->idle_cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

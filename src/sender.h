@@ -1,0 +1,63 @@
+#ifndef LM_SENDER_H
+#define LM_SENDER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "codec/codec.h"
+#include "livemig.h"
+
+enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT };
+
+typedef struct lm__tx_region {
+	char name[LM_MAX_REGION_NAME + 1];
+	const uint8_t *base;
+	uint64_t len;
+} lm__tx_region;
+
+typedef struct lm__tx_chan {
+	struct lm_sender *s;
+	uint16_t idx;
+	pthread_t tid;
+	int started;           /* owner: main thread */
+	pthread_cond_t cond;   /* signalled when state leaves IDLE */
+	int state;             /* guarded by s->lock */
+	/* The job: written by the main thread while IDLE, read by the channel
+	 * thread while JOB (the state change under s->lock orders them). */
+	uint32_t job_region, job_pages;
+	uint64_t job_num;
+	uint64_t *job_off;
+	/* Owner: the conn and buffers belong to the channel thread while its
+	 * state is not IDLE, to the main thread otherwise. */
+	lm__conn conn;
+	uint8_t *hdr;          /* frame + data header + offsets + lengths */
+	struct iovec *iov;
+	uint64_t *normal_off, *zero_off;
+	uint8_t *tail;         /* zero-padded copy of a region's partial last page */
+	uint64_t round_packets;
+	/* Counters: channel thread writes, readers wait for IDLE or join. */
+	uint64_t zero_pages, normal_pages, payload, packets;
+	double cpu;
+} lm__tx_chan;
+
+struct lm_sender {
+	lm_sender_config cfg;
+	uint32_t page_size, packet_pages, nch;
+	lm__tx_region regions[LM_MAX_REGIONS];
+	uint32_t nregions;
+	uint8_t session[16];
+	lm__tx_chan *ch;
+	pthread_mutex_t lock;
+	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
+	int err;                  /* guarded by lock: the first failure */
+	char errmsg[512];         /* guarded by lock */
+	/* Owner: the thread driving the sender. */
+	uint32_t next_ch, round;
+	uint64_t next_packet;
+	lm_status status;
+	uint64_t t_start, t_setup, t_first_data, t_end;
+	double main_cpu;
+};
+
+#endif

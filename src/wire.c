@@ -1,0 +1,513 @@
+/*
+ * Wire protocol v1 (docs/protocol.md). Decoders check every field before the
+ * caller may use it: bad input becomes an error naming the field, never an
+ * assert, an out-of-bounds access or an overflow.
+ */
+#include "wire.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codec/codec.h"
+
+void lm__err_set(lm__err *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+static int fail(lm__err *e, int code, const char *what)
+{
+	lm__err_set(e, "%s", what);
+	return code;
+}
+
+static int is_zero_bytes(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+static int pow2(uint32_t v) { return v && !(v & (v - 1)); }
+
+const char *lm__kind_name(uint8_t kind)
+{
+	static const char *const names[] = {"?", "hello", "region", "data", "sync",
+					    "complete", "error", "ack"};
+	return kind <= LM_KIND_MAX ? names[kind] : "unknown";
+}
+
+/* ---- encoders ------------------------------------------------------------ */
+
+size_t lm__enc_frame(uint8_t *p, uint8_t kind, uint8_t flags, uint32_t len)
+{
+	lm__put32(p, LM_MAGIC);
+	p[4] = kind;
+	p[5] = flags;
+	lm__put16(p + 6, 0);
+	lm__put32(p + 8, len);
+	return LM_FRAME_HDR;
+}
+
+size_t lm__enc_hello(uint8_t *p, const lm__hello *h)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_HELLO, 0, LM_HELLO_LEN);
+
+	memset(b, 0, LM_HELLO_LEN);
+	lm__put16(b + 0, h->version);
+	memcpy(b + 4, h->session, 16);
+	lm__put16(b + 20, h->channel);
+	lm__put16(b + 22, h->channels);
+	lm__put32(b + 24, h->page_size);
+	lm__put16(b + 28, h->codec);
+	lm__put32(b + 32, h->packet_pages);
+	lm__put32(b + 36, h->region_count);
+	lm__put64(b + 40, h->features);
+	lm__put64(b + 48, h->required);
+	return LM_FRAME_HDR + LM_HELLO_LEN;
+}
+
+size_t lm__enc_region(uint8_t *p, const lm__region_msg *r)
+{
+	uint32_t len = LM_REGION_FIXED + r->name_len;
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_REGION, 0, len);
+
+	lm__put32(b, r->id);
+	lm__put32(b + 4, 0);
+	lm__put64(b + 8, r->len);
+	lm__put16(b + 16, r->name_len);
+	lm__put16(b + 18, 0);
+	memcpy(b + 20, r->name, r->name_len);
+	return LM_FRAME_HDR + len;
+}
+
+size_t lm__enc_data_hdr(uint8_t *p, const lm__data_hdr *d, uint32_t body_len)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_DATA, 0, body_len);
+
+	lm__put64(b, d->packet_num);
+	lm__put32(b + 8, d->region);
+	lm__put32(b + 12, d->round);
+	lm__put32(b + 16, d->pages);
+	lm__put32(b + 20, d->normal);
+	lm__put32(b + 24, d->zero);
+	lm__put32(b + 28, d->ref);
+	lm__put32(b + 32, d->payload);
+	lm__put16(b + 36, d->codec_flags);
+	lm__put16(b + 38, 0);
+	return LM_FRAME_HDR + LM_DATA_HDR;
+}
+
+size_t lm__enc_sync(uint8_t *p, const lm__sync *s)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_SYNC, 0, LM_SYNC_LEN);
+
+	lm__put32(b, s->round);
+	lm__put32(b + 4, 0);
+	lm__put64(b + 8, s->packets);
+	return LM_FRAME_HDR + LM_SYNC_LEN;
+}
+
+size_t lm__complete_bound(uint32_t n)
+{
+	return LM_FRAME_HDR + LM_COMPLETE_FIXED + (size_t)n * LM_COMPLETE_ENTRY;
+}
+
+size_t lm__enc_complete(uint8_t *p, const lm__region_sum *sums, uint32_t n)
+{
+	uint32_t len = LM_COMPLETE_FIXED + n * LM_COMPLETE_ENTRY;
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_COMPLETE, 0, len);
+
+	lm__put32(b, n);
+	lm__put32(b + 4, 0);
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *q = b + LM_COMPLETE_FIXED + i * LM_COMPLETE_ENTRY;
+		lm__put32(q, sums[i].id);
+		lm__put32(q + 4, 0);
+		lm__put64(q + 8, sums[i].len);
+		lm__put64(q + 16, sums[i].checksum);
+	}
+	return LM_FRAME_HDR + len;
+}
+
+size_t lm__enc_ack(uint8_t *p, const lm__ack *a)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_ACK, 0, LM_ACK_LEN);
+
+	memset(b, 0, LM_ACK_LEN);
+	b[0] = a->kind;
+	lm__put32(b + 4, (uint32_t)a->status);
+	lm__put64(b + 8, a->features);
+	memcpy(b + 16, a->session, 16);
+	return LM_FRAME_HDR + LM_ACK_LEN;
+}
+
+size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg)
+{
+	size_t n = strlen(msg);
+	uint8_t *b;
+
+	if (n > LM_ERROR_MAX_MSG)
+		n = LM_ERROR_MAX_MSG;
+	b = p + lm__enc_frame(p, LM_KIND_ERROR, 0, (uint32_t)(LM_ERROR_FIXED + n));
+	lm__put32(b, (uint32_t)code);
+	lm__put16(b + 4, channel);
+	lm__put16(b + 6, 0);
+	lm__put16(b + 8, (uint16_t)n);
+	lm__put16(b + 10, 0);
+	memcpy(b + 12, msg, n);
+	return LM_FRAME_HDR + LM_ERROR_FIXED + n;
+}
+
+/* ---- limits -------------------------------------------------------------- */
+
+uint64_t lm__data_body_len(const lm__data_hdr *d)
+{
+	/* Every term is bounded by 32-bit counts: no 64-bit overflow possible. */
+	return (uint64_t)LM_DATA_HDR + 8ull * ((uint64_t)d->normal + d->zero) + 16ull * d->ref +
+	       4ull * d->normal + d->payload;
+}
+
+uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages)
+{
+	switch (kind) {
+	case LM_KIND_HELLO: return LM_HELLO_LEN;
+	case LM_KIND_REGION: return LM_REGION_FIXED + LM_MAX_REGION_NAME;
+	case LM_KIND_DATA:
+		return LM_DATA_HDR + (uint64_t)packet_pages * (16 + 4) +
+		       lm__codec_payload_bound(page_size, packet_pages);
+	case LM_KIND_SYNC: return LM_SYNC_LEN;
+	case LM_KIND_COMPLETE: return LM_COMPLETE_FIXED + (uint64_t)LM_MAX_REGIONS * LM_COMPLETE_ENTRY;
+	case LM_KIND_ERROR: return LM_ERROR_FIXED + LM_ERROR_MAX_MSG;
+	case LM_KIND_ACK: return LM_ACK_LEN;
+	default: return 0;
+	}
+}
+
+/* ---- decoders ------------------------------------------------------------ */
+
+int lm__dec_frame(const uint8_t *p, lm__frame *f, lm__err *e)
+{
+	uint32_t magic = lm__get32(p);
+
+	if (magic != LM_MAGIC) {
+		lm__err_set(e, "frame.magic 0x%08x, expected 0x%08x", magic, LM_MAGIC);
+		return LM_EBADMAGIC;
+	}
+	f->kind = p[4];
+	f->flags = p[5];
+	f->len = lm__get32(p + 8);
+	if (f->kind == 0 || f->kind > LM_KIND_MAX) {
+		lm__err_set(e, "frame.kind %u unknown", f->kind);
+		return LM_EKIND;
+	}
+	if (f->flags) {
+		lm__err_set(e, "frame.flags 0x%02x unknown for %s", f->flags, lm__kind_name(f->kind));
+		return LM_EFIELD;
+	}
+	if (lm__get16(p + 6))
+		return fail(e, LM_EFIELD, "frame.reserved not zero");
+	return 0;
+}
+
+static int want_len(uint32_t len, uint32_t want, const char *kind, lm__err *e)
+{
+	if (len == want)
+		return 0;
+	lm__err_set(e, "%s.length %u, expected %u", kind, len, want);
+	return LM_EFIELD;
+}
+
+int lm__dec_hello(const uint8_t *p, uint32_t len, lm__hello *h, lm__err *e)
+{
+	int rc = want_len(len, LM_HELLO_LEN, "hello", e);
+
+	if (rc)
+		return rc;
+	h->version = lm__get16(p);
+	if (h->version != LM_PROTOCOL_VERSION) {
+		lm__err_set(e, "hello.version %u, this receiver speaks %u", h->version,
+			    LM_PROTOCOL_VERSION);
+		return LM_EVERSION;
+	}
+	memcpy(h->session, p + 4, 16);
+	h->channel = lm__get16(p + 20);
+	h->channels = lm__get16(p + 22);
+	h->page_size = lm__get32(p + 24);
+	h->codec = lm__get16(p + 28);
+	h->packet_pages = lm__get32(p + 32);
+	h->region_count = lm__get32(p + 36);
+	h->features = lm__get64(p + 40);
+	h->required = lm__get64(p + 48);
+	if (lm__get16(p + 2) || lm__get16(p + 30) || !is_zero_bytes(p + 56, 8))
+		return fail(e, LM_EFIELD, "hello.reserved not zero");
+	if (is_zero_bytes(h->session, 16))
+		return fail(e, LM_ESESSION, "hello.session is all zero");
+	if (h->channels == 0 || h->channels > LM_MAX_CHANNELS) {
+		lm__err_set(e, "hello.channels %u outside 1..%u", h->channels, LM_MAX_CHANNELS);
+		return LM_EFIELD;
+	}
+	if (h->channel >= h->channels) {
+		lm__err_set(e, "hello.channel %u not below channels %u", h->channel, h->channels);
+		return LM_EFIELD;
+	}
+	if (!pow2(h->page_size) || h->page_size < LM_MIN_PAGE_SIZE || h->page_size > LM_MAX_PAGE_SIZE) {
+		lm__err_set(e, "hello.page_size %u not a power of two in %u..%u", h->page_size,
+			    LM_MIN_PAGE_SIZE, LM_MAX_PAGE_SIZE);
+		return LM_EFIELD;
+	}
+	if (!lm__codec_get(h->codec)) {
+		lm__err_set(e, "hello.codec %u unknown", h->codec);
+		return LM_ECODEC;
+	}
+	if (h->packet_pages == 0 || h->packet_pages > LM_MAX_PACKET_PAGES) {
+		lm__err_set(e, "hello.packet_pages %u outside 1..%u", h->packet_pages,
+			    LM_MAX_PACKET_PAGES);
+		return LM_EFIELD;
+	}
+	if (h->region_count > LM_MAX_REGIONS) {
+		lm__err_set(e, "hello.region_count %u above %u", h->region_count, LM_MAX_REGIONS);
+		return LM_EFIELD;
+	}
+	if (h->required & ~LM_FEAT_KNOWN) {
+		lm__err_set(e, "hello.required has unknown feature bits 0x%llx",
+			    (unsigned long long)(h->required & ~LM_FEAT_KNOWN));
+		return LM_EFEATURE;
+	}
+	return 0;
+}
+
+int lm__dec_region(const uint8_t *p, uint32_t len, lm__region_msg *r, lm__err *e)
+{
+	if (len < LM_REGION_FIXED || len > LM_REGION_FIXED + LM_MAX_REGION_NAME) {
+		lm__err_set(e, "region.length %u outside %u..%u", len, LM_REGION_FIXED,
+			    LM_REGION_FIXED + LM_MAX_REGION_NAME);
+		return LM_EFIELD;
+	}
+	r->id = lm__get32(p);
+	r->len = lm__get64(p + 8);
+	r->name_len = lm__get16(p + 16);
+	if (lm__get32(p + 4) || lm__get16(p + 18))
+		return fail(e, LM_EFIELD, "region.reserved not zero");
+	if (r->name_len == 0 || r->name_len > LM_MAX_REGION_NAME)
+		return fail(e, LM_EFIELD, "region.name_len outside 1..255");
+	if (len != LM_REGION_FIXED + r->name_len) {
+		lm__err_set(e, "region.length %u does not match name_len %u", len, r->name_len);
+		return LM_EFIELD;
+	}
+	if (memchr(p + 20, 0, r->name_len))
+		return fail(e, LM_EFIELD, "region.name contains a NUL byte");
+	memcpy(r->name, p + 20, r->name_len);
+	r->name[r->name_len] = 0;
+	/* Offsets are u64 and must stay representable after rounding up. */
+	if (r->len > (UINT64_MAX >> 1))
+		return fail(e, LM_EFIELD, "region.len too large");
+	return 0;
+}
+
+int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim, lm__data_hdr *d,
+		     lm__err *e)
+{
+	const lm__codec_ops *ops;
+	uint16_t codec;
+
+	if (body_len < LM_DATA_HDR) {
+		lm__err_set(e, "data.length %u below the %u-byte header", body_len, LM_DATA_HDR);
+		return LM_EFIELD;
+	}
+	d->packet_num = lm__get64(p);
+	d->region = lm__get32(p + 8);
+	d->round = lm__get32(p + 12);
+	d->pages = lm__get32(p + 16);
+	d->normal = lm__get32(p + 20);
+	d->zero = lm__get32(p + 24);
+	d->ref = lm__get32(p + 28);
+	d->payload = lm__get32(p + 32);
+	d->codec_flags = lm__get16(p + 36);
+	if (lm__get16(p + 38))
+		return fail(e, LM_EFIELD, "data.reserved not zero");
+	if (d->region >= lim->region_count) {
+		lm__err_set(e, "data.region %u unknown (%u regions)", d->region, lim->region_count);
+		return LM_EFIELD;
+	}
+	if (d->round != lim->round) {
+		lm__err_set(e, "data.round %u, channel is in round %u", d->round, lim->round);
+		return LM_EFIELD;
+	}
+	if (d->pages == 0 || d->pages > lim->packet_pages) {
+		lm__err_set(e, "data.pages %u outside 1..%u", d->pages, lim->packet_pages);
+		return LM_EFIELD;
+	}
+	if ((uint64_t)d->normal + d->zero + d->ref != d->pages) {
+		lm__err_set(e, "data.pages %u != normal %u + zero %u + ref %u", d->pages, d->normal,
+			    d->zero, d->ref);
+		return LM_EFIELD;
+	}
+	if (d->ref)
+		return fail(e, LM_EFEATURE, "data.ref pages need the dedup feature (not in v1)");
+	if (d->codec_flags & ~(LM_PKT_CODEC_MASK | LM_PKT_FLAGS_KNOWN)) {
+		lm__err_set(e, "data.codec_flags 0x%04x has unknown flags", d->codec_flags);
+		return LM_EFIELD;
+	}
+	codec = d->codec_flags & LM_PKT_CODEC_MASK;
+	if (codec != lim->codec && codec != LM_CODEC_NONE) {
+		lm__err_set(e, "data.codec %u is neither the session's codec %u nor none", codec,
+			    lim->codec);
+		return LM_ECODEC;
+	}
+	ops = lm__codec_get(codec);
+	if (!ops)
+		return fail(e, LM_ECODEC, "data.codec unknown");
+	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal)) {
+		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload, d->normal);
+		return LM_EFIELD;
+	}
+	if (lm__data_body_len(d) != body_len) {
+		lm__err_set(e, "data.length %u, counts and payload give %llu", body_len,
+			    (unsigned long long)lm__data_body_len(d));
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
+			uint64_t *off, uint32_t *plen, lm__err *e)
+{
+	uint64_t rlen = lim->region_len[d->region];
+	uint64_t mask = lim->page_size - 1;
+	uint32_t nofs = d->normal + d->zero;
+	const uint8_t *lens = p + 8ull * nofs;
+	const lm__codec_ops *ops = lm__codec_get(d->codec_flags & LM_PKT_CODEC_MASK);
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < nofs; i++) {
+		off[i] = lm__get64(p + 8ull * i);
+		if (off[i] & mask) {
+			lm__err_set(e, "data.offset[%u] 0x%llx not page-aligned", i,
+				    (unsigned long long)off[i]);
+			return LM_EFIELD;
+		}
+		/* A page starting before the end is inside: the region's memory
+		 * is page-rounded, so the whole page is writable. */
+		if (off[i] >= rlen) {
+			lm__err_set(e, "data.offset[%u] 0x%llx outside region %u of %llu bytes", i,
+				    (unsigned long long)off[i], d->region, (unsigned long long)rlen);
+			return LM_EFIELD;
+		}
+	}
+	for (uint32_t i = 0; i < d->normal; i++) {
+		plen[i] = lm__get32(lens + 4ull * i);
+		if (plen[i] == 0 || plen[i] > lim->page_size) {
+			lm__err_set(e, "data.length[%u] %u outside 1..%u", i, plen[i], lim->page_size);
+			return LM_EFIELD;
+		}
+		/* Raw-only and per-packet codecs carry the decoded size here. */
+		if ((ops->raw_only || !ops->per_page) && plen[i] != lim->page_size) {
+			lm__err_set(e, "data.length[%u] %u, codec %s needs %u", i, plen[i], ops->name,
+				    lim->page_size);
+			return LM_EFIELD;
+		}
+		sum += plen[i];
+	}
+	if (ops->per_page && sum != d->payload) {
+		lm__err_set(e, "data.payload %u != sum of page lengths %llu", d->payload,
+			    (unsigned long long)sum);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+int lm__dec_sync(const uint8_t *p, uint32_t len, lm__sync *s, lm__err *e)
+{
+	int rc = want_len(len, LM_SYNC_LEN, "sync", e);
+
+	if (rc)
+		return rc;
+	if (lm__get32(p + 4))
+		return fail(e, LM_EFIELD, "sync.reserved not zero");
+	s->round = lm__get32(p);
+	s->packets = lm__get64(p + 8);
+	return 0;
+}
+
+int lm__dec_complete(const uint8_t *p, uint32_t len, lm__region_sum *sums, uint32_t cap,
+		     uint32_t *n, lm__err *e)
+{
+	uint32_t cnt;
+
+	if (len < LM_COMPLETE_FIXED)
+		return fail(e, LM_EFIELD, "complete.length below 8");
+	cnt = lm__get32(p);
+	if (lm__get32(p + 4))
+		return fail(e, LM_EFIELD, "complete.reserved not zero");
+	if (cnt > cap) {
+		lm__err_set(e, "complete.regions %u, session has %u", cnt, cap);
+		return LM_EFIELD;
+	}
+	if ((uint64_t)len != LM_COMPLETE_FIXED + (uint64_t)cnt * LM_COMPLETE_ENTRY) {
+		lm__err_set(e, "complete.length %u does not match %u regions", len, cnt);
+		return LM_EFIELD;
+	}
+	for (uint32_t i = 0; i < cnt; i++) {
+		const uint8_t *q = p + LM_COMPLETE_FIXED + i * LM_COMPLETE_ENTRY;
+		if (lm__get32(q + 4))
+			return fail(e, LM_EFIELD, "complete.entry.reserved not zero");
+		sums[i].id = lm__get32(q);
+		sums[i].len = lm__get64(q + 8);
+		sums[i].checksum = lm__get64(q + 16);
+	}
+	*n = cnt;
+	return 0;
+}
+
+int lm__dec_ack(const uint8_t *p, uint32_t len, lm__ack *a, lm__err *e)
+{
+	int rc = want_len(len, LM_ACK_LEN, "ack", e);
+
+	if (rc)
+		return rc;
+	a->kind = p[0];
+	a->status = (int32_t)lm__get32(p + 4);
+	a->features = lm__get64(p + 8);
+	memcpy(a->session, p + 16, 16);
+	if (p[1] || p[2] || p[3])
+		return fail(e, LM_EFIELD, "ack.reserved not zero");
+	if (a->kind != LM_KIND_HELLO && a->kind != LM_KIND_COMPLETE) {
+		lm__err_set(e, "ack.kind %u is neither hello nor complete", a->kind);
+		return LM_EFIELD;
+	}
+	if (a->status != 0)
+		return fail(e, LM_EFIELD, "ack.status not zero");
+	return 0;
+}
+
+int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e)
+{
+	if (len < LM_ERROR_FIXED || len > LM_ERROR_FIXED + LM_ERROR_MAX_MSG) {
+		lm__err_set(e, "error.length %u outside %u..%u", len, LM_ERROR_FIXED,
+			    LM_ERROR_FIXED + LM_ERROR_MAX_MSG);
+		return LM_EFIELD;
+	}
+	m->code = (int32_t)lm__get32(p);
+	m->channel = lm__get16(p + 4);
+	m->msg_len = lm__get16(p + 8);
+	if (m->msg_len != len - LM_ERROR_FIXED)
+		return fail(e, LM_EFIELD, "error.msg_len does not match the frame length");
+	memcpy(m->msg, p + 12, m->msg_len);
+	m->msg[m->msg_len] = 0;
+	/* The text is shown to a user: keep it printable. */
+	for (uint16_t i = 0; i < m->msg_len; i++)
+		if ((unsigned char)m->msg[i] < 0x20 || m->msg[i] == 0x7f)
+			m->msg[i] = '?';
+	if (m->code >= 0 || m->code < -5000)
+		m->code = LM_EPEER;
+	return 0;
+}

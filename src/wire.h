@@ -1,0 +1,184 @@
+/*
+ * Wire protocol v1: frame layouts, encoders and checked decoders.
+ * docs/protocol.md is the specification; tests/test_wire.c checks this file
+ * against it. Everything is big-endian. Decoders never trust a value: each
+ * returns 0 or an LM_E* code and writes the offending field's name into err.
+ */
+#ifndef LM_WIRE_H
+#define LM_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "livemig.h"
+
+#define LM_MAGIC 0x4C4D4947u /* "LMIG" */
+
+enum lm__kind {
+	LM_KIND_HELLO = 1,
+	LM_KIND_REGION = 2,
+	LM_KIND_DATA = 3,
+	LM_KIND_SYNC = 4,
+	LM_KIND_COMPLETE = 5,
+	LM_KIND_ERROR = 6,
+	LM_KIND_ACK = 7,
+	LM_KIND_MAX = 7,
+};
+
+/* Fixed sizes of the frame header and of each kind's fixed body part. */
+#define LM_FRAME_HDR 12u
+#define LM_HELLO_LEN 64u
+#define LM_REGION_FIXED 20u
+#define LM_DATA_HDR 40u
+#define LM_SYNC_LEN 16u
+#define LM_COMPLETE_FIXED 8u
+#define LM_COMPLETE_ENTRY 24u
+#define LM_ACK_LEN 32u
+#define LM_ERROR_FIXED 12u
+#define LM_ERROR_MAX_MSG 1024u
+
+/* Feature bits (hello.features / hello.required). v1 defines none; the
+ * receiver refuses any required bit it does not know and ignores unknown
+ * optional ones. */
+#define LM_FEAT_KNOWN 0ull
+
+/* data.codec_flags: low 8 bits = codec of this packet's payload (the
+ * session's codec, or none when the sender fell back to raw for the whole
+ * packet); high 8 bits are per-packet codec flags, none defined in v1. */
+#define LM_PKT_CODEC_MASK 0x00ffu
+#define LM_PKT_FLAGS_KNOWN 0x0000u
+
+/* Error text buffer used by all checked decoders. */
+typedef struct lm__err {
+	char msg[256];
+} lm__err;
+
+void lm__err_set(lm__err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+typedef struct lm__frame {
+	uint8_t kind;
+	uint8_t flags;
+	uint32_t len; /* body bytes that follow the 12-byte header */
+} lm__frame;
+
+typedef struct lm__hello {
+	uint16_t version;
+	uint8_t session[16];
+	uint16_t channel;
+	uint16_t channels;
+	uint32_t page_size;
+	uint16_t codec;
+	uint32_t packet_pages;
+	uint32_t region_count;
+	uint64_t features;
+	uint64_t required;
+} lm__hello;
+
+typedef struct lm__region_msg {
+	uint32_t id;
+	uint64_t len;
+	uint16_t name_len;
+	char name[LM_MAX_REGION_NAME + 1]; /* NUL-terminated copy */
+} lm__region_msg;
+
+typedef struct lm__data_hdr {
+	uint64_t packet_num;
+	uint32_t region;
+	uint32_t round;
+	uint32_t pages;   /* normal + zero + ref */
+	uint32_t normal;
+	uint32_t zero;
+	uint32_t ref;     /* "same content as page X": reserved, 0 in v1 */
+	uint32_t payload; /* sum of the normal pages' encoded lengths */
+	uint16_t codec_flags;
+} lm__data_hdr;
+
+typedef struct lm__sync {
+	uint32_t round;
+	uint64_t packets;
+} lm__sync;
+
+typedef struct lm__region_sum {
+	uint32_t id;
+	uint64_t len;
+	uint64_t checksum;
+} lm__region_sum;
+
+typedef struct lm__ack {
+	uint8_t kind;   /* the kind acknowledged: HELLO or COMPLETE */
+	int32_t status; /* 0 */
+	uint64_t features;
+	uint8_t session[16];
+} lm__ack;
+
+typedef struct lm__error_msg {
+	int32_t code;
+	uint16_t channel;
+	uint16_t msg_len;
+	char msg[LM_ERROR_MAX_MSG + 1];
+} lm__error_msg;
+
+/* Session-wide limits a data header is checked against. */
+typedef struct lm__limits {
+	uint32_t page_size;
+	uint32_t packet_pages;
+	uint16_t codec;
+	uint32_t round;         /* the channel's current round */
+	uint32_t region_count;  /* ids are 0..region_count-1 */
+	const uint64_t *region_len; /* bytes per region */
+} lm__limits;
+
+/* Byte-order helpers. */
+static inline void lm__put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void lm__put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline void lm__put64(uint8_t *p, uint64_t v) { lm__put32(p, (uint32_t)(v >> 32)); lm__put32(p + 4, (uint32_t)v); }
+static inline uint16_t lm__get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t lm__get32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t lm__get64(const uint8_t *p) { return ((uint64_t)lm__get32(p) << 32) | lm__get32(p + 4); }
+
+/* Encoders write a whole frame (header + fixed body) and return its length.
+ * Buffers must hold at least the size the *_bound/constant gives. */
+size_t lm__enc_frame(uint8_t *p, uint8_t kind, uint8_t flags, uint32_t len);
+size_t lm__enc_hello(uint8_t *p, const lm__hello *h);
+size_t lm__enc_region(uint8_t *p, const lm__region_msg *r); /* LM_FRAME_HDR + LM_REGION_FIXED + 255 */
+/* Data: header only; offsets/lengths/payload follow (see lm__data_body_len). */
+size_t lm__enc_data_hdr(uint8_t *p, const lm__data_hdr *d, uint32_t body_len);
+size_t lm__enc_sync(uint8_t *p, const lm__sync *s);
+size_t lm__enc_complete(uint8_t *p, const lm__region_sum *sums, uint32_t n);
+size_t lm__complete_bound(uint32_t n);
+size_t lm__enc_ack(uint8_t *p, const lm__ack *a);
+size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg);
+#define LM_ERROR_FRAME_BOUND (LM_FRAME_HDR + LM_ERROR_FIXED + LM_ERROR_MAX_MSG)
+
+/* Body length a data packet with these counts must announce; 0 on overflow. */
+uint64_t lm__data_body_len(const lm__data_hdr *d);
+
+/* Checked decoders. Each takes exactly the bytes of its part. */
+int lm__dec_frame(const uint8_t *p, lm__frame *f, lm__err *e);
+int lm__dec_hello(const uint8_t *p, uint32_t len, lm__hello *h, lm__err *e);
+int lm__dec_region(const uint8_t *p, uint32_t len, lm__region_msg *r, lm__err *e);
+int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim, lm__data_hdr *d,
+		     lm__err *e);
+/* Validates the offset and length tables that follow a data header:
+ * offsets (normal + zero) x be64, then normal x be32 lengths. Decoded into
+ * off[] and plen[] (capacity d->pages and d->normal). */
+int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
+			uint64_t *off, uint32_t *plen, lm__err *e);
+int lm__dec_sync(const uint8_t *p, uint32_t len, lm__sync *s, lm__err *e);
+int lm__dec_complete(const uint8_t *p, uint32_t len, lm__region_sum *sums, uint32_t cap,
+		     uint32_t *n, lm__err *e);
+int lm__dec_ack(const uint8_t *p, uint32_t len, lm__ack *a, lm__err *e);
+int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e);
+
+/* Largest body a frame of this kind may announce for this page/packet size. */
+uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages);
+
+const char *lm__kind_name(uint8_t kind);
+
+#endif

@@ -1,0 +1,370 @@
+/*
+ * livemig: command-line front end.
+ *
+ *   livemig recv --listen HOST:PORT --image FILE [options]
+ *   livemig send --image FILE --to HOST:PORT [options]
+ *   livemig checksum FILE
+ *
+ * The receiver writes into a temporary file next to FILE and renames it
+ * only after every region's checksum verified, so a failed or hostile
+ * migration never leaves a partial image under the final name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "livemig.h"
+
+typedef struct opts {
+	const char *image, *addr;
+	lm_codec_id codec;
+	uint32_t channels, page_size, packet_pages;
+	int timeout_ms, accept_timeout_ms, json, quiet, fsync_out;
+} opts;
+
+static const char *prog = "livemig";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage:\n"
+		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
+		"               [--max-channels N] [--fsync] [--json] [--quiet]\n"
+		"  livemig send --image FILE --to HOST:PORT [--channels N] [--codec none]\n"
+		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
+		"  livemig checksum FILE\n"
+		"  livemig version\n"
+		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n",
+		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
+}
+
+static int die(const char *what, int rc, const char *detail)
+{
+	fprintf(stderr, "%s: %s: %s%s%s\n", prog, what, lm_strerror(rc), detail && *detail ? ": " : "",
+		detail ? detail : "");
+	return 1;
+}
+
+static int parse_u32(const char *s, uint32_t *out, uint32_t min, uint32_t max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || v < min || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, opts *o)
+{
+	static const struct option lo[] = {
+		{"image", required_argument, 0, 'i'},     {"to", required_argument, 0, 't'},
+		{"listen", required_argument, 0, 'l'},    {"channels", required_argument, 0, 'c'},
+		{"codec", required_argument, 0, 'C'},     {"page-size", required_argument, 0, 'p'},
+		{"packet-pages", required_argument, 0, 'P'}, {"timeout", required_argument, 0, 'T'},
+		{"accept-timeout", required_argument, 0, 'A'}, {"max-channels", required_argument, 0, 'm'},
+		{"json", no_argument, 0, 'j'},            {"quiet", no_argument, 0, 'q'},
+		{"fsync", no_argument, 0, 'F'},           {"help", no_argument, 0, 'h'},
+		{0, 0, 0, 0}};
+	uint32_t v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "i:t:l:c:C:p:P:T:A:m:jqFh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'i': o->image = optarg; break;
+		case 't':
+		case 'l': o->addr = optarg; break;
+		case 'c':
+		case 'm':
+			if (parse_u32(optarg, &o->channels, 1, LM_MAX_CHANNELS))
+				return fprintf(stderr, "%s: --channels must be 1..%d\n", prog, LM_MAX_CHANNELS), -1;
+			break;
+		case 'C':
+			if (lm_codec_from_name(optarg, &o->codec))
+				return fprintf(stderr, "%s: unknown codec '%s'\n", prog, optarg), -1;
+			break;
+		case 'p':
+			if (parse_u32(optarg, &o->page_size, LM_MIN_PAGE_SIZE, LM_MAX_PAGE_SIZE) ||
+			    (o->page_size & (o->page_size - 1)))
+				return fprintf(stderr, "%s: --page-size must be a power of two 4096..65536\n", prog), -1;
+			break;
+		case 'P':
+			if (parse_u32(optarg, &o->packet_pages, 1, LM_MAX_PACKET_PAGES))
+				return fprintf(stderr, "%s: --packet-pages must be 1..%d\n", prog, LM_MAX_PACKET_PAGES), -1;
+			break;
+		case 'T':
+		case 'A':
+			if (parse_u32(optarg, &v, 1, 86400))
+				return fprintf(stderr, "%s: timeouts are 1..86400 seconds\n", prog), -1;
+			*(c == 'T' ? &o->timeout_ms : &o->accept_timeout_ms) = (int)v * 1000;
+			break;
+		case 'j': o->json = 1; break;
+		case 'q': o->quiet = 1; break;
+		case 'F': o->fsync_out = 1; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static void print_stats(const lm_stats *st, const opts *o)
+{
+	char buf[2048];
+
+	if (o->quiet)
+		return;
+	lm_stats_format(st, o->json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, sizeof(buf));
+	printf("%s%s", buf, o->json ? "\n" : "");
+	fflush(stdout);
+}
+
+/* ---- send ----------------------------------------------------------------- */
+
+static int cmd_send(int argc, char **argv)
+{
+	opts o = {0};
+	lm_sender_config cfg = {0};
+	lm_sender *s = NULL;
+	lm_stats st;
+	struct stat sb;
+	void *base = NULL;
+	int fd = -1, rc, ret = 1;
+	char namebuf[4096];
+
+	if (parse_opts(argc, argv, &o))
+		return 2;
+	if (!o.image || !o.addr) {
+		fprintf(stderr, "%s send: --image and --to are required\n", prog);
+		return 2;
+	}
+	fd = open(o.image, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) < 0)
+		return die(o.image, -errno, NULL);
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return die(o.image, LM_EINVAL, "not a regular file");
+	}
+	if (sb.st_size > 0) {
+		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (base == MAP_FAILED) {
+			close(fd);
+			return die("mmap", -errno, o.image);
+		}
+		madvise(base, (size_t)sb.st_size, MADV_SEQUENTIAL | MADV_WILLNEED);
+	}
+	cfg.channels = o.channels;
+	cfg.page_size = o.page_size;
+	cfg.packet_pages = o.packet_pages;
+	cfg.codec = o.codec;
+	cfg.timeout_ms = o.timeout_ms;
+	snprintf(namebuf, sizeof(namebuf), "%s", o.image);
+	if ((rc = lm_sender_new(&s, &cfg))) {
+		die("sender", rc, NULL);
+		goto out;
+	}
+	if ((rc = lm_sender_add_region(s, basename(namebuf), base, (uint64_t)sb.st_size))) {
+		die("region", rc, NULL);
+		goto out;
+	}
+	rc = lm_sender_connect(s, o.addr);
+	if (!rc)
+		rc = lm_sender_run(s);
+	lm_sender_stats(s, &st);
+	print_stats(&st, &o);
+	if (rc) {
+		die("migration failed", rc, lm_sender_errmsg(s));
+		goto out;
+	}
+	ret = 0;
+out:
+	lm_sender_free(s);
+	if (base && base != MAP_FAILED)
+		munmap(base, (size_t)sb.st_size);
+	close(fd);
+	return ret;
+}
+
+/* ---- recv ----------------------------------------------------------------- */
+
+typedef struct dest {
+	const char *final;
+	char tmp[4096];
+	int fd;
+	void *base;
+	uint64_t len, maplen;
+	int regions;
+} dest;
+
+/* The image is created at the size the sender announces, under a temporary
+ * name. It is mapped page-rounded: the tail beyond len is cut at the end. */
+static int on_region(void *user, uint32_t id, const char *name, uint64_t len, uint32_t page_size,
+		     void **base, int *fresh)
+{
+	dest *d = user;
+	char dirbuf[4096], basebuf[4096];
+
+	(void)name;
+	if (id != 0 || d->regions++)
+		return LM_EREGION; /* one image, one region */
+	snprintf(dirbuf, sizeof(dirbuf), "%s", d->final);
+	snprintf(basebuf, sizeof(basebuf), "%s", d->final);
+	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
+	d->fd = mkostemp(d->tmp, O_CLOEXEC);
+	if (d->fd < 0)
+		return -errno;
+	d->len = len;
+	d->maplen = (len + page_size - 1) / page_size * page_size;
+	if (ftruncate(d->fd, (off_t)d->maplen) < 0)
+		return -errno;
+	if (d->maplen) {
+		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
+		if (d->base == MAP_FAILED) {
+			d->base = NULL;
+			return -errno;
+		}
+	}
+	*base = d->base;
+	*fresh = 1; /* a new sparse file reads as zeros */
+	return 0;
+}
+
+static int commit_image(dest *d, int do_fsync)
+{
+	if (d->base && munmap(d->base, (size_t)d->maplen) < 0)
+		return -errno;
+	d->base = NULL;
+	if (ftruncate(d->fd, (off_t)d->len) < 0 || (do_fsync && fsync(d->fd) < 0))
+		return -errno;
+	if (rename(d->tmp, d->final) < 0)
+		return -errno;
+	d->tmp[0] = 0;
+	return 0;
+}
+
+static int cmd_recv(int argc, char **argv)
+{
+	opts o = {0};
+	lm_receiver_config cfg = {0};
+	lm_receiver *r = NULL;
+	dest d = {0};
+	lm_stats st;
+	int rc, ret = 1;
+
+	d.fd = -1;
+	if (parse_opts(argc, argv, &o))
+		return 2;
+	if (!o.image || !o.addr) {
+		fprintf(stderr, "%s recv: --listen and --image are required\n", prog);
+		return 2;
+	}
+	d.final = o.image;
+	cfg.timeout_ms = o.timeout_ms;
+	cfg.accept_timeout_ms = o.accept_timeout_ms;
+	cfg.max_channels = o.channels;
+	cfg.on_region = on_region;
+	cfg.user = &d;
+	if ((rc = lm_receiver_new(&r, &cfg)) || (rc = lm_receiver_listen(r, o.addr))) {
+		die("listen", rc, o.addr);
+		goto out;
+	}
+	if (!o.quiet && !o.json) {
+		fprintf(stderr, "%s: listening on %s (port %d)\n", prog, o.addr, lm_receiver_port(r));
+	}
+	rc = lm_receiver_run(r);
+	if (!rc && !d.regions)
+		rc = LM_EREGION;
+	if (!rc && (rc = commit_image(&d, o.fsync_out)))
+		die("writing the image", rc, d.final);
+	lm_receiver_stats(r, &st);
+	print_stats(&st, &o);
+	if (rc) {
+		if (d.regions || rc != LM_EREGION)
+			die("migration failed", rc, lm_receiver_errmsg(r));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (d.base)
+		munmap(d.base, (size_t)d.maplen);
+	if (d.tmp[0])
+		unlink(d.tmp); /* never leave a partial image behind */
+	if (d.fd >= 0)
+		close(d.fd);
+	lm_receiver_free(r);
+	return ret;
+}
+
+/* ---- checksum ------------------------------------------------------------- */
+
+static int cmd_checksum(int argc, char **argv)
+{
+	struct stat sb;
+	void *base = NULL;
+	int fd;
+
+	if (argc != 2) {
+		usage(stderr);
+		return 2;
+	}
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) < 0)
+		return die(argv[1], -errno, NULL);
+	if (sb.st_size > 0) {
+		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (base == MAP_FAILED)
+			return die("mmap", -errno, argv[1]);
+	}
+	printf("%016llx  %s\n", (unsigned long long)lm_region_checksum(base, (uint64_t)sb.st_size),
+	       argv[1]);
+	if (base)
+		munmap(base, (size_t)sb.st_size);
+	close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "send")) {
+		prog = "livemig send";
+		return cmd_send(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "recv")) {
+		prog = "livemig recv";
+		return cmd_recv(argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[1], "checksum"))
+		return cmd_checksum(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "version")) {
+		printf("livemig %d.%d.%d (protocol %d)\n", LM_VERSION_MAJOR, LM_VERSION_MINOR,
+		       LM_VERSION_PATCH, LM_PROTOCOL_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "livemig: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
