@@ -553,6 +553,8 @@ static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
 	while (!r->err && !(r->connected == r->channels && r->regions_ready))
 		pthread_cond_wait(&r->cond, &r->lock);
 	rc = r->err;
+	if (!r->t_setup)
+		r->t_setup = lm__now_us();
 	pthread_mutex_unlock(&r->lock);
 	if (rc)
 		return rc;

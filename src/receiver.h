@@ -74,9 +74,10 @@ struct lm_receiver {
 	int verifying, finishing, done;
 	int err;
 	char errmsg[512];
+	uint64_t t_setup;        /* guarded by lock: the session is set up */
 	/* Owner: the run thread. */
 	lm_status status;
-	uint64_t t_start, t_setup, t_end;
+	uint64_t t_start, t_end;
 	double main_cpu;
 };
 

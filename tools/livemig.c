@@ -161,12 +161,13 @@ static int cmd_send(int argc, char **argv)
 		return die(o.image, LM_EINVAL, "not a regular file");
 	}
 	if (sb.st_size > 0) {
-		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		/* Populate: one call maps the whole image instead of a page
+		 * fault per page on the channel threads. */
+		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 		if (base == MAP_FAILED) {
 			close(fd);
 			return die("mmap", -errno, o.image);
 		}
-		madvise(base, (size_t)sb.st_size, MADV_SEQUENTIAL | MADV_WILLNEED);
 	}
 	cfg.channels = o.channels;
 	cfg.page_size = o.page_size;
@@ -227,6 +228,10 @@ static int on_region(void *user, uint32_t id, const char *name, uint64_t len, ui
 	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
 	d->fd = mkostemp(d->tmp, O_CLOEXEC);
 	if (d->fd < 0)
+		return -errno;
+	mode_t um = umask(0);
+	umask(um);
+	if (fchmod(d->fd, 0666 & ~um) < 0) /* mkostemp makes 0600 */
 		return -errno;
 	d->len = len;
 	d->maplen = (len + page_size - 1) / page_size * page_size;
