@@ -330,6 +330,8 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	memcpy(a.session, r->session, 16);
 	if ((rc = lm__write_full(&ch->conn, ack, lm__enc_ack(ack, &a))))
 		lm__err_set(e, "sending the completion ack: %s", lm_strerror(rc));
+	else
+		wake_all(r); /* the accept loop and idle channels can stop now */
 out:
 	free(b);
 	free(sums);

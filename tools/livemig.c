@@ -243,6 +243,9 @@ static int on_region(void *user, uint32_t id, const char *name, uint64_t len, ui
 			d->base = NULL;
 			return -errno;
 		}
+		/* Pages arrive in any order and zero pages are never touched:
+		 * readahead would only zero-fill holes we skip on purpose. */
+		madvise(d->base, (size_t)d->maplen, MADV_RANDOM);
 	}
 	*base = d->base;
 	*fresh = 1; /* a new sparse file reads as zeros */

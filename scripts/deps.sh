@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages livemig needs for a purpose (demo | test)
+# when run as root; otherwise prints the exact apt-get line and fails.
+set -euo pipefail
+
+purpose=${1:-demo}
+pkgs=(cmake make gcc libc6-dev libxxhash-dev)
+if [ "$purpose" = test ]; then
+	# clang + compiler-rt: ASan/UBSan build and the libFuzzer targets;
+	# python3: the CLI test parses the JSON statistics.
+	pkgs+=(clang libclang-rt-14-dev python3)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+	echo "deps: missing Debian packages; run as root:" >&2
+	echo "  apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
