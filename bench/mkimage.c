@@ -50,8 +50,8 @@
 #define BIN_POOL_MAX (128 * MIB)
 #define TEXT_POOL_MAX (64 * MIB)
 #define INCOMP_POOL_MAX (64 * MIB)
-#define POOL_MIN (4 * MIB) /* even small images get some variety */
-#define BIN_FILE_MAX (4 * MIB) /* one huge library must not dominate */
+#define POOL_MIN (32 * MIB) /* small images still sample many files */
+#define BIN_FILE_MAX (1 * MIB) /* about a library's resident part */
 #define TEXT_FILE_MAX (1 * MIB)
 #define INCOMP_FILE_MAX (4 * MIB)
 
@@ -121,7 +121,7 @@ static void rng_seed(struct rng *r, uint64_t seed, uint64_t stream)
 
 static uint64_t rotl64(uint64_t x, int k)
 {
-	return (x << k) | (x >> (64 - k));
+	return (x << k) | (x >> ((64 - k) & 63)); /* k = 0 safe */
 }
 
 static uint64_t rng_next(struct rng *r)

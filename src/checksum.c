@@ -1,10 +1,4 @@
-/*
- * Region checksum (docs/protocol.md, "Checksum"): XXH3-64 of every 1 MiB
- * block, then XXH3-64 (seed = region length) over the little-endian block
- * hashes. Blocks hash independently, so both sides spread the work over
- * threads, and the receiver can hash pages it knows are zero without
- * touching (and faulting in) the memory behind them.
- */
+/* Region checksum: see checksum.h and docs/protocol.md. */
 #include "checksum.h"
 
 #include <pthread.h>
@@ -20,98 +14,152 @@ static int bit(const uint64_t *bm, uint64_t i)
 	return (int)((__atomic_load_n(&bm[i / 64], __ATOMIC_RELAXED) >> (i % 64)) & 1);
 }
 
-/* A block where some pages are known zero: stream it page by page. */
-static uint64_t hash_mixed(const uint8_t *p, uint64_t len, uint64_t first_page,
-			   const uint64_t *written, uint32_t ps)
+static uint64_t block_len(const lm__sumtree *t, uint64_t b)
 {
+	uint64_t off = b * LM_SUM_BLOCK;
+
+	return t->len - off < LM_SUM_BLOCK ? t->len - off : LM_SUM_BLOCK;
+}
+
+/* A block where some pages are known zero: stream it page by page. */
+static uint64_t hash_mixed(const lm__sumtree *t, uint64_t off, uint64_t len)
+{
+	uint32_t ps = t->page_size;
 	XXH3_state_t st;
 
 	XXH3_64bits_reset(&st);
-	for (uint64_t off = 0; off < len; off += ps) {
-		size_t n = len - off < ps ? (size_t)(len - off) : ps;
-		XXH3_64bits_update(&st, bit(written, first_page + off / ps) ? p + off : zero_page, n);
+	for (uint64_t o = 0; o < len; o += ps) {
+		size_t n = len - o < ps ? (size_t)(len - o) : ps;
+		const uint8_t *p = bit(t->written, (off + o) / ps) ? t->base + off + o : zero_page;
+		XXH3_64bits_update(&st, p, n);
 	}
 	return XXH3_64bits_digest(&st);
 }
 
-static uint64_t hash_block(const lm__sum_job *j, uint64_t b)
+static uint64_t hash_block(const lm__sumtree *t, uint64_t b)
 {
-	uint64_t off = b * LM_SUM_BLOCK;
-	uint64_t len = j->len - off < LM_SUM_BLOCK ? j->len - off : LM_SUM_BLOCK;
-	uint64_t first = off / j->page_size, pages = (len + j->page_size - 1) / j->page_size, set = 0;
+	uint64_t off = b * LM_SUM_BLOCK, len = block_len(t, b);
+	uint64_t first = off / t->page_size, pages = (len + t->page_size - 1) / t->page_size;
+	uint64_t set = 0;
 
-	if (!j->written)
-		return XXH3_64bits(j->base + off, (size_t)len);
+	if (!t->written)
+		return XXH3_64bits(t->base + off, (size_t)len);
 	for (uint64_t i = 0; i < pages; i++)
-		set += (uint64_t)bit(j->written, first + i);
+		set += (uint64_t)bit(t->written, first + i);
 	if (set == pages)
-		return XXH3_64bits(j->base + off, (size_t)len);
-	return hash_mixed(j->base + off, len, first, j->written, j->page_size);
+		return XXH3_64bits(t->base + off, (size_t)len);
+	return hash_mixed(t, off, len);
+}
+
+int lm__sumtree_init(lm__sumtree *t, const uint8_t *base, uint64_t len, uint32_t page_size,
+		     const uint64_t *written)
+{
+	memset(t, 0, sizeof(*t));
+	t->base = base;
+	t->len = len;
+	t->page_size = page_size;
+	t->written = written;
+	t->nblocks = (len + LM_SUM_BLOCK - 1) / LM_SUM_BLOCK;
+	t->hash = calloc(t->nblocks + 1, sizeof(*t->hash));
+	t->left = calloc(t->nblocks + 1, sizeof(*t->left));
+	t->done = calloc(t->nblocks + 1, 1);
+	if (!t->hash || !t->left || !t->done) {
+		lm__sumtree_free(t);
+		return -ENOMEM;
+	}
+	for (uint64_t b = 0; b < t->nblocks; b++)
+		t->left[b] = (uint32_t)((block_len(t, b) + page_size - 1) / page_size);
+	return 0;
+}
+
+void lm__sumtree_free(lm__sumtree *t)
+{
+	free(t->hash);
+	free(t->left);
+	free(t->done);
+	t->hash = NULL;
+	t->left = NULL;
+	t->done = NULL;
+}
+
+void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t b = off[i] / LM_SUM_BLOCK;
+		if (b >= t->nblocks)
+			continue;
+		/* acq_rel: the thread that lands the last page sees the other
+		 * threads' writes to the block before it hashes it. */
+		if (__atomic_sub_fetch(&t->left[b], 1, __ATOMIC_ACQ_REL) == 0) {
+			t->hash[b] = hash_block(t, b);
+			__atomic_store_n(&t->done[b], 1, __ATOMIC_RELEASE);
+		}
+	}
 }
 
 typedef struct worker {
-	const lm__sum_job *job;
-	uint64_t *hashes;
-	uint64_t first, step, nblocks;
+	lm__sumtree *t;
+	uint64_t first, step;
 } worker;
 
+/* A block counts as hashed only if it completed exactly: a page landed
+ * twice (a bad peer) leaves left != 0 and the block is hashed again here. */
 static void *work(void *arg)
 {
 	worker *w = arg;
+	lm__sumtree *t = w->t;
 
-	for (uint64_t b = w->first; b < w->nblocks; b += w->step)
-		w->hashes[b] = hash_block(w->job, b);
+	for (uint64_t b = w->first; b < t->nblocks; b += w->step)
+		if (!__atomic_load_n(&t->done[b], __ATOMIC_ACQUIRE) || t->left[b] != 0)
+			t->hash[b] = hash_block(t, b);
 	return NULL;
 }
 
-int lm__checksum(const lm__sum_job *j, unsigned threads, uint64_t *out)
+int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 {
-	uint64_t nblocks = (j->len + LM_SUM_BLOCK - 1) / LM_SUM_BLOCK;
-	uint64_t *h = NULL;
-	uint8_t *le = NULL;
 	pthread_t tid[LM_MAX_CHANNELS];
 	worker w[LM_MAX_CHANNELS];
-	unsigned started = 0;
-	int rc = -ENOMEM;
+	unsigned started[LM_MAX_CHANNELS] = {0};
+	uint8_t *le;
 
 	if (threads < 1)
 		threads = 1;
 	if (threads > LM_MAX_CHANNELS)
 		threads = LM_MAX_CHANNELS;
-	if (nblocks < threads)
-		threads = nblocks ? (unsigned)nblocks : 1;
-	h = calloc(nblocks ? nblocks : 1, sizeof(*h));
-	le = malloc(nblocks ? nblocks * 8 : 1);
-	if (!h || !le)
-		goto out;
-	for (unsigned t = 0; t < threads; t++) {
-		w[t] = (worker){j, h, t, threads, nblocks};
-		if (t > 0 && pthread_create(&tid[t], NULL, work, &w[t]) == 0)
-			started++;
-		else if (t > 0)
-			work(&w[t]); /* no thread: do its share here */
+	if (threads > t->nblocks)
+		threads = t->nblocks ? (unsigned)t->nblocks : 1;
+	le = malloc(t->nblocks * 8 + 1);
+	if (!le)
+		return -ENOMEM;
+	for (unsigned k = 0; k < threads; k++) {
+		w[k] = (worker){t, k, threads};
+		if (k > 0)
+			started[k] = pthread_create(&tid[k], NULL, work, &w[k]) == 0;
 	}
 	work(&w[0]);
-	for (unsigned t = 1; t <= started; t++)
-		pthread_join(tid[t], NULL);
-	for (uint64_t b = 0; b < nblocks; b++)
+	for (unsigned k = 1; k < threads; k++) {
+		if (started[k])
+			pthread_join(tid[k], NULL);
+		else
+			work(&w[k]); /* no thread: do its share here */
+	}
+	for (uint64_t b = 0; b < t->nblocks; b++)
 		for (int k = 0; k < 8; k++)
-			le[b * 8 + (uint64_t)k] = (uint8_t)(h[b] >> (8 * k));
-	*out = XXH3_64bits_withSeed(le, (size_t)(nblocks * 8), j->len);
-	rc = 0;
-out:
-	free(h);
+			le[b * 8 + (uint64_t)k] = (uint8_t)(t->hash[b] >> (8 * k));
+	*out = XXH3_64bits_withSeed(le, (size_t)(t->nblocks * 8), t->len);
 	free(le);
-	return rc;
+	return 0;
 }
 
 uint64_t lm_region_checksum(const void *base, uint64_t len)
 {
-	lm__sum_job j = {base, len, NULL, LM_MIN_PAGE_SIZE};
+	lm__sumtree t;
 	uint64_t out = 0;
 
-	/* Only allocation can fail: fall back to one thread, same value. */
-	if (lm__checksum(&j, 1, &out))
+	/* Only allocation can fail. */
+	if (lm__sumtree_init(&t, base, len, LM_MIN_PAGE_SIZE, NULL))
 		return 0;
+	lm__sumtree_final(&t, 1, &out);
+	lm__sumtree_free(&t);
 	return out;
 }

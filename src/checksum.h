@@ -1,3 +1,11 @@
+/*
+ * Region checksum (docs/protocol.md, "Checksum"): XXH3-64 of every 512 KiB
+ * block, then XXH3-64 with seed = region length over the little-endian block
+ * hashes. Blocks hash independently, so the work is spread over threads and
+ * done incrementally: a channel thread hashes a block as soon as all its
+ * pages are sent (sender) or landed (receiver), while the data is still in
+ * its cache, and only blocks never completed are hashed at the end.
+ */
 #ifndef LM_CHECKSUM_H
 #define LM_CHECKSUM_H
 
@@ -6,17 +14,28 @@
 
 #include "livemig.h"
 
-#define LM_SUM_BLOCK (1u << 20)
+#define LM_SUM_BLOCK (512u << 10) /* = one default packet of 4 KiB pages */
 
-typedef struct lm__sum_job {
+typedef struct lm__sumtree {
 	const uint8_t *base;
 	uint64_t len;
-	/* NULL: read every page. Else bit i set = page i holds written data;
-	 * clear bits are known-zero pages that are hashed without reading. */
-	const uint64_t *written;
 	uint32_t page_size;
-} lm__sum_job;
+	/* NULL: read every page. Else bit i set = page i holds written data;
+	 * clear bits are known-zero pages hashed without reading them. */
+	const uint64_t *written;
+	uint64_t nblocks;
+	uint64_t *hash;  /* per block; valid when left[b] == 0 and done[b] */
+	uint32_t *left;  /* pages of the block not yet final (atomic) */
+	uint8_t *done;   /* hash[b] stored (atomic, release) */
+} lm__sumtree;
 
-int lm__checksum(const lm__sum_job *j, unsigned threads, uint64_t *out);
+int lm__sumtree_init(lm__sumtree *t, const uint8_t *base, uint64_t len, uint32_t page_size,
+		     const uint64_t *written);
+void lm__sumtree_free(lm__sumtree *t);
+/* Any thread: the pages at these offsets hold their final content for this
+ * pass. Hashes every block this completes. */
+void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
+/* After all channels are quiet: hashes what is left, combines. */
+int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out);
 
 #endif

@@ -187,6 +187,7 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		mark_written(g, ch->off[i] / r->page_size, 1);
 	for (uint32_t i = 0; i < d.zero; i++)
 		zero_page(ch, g, ch->off[d.normal + i]);
+	lm__sumtree_land(&g->sum, ch->off, d.normal + d.zero);
 	ch->have_num = 1;
 	ch->last_num = d.packet_num;
 	ch->round_packets++;
@@ -272,7 +273,6 @@ static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__e
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		lm__rx_region *g = r->by_id[i];
-		lm__sum_job j = {g->base, g->len, g->fresh ? g->written : NULL, r->page_size};
 		uint64_t sum;
 		int rc;
 
@@ -282,7 +282,7 @@ static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__e
 				    (unsigned long long)g->len);
 			return LM_EFIELD;
 		}
-		if ((rc = lm__checksum(&j, threads, &sum)))
+		if ((rc = lm__sumtree_final(&g->sum, threads, &sum)))
 			return rc;
 		if (sum != sums[i].checksum) {
 			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", g->name,
@@ -436,6 +436,8 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		if (!g->written)
 			return -ENOMEM;
 	}
+	if (lm__sumtree_init(&g->sum, g->base, g->len, r->page_size, g->written))
+		return -ENOMEM;
 	r->by_id[m->id] = g;
 	r->region_len[m->id] = m->len;
 	return 0;
@@ -918,8 +920,10 @@ void lm_receiver_free(lm_receiver *r)
 		lm__conn_close(&r->slots[i].conn);
 		lm__rx_chan_free(&r->slots[i]);
 	}
-	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++)
+	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
+		lm__sumtree_free(&r->regions[i].sum);
+	}
 	if (r->listen_fd >= 0)
 		close(r->listen_fd);
 	close(r->wake_fd);

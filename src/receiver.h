@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "channel.h"
+#include "checksum.h"
 #include "codec/codec.h"
 #include "livemig.h"
 
@@ -23,6 +24,7 @@ typedef struct lm__rx_region {
 	/* Page i holds sent data (fresh regions only). Channel threads set
 	 * bits with atomic ORs; rounds are ordered by the sync barrier. */
 	uint64_t *written;
+	lm__sumtree sum; /* set up with the region; channel threads land pages */
 } lm__rx_region;
 
 /* One accepted connection: a session channel once its hello is accepted. */

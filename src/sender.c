@@ -126,6 +126,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
 	if (rc)
 		return peer_reason(ch, rc, e);
+	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
 	ch->zero_pages += nz;
 	ch->normal_pages += nn;
 	ch->payload += d.payload;
@@ -278,10 +279,9 @@ static int complete(lm_sender *s)
 	if (cpus > 0 && threads > (unsigned)cpus)
 		threads = (unsigned)cpus;
 	for (uint32_t i = 0; i < s->nregions; i++) {
-		lm__sum_job j = {s->regions[i].base, s->regions[i].len, NULL, s->page_size};
 		sums[i].id = i;
 		sums[i].len = s->regions[i].len;
-		rc = lm__checksum(&j, threads, &sums[i].checksum);
+		rc = lm__sumtree_final(&s->regions[i].sum, threads, &sums[i].checksum);
 		if (rc)
 			goto out;
 	}
@@ -522,6 +522,11 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 	for (uint32_t i = 0; i < s->nch; i++)
 		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i)))
 			goto fail;
+	for (uint32_t i = 0; i < s->nregions; i++) {
+		lm__tx_region *g = &s->regions[i];
+		if ((rc = lm__sumtree_init(&g->sum, g->base, g->len, s->page_size, NULL)))
+			goto fail;
+	}
 	if (getrandom(s->session, sizeof(s->session), 0) != (ssize_t)sizeof(s->session)) {
 		rc = -errno;
 		goto fail;
@@ -658,6 +663,8 @@ void lm_sender_free(lm_sender *s)
 		pthread_cond_destroy(&s->ch[i].cond);
 	}
 	free(s->ch);
+	for (uint32_t i = 0; i < s->nregions; i++)
+		lm__sumtree_free(&s->regions[i].sum);
 	pthread_cond_destroy(&s->idle_cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

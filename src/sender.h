@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "channel.h"
+#include "checksum.h"
 #include "codec/codec.h"
 #include "livemig.h"
 
@@ -14,6 +15,7 @@ typedef struct lm__tx_region {
 	char name[LM_MAX_REGION_NAME + 1];
 	const uint8_t *base;
 	uint64_t len;
+	lm__sumtree sum; /* set up at connect; channel threads land pages */
 } lm__tx_region;
 
 typedef struct lm__tx_chan {
