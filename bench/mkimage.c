@@ -16,6 +16,11 @@
  *            bench/mkimage.c -o lm-mkimage
  */
 
+/* DT_* file types, fstatat flags, strcasecmp. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -19,11 +19,11 @@
  *
  * Checked after each input (violations __builtin_trap()):
  *  - the loop returns; 0 only after a verified COMPLETE;
- *  - fresh region: every page whose `written` bit is clear is all zero, and
- *    no bit beyond the last page is set;
- *  - once a COMPLETE got as far as verification (every packet before it
- *    landed whole), each region's incrementally built checksum tree
- *    (lm__sumtree_final) equals lm_region_checksum() of its bytes now.
+ *  - once a COMPLETE got as far as verification (so every packet before it
+ *    landed whole): in the fresh region every page whose `written` bit is
+ *    clear is all zero and no bit past the last page is set; and each
+ *    region's incrementally built checksum tree (lm__sumtree_final) equals
+ *    lm_region_checksum() of its bytes as they are.
  *
  * Seed generator (writes valid streams with correct checksums):
  *   cc -D_GNU_SOURCE -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_receiver.c \
@@ -43,11 +43,18 @@
 #include "wire.h"
 #include "zero.h"
 
+/* The loop's result for the current input, shown when an invariant fails
+ * (and checked by the seed generator). */
+static int fz_last_rc;
+static char fz_last_msg[256];
+
 #define CHECK(c)                                                                         \
 	do {                                                                             \
 		if (!(c)) {                                                              \
-			fprintf(stderr, "fuzz_receiver: invariant failed at %s:%d: %s\n", \
-				__FILE__, __LINE__, #c);                                 \
+			fprintf(stderr,                                                  \
+				"fuzz_receiver: invariant failed at %s:%d: %s "          \
+				"(loop returned %d \"%s\")\n",                          \
+				__FILE__, __LINE__, #c, fz_last_rc, fz_last_msg);        \
 			__builtin_trap();                                                \
 		}                                                                        \
 	} while (0)
@@ -60,9 +67,6 @@ static const char *const region_name[NREGIONS] = {"ram", "heap"};
 #define CFG_TWO_CHANNELS 1u
 #define CFG_SMALL_PACKETS 2u
 #define CFG_FRESH_1 4u
-
-/* For the seed generator's self-check. */
-static int fz_last_rc;
 
 static int fill_memfd(const uint8_t *p, size_t n)
 {
@@ -171,6 +175,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	rc = lm__rx_data_loop(ch, &e);
 	fz_last_rc = rc;
+	memcpy(fz_last_msg, e.msg, sizeof(fz_last_msg));
+	fz_last_msg[sizeof(fz_last_msg) - 1] = 0;
 
 	CHECK(memchr(e.msg, 0, sizeof(e.msg)) != NULL);
 	CHECK(ch->conn.bytes_in <= size - 1);
@@ -179,11 +185,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < NREGIONS; i++) {
 		lm__rx_region *g = &r->regions[i];
 		uint64_t tree = 0;
-		if (g->fresh)
-			check_fresh(g);
-		/* Verification ran: every packet before it landed whole, so the
-		 * incrementally hashed tree must match the memory as it is. */
+		/* Verification ran: every packet before it landed whole (a packet
+		 * that fails half-way leaves pages written but not marked; the
+		 * session is over then). The fresh bitmap must describe the memory
+		 * and the incrementally hashed tree must match it as it is. */
 		if (r->verifying) {
+			if (g->fresh)
+				check_fresh(g);
 			CHECK(lm__sumtree_final(&g->sum, 1, &tree) == 0);
 			CHECK(tree == lm_region_checksum(g->base, g->len));
 		}

@@ -88,10 +88,10 @@ fi
 raw=$(stat -c %s "$tmp/nonzero.bin")
 packed=$(gzip -1 -c "$tmp/nonzero.bin" | wc -c)
 ratio=$(python3 -c "print(round($raw / $packed, 2))")
-if python3 -c "import sys; sys.exit(0 if 2.0 <= $ratio <= 6.0 else 1)"; then
-	pass "non-zero part compresses ${ratio}x with gzip -1 (want 2x..6x)"
+if python3 -c "import sys; sys.exit(0 if 1.7 <= $ratio <= 6.0 else 1)"; then
+	pass "non-zero part compresses ${ratio}x with gzip -1 (want 1.7x..6x)"
 else
-	fail "non-zero part compresses ${ratio}x with gzip -1 (want 2x..6x)"
+	fail "non-zero part compresses ${ratio}x with gzip -1 (want 1.7x..6x)"
 fi
 
 echo "== determinism"

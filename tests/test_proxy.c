@@ -112,6 +112,12 @@ static pid_t spawn(char *const argv[], const char *out, const char *err)
 		dup2(n, 0);
 		dup2(o, 1);
 		dup2(e, 2);
+		if (o > 2)
+			close(o);
+		if (e > 2)
+			close(e);
+		if (n > 2)
+			close(n);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -586,13 +592,15 @@ static void do_run(run *r, const char *in)
 	t0 = now_s();
 	sp = spawn(sargv, sout, r->send_err);
 	CHECK(sp > 0);
-	r->recv_rc = wait_child(rp, 30000, NULL);
+	r->recv_rc = wait_child(rp, 20000, NULL);
 	r->recv_time = now_s() - t0;
 	/* A stalled proxy holds the sender's connections: close them now so
 	 * the sender sees the end instead of waiting for its own timeout. */
 	if (r->mode == P_STALL)
 		proxy_stop(&px);
-	r->send_rc = wait_child(sp, 30000, NULL);
+	/* Once the receiver is gone (and, for a stall, the proxy closed every
+	 * connection) a sender has nothing left to wait for. */
+	r->send_rc = wait_child(sp, r->mode == P_STALL ? 5000 : 15000, NULL);
 	r->fired = aget(&px.fired);
 	proxy_stop(&px);
 	kill_children();
@@ -739,6 +747,7 @@ int main(int argc, char **argv)
 	case_kill(in);
 	/* Channel 0's first byte: the hello's frame magic. */
 	case_flip(in, "flip-magic", 0, 0, "frame.magic", "channel 0");
+	case_flip(in, "xmagic1", 1, 0, "frame.magic", "channel 1");
 	/* Channel 1, first data frame: low byte of data.region (0 -> 90). */
 	case_flip(in, "flip-region", 1, ch1_frame(0) + 12 + 11, "data.region", "channel 1");
 	/* Channel 1, first data frame: data.pages (128 -> 128 ^ 0x5a). */
