@@ -4,8 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
+#include "hash.h"
 
 static const uint8_t zero_page[LM_MAX_PAGE_SIZE];
 
@@ -21,19 +20,31 @@ static uint64_t block_len(const lm__sumtree *t, uint64_t b)
 	return t->len - off < LM_SUM_BLOCK ? t->len - off : LM_SUM_BLOCK;
 }
 
-/* A block where some pages are known zero: stream it page by page. */
+static uint64_t hash_one(const uint8_t *p, uint64_t len, uint64_t seed)
+{
+	struct iovec v = {(void *)p, (size_t)len};
+
+	return lm__hash(&v, 1, seed);
+}
+
+/* A block where some pages are known zero: hash the written runs from
+ * memory and the zero pages from a static zero page, as one stream. */
 static uint64_t hash_mixed(const lm__sumtree *t, uint64_t off, uint64_t len)
 {
+	struct iovec v[LM_SUM_BLOCK / LM_MIN_PAGE_SIZE];
 	uint32_t ps = t->page_size;
-	XXH3_state_t st;
+	int n = 0;
 
-	XXH3_64bits_reset(&st);
 	for (uint64_t o = 0; o < len; o += ps) {
-		size_t n = len - o < ps ? (size_t)(len - o) : ps;
-		const uint8_t *p = bit(t->written, (off + o) / ps) ? t->base + off + o : zero_page;
-		XXH3_64bits_update(&st, p, n);
+		size_t k = len - o < ps ? (size_t)(len - o) : ps;
+		uint8_t *p = bit(t->written, (off + o) / ps) ? (uint8_t *)t->base + off + o
+							    : (uint8_t *)zero_page;
+		if (n && p != zero_page && (uint8_t *)v[n - 1].iov_base + v[n - 1].iov_len == p)
+			v[n - 1].iov_len += k;
+		else
+			v[n++] = (struct iovec){p, k};
 	}
-	return XXH3_64bits_digest(&st);
+	return lm__hash(v, n, 0);
 }
 
 static uint64_t hash_block(const lm__sumtree *t, uint64_t b)
@@ -43,11 +54,11 @@ static uint64_t hash_block(const lm__sumtree *t, uint64_t b)
 	uint64_t set = 0;
 
 	if (!t->written)
-		return XXH3_64bits(t->base + off, (size_t)len);
+		return hash_one(t->base + off, len, 0);
 	for (uint64_t i = 0; i < pages; i++)
 		set += (uint64_t)bit(t->written, first + i);
 	if (set == pages)
-		return XXH3_64bits(t->base + off, (size_t)len);
+		return hash_one(t->base + off, len, 0);
 	return hash_mixed(t, off, len);
 }
 
@@ -146,7 +157,7 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 	for (uint64_t b = 0; b < t->nblocks; b++)
 		for (int k = 0; k < 8; k++)
 			le[b * 8 + (uint64_t)k] = (uint8_t)(t->hash[b] >> (8 * k));
-	*out = XXH3_64bits_withSeed(le, (size_t)(t->nblocks * 8), t->len);
+	*out = hash_one(le, t->nblocks * 8, t->len);
 	free(le);
 	return 0;
 }

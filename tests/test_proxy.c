@@ -561,7 +561,7 @@ static void do_run(run *r, const char *in)
 	rargv[n++] = "--image";
 	rargv[n++] = r->out;
 	rargv[n++] = "--timeout";
-	rargv[n++] = (char *)(r->recv_timeout ? r->recv_timeout : "10");
+	rargv[n++] = (char *)(r->recv_timeout ? r->recv_timeout : "5");
 	rargv[n++] = "--accept-timeout";
 	rargv[n++] = "20";
 	rargv[n] = NULL;
@@ -576,7 +576,7 @@ static void do_run(run *r, const char *in)
 	}
 	snprintf(ports, sizeof(ports), "127.0.0.1:%d", px.port);
 	snprintf(chs, sizeof(chs), "%d", r->channels);
-	snprintf(to, sizeof(to), "%s", "10");
+	snprintf(to, sizeof(to), "%s", "5");
 	n = 0;
 	sargv[n++] = (char *)livemig;
 	sargv[n++] = "send";
@@ -703,14 +703,41 @@ static void case_flip(const char *in, const char *name, int target, uint64_t at,
 	CHECK(contains(r.send_err, recv_want));
 }
 
-static void case_stall(const char *in)
+/* A stall with --timeout 1: the receiver must give up within a few seconds,
+ * whatever the number of channels. */
+/* Channel 1's hello magic. The receiver may refuse the connection as a
+ * stray one or fail the session; either way it must not blame channel 0
+ * (which was fine), and the sender must learn the receiver's reason. */
+static void case_flip_hello1(const char *in)
 {
 	run r = {0};
 
-	if (!selected("stall"))
+	if (!selected("flip-magic-ch1"))
 		return;
-	r.name = "stall";
+	r.name = "flip-magic-ch1";
 	r.channels = 2;
+	r.mode = P_FLIP;
+	r.target = 1;
+	r.at = 0;
+	r.recv_timeout = "3";
+	do_run(&r, in);
+	show(&r);
+	check_failed(&r);
+	CHECK(!contains(r.recv_err, "channel 0"));
+	CHECK(contains(r.send_err, "frame.magic"));
+	CHECK(r.recv_time < 5.0);
+}
+
+static void case_stall(const char *in, int channels)
+{
+	char name[32];
+	run r = {0};
+
+	snprintf(name, sizeof(name), "stall%d", channels);
+	if (!selected(name))
+		return;
+	r.name = name;
+	r.channels = channels;
 	r.mode = P_STALL;
 	r.target = 1;
 	r.at = 2u << 20;
@@ -747,7 +774,7 @@ int main(int argc, char **argv)
 	case_kill(in);
 	/* Channel 0's first byte: the hello's frame magic. */
 	case_flip(in, "flip-magic", 0, 0, "frame.magic", "channel 0");
-	case_flip(in, "xmagic1", 1, 0, "frame.magic", "channel 1");
+	case_flip_hello1(in);
 	/* Channel 1, first data frame: low byte of data.region (0 -> 90). */
 	case_flip(in, "flip-region", 1, ch1_frame(0) + 12 + 11, "data.region", "channel 1");
 	/* Channel 1, first data frame: data.pages (128 -> 128 ^ 0x5a). */
@@ -758,7 +785,8 @@ int main(int argc, char **argv)
 	/* Channel 1, third data frame, deep inside page payload. */
 	case_flip(in, "flip-payload", 1, ch1_frame(2) + DATA_FRAME_HDR + DATA_TABLES + 100000,
 		  "checksum", "channel 0");
-	case_stall(in);
+	case_stall(in, 2);
+	case_stall(in, 8);
 
 	kill_children();
 	if (lm_test_failures == 0)

@@ -1,0 +1,18 @@
+/* XXH3 for AVX2 CPUs: see hash.h. */
+#include "hash.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx2")
+#define XXH_VECTOR 2 /* XXH_AVX2 */
+#include "hash_impl.h"
+
+uint64_t lm__hash_avx2(const struct iovec *v, int n, uint64_t seed)
+{
+	return hash_pieces(v, n, seed);
+}
+#else
+uint64_t lm__hash_avx2(const struct iovec *v, int n, uint64_t seed)
+{
+	return lm__hash_generic(v, n, seed);
+}
+#endif
