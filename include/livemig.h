@@ -123,7 +123,7 @@ typedef struct lm_sender_config {
 	lm_codec_id codec;     /* default none */
 	int level;             /* codec level, 0 = codec default */
 	int timeout_ms;        /* a stalled peer fails the migration, default 30000 */
-	int sndbuf;            /* SO_SNDBUF bytes, default 4 MiB, <0 = leave the kernel's */
+	int sndbuf;            /* SO_SNDBUF bytes; 0 = kernel autotuning (up to tcp_wmem's max) */
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a
@@ -164,7 +164,7 @@ typedef int (*lm_region_cb)(void *user, uint32_t id, const char *name, uint64_t 
 typedef struct lm_receiver_config {
 	int timeout_ms;         /* stall timeout once a session started, default 30000 */
 	int accept_timeout_ms;  /* wait for the first connection, 0 = forever */
-	int rcvbuf;             /* SO_RCVBUF bytes, default 4 MiB, <0 = leave the kernel's */
+	int rcvbuf;             /* SO_RCVBUF bytes; 0 = kernel autotuning (up to tcp_rmem's max) */
 	uint32_t max_channels;  /* refuse sessions with more, default LM_MAX_CHANNELS */
 	lm_region_cb on_region; /* may be NULL if all regions are added up front */
 	void *user;

@@ -286,7 +286,10 @@ void lm__tune_socket(int fd, int sndbuf, int rcvbuf)
 	int one = 1;
 
 	/* Frames go out as whole writev calls; Nagle would only delay the
-	 * small control frames (sync, complete) that end a round. */
+	 * small control frames (sync, complete) that end a round. Buffer
+	 * sizes are left to autotuning unless asked: a fixed SO_SNDBUF turns
+	 * autotuning off and is capped by wmem_max (208 KiB on a stock
+	 * kernel), below what autotuning reaches (tcp_wmem's 4 MiB). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (sndbuf > 0)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -115,6 +116,11 @@ static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr 
 		else
 			ch->iov[iovc++] = (struct iovec){t, ps};
 	}
+	/* A fresh mapping would take one page fault per page inside readv;
+	 * populating each run first costs one call per run. Best effort. */
+	for (int i = 0; g->fresh && i < iovc; i++)
+		if (ch->iov[i].iov_base != ch->tail)
+			madvise(ch->iov[i].iov_base, ch->iov[i].iov_len, MADV_POPULATE_WRITE);
 	rc = lm__readv_full(&ch->conn, ch->iov, iovc);
 	if (rc) {
 		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
@@ -774,8 +780,6 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->cfg = *cfg;
 	if (r->cfg.timeout_ms <= 0)
 		r->cfg.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
-	if (!r->cfg.rcvbuf)
-		r->cfg.rcvbuf = 4 << 20;
 	if (!r->cfg.max_channels || r->cfg.max_channels > LM_MAX_CHANNELS)
 		r->cfg.max_channels = LM_MAX_CHANNELS;
 	r->listen_fd = -1;

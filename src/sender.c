@@ -436,8 +436,6 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		c.packet_pages = LM_DEFAULT_PACKET_PAGES;
 	if (c.timeout_ms <= 0)
 		c.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
-	if (!c.sndbuf)
-		c.sndbuf = 4 << 20;
 	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
 	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
 	    c.packet_pages > LM_MAX_PACKET_PAGES || !lm__codec_get((uint16_t)c.codec))
