@@ -2,7 +2,8 @@
 #include "hash.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#pragma GCC target("avx2")
+/* CMake compiles this file alone with -mavx2; it runs only after the
+ * run-time check in hash.c. */
 #define XXH_VECTOR 2 /* XXH_AVX2 */
 #include "hash_impl.h"
 

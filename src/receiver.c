@@ -76,7 +76,7 @@ static int land_tail(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e
 	size_t keep = (size_t)(g->len - off);
 
 	if (!lm__is_zero(ch->tail + keep, ch->r->page_size - keep)) {
-		lm__err_set(e, "data: page at offset 0x%llx has bytes past the region end",
+		lm__err_set(e, "data.payload: page at offset 0x%llx has non-zero bytes past the region end",
 			    (unsigned long long)off);
 		return LM_EFIELD;
 	}
@@ -92,7 +92,7 @@ static void zero_page(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
 
 	if (g->fresh) {
 		/* Still zero unless an earlier round wrote it. */
-		if (g->written[page / 64] & (1ull << (page % 64))) {
+		if (__atomic_load_n(&g->written[page / 64], __ATOMIC_RELAXED) & (1ull << (page % 64))) {
 			memset(g->base + off, 0, n);
 			mark_written(g, page, 0);
 		}
@@ -309,7 +309,8 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	int rc;
 
 	if (ch->channel != 0 || ch->round == 0 || ch->round_packets) {
-		lm__err_set(e, "complete is only valid on channel 0 right after a sync");
+		lm__err_set(e, "frame.kind complete on channel %d: only valid on channel 0 right after a sync",
+			    ch->channel);
 		return LM_EKIND;
 	}
 	b = malloc(f->len ? f->len : 1);
@@ -420,11 +421,11 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 	} else {
 		void *base = NULL;
 		int fresh = 0, rc;
-		if (!r->cfg.on_region || r->nuser + m->id >= LM_MAX_REGIONS) {
+		if (!r->cfg.on_region) {
 			lm__err_set(e, "region \"%s\" is not registered here", m->name);
 			return LM_EREGION;
 		}
-		g = &r->regions[r->nuser + m->id];
+		g = &r->regions[LM_MAX_REGIONS + m->id];
 		rc = r->cfg.on_region(r->cfg.user, m->id, m->name, m->len, r->page_size, &base, &fresh);
 		if (rc || (!base && m->len)) {
 			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", m->name,
@@ -590,6 +591,22 @@ static int read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
 	return lm__dec_hello(b, f.len, h, e);
 }
 
+/* What to do with a connection whose hello was not accepted: a stranger
+ * (unreadable hello, another session, a duplicate channel) is refused and
+ * the session goes on; before any session exists, a bad hello fails the
+ * migration; a probe that sends nothing is just closed. */
+static int refuse_only(lm_receiver *r, int rc)
+{
+	int have;
+
+	pthread_mutex_lock(&r->lock);
+	have = r->have_session;
+	pthread_mutex_unlock(&r->lock);
+	if (rc > 0)
+		return 1;
+	return have || rc == LM_EEOF || rc == LM_ETIMEDOUT;
+}
+
 static void *slot_main(void *arg)
 {
 	lm__rx_chan *ch = arg;
@@ -597,16 +614,16 @@ static void *slot_main(void *arg)
 	double cpu0 = lm__thread_cpu();
 	lm__err e = {{0}};
 	lm__hello h;
-	int rc, had_session;
+	int rc;
 
-	pthread_mutex_lock(&r->lock);
-	had_session = r->have_session;
-	pthread_mutex_unlock(&r->lock);
 	rc = read_hello(ch, &h, &e);
 	if (rc == 0)
 		rc = join_session(ch, &h, &e);
-	if (rc > 0 || (rc < 0 && had_session && ch->channel < 0 && rc != LM_EFIELD)) {
-		/* Not this session's: refuse the connection, keep the session. */
+	if (rc && ch->channel < 0) {
+		if (!e.msg[0])
+			lm__err_set(&e, "%s", lm_strerror(rc));
+		if (!refuse_only(r, rc))
+			fail(r, rc, -1, e.msg);
 		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, e.msg);
 		goto out;
 	}
@@ -632,9 +649,12 @@ static void *slot_main(void *arg)
 fail:
 	if (!e.msg[0])
 		lm__err_set(&e, "%s", lm_strerror(rc));
-	fail(r, rc, ch->channel >= 0 ? ch->channel : 0, e.msg);
+	fail(r, rc, ch->channel, e.msg);
 out:
 	ch->cpu = lm__thread_cpu() - cpu0;
+	pthread_mutex_lock(&r->lock);
+	ch->exited = 1;
+	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
 
@@ -690,13 +710,24 @@ static int start_slot(lm_receiver *r, int fd)
 {
 	lm__rx_chan *ch = NULL;
 
+	int reap = 0;
+
+	/* A slot whose connection was refused is free again once its thread
+	 * is joined: strangers cannot use up the slots of late channels. */
 	pthread_mutex_lock(&r->lock);
-	for (int i = 0; i < LM_RX_SLOTS && !ch; i++)
-		if (!r->slots[i].slot_used)
-			ch = &r->slots[i];
-	if (ch)
-		ch->slot_used = 1;
+	for (int i = 0; i < LM_RX_SLOTS && !ch; i++) {
+		lm__rx_chan *c = &r->slots[i];
+		if (!c->slot_used || (c->exited && c->channel < 0)) {
+			ch = c;
+			reap = c->slot_used;
+			c->slot_used = 1;
+		}
+	}
 	pthread_mutex_unlock(&r->lock);
+	if (ch && reap) {
+		pthread_join(ch->tid, NULL);
+		lm__rx_chan_free(ch);
+	}
 	if (!ch) {
 		close(fd); /* too many connections in their handshake */
 		return 0;
@@ -705,6 +736,7 @@ static int start_slot(lm_receiver *r, int fd)
 	ch->conn.wake_fd = r->wake_fd;
 	ch->r = r;
 	ch->channel = -1;
+	ch->exited = 0;
 	if (pthread_create(&ch->tid, NULL, slot_main, ch)) {
 		lm__conn_close(&ch->conn);
 		pthread_mutex_lock(&r->lock);
@@ -808,7 +840,7 @@ int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_
 		return LM_EINVAL;
 	if (r->t_start)
 		return LM_ESTATE;
-	if (r->nuser >= LM_MAX_REGIONS / 2 || find_user_region(r, name))
+	if (r->nuser >= LM_MAX_REGIONS || find_user_region(r, name))
 		return LM_EREGION;
 	lm__rx_region *g = &r->regions[r->nuser++];
 	memcpy(g->name, name, nl + 1);
@@ -924,7 +956,7 @@ void lm_receiver_free(lm_receiver *r)
 		lm__conn_close(&r->slots[i].conn);
 		lm__rx_chan_free(&r->slots[i]);
 	}
-	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++) {
+	for (uint32_t i = 0; i < 2 * LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
 		lm__sumtree_free(&r->regions[i].sum);
 	}

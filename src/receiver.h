@@ -31,6 +31,7 @@ typedef struct lm__rx_region {
 typedef struct lm__rx_chan {
 	struct lm_receiver *r;
 	int slot_used;   /* guarded by r->lock */
+	int exited;      /* guarded by r->lock: the thread is done, join it */
 	pthread_t tid;
 	int channel;     /* session channel index, -1 until accepted */
 	/* Owner: this slot's thread until it is joined, then the run thread. */
@@ -54,7 +55,8 @@ typedef struct lm__rx_chan {
 struct lm_receiver {
 	lm_receiver_config cfg;
 	int listen_fd, port, wake_fd;
-	lm__rx_region regions[LM_MAX_REGIONS]; /* user-added first, then by callback */
+	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
+	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;
 	/* By wire id; filled by channel 0's thread before regions_ready. */
 	lm__rx_region *by_id[LM_MAX_REGIONS];

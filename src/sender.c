@@ -317,6 +317,10 @@ static int complete(lm_sender *s)
 		lm__err_set(&e, "ack.kind %u, expected complete", ack.kind);
 		rc = LM_EFIELD;
 	}
+	if (!rc && memcmp(ack.session, s->session, 16)) {
+		lm__err_set(&e, "ack.session does not match ours");
+		rc = LM_ESESSION;
+	}
 	if (rc)
 		goto fail;
 	goto out;

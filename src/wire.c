@@ -228,16 +228,18 @@ static int want_len(uint32_t len, uint32_t want, const char *kind, lm__err *e)
 
 int lm__dec_hello(const uint8_t *p, uint32_t len, lm__hello *h, lm__err *e)
 {
-	int rc = want_len(len, LM_HELLO_LEN, "hello", e);
+	int rc;
 
-	if (rc)
-		return rc;
-	h->version = lm__get16(p);
-	if (h->version != LM_PROTOCOL_VERSION) {
-		lm__err_set(e, "hello.version %u, this receiver speaks %u", h->version,
+	/* The version comes first, so a later version with a longer hello
+	 * is told "version", not "length". */
+	if (len >= 2 && lm__get16(p) != LM_PROTOCOL_VERSION) {
+		lm__err_set(e, "hello.version %u, this receiver speaks %u", lm__get16(p),
 			    LM_PROTOCOL_VERSION);
 		return LM_EVERSION;
 	}
+	if ((rc = want_len(len, LM_HELLO_LEN, "hello", e)))
+		return rc;
+	h->version = lm__get16(p);
 	memcpy(h->session, p + 4, 16);
 	h->channel = lm__get16(p + 20);
 	h->channels = lm__get16(p + 22);
@@ -499,6 +501,8 @@ int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e)
 	m->code = (int32_t)lm__get32(p);
 	m->channel = lm__get16(p + 4);
 	m->msg_len = lm__get16(p + 8);
+	if (lm__get16(p + 6) || lm__get16(p + 10))
+		return fail(e, LM_EFIELD, "error.reserved not zero");
 	if (m->msg_len != len - LM_ERROR_FIXED)
 		return fail(e, LM_EFIELD, "error.msg_len does not match the frame length");
 	memcpy(m->msg, p + 12, m->msg_len);

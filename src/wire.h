@@ -156,7 +156,8 @@ size_t lm__enc_ack(uint8_t *p, const lm__ack *a);
 size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg);
 #define LM_ERROR_FRAME_BOUND (LM_FRAME_HDR + LM_ERROR_FIXED + LM_ERROR_MAX_MSG)
 
-/* Body length a data packet with these counts must announce; 0 on overflow. */
+/* Body length a data packet with these counts must announce (64-bit: the
+ * 32-bit counts cannot overflow it). */
 uint64_t lm__data_body_len(const lm__data_hdr *d);
 
 /* Checked decoders. Each takes exactly the bytes of its part. */
