@@ -150,7 +150,7 @@ static int cmd_send(int argc, char **argv)
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	if (!o.image || !o.addr) {
-		fprintf(stderr, "%s send: --image and --to are required\n", prog);
+		fprintf(stderr, "%s: --image and --to are required\n", prog);
 		return 2;
 	}
 	fd = open(o.image, O_RDONLY | O_CLOEXEC);
@@ -278,7 +278,7 @@ static int cmd_recv(int argc, char **argv)
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	if (!o.image || !o.addr) {
-		fprintf(stderr, "%s recv: --listen and --image are required\n", prog);
+		fprintf(stderr, "%s: --listen and --image are required\n", prog);
 		return 2;
 	}
 	d.final = o.image;
