@@ -215,33 +215,57 @@ int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__e
 	return lm__dec_error(buf, f->len, m, e);
 }
 
-void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg)
+void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg)
 {
 	uint8_t buf[LM_ERROR_FRAME_BOUND];
 	size_t n = lm__enc_error(buf, code, channel, msg);
-	char sink[4096];
 
 	if (c->wfd < 0)
 		return;
 	c->timeout_ms = 1000;
 	c->watch_in = 0;
 	c->wake_fd = -1;
-	if (lm__write_full(c, buf, n) == 0 && c->wfd == c->rfd) {
-		/* Half-close, then read what the peer still sends for up to a
-		 * second: closing with unread data would reset the connection
-		 * and could discard our error frame before the peer reads it. */
+	if (lm__write_full(c, buf, n) == 0 && c->wfd == c->rfd)
 		shutdown(c->wfd, SHUT_WR);
-		uint64_t end = lm__now_us() + 1000000u;
-		while (lm__now_us() < end) {
-			struct pollfd p = {c->rfd, POLLIN, 0};
-			if (poll(&p, 1, 100) < 0 && errno != EINTR)
-				break;
-			ssize_t r = read(c->rfd, sink, sizeof(sink));
-			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
-				break;
+}
+
+void lm__drain_close(lm__conn *const *cs, int n, int ms)
+{
+	struct pollfd p[LM_MAX_CHANNELS + 16];
+	char sink[4096];
+	uint64_t end = lm__now_us() + (uint64_t)ms * 1000u;
+	int open = 0;
+
+	for (int i = 0; i < n && i < (int)(sizeof(p) / sizeof(p[0])); i++) {
+		p[i].fd = cs[i]->rfd;
+		p[i].events = POLLIN;
+		open += p[i].fd >= 0;
+	}
+	/* Read what the peers still send until each closes or time is up:
+	 * closing with unread data would reset the connection and could
+	 * discard the error frame before the peer reads it. */
+	while (open > 0 && lm__now_us() < end) {
+		int left = (int)((end - lm__now_us()) / 1000u) + 1;
+		if (poll(p, (nfds_t)n, left) <= 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			ssize_t r = read(p[i].fd, sink, sizeof(sink));
+			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				p[i].fd = -1;
+				open--;
+			}
 		}
 	}
-	lm__conn_close(c);
+	for (int i = 0; i < n; i++)
+		lm__conn_close(cs[i]);
+}
+
+void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg)
+{
+	lm__send_error(c, code, channel, msg);
+	lm__drain_close(&c, 1, 1000);
 }
 
 int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap)

@@ -37,8 +37,11 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 /* Reads the body of an ERROR frame already announced by f. */
 int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e);
 
-/* Best effort: sends an ERROR frame, half-closes and drains briefly so the
- * peer reads the frame before it sees the close (no RST eating it). */
+/* Best effort: sends an ERROR frame and half-closes. */
+void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg);
+/* Drains the conns together for at most ms, then closes them, so each peer
+ * reads our last frame before it sees the close (no RST eating it). */
+void lm__drain_close(lm__conn *const *cs, int n, int ms);
 void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg);
 
 /* "host:port", "[v6]:port". */

@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "checksum.h"
@@ -184,6 +185,12 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	}
 	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
 		return rc;
+	/* Counted before the check: see wait_all_synced(). */
+	__atomic_add_fetch(&r->unsynced[ch->channel], 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&r->verifying, __ATOMIC_SEQ_CST)) {
+		lm__err_set(e, "frame.kind data after complete: not applied");
+		return LM_EKIND;
+	}
 	g = r->by_id[d.region];
 	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
 	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
@@ -235,6 +242,7 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	}
 	ch->round++;
 	ch->round_packets = 0;
+	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&r->lock);
 	r->synced[ch->channel] = ch->round;
 	pthread_cond_broadcast(&r->cond);
@@ -244,7 +252,7 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 
 /* Channel 0 waits until every channel has synced the round it just synced:
  * only then is every page of the session in memory. */
-static int wait_all_synced(lm__rx_chan *ch)
+static int wait_all_synced(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 	int rc;
@@ -259,10 +267,26 @@ static int wait_all_synced(lm__rx_chan *ch)
 		pthread_cond_wait(&r->cond, &r->lock);
 	}
 	rc = r->err;
-	if (!rc)
-		r->verifying = 1;
 	pthread_mutex_unlock(&r->lock);
-	return rc;
+	if (rc)
+		return rc;
+	/* From here no DATA may land. A channel counts a packet in unsynced
+	 * before it checks verifying, and we set verifying before we read
+	 * the counts (both seq_cst): either we see its packet, or it sees
+	 * verifying and does not apply the packet. */
+	__atomic_store_n(&r->verifying, 1, __ATOMIC_SEQ_CST);
+	for (uint32_t i = 0; i < r->channels; i++) {
+		if (__atomic_load_n(&r->unsynced[i], __ATOMIC_SEQ_CST)) {
+			lm__err_set(e, "complete: channel %u sent data after its last sync", i);
+			return LM_EKIND;
+		}
+		if (r->synced[i] != ch->round) {
+			lm__err_set(e, "complete: channel %u synced round %u, channel 0 round %u", i,
+				    r->synced[i], ch->round);
+			return LM_EKIND;
+		}
+	}
+	return 0;
 }
 
 static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__err *e)
@@ -325,13 +349,17 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	}
 	if ((rc = lm__dec_complete(b, f->len, sums, r->region_count, &n, e)))
 		goto out;
-	if ((rc = wait_all_synced(ch)))
+	if ((rc = wait_all_synced(ch, e)))
 		goto out;
 	if ((rc = verify(ch, sums, n, e)))
 		goto out;
 	pthread_mutex_lock(&r->lock);
-	r->finishing = 1;
+	rc = r->err; /* another channel may have failed meanwhile */
+	if (!rc)
+		r->finishing = 1;
 	pthread_mutex_unlock(&r->lock);
+	if (rc)
+		goto out;
 	memset(&a, 0, sizeof(a));
 	a.kind = LM_KIND_COMPLETE;
 	memcpy(a.session, r->session, 16);
@@ -347,6 +375,16 @@ out:
 
 /* ---- per-channel loop ------------------------------------------------------ */
 
+static int is_finishing(lm_receiver *r)
+{
+	int f;
+
+	pthread_mutex_lock(&r->lock);
+	f = r->finishing;
+	pthread_mutex_unlock(&r->lock);
+	return f;
+}
+
 int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -358,7 +396,8 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 
 		if (rc) {
 			pthread_mutex_lock(&r->lock);
-			int quiet = r->finishing || r->done || r->err, wait = r->verifying;
+			int quiet = r->finishing || r->done || r->err;
+			int wait = __atomic_load_n(&r->verifying, __ATOMIC_SEQ_CST);
 			pthread_mutex_unlock(&r->lock);
 			if (quiet)
 				return 0; /* the session ended: this is the close */
@@ -367,7 +406,11 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 			return rc;
 		}
 		switch (f.kind) {
-		case LM_KIND_DATA: rc = rx_data(ch, &f, e); break;
+		case LM_KIND_DATA:
+			rc = rx_data(ch, &f, e);
+			if (rc == LM_EKIND && is_finishing(r))
+				return 0; /* acknowledged already: not applied, not an error */
+			break;
 		case LM_KIND_SYNC: rc = rx_sync(ch, &f, e); break;
 		case LM_KIND_COMPLETE:
 			rc = rx_complete(ch, &f, e);
@@ -506,6 +549,7 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 			goto out;
 		}
 		r->have_session = 1;
+		r->t_start = lm__now_us(); /* the session's clock starts here */
 		memcpy(r->session, h->session, 16);
 		r->channels = h->channels;
 		r->page_size = h->page_size;
@@ -554,6 +598,33 @@ static int send_hello_ack(lm__rx_chan *ch, lm__err *e)
 	return rc;
 }
 
+/* Before the ack the sender sends nothing more on this channel, so bytes
+ * or a close here mean it gave up (an ERROR frame, usually): fail the
+ * session now rather than at the timeout. */
+static int watch_while_waiting(lm__rx_chan *ch, lm__err *e)
+{
+	struct pollfd p = {ch->conn.rfd, POLLIN, 0};
+	lm__error_msg m;
+	lm__frame f;
+	int rc;
+
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	rc = lm__read_frame(&ch->conn, &f, LM_MIN_PAGE_SIZE, 1, e);
+	if (rc)
+		return rc;
+	if (f.kind != LM_KIND_ERROR) {
+		lm__err_set(e, "frame.kind %s before the hello was acknowledged",
+			    lm__kind_name(f.kind));
+		return LM_EKIND;
+	}
+	rc = lm__read_error_body(&ch->conn, &f, &m, e);
+	if (rc)
+		return rc;
+	lm__err_set(e, "sender reported: %s (%s)", m.msg, lm_strerror(m.code));
+	return LM_EPEER;
+}
+
 /* Waits for all channels and the regions, then acknowledges the hello. */
 static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
 {
@@ -561,10 +632,24 @@ static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
 	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
-	while (!r->err && !(r->connected == r->channels && r->regions_ready))
-		pthread_cond_wait(&r->cond, &r->lock);
-	rc = r->err;
-	if (!r->t_setup)
+	while (!r->err && !(r->connected == r->channels && r->regions_ready)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+		pthread_mutex_unlock(&r->lock);
+		rc = watch_while_waiting(ch, e);
+		pthread_mutex_lock(&r->lock);
+		if (rc)
+			break;
+	}
+	if (!rc)
+		rc = r->err;
+	if (!r->t_setup && !rc)
 		r->t_setup = lm__now_us();
 	pthread_mutex_unlock(&r->lock);
 	if (rc)
@@ -616,14 +701,34 @@ static void *slot_main(void *arg)
 	lm__hello h;
 	int rc;
 
+	int ours = 0; /* the hello carried the session's id: a bad one is fatal */
+
 	rc = read_hello(ch, &h, &e);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = join_session(ch, &h, &e);
+		ours = rc < 0;
+	}
 	if (rc && ch->channel < 0) {
 		if (!e.msg[0])
 			lm__err_set(&e, "%s", lm_strerror(rc));
-		if (!refuse_only(r, rc))
+		if (rc == -ECANCELED) {
+			/* The session ended while this hello was pending: a
+			 * stranger after success is just closed; after a
+			 * failure the peer learns why the session ended. */
+			pthread_mutex_lock(&r->lock);
+			int err = r->err;
+			lm__err_set(&e, "%s", r->errmsg);
+			pthread_mutex_unlock(&r->lock);
+			if (!err) {
+				lm__conn_close(&ch->conn);
+				goto out;
+			}
+			rc = err;
+		} else if (ours) {
+			fail(r, rc, h.channel, e.msg);
+		} else if (!refuse_only(r, rc)) {
 			fail(r, rc, -1, e.msg);
+		}
 		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, e.msg);
 		goto out;
 	}
@@ -763,23 +868,28 @@ static int accept_loop(lm_receiver *r)
 {
 	uint64_t deadline = 0;
 
+	if (r->cfg.accept_timeout_ms > 0)
+		deadline = lm__now_us() + (uint64_t)r->cfg.accept_timeout_ms * 1000u;
 	while (!session_over(r)) {
 		struct pollfd p[2] = {{r->listen_fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
-		int tmo = 200, fd;
+		uint64_t now, started;
+		int fd, have, waiting;
 
-		if (!r->t_start && r->cfg.accept_timeout_ms > 0 && !deadline)
-			deadline = lm__now_us() + (uint64_t)r->cfg.accept_timeout_ms * 1000u;
-		if (poll(p, 2, tmo) < 0 && errno != EINTR)
+		if (poll(p, 2, 200) < 0 && errno != EINTR)
 			return -errno;
-		if (deadline && !r->t_start && lm__now_us() > deadline) {
+		now = lm__now_us();
+		pthread_mutex_lock(&r->lock);
+		have = r->have_session;
+		started = r->t_start;
+		waiting = have && r->connected < r->channels;
+		pthread_mutex_unlock(&r->lock);
+		/* Probes and strangers do not count: only a session stops the
+		 * accept timeout. */
+		if (!have && deadline && now > deadline) {
 			fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
 			break;
 		}
-		pthread_mutex_lock(&r->lock);
-		int waiting = r->have_session && r->connected < r->channels;
-		pthread_mutex_unlock(&r->lock);
-		if (waiting && r->t_start &&
-		    lm__now_us() - r->t_start > (uint64_t)r->cfg.timeout_ms * 1000u) {
+		if (waiting && now - started > (uint64_t)r->cfg.timeout_ms * 1000u) {
 			fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
 			break;
 		}
@@ -789,8 +899,6 @@ static int accept_loop(lm_receiver *r)
 		if (fd < 0)
 			continue;
 		lm__tune_socket(fd, 0, r->cfg.rcvbuf);
-		if (!r->t_start)
-			r->t_start = lm__now_us();
 		start_slot(r, fd);
 	}
 	return 0;
@@ -838,7 +946,7 @@ int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_
 
 	if (!r || !nl || nl > LM_MAX_REGION_NAME || (!base && len))
 		return LM_EINVAL;
-	if (r->t_start)
+	if (r->status != LM_STATUS_NONE)
 		return LM_ESTATE;
 	if (r->nuser >= LM_MAX_REGIONS || find_user_region(r, name))
 		return LM_EREGION;
@@ -865,18 +973,23 @@ int lm_receiver_port(const lm_receiver *r)
 	return r ? r->port : 0;
 }
 
-/* After a failure: tell the sender why on every channel, then close. */
+/* After a failure: tell the sender why on every channel, then close them
+ * all, draining in parallel so shutdown takes one drain period, not one
+ * per channel. */
 static void close_session(lm_receiver *r)
 {
+	lm__conn *cs[LM_RX_SLOTS];
+	int n = 0;
+
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		lm__rx_chan *ch = &r->slots[i];
 		if (ch->conn.wfd < 0)
 			continue;
 		if (r->err && ch->channel >= 0)
-			lm__send_error_and_close(&ch->conn, r->err, (uint16_t)ch->channel, r->errmsg);
-		else
-			lm__conn_close(&ch->conn);
+			lm__send_error(&ch->conn, r->err, (uint16_t)ch->channel, r->errmsg);
+		cs[n++] = &ch->conn;
 	}
+	lm__drain_close(cs, n, r->err ? 1000 : 0);
 }
 
 int lm_receiver_run(lm_receiver *r)

@@ -75,13 +75,18 @@ struct lm_receiver {
 	uint32_t connected;
 	int regions_ready;
 	uint32_t synced[LM_MAX_CHANNELS]; /* rounds each channel has synced */
-	int verifying, finishing, done;
+	int finishing, done;
+	/* Atomics, no lock: packets a channel applied since its last sync,
+	 * and "channel 0 is verifying: apply no more data". */
+	uint32_t unsynced[LM_MAX_CHANNELS];
+	int verifying;
 	int err;
 	char errmsg[512];
+	uint64_t t_start;        /* guarded by lock: the first valid hello */
 	uint64_t t_setup;        /* guarded by lock: the session is set up */
 	/* Owner: the run thread. */
 	lm_status status;
-	uint64_t t_start, t_end;
+	uint64_t t_end;
 	double main_cpu;
 };
 

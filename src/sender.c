@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +38,11 @@ static void set_error(lm_sender *s, int code, int channel, const char *msg)
 	}
 	pthread_cond_broadcast(&s->idle_cond);
 	pthread_mutex_unlock(&s->lock);
+	/* Channels blocked on a stalled peer give up now, not at the timeout. */
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd counter cannot overflow here */
+	}
 }
 
 /* A failed write may be the receiver closing after an error frame: read it,
@@ -47,15 +53,25 @@ static int peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 	lm__error_msg m;
 	int saved = ch->conn.timeout_ms;
 
+	int got;
+
+	if (rc == -ECANCELED) {
+		lm__err_set(e, "cancelled after another channel failed");
+		return rc;
+	}
 	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
 	ch->conn.watch_in = 0;
-	if (lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e) == 0 &&
-	    f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
+	got = lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e);
+	if (got == 0 && f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
 		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
 		rc = LM_EPEER;
-	} else if (rc == LM_EPEER) {
-		lm__err_set(e, "unexpected frame from the receiver during data");
+	} else if (got == 0) {
+		lm__err_set(e, "unexpected %s frame from the receiver during data",
+			    lm__kind_name(f.kind));
 		rc = LM_EKIND;
+	} else if (rc == LM_EPEER || got == LM_EEOF) {
+		lm__err_set(e, "the receiver closed the connection");
+		rc = LM_EEOF;
 	} else {
 		lm__err_set(e, "send: %s", lm_strerror(rc));
 	}
@@ -168,7 +184,8 @@ static void *chan_main(void *arg)
 		if (rc)
 			set_error(s, rc, ch->idx, e.msg);
 		pthread_mutex_lock(&s->lock);
-		ch->state = LM_TX_IDLE;
+		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
+			ch->state = LM_TX_IDLE;
 		pthread_cond_broadcast(&s->idle_cond);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -346,6 +363,7 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const char *addr, lm__er
 		return rc;
 	}
 	lm__conn_init(&ch->conn, fd, s->cfg.timeout_ms);
+	ch->conn.wake_fd = s->wake_fd;
 	memset(&h, 0, sizeof(h));
 	h.version = LM_PROTOCOL_VERSION;
 	memcpy(h.session, s->session, 16);
@@ -419,6 +437,37 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 	return 0;
 }
 
+/* Waits for every channel's ack at once: a channel the receiver refused
+ * reports at once, not after the others time out. */
+static int await_hello_acks(lm_sender *s, int *who, lm__err *e)
+{
+	struct pollfd p[LM_MAX_CHANNELS];
+	uint32_t left = s->nch;
+
+	for (uint32_t i = 0; i < s->nch; i++)
+		p[i] = (struct pollfd){s->ch[i].conn.rfd, POLLIN, 0};
+	while (left) {
+		int n = poll(p, s->nch, s->cfg.timeout_ms);
+		if (n == 0) {
+			lm__err_set(e, "no hello ack within %d ms", s->cfg.timeout_ms);
+			return LM_ETIMEDOUT;
+		}
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (uint32_t i = 0; n > 0 && i < s->nch; i++) {
+			int rc;
+			if (p[i].fd < 0 || !p[i].revents)
+				continue;
+			*who = (int)i;
+			if ((rc = await_hello_ack(s, &s->ch[i], e)))
+				return rc;
+			p[i].fd = -1; /* poll ignores negative fds */
+			left--;
+		}
+	}
+	return 0;
+}
+
 /* ---- public API ------------------------------------------------------------ */
 
 int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
@@ -447,6 +496,11 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		free(s);
+		return -errno;
+	}
 	s->cfg = c;
 	s->page_size = c.page_size;
 	s->packet_pages = c.packet_pages;
@@ -494,7 +548,8 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 
 	ch->s = s;
 	ch->idx = idx;
-	ch->conn.rfd = ch->conn.wfd = ch->conn.wake_fd = -1;
+	ch->conn.rfd = ch->conn.wfd = -1;
+	ch->conn.wake_fd = s->wake_fd;
 	pthread_cond_init(&ch->cond, NULL);
 	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 12);
 	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
@@ -541,11 +596,8 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 		if (i == 0 && (rc = send_regions(s, &s->ch[0], &e)))
 			goto fail;
 	}
-	for (uint32_t i = 0; i < s->nch; i++) {
-		who = (int)i;
-		if ((rc = await_hello_ack(s, &s->ch[i], &e)))
-			goto fail;
-	}
+	if ((rc = await_hello_acks(s, &who, &e)))
+		goto fail;
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
 		if ((rc = -pthread_create(&s->ch[i].tid, NULL, chan_main, &s->ch[i]))) {
@@ -582,9 +634,16 @@ static void stop_threads(lm_sender *s)
 /* Tells the receiver why we stop, on every channel, then closes them. */
 static void abort_channels(lm_sender *s)
 {
-	for (uint32_t i = 0; s->ch && i < s->nch; i++)
-		if (s->ch[i].conn.wfd >= 0)
-			lm__send_error_and_close(&s->ch[i].conn, s->err, (uint16_t)i, s->errmsg);
+	lm__conn *cs[LM_MAX_CHANNELS];
+	int n = 0;
+
+	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
+		if (s->ch[i].conn.wfd < 0)
+			continue;
+		lm__send_error(&s->ch[i].conn, s->err, (uint16_t)i, s->errmsg);
+		cs[n++] = &s->ch[i].conn;
+	}
+	lm__drain_close(cs, n, 1000);
 }
 
 int lm_sender_run(lm_sender *s)
@@ -669,5 +728,6 @@ void lm_sender_free(lm_sender *s)
 		lm__sumtree_free(&s->regions[i].sum);
 	pthread_cond_destroy(&s->idle_cond);
 	pthread_mutex_destroy(&s->lock);
+	close(s->wake_fd);
 	free(s);
 }

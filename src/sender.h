@@ -50,6 +50,7 @@ struct lm_sender {
 	uint32_t nregions;
 	uint8_t session[16];
 	lm__tx_chan *ch;
+	int wake_fd;              /* eventfd: readable once the run failed */
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
 	int err;                  /* guarded by lock: the first failure */

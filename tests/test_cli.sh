@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# End-to-end checks of the livemig CLI: usage errors, migrations of realistic
+# images with 1 and 8 channels (JSON statistics of both sides), empty and
+# odd-sized images, and that the destination file is replaced only when a
+# migration succeeds.
+# Usage: tests/test_cli.sh path/to/livemig path/to/lm-mkimage
+set -euo pipefail
+
+lm=${1:?usage: $0 path/to/livemig path/to/lm-mkimage}
+mkimage=${2:?usage: $0 path/to/livemig path/to/lm-mkimage}
+[ -x "$lm" ] || { echo "FAIL: $lm is not executable"; exit 1; }
+[ -x "$mkimage" ] || { echo "FAIL: $mkimage is not executable"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_cli.XXXXXX")
+bg_pids=()
+cleanup() {
+	local p
+	for p in "${bg_pids[@]}"; do
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+# forget_pid PID: a reaped job; its pid may be reused, never kill it later.
+forget_pid() {
+	local p keep=()
+	for p in "${bg_pids[@]}"; do
+		[ "$p" = "$1" ] || keep+=("$p")
+	done
+	bg_pids=("${keep[@]}")
+}
+
+passed=0
+failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+not() { ! "$@"; }
+
+# listen_port PID: the TCP port PID listens on (from /proc, so it also works
+# with --json, where recv prints no "listening" line). Waits up to 10 s.
+listen_port() {
+	python3 - "$1" <<'EOF'
+import os, sys, time
+pid = sys.argv[1]
+deadline = time.time() + 10
+while time.time() < deadline:
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f)
+                for line in f:
+                    p = line.split()
+                    if p[3] == "0A" and p[9] in inodes:  # LISTEN
+                        print(int(p[1].rsplit(":", 1)[1], 16))
+                        sys.exit(0)
+    except (FileNotFoundError, ProcessLookupError):
+        sys.exit(1)  # the process is gone
+    time.sleep(0.01)
+sys.exit(1)
+EOF
+}
+
+# wait_exit PID SECONDS: waits for a background job, killing it after
+# SECONDS; sets rc to its exit status (137 when killed). Not for $(...):
+# only this shell can wait for its jobs.
+wait_exit() {
+	local pid=$1 end=$((SECONDS + $2))
+	rc=0
+	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
+		sleep 0.05
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "  (pid $pid still running after $2 s: killed)" >&2
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	forget_pid "$pid"
+}
+
+# start_recv IMAGE NAME [recv options...]: starts a receiver on an ephemeral
+# port; sets rpid and port. Output in $tmp/NAME.recv.{out,err}.
+start_recv() {
+	local image=$1 name=$2
+	shift 2
+	"$lm" recv --listen 127.0.0.1:0 --image "$image" "$@" \
+		>"$tmp/$name.recv.out" 2>"$tmp/$name.recv.err" &
+	rpid=$!
+	bg_pids+=("$rpid")
+	port=$(listen_port "$rpid") || port=
+}
+
+# migrate SRC DST NAME CHANNELS: one migration with --json on both sides.
+# Sets send_rc and recv_rc; JSON in $tmp/NAME.{send,recv}.out.
+migrate() {
+	local src=$1 dst=$2 name=$3 ch=$4
+	send_rc=-1
+	recv_rc=-1
+	start_recv "$dst" "$name" --json --timeout 10 --accept-timeout 10
+	if [ -z "$port" ]; then
+		echo "  recv did not start listening: $(cat "$tmp/$name.recv.err")"
+		wait_exit "$rpid" 5
+		recv_rc=$rc
+		return 0
+	fi
+	send_rc=0
+	timeout -k 5 60 "$lm" send --image "$src" --to "127.0.0.1:$port" --channels "$ch" \
+		--json --timeout 10 >"$tmp/$name.send.out" 2>"$tmp/$name.send.err" || send_rc=$?
+	wait_exit "$rpid" 30
+	recv_rc=$rc
+	if [ "$send_rc" != 0 ] || [ "$recv_rc" != 0 ]; then
+		echo "  send rc=$send_rc: $(tail -n 1 "$tmp/$name.send.err")"
+		echo "  recv rc=$recv_rc: $(tail -n 1 "$tmp/$name.recv.err")"
+	fi
+}
+
+no_temp_files() { # no_temp_files DIR
+	local left
+	left=$(find "$1" -name '*.livemig-*')
+	[ -z "$left" ] || { echo "  left behind: $left"; return 1; }
+}
+
+same_checksum() { # same_checksum A B: `livemig checksum` agrees
+	local a b
+	a=$("$lm" checksum "$1" | cut -d' ' -f1)
+	b=$("$lm" checksum "$2" | cut -d' ' -f1)
+	echo "  checksum $a / $b"
+	[ -n "$a" ] && [ "$a" = "$b" ]
+}
+
+# check_stats NAME SIZE CHANNELS: the JSON lines of both sides.
+check_stats() {
+	python3 - "$tmp/$1.send.out" "$tmp/$1.recv.out" "$2" "$3" <<'EOF'
+import json, sys
+
+def load(path, side):
+    lines = [l for l in open(path) if l.strip()]
+    objs = [json.loads(l) for l in lines]
+    objs = [o for o in objs if o.get("side") == side]
+    if len(objs) != 1:
+        sys.exit(f"  {path}: expected one {side} JSON line, got {len(objs)} in {lines!r}")
+    return objs[0]
+
+snd = load(sys.argv[1], "sender")
+rcv = load(sys.argv[2], "receiver")
+size, channels = int(sys.argv[3]), int(sys.argv[4])
+pages = (size + 4095) // 4096
+bad = []
+for name, st in (("sender", snd), ("receiver", rcv)):
+    print(f"  {name}: status {st['status']} channels {st['channels']} normal {st['normal']} "
+          f"duplicate {st['duplicate']} transferred {st['transferred']} "
+          f"normal_bytes {st['normal_bytes']} throughput {st['throughput_mbps']} Mbit/s")
+    if st["status"] != "completed":
+        bad.append(f"{name} status {st['status']}")
+    if st["duplicate"] + st["normal"] != pages:
+        bad.append(f"{name} duplicate + normal = {st['duplicate'] + st['normal']}, want {pages}")
+    if not st["transferred"] > st["normal_bytes"]:
+        bad.append(f"{name} transferred {st['transferred']} <= normal_bytes {st['normal_bytes']}")
+    if not st["throughput_mbps"] > 0:
+        bad.append(f"{name} throughput_mbps {st['throughput_mbps']}")
+    if st["channels"] != channels:
+        bad.append(f"{name} channels {st['channels']}, want {channels}")
+    if st["total_ram"] != size:
+        bad.append(f"{name} total_ram {st['total_ram']}, want {size}")
+for k in ("normal", "duplicate", "normal_bytes", "packets"):
+    if snd[k] != rcv[k]:
+        bad.append(f"{k}: sender {snd[k]}, receiver {rcv[k]}")
+for b in bad:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# ---- usage errors --------------------------------------------------------
+
+echo "== usage errors exit 2"
+img_dummy="$tmp/dummy.img"
+: >"$img_dummy"
+expect_usage() { # expect_usage DESCRIPTION ARGS...
+	local what=$1 rc=0
+	shift
+	timeout 10 "$lm" "$@" >"$tmp/usage.out" 2>"$tmp/usage.err" || rc=$?
+	if [ "$rc" -eq 2 ] && [ -s "$tmp/usage.err" ]; then
+		pass "$what: exit 2 ($(head -n 1 "$tmp/usage.err"))"
+	else
+		fail "$what: exit $rc, stderr: $(head -n 1 "$tmp/usage.err")"
+	fi
+}
+expect_usage "no arguments"
+expect_usage "unknown command" frobnicate
+expect_usage "send --channels 0" send --image "$img_dummy" --to 127.0.0.1:1 --channels 0
+expect_usage "send --channels 65" send --image "$img_dummy" --to 127.0.0.1:1 --channels 65
+expect_usage "send --codec bogus" send --image "$img_dummy" --to 127.0.0.1:1 --codec bogus
+expect_usage "send without --to" send --image "$img_dummy"
+check "send without --to: the message names the command once" \
+	not grep -q "send send" "$tmp/usage.err"
+expect_usage "recv without --image" recv --listen 127.0.0.1:0
+check "recv without --image: the message names the command once" \
+	not grep -q "recv recv" "$tmp/usage.err"
+expect_usage "recv --timeout 0" recv --listen 127.0.0.1:0 --image "$tmp/x.img" --timeout 0
+expect_usage "checksum without a file" checksum
+check "no image created by the usage errors" test ! -e "$tmp/x.img"
+
+# ---- realistic image, 1 and 8 channels -------------------------------------
+
+echo "== 64 MiB realistic image"
+size=$((64 * 1024 * 1024))
+if ! "$mkimage" --size 64M --out "$tmp/src.img" --seed 7 >/dev/null; then
+	fail "lm-mkimage --size 64M exited non-zero: cannot go on"
+	echo "test_cli: $passed passed, $failed failed"
+	exit 1
+fi
+check "lm-mkimage made a 64 MiB image" test "$(stat -c %s "$tmp/src.img")" -eq "$size"
+
+for ch in 1 8; do
+	echo "== migrate with $ch channel(s), --json"
+	mkdir -p "$tmp/out$ch"
+	dst="$tmp/out$ch/dst.img"
+	migrate "$tmp/src.img" "$dst" "m$ch" "$ch"
+	check "$ch ch: send exits 0" test "$send_rc" = 0
+	check "$ch ch: recv exits 0" test "$recv_rc" = 0
+	check "$ch ch: JSON statistics of both sides" check_stats "m$ch" "$size" "$ch"
+	check "$ch ch: image identical (cmp)" cmp "$tmp/src.img" "$dst"
+	check "$ch ch: livemig checksum equal" same_checksum "$tmp/src.img" "$dst"
+	check "$ch ch: no temp file left" no_temp_files "$tmp/out$ch"
+	rm -f "$dst"
+done
+
+# ---- edge sizes ------------------------------------------------------------
+
+echo "== empty image"
+mkdir -p "$tmp/empty"
+: >"$tmp/empty.img"
+migrate "$tmp/empty.img" "$tmp/empty/dst.img" empty 2
+check "empty: send and recv exit 0" test "$send_rc/$recv_rc" = 0/0
+check "empty: destination exists and is empty" \
+	test -f "$tmp/empty/dst.img" -a ! -s "$tmp/empty/dst.img"
+check "empty: JSON statistics of both sides" check_stats empty 0 2
+check "empty: no temp file left" no_temp_files "$tmp/empty"
+
+echo "== 1000000-byte image (not a page multiple)"
+mkdir -p "$tmp/odd"
+python3 - "$tmp/odd.img" <<'EOF'
+import random, sys
+r = random.Random(5)
+data = bytearray(r.randbytes(1000000))
+data[200000:400000] = bytes(200000)   # some zero pages
+data[-3:] = b"end"                   # the partial last page carries data
+open(sys.argv[1], "wb").write(data)
+EOF
+migrate "$tmp/odd.img" "$tmp/odd/dst.img" odd 3
+check "odd: send and recv exit 0" test "$send_rc/$recv_rc" = 0/0
+check "odd: size is 1000000" test "$(stat -c %s "$tmp/odd/dst.img" 2>/dev/null || echo 0)" -eq 1000000
+check "odd: byte-exact (cmp)" cmp "$tmp/odd.img" "$tmp/odd/dst.img"
+check "odd: livemig checksum equal" same_checksum "$tmp/odd.img" "$tmp/odd/dst.img"
+check "odd: JSON statistics of both sides" check_stats odd 1000000 3
+check "odd: no temp file left" no_temp_files "$tmp/odd"
+
+# ---- an existing destination is replaced only on success -------------------
+
+echo "== existing destination: kept on failure, replaced on success"
+mkdir -p "$tmp/keep"
+dst="$tmp/keep/vm.img"
+python3 -c 'import sys; open(sys.argv[1], "wb").write(b"old image\n" * 100000)' "$dst"
+cp "$dst" "$tmp/keep.orig"
+
+# 1. Nobody connects before --accept-timeout.
+start_recv "$dst" acc --accept-timeout 1 --timeout 5
+t0=$SECONDS
+wait_exit "$rpid" 15
+check "accept timeout: recv exits non-zero ($rc: $(tail -n 1 "$tmp/acc.recv.err"))" \
+	test "$rc" != 0 -a "$rc" != 137
+check "accept timeout: recv gave up within 5 s" test $((SECONDS - t0)) -le 5
+check "accept timeout: error mentions the timeout" grep -qi "timeout" "$tmp/acc.recv.err"
+check "accept timeout: old file untouched" cmp "$dst" "$tmp/keep.orig"
+check "accept timeout: no temp file left" no_temp_files "$tmp/keep"
+
+# 1b. A sender to a port where such a receiver already gave up.
+start_recv "$dst" gone --accept-timeout 1 --timeout 5
+gone_port=$port
+wait_exit "$rpid" 15
+rc2=0
+timeout -k 5 30 "$lm" send --image "$tmp/src.img" --to "127.0.0.1:$gone_port" --timeout 3 \
+	>/dev/null 2>"$tmp/gone.send.err" || rc2=$?
+check "receiver gone: send exits non-zero ($rc2: $(tail -n 1 "$tmp/gone.send.err"))" \
+	test "$rc2" != 0 -a "$rc2" != 124 -a "$rc2" != 137
+check "receiver gone: old file untouched" cmp "$dst" "$tmp/keep.orig"
+
+# 2. Garbage instead of a hello.
+start_recv "$dst" junk --accept-timeout 10 --timeout 5
+if [ -n "$port" ]; then
+	python3 - "$port" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(100))
+time.sleep(0.5)
+s.close()
+EOF
+fi
+wait_exit "$rpid" 15
+check "junk sender: recv exits non-zero ($rc: $(tail -n 1 "$tmp/junk.recv.err"))" \
+	test "$rc" != 0 -a "$rc" != 137
+check "junk sender: the error names frame.magic" grep -q "frame.magic" "$tmp/junk.recv.err"
+check "junk sender: old file untouched" cmp "$dst" "$tmp/keep.orig"
+check "junk sender: no temp file left" no_temp_files "$tmp/keep"
+
+# 3. The sender is killed mid-transfer. A relay between the two passes the
+#    first MiB of each channel and holds back the rest (reading it, so the
+#    sender sends everything and waits for the verdict); when the sender dies
+#    the relay closes its side, as the sender's host would.
+cat >"$tmp/relay.py" <<'EOF'
+import socket, sys, threading
+up, limit = int(sys.argv[1]), 1 << 20
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(64)
+print(ls.getsockname()[1], flush=True)
+
+def close(*socks):
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+def pump(a, b, limit):
+    sent = 0
+    try:
+        while True:
+            d = a.recv(1 << 16)
+            if not d:
+                break
+            if limit is None or sent < limit:
+                n = len(d) if limit is None else min(len(d), limit - sent)
+                b.sendall(d[:n])
+                sent += n
+    except OSError:
+        pass
+    close(a, b)
+
+while True:
+    c, _ = ls.accept()
+    s = socket.create_connection(("127.0.0.1", up))
+    threading.Thread(target=pump, args=(c, s, limit), daemon=True).start()
+    threading.Thread(target=pump, args=(s, c, None), daemon=True).start()
+EOF
+start_recv "$dst" killed --accept-timeout 10 --timeout 10
+python3 "$tmp/relay.py" "$port" >"$tmp/relay.port" 2>"$tmp/relay.err" &
+relay=$!
+bg_pids+=("$relay")
+for _ in $(seq 100); do [ -s "$tmp/relay.port" ] && break; sleep 0.05; done
+"$lm" send --image "$tmp/src.img" --to "127.0.0.1:$(cat "$tmp/relay.port")" --channels 2 \
+	--timeout 20 >/dev/null 2>"$tmp/killed.send.err" &
+spid=$!
+bg_pids+=("$spid")
+sleep 1
+check "killed sender: sender still waiting for the verdict after 1 s" kill -0 "$spid"
+check "killed sender: recv still running after 1 s" kill -0 "$rpid"
+check "killed sender: temp file exists while receiving" \
+	test -n "$(find "$tmp/keep" -name '.vm.img.livemig-*')"
+kill -9 "$spid" 2>/dev/null || true
+wait "$spid" 2>/dev/null || true # at once: no "Killed" job notice
+forget_pid "$spid"
+t0=$SECONDS
+wait_exit "$rpid" 20
+check "killed sender: recv exits non-zero ($rc: $(tail -n 1 "$tmp/killed.recv.err"))" \
+	test "$rc" != 0 -a "$rc" != 137
+check "killed sender: recv gave up within 5 s" test $((SECONDS - t0)) -le 5
+check "killed sender: the error names a channel" grep -q "channel" "$tmp/killed.recv.err"
+check "killed sender: old file untouched" cmp "$dst" "$tmp/keep.orig"
+check "killed sender: no temp file left" no_temp_files "$tmp/keep"
+kill "$relay" 2>/dev/null || true
+wait "$relay" 2>/dev/null || true
+forget_pid "$relay"
+
+# 4. A successful migration replaces the file.
+migrate "$tmp/odd.img" "$dst" replace 2
+check "replace: send and recv exit 0" test "$send_rc/$recv_rc" = 0/0
+check "replace: destination now equals the source" cmp "$tmp/odd.img" "$dst"
+check "replace: no temp file left" no_temp_files "$tmp/keep"
+
+# Under LM_SANITIZE the CLI is instrumented: any report is a failure.
+check "no sanitizer report in any livemig stderr" \
+	not grep -lE "Sanitizer|runtime error" "$tmp"/*.err
+
+echo "test_cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
