@@ -159,7 +159,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->regions_ready = 1;
 	r->connected = r->channels;
 	if (r->channels > 1)
-		r->synced[1] = UINT32_MAX; /* channel 1 has synced every round */
+		/* Channel 1 never runs here: it is "ahead", so a COMPLETE on
+		 * channel 0 fails its round check (LM_EKIND) instead of waiting. */
+		r->synced[1] = UINT32_MAX;
 
 	ch = &r->slots[0];
 	ch->r = r;
@@ -300,15 +302,21 @@ static void gen_sync(gen *g)
 	g->round_packets = 0;
 }
 
-static void gen_complete(gen *g, uint8_t *const *content, uint64_t wrong)
+/* COMPLETE with the checksums of content (xor wrong) for the first n regions. */
+static void gen_complete_n(gen *g, uint8_t *const *content, uint64_t wrong, uint32_t n)
 {
 	lm__region_sum sums[NREGIONS];
 	uint8_t b[LM_FRAME_HDR + LM_COMPLETE_FIXED + NREGIONS * LM_COMPLETE_ENTRY];
 
-	for (uint32_t i = 0; i < NREGIONS; i++)
+	for (uint32_t i = 0; i < n; i++)
 		sums[i] = (lm__region_sum){i, region_len[i],
 					   lm_region_checksum(content[i], region_len[i]) ^ wrong};
-	gen_put(g, b, lm__enc_complete(b, sums, NREGIONS));
+	gen_put(g, b, lm__enc_complete(b, sums, n));
+}
+
+static void gen_complete(gen *g, uint8_t *const *content, uint64_t wrong)
+{
+	gen_complete_n(g, content, wrong, NREGIONS);
 }
 
 /* Nonzero bytes in page p of a region (a different pattern per seed). */
@@ -358,6 +366,36 @@ static void gen_reset(gen *g, uint32_t pp)
 	g->pp = pp;
 }
 
+/* The content a seed migrates. Variant 0, region 0: pages 0 1 2 4 7 hold
+ * data (0-2 contiguous), 3 5 6 are zero; region 1: pages 0 2 and the partial
+ * last page 3 (100 bytes) hold data, 1 is zero. Variant 1: all zero but the
+ * partial last page. Variant 2: all zero. */
+static void init_content(uint8_t *const *content, int variant)
+{
+	static const uint32_t data0[] = {0, 1, 2, 4, 7}, data1[] = {0, 2, 3};
+
+	for (int i = 0; i < NREGIONS; i++)
+		memset(content[i], 0, region_len[i]);
+	if (variant == 0) {
+		for (unsigned i = 0; i < sizeof(data0) / sizeof(data0[0]); i++)
+			fill_page(content[0], region_len[0], data0[i], 1);
+		for (unsigned i = 0; i < sizeof(data1) / sizeof(data1[0]); i++)
+			fill_page(content[1], region_len[1], data1[i], 1);
+	} else if (variant == 1) {
+		fill_page(content[1], region_len[1], 3, 1);
+	}
+}
+
+/* Round 0: every page of both regions, region order as given; sync. */
+static void gen_round0(gen *g, uint8_t *const *content, int region1_first)
+{
+	for (int k = 0; k < NREGIONS; k++) {
+		uint32_t id = (uint32_t)(region1_first ? NREGIONS - 1 - k : k);
+		gen_all_pages(g, id, content[id], region_len[id]);
+	}
+	gen_sync(g);
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t *content[NREGIONS];
@@ -371,56 +409,64 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NREGIONS; i++)
 		content[i] = calloc(1, region_len[i]);
 
-	/* Region 0: pages 0 2 5 7 hold data, 1 3 4 6 are zero. Region 1:
-	 * page 0 data, 1 2 zero, 3 the partial last page (100 bytes). */
-	fill_page(content[0], region_len[0], 0, 1);
-	fill_page(content[0], region_len[0], 2, 1);
-	fill_page(content[0], region_len[0], 5, 1);
-	fill_page(content[0], region_len[0], 7, 1);
-	fill_page(content[1], region_len[1], 0, 1);
-	fill_page(content[1], region_len[1], 3, 1);
-
 	/* 1 channel, 128-page packets: one packet per region, sync, complete. */
+	init_content(content, 0);
 	gen_reset(&g, 128);
-	gen_all_pages(&g, 0, content[0], region_len[0]);
-	gen_all_pages(&g, 1, content[1], region_len[1]);
-	gen_sync(&g);
+	gen_round0(&g, content, 0);
 	gen_complete(&g, content, 0);
 	write_seed("one-round", 0, &g, 0);
 
-	/* 2 channels, 3-page packets, region 1 fresh. */
+	/* 2 channels, 3-page packets, region 1 first and fresh. */
 	gen_reset(&g, 3);
-	gen_all_pages(&g, 1, content[1], region_len[1]);
-	gen_all_pages(&g, 0, content[0], region_len[0]);
-	gen_sync(&g);
+	gen_round0(&g, content, 1);
 	gen_complete(&g, content, 0);
 	write_seed("two-channels-small-packets", CFG_TWO_CHANNELS | CFG_SMALL_PACKETS | CFG_FRESH_1,
 		   &g, 0);
 
-	/* Same data, but the sender's checksum of region 1 is off. */
+	/* Small: only zero pages and the partial last page's data. */
+	init_content(content, 1);
 	gen_reset(&g, 128);
-	gen_all_pages(&g, 0, content[0], region_len[0]);
-	gen_all_pages(&g, 1, content[1], region_len[1]);
-	gen_sync(&g);
-	gen_complete(&g, content, 1);
-	write_seed("checksum-mismatch", CFG_FRESH_1, &g, LM_ECHECKSUM);
+	gen_round0(&g, content, 0);
+	gen_complete(&g, content, 0);
+	write_seed("tail-page-only", CFG_FRESH_1, &g, 0);
 
-	/* Round 0 as above, then round 1 resends dirty pages: pages that
-	 * became zero (a written page of the fresh region must be cleared), a
-	 * changed partial last page, a page that became data. */
+	/* Smallest: every page zero, 3-page packets, 2 channels. */
+	init_content(content, 2);
+	gen_reset(&g, 3);
+	gen_round0(&g, content, 0);
+	gen_complete(&g, content, 0);
+	write_seed("all-zero-pages", CFG_TWO_CHANNELS | CFG_SMALL_PACKETS, &g, 0);
+
+	/* Well-formed, but the COMPLETE lists one region of the session's two. */
+	gen_reset(&g, 3);
+	gen_round0(&g, content, 0);
+	gen_complete_n(&g, content, 0, 1);
+	write_seed("complete-one-region-short", CFG_SMALL_PACKETS, &g, LM_EFIELD);
+
+	/* Same as tail-page-only, but the sender's checksum of region 1 is off. */
+	init_content(content, 1);
 	gen_reset(&g, 128);
-	gen_all_pages(&g, 0, content[0], region_len[0]);
-	gen_all_pages(&g, 1, content[1], region_len[1]);
-	gen_sync(&g);
+	gen_round0(&g, content, 0);
+	gen_complete(&g, content, 1);
+	write_seed("checksum-mismatch", 0, &g, LM_ECHECKSUM);
+
+	/* Round 0 as one-round, then round 1 resends dirty pages: pages that
+	 * became zero (written pages of the fresh region must be cleared),
+	 * changed pages next to each other, a page that became data, and a
+	 * changed partial last page. */
+	init_content(content, 0);
+	gen_reset(&g, 128);
+	gen_round0(&g, content, 0);
 	{
-		static const uint32_t dirty0[] = {2, 3, 7};
+		static const uint32_t dirty0[] = {1, 2, 3, 7};
 		static const uint32_t dirty1[] = {0, 3};
+		fill_page(content[0], region_len[0], 1, 2);
 		memset(content[0] + 2 * PS, 0, PS);
 		fill_page(content[0], region_len[0], 3, 2);
 		memset(content[0] + 7 * PS, 0, PS);
 		memset(content[1], 0, PS);
 		fill_page(content[1], region_len[1], 3, 2);
-		gen_pages(&g, 0, content[0], region_len[0], dirty0, 3);
+		gen_pages(&g, 0, content[0], region_len[0], dirty0, 4);
 		gen_pages(&g, 1, content[1], region_len[1], dirty1, 2);
 	}
 	gen_sync(&g);
@@ -429,10 +475,9 @@ int main(int argc, char **argv)
 	/* The same stream with the other region fresh and 2 channels. */
 	write_seed("two-rounds-fresh1", CFG_FRESH_1 | CFG_TWO_CHANNELS, &g, 0);
 
-	/* Small: only zero pages and the partial last page, then the sender
-	 * reports an error. */
+	/* Zero pages, sync, then the sender reports an error. */
+	init_content(content, 2);
 	gen_reset(&g, 3);
-	memset(content[0], 0, region_len[0]);
 	gen_all_pages(&g, 0, content[0], region_len[0]);
 	gen_sync(&g);
 	{

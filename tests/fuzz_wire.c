@@ -8,20 +8,22 @@
  *                          input has them) through the decoder of its kind
  *              1 hello     2 region   3 data   4 sync
  *              5 complete  6 ack      7 error  8 frame header only
- *            For 1..7 the rest of the input is the body, passed in a heap
- *            buffer of exactly its size (ASan sees any over-read). For 3 (data)
- *            the rest is be32 announced body length, the 40-byte header, then
- *            the tables (decoded only when the input really holds them).
+ *            For 1..8 the rest of the input is the body (8: the 12-byte
+ *            header), passed in a heap buffer of exactly its size (ASan sees
+ *            any over-read). For 3 (data) the rest is a be32 announced body
+ *            length, the 40-byte header, then the tables (decoded only when
+ *            the input really holds them).
  *   byte 1   session limits (see limits_from()); 0 = page size 4096,
  *            packet_pages 128, round 0, six regions of assorted lengths.
  *
  * Invariants checked here (violations __builtin_trap()): what every decoder
- * promises on success (see check_*), and decode(encode(x)) == x, plus
+ * promises on success (see do_*), and decode(encode(x)) == x, plus
  * encode(decode(bytes)) == bytes for the kinds whose every byte is a field or
- * a reserved byte the decoder checks (all but error).
+ * a reserved byte the decoder checks (error: only when the decoder neither
+ * sanitised the text nor clamped the code, as docs/protocol.md allows).
  *
  * Build the seed generator (writes tests/seeds/fuzz_wire/):
- *   cc -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_wire.c build/liblivemig.a \
+ *   cc -D_GNU_SOURCE -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_wire.c build/liblivemig.a \
  *      -lxxhash -lpthread -o /tmp/seedgen_wire && /tmp/seedgen_wire tests/seeds/fuzz_wire
  */
 #include <stdint.h>
@@ -372,10 +374,12 @@ static void do_error(const uint8_t *p, size_t n)
 		fz_decoded++;
 		CHECK(n == LM_ERROR_FIXED + (size_t)m.msg_len);
 		check_error_msg(&m);
-		/* The decoder sanitises the text and clamps the code, so only
-		 * decode(encode(m)) == m holds, not byte equality. */
+		/* The decoder sanitises the text and clamps the code: byte
+		 * equality only holds when it changed neither. */
 		len = lm__enc_error(buf, m.code, m.channel, m.msg);
 		CHECK(len == LM_FRAME_HDR + n);
+		if ((int32_t)lm__get32(q) == m.code && memcmp(q + LM_ERROR_FIXED, m.msg, m.msg_len) == 0)
+			CHECK(memcmp(buf + LM_FRAME_HDR, q, n) == 0);
 		CHECK(lm__dec_error(buf + LM_FRAME_HDR, (uint32_t)(len - LM_FRAME_HDR), &m2, &e) == 0);
 		CHECK(m2.code == m.code && m2.channel == m.channel && m2.msg_len == m.msg_len);
 		CHECK(memcmp(m2.msg, m.msg, (size_t)m.msg_len + 1) == 0);
@@ -555,6 +559,20 @@ int main(int argc, char **argv)
 		lm__put32(b, lm__get32(tmp + 8));
 		memcpy(b + 4, tmp + LM_FRAME_HDR, m - LM_FRAME_HDR);
 		put_seed("data-tail", OP_DATA, 0, b, 4 + m - LM_FRAME_HDR);
+		/* payload below normal x page_size: the header is fine, the
+		 * length table's sum is not (data.payload != sum) */
+		lm__data_hdr d = {0};
+		d.pages = d.normal = 2;
+		d.payload = 4096;
+		m = lm__enc_data_hdr(tmp, &d, (uint32_t)lm__data_body_len(&d));
+		lm__put64(tmp + m, 0);
+		lm__put64(tmp + m + 8, 4096);
+		lm__put32(tmp + m + 16, 4096);
+		lm__put32(tmp + m + 20, 4096);
+		m += 24;
+		lm__put32(b, (uint32_t)lm__data_body_len(&d));
+		memcpy(b + 4, tmp + LM_FRAME_HDR, m - LM_FRAME_HDR);
+		put_seed("data-short-payload", OP_DATA, 0, b, 4 + m - LM_FRAME_HDR);
 	}
 
 	n = lm__enc_sync(b, &s);
