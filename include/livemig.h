@@ -194,8 +194,9 @@ const char *lm_receiver_errmsg(const lm_receiver *r);
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* The checksum both sides compute over a region (see docs/protocol.md). */
-uint64_t lm_region_checksum(const void *base, uint64_t len);
+/* The checksum both sides compute over a region (see docs/protocol.md).
+ * Returns 0 or -ENOMEM. Thread-safe. */
+int lm_region_checksum(const void *base, uint64_t len, uint64_t *out);
 
 #ifdef __cplusplus
 }

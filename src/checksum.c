@@ -162,15 +162,16 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 	return 0;
 }
 
-uint64_t lm_region_checksum(const void *base, uint64_t len)
+int lm_region_checksum(const void *base, uint64_t len, uint64_t *out)
 {
 	lm__sumtree t;
-	uint64_t out = 0;
+	int rc;
 
-	/* Only allocation can fail. */
-	if (lm__sumtree_init(&t, base, len, LM_MIN_PAGE_SIZE, NULL))
-		return 0;
-	lm__sumtree_final(&t, 1, &out);
+	if (!out || (!base && len))
+		return LM_EINVAL;
+	if ((rc = lm__sumtree_init(&t, base, len, LM_MIN_PAGE_SIZE, NULL)))
+		return rc;
+	rc = lm__sumtree_final(&t, 1, out);
 	lm__sumtree_free(&t);
-	return out;
+	return rc;
 }

@@ -2,8 +2,11 @@
 #ifndef LM_TEST_CHECK_H
 #define LM_TEST_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "livemig.h"
 
 static int lm_test_failures, lm_test_checks;
 
@@ -27,6 +30,16 @@ static int lm_test_failures, lm_test_checks;
 				__FILE__, __LINE__, #a, lm_a_, #b, lm_b_);           \
 		}                                                                    \
 	} while (0)
+
+/* lm_region_checksum() as a value; a failure to compute it fails the test. */
+static inline uint64_t region_sum(const void *base, uint64_t len)
+{
+	uint64_t sum = 0;
+	int rc = lm_region_checksum(base, len, &sum);
+
+	CHECK_EQ(rc, 0);
+	return sum;
+}
 
 #define TEST_DONE(name)                                                              \
 	do {                                                                         \

@@ -23,7 +23,7 @@
  * sanitised the text nor clamped the code, as docs/protocol.md allows).
  *
  * Build the seed generator (writes tests/seeds/fuzz_wire/):
- *   cc -D_GNU_SOURCE -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_wire.c build/liblivemig.a \
+ *   cc -D_GNU_SOURCE -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_wire.c out/release/liblivemig.a \
  *      -lxxhash -lpthread -o /tmp/seedgen_wire && /tmp/seedgen_wire tests/seeds/fuzz_wire
  */
 #include <stdint.h>

@@ -1218,7 +1218,7 @@ static void complete_case(const char *name, lm__region_sum *sums, uint32_t n, in
 	if (flip)
 		exp[PS - 1] ^= 1; /* the sender's copy changed after it was sent */
 	if (n && sums[0].checksum == 0)
-		sums[0].checksum = lm_region_checksum(exp, NPAGES * PS);
+		sums[0].checksum = region_sum(exp, NPAGES * PS);
 	if (!sess_open(&s, NULL, 1)) {
 		send_pkt(s.fd[0], &p);
 		send_sync(s.fd[0], 0, 1);
@@ -1267,7 +1267,7 @@ static void reject_complete_channel(void)
 
 	if (!sess_open(&s, NULL, 2)) {
 		uint8_t *exp = calloc(1, NPAGES * PS);
-		sums[0].checksum = lm_region_checksum(exp, NPAGES * PS);
+		sums[0].checksum = region_sum(exp, NPAGES * PS);
 		free(exp);
 		send_sync(s.fd[0], 0, 0);
 		send_sync(s.fd[1], 0, 0);
@@ -1312,7 +1312,7 @@ static void reject_complete_unsynced_packets(void)
 		}
 		CHECK(landed);
 		expect_pages(exp, PS, 1, 0xEE);
-		sums[0] = (lm__region_sum){0, NPAGES * PS, lm_region_checksum(exp, NPAGES * PS)};
+		sums[0] = (lm__region_sum){0, NPAGES * PS, region_sum(exp, NPAGES * PS)};
 		send_sync(s.fd[0], 0, 0);
 		send_complete(s.fd[0], sums, 1);
 		if (expect_ack(s.fd[0], LM_KIND_COMPLETE) == 0) {
@@ -1355,7 +1355,7 @@ static void reject_data_after_complete(void)
 			send_sync(s.fd[0], 0, 1);
 			expect_pages(exp, 0, 1, 0x11);
 			sums[0] = (lm__region_sum){0, NPAGES * PS,
-						   lm_region_checksum(exp, NPAGES * PS)};
+						   region_sum(exp, NPAGES * PS)};
 			n1 = build_data(&p1);
 			send_complete(s.fd[0], sums, 1);
 			if (expect_ack(s.fd[0], LM_KIND_COMPLETE) == 0)
@@ -1575,7 +1575,7 @@ static void reject_silent_probe(void)
 			CHECK_EQ(expect_ack(s.fd[0], LM_KIND_HELLO), 0);
 		}
 		expect_pages(exp, 0, 1, 0x11);
-		sums[0] = (lm__region_sum){0, NPAGES * PS, lm_region_checksum(exp, NPAGES * PS)};
+		sums[0] = (lm__region_sum){0, NPAGES * PS, region_sum(exp, NPAGES * PS)};
 		send_pkt(s.fd[0], &p);
 		send_sync(s.fd[0], 0, 1);
 		send_complete(s.fd[0], sums, 1);
@@ -1622,7 +1622,7 @@ static void baseline_fake(uint64_t len)
 			send_pkt(s.fd[c], &p);
 			cnt[c]++;
 		}
-		sums[0] = (lm__region_sum){0, len, lm_region_checksum(exp, len)};
+		sums[0] = (lm__region_sum){0, len, region_sum(exp, len)};
 		send_sync(s.fd[0], 0, cnt[0]);
 		send_sync(s.fd[1], 0, cnt[1]);
 		send_complete(s.fd[0], sums, 1);
@@ -1985,7 +1985,7 @@ static void reject_duplicate_channel(void)
 		/* the session is unharmed */
 		expect_pages(exp, 0, 1, 0x11);
 		expect_pages(exp, PS, 1, 0x22);
-		sums[0] = (lm__region_sum){0, NPAGES * PS, lm_region_checksum(exp, NPAGES * PS)};
+		sums[0] = (lm__region_sum){0, NPAGES * PS, region_sum(exp, NPAGES * PS)};
 		send_pkt(s.fd[0], &p0);
 		send_pkt(s.fd[1], &p1);
 		send_sync(s.fd[0], 0, 1);

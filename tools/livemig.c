@@ -338,8 +338,11 @@ static int cmd_checksum(int argc, char **argv)
 		if (base == MAP_FAILED)
 			return die("mmap", -errno, argv[1]);
 	}
-	printf("%016llx  %s\n", (unsigned long long)lm_region_checksum(base, (uint64_t)sb.st_size),
-	       argv[1]);
+	uint64_t sum;
+	int rc = lm_region_checksum(base, (uint64_t)sb.st_size, &sum);
+	if (rc)
+		return die("checksum", rc, argv[1]);
+	printf("%016llx  %s\n", (unsigned long long)sum, argv[1]);
 	if (base)
 		munmap(base, (size_t)sb.st_size);
 	close(fd);
