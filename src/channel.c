@@ -79,21 +79,28 @@ static int wait_fd(lm__conn *c, int fd, short ev)
 	return 0;
 }
 
+/* Consumes n bytes from the front of an iovec array. */
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+	while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+		n -= (*iov)->iov_len;
+		(*iov)++;
+		(*iovcnt)--;
+	}
+	if (*iovcnt > 0) {
+		(*iov)->iov_base = (char *)(*iov)->iov_base + n;
+		(*iov)->iov_len -= n;
+	}
+}
+
 int lm__readv_full(lm__conn *c, struct iovec *iov, int iovcnt)
 {
+	iov_advance(&iov, &iovcnt, 0); /* a 0-byte read would look like EOF */
 	while (iovcnt > 0) {
 		ssize_t r = readv(c->rfd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
 		if (r > 0) {
 			c->bytes_in += (uint64_t)r;
-			while (iovcnt > 0 && (size_t)r >= iov->iov_len) {
-				r -= (ssize_t)iov->iov_len;
-				iov++;
-				iovcnt--;
-			}
-			if (iovcnt > 0) {
-				iov->iov_base = (char *)iov->iov_base + r;
-				iov->iov_len -= (size_t)r;
-			}
+			iov_advance(&iov, &iovcnt, (size_t)r);
 			continue;
 		}
 		if (r == 0)
@@ -133,23 +140,12 @@ static ssize_t send_iov(int fd, struct iovec *iov, int iovcnt)
 
 int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 {
-	while (iovcnt > 0 && iov->iov_len == 0) {
-		iov++;
-		iovcnt--;
-	}
+	iov_advance(&iov, &iovcnt, 0); /* skip empty leading entries */
 	while (iovcnt > 0) {
 		ssize_t r = send_iov(c->wfd, iov, iovcnt);
 		if (r >= 0) {
 			c->bytes_out += (uint64_t)r;
-			while (iovcnt > 0 && (size_t)r >= iov->iov_len) {
-				r -= (ssize_t)iov->iov_len;
-				iov++;
-				iovcnt--;
-			}
-			if (iovcnt > 0) {
-				iov->iov_base = (char *)iov->iov_base + r;
-				iov->iov_len -= (size_t)r;
-			}
+			iov_advance(&iov, &iovcnt, (size_t)r);
 			continue;
 		}
 		if (errno == EINTR)
