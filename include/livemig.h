@@ -67,12 +67,34 @@ const char *lm_strerror(int err);
 /* ---- codecs ------------------------------------------------------------ */
 
 typedef enum lm_codec_id {
-	LM_CODEC_NONE = 0, /* pages travel raw */
+	LM_CODEC_NONE = 0,    /* pages travel raw */
+	LM_CODEC_DEFLATE = 1, /* per page, raw DEFLATE (IAA's format), accelerator first */
+	LM_CODEC_ZSTD = 2,    /* per packet */
+	LM_CODEC_LZ4 = 3,     /* per packet */
+	LM_CODEC_ZLIB = 4,    /* per packet, zlib stream */
 } lm_codec_id;
 
-/* "none" -> LM_CODEC_NONE; returns 0 or LM_ECODEC. */
+/* "none", "deflate", "zstd", "lz4", "zlib"; returns 0 or LM_ECODEC. */
 int lm_codec_from_name(const char *name, lm_codec_id *out);
 const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
+
+/* Accelerator use for deflate: auto = use one when its device is usable. */
+typedef enum lm_accel {
+	LM_ACCEL_AUTO = 0,
+	LM_ACCEL_QPL = 1, /* require Intel IAA through QPL: fail if unusable */
+	LM_ACCEL_OFF = 2,
+} lm_accel;
+
+/* Software engine for deflate (after the accelerator, before raw). */
+typedef enum lm_engine_id {
+	LM_ENGINE_DEFAULT = 0, /* isal */
+	LM_ENGINE_ISAL = 1,    /* ISA-L igzip */
+	LM_ENGINE_ZLIB = 2,    /* zlib, the reference implementation */
+	LM_ENGINE_QPL_SW = 3,  /* QPL's software path (when built with QPL) */
+} lm_engine_id;
+
+int lm_accel_from_name(const char *name, lm_accel *out);   /* auto|qpl|off */
+int lm_engine_from_name(const char *name, lm_engine_id *out); /* isal|zlib|qpl-sw */
 
 /* ---- statistics (QEMU `info migrate` style) ----------------------------- */
 
@@ -83,6 +105,18 @@ typedef enum lm_status {
 	LM_STATUS_COMPLETED,
 	LM_STATUS_FAILED,
 } lm_status;
+
+/* Per engine (accelerator, software engine, per-packet codec library). */
+#define LM_MAX_ENGINES 4
+typedef struct lm_engine_stats {
+	char name[16];          /* "qpl", "isal", "zlib", "qpl-sw", "zstd", "lz4" */
+	uint64_t jobs;          /* pages (per-page codecs) or packets given to it */
+	uint64_t busy_retries;  /* submissions refused as busy and tried again */
+	uint64_t fallbacks;     /* jobs handed on to software (busy after the
+				   retries, or the job failed) */
+	uint64_t raw;           /* pages sent raw: output did not fit, or failed */
+	uint64_t bytes_in, bytes_out;
+} lm_engine_stats;
 
 typedef struct lm_stats {
 	lm_status status;
@@ -104,6 +138,8 @@ typedef struct lm_stats {
 	double compression_ratio;/* normal_bytes / payload_bytes (1.0 for none) */
 	double cpu_seconds;      /* CPU time of this side's threads */
 	uint32_t rounds;         /* dirty sync count (1 for a one-pass copy) */
+	uint32_t n_engines;
+	lm_engine_stats engines[LM_MAX_ENGINES];
 } lm_stats;
 
 #define LM_STATS_HUMAN 0
@@ -122,6 +158,9 @@ typedef struct lm_sender_config {
 	uint32_t packet_pages; /* pages per packet 1..LM_MAX_PACKET_PAGES, default 128 */
 	lm_codec_id codec;     /* default none */
 	int level;             /* codec level, 0 = codec default */
+	lm_accel accel;        /* deflate: default auto */
+	lm_engine_id engine;   /* deflate's software engine: default isal */
+	uint32_t busy_retries; /* deflate: tries of a busy accelerator, default 3 */
 	int timeout_ms;        /* a stalled peer fails the migration, default 30000 */
 	int sndbuf;            /* SO_SNDBUF bytes; 0 = kernel autotuning (up to tcp_wmem's max) */
 } lm_sender_config;
@@ -166,6 +205,8 @@ typedef struct lm_receiver_config {
 	int accept_timeout_ms;  /* wait for the first connection, 0 = forever */
 	int rcvbuf;             /* SO_RCVBUF bytes; 0 = kernel autotuning (up to tcp_rmem's max) */
 	uint32_t max_channels;  /* refuse sessions with more, default LM_MAX_CHANNELS */
+	lm_accel accel;         /* deflate decoding: default auto */
+	lm_engine_id engine;    /* deflate decoding's software engine: default isal */
 	lm_region_cb on_region; /* may be NULL if all regions are added up front */
 	void *user;
 } lm_receiver_config;

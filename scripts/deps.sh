@@ -4,7 +4,7 @@
 set -euo pipefail
 
 purpose=${1:-demo}
-pkgs=(cmake make gcc libc6-dev libxxhash-dev)
+pkgs=(cmake make gcc libc6-dev libxxhash-dev libzstd-dev liblz4-dev libisal-dev zlib1g-dev)
 if [ "$purpose" = test ]; then
 	# clang + compiler-rt: ASan/UBSan build and the libFuzzer targets;
 	# python3: the CLI test parses the JSON statistics.

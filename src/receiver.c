@@ -735,15 +735,18 @@ static void *slot_main(void *arg)
 	if (rc)
 		goto fail;
 	if (ch->channel == 0) {
-		rc = lm__rx_chan_alloc(ch) ? -ENOMEM : read_regions(ch, &e);
-		if (rc)
+		if ((rc = lm__rx_chan_alloc(ch))) {
+			lm__err_set(&e, "codec %u: %s", r->codec, lm_strerror(rc));
+			goto fail;
+		}
+		if ((rc = read_regions(ch, &e)))
 			goto fail;
 		pthread_mutex_lock(&r->lock);
 		r->regions_ready = 1;
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
-	} else if (lm__rx_chan_alloc(ch)) {
-		rc = -ENOMEM;
+	} else if ((rc = lm__rx_chan_alloc(ch))) {
+		lm__err_set(&e, "codec %u: %s", r->codec, lm_strerror(rc));
 		goto fail;
 	}
 	if ((rc = wait_session_ready(ch, &e)))
@@ -780,10 +783,19 @@ int lm__rx_chan_alloc(lm__rx_chan *ch)
 	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ops)
 		return -ENOMEM;
 	if (!ops->raw_only) {
+		lm__codec_params p = {
+			.page_size = r->page_size,
+			.packet_pages = n,
+			.accel = r->cfg.accel,
+			.engine = r->cfg.engine,
+			.busy_retries = 3,
+			.stats = ch->eng,
+			.accel_ops = r->accel_ops,
+		};
 		ch->payload = malloc(ops->payload_bound(r->page_size, n));
 		if (!ch->payload)
 			return -ENOMEM;
-		return ops->ctx_new(&ch->codec_ctx, 0, r->page_size, n);
+		return ops->ctx_new(&ch->codec_ctx, &p);
 	}
 	return 0;
 }
@@ -1047,6 +1059,7 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 		st->payload_bytes += ch->payload_bytes;
 		st->packets += ch->packets;
 		st->cpu_seconds += ch->cpu;
+		lm__stats_add_engines(st, ch->eng);
 		if (ch->channel == 0)
 			st->rounds = ch->round;
 	}

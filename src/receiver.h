@@ -48,6 +48,7 @@ typedef struct lm__rx_chan {
 	void **pages;    /* decode targets */
 	uint8_t *tail;   /* bounce page for a region's partial last page */
 	void *codec_ctx;
+	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
 	double cpu;
 } lm__rx_chan;
@@ -55,6 +56,7 @@ typedef struct lm__rx_chan {
 struct lm_receiver {
 	lm_receiver_config cfg;
 	int listen_fd, port, wake_fd;
+	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;

@@ -95,12 +95,60 @@ static const uint8_t *page_ptr(lm__tx_chan *ch, const lm__tx_region *r, uint64_t
 	return ch->tail;
 }
 
+/* Appends len bytes at p to the packet's iovecs, merging with the previous
+ * one when contiguous (neighbouring pages, packed encoded pages). */
+static void iov_add(lm__tx_chan *ch, int *iovc, const uint8_t *p, size_t len)
+{
+	struct iovec *last = &ch->iov[*iovc - 1];
+
+	if (*iovc > 1 && (const uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += len;
+	else
+		ch->iov[(*iovc)++] = (struct iovec){(void *)p, len};
+}
+
+/* Encodes the packet's normal pages with the session's codec. Sets lens[]
+ * and the packet's codec; returns the payload size, or a negative error.
+ * A packet the codec cannot shrink goes raw (codec none). */
+static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn, uint16_t *codec)
+{
+	lm_sender *s = ch->s;
+	uint32_t ps = s->page_size;
+	size_t enc_len = 0;
+	int rc;
+
+	*codec = LM_CODEC_NONE;
+	if (!ch->ops->raw_only && nn) {
+		for (uint32_t i = 0; i < nn; i++)
+			ch->pages[i] = page_ptr(ch, r, ch->normal_off[i]);
+		rc = ch->ops->encode(ch->codec_ctx, ch->pages, nn, ps, ch->enc, ch->enc_cap,
+				     ch->lens, &enc_len);
+		if (rc == 0) {
+			uint64_t sum = 0;
+			*codec = ch->ops->id;
+			if (!ch->ops->per_page)
+				return (int64_t)enc_len;
+			for (uint32_t i = 0; i < nn; i++)
+				sum += ch->lens[i];
+			return (int64_t)sum;
+		}
+		if (rc != LM_ECODEC)
+			return rc;
+	}
+	for (uint32_t i = 0; i < nn; i++)
+		ch->lens[i] = ps;
+	return (int64_t)nn * ps;
+}
+
 static int send_packet(lm__tx_chan *ch, lm__err *e)
 {
 	lm_sender *s = ch->s;
 	const lm__tx_region *r = &s->regions[ch->job_region];
 	uint32_t ps = s->page_size, nn = 0, nz = 0, n = ch->job_pages;
+	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
+	uint16_t codec;
+	int64_t payload;
 	uint8_t *p;
 	int iovc = 1, rc;
 
@@ -111,6 +159,11 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 		else
 			ch->normal_off[nn++] = ch->job_off[i];
 	}
+	payload = encode_pages(ch, r, nn, &codec);
+	if (payload < 0) {
+		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
+		return (int)payload;
+	}
 	memset(&d, 0, sizeof(d));
 	d.packet_num = ch->job_num;
 	d.region = ch->job_region;
@@ -118,26 +171,30 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	d.pages = n;
 	d.normal = nn;
 	d.zero = nz;
-	d.payload = nn * ps;
-	d.codec_flags = LM_CODEC_NONE;
+	d.payload = (uint32_t)payload;
+	d.codec_flags = codec;
 	p = ch->hdr + lm__enc_data_hdr(ch->hdr, &d, (uint32_t)lm__data_body_len(&d));
 	for (uint32_t i = 0; i < nn; i++, p += 8)
 		lm__put64(p, ch->normal_off[i]);
 	for (uint32_t i = 0; i < nz; i++, p += 8)
 		lm__put64(p, ch->zero_off[i]);
 	for (uint32_t i = 0; i < nn; i++, p += 4)
-		lm__put32(p, ps);
+		lm__put32(p, ch->lens[i]);
 	ch->iov[0].iov_base = ch->hdr;
 	ch->iov[0].iov_len = (size_t)(p - ch->hdr);
-	/* Page data goes from the region to the socket with no copy;
-	 * neighbouring pages share one iovec. */
-	for (uint32_t i = 0; i < nn; i++) {
-		const uint8_t *pg = page_ptr(ch, r, ch->normal_off[i]);
-		struct iovec *last = &ch->iov[iovc - 1];
-		if (iovc > 1 && (const uint8_t *)last->iov_base + last->iov_len == pg)
-			last->iov_len += ps;
-		else
-			ch->iov[iovc++] = (struct iovec){(void *)pg, ps};
+	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
+		iov_add(ch, &iovc, enc, (size_t)payload);
+	} else {
+		/* Raw pages go from the region to the socket with no copy;
+		 * encoded ones from the codec's buffer, in page order. */
+		for (uint32_t i = 0; i < nn; i++) {
+			if (ch->lens[i] == ps) {
+				iov_add(ch, &iovc, page_ptr(ch, r, ch->normal_off[i]), ps);
+			} else {
+				iov_add(ch, &iovc, enc, ch->lens[i]);
+				enc += ch->lens[i];
+			}
+		}
 	}
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
 	if (rc)
@@ -489,6 +546,10 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		c.packet_pages = LM_DEFAULT_PACKET_PAGES;
 	if (c.timeout_ms <= 0)
 		c.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
+	if (!c.busy_retries)
+		c.busy_retries = 3;
+	if ((unsigned)c.accel > LM_ACCEL_OFF || (unsigned)c.engine > LM_ENGINE_QPL_SW)
+		return LM_EINVAL;
 	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
 	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
 	    c.packet_pages > LM_MAX_PACKET_PAGES || !lm__codec_get((uint16_t)c.codec))
@@ -534,12 +595,40 @@ int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint6
 
 static void chan_free_bufs(lm__tx_chan *ch)
 {
+	if (ch->ops && ch->codec_ctx)
+		ch->ops->ctx_free(ch->codec_ctx);
+	free(ch->enc);
+	free(ch->pages);
+	free(ch->lens);
 	free(ch->hdr);
 	free(ch->iov);
 	free(ch->job_off);
 	free(ch->normal_off);
 	free(ch->zero_off);
 	free(ch->tail);
+}
+
+static int codec_open(lm_sender *s, lm__tx_chan *ch)
+{
+	lm__codec_params p = {
+		.level = s->cfg.level,
+		.page_size = s->page_size,
+		.packet_pages = s->packet_pages,
+		.accel = s->cfg.accel,
+		.engine = s->cfg.engine,
+		.busy_retries = s->cfg.busy_retries,
+		.stats = ch->eng,
+		.accel_ops = s->accel_ops,
+	};
+
+	ch->ops = lm__codec_get((uint16_t)s->cfg.codec);
+	if (ch->ops->raw_only)
+		return 0;
+	ch->enc_cap = (size_t)ch->ops->payload_bound(s->page_size, s->packet_pages);
+	ch->enc = malloc(ch->enc_cap);
+	if (!ch->enc)
+		return -ENOMEM;
+	return ch->ops->ctx_new(&ch->codec_ctx, &p);
 }
 
 static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
@@ -552,14 +641,18 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 	ch->conn.wake_fd = s->wake_fd;
 	pthread_cond_init(&ch->cond, NULL);
 	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 12);
+	/* Worst case: raw and encoded pages alternate, one iovec each. */
 	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
+	ch->pages = malloc(sizeof(void *) * n);
+	ch->lens = malloc(sizeof(uint32_t) * n);
 	ch->job_off = malloc(sizeof(uint64_t) * n);
 	ch->normal_off = malloc(sizeof(uint64_t) * n);
 	ch->zero_off = malloc(sizeof(uint64_t) * n);
 	ch->tail = malloc(s->page_size);
-	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->normal_off || !ch->zero_off || !ch->tail)
+	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->normal_off || !ch->zero_off || !ch->tail ||
+	    !ch->pages || !ch->lens)
 		return -ENOMEM;
-	return 0;
+	return codec_open(s, ch);
 }
 
 int lm_sender_connect(lm_sender *s, const char *addr)
@@ -703,6 +796,7 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->payload_bytes += ch->payload;
 		st->packets += ch->packets;
 		st->cpu_seconds += ch->cpu;
+		lm__stats_add_engines(st, ch->eng);
 	}
 	st->cpu_seconds += s->main_cpu;
 	lm__stats_derive(st);

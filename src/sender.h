@@ -37,6 +37,13 @@ typedef struct lm__tx_chan {
 	struct iovec *iov;
 	uint64_t *normal_off, *zero_off;
 	uint8_t *tail;         /* zero-padded copy of a region's partial last page */
+	const lm__codec_ops *ops;
+	void *codec_ctx;
+	uint8_t *enc;          /* encoded payload, enc_cap = the codec's bound */
+	size_t enc_cap;
+	const void **pages;    /* the packet's normal pages, for the codec */
+	uint32_t *lens;        /* their encoded lengths */
+	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t round_packets;
 	/* Counters: channel thread writes, readers wait for IDLE or join. */
 	uint64_t zero_pages, normal_pages, payload, packets;
@@ -51,6 +58,7 @@ struct lm_sender {
 	uint8_t session[16];
 	lm__tx_chan *ch;
 	int wake_fd;              /* eventfd: readable once the run failed */
+	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
 	int err;                  /* guarded by lock: the first failure */

@@ -2,7 +2,9 @@
  * QEMU's `info migrate` so users of either read the same numbers. */
 #include "stats.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "livemig.h"
 
@@ -16,6 +18,27 @@ const char *lm_status_name(lm_status s)
 	case LM_STATUS_FAILED: return "failed";
 	}
 	return "unknown";
+}
+
+void lm__stats_add_engines(lm_stats *st, const lm_engine_stats *eng)
+{
+	for (int i = 0; i < LM_MAX_ENGINES && eng[i].name[0]; i++) {
+		uint32_t k = 0;
+		while (k < st->n_engines && strcmp(st->engines[k].name, eng[i].name))
+			k++;
+		if (k == LM_MAX_ENGINES)
+			continue;
+		if (k == st->n_engines) {
+			memcpy(st->engines[k].name, eng[i].name, sizeof(eng[i].name));
+			st->n_engines++;
+		}
+		st->engines[k].jobs += eng[i].jobs;
+		st->engines[k].busy_retries += eng[i].busy_retries;
+		st->engines[k].fallbacks += eng[i].fallbacks;
+		st->engines[k].raw += eng[i].raw;
+		st->engines[k].bytes_in += eng[i].bytes_in;
+		st->engines[k].bytes_out += eng[i].bytes_out;
+	}
 }
 
 void lm__stats_derive(lm_stats *st)
@@ -32,7 +55,65 @@ void lm__stats_derive(lm_stats *st)
 		st->payload_bytes ? (double)st->normal_bytes / (double)st->payload_bytes : 1.0;
 }
 
+static int format_main(const lm_stats *st, int format, char *buf, size_t cap);
+
+/* Appends with snprintf semantics: *len counts what the full text needs. */
+static void put(char *buf, size_t cap, int *len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t cap, int *len, const char *fmt, ...)
+{
+	size_t at = (size_t)*len < cap ? (size_t)*len : cap;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf + at, cap - at, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*len += n;
+}
+
+static void format_engines(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	for (uint32_t i = 0; i < st->n_engines; i++) {
+		const lm_engine_stats *g = &st->engines[i];
+		if (json)
+			put(buf, cap, len,
+			    "%s{\"name\":\"%s\",\"jobs\":%llu,\"busy_retries\":%llu,"
+			    "\"fallbacks\":%llu,\"raw\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+			    i ? "," : "", g->name, (unsigned long long)g->jobs,
+			    (unsigned long long)g->busy_retries, (unsigned long long)g->fallbacks,
+			    (unsigned long long)g->raw, (unsigned long long)g->bytes_in,
+			    (unsigned long long)g->bytes_out);
+		else
+			put(buf, cap, len,
+			    "engine %s: jobs %llu, busy retries %llu, fallbacks %llu, raw pages %llu, "
+			    "in %llu kbytes, out %llu kbytes\n",
+			    g->name, (unsigned long long)g->jobs, (unsigned long long)g->busy_retries,
+			    (unsigned long long)g->fallbacks, (unsigned long long)g->raw,
+			    (unsigned long long)(g->bytes_in >> 10), (unsigned long long)(g->bytes_out >> 10));
+	}
+}
+
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
+{
+	int len;
+
+	if (cap)
+		buf[0] = 0;
+	len = format_main(st, format, buf, cap);
+	if (format == LM_STATS_JSON) {
+		len--; /* reopen the object: drop its closing brace */
+		put(buf, cap, &len, ",\"engines\":[");
+		format_engines(st, 1, buf, cap, &len);
+		put(buf, cap, &len, "]}");
+	} else {
+		format_engines(st, 0, buf, cap, &len);
+	}
+	return len;
+}
+
+static int format_main(const lm_stats *st, int format, char *buf, size_t cap)
 {
 	const char *codec = lm_codec_name(st->codec);
 

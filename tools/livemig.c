@@ -26,6 +26,9 @@
 typedef struct opts {
 	const char *image, *addr;
 	lm_codec_id codec;
+	lm_accel accel;
+	lm_engine_id engine;
+	int level;
 	uint32_t channels, page_size, packet_pages;
 	int timeout_ms, accept_timeout_ms, json, quiet, fsync_out;
 } opts;
@@ -37,8 +40,11 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage:\n"
 		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
-		"               [--max-channels N] [--fsync] [--json] [--quiet]\n"
-		"  livemig send --image FILE --to HOST:PORT [--channels N] [--codec none]\n"
+		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
+		"               [--fsync] [--json] [--quiet]\n"
+		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
+		"               [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
+		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"  livemig checksum FILE\n"
 		"  livemig version\n"
@@ -76,11 +82,13 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"accept-timeout", required_argument, 0, 'A'}, {"max-channels", required_argument, 0, 'm'},
 		{"json", no_argument, 0, 'j'},            {"quiet", no_argument, 0, 'q'},
 		{"fsync", no_argument, 0, 'F'},           {"help", no_argument, 0, 'h'},
+		{"level", required_argument, 0, 'L'},     {"accel", required_argument, 0, 'a'},
+		{"engine", required_argument, 0, 'e'},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "i:t:l:c:C:p:P:T:A:m:jqFh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "i:t:l:c:C:p:P:T:A:m:jqFhL:a:e:", lo, NULL)) != -1) {
 		switch (c) {
 		case 'i': o->image = optarg; break;
 		case 't':
@@ -108,6 +116,22 @@ static int parse_opts(int argc, char **argv, opts *o)
 			if (parse_u32(optarg, &v, 1, 86400))
 				return fprintf(stderr, "%s: timeouts are 1..86400 seconds\n", prog), -1;
 			*(c == 'T' ? &o->timeout_ms : &o->accept_timeout_ms) = (int)v * 1000;
+			break;
+		case 'L': {
+			char *end;
+			long lv = strtol(optarg, &end, 10);
+			if (*end || end == optarg || lv < -100 || lv > 22)
+				return fprintf(stderr, "%s: --level must be -100..22\n", prog), -1;
+			o->level = (int)lv;
+			break;
+		}
+		case 'a':
+			if (lm_accel_from_name(optarg, &o->accel))
+				return fprintf(stderr, "%s: --accel is auto, qpl or off\n", prog), -1;
+			break;
+		case 'e':
+			if (lm_engine_from_name(optarg, &o->engine))
+				return fprintf(stderr, "%s: --engine is isal, zlib or qpl-sw\n", prog), -1;
 			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
@@ -173,6 +197,9 @@ static int cmd_send(int argc, char **argv)
 	cfg.page_size = o.page_size;
 	cfg.packet_pages = o.packet_pages;
 	cfg.codec = o.codec;
+	cfg.level = o.level;
+	cfg.accel = o.accel;
+	cfg.engine = o.engine;
 	cfg.timeout_ms = o.timeout_ms;
 	snprintf(namebuf, sizeof(namebuf), "%s", o.image);
 	if ((rc = lm_sender_new(&s, &cfg))) {
@@ -285,6 +312,8 @@ static int cmd_recv(int argc, char **argv)
 	cfg.timeout_ms = o.timeout_ms;
 	cfg.accept_timeout_ms = o.accept_timeout_ms;
 	cfg.max_channels = o.channels;
+	cfg.accel = o.accel;
+	cfg.engine = o.engine;
 	cfg.on_region = on_region;
 	cfg.user = &d;
 	if ((rc = lm_receiver_new(&r, &cfg)) || (rc = lm_receiver_listen(r, o.addr))) {

@@ -1,15 +1,30 @@
 /* The codec registry: ids on the wire map to ops tables here only. */
-#include <string.h>
-
 #include "codec.h"
+
+#include <stdio.h>
+#include <string.h>
 
 static const lm__codec_ops *const codecs[] = {
 	&lm__codec_none,
+#ifdef LM_HAVE_CODEC_DEFLATE
+	&lm__codec_deflate,
+#endif
+#ifdef LM_HAVE_CODEC_ZSTD
+	&lm__codec_zstd,
+#endif
+#ifdef LM_HAVE_CODEC_LZ4
+	&lm__codec_lz4,
+#endif
+#ifdef LM_HAVE_CODEC_ZLIB
+	&lm__codec_zlib,
+#endif
 };
+
+#define NCODECS (sizeof(codecs) / sizeof(codecs[0]))
 
 const lm__codec_ops *lm__codec_get(uint16_t id)
 {
-	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++)
+	for (size_t i = 0; i < NCODECS; i++)
 		if (codecs[i]->id == id)
 			return codecs[i];
 	return NULL;
@@ -19,7 +34,7 @@ uint64_t lm__codec_payload_bound(uint32_t page_size, uint32_t pages)
 {
 	uint64_t max = 0;
 
-	for (size_t i = 0; i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+	for (size_t i = 0; i < NCODECS; i++) {
 		uint64_t b = codecs[i]->payload_bound(page_size, pages);
 		if (b > max)
 			max = b;
@@ -29,7 +44,7 @@ uint64_t lm__codec_payload_bound(uint32_t page_size, uint32_t pages)
 
 int lm_codec_from_name(const char *name, lm_codec_id *out)
 {
-	for (size_t i = 0; name && i < sizeof(codecs) / sizeof(codecs[0]); i++) {
+	for (size_t i = 0; name && i < NCODECS; i++) {
 		if (strcmp(codecs[i]->name, name) == 0) {
 			*out = (lm_codec_id)codecs[i]->id;
 			return 0;
@@ -42,4 +57,41 @@ const char *lm_codec_name(lm_codec_id id)
 {
 	const lm__codec_ops *ops = lm__codec_get((uint16_t)id);
 	return ops ? ops->name : NULL;
+}
+
+int lm_accel_from_name(const char *name, lm_accel *out)
+{
+	static const char *const names[] = {"auto", "qpl", "off"};
+
+	for (int i = 0; name && i < 3; i++) {
+		if (strcmp(names[i], name) == 0) {
+			*out = (lm_accel)i;
+			return 0;
+		}
+	}
+	return LM_EINVAL;
+}
+
+int lm_engine_from_name(const char *name, lm_engine_id *out)
+{
+	static const char *const names[] = {"isal", "zlib", "qpl-sw"};
+
+	for (int i = 0; name && i < 3; i++) {
+		if (strcmp(names[i], name) == 0) {
+			*out = (lm_engine_id)(i + 1);
+			return 0;
+		}
+	}
+	return LM_EINVAL;
+}
+
+lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name)
+{
+	for (int i = 0; stats && i < LM_MAX_ENGINES; i++) {
+		if (!stats[i].name[0])
+			snprintf(stats[i].name, sizeof(stats[i].name), "%s", name);
+		if (strcmp(stats[i].name, name) == 0)
+			return &stats[i];
+	}
+	return NULL;
 }

@@ -18,6 +18,21 @@
 #include "livemig.h"
 
 struct lm__err;
+struct lm__engine_ops;
+
+/* What a channel's codec context is made from. */
+typedef struct lm__codec_params {
+	int level;             /* 0 = the codec's default */
+	uint32_t page_size, packet_pages;
+	lm_accel accel;
+	lm_engine_id engine;
+	uint32_t busy_retries; /* accelerator submissions before software */
+	/* LM_MAX_ENGINES entries the context fills in (names, counters).
+	 * Owner: the channel thread that owns the context. */
+	lm_engine_stats *stats;
+	/* Tests only: use this accelerator instead of probing for one. */
+	const struct lm__engine_ops *accel_ops;
+} lm__codec_params;
 
 typedef struct lm__codec_ops {
 	const char *name;
@@ -26,10 +41,18 @@ typedef struct lm__codec_ops {
 	int raw_only; /* 1: pages travel as they are (zero-copy path) */
 	/* Worst-case payload for pages normal pages: sizes every buffer. */
 	uint64_t (*payload_bound)(uint32_t page_size, uint32_t pages);
-	int (*ctx_new)(void **ctx, int level, uint32_t page_size, uint32_t packet_pages);
+	/* Returns 0, or an error (LM_ECODEC: the codec or a required
+	 * accelerator is not available here). */
+	int (*ctx_new)(void **ctx, const lm__codec_params *p);
 	void (*ctx_free)(void *ctx);
-	/* Encodes n pages into out (capacity cap), filling lens[]; sets *out_len.
-	 * Returns 0, or LM_ECODEC when the packet should go raw instead. */
+	/* Encodes n pages (cap >= payload_bound(page_size, n)), sets *out_len.
+	 *  - per-page codecs fill lens[i]: the encoded length (< page_size),
+	 *    or page_size for a page that goes raw. Encoded pages are packed
+	 *    in out in page order; raw pages are NOT copied to out (the sender
+	 *    sends them from the region, without a copy).
+	 *  - per-packet codecs write one block to out and set every lens[i] to
+	 *    page_size. LM_ECODEC: the packet does not shrink, send it raw.
+	 * Any other error fails the migration. */
 	int (*encode)(void *ctx, const void *const *pages, uint32_t n, uint32_t page_size,
 		      uint8_t *out, size_t cap, uint32_t *lens, size_t *out_len);
 	/* Decodes in (in_len bytes, lens[] as validated) into n pages of
@@ -45,5 +68,12 @@ const lm__codec_ops *lm__codec_get(uint16_t id);
 uint64_t lm__codec_payload_bound(uint32_t page_size, uint32_t pages);
 
 extern const lm__codec_ops lm__codec_none;
+extern const lm__codec_ops lm__codec_deflate;
+extern const lm__codec_ops lm__codec_zstd;
+extern const lm__codec_ops lm__codec_lz4;
+extern const lm__codec_ops lm__codec_zlib;
+
+/* Finds or adds the stats entry called name in p->stats (NULL if full). */
+lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name);
 
 #endif

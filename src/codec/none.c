@@ -1,7 +1,7 @@
 /*
  * Codec "none": pages travel as they are. The sender hands page memory to
- * writev and the receiver reads straight into the destination pages, so
- * encode/decode are only used by paths that need a copy (tests, fallback).
+ * sendmsg and the receiver reads straight into the destination pages, so
+ * decode is only used by paths that hold the payload in a buffer (tests).
  */
 #include <string.h>
 
@@ -13,26 +13,24 @@ static uint64_t none_bound(uint32_t page_size, uint32_t pages)
 	return (uint64_t)page_size * pages;
 }
 
-static int none_ctx_new(void **ctx, int level, uint32_t page_size, uint32_t packet_pages)
+static int none_ctx_new(void **ctx, const lm__codec_params *p)
 {
-	(void)level; (void)page_size; (void)packet_pages;
+	(void)p;
 	*ctx = NULL;
 	return 0;
 }
 
 static void none_ctx_free(void *ctx) { (void)ctx; }
 
+/* Every page raw: nothing goes to out (the sender sends raw pages from the
+ * region itself). */
 static int none_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t page_size,
 		       uint8_t *out, size_t cap, uint32_t *lens, size_t *out_len)
 {
-	(void)ctx;
-	if ((uint64_t)n * page_size > cap)
-		return LM_EINVAL;
-	for (uint32_t i = 0; i < n; i++) {
-		memcpy(out + (size_t)i * page_size, pages[i], page_size);
+	(void)ctx; (void)pages; (void)out; (void)cap;
+	for (uint32_t i = 0; i < n; i++)
 		lens[i] = page_size;
-	}
-	*out_len = (size_t)n * page_size;
+	*out_len = 0;
 	return 0;
 }
 
