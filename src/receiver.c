@@ -144,10 +144,22 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 		if (ch->pages[i] == ch->tail)
 			tail = (int)i;
 	}
+	e->page = 0;
 	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages, d->normal,
 			 ch->r->page_size, e);
-	if (rc)
+	if (rc) {
+		/* Name the packet, and the page's offset where the codec knows
+		 * which page failed. */
+		char m[sizeof(e->msg)];
+		memcpy(m, e->msg, sizeof(m));
+		if (e->page && e->page <= d->normal)
+			lm__err_set(e, "packet %llu, page at offset 0x%llx: %s",
+				    (unsigned long long)d->packet_num,
+				    (unsigned long long)ch->off[e->page - 1], m);
+		else
+			lm__err_set(e, "packet %llu: %s", (unsigned long long)d->packet_num, m);
 		return rc;
+	}
 	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
 }
 
@@ -697,7 +709,7 @@ static void *slot_main(void *arg)
 	lm__rx_chan *ch = arg;
 	lm_receiver *r = ch->r;
 	double cpu0 = lm__thread_cpu();
-	lm__err e = {{0}};
+	lm__err e = {0};
 	lm__hello h;
 	int rc;
 
@@ -736,7 +748,7 @@ static void *slot_main(void *arg)
 		goto fail;
 	if (ch->channel == 0) {
 		if ((rc = lm__rx_chan_alloc(ch))) {
-			lm__err_set(&e, "codec %u: %s", r->codec, lm_strerror(rc));
+			lm__codec_unavailable(&e, r->codec, r->cfg.accel, rc);
 			goto fail;
 		}
 		if ((rc = read_regions(ch, &e)))
@@ -746,7 +758,7 @@ static void *slot_main(void *arg)
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
 	} else if ((rc = lm__rx_chan_alloc(ch))) {
-		lm__err_set(&e, "codec %u: %s", r->codec, lm_strerror(rc));
+		lm__codec_unavailable(&e, r->codec, r->cfg.accel, rc);
 		goto fail;
 	}
 	if ((rc = wait_session_ready(ch, &e)))

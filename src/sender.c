@@ -227,7 +227,7 @@ static void *chan_main(void *arg)
 	double cpu0 = lm__thread_cpu();
 
 	for (;;) {
-		lm__err e = {{0}};
+		lm__err e = {0};
 		int st, rc = 0;
 
 		pthread_mutex_lock(&s->lock);
@@ -342,7 +342,7 @@ static int complete(lm_sender *s)
 	lm__tx_chan *ch0 = &s->ch[0];
 	unsigned threads = s->nch;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	lm__err e = {{0}};
+	lm__err e = {0};
 	lm__frame f;
 	uint8_t ackb[LM_ACK_LEN];
 	lm__ack ack;
@@ -657,7 +657,7 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 
 int lm_sender_connect(lm_sender *s, const char *addr)
 {
-	lm__err e = {{0}};
+	lm__err e = {0};
 	int rc, who = -1;
 	double cpu0 = lm__thread_cpu();
 
@@ -669,9 +669,12 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 	s->ch = calloc(s->nch, sizeof(*s->ch));
 	if (!s->ch)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < s->nch; i++)
-		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i)))
+	for (uint32_t i = 0; i < s->nch; i++) {
+		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i))) {
+			lm__codec_unavailable(&e, (uint16_t)s->cfg.codec, s->cfg.accel, rc);
 			goto fail;
+		}
+	}
 	for (uint32_t i = 0; i < s->nregions; i++) {
 		lm__tx_region *g = &s->regions[i];
 		if ((rc = lm__sumtree_init(&g->sum, g->base, g->len, s->page_size, NULL)))

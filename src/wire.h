@@ -51,6 +51,7 @@ enum lm__kind {
 /* Error text buffer used by all checked decoders. */
 typedef struct lm__err {
 	char msg[256];
+	uint32_t page; /* per-page decoders: index + 1 of the bad page, 0 = none */
 } lm__err;
 
 void lm__err_set(lm__err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

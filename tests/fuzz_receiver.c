@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	lm_receiver *r;
 	lm__rx_chan *ch;
-	lm__err e = {{0}};
+	lm__err e = {0};
 	uint8_t cfg;
 	int fd, rc;
 

@@ -111,7 +111,7 @@ static int is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
 static void do_frame(const uint8_t *p, size_t n)
 {
 	lm__frame f, g;
-	lm__err e = {{0}};
+	lm__err e = {0};
 	uint8_t buf[LM_FRAME_HDR];
 	uint8_t *q;
 
@@ -145,7 +145,7 @@ static void do_hello(const uint8_t *p, size_t n)
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_FRAME_HDR + LM_HELLO_LEN];
 	lm__hello h, h2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 	static const uint8_t zero16[16];
 
 	if (n <= UINT32_MAX && lm__dec_hello(q, (uint32_t)n, &h, &e) == 0) {
@@ -175,7 +175,7 @@ static void do_region(const uint8_t *p, size_t n)
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_FRAME_HDR + LM_REGION_FIXED + LM_MAX_REGION_NAME];
 	lm__region_msg r, r2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 
 	if (n <= UINT32_MAX && lm__dec_region(q, (uint32_t)n, &r, &e) == 0) {
 		fz_decoded++;
@@ -202,7 +202,7 @@ static void do_data(const uint8_t *p, size_t n, uint32_t body_len, const uint8_t
 	uint8_t *q, *tq;
 	uint8_t buf[LM_FRAME_HDR + LM_DATA_HDR];
 	lm__data_hdr d, d2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 	uint64_t *off;
 	uint32_t *plen;
 	size_t tab;
@@ -288,7 +288,7 @@ static void do_sync(const uint8_t *p, size_t n)
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_FRAME_HDR + LM_SYNC_LEN];
 	lm__sync s, s2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 
 	if (n <= UINT32_MAX && lm__dec_sync(q, (uint32_t)n, &s, &e) == 0) {
 		fz_decoded++;
@@ -306,7 +306,7 @@ static void do_complete(const uint8_t *p, size_t n, uint32_t cap)
 	uint8_t *q = dup_exact(p, n), *buf;
 	lm__region_sum *sums = malloc(sizeof(*sums) * cap), *s2;
 	uint32_t cnt = 0xdeadbeef, cnt2 = 0;
-	lm__err e = {{0}};
+	lm__err e = {0};
 
 	if (n <= UINT32_MAX && lm__dec_complete(q, (uint32_t)n, sums, cap, &cnt, &e) == 0) {
 		fz_decoded++;
@@ -333,7 +333,7 @@ static void do_ack(const uint8_t *p, size_t n)
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_FRAME_HDR + LM_ACK_LEN];
 	lm__ack a, a2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 
 	if (n <= UINT32_MAX && lm__dec_ack(q, (uint32_t)n, &a, &e) == 0) {
 		fz_decoded++;
@@ -367,7 +367,7 @@ static void do_error(const uint8_t *p, size_t n)
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_ERROR_FRAME_BOUND];
 	lm__error_msg m, m2;
-	lm__err e = {{0}};
+	lm__err e = {0};
 	size_t len;
 
 	if (n <= UINT32_MAX && lm__dec_error(q, (uint32_t)n, &m, &e) == 0) {
@@ -392,7 +392,7 @@ static void do_stream(const uint8_t *p, size_t n, const fz_limits *fl)
 {
 	while (n >= LM_FRAME_HDR) {
 		lm__frame f;
-		lm__err e = {{0}};
+		lm__err e = {0};
 		const uint8_t *b;
 		uint64_t max;
 

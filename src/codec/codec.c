@@ -1,6 +1,8 @@
 /* The codec registry: ids on the wire map to ops tables here only. */
 #include "codec.h"
 
+#include "../wire.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -83,6 +85,20 @@ int lm_engine_from_name(const char *name, lm_engine_id *out)
 		}
 	}
 	return LM_EINVAL;
+}
+
+void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, int rc)
+{
+	const char *name = lm_codec_name((lm_codec_id)codec);
+
+	if (rc != LM_ECODEC)
+		lm__err_set(e, "codec %s: %s", name ? name : "?", lm_strerror(rc));
+	else if (codec == LM_CODEC_DEFLATE && accel == LM_ACCEL_QPL)
+		lm__err_set(e, "codec deflate: accelerator qpl required, but no usable IAA device "
+			       "(or livemig was built without QPL)");
+	else
+		lm__err_set(e, "codec %s with the chosen engine is not available in this build",
+			    name ? name : "?");
 }
 
 lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name)

@@ -73,6 +73,9 @@ extern const lm__codec_ops lm__codec_zstd;
 extern const lm__codec_ops lm__codec_lz4;
 extern const lm__codec_ops lm__codec_zlib;
 
+/* Explains why a codec context could not be made (rc from ctx_new). */
+void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, int rc);
+
 /* Finds or adds the stats entry called name in p->stats (NULL if full). */
 lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name);
 
