@@ -110,6 +110,7 @@ start_recv() {
 # Sets send_rc and recv_rc; JSON in $tmp/NAME.{send,recv}.out.
 migrate() {
 	local src=$1 dst=$2 name=$3 ch=$4
+	shift 4 # the rest: extra `livemig send` options
 	send_rc=-1
 	recv_rc=-1
 	start_recv "$dst" "$name" --json --timeout 10 --accept-timeout 10
@@ -121,7 +122,7 @@ migrate() {
 	fi
 	send_rc=0
 	timeout -k 5 60 "$lm" send --image "$src" --to "127.0.0.1:$port" --channels "$ch" \
-		--json --timeout 10 >"$tmp/$name.send.out" 2>"$tmp/$name.send.err" || send_rc=$?
+		--json --timeout 10 "$@" >"$tmp/$name.send.out" 2>"$tmp/$name.send.err" || send_rc=$?
 	wait_exit "$rpid" 30
 	recv_rc=$rc
 	if [ "$send_rc" != 0 ] || [ "$recv_rc" != 0 ]; then
@@ -239,6 +240,46 @@ for ch in 1 8; do
 	check "$ch ch: image identical (cmp)" cmp "$tmp/src.img" "$dst"
 	check "$ch ch: livemig checksum equal" same_checksum "$tmp/src.img" "$dst"
 	check "$ch ch: no temp file left" no_temp_files "$tmp/out$ch"
+	rm -f "$dst"
+done
+
+# check_codec NAME CODEC: both sides name the codec, pages shrank, and the
+# engine counters are in the JSON and agree with each other.
+check_codec() {
+	python3 - "$tmp/$1.send.out" "$tmp/$1.recv.out" "$2" <<'EOF'
+import json, sys
+snd = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]
+rcv = [json.loads(l) for l in open(sys.argv[2]) if l.strip()][-1]
+codec, bad = sys.argv[3], []
+for name, st in (("sender", snd), ("receiver", rcv)):
+    eng = {e["name"]: e for e in st.get("engines", [])}
+    print(f"  {name}: codec {st['codec']} ratio {st['compression_ratio']} "
+          f"payload {st['payload_bytes']} engines {sorted(eng)}")
+    if st["codec"] != codec:
+        bad.append(f"{name} codec {st['codec']}")
+    if not st["compression_ratio"] > 1.2:
+        bad.append(f"{name} compression_ratio {st['compression_ratio']}")
+    if not eng or not any(e["jobs"] > 0 for e in eng.values()):
+        bad.append(f"{name} has no engine with jobs")
+    if not st["transferred"] < st["normal_bytes"]:
+        bad.append(f"{name} transferred {st['transferred']} not below normal_bytes")
+if snd["payload_bytes"] != rcv["payload_bytes"]:
+    bad.append(f"payload_bytes: sender {snd['payload_bytes']}, receiver {rcv['payload_bytes']}")
+for b in bad:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+for codec in deflate zstd lz4 zlib; do
+	echo "== migrate with --codec $codec, --json"
+	mkdir -p "$tmp/c$codec"
+	dst="$tmp/c$codec/dst.img"
+	migrate "$tmp/src.img" "$dst" "c$codec" 2 --codec "$codec" --accel off
+	check "$codec: send exits 0" test "$send_rc" = 0
+	check "$codec: recv exits 0" test "$recv_rc" = 0
+	check "$codec: codec, ratio and engine counters in the JSON" check_codec "c$codec" "$codec"
+	check "$codec: image identical (cmp)" cmp "$tmp/src.img" "$dst"
 	rm -f "$dst"
 done
 
