@@ -87,6 +87,28 @@ int lm_engine_from_name(const char *name, lm_engine_id *out)
 	return LM_EINVAL;
 }
 
+/* Per-packet codecs: every length is page_size, and the payload is empty
+ * exactly when there are no pages. */
+int lm__block_lens_check(const char *codec, const uint32_t *lens, uint32_t n, uint32_t page_size,
+			 size_t in_len, struct lm__err *e)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (lens[i] != page_size) {
+			lm__err_set(e, "data.length[%u] %u, %s needs %u", i, lens[i], codec, page_size);
+			return LM_EDECODE;
+		}
+	}
+	if (!n && in_len) {
+		lm__err_set(e, "data.payload: %s payload of %zu bytes for no pages", codec, in_len);
+		return LM_EDECODE;
+	}
+	if (n && !in_len) {
+		lm__err_set(e, "data.payload: %s payload empty for %u pages", codec, n);
+		return LM_EDECODE;
+	}
+	return 0;
+}
+
 void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, int rc)
 {
 	const char *name = lm_codec_name((lm_codec_id)codec);

@@ -73,6 +73,10 @@ extern const lm__codec_ops lm__codec_zstd;
 extern const lm__codec_ops lm__codec_lz4;
 extern const lm__codec_ops lm__codec_zlib;
 
+/* Checks a per-packet codec's length table against its payload. */
+int lm__block_lens_check(const char *codec, const uint32_t *lens, uint32_t n, uint32_t page_size,
+			 size_t in_len, struct lm__err *e);
+
 /* Explains why a codec context could not be made (rc from ctx_new). */
 void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, int rc);
 

@@ -292,26 +292,6 @@ static int finish_frame(lz4_ctx *c, const uint8_t *in, size_t in_len, size_t pos
 	return 0;
 }
 
-static int check_lens(const uint32_t *lens, uint32_t n, uint32_t page_size, size_t in_len,
-		      lm__err *e)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		if (lens[i] != page_size) {
-			lm__err_set(e, "data.length[%u] %u, lz4 needs %u", i, lens[i], page_size);
-			return LM_EDECODE;
-		}
-	}
-	if (!n && in_len) {
-		lm__err_set(e, "data.payload: lz4 payload of %zu bytes for no pages", in_len);
-		return LM_EDECODE;
-	}
-	if (n && !in_len) {
-		lm__err_set(e, "data.payload: lz4 payload empty for %u pages", n);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
 static int lz4_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_t *lens,
 		      void *const *pages, uint32_t n, uint32_t page_size, lm__err *e)
 {
@@ -321,7 +301,7 @@ static int lz4_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_
 
 	/* Also forgets whatever a failed packet left half decoded. */
 	LZ4F_resetDecompressionContext(c->dc);
-	if ((rc = check_lens(lens, n, page_size, in_len, e)) || !n)
+	if ((rc = lm__block_lens_check("lz4", lens, n, page_size, in_len, e)) || !n)
 		goto done;
 	if ((rc = check_header(c, in, in_len, raw, &pos, e)))
 		goto done;

@@ -221,25 +221,13 @@ static int finish_stream(z_stream *z, int ended, uint32_t n, lm__err *e)
 static int check_lens(const uint32_t *lens, uint32_t n, uint32_t page_size, size_t in_len,
 		      lm__err *e)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		if (lens[i] != page_size) {
-			lm__err_set(e, "data.length[%u] %u, zlib needs %u", i, lens[i], page_size);
-			return LM_EDECODE;
-		}
-	}
-	if (!n && in_len) {
-		lm__err_set(e, "data.payload: zlib payload of %zu bytes for no pages", in_len);
-		return LM_EDECODE;
-	}
-	if (n && !in_len) {
-		lm__err_set(e, "data.payload: zlib payload empty for %u pages", n);
-		return LM_EDECODE;
-	}
-	if (in_len > UINT32_MAX) { /* avail_in is 32 bits; no payload is this big */
+	int rc = lm__block_lens_check("zlib", lens, n, page_size, in_len, e);
+
+	if (!rc && in_len > UINT32_MAX) { /* avail_in is 32 bits; no payload is this big */
 		lm__err_set(e, "data.payload: zlib payload of %zu bytes too large", in_len);
 		return LM_EDECODE;
 	}
-	return 0;
+	return rc;
 }
 
 static int zlib_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_t *lens,

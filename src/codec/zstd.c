@@ -268,26 +268,6 @@ static int finish_frame(zstd_ctx *c, ZSTD_inBuffer *ib, size_t left, uint32_t n,
 	return 0;
 }
 
-static int check_lens(const uint32_t *lens, uint32_t n, uint32_t page_size, size_t in_len,
-		      lm__err *e)
-{
-	for (uint32_t i = 0; i < n; i++) {
-		if (lens[i] != page_size) {
-			lm__err_set(e, "data.length[%u] %u, zstd needs %u", i, lens[i], page_size);
-			return LM_EDECODE;
-		}
-	}
-	if (!n && in_len) {
-		lm__err_set(e, "data.payload: zstd payload of %zu bytes for no pages", in_len);
-		return LM_EDECODE;
-	}
-	if (n && !in_len) {
-		lm__err_set(e, "data.payload: zstd payload empty for %u pages", n);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
 static int zstd_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_t *lens,
 		       void *const *pages, uint32_t n, uint32_t page_size, lm__err *e)
 {
@@ -296,7 +276,7 @@ static int zstd_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32
 	ZSTD_inBuffer ib = {in, in_len, 0};
 	int rc;
 
-	if ((rc = check_lens(lens, n, page_size, in_len, e)) || !n)
+	if ((rc = lm__block_lens_check("zstd", lens, n, page_size, in_len, e)) || !n)
 		goto done;
 	if ((rc = check_header(in, in_len, raw, e)))
 		goto done;
