@@ -123,6 +123,22 @@ void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, in
 			    name ? name : "?");
 }
 
+lm_engine_stats *lm__engine_stat_or(lm_engine_stats *stats, const char *name,
+				    lm_engine_stats *sink)
+{
+	lm_engine_stats *st = lm__engine_stat(stats, name);
+
+	return st ? st : sink;
+}
+
+void lm__count_packet(lm_engine_stats *st, uint64_t in, uint64_t out, uint32_t raw_pages)
+{
+	st->jobs++;
+	st->raw += raw_pages;
+	st->bytes_in += in;
+	st->bytes_out += out;
+}
+
 lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name)
 {
 	for (int i = 0; stats && i < LM_MAX_ENGINES; i++) {

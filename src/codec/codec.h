@@ -82,5 +82,10 @@ void lm__codec_unavailable(struct lm__err *e, uint16_t codec, lm_accel accel, in
 
 /* Finds or adds the stats entry called name in p->stats (NULL if full). */
 lm_engine_stats *lm__engine_stat(lm_engine_stats *stats, const char *name);
+/* The same, but sink (the context's own) when the table is full or NULL. */
+lm_engine_stats *lm__engine_stat_or(lm_engine_stats *stats, const char *name,
+				    lm_engine_stats *sink);
+/* Per-packet codecs: one packet handled (raw_pages: it did not shrink). */
+void lm__count_packet(lm_engine_stats *st, uint64_t in, uint64_t out, uint32_t raw_pages);
 
 #endif

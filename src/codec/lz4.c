@@ -124,22 +124,12 @@ static int lz4_ctx_new(void **out, const lm__codec_params *p)
 	c->prefs = lz4_prefs(p->page_size, lz4_level(p->level), 0);
 	if ((rc = lz4_warm_up(c)))
 		goto fail;
-	c->st = lm__engine_stat(p->stats, "lz4");
-	if (!c->st)
-		c->st = &c->sink;
+	c->st = lm__engine_stat_or(p->stats, "lz4", &c->sink);
 	*out = c;
 	return 0;
 fail:
 	lz4_ctx_free(c);
 	return rc;
-}
-
-static void count(lz4_ctx *c, uint64_t in, uint64_t out, uint32_t raw_pages)
-{
-	c->st->jobs++;
-	c->st->raw += raw_pages;
-	c->st->bytes_in += in;
-	c->st->bytes_out += out;
 }
 
 /* Writes the frame; cap >= lz4_bound() always suffices (LZ4F stores a block
@@ -188,7 +178,7 @@ static int lz4_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t 
 	if (rc == 0)
 		*out_len = pos;
 	if (rc == 0 || rc == LM_ECODEC)
-		count(c, raw, rc ? raw : pos, rc ? n : 0);
+		lm__count_packet(c->st, raw, rc ? raw : pos, rc ? n : 0);
 	return rc;
 }
 
@@ -310,7 +300,7 @@ static int lz4_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_
 			goto done;
 	rc = finish_frame(c, in, in_len, pos, hint, n, e);
 done:
-	count(c, rc ? 0 : in_len, rc ? 0 : raw, 0);
+	lm__count_packet(c->st, rc ? 0 : in_len, rc ? 0 : raw, 0);
 	return rc;
 }
 

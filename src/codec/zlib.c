@@ -79,19 +79,9 @@ static int zlib_ctx_new(void **out, const lm__codec_params *p)
 		zlib_ctx_free(c);
 		return rc == Z_MEM_ERROR ? -ENOMEM : -EIO;
 	}
-	c->st = lm__engine_stat(p->stats, "zlib");
-	if (!c->st)
-		c->st = &c->sink;
+	c->st = lm__engine_stat_or(p->stats, "zlib", &c->sink);
 	*out = c;
 	return 0;
-}
-
-static void count(zlib_ctx *c, uint64_t in, uint64_t out, uint32_t raw_pages)
-{
-	c->st->jobs++;
-	c->st->raw += raw_pages;
-	c->st->bytes_in += in;
-	c->st->bytes_out += out;
 }
 
 /* Deflates the pages into avail_out bytes: LM_ECODEC when they do not fit. */
@@ -136,7 +126,7 @@ static int zlib_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t
 		*out_len = (size_t)z->total_out;
 done:
 	if (rc == 0 || rc == LM_ECODEC)
-		count(c, raw, rc ? raw : *out_len, rc ? n : 0);
+		lm__count_packet(c->st, raw, rc ? raw : *out_len, rc ? n : 0);
 	return rc;
 }
 
@@ -249,7 +239,7 @@ static int zlib_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32
 			goto done;
 	rc = finish_stream(z, ended, n, e);
 done:
-	count(c, rc ? 0 : in_len, rc ? 0 : (uint64_t)n * page_size, 0);
+	lm__count_packet(c->st, rc ? 0 : in_len, rc ? 0 : (uint64_t)n * page_size, 0);
 	return rc;
 }
 

@@ -101,22 +101,12 @@ static int zstd_ctx_new(void **out, const lm__codec_params *p)
 		    c->dctx, ZSTD_d_windowLogMax,
 		    window_log((uint64_t)p->page_size * p->packet_pages))))
 		goto fail;
-	c->st = lm__engine_stat(p->stats, "zstd");
-	if (!c->st)
-		c->st = &c->sink;
+	c->st = lm__engine_stat_or(p->stats, "zstd", &c->sink);
 	*out = c;
 	return 0;
 fail:
 	zstd_ctx_free(c);
 	return rc;
-}
-
-static void count(zstd_ctx *c, uint64_t in, uint64_t out, uint32_t raw_pages)
-{
-	c->st->jobs++;
-	c->st->raw += raw_pages;
-	c->st->bytes_in += in;
-	c->st->bytes_out += out;
 }
 
 /* Feeds one page; 0, LM_ECODEC when out is full (no shrink), or an error. */
@@ -168,7 +158,7 @@ static int zstd_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t
 	*out_len = ob.pos;
 done:
 	if (rc == 0 || rc == LM_ECODEC)
-		count(c, raw, rc ? raw : ob.pos, rc ? n : 0);
+		lm__count_packet(c->st, raw, rc ? raw : ob.pos, rc ? n : 0);
 	return rc;
 }
 
@@ -288,7 +278,7 @@ static int zstd_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32
 			goto done;
 	rc = finish_frame(c, &ib, left, n, e);
 done:
-	count(c, rc ? 0 : in_len, rc ? 0 : raw, 0);
+	lm__count_packet(c->st, rc ? 0 : in_len, rc ? 0 : raw, 0);
 	return rc;
 }
 
