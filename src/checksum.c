@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "hash.h"
 
 static const uint8_t zero_page[LM_MAX_PAGE_SIZE];
@@ -137,6 +138,10 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 		threads = 1;
 	if (threads > LM_MAX_CHANNELS)
 		threads = LM_MAX_CHANNELS;
+	/* More hashing threads than CPUs only adds switches. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cpus > 0 && threads > (unsigned long)cpus)
+		threads = (unsigned)cpus;
 	if (threads > t->nblocks)
 		threads = t->nblocks ? (unsigned)t->nblocks : 1;
 	le = malloc(t->nblocks * 8 + 1);

@@ -35,7 +35,8 @@ void lm__sumtree_free(lm__sumtree *t);
 /* Any thread: the pages at these offsets hold their final content for this
  * pass. Hashes every block this completes. */
 void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
-/* After all channels are quiet: hashes what is left, combines. */
+/* After all channels are quiet: hashes what is left on up to threads
+ * threads (at most the online CPUs), combines. */
 int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out);
 
 #endif

@@ -304,11 +304,7 @@ static int wait_all_synced(lm__rx_chan *ch, lm__err *e)
 static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__err *e)
 {
 	lm_receiver *r = ch->r;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = r->channels;
 
-	if (cpus > 0 && threads > (unsigned)cpus)
-		threads = (unsigned)cpus;
 	if (n != r->region_count) {
 		lm__err_set(e, "complete.regions %u, session announced %u", n, r->region_count);
 		return LM_EFIELD;
@@ -324,7 +320,7 @@ static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__e
 				    (unsigned long long)g->len);
 			return LM_EFIELD;
 		}
-		if ((rc = lm__sumtree_final(&g->sum, threads, &sum)))
+		if ((rc = lm__sumtree_final(&g->sum, r->channels, &sum)))
 			return rc;
 		if (sum != sums[i].checksum) {
 			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", g->name,

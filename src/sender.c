@@ -340,8 +340,6 @@ static int complete(lm_sender *s)
 	lm__region_sum sums[LM_MAX_REGIONS];
 	uint8_t *buf = malloc(lm__complete_bound(s->nregions));
 	lm__tx_chan *ch0 = &s->ch[0];
-	unsigned threads = s->nch;
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	lm__err e = {0};
 	lm__frame f;
 	uint8_t ackb[LM_ACK_LEN];
@@ -350,12 +348,10 @@ static int complete(lm_sender *s)
 
 	if (!buf)
 		return -ENOMEM;
-	if (cpus > 0 && threads > (unsigned)cpus)
-		threads = (unsigned)cpus;
 	for (uint32_t i = 0; i < s->nregions; i++) {
 		sums[i].id = i;
 		sums[i].len = s->regions[i].len;
-		rc = lm__sumtree_final(&s->regions[i].sum, threads, &sums[i].checksum);
+		rc = lm__sumtree_final(&s->regions[i].sum, s->nch, &sums[i].checksum);
 		if (rc)
 			goto out;
 	}
