@@ -138,6 +138,17 @@ typedef struct lm_stats {
 	double compression_ratio;/* normal_bytes / payload_bytes (1.0 for none) */
 	double cpu_seconds;      /* CPU time of this side's threads */
 	uint32_t rounds;         /* dirty sync count (1 for a one-pass copy) */
+	/* Live migration (lm_sender_migrate); zero for a one-pass copy. */
+	int live;                /* 1 when the stats are a live migration's */
+	uint64_t dirty_pages;    /* pages dirty at the last sync: what is left */
+	uint64_t remaining_bytes;/* dirty_pages * page_size */
+	double dirty_pages_rate; /* pages dirtied per second, last round */
+	double bandwidth_mbps;   /* page bytes moved per second, last round (Mbit/s) */
+	uint64_t expected_downtime_ms; /* remaining / bandwidth, at the last sync */
+	uint64_t downtime_ms;    /* pause to the destination's verified reply */
+	uint64_t precopy_bytes;  /* transferred before the pause */
+	uint64_t downtime_bytes; /* transferred while paused */
+	uint32_t throttle_pct;   /* highest auto-converge throttle applied */
 	uint32_t n_engines;
 	lm_engine_stats engines[LM_MAX_ENGINES];
 } lm_stats;
@@ -190,6 +201,77 @@ void lm_sender_stats(const lm_sender *s, lm_stats *out);
 /* Detail of the last failure, "" if none. Valid until the next call. */
 const char *lm_sender_errmsg(const lm_sender *s);
 
+/* ---- live migration (pre-copy) -------------------------------------------- */
+
+/* How the sender learns which pages the workload wrote. */
+typedef enum lm_dirty_source {
+	LM_DIRTY_AUTO = 0,     /* userfaultfd write-protect if the kernel has it,
+				  else the callback if one is given, else fail */
+	LM_DIRTY_UFFD_WP = 1,  /* userfaultfd WP async + PAGEMAP_SCAN (Linux >= 6.7);
+				  private anonymous, shmem or hugetlb memory */
+	LM_DIRTY_CALLBACK = 2, /* the application's dirty_log (KVM_GET_DIRTY_LOG style) */
+} lm_dirty_source;
+
+/* Fills bitmap (pages bits, zeroed by the caller, bit i = page i of region
+ * `region` at the migration's page size) with the pages written since the
+ * previous call and restarts the log from now, like KVM_GET_DIRTY_LOG with
+ * clearing. The first call arms the log; its bits are ignored (round one
+ * sends every page). Called from the thread running lm_sender_migrate().
+ * Return 0 or a negative code, which fails the migration. */
+typedef int (*lm_dirty_log_cb)(void *user, uint32_t region, uint64_t *bitmap, uint64_t pages);
+
+/* What to do when max_rounds or max_time_ms is reached before the expected
+ * downtime fits the limit. */
+typedef enum lm_limit_action {
+	LM_LIMIT_FAIL = 0,       /* fail with LM_ETIMEDOUT, workload resumed (as
+				    Cloud Hypervisor's default) */
+	LM_LIMIT_SWITCHOVER = 1, /* pause and finish anyway, downtime as it comes */
+} lm_limit_action;
+
+/* Live migration of memory the calling process owns. Zero-initialise and set
+ * what you need (0 = default). The callbacks run on the thread that called
+ * lm_sender_migrate(). */
+typedef struct lm_live_config {
+	lm_dirty_source dirty;       /* default auto */
+	lm_dirty_log_cb dirty_log;   /* required for LM_DIRTY_CALLBACK */
+	/* Stop the workload's writers (vCPUs, threads) and return once none
+	 * writes; required. Return 0 or a negative code (fails, resumes). */
+	int (*pause)(void *user);
+	/* Restart them: called on failure after a pause; required. */
+	void (*resume)(void *user);
+	/* Slow the writers to (100 - pct)% of their speed, pct 0..99; NULL
+	 * disables auto-converge. */
+	void (*throttle)(void *user, uint32_t pct);
+	/* After every round's dirty sync, with the live stats; may be NULL. */
+	void (*progress)(void *user, const lm_stats *st);
+	void *user;
+	uint32_t downtime_limit_ms;  /* default 300, as QEMU */
+	uint32_t max_rounds;         /* default 30 (rounds including the first) */
+	uint32_t max_time_ms;        /* pre-copy time limit; 0 = none */
+	uint64_t max_bandwidth;      /* bytes per second on the wire before the
+					pause, 0 = unlimited (lifted while paused) */
+	lm_limit_action on_limit;    /* default LM_LIMIT_FAIL */
+	int no_auto_converge;        /* 1: never throttle even with a callback */
+	uint32_t throttle_initial;   /* default 20, as QEMU's cpu-throttle-initial */
+	uint32_t throttle_increment; /* default 10, as cpu-throttle-increment */
+	uint32_t throttle_max;       /* default 99, as max-cpu-throttle */
+} lm_live_config;
+
+/* Live pre-copy on a connected sender, as QEMU does it: arms dirty tracking,
+ * round one sends every page, each later round sends the pages dirtied
+ * since the previous sync, until the expected downtime (remaining bytes /
+ * measured bandwidth) is under the limit. Then it pauses the workload, sends
+ * the rest, sends the region checksums and waits for the destination's
+ * verified reply; downtime is measured from the pause to that reply. On
+ * success the workload stays paused (it now runs on the destination). On any
+ * failure the workload is resumed, the source memory is untouched and the
+ * error returned. Use instead of lm_sender_run(). */
+int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg);
+
+/* 0 when this kernel supports LM_DIRTY_UFFD_WP, else a negative code and, if
+ * why is not NULL, the reason in why (cap bytes). Thread-safe. */
+int lm_dirty_probe(char *why, size_t cap);
+
 /* ---- receiver ---------------------------------------------------------- */
 
 /* Called on the receiver when the sender announces a region that was not
@@ -209,6 +291,9 @@ typedef struct lm_receiver_config {
 	lm_engine_id engine;    /* deflate decoding's software engine: default isal */
 	lm_region_cb on_region; /* may be NULL if all regions are added up front */
 	void *user;
+	/* 1: a region neither added nor taken by on_region is received into
+	 * anonymous memory the receiver maps (see lm_receiver_region()). */
+	int alloc_regions;
 } lm_receiver_config;
 
 /* A receiver accepts one migration session. Thread safety: one thread drives
@@ -229,6 +314,13 @@ int lm_receiver_port(const lm_receiver *r);
 /* Accepts the session's channels, receives, verifies the region checksums
  * and acknowledges. Returns 0 only when every region verified. */
 int lm_receiver_run(lm_receiver *r);
+
+/* The memory of the region the sender called name, once lm_receiver_run()
+ * returned 0: *base and *len. Memory the receiver mapped (alloc_regions)
+ * stays valid until lm_receiver_free(); after a failed run it is unmapped,
+ * so nothing half-received is handed on. LM_EREGION if there is no such
+ * region, LM_ESTATE before a successful run. */
+int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint64_t *len);
 
 void lm_receiver_stats(const lm_receiver *r, lm_stats *out);
 const char *lm_receiver_errmsg(const lm_receiver *r);
