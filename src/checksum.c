@@ -114,25 +114,39 @@ typedef struct worker {
 	uint64_t first, step;
 } worker;
 
+void lm__sumtree_reopen(lm__sumtree *t, uint64_t off)
+{
+	uint64_t b = off / LM_SUM_BLOCK;
+
+	if (b >= t->nblocks)
+		return;
+	__atomic_store_n(&t->done[b], 0, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&t->left[b], 1, __ATOMIC_RELAXED);
+}
+
 /* A block counts as hashed only if it completed exactly: a page landed
- * twice (a bad peer) leaves left != 0 and the block is hashed again here. */
+ * twice (a bad peer, or a later round on the receiver) leaves left != 0 and
+ * the block is hashed again here. */
 static void *work(void *arg)
 {
 	worker *w = arg;
 	lm__sumtree *t = w->t;
 
-	for (uint64_t b = w->first; b < t->nblocks; b += w->step)
-		if (!__atomic_load_n(&t->done[b], __ATOMIC_ACQUIRE) || t->left[b] != 0)
-			t->hash[b] = hash_block(t, b);
+	for (uint64_t b = w->first; b < t->nblocks; b += w->step) {
+		if (__atomic_load_n(&t->done[b], __ATOMIC_ACQUIRE) && t->left[b] == 0)
+			continue;
+		t->hash[b] = hash_block(t, b);
+		t->left[b] = 0;
+		__atomic_store_n(&t->done[b], 1, __ATOMIC_RELEASE);
+	}
 	return NULL;
 }
 
-int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
+int lm__sumtree_refresh(lm__sumtree *t, unsigned threads)
 {
 	pthread_t tid[LM_MAX_CHANNELS];
 	worker w[LM_MAX_CHANNELS];
 	unsigned started[LM_MAX_CHANNELS] = {0};
-	uint8_t *le;
 
 	if (threads < 1)
 		threads = 1;
@@ -144,9 +158,6 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 		threads = (unsigned)cpus;
 	if (threads > t->nblocks)
 		threads = t->nblocks ? (unsigned)t->nblocks : 1;
-	le = malloc(t->nblocks * 8 + 1);
-	if (!le)
-		return -ENOMEM;
 	for (unsigned k = 0; k < threads; k++) {
 		w[k] = (worker){t, k, threads};
 		if (k > 0)
@@ -159,6 +170,16 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 		else
 			work(&w[k]); /* no thread: do its share here */
 	}
+	return 0;
+}
+
+int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
+{
+	uint8_t *le = malloc(t->nblocks * 8 + 1);
+
+	if (!le)
+		return -ENOMEM;
+	lm__sumtree_refresh(t, threads);
 	for (uint64_t b = 0; b < t->nblocks; b++)
 		for (int k = 0; k < 8; k++)
 			le[b * 8 + (uint64_t)k] = (uint8_t)(t->hash[b] >> (8 * k));

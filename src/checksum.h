@@ -35,6 +35,12 @@ void lm__sumtree_free(lm__sumtree *t);
 /* Any thread: the pages at these offsets hold their final content for this
  * pass. Hashes every block this completes. */
 void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
+/* Main thread, channels quiet: the page at off will be sent (landed) once
+ * more, so its block is hashed again when that page lands. */
+void lm__sumtree_reopen(lm__sumtree *t, uint64_t off);
+/* Channels quiet: hashes every block not hashed since its last landing (a
+ * later round's pages, or pages landed twice), on up to threads threads. */
+int lm__sumtree_refresh(lm__sumtree *t, unsigned threads);
 /* After all channels are quiet: hashes what is left on up to threads
  * threads (at most the online CPUs), combines. */
 int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out);

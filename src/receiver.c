@@ -225,6 +225,36 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 
 /* ---- sync and completion -------------------------------------------------- */
 
+/* The channels apply a page's rounds in order only if no channel starts
+ * round r+1 before all have finished round r: a page sent in round r on one
+ * channel and again in round r+1 on another would otherwise land stale. So
+ * each channel waits here after its sync (QEMU's multifd recv sync does the
+ * same). The last to arrive, while the others wait and nothing lands,
+ * hashes the blocks this round changed, so that only the final round's
+ * blocks are left to hash while the source is paused. */
+static int round_barrier(lm__rx_chan *ch)
+{
+	lm_receiver *r = ch->r;
+	uint32_t behind = 0;
+	int rc;
+
+	pthread_mutex_lock(&r->lock);
+	r->synced[ch->channel] = ch->round;
+	for (uint32_t i = 0; i < r->channels; i++)
+		behind += r->synced[i] < ch->round;
+	if (!behind && !r->err) {
+		for (uint32_t i = 0; i < r->region_count; i++)
+			lm__sumtree_refresh(&r->by_id[i]->sum, r->channels);
+		r->released = ch->round;
+		pthread_cond_broadcast(&r->cond);
+	}
+	while (r->released < ch->round && !r->err)
+		pthread_cond_wait(&r->cond, &r->lock);
+	rc = r->err;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
 static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -255,11 +285,7 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->round++;
 	ch->round_packets = 0;
 	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
-	pthread_mutex_lock(&r->lock);
-	r->synced[ch->channel] = ch->round;
-	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
-	return 0;
+	return round_barrier(ch);
 }
 
 /* Channel 0 waits until every channel has synced the round it just synced:
@@ -452,6 +478,33 @@ static lm__rx_region *find_user_region(lm_receiver *r, const char *name)
 	return NULL;
 }
 
+/* alloc_regions: anonymous memory, zero until written, so zero pages are
+ * not touched and the pages never sent cost nothing. */
+static int map_region(lm__rx_region *g, uint64_t len)
+{
+	void *p;
+
+	if (!len)
+		return 0;
+	if (len > SIZE_MAX)
+		return -ENOMEM;
+	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	g->mapped = p;
+	g->mapped_len = len;
+	return 0;
+}
+
+static void unmap_region(lm__rx_region *g)
+{
+	if (g->mapped)
+		munmap(g->mapped, (size_t)g->mapped_len);
+	g->mapped = NULL;
+	g->mapped_len = 0;
+}
+
 static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 {
 	lm__rx_region *g = find_user_region(r, m->name);
@@ -471,13 +524,17 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		}
 	} else {
 		void *base = NULL;
-		int fresh = 0, rc;
-		if (!r->cfg.on_region) {
+		int fresh = 0, rc = 0;
+		if (!r->cfg.on_region && !r->cfg.alloc_regions) {
 			lm__err_set(e, "region \"%s\" is not registered here", m->name);
 			return LM_EREGION;
 		}
 		g = &r->regions[LM_MAX_REGIONS + m->id];
-		rc = r->cfg.on_region(r->cfg.user, m->id, m->name, m->len, r->page_size, &base, &fresh);
+		if (r->cfg.on_region)
+			rc = r->cfg.on_region(r->cfg.user, m->id, m->name, m->len, r->page_size,
+					      &base, &fresh);
+		else if ((rc = map_region(g, pages * r->page_size)) == 0)
+			base = g->mapped, fresh = 1;
 		if (rc || (!base && m->len)) {
 			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", m->name,
 				    (unsigned long long)m->len, lm_strerror(rc ? rc : LM_EREGION));
@@ -1035,7 +1092,27 @@ int lm_receiver_run(lm_receiver *r)
 	close_session(r);
 	r->main_cpu = lm__thread_cpu() - cpu0;
 	r->status = r->err ? LM_STATUS_FAILED : LM_STATUS_COMPLETED;
+	/* What we mapped holds a half-received copy: nothing hands it on. */
+	for (uint32_t i = 0; r->err && i < 2 * LM_MAX_REGIONS; i++)
+		unmap_region(&r->regions[i]);
 	return r->err;
+}
+
+int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint64_t *len)
+{
+	if (!r || !name || !base || !len)
+		return LM_EINVAL;
+	if (r->status != LM_STATUS_COMPLETED)
+		return LM_ESTATE;
+	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++) {
+		const lm__rx_region *g = r->by_id[i];
+		if (g && strcmp(g->name, name) == 0) {
+			*base = g->base;
+			*len = g->len;
+			return 0;
+		}
+	}
+	return LM_EREGION;
 }
 
 void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
@@ -1093,6 +1170,7 @@ void lm_receiver_free(lm_receiver *r)
 	for (uint32_t i = 0; i < 2 * LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
 		lm__sumtree_free(&r->regions[i].sum);
+		unmap_region(&r->regions[i]);
 	}
 	if (r->listen_fd >= 0)
 		close(r->listen_fd);

@@ -25,6 +25,8 @@ typedef struct lm__rx_region {
 	 * bits with atomic ORs; rounds are ordered by the sync barrier. */
 	uint64_t *written;
 	lm__sumtree sum; /* set up with the region; channel threads land pages */
+	uint8_t *mapped; /* alloc_regions: our mapping (owner: run thread) */
+	uint64_t mapped_len;
 } lm__rx_region;
 
 /* One accepted connection: a session channel once its hello is accepted. */
@@ -77,6 +79,7 @@ struct lm_receiver {
 	uint32_t connected;
 	int regions_ready;
 	uint32_t synced[LM_MAX_CHANNELS]; /* rounds each channel has synced */
+	uint32_t released;        /* rounds every channel synced: the barrier */
 	int finishing, done;
 	/* Atomics, no lock: packets a channel applied since its last sync,
 	 * and "channel 0 is verifying: apply no more data". */

@@ -119,8 +119,17 @@ static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn
 
 	*codec = LM_CODEC_NONE;
 	if (!ch->ops->raw_only && nn) {
-		for (uint32_t i = 0; i < nn; i++)
+		for (uint32_t i = 0; i < nn; i++) {
 			ch->pages[i] = page_ptr(ch, r, ch->normal_off[i]);
+			/* A live workload may write the page while the encoder
+			 * reads it twice (match search, then emit): encoders,
+			 * hardware ones above all, only promise a correct stream
+			 * for stable input. The page is dirty again anyway. */
+			if (ch->bounce) {
+				memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
+				ch->pages[i] = ch->bounce + (size_t)i * ps;
+			}
+		}
 		rc = ch->ops->encode(ch->codec_ctx, ch->pages, nn, ps, ch->enc, ch->enc_cap,
 				     ch->lens, &enc_len);
 		if (rc == 0) {
@@ -150,6 +159,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint16_t codec;
 	int64_t payload;
 	uint8_t *p;
+	uint64_t wire = 0;
 	int iovc = 1, rc;
 
 	for (uint32_t i = 0; i < n; i++) {
@@ -199,6 +209,9 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
 	if (rc)
 		return peer_reason(ch, rc, e);
+	for (int i = 0; i < iovc; i++)
+		wire += ch->iov[i].iov_len;
+	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
 	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
 	ch->zero_pages += nz;
 	ch->normal_pages += nn;
@@ -300,21 +313,53 @@ static int wait_all_idle(lm_sender *s)
 	return rc;
 }
 
+/* max_bandwidth: holds the next packet until the bytes sent since the
+ * window opened fit the rate. Sleeping here, not in the channels, keeps
+ * every channel's share even and costs no thread. */
+static void pace(lm_sender *s)
+{
+	uint64_t now, sent, due_us;
+
+	if (!s->rate_limit)
+		return;
+	now = lm__now_us();
+	if (!s->rate_t0) {
+		s->rate_t0 = now;
+		s->rate_b0 = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+	}
+	sent = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED) - s->rate_b0;
+	due_us = (uint64_t)((double)sent * 1e6 / (double)s->rate_limit);
+	if (due_us > now - s->rate_t0)
+		usleep((useconds_t)(due_us - (now - s->rate_t0)));
+}
+
+/* The packet of n pages whose offsets the caller then writes into the
+ * returned channel's job_off; NULL once the run failed. */
+static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
+{
+	lm__tx_chan *ch;
+
+	pace(s);
+	if (!(ch = idle_channel(s)))
+		return NULL;
+	if (!s->t_first_data)
+		s->t_first_data = lm__now_us();
+	ch->job_region = rid;
+	ch->job_pages = n;
+	ch->job_num = s->next_packet++;
+	return ch;
+}
+
 static int dispatch_region(lm_sender *s, uint32_t rid)
 {
 	const lm__tx_region *r = &s->regions[rid];
 	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
 
 	for (uint64_t pg = 0; pg < pages; pg += s->packet_pages) {
-		lm__tx_chan *ch = idle_channel(s);
 		uint32_t n = pages - pg < s->packet_pages ? (uint32_t)(pages - pg) : s->packet_pages;
+		lm__tx_chan *ch = next_job(s, rid, n);
 		if (!ch)
 			return s->err;
-		if (!s->t_first_data)
-			s->t_first_data = lm__now_us();
-		ch->job_region = rid;
-		ch->job_pages = n;
-		ch->job_num = s->next_packet++;
 		for (uint32_t i = 0; i < n; i++)
 			ch->job_off[i] = (pg + i) * s->page_size;
 		post(s, ch, LM_TX_JOB);
@@ -322,7 +367,71 @@ static int dispatch_region(lm_sender *s, uint32_t rid)
 	return 0;
 }
 
-static int sync_round(lm_sender *s)
+int lm__sender_send_all(lm_sender *s)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->nregions && !rc; i++)
+		rc = dispatch_region(s, i);
+	return rc;
+}
+
+/* Gathers up to packet_pages set bits from *word on into off[]; the
+ * packet's pages need not be neighbours (the wire carries each offset). */
+static uint32_t gather(const uint64_t *bm, uint64_t words, uint64_t *word, uint64_t *cur,
+		       uint32_t max, uint32_t ps, uint64_t *off)
+{
+	uint32_t n = 0;
+
+	while (n < max && *word < words) {
+		if (!*cur) {
+			if (++*word < words)
+				*cur = bm[*word];
+			continue;
+		}
+		off[n++] = (*word * 64 + (uint64_t)__builtin_ctzll(*cur)) * ps;
+		*cur &= *cur - 1;
+	}
+	return n;
+}
+
+static int dispatch_dirty(lm_sender *s, uint32_t rid, const uint64_t *bm)
+{
+	lm__tx_region *r = &s->regions[rid];
+	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
+	uint64_t words = (pages + 63) / 64, word = 0, cur = words ? bm[0] : 0;
+	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
+	uint32_t n;
+
+	if (!off)
+		return -ENOMEM;
+	while ((n = gather(bm, words, &word, &cur, s->packet_pages, s->page_size, off))) {
+		lm__tx_chan *ch = next_job(s, rid, n);
+		if (!ch) {
+			free(off);
+			return s->err;
+		}
+		/* The block is hashed again once this page lands. The channel
+		 * that will land it is idle until post(), which orders this. */
+		for (uint32_t i = 0; i < n; i++)
+			lm__sumtree_reopen(&r->sum, off[i]);
+		memcpy(ch->job_off, off, sizeof(uint64_t) * n);
+		post(s, ch, LM_TX_JOB);
+	}
+	free(off);
+	return 0;
+}
+
+int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap)
+{
+	int rc = 0;
+
+	for (uint32_t i = 0; i < s->nregions && !rc; i++)
+		rc = dispatch_dirty(s, i, bitmap[i]);
+	return rc;
+}
+
+int lm__sender_sync(lm_sender *s)
 {
 	int rc = wait_all_idle(s);
 
@@ -335,7 +444,7 @@ static int sync_round(lm_sender *s)
 	return rc;
 }
 
-static int complete(lm_sender *s)
+int lm__sender_complete(lm_sender *s)
 {
 	lm__region_sum sums[LM_MAX_REGIONS];
 	uint8_t *buf = malloc(lm__complete_bound(s->nregions));
@@ -602,6 +711,7 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->normal_off);
 	free(ch->zero_off);
 	free(ch->tail);
+	free(ch->bounce);
 }
 
 static int codec_open(lm_sender *s, lm__tx_chan *ch)
@@ -738,25 +848,12 @@ static void abort_channels(lm_sender *s)
 	lm__drain_close(cs, n, 1000);
 }
 
-int lm_sender_run(lm_sender *s)
+int lm__sender_finish(lm_sender *s, int rc)
 {
-	int rc = 0;
-	double cpu0 = lm__thread_cpu();
-
-	if (!s)
-		return LM_EINVAL;
-	if (!s->ch || s->status != LM_STATUS_ACTIVE)
-		return LM_ESTATE;
-	for (uint32_t i = 0; i < s->nregions && !rc; i++)
-		rc = dispatch_region(s, i);
-	if (!rc)
-		rc = sync_round(s);
-	if (!rc)
-		rc = complete(s);
 	s->t_end = lm__now_us();
 	stop_threads(s);
-	s->main_cpu += lm__thread_cpu() - cpu0;
 	if (rc) {
+		set_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
 		s->status = LM_STATUS_FAILED;
 		abort_channels(s);
 		return s->err ? s->err : rc;
@@ -765,6 +862,53 @@ int lm_sender_run(lm_sender *s)
 	for (uint32_t i = 0; i < s->nch; i++)
 		lm__conn_close(&s->ch[i].conn);
 	return 0;
+}
+
+int lm__sender_set_live(lm_sender *s)
+{
+	for (uint32_t i = 0; i < s->nch; i++) {
+		lm__tx_chan *ch = &s->ch[i];
+		if (ch->ops->raw_only || ch->bounce)
+			continue;
+		ch->bounce = malloc((size_t)s->packet_pages * s->page_size);
+		if (!ch->bounce)
+			return -ENOMEM;
+	}
+	s->live = 1;
+	return 0;
+}
+
+void lm__sender_fail(lm_sender *s, int code, const char *msg)
+{
+	set_error(s, code, -1, msg);
+}
+
+void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero, uint64_t *wire)
+{
+	*normal = *zero = 0;
+	for (uint32_t i = 0; i < s->nch; i++) {
+		*normal += s->ch[i].normal_pages;
+		*zero += s->ch[i].zero_pages;
+	}
+	*wire = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+}
+
+int lm_sender_run(lm_sender *s)
+{
+	int rc;
+	double cpu0 = lm__thread_cpu();
+
+	if (!s)
+		return LM_EINVAL;
+	if (!s->ch || s->status != LM_STATUS_ACTIVE)
+		return LM_ESTATE;
+	rc = lm__sender_send_all(s);
+	if (!rc)
+		rc = lm__sender_sync(s);
+	if (!rc)
+		rc = lm__sender_complete(s);
+	s->main_cpu += lm__thread_cpu() - cpu0;
+	return lm__sender_finish(s, rc);
 }
 
 void lm_sender_stats(const lm_sender *s, lm_stats *st)
@@ -799,6 +943,19 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 	}
 	st->cpu_seconds += s->main_cpu;
 	lm__stats_derive(st);
+	if (s->live) {
+		const lm_stats *l = &s->live_st;
+		st->live = 1;
+		st->dirty_pages = l->dirty_pages;
+		st->remaining_bytes = l->remaining_bytes;
+		st->dirty_pages_rate = l->dirty_pages_rate;
+		st->bandwidth_mbps = l->bandwidth_mbps;
+		st->expected_downtime_ms = l->expected_downtime_ms;
+		st->downtime_ms = l->downtime_ms;
+		st->precopy_bytes = l->precopy_bytes;
+		st->downtime_bytes = l->downtime_bytes;
+		st->throttle_pct = l->throttle_pct;
+	}
 }
 
 const char *lm_sender_errmsg(const lm_sender *s)

@@ -41,6 +41,7 @@ typedef struct lm__tx_chan {
 	void *codec_ctx;
 	uint8_t *enc;          /* encoded payload, enc_cap = the codec's bound */
 	size_t enc_cap;
+	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */
 	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
@@ -63,12 +64,35 @@ struct lm_sender {
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
 	int err;                  /* guarded by lock: the first failure */
 	char errmsg[512];         /* guarded by lock */
+	/* Wire bytes of all data packets sent (atomic): the rate limit's and
+	 * the bandwidth estimate's view while channels run. */
+	uint64_t wire_bytes;
 	/* Owner: the thread driving the sender. */
+	int live;                 /* pages may change while they are sent */
+	uint64_t rate_limit;      /* bytes/s for dispatch, 0 = none */
+	uint64_t rate_t0, rate_b0;/* the rate window's start: time, wire_bytes */
+	lm_stats live_st;         /* live fields, filled by live.c */
 	uint32_t next_ch, round;
 	uint64_t next_packet;
 	lm_status status;
 	uint64_t t_start, t_setup, t_first_data, t_end;
 	double main_cpu;
 };
+
+/* The pieces of a migration, for lm_sender_run() and live.c (the thread
+ * driving the sender). Each returns 0 or the first error of the run. */
+int lm__sender_send_all(lm_sender *s);
+/* Sends the pages whose bits are set in bitmap[region]. */
+int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap);
+int lm__sender_sync(lm_sender *s);     /* SYNC on every channel: a round ends */
+int lm__sender_complete(lm_sender *s); /* checksums, verified reply */
+/* Ends the run: joins the channel threads; on rc != 0 records it, tells the
+ * receiver on every channel and closes. Returns the run's error or 0. */
+int lm__sender_finish(lm_sender *s, int rc);
+void lm__sender_fail(lm_sender *s, int code, const char *msg);
+/* Before the first live round, channels idle: pages may change while sent. */
+int lm__sender_set_live(lm_sender *s);
+/* Main thread, channels idle: sums of the channel counters. */
+void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero, uint64_t *wire);
 
 #endif

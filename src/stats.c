@@ -95,6 +95,37 @@ static void format_engines(const lm_stats *st, int json, char *buf, size_t cap, 
 	}
 }
 
+/* Live migration's lines, named as in QEMU's `info migrate`. */
+static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	if (json) {
+		put(buf, cap, len,
+		    ",\"live\":true,\"dirty_pages\":%llu,\"remaining\":%llu,"
+		    "\"dirty_pages_rate\":%.0f,\"bandwidth_mbps\":%.2f,"
+		    "\"expected_downtime_ms\":%llu,\"downtime_ms\":%llu,\"precopy_bytes\":%llu,"
+		    "\"downtime_bytes\":%llu,\"throttle_pct\":%u",
+		    (unsigned long long)st->dirty_pages, (unsigned long long)st->remaining_bytes,
+		    st->dirty_pages_rate, st->bandwidth_mbps,
+		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
+		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
+		    st->throttle_pct);
+		return;
+	}
+	put(buf, cap, len,
+	    "downtime: %llu ms\n"
+	    "expected downtime: %llu ms\n"
+	    "remaining: %llu kbytes\n"
+	    "dirty pages rate: %.0f pages\n"
+	    "bandwidth: %.2f mbps\n"
+	    "transferred before downtime: %llu kbytes\n"
+	    "transferred in downtime: %llu kbytes\n"
+	    "cpu throttle percentage: %u\n",
+	    (unsigned long long)st->downtime_ms, (unsigned long long)st->expected_downtime_ms,
+	    (unsigned long long)(st->remaining_bytes >> 10), st->dirty_pages_rate,
+	    st->bandwidth_mbps, (unsigned long long)(st->precopy_bytes >> 10),
+	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct);
+}
+
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 {
 	int len;
@@ -104,10 +135,14 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 	len = format_main(st, format, buf, cap);
 	if (format == LM_STATS_JSON) {
 		len--; /* reopen the object: drop its closing brace */
+		if (st->live)
+			format_live(st, 1, buf, cap, &len);
 		put(buf, cap, &len, ",\"engines\":[");
 		format_engines(st, 1, buf, cap, &len);
 		put(buf, cap, &len, "]}");
 	} else {
+		if (st->live)
+			format_live(st, 0, buf, cap, &len);
 		format_engines(st, 0, buf, cap, &len);
 	}
 	return len;

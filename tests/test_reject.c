@@ -1288,7 +1288,8 @@ static void reject_complete_channel(void)
 }
 
 /* Channel 1 syncs round 0, then sends a packet of round 1 that no SYNC ever
- * accounts for; channel 0 then completes (with a checksum that matches the
+ * accounts for; it must wait for channel 0's sync of round 0 (the round
+ * barrier), then land; channel 0 then completes (with a checksum that matches the
  * memory as it is). The session's accounting is broken: the COMPLETE must
  * be refused, not acknowledged. (Such packets can also still be in flight
  * while channel 0 verifies, or land after the ACK.) */
@@ -1305,6 +1306,11 @@ static void reject_complete_unsynced_packets(void)
 	if (!sess_open(&s, NULL, 2)) {
 		send_sync(s.fd[1], 0, 0);
 		send_pkt(s.fd[1], &p); /* round 1, after channel 1's last sync */
+		/* The round barrier: round 1 lands only once every channel
+		 * synced round 0. */
+		sleep_ms(50);
+		CHECK(__atomic_load_n(&s.x.base[2 * PS - 1], __ATOMIC_RELAXED) != 0xEE);
+		send_sync(s.fd[0], 0, 0);
 		for (int i = 0; i < 200 && !landed; i++) {
 			landed = __atomic_load_n(&s.x.base[2 * PS - 1], __ATOMIC_RELAXED) == 0xEE;
 			if (!landed)
@@ -1313,7 +1319,6 @@ static void reject_complete_unsynced_packets(void)
 		CHECK(landed);
 		expect_pages(exp, PS, 1, 0xEE);
 		sums[0] = (lm__region_sum){0, NPAGES * PS, region_sum(exp, NPAGES * PS)};
-		send_sync(s.fd[0], 0, 0);
 		send_complete(s.fd[0], sums, 1);
 		if (expect_ack(s.fd[0], LM_KIND_COMPLETE) == 0) {
 			CHECK(!"ACK(COMPLETE) withheld");

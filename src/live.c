@@ -1,0 +1,300 @@
+/*
+ * Live migration (pre-copy) on a connected sender, as QEMU does it:
+ *
+ *   arm dirty tracking; round 1 sends every page;
+ *   loop: sync the dirty set; expected downtime = dirty bytes / bandwidth
+ *         measured over the last round; under the limit -> switch over;
+ *         at max rounds or max time -> per on_limit; rounds that do not
+ *         shrink -> throttle the workload (auto-converge);
+ *         else send the dirty pages as the next round;
+ *   switchover: pause, final sync, send the rest, checksums, wait for the
+ *         destination's verified reply. Downtime = pause to that reply.
+ *
+ * One difference from QEMU: under the limit we still run another round while
+ * the dirty set keeps halving, because each such round cuts the downtime for
+ * a fraction of the total time. Any failure resumes the workload.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dirty.h"
+#include "sender.h"
+
+typedef struct live {
+	lm_sender *s;
+	lm_live_config c;
+	lm__dirty *dirty;
+	uint64_t *bm[LM_MAX_REGIONS];
+	uint64_t t0;            /* migrate() entered */
+	int paused;
+	uint32_t throttle;      /* the pct last given to the callback */
+	uint32_t high_cnt;      /* rounds that dirtied over half they sent */
+	double bw;              /* page bytes per second, 0 until measured */
+	uint64_t prev_dirty;    /* pages the previous round had to send */
+	/* Counters at the start of the current round. */
+	uint64_t r_t0, r_normal, r_zero, r_wire;
+} live;
+
+static int config(lm_live_config *c, const lm_live_config *in)
+{
+	if (!in || !in->pause || !in->resume)
+		return LM_EINVAL;
+	*c = *in;
+	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER)
+		return LM_EINVAL;
+	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log)
+		return LM_EINVAL;
+	if (!c->downtime_limit_ms)
+		c->downtime_limit_ms = 300;
+	if (!c->max_rounds)
+		c->max_rounds = 30;
+	if (!c->throttle_initial)
+		c->throttle_initial = 20;
+	if (!c->throttle_increment)
+		c->throttle_increment = 10;
+	if (!c->throttle_max)
+		c->throttle_max = 99;
+	if (c->throttle_max > 99 || c->throttle_initial > c->throttle_max)
+		return LM_EINVAL;
+	return 0;
+}
+
+static int setup(live *L, lm__err *e)
+{
+	lm_sender *s = L->s;
+	lm__dirty_region rg[LM_MAX_REGIONS];
+	int rc;
+
+	for (uint32_t i = 0; i < s->nregions; i++) {
+		rg[i] = (lm__dirty_region){s->regions[i].base, s->regions[i].len};
+		L->bm[i] = calloc(lm__dirty_words(rg[i].len, s->page_size) + 1, sizeof(uint64_t));
+		if (!L->bm[i])
+			return -ENOMEM;
+	}
+	rc = lm__dirty_new(&L->dirty, L->c.dirty, L->c.dirty_log, L->c.user, rg, s->nregions,
+			   s->page_size, e);
+	if (rc)
+		return rc;
+	if ((rc = lm__sender_set_live(s)))
+		return rc;
+	return lm__dirty_start(L->dirty, e);
+}
+
+static void round_begin(live *L)
+{
+	lm__sender_counts(L->s, &L->r_normal, &L->r_zero, &L->r_wire);
+	L->r_t0 = lm__now_us();
+	L->s->rate_t0 = 0; /* the rate window opens with the round */
+}
+
+/* Reads the dirty set and measures the round that just ended. */
+static int round_end(live *L, uint64_t *dirty, lm__err *e)
+{
+	lm_sender *s = L->s;
+	lm_stats *l = &s->live_st;
+	uint64_t normal, zero, wire, now;
+	double secs, bytes;
+	int rc;
+
+	if ((rc = lm__dirty_sync(L->dirty, L->bm, dirty, e)))
+		return rc;
+	lm__sender_counts(s, &normal, &zero, &wire);
+	now = lm__now_us();
+	secs = (double)(now - L->r_t0) / 1e6;
+	if (secs <= 0)
+		secs = 1e-6;
+	/* Non-zero pages only: zero pages cost next to nothing, and the
+	 * pages a workload dirties are rarely zero. A tiny round measures
+	 * mostly the sync's latency, so it keeps the previous figure. */
+	bytes = (double)(normal - L->r_normal) * s->page_size;
+	if (bytes >= 4.0 * s->packet_pages * s->page_size || L->bw == 0)
+		L->bw = bytes > 0 ? bytes / secs
+				  : (double)(zero - L->r_zero + 1) * s->page_size / secs;
+	l->dirty_pages = *dirty;
+	l->remaining_bytes = *dirty * s->page_size;
+	l->dirty_pages_rate = (double)*dirty / secs;
+	l->bandwidth_mbps = L->bw * 8 / 1e6;
+	l->expected_downtime_ms = (uint64_t)((double)l->remaining_bytes * 1000.0 / L->bw);
+	return 0;
+}
+
+/* QEMU's auto-converge: a round that dirtied more than half of what it
+ * sent counts as high; two high rounds raise the throttle one step. */
+static void auto_converge(live *L, uint64_t dirty)
+{
+	lm_sender *s = L->s;
+	uint64_t normal, zero, wire;
+
+	if (!L->c.throttle || L->c.no_auto_converge)
+		return;
+	lm__sender_counts(s, &normal, &zero, &wire);
+	if (dirty * 2 <= (normal - L->r_normal) + (zero - L->r_zero))
+		return;
+	if (++L->high_cnt < 2)
+		return;
+	L->high_cnt = 0;
+	if (L->throttle >= L->c.throttle_max)
+		return;
+	L->throttle = L->throttle ? L->throttle + L->c.throttle_increment : L->c.throttle_initial;
+	if (L->throttle > L->c.throttle_max)
+		L->throttle = L->c.throttle_max;
+	L->c.throttle(L->c.user, L->throttle);
+	if (L->throttle > s->live_st.throttle_pct)
+		s->live_st.throttle_pct = L->throttle;
+}
+
+static void progress(live *L)
+{
+	lm_stats st;
+
+	if (!L->c.progress)
+		return;
+	lm_sender_stats(L->s, &st);
+	L->c.progress(L->c.user, &st);
+}
+
+enum { GO_ON, SWITCHOVER };
+
+/* After a round: switch over, go on, or fail at a limit. */
+static int decide(live *L, uint64_t dirty, lm__err *e)
+{
+	lm_sender *s = L->s;
+	uint64_t exp = s->live_st.expected_downtime_ms;
+	uint64_t elapsed_ms = (lm__now_us() - L->t0) / 1000;
+	int at_limit = s->round >= L->c.max_rounds ||
+		       (L->c.max_time_ms && elapsed_ms >= L->c.max_time_ms);
+	int halving = dirty * 2 <= L->prev_dirty && exp > 1;
+
+	if (exp <= L->c.downtime_limit_ms && (!halving || at_limit))
+		return SWITCHOVER;
+	if (exp <= L->c.downtime_limit_ms)
+		return GO_ON;
+	if (!at_limit)
+		return GO_ON;
+	if (L->c.on_limit == LM_LIMIT_SWITCHOVER)
+		return SWITCHOVER;
+	lm__err_set(e, "did not converge: after %u rounds and %llu ms the expected downtime is %llu ms, over the %u ms limit (%llu dirty pages)",
+		    s->round, (unsigned long long)elapsed_ms, (unsigned long long)exp,
+		    L->c.downtime_limit_ms, (unsigned long long)dirty);
+	return LM_ETIMEDOUT;
+}
+
+static void clear_bitmaps(live *L)
+{
+	lm_sender *s = L->s;
+
+	for (uint32_t i = 0; i < s->nregions; i++)
+		memset(L->bm[i], 0, lm__dirty_words(s->regions[i].len, s->page_size) * 8);
+}
+
+static int precopy(live *L, lm__err *e)
+{
+	lm_sender *s = L->s;
+	uint64_t dirty = 0;
+	int rc;
+
+	round_begin(L);
+	if ((rc = lm__sender_send_all(s)) || (rc = lm__sender_sync(s)))
+		return rc;
+	for (uint32_t i = 0; i < s->nregions; i++)
+		L->prev_dirty += (s->regions[i].len + s->page_size - 1) / s->page_size;
+	for (;;) {
+		if ((rc = round_end(L, &dirty, e)))
+			return rc;
+		progress(L);
+		rc = decide(L, dirty, e);
+		if (rc != GO_ON)
+			return rc;
+		auto_converge(L, dirty);
+		L->prev_dirty = dirty;
+		round_begin(L);
+		if ((rc = lm__sender_send_dirty(s, L->bm)))
+			return rc;
+		clear_bitmaps(L);
+		if ((rc = lm__sender_sync(s)))
+			return rc;
+	}
+}
+
+static uint64_t transferred(lm_sender *s)
+{
+	lm_stats st;
+
+	lm_sender_stats(s, &st);
+	return st.transferred;
+}
+
+/* The workload stops; what it dirtied since the last sync goes with the
+ * bitmaps already holding the last round's set, unsent. */
+static int switchover(live *L, lm__err *e)
+{
+	lm_sender *s = L->s;
+	lm_stats *l = &s->live_st;
+	uint64_t t_pause, dirty;
+	int rc;
+
+	s->rate_limit = 0; /* QEMU too lifts max-bandwidth for the last copy */
+	l->precopy_bytes = transferred(s);
+	t_pause = lm__now_us();
+	if ((rc = L->c.pause(L->c.user))) {
+		lm__err_set(e, "the pause callback failed: %s", lm_strerror(rc));
+		return rc;
+	}
+	L->paused = 1;
+	if ((rc = lm__dirty_sync(L->dirty, L->bm, &dirty, e)))
+		return rc;
+	l->dirty_pages = dirty;
+	l->remaining_bytes = dirty * s->page_size;
+	if ((rc = lm__sender_send_dirty(s, L->bm)) || (rc = lm__sender_sync(s)) ||
+	    (rc = lm__sender_complete(s)))
+		return rc;
+	l->downtime_ms = (lm__now_us() - t_pause + 500) / 1000;
+	l->downtime_bytes = transferred(s) - l->precopy_bytes;
+	l->dirty_pages = 0;
+	l->remaining_bytes = 0;
+	return 0;
+}
+
+static void teardown(live *L, int failed)
+{
+	lm__dirty_free(L->dirty);
+	L->dirty = NULL;
+	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++)
+		free(L->bm[i]);
+	if (L->throttle && L->c.throttle)
+		L->c.throttle(L->c.user, 0);
+	if (failed && L->paused)
+		L->c.resume(L->c.user);
+}
+
+int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
+{
+	live L;
+	lm__err e = {0};
+	double cpu0 = lm__thread_cpu();
+	int rc;
+
+	if (!s)
+		return LM_EINVAL;
+	memset(&L, 0, sizeof(L));
+	if ((rc = config(&L.c, cfg)))
+		return rc;
+	if (!s->ch || s->status != LM_STATUS_ACTIVE || s->live)
+		return LM_ESTATE;
+	L.s = s;
+	L.t0 = lm__now_us();
+	s->rate_limit = L.c.max_bandwidth;
+	rc = setup(&L, &e);
+	if (!rc) {
+		rc = precopy(&L, &e);
+		if (rc == SWITCHOVER)
+			rc = switchover(&L, &e);
+	}
+	if (rc && e.msg[0])
+		lm__sender_fail(s, rc, e.msg);
+	teardown(&L, rc != 0);
+	s->main_cpu += lm__thread_cpu() - cpu0;
+	return lm__sender_finish(s, rc);
+}
