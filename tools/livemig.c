@@ -47,6 +47,9 @@ static void usage(FILE *f)
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"  livemig checksum FILE\n"
+#ifdef LM_HAVE_DEMO
+		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
+#endif
 		"  livemig version\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n",
 		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
@@ -378,6 +381,10 @@ static int cmd_checksum(int argc, char **argv)
 	return 0;
 }
 
+#ifdef LM_HAVE_DEMO
+int livemig_demo(int argc, char **argv); /* tools/demo.c */
+#endif
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -395,6 +402,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "checksum"))
 		return cmd_checksum(argc - 1, argv + 1);
+#ifdef LM_HAVE_DEMO
+	if (!strcmp(argv[1], "demo"))
+		return livemig_demo(argc - 1, argv + 1);
+#endif
 	if (!strcmp(argv[1], "version")) {
 		printf("livemig %d.%d.%d (protocol %d)\n", LM_VERSION_MAJOR, LM_VERSION_MINOR,
 		       LM_VERSION_PATCH, LM_PROTOCOL_VERSION);

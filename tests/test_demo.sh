@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# End-to-end checks of `livemig demo`: a live migration of a workload that
+# keeps writing its memory, with each dirty-page source this kernel has
+# (userfaultfd write-protect, the workload's own dirty log, auto), the JSON
+# statistics, usage errors, and a migration that cannot converge and must
+# fail cleanly.
+# Usage: tests/test_demo.sh path/to/livemig
+set -euo pipefail
+
+lm=${1:?usage: $0 path/to/livemig}
+[ -x "$lm" ] || { echo "FAIL: $lm is not executable"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_demo.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+pass() { echo "PASS: $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds.
+check() {
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+not() { ! "$@"; }
+
+# A small demo: 64 MiB, 16 MiB written at 16 MiB/s, on loopback.
+small=(--size 64M --working-set 16M --dirty-rate 16M)
+
+# run NAME ARGS...: `livemig demo ARGS` with a time limit; sets rc, output
+# in $tmp/NAME.{out,err}.
+run() {
+	local name=$1
+	shift
+	rc=0
+	timeout -k 5 120 "$lm" demo "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" || rc=$?
+	if [ "$rc" != 0 ]; then
+		echo "  exit $rc: $(tail -n 2 "$tmp/$name.err" | tr '\n' ' ')"
+	fi
+}
+
+verified() { # verified FILE: the success line, with a checksum
+	grep -qE '^demo: verified: destination memory equals the source at the pause \(checksum 0x[0-9a-f]{16}\)$' "$1"
+}
+
+# No stray processes: the destination is a child that must be reaped (or
+# killed) before the demo exits.
+no_children() {
+	local left
+	left=$(pgrep -f "^$lm demo" || true)
+	[ -z "$left" ] || { echo "  still running: $left"; return 1; }
+}
+
+# ---- usage errors -----------------------------------------------------------
+
+echo "== usage errors exit 2"
+expect_usage() { # expect_usage DESCRIPTION ARGS...
+	local what=$1 rc=0
+	shift
+	timeout 10 "$lm" demo "$@" >"$tmp/usage.out" 2>"$tmp/usage.err" || rc=$?
+	if [ "$rc" -eq 2 ] && grep -q "usage: livemig demo" "$tmp/usage.err"; then
+		pass "$what: exit 2 ($(head -n 1 "$tmp/usage.err"))"
+	else
+		fail "$what: exit $rc, stderr: $(head -n 1 "$tmp/usage.err")"
+	fi
+}
+expect_usage "unknown option" --bogus
+expect_usage "--size without a value" --size
+expect_usage "--size 0" --size 0
+expect_usage "--size with a bad suffix" --size 1X
+expect_usage "--channels 0" --channels 0
+expect_usage "--codec bogus" --codec bogus
+expect_usage "--dirty bogus" --dirty bogus
+expect_usage "--on-limit bogus" --on-limit bogus
+expect_usage "a stray argument" "${small[@]}" extra
+check "usage errors name the command" grep -q "^livemig demo: " "$tmp/usage.err"
+rc=0
+"$lm" demo --help >"$tmp/help.out" 2>&1 || rc=$?
+check "--help exits 0 with the usage on stdout" test "$rc" = 0 -a -s "$tmp/help.out"
+check "the CLI's usage lists demo" sh -c "'$lm' 2>&1 | grep -q 'livemig demo'"
+
+# ---- a live migration per dirty source -----------------------------------------
+
+uffd_ok=1
+"$lm" demo --probe >"$tmp/probe.out" 2>&1 || uffd_ok=0
+echo "  probe: $(cat "$tmp/probe.out")"
+sources=(callback auto)
+if [ "$uffd_ok" = 1 ]; then
+	sources=(uffd "${sources[@]}")
+else
+	echo "SKIP: --dirty uffd: $(cat "$tmp/probe.out")"
+fi
+
+for src in "${sources[@]}"; do
+	echo "== demo --dirty $src"
+	run "$src" "${small[@]}" --dirty "$src"
+	check "$src: exits 0" test "$rc" = 0
+	check "$src: verified line" verified "$tmp/$src.out"
+	check "$src: header names the dirty source" grep -q "^demo: dirty tracking: " "$tmp/$src.out"
+	check "$src: one progress line per round" grep -q "^round 1 sent \[#*\]: dirty" "$tmp/$src.out"
+	check "$src: both sides' statistics" \
+		grep -q "^sender status: completed" "$tmp/$src.out"
+	check "$src: the destination's statistics" \
+		grep -q "^receiver status: completed" "$tmp/$src.out"
+	check "$src: live statistics (downtime)" grep -q "^downtime: [0-9]* ms" "$tmp/$src.out"
+done
+if [ "$uffd_ok" = 1 ]; then
+	check "auto picks uffd-wp when the kernel has it" grep -q "dirty tracking: uffd-wp" "$tmp/auto.out"
+else
+	check "auto falls back to the callback" grep -q "dirty tracking: callback" "$tmp/auto.out"
+	run uffd_missing "${small[@]}" --dirty uffd
+	check "--dirty uffd without kernel support fails" test "$rc" = 1
+	check "--dirty uffd without kernel support says why" grep -q "unavailable" "$tmp/uffd_missing.err"
+fi
+
+echo "== demo with several writers, a codec and a rate limit"
+run busy --size 64M --working-set 32M --dirty-rate 64M --threads 2 --codec zstd --channels 3 \
+	--max-bandwidth 400M --dirty callback
+check "busy: exits 0" test "$rc" = 0
+check "busy: verified line" verified "$tmp/busy.out"
+check "busy: the codec is named" grep -q "codec: zstd" "$tmp/busy.out"
+
+# ---- JSON ---------------------------------------------------------------------
+
+echo "== demo --json"
+run json "${small[@]}" --json
+check "json: exits 0" test "$rc" = 0
+check "json: stdout parses as one JSON document" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/json.out"
+check_json() {
+	python3 - "$tmp/json.out" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+src, dst, bad = d.get("source") or {}, d.get("destination") or {}, []
+print(f"  source: rounds {src.get('rounds')} downtime {src.get('downtime_ms')} ms "
+      f"precopy {src.get('precopy_bytes')} downtime bytes {src.get('downtime_bytes')} "
+      f"throttle {src.get('throttle_pct')}%; pages written {d.get('pages_written')}")
+if d.get("verified") is not True:
+    bad.append(f"verified {d.get('verified')}")
+if not str(d.get("checksum", "")).startswith("0x"):
+    bad.append(f"checksum {d.get('checksum')}")
+for k in ("live", "dirty_pages", "remaining", "dirty_pages_rate", "bandwidth_mbps",
+          "expected_downtime_ms", "downtime_ms", "precopy_bytes", "downtime_bytes",
+          "throttle_pct"):
+    if k not in src:
+        bad.append(f"source has no {k}")
+if src.get("live") is not True:
+    bad.append(f"source live {src.get('live')}")
+if src.get("status") != "completed" or dst.get("status") != "completed":
+    bad.append(f"status {src.get('status')} / {dst.get('status')}")
+if src.get("side") != "sender" or dst.get("side") != "receiver":
+    bad.append(f"sides {src.get('side')} / {dst.get('side')}")
+if not src.get("rounds", 0) >= 2:
+    bad.append(f"rounds {src.get('rounds')}: a live migration syncs at least twice")
+if src.get("total_ram") != 64 << 20 or dst.get("total_ram") != 64 << 20:
+    bad.append(f"total_ram {src.get('total_ram')} / {dst.get('total_ram')}")
+if src.get("transferred") != dst.get("transferred"):
+    bad.append(f"transferred {src.get('transferred')} / {dst.get('transferred')}")
+if not src.get("precopy_bytes", 0) > 0:
+    bad.append(f"precopy_bytes {src.get('precopy_bytes')}")
+if not d.get("pages_written", 0) > 0:
+    bad.append(f"pages_written {d.get('pages_written')}: the workload did not write")
+for b in bad:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+EOF
+}
+check "json: live fields, both sides completed" check_json
+check "json: the verified line goes to stderr" verified "$tmp/json.err"
+
+# ---- a migration that cannot converge ----------------------------------------------
+
+echo "== demo that cannot converge: 2 GiB/s of writes, 10 MiB/s link, 2 rounds"
+t0=$SECONDS
+run noconv "${small[@]}" --dirty-rate 2G --max-rounds 2 --on-limit fail --no-auto-converge \
+	--max-bandwidth 10M
+check "noconv: exits 1 ($rc)" test "$rc" = 1
+check "noconv: says it did not converge" grep -q "migration failed: .*converge" "$tmp/noconv.err"
+check "noconv: no verified line" not grep -q "verified" "$tmp/noconv.out" "$tmp/noconv.err"
+check "noconv: the source status is failed" grep -q "^sender status: failed" "$tmp/noconv.out"
+check "noconv: gave up within 60 s" test $((SECONDS - t0)) -le 60
+
+echo "== the same with --json: an error in the JSON"
+run noconvj "${small[@]}" --dirty-rate 2G --max-rounds 2 --on-limit fail --no-auto-converge \
+	--max-bandwidth 10M --json
+check "noconv json: exits 1" test "$rc" = 1
+check "noconv json: verified false with the error" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d["verified"] is False and "converge" in d["error"] else 1)' "$tmp/noconvj.out"
+
+echo "== switchover at the limit instead"
+run switch "${small[@]}" --dirty-rate 1G --max-rounds 2 --on-limit switchover --no-auto-converge \
+	--max-bandwidth 20M
+check "switchover: exits 0" test "$rc" = 0
+check "switchover: verified line" verified "$tmp/switch.out"
+
+check "no demo process left running" no_children
+# Under LM_SANITIZE the CLI is instrumented: any report is a failure.
+check "no sanitizer report in any stderr" not grep -lE "Sanitizer|runtime error" "$tmp"/*.err
+
+echo "test_demo: $((passed + failed)) checks, $failed failed"
+[ "$failed" -eq 0 ]

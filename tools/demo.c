@@ -1,0 +1,956 @@
+/*
+ * livemig demo: live migration of a writing workload, verified.
+ *
+ * The destination is a forked child (forked first, before any thread, so it
+ * inherits no lock held by a thread that does not exist in it). It runs an
+ * lm_receiver that maps the region itself, and reports its port, then its
+ * outcome, the checksum of what it received and its statistics over a pipe.
+ * The parent builds a workload (tools/workload.c) that keeps writing its
+ * memory, migrates that memory live with lm_sender_migrate(), and compares
+ * the source's checksum at the pause with the destination's.
+ *
+ * With --netns the source runs in network namespace lmA and the destination
+ * in lmB (10.77.0.2), as made by ../shared/peer/netns.sh.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "livemig.h"
+#include "workload.h"
+
+int livemig_demo(int argc, char **argv); /* called by tools/livemig.c */
+
+#define PROG "livemig demo"
+#define REGION "ram"
+#define NS_DIR "/var/run/netns"
+#define NS_SRC "lmA"
+#define NS_DST "lmB"
+#define NS_DST_ADDR "10.77.0.2"
+#define NETNS_CMD "../shared/peer/netns.sh up 1gbit"
+#define ACCEPT_TIMEOUT_MS 120000 /* the parent fills its memory meanwhile */
+#define PORT_WAIT_MS 30000
+#define RESULT_WAIT_MS 30000     /* destination's verdict after the sender's */
+#define FAIL_WAIT_MS 5000        /* its reason, after a failed migration */
+#define MAX_TEXT 65536
+#define BAR 20
+#define MIB (1024.0 * 1024.0)
+
+typedef struct demo_opts {
+	uint64_t size, working_set, dirty_rate, max_bandwidth, seed;
+	uint32_t channels, threads, downtime_ms, max_rounds, max_time_ms;
+	lm_codec_id codec;
+	int level;
+	lm_limit_action on_limit;
+	lm_dirty_source dirty;
+	int no_auto_converge, netns, json, quiet, probe;
+} demo_opts;
+
+/* What the destination reports over the pipe: a header, then text_len
+ * bytes of statistics and err_len bytes of error detail. */
+enum { MSG_PORT = 1, MSG_RESULT = 2 };
+typedef struct msg {
+	int32_t kind, rc;
+	uint64_t value; /* the port, or the received region's checksum */
+	uint32_t text_len, err_len;
+} msg;
+
+typedef struct dest_result {
+	int have, rc;
+	uint64_t sum;
+	char *text, *err;
+} dest_result;
+
+typedef struct demo {
+	demo_opts o;
+	FILE *txt;       /* human text: stdout, or stderr when stdout is JSON */
+	int tty;         /* txt is a terminal: one progress line, redrawn */
+	int line_open;   /* that line is on screen without its newline */
+	uint64_t max_dirty;
+	int use_log;     /* the workload keeps a dirty log (callback source) */
+	const char *dirty_name;
+	char probe_why[256];
+	int probe_rc;
+	wl *w;
+	pid_t child;
+	int fd;          /* the pipe from the destination */
+} demo;
+
+/* ---- options ------------------------------------------------------------- */
+
+static void usage(FILE *f, int full)
+{
+	fprintf(f,
+		"usage: livemig demo [--size SIZE] [--working-set SIZE] [--dirty-rate RATE]\n"
+		"                    [--threads N] [--seed N] [--channels N]\n"
+		"                    [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
+		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
+		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
+		"                    [--no-auto-converge] [--dirty uffd|callback|auto]\n"
+		"                    [--netns] [--json] [--quiet]\n"
+		"       livemig demo --probe\n");
+	if (!full)
+		return;
+	fprintf(f,
+		"Migrates a workload that keeps writing its memory, live, to a destination\n"
+		"process, and verifies the copy against the source at the pause.\n"
+		"SIZE and RATE (bytes, bytes/s) take a binary K, M or G suffix.\n"
+		"Defaults: --size 1G --working-set 256M --dirty-rate 128M --threads 1\n"
+		"--channels 2 --codec none --downtime-limit 300 --max-rounds 30 --on-limit fail\n"
+		"--dirty auto (uffd-wp when the kernel has it, else the workload's dirty log),\n"
+		"on loopback. --netns runs the source in netns " NS_SRC " and the destination in\n"
+		NS_DST " (" NS_DST_ADDR "). --json prints one JSON object on stdout (the rest\n"
+		"goes to stderr). --probe tells whether uffd-wp is available (exit 0) or not (1).\n");
+}
+
+/* Bytes with an optional binary suffix K, M, G or T (then an optional B or
+ * iB, and /s for a rate). */
+static int parse_size(const char *s, uint64_t *out)
+{
+	uint64_t v, mult = 1;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1; /* strtoull would take "-1" */
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': mult = 1ull << 10; end++; break;
+	case 'm': case 'M': mult = 1ull << 20; end++; break;
+	case 'g': case 'G': mult = 1ull << 30; end++; break;
+	case 't': case 'T': mult = 1ull << 40; end++; break;
+	default: break;
+	}
+	if (mult > 1 && end[0] == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
+	if (!strcmp(end, "/s"))
+		end += 2;
+	if (*end || (v && mult > UINT64_MAX / v))
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out, uint32_t min, uint32_t max)
+{
+	unsigned long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int bad(const char *what)
+{
+	fprintf(stderr, "%s: %s\n", PROG, what);
+	return -1;
+}
+
+static int parse_dirty(const char *s, lm_dirty_source *out)
+{
+	if (!strcmp(s, "uffd"))
+		*out = LM_DIRTY_UFFD_WP;
+	else if (!strcmp(s, "callback"))
+		*out = LM_DIRTY_CALLBACK;
+	else if (!strcmp(s, "auto"))
+		*out = LM_DIRTY_AUTO;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_level(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < -100 || v > 22)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+enum {
+	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
+	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
+};
+
+/* One option's value; -1 after printing what is wrong. */
+static int parse_one(int c, const char *a, demo_opts *o)
+{
+	switch (c) {
+	case O_SIZE: return parse_size(a, &o->size) || !o->size ? bad("--size must be a size > 0, e.g. 1G") : 0;
+	case O_WS: return parse_size(a, &o->working_set) || !o->working_set ? bad("--working-set must be a size > 0, e.g. 256M") : 0;
+	case O_RATE: return parse_size(a, &o->dirty_rate) ? bad("--dirty-rate must be bytes/s, e.g. 128M (0 = idle)") : 0;
+	case O_BW: return parse_size(a, &o->max_bandwidth) ? bad("--max-bandwidth must be bytes/s, e.g. 100M (0 = unlimited)") : 0;
+	case O_SEED: return parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
+	case O_THREADS: return parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
+	case O_CHANNELS: return parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
+	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is none, deflate, zstd, lz4 or zlib") : 0;
+	case O_LEVEL: return parse_level(a, &o->level) ? bad("--level must be -100..22") : 0;
+	case O_DOWNTIME: return parse_u32(a, &o->downtime_ms, 1, 3600000) ? bad("--downtime-limit must be 1..3600000 ms") : 0;
+	case O_ROUNDS: return parse_u32(a, &o->max_rounds, 1, 1000000) ? bad("--max-rounds must be 1..1000000") : 0;
+	case O_TIME: return parse_u32(a, &o->max_time_ms, 1, UINT32_MAX) ? bad("--max-time must be > 0 ms") : 0;
+	case O_DIRTY: return parse_dirty(a, &o->dirty) ? bad("--dirty is uffd, callback or auto") : 0;
+	case O_ON_LIMIT:
+		if (!strcmp(a, "fail") || !strcmp(a, "switchover")) {
+			o->on_limit = a[0] == 'f' ? LM_LIMIT_FAIL : LM_LIMIT_SWITCHOVER;
+			return 0;
+		}
+		return bad("--on-limit is fail or switchover");
+	case O_NO_AC: o->no_auto_converge = 1; return 0;
+	case O_NETNS: o->netns = 1; return 0;
+	case O_JSON: o->json = 1; return 0;
+	case O_QUIET: o->quiet = 1; return 0;
+	case O_PROBE: o->probe = 1; return 0;
+	default: return -1;
+	}
+}
+
+/* 0, 1 for --help, or -1 on a usage error (already reported). */
+static int parse_opts(int argc, char **argv, demo_opts *o)
+{
+	static const struct option lo[] = {
+		{"size", required_argument, 0, O_SIZE}, {"working-set", required_argument, 0, O_WS},
+		{"dirty-rate", required_argument, 0, O_RATE}, {"threads", required_argument, 0, O_THREADS},
+		{"seed", required_argument, 0, O_SEED}, {"channels", required_argument, 0, O_CHANNELS},
+		{"codec", required_argument, 0, O_CODEC}, {"level", required_argument, 0, O_LEVEL},
+		{"downtime-limit", required_argument, 0, O_DOWNTIME},
+		{"max-rounds", required_argument, 0, O_ROUNDS}, {"max-time", required_argument, 0, O_TIME},
+		{"max-bandwidth", required_argument, 0, O_BW}, {"on-limit", required_argument, 0, O_ON_LIMIT},
+		{"no-auto-converge", no_argument, 0, O_NO_AC}, {"dirty", required_argument, 0, O_DIRTY},
+		{"netns", no_argument, 0, O_NETNS}, {"json", no_argument, 0, O_JSON},
+		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	int c;
+
+	*o = (demo_opts){.size = 1ull << 30, .working_set = 256ull << 20, .dirty_rate = 128ull << 20,
+			 .channels = 2, .threads = 1, .downtime_ms = 300, .seed = 1};
+	optind = 1; /* argv[0] is "demo" */
+	opterr = 0; /* our messages name the command, getopt's would say "demo" */
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout, 1);
+			return 1;
+		}
+		if (c == '?')
+			fprintf(stderr, "%s: unknown option '%s'\n", PROG, argv[optind - 1]);
+		else if (c == ':')
+			fprintf(stderr, "%s: option '%s' needs a value\n", PROG, argv[optind - 1]);
+		if (c == '?' || c == ':' || parse_one(c, optarg, o)) {
+			usage(stderr, 0);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", PROG, argv[optind]);
+		usage(stderr, 0);
+		return -1;
+	}
+	if (o->working_set > o->size)
+		o->working_set = o->size;
+	return 0;
+}
+
+/* ---- pipe messages ------------------------------------------------------- */
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads exactly len bytes before deadline (CLOCK_MONOTONIC ms): 0,
+ * -ETIMEDOUT, or LM_EEOF when the child closed the pipe (it died). */
+static int read_full(int fd, void *buf, size_t len, int64_t deadline)
+{
+	char *p = buf;
+
+	while (len) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&pf, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
+			return -errno;
+		if (!pf.revents)
+			continue;
+		n = read(fd, p, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : LM_EEOF;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int send_msg(int fd, int kind, int rc, uint64_t value, const char *text, const char *err)
+{
+	msg m = {.kind = kind, .rc = rc, .value = value};
+	int r;
+
+	m.text_len = text ? (uint32_t)strnlen(text, MAX_TEXT) : 0;
+	m.err_len = err ? (uint32_t)strnlen(err, MAX_TEXT) : 0;
+	if ((r = write_full(fd, &m, sizeof(m))) || (r = write_full(fd, text, m.text_len)))
+		return r;
+	return write_full(fd, err, m.err_len);
+}
+
+/* Reads one message of the expected kind; its strings are malloc'd. */
+static int recv_msg(int fd, int kind, msg *m, char **text, char **err, int64_t deadline)
+{
+	int rc;
+
+	*text = *err = NULL;
+	if ((rc = read_full(fd, m, sizeof(*m), deadline)))
+		return rc;
+	if (m->kind != kind || m->text_len > MAX_TEXT || m->err_len > MAX_TEXT)
+		return LM_EFIELD;
+	*text = calloc(1, m->text_len + 1u);
+	*err = calloc(1, m->err_len + 1u);
+	if (!*text || !*err)
+		rc = -ENOMEM;
+	else if (!(rc = read_full(fd, *text, m->text_len, deadline)))
+		rc = read_full(fd, *err, m->err_len, deadline);
+	if (rc) {
+		free(*text);
+		free(*err);
+		*text = *err = NULL;
+	}
+	return rc;
+}
+
+/* ---- network namespaces -------------------------------------------------- */
+
+static int join_netns(const char *name)
+{
+	char path[64];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), NS_DIR "/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (setns(fd, CLONE_NEWNET) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Exit status 2 with the command that creates them when one is missing. */
+static int check_netns(void)
+{
+	const char *names[] = {NS_SRC, NS_DST};
+
+	for (int i = 0; i < 2; i++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), NS_DIR "/%s", names[i]);
+		if (access(path, F_OK) == 0)
+			continue;
+		fprintf(stderr,
+			"%s: --netns needs the network namespaces " NS_SRC " and " NS_DST
+			", and %s is missing. Create them (as root, from the livemig source directory) with:\n"
+			"  " NETNS_CMD "\n"
+			"(the rate may be any tc rate such as 10gbit, or none; `netns.sh down` removes them)\n",
+			PROG, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- destination (the child) --------------------------------------------- */
+
+/* The receiver's statistics, in the format the parent prints. */
+static char *stats_text(const lm_stats *st, int json)
+{
+	int n = lm_stats_format(st, json ? LM_STATS_JSON : LM_STATS_HUMAN, NULL, 0);
+	char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+
+	if (buf)
+		lm_stats_format(st, json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, (size_t)n + 1);
+	return buf;
+}
+
+static int dest_receive(lm_receiver *r, uint64_t *sum)
+{
+	void *base;
+	uint64_t len;
+	int rc = lm_receiver_run(r);
+
+	if (!rc)
+		rc = lm_receiver_region(r, REGION, &base, &len);
+	if (!rc)
+		rc = lm_region_checksum(base, len, sum);
+	return rc;
+}
+
+static int dest_main(const demo_opts *o, int fd)
+{
+	lm_receiver_config cfg = {.accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1};
+	lm_receiver *r = NULL;
+	uint64_t sum = 0;
+	lm_stats st;
+	char *text;
+	int rc;
+
+	if (o->netns && (rc = join_netns(NS_DST)))
+		return send_msg(fd, MSG_PORT, rc, 0, NULL, "cannot join netns " NS_DST), 1;
+	if ((rc = lm_receiver_new(&r, &cfg)) ||
+	    (rc = lm_receiver_listen(r, o->netns ? NS_DST_ADDR ":0" : "127.0.0.1:0"))) {
+		send_msg(fd, MSG_PORT, rc, 0, NULL, r ? lm_receiver_errmsg(r) : "");
+		lm_receiver_free(r);
+		return 1;
+	}
+	if (send_msg(fd, MSG_PORT, 0, (uint64_t)lm_receiver_port(r), NULL, NULL)) {
+		lm_receiver_free(r);
+		return 1; /* the parent is gone */
+	}
+	rc = dest_receive(r, &sum);
+	lm_receiver_stats(r, &st);
+	text = stats_text(&st, o->json);
+	send_msg(fd, MSG_RESULT, rc, sum, text, lm_receiver_errmsg(r));
+	free(text);
+	lm_receiver_free(r);
+	return rc ? 1 : 0;
+}
+
+/* Forks the destination; in the child this never returns. */
+static int fork_dest(demo *d)
+{
+	pid_t parent = getpid();
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	fflush(NULL); /* the child must not write the parent's buffers again */
+	d->child = fork();
+	if (d->child < 0) {
+		int rc = -errno;
+		close(p[0]);
+		close(p[1]);
+		return rc;
+	}
+	if (d->child == 0) {
+		close(p[0]);
+		/* Die with the parent, even if it is killed; it may already be. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(1);
+		_exit(dest_main(&d->o, p[1]));
+	}
+	close(p[1]);
+	d->fd = p[0];
+	return 0;
+}
+
+/* Waits up to ms for the child to exit, then kills it; never leaves a
+ * zombie. */
+static void reap_child(demo *d, int ms)
+{
+	int64_t end = now_ms() + ms;
+	int status;
+
+	if (d->child <= 0)
+		return;
+	while (waitpid(d->child, &status, WNOHANG) == 0) {
+		if (now_ms() >= end) {
+			kill(d->child, SIGKILL);
+			while (waitpid(d->child, &status, 0) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		usleep(10000);
+	}
+	d->child = 0;
+}
+
+static void read_result(demo *d, dest_result *res, int ms)
+{
+	msg m;
+
+	if (res->have)
+		return;
+	res->rc = recv_msg(d->fd, MSG_RESULT, &m, &res->text, &res->err, now_ms() + ms);
+	if (res->rc)
+		return; /* no report: res->rc says why */
+	res->have = 1;
+	res->rc = m.rc;
+	res->sum = m.value;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static void print_size(char *buf, size_t cap, uint64_t bytes)
+{
+	if (bytes >= (1ull << 30) && bytes % (1ull << 30) == 0)
+		snprintf(buf, cap, "%" PRIu64 " GiB", bytes >> 30);
+	else if (bytes >= (1ull << 30))
+		snprintf(buf, cap, "%.2f GiB", (double)bytes / (1ull << 30));
+	else if (bytes >= (1ull << 20))
+		snprintf(buf, cap, "%.4g MiB", (double)bytes / MIB);
+	else
+		snprintf(buf, cap, "%.4g KiB", (double)bytes / 1024);
+}
+
+static void header(demo *d)
+{
+	const demo_opts *o = &d->o;
+	char size[32], ws[32], rate[32], bw[32];
+
+	if (o->quiet)
+		return;
+	print_size(size, sizeof(size), o->size);
+	print_size(ws, sizeof(ws), o->working_set);
+	print_size(rate, sizeof(rate), o->dirty_rate);
+	print_size(bw, sizeof(bw), o->max_bandwidth);
+	strcat(bw, "/s");
+	fprintf(d->txt, "demo: %s of memory, working set %s, dirty rate %s/s (%u writer%s), %u channel%s, codec %s\n",
+		size, ws, o->dirty_rate ? rate : "0 (idle)", o->threads, o->threads > 1 ? "s" : "",
+		o->channels, o->channels > 1 ? "s" : "", lm_codec_name(o->codec));
+	fprintf(d->txt, "demo: downtime limit %u ms, max rounds %u%s, max bandwidth %s, on limit %s, auto-converge %s\n",
+		o->downtime_ms, o->max_rounds ? o->max_rounds : 30, o->max_time_ms ? "" : ", no time limit",
+		o->max_bandwidth ? bw : "unlimited", o->on_limit == LM_LIMIT_FAIL ? "fail" : "switchover",
+		o->no_auto_converge ? "off" : "on");
+	if (o->max_time_ms)
+		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
+	fprintf(d->txt, "demo: network: %s\n",
+		o->netns ? "source in netns " NS_SRC " -> destination in netns " NS_DST " (" NS_DST_ADDR ")"
+			 : "loopback (127.0.0.1), destination in a child process");
+	if (d->probe_rc)
+		fprintf(d->txt, "demo: dirty tracking: %s; uffd-wp is unavailable: %s\n", d->dirty_name, d->probe_why);
+	else
+		fprintf(d->txt, "demo: dirty tracking: %s\n", d->dirty_name);
+	fflush(d->txt);
+}
+
+static void fill_line(demo *d)
+{
+	wl_fill_stats f;
+	double p;
+	char size[32];
+
+	if (d->o.quiet)
+		return;
+	wl_fill_info(d->w, &f);
+	p = f.pages ? 100.0 / (double)f.pages : 0;
+	print_size(size, sizeof(size), wl_size(d->w));
+	fprintf(d->txt, "demo: workload filled %s in %.2f s: zero %.0f%%, text %.0f%%, heap %.0f%%, duplicate %.0f%%, random %.0f%%\n",
+		size, f.seconds, (double)f.zero * p, (double)f.text * p, (double)f.heap * p,
+		(double)f.dup * p, (double)f.random * p);
+	fflush(d->txt);
+}
+
+static void bar(char *out, double frac)
+{
+	int fill = (int)(frac * BAR + 0.5);
+
+	fill = fill < 0 ? 0 : fill > BAR ? BAR : fill;
+	out[0] = '[';
+	for (int i = 0; i < BAR; i++)
+		out[1 + i] = i < fill ? '#' : '.';
+	out[BAR + 1] = ']';
+	out[BAR + 2] = 0;
+}
+
+/* The progress line; on a terminal it replaces the previous one. */
+static void show(demo *d, const char *line)
+{
+	if (d->tty) {
+		fprintf(d->txt, "\r%s\033[K", line);
+		d->line_open = 1;
+	} else {
+		fprintf(d->txt, "%s\n", line);
+	}
+	fflush(d->txt);
+}
+
+static void end_line(demo *d)
+{
+	if (d->line_open)
+		fputc('\n', d->txt);
+	d->line_open = 0;
+}
+
+/* Round one: how much of the memory went; later: the dirty set, against
+ * the largest it was, so a converging migration shows a shrinking bar. */
+static void on_progress(void *user, const lm_stats *st)
+{
+	demo *d = user;
+	uint64_t total = st->page_size ? st->total_ram / st->page_size : 0;
+	char b[BAR + 3], line[256], thr[32] = "";
+	double frac;
+
+	if (d->o.quiet)
+		return;
+	if (st->dirty_pages > d->max_dirty)
+		d->max_dirty = st->dirty_pages;
+	if (st->rounds <= 1)
+		frac = total ? (double)(st->normal_pages + st->duplicate_pages) / (double)total : 1;
+	else
+		frac = d->max_dirty ? (double)st->dirty_pages / (double)d->max_dirty : 0;
+	bar(b, frac);
+	if (st->throttle_pct)
+		snprintf(thr, sizeof(thr), ", throttle %u%%", st->throttle_pct);
+	snprintf(line, sizeof(line),
+		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms%s",
+		 st->rounds, st->rounds <= 1 ? "sent" : "dirty", b, st->dirty_pages, st->bandwidth_mbps,
+		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, thr);
+	show(d, line);
+}
+
+static void print_human(demo *d, const char *title, const char *text)
+{
+	if (d->o.quiet || !text)
+		return;
+	fprintf(d->txt, "\n== %s\n%s", title, text); /* a blank line before each */
+	fflush(d->txt);
+}
+
+/* JSON string body with the escapes JSON requires. */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* --json: one object on stdout, the only thing there. */
+static void print_json(demo *d, const char *src, const dest_result *res, int verified,
+		       uint64_t src_sum, const char *error)
+{
+	printf("{\"source\":%s,\"destination\":%s,\"verified\":%s,\"dirty\":",
+	       src && *src ? src : "null", res->have && res->text && *res->text ? res->text : "null",
+	       verified ? "true" : "false");
+	json_str(stdout, d->dirty_name);
+	printf(",\"pages_written\":%" PRIu64, wl_pages_written(d->w));
+	if (verified)
+		printf(",\"checksum\":\"0x%016" PRIx64 "\"", src_sum);
+	if (error) {
+		printf(",\"error\":");
+		json_str(stdout, error);
+	}
+	printf("}\n");
+	fflush(stdout);
+}
+
+/* ---- source (the parent) ------------------------------------------------- */
+
+static int cb_pause(void *u)
+{
+	return wl_pause(((demo *)u)->w);
+}
+
+static void cb_resume(void *u)
+{
+	wl_resume(((demo *)u)->w);
+}
+
+static void cb_throttle(void *u, uint32_t pct)
+{
+	wl_throttle(((demo *)u)->w, pct);
+}
+
+/* The KVM_GET_DIRTY_LOG of this demo: the workload's own log. */
+static int cb_dirty_log(void *u, uint32_t region, uint64_t *bitmap, uint64_t pages)
+{
+	if (region != 0)
+		return LM_EREGION;
+	return wl_dirty_log(((demo *)u)->w, bitmap, pages, LM_MIN_PAGE_SIZE);
+}
+
+/* Which source the migration will use, and whether the workload must keep
+ * its log for it. -1 when uffd is required but unavailable. */
+static int choose_dirty(demo *d)
+{
+	d->probe_rc = lm_dirty_probe(d->probe_why, sizeof(d->probe_why));
+	switch (d->o.dirty) {
+	case LM_DIRTY_UFFD_WP:
+		if (d->probe_rc) {
+			fprintf(stderr, "%s: --dirty uffd: userfaultfd write-protect is unavailable: %s\n",
+				PROG, d->probe_why);
+			return -1;
+		}
+		d->dirty_name = "uffd-wp (userfaultfd write-protect, PAGEMAP_SCAN)";
+		return 0;
+	case LM_DIRTY_CALLBACK:
+		d->use_log = 1;
+		d->dirty_name = "callback (the workload's dirty log, as KVM_GET_DIRTY_LOG)";
+		return 0;
+	default:
+		d->use_log = d->probe_rc != 0;
+		d->dirty_name = d->use_log ? "callback (the workload's dirty log, chosen by --dirty auto)"
+					   : "uffd-wp (userfaultfd write-protect, chosen by --dirty auto)";
+		return 0;
+	}
+}
+
+static int make_workload(demo *d)
+{
+	wl_config c = {.size = d->o.size, .working_set = d->o.working_set, .dirty_rate = d->o.dirty_rate,
+		       .threads = d->o.threads, .seed = d->o.seed, .dirty_log = d->use_log};
+	int rc = wl_new(&d->w, &c);
+
+	if (rc) {
+		fprintf(stderr, "%s: cannot create the workload (%s of memory): %s\n", PROG,
+			d->o.size >= (1ull << 30) ? "several GiB" : "some", strerror(-rc));
+		return -1;
+	}
+	fill_line(d);
+	return 0;
+}
+
+static void live_config(demo *d, lm_live_config *lc)
+{
+	*lc = (lm_live_config){
+		.dirty = d->o.dirty,
+		.dirty_log = d->use_log ? cb_dirty_log : NULL,
+		.pause = cb_pause,
+		.resume = cb_resume,
+		.throttle = cb_throttle,
+		.progress = on_progress,
+		.user = d,
+		.downtime_limit_ms = d->o.downtime_ms,
+		.max_rounds = d->o.max_rounds,
+		.max_time_ms = d->o.max_time_ms,
+		.max_bandwidth = d->o.max_bandwidth,
+		.on_limit = d->o.on_limit,
+		.no_auto_converge = d->o.no_auto_converge,
+	};
+}
+
+/* Connects to the destination's port and migrates; *s is the sender,
+ * kept for its statistics. */
+static int migrate(demo *d, int port, lm_sender **s, const char **what)
+{
+	lm_sender_config sc = {.channels = d->o.channels, .codec = d->o.codec, .level = d->o.level};
+	lm_live_config lc;
+	char addr[64];
+	int rc;
+
+	snprintf(addr, sizeof(addr), "%s:%d", d->o.netns ? NS_DST_ADDR : "127.0.0.1", port);
+	*what = "sender";
+	if ((rc = lm_sender_new(s, &sc)))
+		return rc;
+	*what = "region";
+	if ((rc = lm_sender_add_region(*s, REGION, wl_base(d->w), wl_size(d->w))))
+		return rc;
+	*what = "connect";
+	if ((rc = lm_sender_connect(*s, addr)))
+		return rc;
+	*what = "workload";
+	if ((rc = wl_start(d->w)))
+		return rc;
+	live_config(d, &lc);
+	if (!d->o.quiet && d->tty)
+		show(d, "round 1 sent [....................]: copying all memory while it is written");
+	else if (!d->o.quiet)
+		show(d, "round 1: copying all memory while it is written");
+	*what = "migration failed";
+	return lm_sender_migrate(*s, &lc);
+}
+
+static int wait_port(demo *d, int *port)
+{
+	char *text, *err;
+	msg m;
+	int rc = recv_msg(d->fd, MSG_PORT, &m, &text, &err, now_ms() + PORT_WAIT_MS);
+
+	if (!rc && m.rc)
+		fprintf(stderr, "%s: destination: %s%s%s\n", PROG, lm_strerror(m.rc), *err ? ": " : "", err);
+	else if (rc)
+		fprintf(stderr, "%s: destination did not report its port: %s\n", PROG, lm_strerror(rc));
+	if (!rc)
+		rc = m.rc;
+	*port = (int)m.value;
+	free(text);
+	free(err);
+	return rc;
+}
+
+/* What the destination said, when it did not verify. */
+static void dest_failure(const dest_result *res)
+{
+	if (!res->have)
+		fprintf(stderr, "%s: the destination sent no result: %s\n", PROG, lm_strerror(res->rc));
+	else if (res->rc)
+		fprintf(stderr, "%s: destination: %s%s%s\n", PROG, lm_strerror(res->rc),
+			*res->err ? ": " : "", res->err);
+}
+
+/* After success the source is paused: its memory must equal what the
+ * destination received. Returns 1 verified, 0 not (reported). */
+static int verify(demo *d, const dest_result *res, uint64_t *src_sum)
+{
+	int rc = lm_region_checksum(wl_base(d->w), wl_size(d->w), src_sum);
+
+	if (rc) {
+		fprintf(stderr, "%s: checksum of the source: %s\n", PROG, lm_strerror(rc));
+		return 0;
+	}
+	if (!res->have || res->rc) {
+		dest_failure(res);
+		return 0;
+	}
+	if (res->sum != *src_sum) {
+		fprintf(d->txt, "demo: MISMATCH: destination checksum 0x%016" PRIx64
+			" differs from the source's 0x%016" PRIx64 " at the pause\n", res->sum, *src_sum);
+		return 0;
+	}
+	fprintf(d->txt, "demo: verified: destination memory equals the source at the pause (checksum 0x%016" PRIx64 ")\n",
+		*src_sum);
+	return 1;
+}
+
+static char *sender_text(const demo *d, const lm_sender *s)
+{
+	lm_stats st;
+
+	if (!s)
+		return NULL;
+	lm_sender_stats(s, &st);
+	return stats_text(&st, d->o.json);
+}
+
+/* The parent's part once the child runs: 0 verified, 1 failed. */
+static int run_source(demo *d)
+{
+	dest_result res = {0};
+	lm_sender *s = NULL;
+	const char *what = "";
+	char error[1024] = "", *src;
+	uint64_t src_sum = 0;
+	int port, rc, verified = 0;
+
+	if (d->o.netns && (rc = join_netns(NS_SRC))) {
+		fprintf(stderr, "%s: cannot join netns " NS_SRC ": %s\n", PROG, lm_strerror(rc));
+		return 1;
+	}
+	header(d);
+	if (make_workload(d) || wait_port(d, &port))
+		return 1;
+	rc = migrate(d, port, &s, &what);
+	end_line(d);
+	src = sender_text(d, s);
+	if (rc) {
+		snprintf(error, sizeof(error), "%s: %s%s%s", what, lm_strerror(rc),
+			 s && *lm_sender_errmsg(s) ? ": " : "", s ? lm_sender_errmsg(s) : "");
+		fprintf(stderr, "%s: %s\n", PROG, error);
+		wl_stop(d->w); /* it was resumed: the guest runs on here */
+	}
+	/* Closing the channels also ends a failed session at the destination,
+	 * which then reports why. */
+	lm_sender_free(s);
+	read_result(d, &res, rc ? FAIL_WAIT_MS : RESULT_WAIT_MS);
+	if (!d->o.json && !d->o.quiet) {
+		print_human(d, "source", src);
+		print_human(d, "destination", res.have ? res.text : NULL);
+		fputc('\n', d->txt);
+	}
+	if (rc)
+		dest_failure(&res);
+	else if (!(verified = verify(d, &res, &src_sum)))
+		snprintf(error, sizeof(error), "verification failed");
+	if (d->o.json)
+		print_json(d, src, &res, verified, src_sum, verified ? NULL : error);
+	free(src);
+	free(res.text);
+	free(res.err);
+	return verified ? 0 : 1;
+}
+
+static int probe(void)
+{
+	char why[256];
+
+	if (lm_dirty_probe(why, sizeof(why))) {
+		printf("uffd-wp: unavailable: %s\n", why);
+		return 1;
+	}
+	printf("uffd-wp: available\n");
+	return 0;
+}
+
+int livemig_demo(int argc, char **argv)
+{
+	demo d = {.fd = -1};
+	int rc;
+
+	if ((rc = parse_opts(argc, argv, &d.o)))
+		return rc > 0 ? 0 : 2;
+	if (d.o.probe)
+		return probe();
+	if (d.o.netns && check_netns())
+		return 2;
+	/* Lines, not blocks, even into a pipe: the progress and error lines
+	 * on stderr must come out in the order they happened. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	d.txt = d.o.json ? stderr : stdout;
+	d.tty = isatty(fileno(d.txt));
+	if (choose_dirty(&d))
+		return 1;
+	if ((rc = fork_dest(&d))) {
+		fprintf(stderr, "%s: cannot start the destination: %s\n", PROG, strerror(-rc));
+		return 1;
+	}
+	rc = run_source(&d);
+	/* Success: the child already sent its verdict and exits by itself. */
+	reap_child(&d, rc ? 0 : 5000);
+	wl_free(d.w);
+	close(d.fd);
+	return rc;
+}
