@@ -283,6 +283,13 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 		return rc;
 	if (!s->ch || s->status != LM_STATUS_ACTIVE || s->live)
 		return LM_ESTATE;
+	if (!(s->features & LM_FEAT_ROUND_ACK)) {
+		/* Its rounds could land out of order (no round barrier). */
+		lm__sender_fail(s, LM_EFEATURE,
+				"the receiver does not acknowledge rounds (livemig before 0.2): "
+				"live migration needs it");
+		return lm__sender_finish(s, LM_EFEATURE);
+	}
 	L.s = s;
 	L.t0 = lm__now_us();
 	s->rate_limit = L.c.max_bandwidth;

@@ -255,6 +255,22 @@ static int round_barrier(lm__rx_chan *ch)
 	return rc;
 }
 
+/* Channel 0 tells the sender that every channel's round is applied. */
+static int ack_round(lm__rx_chan *ch, uint32_t round, lm__err *e)
+{
+	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN];
+	lm__ack a;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = LM_KIND_SYNC;
+	a.features = round;
+	memcpy(a.session, ch->r->session, 16);
+	if ((rc = lm__write_full(&ch->conn, b, lm__enc_ack(b, &a))))
+		lm__err_set(e, "sending the ack of round %u: %s", round, lm_strerror(rc));
+	return rc;
+}
+
 static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -285,7 +301,9 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->round++;
 	ch->round_packets = 0;
 	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
-	return round_barrier(ch);
+	if ((rc = round_barrier(ch)))
+		return rc;
+	return ch->channel == 0 && (r->features & LM_FEAT_ROUND_ACK) ? ack_round(ch, s.round, e) : 0;
 }
 
 /* Channel 0 waits until every channel has synced the round it just synced:
@@ -621,15 +639,17 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 		r->packet_pages = h->packet_pages;
 		r->codec = h->codec;
 		r->region_count = h->region_count;
+		r->features = h->features & LM_FEAT_KNOWN;
 	} else if (memcmp(r->session, h->session, 16)) {
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;
 		goto out;
 	} else if (h->channels != r->channels || h->page_size != r->page_size ||
 		   h->packet_pages != r->packet_pages || h->codec != r->codec ||
-		   h->region_count != r->region_count) {
+		   h->region_count != r->region_count ||
+		   (h->features & LM_FEAT_KNOWN) != r->features) {
 		lm__err_set(e, "hello fields differ from channel 0's (channels, page_size, "
-			       "packet_pages, codec or region_count)");
+			       "packet_pages, codec, region_count or features)");
 		rc = LM_EFIELD;
 		goto out;
 	}
@@ -655,7 +675,7 @@ static int send_hello_ack(lm__rx_chan *ch, lm__err *e)
 
 	memset(&a, 0, sizeof(a));
 	a.kind = LM_KIND_HELLO;
-	a.features = 0; /* v1 accepts no optional feature */
+	a.features = ch->r->features; /* every known one it offered */
 	memcpy(a.session, ch->r->session, 16);
 	rc = lm__write_full(&ch->conn, b, lm__enc_ack(b, &a));
 	if (rc)

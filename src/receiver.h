@@ -75,6 +75,7 @@ struct lm_receiver {
 	uint16_t channels;
 	uint32_t page_size, packet_pages, region_count;
 	uint16_t codec;
+	uint64_t features;        /* the session's, all known (hello.features) */
 	lm__rx_chan *chan[LM_MAX_CHANNELS];
 	uint32_t connected;
 	int regions_ready;

@@ -24,6 +24,7 @@
 /* ---- errors ------------------------------------------------------------- */
 
 static void abort_channels(lm_sender *s);
+static int await_ack(lm_sender *s, uint8_t kind, lm__ack *ack, lm__err *e);
 
 /* Records the first failure; later ones are consequences. */
 static void set_error(lm_sender *s, int code, int channel, const char *msg)
@@ -433,15 +434,68 @@ int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap)
 
 int lm__sender_sync(lm_sender *s)
 {
+	lm__err e = {0};
+	lm__ack ack;
 	int rc = wait_all_idle(s);
 
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < s->nch; i++)
 		post(s, &s->ch[i], LM_TX_SYNC);
-	rc = wait_all_idle(s);
+	if ((rc = wait_all_idle(s)))
+		return rc;
+	if (s->features & LM_FEAT_ROUND_ACK) {
+		rc = await_ack(s, LM_KIND_SYNC, &ack, &e);
+		if (!rc && ack.features != s->round) {
+			lm__err_set(&e, "ack of round %llu, expected round %u",
+				    (unsigned long long)ack.features, s->round);
+			rc = LM_EFIELD;
+		}
+		if (rc) {
+			set_error(s, rc, 0, e.msg[0] ? e.msg : lm_strerror(rc));
+			return rc;
+		}
+	}
 	s->round++;
-	return rc;
+	return 0;
+}
+
+/* Main thread, channels idle: the receiver's ACK of kind on channel 0, or
+ * its ERROR. */
+static int await_ack(lm_sender *s, uint8_t kind, lm__ack *ack, lm__err *e)
+{
+	lm__conn *c = &s->ch[0].conn;
+	uint8_t b[LM_ACK_LEN];
+	lm__frame f;
+	int rc;
+
+	c->watch_in = 0;
+	rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e);
+	c->watch_in = 1;
+	if (rc)
+		return rc;
+	if (f.kind == LM_KIND_ERROR) {
+		lm__error_msg m;
+		if ((rc = lm__read_error_body(c, &f, &m, e)))
+			return rc;
+		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
+		return m.code == LM_ECHECKSUM ? LM_ECHECKSUM : LM_EPEER;
+	}
+	if (f.kind != LM_KIND_ACK || f.len != LM_ACK_LEN) {
+		lm__err_set(e, "expected ack of %s, got %s", lm__kind_name(kind), lm__kind_name(f.kind));
+		return LM_EKIND;
+	}
+	if ((rc = lm__read_full(c, b, sizeof(b))) || (rc = lm__dec_ack(b, f.len, ack, e)))
+		return rc;
+	if (ack->kind != kind) {
+		lm__err_set(e, "ack.kind %u, expected %s", ack->kind, lm__kind_name(kind));
+		return LM_EFIELD;
+	}
+	if (memcmp(ack->session, s->session, 16)) {
+		lm__err_set(e, "ack.session does not match ours");
+		return LM_ESESSION;
+	}
+	return 0;
 }
 
 int lm__sender_complete(lm_sender *s)
@@ -450,8 +504,6 @@ int lm__sender_complete(lm_sender *s)
 	uint8_t *buf = malloc(lm__complete_bound(s->nregions));
 	lm__tx_chan *ch0 = &s->ch[0];
 	lm__err e = {0};
-	lm__frame f;
-	uint8_t ackb[LM_ACK_LEN];
 	lm__ack ack;
 	int rc;
 
@@ -471,36 +523,7 @@ int lm__sender_complete(lm_sender *s)
 	}
 	/* The receiver hashes everything before it answers: that is the
 	 * verification the user waits for. */
-	ch0->conn.watch_in = 0;
-	rc = lm__read_frame(&ch0->conn, &f, s->page_size, s->packet_pages, &e);
-	if (rc)
-		goto fail;
-	if (f.kind == LM_KIND_ERROR) {
-		lm__error_msg m;
-		rc = lm__read_error_body(&ch0->conn, &f, &m, &e);
-		if (!rc) {
-			lm__err_set(&e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
-			rc = m.code == LM_ECHECKSUM ? LM_ECHECKSUM : LM_EPEER;
-		}
-		goto fail;
-	}
-	if (f.kind != LM_KIND_ACK || f.len != LM_ACK_LEN) {
-		lm__err_set(&e, "expected ack of complete, got %s", lm__kind_name(f.kind));
-		rc = LM_EKIND;
-		goto fail;
-	}
-	rc = lm__read_full(&ch0->conn, ackb, sizeof(ackb));
-	if (!rc)
-		rc = lm__dec_ack(ackb, f.len, &ack, &e);
-	if (!rc && ack.kind != LM_KIND_COMPLETE) {
-		lm__err_set(&e, "ack.kind %u, expected complete", ack.kind);
-		rc = LM_EFIELD;
-	}
-	if (!rc && memcmp(ack.session, s->session, 16)) {
-		lm__err_set(&e, "ack.session does not match ours");
-		rc = LM_ESESSION;
-	}
-	if (rc)
+	if ((rc = await_ack(s, LM_KIND_COMPLETE, &ack, &e)))
 		goto fail;
 	goto out;
 fail:
@@ -535,6 +558,7 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const char *addr, lm__er
 	h.codec = (uint16_t)s->cfg.codec;
 	h.packet_pages = s->packet_pages;
 	h.region_count = s->nregions;
+	h.features = LM_FEAT_ROUND_ACK;
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
 	if (rc)
 		lm__err_set(e, "sending hello: %s", lm_strerror(rc));
@@ -596,6 +620,12 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 		lm__err_set(e, "ack.session does not match ours");
 		return LM_ESESSION;
 	}
+	if (a.features & ~LM_FEAT_ROUND_ACK) {
+		lm__err_set(e, "ack.features 0x%llx accepts features we did not offer",
+			    (unsigned long long)a.features);
+		return LM_EFIELD;
+	}
+	ch->features = a.features;
 	return 0;
 }
 
@@ -800,6 +830,17 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 	}
 	if ((rc = await_hello_acks(s, &who, &e)))
 		goto fail;
+	s->features = s->ch[0].features;
+	for (uint32_t i = 1; i < s->nch; i++) {
+		if (s->ch[i].features != s->features) {
+			who = (int)i;
+			lm__err_set(&e, "ack.features 0x%llx, channel 0 accepted 0x%llx",
+				    (unsigned long long)s->ch[i].features,
+				    (unsigned long long)s->features);
+			rc = LM_EFIELD;
+			goto fail;
+		}
+	}
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
 		if ((rc = -pthread_create(&s->ch[i].tid, NULL, chan_main, &s->ch[i]))) {

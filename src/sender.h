@@ -46,6 +46,7 @@ typedef struct lm__tx_chan {
 	uint32_t *lens;        /* their encoded lengths */
 	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t round_packets;
+	uint64_t features;     /* ack.features of this channel's hello */
 	/* Counters: channel thread writes, readers wait for IDLE or join. */
 	uint64_t zero_pages, normal_pages, payload, packets;
 	double cpu;
@@ -57,6 +58,7 @@ struct lm_sender {
 	lm__tx_region regions[LM_MAX_REGIONS];
 	uint32_t nregions;
 	uint8_t session[16];
+	uint64_t features;        /* accepted by the receiver (LM_FEAT_*) */
 	lm__tx_chan *ch;
 	int wake_fd;              /* eventfd: readable once the run failed */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */

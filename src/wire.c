@@ -482,8 +482,8 @@ int lm__dec_ack(const uint8_t *p, uint32_t len, lm__ack *a, lm__err *e)
 	memcpy(a->session, p + 16, 16);
 	if (p[1] || p[2] || p[3])
 		return fail(e, LM_EFIELD, "ack.reserved not zero");
-	if (a->kind != LM_KIND_HELLO && a->kind != LM_KIND_COMPLETE) {
-		lm__err_set(e, "ack.kind %u is neither hello nor complete", a->kind);
+	if (a->kind != LM_KIND_HELLO && a->kind != LM_KIND_SYNC && a->kind != LM_KIND_COMPLETE) {
+		lm__err_set(e, "ack.kind %u is not hello, sync or complete", a->kind);
 		return LM_EFIELD;
 	}
 	if (a->status != 0)

@@ -37,10 +37,13 @@ enum lm__kind {
 #define LM_ERROR_FIXED 12u
 #define LM_ERROR_MAX_MSG 1024u
 
-/* Feature bits (hello.features / hello.required). v1 defines none; the
- * receiver refuses any required bit it does not know and ignores unknown
- * optional ones. */
-#define LM_FEAT_KNOWN 0ull
+/* Feature bits (hello.features / hello.required). The receiver refuses any
+ * required bit it does not know and ignores unknown optional ones.
+ * ROUND_ACK: once every channel synced round r, the receiver answers on
+ * channel 0 with ACK(SYNC) carrying r: the sender then knows the round was
+ * applied, not only written (live pre-copy measures rounds with it). */
+#define LM_FEAT_ROUND_ACK (1ull << 0)
+#define LM_FEAT_KNOWN LM_FEAT_ROUND_ACK
 
 /* data.codec_flags: low 8 bits = codec of this packet's payload (the
  * session's codec, or none when the sender fell back to raw for the whole
@@ -106,9 +109,9 @@ typedef struct lm__region_sum {
 } lm__region_sum;
 
 typedef struct lm__ack {
-	uint8_t kind;   /* the kind acknowledged: HELLO or COMPLETE */
+	uint8_t kind;   /* the kind acknowledged: HELLO, SYNC or COMPLETE */
 	int32_t status; /* 0 */
-	uint64_t features;
+	uint64_t features; /* ACK(HELLO): accepted; ACK(SYNC): the round */
 	uint8_t session[16];
 } lm__ack;
 

@@ -696,7 +696,7 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 1}, LM_EFEATURE, "hello.required");
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 2}, LM_EFEATURE, "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");
 }

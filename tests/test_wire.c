@@ -118,7 +118,8 @@ static void test_constants(void)
 	CHECK_EQ(LM_ERROR_FRAME_BOUND, 12 + 12 + 1024);
 	CHECK_EQ(LM_PKT_CODEC_MASK, 0x00ff);
 	CHECK_EQ(LM_PKT_FLAGS_KNOWN, 0);
-	CHECK_EQ(LM_FEAT_KNOWN, 0);
+	CHECK_EQ(LM_FEAT_ROUND_ACK, 1);
+	CHECK_EQ(LM_FEAT_KNOWN, 1);
 	/* Limits table (section 15). */
 	CHECK_EQ(LM_MAX_CHANNELS, 64);
 	CHECK_EQ(LM_DEFAULT_CHANNELS, 2);
@@ -456,7 +457,7 @@ static void test_hello(void)
 		be(b + 36, 4, bad_rc[i]);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.region_count");
 	}
-	for (int bit = 0; bit < 64; bit += 21) {
+	for (int bit = 1; bit < 64; bit += 21) { /* bit 0 is ROUND_ACK */
 		memcpy(b, v, 64);
 		be(b + 48, 8, 1ull << bit);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
@@ -1094,12 +1095,12 @@ static void test_complete(void)
 
 static void test_ack(void)
 {
-	static const uint8_t kinds[] = {LM_KIND_HELLO, LM_KIND_COMPLETE};
+	static const uint8_t kinds[] = {LM_KIND_HELLO, LM_KIND_SYNC, LM_KIND_COMPLETE};
 	static const uint64_t feats[] = {0, 1, ~0ull};
 	uint8_t got[44], want[44], v[32], b[32];
 	lm__ack a, out;
 
-	for (size_t k = 0; k < 2; k++) {
+	for (size_t k = 0; k < 3; k++) {
 		for (size_t f = 0; f < 3; f++) {
 			memset(&a, 0, sizeof(a));
 			a.kind = kinds[k];
@@ -1131,7 +1132,7 @@ static void test_ack(void)
 		b[i] = 1;
 		REJECT(lm__dec_ack(b, 32, &out, &E), LM_EFIELD, "ack.reserved");
 	}
-	static const uint8_t bad_kinds[] = {0, 2, 3, 4, 6, 7, 8, 255};
+	static const uint8_t bad_kinds[] = {0, 2, 3, 6, 7, 8, 255};
 	for (size_t i = 0; i < sizeof(bad_kinds); i++) {
 		memcpy(b, v, 32);
 		b[0] = bad_kinds[i];
