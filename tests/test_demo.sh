@@ -35,7 +35,7 @@ run() {
 	local name=$1
 	shift
 	rc=0
-	timeout -k 5 120 "$lm" demo "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" || rc=$?
+	timeout -k 5 120 "$lm" demo "$@" --seed "$seed" >"$tmp/$name.out" 2>"$tmp/$name.err" || rc=$?
 	if [ "$rc" != 0 ]; then
 		echo "  exit $rc: $(tail -n 2 "$tmp/$name.err" | tr '\n' ' ')"
 	fi
@@ -46,10 +46,12 @@ verified() { # verified FILE: the success line, with a checksum
 }
 
 # No stray processes: the destination is a child that must be reaped (or
-# killed) before the demo exits.
+# killed) before the demo exits. The seed, unique to this run of the test,
+# tells our demos (and their forked destinations) from anyone else's.
+seed=$((1000000 + $$))
 no_children() {
 	local left
-	left=$(pgrep -f "^$lm demo" || true)
+	left=$(pgrep -f -- "demo .*--seed $seed\$" || true)
 	[ -z "$left" ] || { echo "  still running: $left"; return 1; }
 }
 
@@ -127,8 +129,13 @@ check "busy: the codec is named" grep -q "codec: zstd" "$tmp/busy.out"
 echo "== demo --json"
 run json "${small[@]}" --json
 check "json: exits 0" test "$rc" = 0
-check "json: stdout parses as one JSON document" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/json.out"
+parses() { # parses FILE: one JSON document, else the parser's complaint
+	python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2>"$tmp/parse.err" ||
+		{ echo "  $(tail -n 1 "$tmp/parse.err")"; return 1; }
+}
+check "json: stdout parses as one JSON document" parses "$tmp/json.out"
 check_json() {
+	parses "$tmp/json.out" || return 1
 	python3 - "$tmp/json.out" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -185,6 +192,7 @@ echo "== the same with --json: an error in the JSON"
 run noconvj "${small[@]}" --dirty-rate 2G --max-rounds 2 --on-limit fail --no-auto-converge \
 	--max-bandwidth 10M --json
 check "noconv json: exits 1" test "$rc" = 1
+check "noconv json: stdout parses as one JSON document" parses "$tmp/noconvj.out"
 check "noconv json: verified false with the error" python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -195,6 +203,43 @@ run switch "${small[@]}" --dirty-rate 1G --max-rounds 2 --on-limit switchover --
 	--max-bandwidth 20M
 check "switchover: exits 0" test "$rc" = 0
 check "switchover: verified line" verified "$tmp/switch.out"
+
+# start_slow NAME: a demo that takes seconds (20 MiB/s link) in the
+# background; sets pid and child (its destination), or child empty.
+start_slow() {
+	"$lm" demo "${small[@]}" --max-bandwidth 20M --seed "$seed" \
+		>"$tmp/$1.out" 2>"$tmp/$1.err" &
+	pid=$!
+	child=
+	for _ in $(seq 100); do
+		child=$(pgrep -P "$pid" || true)
+		[ -n "$child" ] && grep -q "^round 1" "$tmp/$1.out" && break
+		sleep 0.05
+	done
+}
+
+echo "== the destination dies mid-migration"
+start_slow dkill
+check "dkill: the destination process exists" test -n "$child"
+[ -n "$child" ] && kill -9 "$child"
+rc=0
+wait "$pid" || rc=$?
+check "dkill: the source exits 1 ($rc)" test "$rc" = 1
+check "dkill: the source says the migration failed" grep -q "migration failed" "$tmp/dkill.err"
+check "dkill: no verified line" not grep -q "verified" "$tmp/dkill.out"
+
+echo "== the source dies mid-migration"
+start_slow skill
+check "skill: the destination process exists" test -n "$child"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+gone=0
+for _ in $(seq 100); do
+	[ -n "$child" ] && kill -0 "$child" 2>/dev/null && [ "$(ps -o stat= -p "$child")" != Z ] ||
+		{ gone=1; break; }
+	sleep 0.05
+done
+check "skill: the destination died with the source" test "$gone" = 1
 
 check "no demo process left running" no_children
 # Under LM_SANITIZE the CLI is instrumented: any report is a failure.

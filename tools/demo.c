@@ -79,7 +79,7 @@ typedef struct demo {
 	int line_open;   /* that line is on screen without its newline */
 	uint64_t max_dirty;
 	int use_log;     /* the workload keeps a dirty log (callback source) */
-	const char *dirty_name;
+	const char *dirty_name, *dirty_id;
 	char probe_why[256];
 	int probe_rc;
 	wl *w;
@@ -410,11 +410,13 @@ static int check_netns(void)
 /* The receiver's statistics, in the format the parent prints. */
 static char *stats_text(const lm_stats *st, int json)
 {
-	int n = lm_stats_format(st, json ? LM_STATS_JSON : LM_STATS_HUMAN, NULL, 0);
+	int fmt = json ? LM_STATS_JSON : LM_STATS_HUMAN;
+	char probe[1]; /* measures; (NULL, 0) would do pointer arithmetic on NULL */
+	int n = lm_stats_format(st, fmt, probe, sizeof(probe));
 	char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (buf)
-		lm_stats_format(st, json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, (size_t)n + 1);
+		lm_stats_format(st, fmt, buf, (size_t)n + 1);
 	return buf;
 }
 
@@ -676,7 +678,7 @@ static void print_json(demo *d, const char *src, const dest_result *res, int ver
 	printf("{\"source\":%s,\"destination\":%s,\"verified\":%s,\"dirty\":",
 	       src && *src ? src : "null", res->have && res->text && *res->text ? res->text : "null",
 	       verified ? "true" : "false");
-	json_str(stdout, d->dirty_name);
+	json_str(stdout, d->dirty_id);
 	printf(",\"pages_written\":%" PRIu64, wl_pages_written(d->w));
 	if (verified)
 		printf(",\"checksum\":\"0x%016" PRIx64 "\"", src_sum);
@@ -705,7 +707,8 @@ static void cb_throttle(void *u, uint32_t pct)
 	wl_throttle(((demo *)u)->w, pct);
 }
 
-/* The KVM_GET_DIRTY_LOG of this demo: the workload's own log. */
+/* The KVM_GET_DIRTY_LOG of this demo: the workload's own log, at the
+ * sender's page size (the default, LM_MIN_PAGE_SIZE: the demo sets none). */
 static int cb_dirty_log(void *u, uint32_t region, uint64_t *bitmap, uint64_t pages)
 {
 	if (region != 0)
@@ -726,15 +729,18 @@ static int choose_dirty(demo *d)
 			return -1;
 		}
 		d->dirty_name = "uffd-wp (userfaultfd write-protect, PAGEMAP_SCAN)";
+		d->dirty_id = "uffd-wp";
 		return 0;
 	case LM_DIRTY_CALLBACK:
 		d->use_log = 1;
 		d->dirty_name = "callback (the workload's dirty log, as KVM_GET_DIRTY_LOG)";
+		d->dirty_id = "callback";
 		return 0;
 	default:
 		d->use_log = d->probe_rc != 0;
 		d->dirty_name = d->use_log ? "callback (the workload's dirty log, chosen by --dirty auto)"
 					   : "uffd-wp (userfaultfd write-protect, chosen by --dirty auto)";
+		d->dirty_id = d->use_log ? "callback" : "uffd-wp";
 		return 0;
 	}
 }

@@ -512,12 +512,11 @@ int wl_new(wl **out, const wl_config *c)
 		return -ENOMEM;
 	w->pages = (c->size + PAGE - 1) / PAGE;
 	w->size = w->pages * PAGE;
-	w->ws_pages = c->working_set ? (c->working_set + PAGE - 1) / PAGE
-				     : (c->size < DEFAULT_WORKING_SET ? c->size : DEFAULT_WORKING_SET) / PAGE;
+	/* Whole pages, at least one, at most all; no rounding overflow. */
+	w->ws_pages = c->working_set ? c->working_set / PAGE + (c->working_set % PAGE != 0)
+				     : DEFAULT_WORKING_SET / PAGE;
 	if (w->ws_pages > w->pages)
 		w->ws_pages = w->pages;
-	if (!w->ws_pages)
-		w->ws_pages = 1;
 	w->rate = c->dirty_rate;
 	w->nthreads = c->threads ? c->threads : 1;
 	w->seed = c->seed;
