@@ -442,23 +442,23 @@ static int dest_main(const demo_opts *o, int fd)
 	char *text;
 	int rc;
 
-	if (o->netns && (rc = join_netns(NS_DST)))
-		return send_msg(fd, MSG_PORT, rc, 0, NULL, "cannot join netns " NS_DST), 1;
+	if (o->netns && (rc = join_netns(NS_DST))) {
+		send_msg(fd, MSG_PORT, rc, 0, NULL, "cannot join netns " NS_DST);
+		goto out;
+	}
 	if ((rc = lm_receiver_new(&r, &cfg)) ||
 	    (rc = lm_receiver_listen(r, o->netns ? NS_DST_ADDR ":0" : "127.0.0.1:0"))) {
 		send_msg(fd, MSG_PORT, rc, 0, NULL, r ? lm_receiver_errmsg(r) : "");
-		lm_receiver_free(r);
-		return 1;
+		goto out;
 	}
-	if (send_msg(fd, MSG_PORT, 0, (uint64_t)lm_receiver_port(r), NULL, NULL)) {
-		lm_receiver_free(r);
-		return 1; /* the parent is gone */
-	}
+	if ((rc = send_msg(fd, MSG_PORT, 0, (uint64_t)lm_receiver_port(r), NULL, NULL)))
+		goto out; /* the parent is gone */
 	rc = dest_receive(r, &sum);
 	lm_receiver_stats(r, &st);
 	text = stats_text(&st, o->json);
 	send_msg(fd, MSG_RESULT, rc, sum, text, lm_receiver_errmsg(r));
 	free(text);
+out:
 	lm_receiver_free(r);
 	return rc ? 1 : 0;
 }
@@ -552,7 +552,9 @@ static void header(demo *d)
 	print_size(rate, sizeof(rate), o->dirty_rate);
 	print_size(bw, sizeof(bw), o->max_bandwidth);
 	strcat(bw, "/s");
-	fprintf(d->txt, "demo: %s of memory, working set %s, dirty rate %s/s (%u writer%s), %u channel%s, codec %s\n",
+	if (o->dirty_rate)
+		strcat(rate, "/s");
+	fprintf(d->txt, "demo: %s of memory, working set %s, dirty rate %s (%u writer%s), %u channel%s, codec %s\n",
 		size, ws, o->dirty_rate ? rate : "0 (idle)", o->threads, o->threads > 1 ? "s" : "",
 		o->channels, o->channels > 1 ? "s" : "", lm_codec_name(o->codec));
 	fprintf(d->txt, "demo: downtime limit %u ms, max rounds %u%s, max bandwidth %s, on limit %s, auto-converge %s\n",

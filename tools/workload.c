@@ -474,17 +474,20 @@ static int init_sync(struct wl *w)
 		return -rc;
 	/* Throttle sleeps wait on run_cv against CLOCK_MONOTONIC: a clock
 	 * step must not stretch or cut them. */
-	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (!rc && !(rc = pthread_mutex_init(&w->mu, NULL))) {
-		if (!(rc = pthread_cond_init(&w->run_cv, &ca))) {
-			if (!(rc = pthread_cond_init(&w->idle_cv, &ca)))
-				w->sync_ok = 1;
-			else
-				pthread_cond_destroy(&w->run_cv);
-		}
-		if (rc)
-			pthread_mutex_destroy(&w->mu);
-	}
+	if ((rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) ||
+	    (rc = pthread_mutex_init(&w->mu, NULL)))
+		goto out;
+	if ((rc = pthread_cond_init(&w->run_cv, &ca)))
+		goto out_mu;
+	if ((rc = pthread_cond_init(&w->idle_cv, &ca)))
+		goto out_run;
+	w->sync_ok = 1;
+	goto out;
+out_run:
+	pthread_cond_destroy(&w->run_cv);
+out_mu:
+	pthread_mutex_destroy(&w->mu);
+out:
 	pthread_condattr_destroy(&ca);
 	return -rc;
 }
