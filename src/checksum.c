@@ -28,39 +28,15 @@ static uint64_t hash_one(const uint8_t *p, uint64_t len, uint64_t seed)
 	return lm__hash(&v, 1, seed);
 }
 
-/* A block where some pages are known zero: hash the written runs from
- * memory and the zero pages from a static zero page, as one stream. */
-static uint64_t hash_mixed(const lm__sumtree *t, uint64_t off, uint64_t len)
-{
-	struct iovec v[LM_SUM_BLOCK / LM_MIN_PAGE_SIZE];
-	uint32_t ps = t->page_size;
-	int n = 0;
-
-	for (uint64_t o = 0; o < len; o += ps) {
-		size_t k = len - o < ps ? (size_t)(len - o) : ps;
-		uint8_t *p = bit(t->written, (off + o) / ps) ? (uint8_t *)t->base + off + o
-							    : (uint8_t *)zero_page;
-		if (n && p != zero_page && (uint8_t *)v[n - 1].iov_base + v[n - 1].iov_len == p)
-			v[n - 1].iov_len += k;
-		else
-			v[n++] = (struct iovec){p, k};
-	}
-	return lm__hash(v, n, 0);
-}
-
+/* A block lies inside one page (blocks are 4 KiB, pages 4 KiB or more): a
+ * page known to be zero hashes as zeros without being read. */
 static uint64_t hash_block(const lm__sumtree *t, uint64_t b)
 {
 	uint64_t off = b * LM_SUM_BLOCK, len = block_len(t, b);
-	uint64_t first = off / t->page_size, pages = (len + t->page_size - 1) / t->page_size;
-	uint64_t set = 0;
 
-	if (!t->written)
-		return hash_one(t->base + off, len, 0);
-	for (uint64_t i = 0; i < pages; i++)
-		set += (uint64_t)bit(t->written, first + i);
-	if (set == pages)
-		return hash_one(t->base + off, len, 0);
-	return hash_mixed(t, off, len);
+	if (t->written && !bit(t->written, off / t->page_size))
+		return len == LM_SUM_BLOCK ? t->zero_hash : hash_one(zero_page, len, 0);
+	return hash_one(t->base + off, len, 0);
 }
 
 int lm__sumtree_init(lm__sumtree *t, const uint8_t *base, uint64_t len, uint32_t page_size,
@@ -80,7 +56,8 @@ int lm__sumtree_init(lm__sumtree *t, const uint8_t *base, uint64_t len, uint32_t
 		return -ENOMEM;
 	}
 	for (uint64_t b = 0; b < t->nblocks; b++)
-		t->left[b] = (uint32_t)((block_len(t, b) + page_size - 1) / page_size);
+		t->left[b] = 1; /* the one page it lies in */
+	t->zero_hash = hash_one(zero_page, LM_SUM_BLOCK, 0);
 	return 0;
 }
 
@@ -96,14 +73,16 @@ void lm__sumtree_free(lm__sumtree *t)
 
 void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n)
 {
+	uint32_t per_page = t->page_size / LM_SUM_BLOCK;
+
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t b = off[i] / LM_SUM_BLOCK;
-		if (b >= t->nblocks)
-			continue;
-		/* acq_rel: the thread that lands the last page sees the other
-		 * threads' writes to the block before it hashes it. */
-		if (__atomic_sub_fetch(&t->left[b], 1, __ATOMIC_ACQ_REL) == 0) {
-			t->hash[b] = hash_block(t, b);
+		for (uint64_t end = b + per_page; b < end && b < t->nblocks; b++) {
+			/* left > 0 again: a page landed twice (a bad peer) or a
+			 * reopened one is still to come; hashed later. */
+			if (__atomic_sub_fetch(&t->left[b], 1, __ATOMIC_ACQ_REL) != 0)
+				continue;
+			__atomic_store_n(&t->hash[b], hash_block(t, b), __ATOMIC_RELAXED);
 			__atomic_store_n(&t->done[b], 1, __ATOMIC_RELEASE);
 		}
 	}
@@ -118,10 +97,10 @@ void lm__sumtree_reopen(lm__sumtree *t, uint64_t off)
 {
 	uint64_t b = off / LM_SUM_BLOCK;
 
-	if (b >= t->nblocks)
-		return;
-	__atomic_store_n(&t->done[b], 0, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&t->left[b], 1, __ATOMIC_RELAXED);
+	for (uint64_t end = b + t->page_size / LM_SUM_BLOCK; b < end && b < t->nblocks; b++) {
+		__atomic_store_n(&t->done[b], 0, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&t->left[b], 1, __ATOMIC_RELAXED);
+	}
 }
 
 /* A block counts as hashed only if it completed exactly: a page landed

@@ -1,10 +1,12 @@
 /*
- * Region checksum (docs/protocol.md, "Checksum"): XXH3-64 of every 512 KiB
+ * Region checksum (docs/protocol.md, "Checksum"): XXH3-64 of every 4 KiB
  * block, then XXH3-64 with seed = region length over the little-endian block
  * hashes. Blocks hash independently, so the work is spread over threads and
- * done incrementally: a channel thread hashes a block as soon as all its
- * pages are sent (sender) or landed (receiver), while the data is still in
- * its cache, and only blocks never completed are hashed at the end.
+ * done incrementally: a channel thread hashes a page's blocks as soon as it
+ * is sent (sender) or landed (receiver), while the data is still in its
+ * cache, and only blocks never completed are hashed at the end. Blocks as
+ * small as the smallest page mean a page sent again in a later round of a
+ * live migration costs one page of hashing, not a whole larger block.
  */
 #ifndef LM_CHECKSUM_H
 #define LM_CHECKSUM_H
@@ -14,7 +16,7 @@
 
 #include "livemig.h"
 
-#define LM_SUM_BLOCK (512u << 10) /* = one default packet of 4 KiB pages */
+#define LM_SUM_BLOCK 4096u /* = LM_MIN_PAGE_SIZE: a block never spans pages */
 
 typedef struct lm__sumtree {
 	const uint8_t *base;
@@ -24,6 +26,7 @@ typedef struct lm__sumtree {
 	 * clear bits are known-zero pages hashed without reading them. */
 	const uint64_t *written;
 	uint64_t nblocks;
+	uint64_t zero_hash; /* of LM_SUM_BLOCK zero bytes */
 	uint64_t *hash;  /* per block; valid when left[b] == 0 and done[b] */
 	uint32_t *left;  /* pages of the block not yet final (atomic) */
 	uint8_t *done;   /* hash[b] stored (atomic, release) */

@@ -11,8 +11,11 @@
  *         destination's verified reply. Downtime = pause to that reply.
  *
  * One difference from QEMU: under the limit we still run another round while
- * the dirty set keeps halving, because each such round cuts the downtime for
- * a fraction of the total time. Any failure resumes the workload.
+ * the dirty set keeps shrinking by a fifth or more and the expected downtime
+ * is above LM__DOWNTIME_FLOOR_MS, because each such round cuts the downtime
+ * for a fraction of the total time (a round of d dirty pages lasts about
+ * d / bandwidth, the next one has d * dirty rate / bandwidth). Any failure
+ * resumes the workload.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +24,10 @@
 
 #include "dirty.h"
 #include "sender.h"
+
+/* Below this expected downtime another round gains too little to be worth
+ * its fixed costs (a dirty scan, a sync round trip). */
+#define LM__DOWNTIME_FLOOR_MS 5
 
 typedef struct live {
 	lm_sender *s;
@@ -127,7 +134,10 @@ static void auto_converge(live *L, uint64_t dirty)
 	lm_sender *s = L->s;
 	uint64_t normal, zero, wire;
 
-	if (!L->c.throttle || L->c.no_auto_converge)
+	/* Under the limit we switch over or shrink without it: a throttle
+	 * would only slow the workload. */
+	if (!L->c.throttle || L->c.no_auto_converge ||
+	    s->live_st.expected_downtime_ms <= L->c.downtime_limit_ms)
 		return;
 	lm__sender_counts(s, &normal, &zero, &wire);
 	if (dirty * 2 <= (normal - L->r_normal) + (zero - L->r_zero))
@@ -165,9 +175,9 @@ static int decide(live *L, uint64_t dirty, lm__err *e)
 	uint64_t elapsed_ms = (lm__now_us() - L->t0) / 1000;
 	int at_limit = s->round >= L->c.max_rounds ||
 		       (L->c.max_time_ms && elapsed_ms >= L->c.max_time_ms);
-	int halving = dirty * 2 <= L->prev_dirty && exp > 1;
+	int shrinking = dirty * 5 <= L->prev_dirty * 4 && exp > LM__DOWNTIME_FLOOR_MS;
 
-	if (exp <= L->c.downtime_limit_ms && (!halving || at_limit))
+	if (exp <= L->c.downtime_limit_ms && (!shrinking || at_limit))
 		return SWITCHOVER;
 	if (exp <= L->c.downtime_limit_ms)
 		return GO_ON;
