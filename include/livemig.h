@@ -58,6 +58,7 @@ enum {
 	LM_EREGION = -4012,       /* region missing, mismatched or too many */
 	LM_ESTATE = -4013,        /* call not valid in the handle's state */
 	LM_EDECODE = -4014,       /* a page did not decode to exactly one page */
+	LM_ECONVERGE = -4015,     /* live: the limits came before convergence */
 	LM_EINVAL = -22,          /* an argument is invalid (== -EINVAL) */
 };
 
@@ -223,7 +224,7 @@ typedef int (*lm_dirty_log_cb)(void *user, uint32_t region, uint64_t *bitmap, ui
 /* What to do when max_rounds or max_time_ms is reached before the expected
  * downtime fits the limit. */
 typedef enum lm_limit_action {
-	LM_LIMIT_FAIL = 0,       /* fail with LM_ETIMEDOUT, workload resumed (as
+	LM_LIMIT_FAIL = 0,       /* fail with LM_ECONVERGE, workload resumed (as
 				    Cloud Hypervisor's default) */
 	LM_LIMIT_SWITCHOVER = 1, /* pause and finish anyway, downtime as it comes */
 } lm_limit_action;

@@ -21,6 +21,7 @@ const char *lm_strerror(int err)
 	case LM_EREGION: return "region missing or mismatched";
 	case LM_ESTATE: return "call not valid in this state";
 	case LM_EDECODE: return "page did not decode to one page";
+	case LM_ECONVERGE: return "did not converge within the limits";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's strerror for

@@ -188,7 +188,7 @@ static int decide(live *L, uint64_t dirty, lm__err *e)
 	lm__err_set(e, "did not converge: after %u rounds and %llu ms the expected downtime is %llu ms, over the %u ms limit (%llu dirty pages)",
 		    s->round, (unsigned long long)elapsed_ms, (unsigned long long)exp,
 		    L->c.downtime_limit_ms, (unsigned long long)dirty);
-	return LM_ETIMEDOUT;
+	return LM_ECONVERGE;
 }
 
 static void clear_bitmaps(live *L)
@@ -313,5 +313,8 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 		lm__sender_fail(s, rc, e.msg);
 	teardown(&L, rc != 0);
 	s->main_cpu += lm__thread_cpu() - cpu0;
-	return lm__sender_finish(s, rc);
+	rc = lm__sender_finish(s, rc);
+	if (rc && !L.paused) /* channels joined: the counters are final */
+		s->live_st.precopy_bytes = transferred(s);
+	return rc;
 }

@@ -67,7 +67,7 @@ static void put(char *buf, size_t cap, int *len, const char *fmt, ...)
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(buf + at, cap - at, fmt, ap);
+	n = vsnprintf(cap ? buf + at : NULL, cap - at, fmt, ap); /* NULL, 0: measure only */
 	va_end(ap);
 	if (n > 0)
 		*len += n;
