@@ -13,7 +13,9 @@
  * Expectations follow docs/protocol.md (codes, field names, who gets ERROR,
  * foreign connections). Peer-behaviour cases also use the real lm_sender
  * (intruders during a real migration) and a minimal fake receiver (the
- * sender must stop when a receiver rejects it). One line per case;
+ * sender must stop when a receiver rejects it, and must refuse a receiver's
+ * bad ACK(HELLO).features or answer to a round, docs/protocol.md §10, §12).
+ * One line per case;
  * arguments select cases by substring of their function name.
  */
 #ifndef _GNU_SOURCE
@@ -314,17 +316,32 @@ static void send_region(int fd, uint32_t id, uint64_t len, const char *name)
 	put(fd, b, enc_region(b, id, len, name));
 }
 
-static int expect_ack(int fd, uint8_t kind)
+/* The next frame on fd is an ACK of kind for SESSION; decoded into *a. */
+static int expect_ack_a(int fd, uint8_t kind, lm__ack *a)
 {
 	uint8_t b[LM_ERROR_FIXED + LM_ERROR_MAX_MSG];
 	lm__frame f;
-	lm__ack a;
 	lm__err e;
 
 	if (get_frame(fd, &f, b, sizeof(b)) || f.kind != LM_KIND_ACK ||
-	    lm__dec_ack(b, f.len, &a, &e) || a.kind != kind || memcmp(a.session, SESSION, 16))
+	    lm__dec_ack(b, f.len, a, &e) || a->kind != kind || memcmp(a->session, SESSION, 16))
 		return -1;
 	return 0;
+}
+
+static int expect_ack(int fd, uint8_t kind)
+{
+	lm__ack a;
+
+	return expect_ack_a(fd, kind, &a);
+}
+
+/* 1 when nothing (no frame, no close) arrives on fd within ms. */
+static int quiet(int fd, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+
+	return poll(&p, 1, ms) == 0;
 }
 
 static void send_sync(int fd, uint32_t round, uint64_t packets)
@@ -421,7 +438,9 @@ typedef struct sess {
 	int n;
 } sess;
 
-static int sess_open(sess *s, const rxopt *o, int nch)
+/* Channel i's hello offers offer[i] in hello.features (offer NULL: none);
+ * acked[i] (if not NULL) receives its ACK(HELLO).features. */
+static int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_t *offer, uint64_t *acked)
 {
 	int bad = 0;
 
@@ -429,15 +448,26 @@ static int sess_open(sess *s, const rxopt *o, int nch)
 	s->n = nch;
 	for (int i = 0; i < nch; i++) {
 		lm__hello h = mk_hello((uint16_t)i, (uint16_t)nch);
+		h.features = offer ? offer[i] : 0;
 		s->fd[i] = fs_connect(s->x.port);
 		send_hello(s->fd[i], &h);
 		if (i == 0)
 			send_region(s->fd[0], 0, s->x.len, "ram");
 	}
-	for (int i = 0; i < nch; i++)
-		bad |= expect_ack(s->fd[i], LM_KIND_HELLO);
+	for (int i = 0; i < nch; i++) {
+		lm__ack a;
+		int r = expect_ack_a(s->fd[i], LM_KIND_HELLO, &a);
+		bad |= r;
+		if (acked)
+			acked[i] = r ? ~0ull : a.features;
+	}
 	CHECK_EQ(bad, 0);
 	return bad;
+}
+
+static int sess_open(sess *s, const rxopt *o, int nch)
+{
+	return sess_open_f(s, o, nch, NULL, NULL);
 }
 
 /* ---- outcome --------------------------------------------------------------- */
@@ -744,28 +774,47 @@ static void reject_hello_max_channels(void)
 	rx_free(&x);
 }
 
-/* Channel 1's hello carries the session id but another page size: that is
- * the session's own sender, so (docs/protocol.md §4, §14) the session fails
- * with LM_EFIELD and every connection, this one included, gets ERROR. */
-static void reject_hello_mismatch(void)
+/* Channel 1's hello carries the session id but differs from channel 0's:
+ * that is the session's own sender, so (docs/protocol.md §4, §12, §14) the
+ * session fails with LM_EFIELD and every connection, this one included,
+ * gets ERROR. */
+static void hello_mismatch_case(const char *name, const lm__hello *h0, const lm__hello *h1,
+				const char *field)
 {
-	const char *name = "hello_mismatch_same_session";
 	int f0 = lm_test_failures, fd[2];
-	lm__hello h0 = mk_hello(0, 2), h1 = mk_hello(1, 2);
-	want w = {LM_EFIELD, -1, "hello", -2, 1};
+	want w = {LM_EFIELD, -1, field, -2, 1};
 	rx x;
 
 	rx_start(&x, NULL);
 	fd[0] = fs_connect(x.port);
-	send_hello(fd[0], &h0);
+	send_hello(fd[0], h0);
 	send_region(fd[0], 0, x.len, "ram");
 	sleep_ms(50); /* channel 0's hello defines the session */
 	fd[1] = fs_connect(x.port);
-	h1.page_size = 2 * PS;
-	send_hello(fd[1], &h1);
+	send_hello(fd[1], h1);
 	outcome(name, &x, fd, 2, &w);
 	report(name, f0, &x);
 	rx_free(&x);
+}
+
+static void reject_hello_mismatch(void)
+{
+	lm__hello h0 = mk_hello(0, 2), h1 = mk_hello(1, 2);
+
+	h1.page_size = 2 * PS;
+	hello_mismatch_case("hello_mismatch_same_session", &h0, &h1, "hello");
+}
+
+/* A feature must be the same on every channel (docs/protocol.md §12). */
+static void reject_hello_features_mismatch(void)
+{
+	lm__hello h0 = mk_hello(0, 2), h1 = mk_hello(1, 2);
+
+	h0.features = LM_FEAT_ROUND_ACK;
+	hello_mismatch_case("hello_features_differ_channel_1_without", &h0, &h1, "features");
+	h0.features = 0;
+	h1.features = LM_FEAT_ROUND_ACK;
+	hello_mismatch_case("hello_features_differ_channel_1_with", &h0, &h1, "features");
 }
 
 /* ---- region ----------------------------------------------------------------- */
@@ -1385,6 +1434,115 @@ static void reject_data_after_complete(void)
 	report(name, f0, &last);
 }
 
+/* ---- features: ROUND_ACK ------------------------------------------------ */
+
+static uint8_t peek_byte(const rx *x, uint64_t off)
+{
+	return __atomic_load_n(&x->base[off], __ATOMIC_RELAXED);
+}
+
+/* A good two-round session whose channel i offers offer[i] in
+ * hello.features. The receiver must accept exactly `accept` on every channel
+ * (ACK(HELLO).features: the known bits offered, docs/protocol.md §10, §12)
+ * and, when that holds ROUND_ACK, answer each round with one ACK(SYNC)
+ * carrying the round, on channel 0 only, once every channel synced the
+ * round and it is applied. Round 1 re-sends page 0 on the last channel: the
+ * ack of round 1 may only come once that copy landed. Without ROUND_ACK no
+ * ACK(SYNC) is sent: the frame after COMPLETE is its ACK. */
+static void round_ack_case(const char *name, int nch, const uint64_t *offer, uint64_t accept)
+{
+	int f0 = lm_test_failures, ra = (accept & LM_FEAT_ROUND_ACK) != 0, last = nch - 1;
+	uint64_t acked[4];
+	uint8_t *exp = calloc(1, NPAGES * PS);
+	lm__region_sum sums[1];
+	pkt p0 = good_pkt(0, 0, 0, 1, 0, 0x11), p1 = good_pkt(last ? 0 : 1, 1, 0, 1, 0, 0x33);
+	lm__ack a;
+	sess s;
+
+	if (!sess_open_f(&s, NULL, nch, offer, acked)) {
+		for (int i = 0; i < nch; i++) {
+			if (acked[i] != accept) {
+				CHECK_EQ(acked[i], accept);
+				fprintf(stderr, "  %s: channel %d: ACK(HELLO).features 0x%llx, offered "
+					"0x%llx, expected 0x%llx\n", name, i,
+					(unsigned long long)acked[i], (unsigned long long)offer[i],
+					(unsigned long long)accept);
+			}
+		}
+		/* round 0: page 0 on channel 0 */
+		send_pkt(s.fd[0], &p0);
+		send_sync(s.fd[0], 0, 1);
+		if (ra && nch > 1) {
+			/* the round is not over before every channel synced it */
+			if (!quiet(s.fd[0], 50)) {
+				CHECK(!"no ACK(SYNC) before every channel synced");
+				fprintf(stderr, "  %s: channel 0 got a frame while channel 1 had not "
+					"synced round 0\n", name);
+			}
+		}
+		for (int i = 1; i < nch; i++)
+			send_sync(s.fd[i], 0, 0);
+		if (ra) {
+			CHECK_EQ(expect_ack_a(s.fd[0], LM_KIND_SYNC, &a), 0);
+			CHECK_EQ(a.features, 0);
+		}
+		/* exactly one ack, on channel 0 only */
+		for (int i = 0; i < nch; i++)
+			CHECK(quiet(s.fd[i], 20));
+		/* round 1: page 0 again, newer content, on the last channel */
+		send_pkt(s.fd[last], &p1);
+		for (int i = 0; i < nch; i++)
+			send_sync(s.fd[i], 1, i == last);
+		if (ra) {
+			CHECK_EQ(expect_ack_a(s.fd[0], LM_KIND_SYNC, &a), 0);
+			CHECK_EQ(a.features, 1);
+			/* acknowledged means applied */
+			CHECK(peek_byte(&s.x, 0) == 0x33 && peek_byte(&s.x, PS - 1) == 0x33);
+		}
+		for (int i = 0; i < nch; i++)
+			CHECK(quiet(s.fd[i], 20));
+		expect_pages(exp, 0, 1, 0x33);
+		sums[0] = (lm__region_sum){0, NPAGES * PS, region_sum(exp, NPAGES * PS)};
+		send_complete(s.fd[0], sums, 1);
+		memset(&a, 0, sizeof(a));
+		if (expect_ack_a(s.fd[0], LM_KIND_COMPLETE, &a)) {
+			CHECK(!"the frame after COMPLETE is ACK(COMPLETE)");
+			fprintf(stderr, "  %s: the frame after COMPLETE is no ACK(COMPLETE) (kind %u, "
+				"features %llu)\n", name, a.kind, (unsigned long long)a.features);
+		} else {
+			CHECK_EQ(a.features, 0);
+		}
+	}
+	for (int i = 0; i < s.n; i++)
+		close(s.fd[i]);
+	rx_join(&s.x);
+	CHECK_EQ(s.x.rc, 0);
+	CHECK(memcmp(exp, s.x.base, NPAGES * PS) == 0);
+	CHECK(canaries_ok(&s.x));
+	report(name, f0, &s.x);
+	rx_free(&s.x);
+	free(exp);
+}
+
+static void reject_round_ack(void)
+{
+	const uint64_t on[2] = {LM_FEAT_ROUND_ACK, LM_FEAT_ROUND_ACK}, off[2] = {0, 0};
+
+	round_ack_case("round_ack_offered_two_channels", 2, on, LM_FEAT_ROUND_ACK);
+	round_ack_case("round_ack_offered_one_channel", 1, on, LM_FEAT_ROUND_ACK);
+	round_ack_case("round_ack_not_offered_no_sync_ack", 2, off, 0);
+}
+
+/* Unknown optional bits are not accepted, and enable nothing. */
+static void reject_features_unknown_bits(void)
+{
+	const uint64_t with[2] = {LM_FEAT_ROUND_ACK | 1u << 5, LM_FEAT_ROUND_ACK | 1u << 5};
+	const uint64_t only[2] = {1u << 5 | 1ull << 63, 1u << 5 | 1ull << 63};
+
+	round_ack_case("features_unknown_bit_with_round_ack", 2, with, LM_FEAT_ROUND_ACK);
+	round_ack_case("features_unknown_bits_only", 2, only, 0);
+}
+
 /* ---- unexpected frames after the handshake --------------------------------- */
 
 static void after_handshake_case(const char *name, const uint8_t *b, size_t n, int code,
@@ -1825,20 +1983,107 @@ static void reject_intruder_idle(void)
 
 /* ---- a receiver's rejection, seen by the real sender ---------------------- */
 
+/* What the fake receiver does once it acknowledged both hellos. */
+enum {
+	FRX_REJECT, /* reads `drain` bytes of channel 0, then sends ERROR on it */
+	FRX_ROUND,  /* reads both channels up to their SYNC, then answers the round
+		     * on channel 0 with `reply`; the right ACK(SYNC) also answers
+		     * COMPLETE */
+	FRX_LISTEN, /* sends nothing more */
+};
+
+enum { FRX_ACK, FRX_ERROR, FRX_SILENT }; /* FRX_ROUND's reply */
+
 typedef struct fake_rx {
-	int lfd, fd[2]; /* by channel index */
-	uint64_t drain; /* bytes to read from channel 0 before rejecting */
+	int lfd, fd[2];        /* by channel index */
+	int mode;
+	uint64_t drain;        /* FRX_REJECT: bytes to read from channel 0 before rejecting */
+	uint64_t features[2];  /* ACK(HELLO).features per channel */
+	int reply;
+	uint8_t ack_kind;      /* FRX_ACK: the ack's kind, 0 = SYNC */
+	uint64_t ack_round;    /* its features: the round acknowledged */
+	int ack_other_session; /* its session: OTHER, not the sender's */
 	volatile int stop, ok;
+	/* what the sender sent */
+	lm__hello hello[2];
+	int data, syncs, completes;
+	int errors;            /* ERROR frames, all channels */
+	int32_t err_code;      /* the first one's code */
 } fake_rx;
 
-static void *fake_rx_main(void *arg)
+/* Reads one frame; a body above cap is read and dropped. 0 or -1. */
+static int frx_frame(int fd, lm__frame *fr, uint8_t *body, size_t cap)
 {
-	fake_rx *f = arg;
-	uint8_t b[LM_REGION_FIXED + LM_MAX_REGION_NAME], sink[65536];
-	uint8_t session[16] = {0};
-	uint64_t got_bytes = 0, end;
+	uint8_t h[LM_FRAME_HDR], sink[4096];
+	lm__err e;
 
-	f->fd[0] = f->fd[1] = -1;
+	if (get(fd, h, sizeof(h)) || lm__dec_frame(h, fr, &e))
+		return -1;
+	if (fr->len <= cap)
+		return get(fd, body, fr->len);
+	for (uint32_t left = fr->len; left;) {
+		uint32_t n = left < sizeof(sink) ? left : (uint32_t)sizeof(sink);
+		if (get(fd, sink, n))
+			return -1;
+		left -= n;
+	}
+	return 0;
+}
+
+static void frx_note(fake_rx *f, const lm__frame *fr, const uint8_t *body)
+{
+	lm__error_msg m;
+	lm__err e;
+
+	switch (fr->kind) {
+	case LM_KIND_DATA: f->data++; break;
+	case LM_KIND_SYNC: f->syncs++; break;
+	case LM_KIND_COMPLETE: f->completes++; break;
+	case LM_KIND_ERROR:
+		if (!f->errors++ && lm__dec_error(body, fr->len, &m, &e) == 0)
+			f->err_code = m.code;
+		break;
+	default: break;
+	}
+}
+
+/* Reads what the sender still sends until it closes both channels. After
+ * its ERROR on a channel, half-closes that one, so the sender's drain
+ * (docs/protocol.md §14) ends at once rather than after 1 s. */
+static void frx_tail(fake_rx *f)
+{
+	uint8_t body[LM_ERROR_FRAME_BOUND];
+	uint64_t end = now_ms() + 8000;
+
+	while (!f->stop && now_ms() < end && (f->fd[0] >= 0 || f->fd[1] >= 0)) {
+		struct pollfd p[2];
+		for (int i = 0; i < 2; i++)
+			p[i] = (struct pollfd){f->fd[i], POLLIN, 0};
+		if (poll(p, 2, 100) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			lm__frame fr;
+			if (!p[i].revents)
+				continue;
+			if (frx_frame(f->fd[i], &fr, body, sizeof(body))) {
+				close(f->fd[i]);
+				f->fd[i] = -1;
+				continue;
+			}
+			frx_note(f, &fr, body);
+			if (fr.kind == LM_KIND_ERROR)
+				shutdown(f->fd[i], SHUT_WR);
+		}
+	}
+}
+
+/* Accepts both channels, reads their hellos and channel 0's regions, and
+ * acknowledges each hello with features[channel]. */
+static int frx_handshake(fake_rx *f)
+{
+	uint8_t b[LM_REGION_FIXED + LM_MAX_REGION_NAME];
+	struct timeval tv = {3, 0};
+
 	for (int i = 0; i < 2; i++) {
 		struct pollfd p = {f->lfd, POLLIN, 0};
 		lm__frame fr;
@@ -1846,29 +2091,41 @@ static void *fake_rx_main(void *arg)
 		lm__err e;
 		int fd;
 		if (poll(&p, 1, 5000) != 1 || (fd = accept(f->lfd, NULL, NULL)) < 0)
-			return NULL;
+			return -1;
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		if (get_frame(fd, &fr, b, sizeof(b)) || fr.kind != LM_KIND_HELLO ||
 		    lm__dec_hello(b, fr.len, &h, &e) || h.channel > 1 || f->fd[h.channel] >= 0) {
 			close(fd);
-			return NULL;
+			return -1;
 		}
 		f->fd[h.channel] = fd;
-		memcpy(session, h.session, 16);
-		if (h.channel == 0 && get_frame(fd, &fr, b, sizeof(b)))
-			return NULL; /* its one REGION */
+		f->hello[h.channel] = h;
+		for (uint32_t k = 0; h.channel == 0 && k < h.region_count; k++)
+			if (get_frame(fd, &fr, b, sizeof(b)))
+				return -1;
 	}
 	for (int i = 0; i < 2; i++) {
 		lm__ack a;
 		memset(&a, 0, sizeof(a));
 		a.kind = LM_KIND_HELLO;
-		memcpy(a.session, session, 16);
+		a.features = f->features[i];
+		memcpy(a.session, f->hello[0].session, 16);
 		put(f->fd[i], b, lm__enc_ack(b, &a));
 	}
-	/* Take data on channel 0 only: channel 1's writes block. */
+	return 0;
+}
+
+/* Takes data on channel 0 only (channel 1's writes block), then rejects. */
+static void frx_reject(fake_rx *f)
+{
+	uint8_t sink[65536];
+	uint64_t got_bytes = 0, end;
+
 	while (got_bytes < f->drain) {
 		ssize_t r = recv(f->fd[0], sink, sizeof(sink), 0);
 		if (r <= 0)
-			return NULL;
+			return;
 		got_bytes += (uint64_t)r;
 	}
 	{
@@ -1884,7 +2141,109 @@ static void *fake_rx_main(void *arg)
 		if (poll(&p, 1, 100) == 1 && recv(f->fd[0], sink, sizeof(sink), 0) <= 0)
 			break;
 	}
+}
+
+/* Reads channel c's frames up to one of kind; 0, or -1 (closed, an ERROR,
+ * or nothing within 3 s). */
+static int frx_until(fake_rx *f, int c, uint8_t kind)
+{
+	uint8_t body[LM_ERROR_FRAME_BOUND];
+	lm__frame fr;
+
+	do {
+		if (frx_frame(f->fd[c], &fr, body, sizeof(body)))
+			return -1;
+		frx_note(f, &fr, body);
+		if (fr.kind == LM_KIND_ERROR)
+			return -1;
+	} while (fr.kind != kind);
+	return 0;
+}
+
+static void frx_round(fake_rx *f)
+{
+	uint8_t b[LM_ERROR_FRAME_BOUND];
+	lm__ack a;
+
+	/* Small sessions: channel 1's round fits in the socket buffers while
+	 * channel 0's is read. */
+	if (frx_until(f, 0, LM_KIND_SYNC) || frx_until(f, 1, LM_KIND_SYNC))
+		return;
+	memset(&a, 0, sizeof(a));
+	a.kind = f->ack_kind ? f->ack_kind : LM_KIND_SYNC;
+	a.features = f->ack_round;
+	memcpy(a.session, f->ack_other_session ? OTHER : f->hello[0].session, 16);
+	if (f->reply == FRX_ACK)
+		put(f->fd[0], b, lm__enc_ack(b, &a));
+	else if (f->reply == FRX_ERROR)
+		put(f->fd[0], b, lm__enc_error(b, LM_EFIELD, 0, "channel 1: test round refusal"));
+	f->ok = 1;
+	if (f->reply == FRX_ACK && a.kind == LM_KIND_SYNC && a.features == 0 &&
+	    !f->ack_other_session) {
+		/* the right answer: the sender completes */
+		f->ok = 0;
+		if (frx_until(f, 0, LM_KIND_COMPLETE))
+			return;
+		memset(&a, 0, sizeof(a));
+		a.kind = LM_KIND_COMPLETE;
+		memcpy(a.session, f->hello[0].session, 16);
+		put(f->fd[0], b, lm__enc_ack(b, &a));
+		f->ok = 1;
+	}
+}
+
+static void *fake_rx_main(void *arg)
+{
+	fake_rx *f = arg;
+
+	f->fd[0] = f->fd[1] = -1;
+	if (frx_handshake(f))
+		return NULL;
+	if (f->mode == FRX_REJECT) {
+		frx_reject(f);
+		return NULL;
+	}
+	if (f->mode == FRX_ROUND)
+		frx_round(f);
+	else
+		f->ok = 1;
+	frx_tail(f);
 	return NULL;
+}
+
+/* Listens on a loopback port (rcvbuf: SO_RCVBUF, 0 = default) and starts the
+ * fake receiver thread; addr receives "127.0.0.1:port". */
+static void frx_start(fake_rx *f, pthread_t *t, int rcvbuf, char *addr, size_t cap)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+
+	memset(&a, 0, sizeof(a));
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (rcvbuf)
+		setsockopt(f->lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (f->lfd < 0 || bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(f->lfd, 4) ||
+	    getsockname(f->lfd, (struct sockaddr *)&a, &al)) {
+		perror("fake receiver");
+		exit(2);
+	}
+	snprintf(addr, cap, "127.0.0.1:%d", ntohs(a.sin_port));
+	if (pthread_create(t, NULL, fake_rx_main, f)) {
+		fprintf(stderr, "pthread_create failed\n");
+		exit(2);
+	}
+}
+
+static void frx_end(fake_rx *f, pthread_t t)
+{
+	f->stop = 1;
+	pthread_join(t, NULL);
+	for (int i = 0; i < 2; i++)
+		if (f->fd[i] >= 0)
+			close(f->fd[i]);
+	close(f->lfd);
 }
 
 static void reject_sender_stops_after_receiver_error(void)
@@ -1893,8 +2252,6 @@ static void reject_sender_stops_after_receiver_error(void)
 	const uint64_t len = 32ull << 20;
 	int f0 = lm_test_failures, small = 64 << 10, rc = 0, hung = 0;
 	uint8_t *src = fill_src(len);
-	struct sockaddr_in a;
-	socklen_t al = sizeof(a);
 	lm_sender_config sc;
 	lm_sender *s = NULL;
 	fake_rx f;
@@ -1905,19 +2262,9 @@ static void reject_sender_stops_after_receiver_error(void)
 
 	memset(&f, 0, sizeof(f));
 	memset(&dummy, 0, sizeof(dummy));
-	memset(&a, 0, sizeof(a));
+	f.mode = FRX_REJECT;
 	f.drain = 4u << 20;
-	f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(f.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(f.lfd, (struct sockaddr *)&a, sizeof(a)) || listen(f.lfd, 4) ||
-	    getsockname(f.lfd, (struct sockaddr *)&a, &al)) {
-		perror("fake receiver");
-		exit(2);
-	}
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(a.sin_port));
-	pthread_create(&ft, NULL, fake_rx_main, &f);
+	frx_start(&f, &ft, small, addr, sizeof(addr));
 	memset(&sc, 0, sizeof(sc));
 	sc.channels = 2;
 	sc.timeout_ms = 1000;
@@ -1946,19 +2293,257 @@ static void reject_sender_stops_after_receiver_error(void)
 			CHECK(strstr(lm_sender_errmsg(s), "test rejection") != NULL);
 		}
 	}
-	f.stop = 1;
-	pthread_join(ft, NULL);
+	frx_end(&f, ft);
 	CHECK(f.ok);
-	for (int i = 0; i < 2; i++)
-		if (f.fd[i] >= 0)
-			close(f.fd[i]);
-	close(f.lfd);
 	dummy.rc = rc;
 	report(name, f0, &dummy);
 	if (!hung) {
 		lm_sender_free(s);
 		munmap(src, len);
 	}
+}
+
+/* ---- ROUND_ACK, seen by the real sender ----------------------------------- */
+
+enum { TX_CONNECT, TX_RUN, TX_MIGRATE };
+
+typedef struct tx_job {
+	lm_sender *s;
+	const char *addr;
+	int what;                  /* TX_CONNECT: connect only; else connect, then run/migrate */
+	const lm_live_config *live;
+	int connect_rc, rc;
+	uint64_t ms;               /* the last call's duration */
+} tx_job;
+
+static void *tx_job_main(void *arg)
+{
+	tx_job *j = arg;
+	uint64_t t0 = now_ms();
+
+	j->rc = j->connect_rc = lm_sender_connect(j->s, j->addr);
+	if (!j->rc && j->what != TX_CONNECT) {
+		t0 = now_ms();
+		j->rc = j->what == TX_RUN ? lm_sender_run(j->s) : lm_sender_migrate(j->s, j->live);
+	}
+	j->ms = now_ms() - t0;
+	return NULL;
+}
+
+/* The real sender (2 channels, 64 pages, timeout_ms) against the fake f:
+ * `what` must end with code, and on failure name field in lm_sender_errmsg()
+ * and tell the receiver with ERROR(code) on both channels (docs/protocol.md
+ * §14). For TX_RUN and TX_MIGRATE the connect must succeed. Returns the
+ * failing (or last) call's duration in ms. */
+static uint64_t sender_case(const char *name, fake_rx *f, int what, int timeout_ms,
+			    const lm_live_config *live, int code, const char *field)
+{
+	const uint64_t len = 64 * PS;
+	uint8_t *src = fill_src(len);
+	lm_sender_config sc;
+	tx_job j;
+	pthread_t ft, tt;
+	char addr[64];
+	struct timespec ts;
+	int hung = 0;
+
+	frx_start(f, &ft, 0, addr, sizeof(addr));
+	memset(&sc, 0, sizeof(sc));
+	sc.channels = 2;
+	sc.packet_pages = 16;
+	sc.timeout_ms = timeout_ms;
+	memset(&j, 0, sizeof(j));
+	j.addr = addr;
+	j.what = what;
+	j.live = live;
+	CHECK_EQ(lm_sender_new(&j.s, &sc), 0);
+	CHECK_EQ(lm_sender_add_region(j.s, "ram", src, len), 0);
+	pthread_create(&tt, NULL, tx_job_main, &j);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 8;
+	if (pthread_timedjoin_np(tt, NULL, &ts)) {
+		hung = 1;
+		CHECK(!"the sender returned");
+		fprintf(stderr, "  %s: the sender has not returned after 8 s (hung); leaking it\n",
+			name);
+	} else {
+		const char *msg = lm_sender_errmsg(j.s);
+		const char *call = j.connect_rc || what == TX_CONNECT ? "lm_sender_connect"
+				   : what == TX_RUN ? "lm_sender_run" : "lm_sender_migrate";
+		printf("  %s: %s returned %d after %llu ms: %s\n", name, call, j.rc,
+		       (unsigned long long)j.ms, msg);
+		if (what != TX_CONNECT)
+			CHECK_EQ(j.connect_rc, 0);
+		CHECK_EQ(j.rc, code);
+		if (field && !strstr(msg, field)) {
+			CHECK(strstr(msg, field) != NULL);
+			fprintf(stderr, "  %s: errmsg \"%s\" does not name \"%s\"\n", name, msg, field);
+		}
+	}
+	frx_end(f, ft);
+	if (code && !hung) {
+		if (f->errors != 2 || f->err_code != code) {
+			CHECK_EQ(f->errors, 2);
+			CHECK_EQ(f->err_code, code);
+			fprintf(stderr, "  %s: the receiver read %d ERROR frames (first code %d)\n",
+				name, f->errors, f->err_code);
+		}
+	}
+	if (!hung) {
+		lm_sender_free(j.s);
+		munmap(src, len);
+	}
+	return hung ? ~0ull : j.ms;
+}
+
+static void report_tx(const char *name, int f0)
+{
+	printf("reject %s: %s\n", name, lm_test_failures == f0 ? "ok" : "FAILED");
+	fflush(stdout);
+}
+
+/* The fake receiver itself: it accepts ROUND_ACK, acknowledges round 0 and
+ * COMPLETE, and the sender completes. The sender offers ROUND_ACK (and
+ * requires nothing) on every channel. */
+static void reject_sender_round_ack_baseline(void)
+{
+	const char *name = "sender_round_ack_fake_baseline";
+	int f0 = lm_test_failures;
+	fake_rx f;
+
+	memset(&f, 0, sizeof(f));
+	f.mode = FRX_ROUND;
+	f.features[0] = f.features[1] = LM_FEAT_ROUND_ACK;
+	sender_case(name, &f, TX_RUN, 2000, NULL, 0, NULL);
+	CHECK(f.ok);
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ(f.hello[i].features, LM_FEAT_ROUND_ACK);
+		CHECK_EQ(f.hello[i].required, 0);
+	}
+	CHECK_EQ(f.syncs, 2);
+	CHECK_EQ(f.completes, 1);
+	CHECK(f.data > 0);
+	CHECK_EQ(f.errors, 0);
+	report_tx(name, f0);
+}
+
+/* ACK(HELLO).features: a subset of what the sender offered, the same on
+ * every channel; else lm_sender_connect fails (docs/protocol.md §10). */
+static void ack_features_case(const char *name, uint64_t ch0, uint64_t ch1)
+{
+	int f0 = lm_test_failures;
+	fake_rx f;
+
+	memset(&f, 0, sizeof(f));
+	f.mode = FRX_LISTEN;
+	f.features[0] = ch0;
+	f.features[1] = ch1;
+	sender_case(name, &f, TX_CONNECT, 2000, NULL, LM_EFIELD, "ack.features");
+	CHECK_EQ(f.data + f.syncs + f.completes, 0);
+	report_tx(name, f0);
+}
+
+static void reject_sender_ack_features(void)
+{
+	ack_features_case("sender_ack_features_unknown_bit", 2, 2);
+	ack_features_case("sender_ack_features_unknown_top_bit", 1 | 1ull << 63, 1 | 1ull << 63);
+	ack_features_case("sender_ack_features_differ_1_0", LM_FEAT_ROUND_ACK, 0);
+	ack_features_case("sender_ack_features_differ_0_1", 0, LM_FEAT_ROUND_ACK);
+}
+
+/* The receiver accepted ROUND_ACK; its answer to round 0 is wrong. */
+static void round_reply_case(const char *name, int reply, uint8_t kind, uint64_t round,
+			     int other_session, int timeout_ms, int code, const char *field)
+{
+	int f0 = lm_test_failures;
+	uint64_t ms;
+	fake_rx f;
+
+	memset(&f, 0, sizeof(f));
+	f.mode = FRX_ROUND;
+	f.features[0] = f.features[1] = LM_FEAT_ROUND_ACK;
+	f.reply = reply;
+	f.ack_kind = kind;
+	f.ack_round = round;
+	f.ack_other_session = other_session;
+	ms = sender_case(name, &f, TX_RUN, timeout_ms, NULL, code, field);
+	CHECK(f.ok);
+	CHECK_EQ(f.completes, 0); /* nothing after the bad answer */
+	if (reply == FRX_SILENT) {
+		/* the wait for the ack is one wait for progress: timeout_ms */
+		CHECK(ms >= (uint64_t)timeout_ms - 10);
+		CHECK(ms < (uint64_t)timeout_ms + 1500);
+	}
+	report_tx(name, f0);
+}
+
+static void reject_sender_round_ack(void)
+{
+	round_reply_case("sender_ack_of_wrong_round_7", FRX_ACK, 0, 7, 0, 2000, LM_EFIELD,
+			 "ack of round");
+	round_reply_case("sender_ack_of_round_1_early", FRX_ACK, 0, 1, 0, 2000, LM_EFIELD,
+			 "ack of round");
+	round_reply_case("sender_ack_of_round_2^32", FRX_ACK, 0, 1ull << 32, 0, 2000, LM_EFIELD,
+			 "ack of round");
+	round_reply_case("sender_round_ack_other_session", FRX_ACK, 0, 0, 1, 2000, LM_ESESSION,
+			 "ack.session");
+	round_reply_case("sender_round_ack_of_complete", FRX_ACK, LM_KIND_COMPLETE, 0, 0, 2000,
+			 LM_EFIELD, "ack.kind");
+	round_reply_case("sender_round_ack_of_hello", FRX_ACK, LM_KIND_HELLO, 0, 0, 2000,
+			 LM_EFIELD, "ack.kind");
+	round_reply_case("sender_round_error_frame", FRX_ERROR, 0, 0, 0, 2000, LM_EPEER,
+			 "test round refusal");
+	round_reply_case("sender_round_ack_silence", FRX_SILENT, 0, 0, 0, 300, LM_ETIMEDOUT, NULL);
+}
+
+typedef struct live_calls {
+	int pause, resume, dirty_log;
+} live_calls;
+
+static int lc_pause(void *u)
+{
+	((live_calls *)u)->pause++;
+	return 0;
+}
+
+static void lc_resume(void *u)
+{
+	((live_calls *)u)->resume++;
+}
+
+static int lc_dirty_log(void *u, uint32_t region, uint64_t *bitmap, uint64_t pages)
+{
+	(void)region;
+	(void)bitmap;
+	(void)pages;
+	((live_calls *)u)->dirty_log++;
+	return 0;
+}
+
+/* A receiver without ROUND_ACK has no round barrier: lm_sender_migrate
+ * refuses before anything is sent or paused (docs/protocol.md §12). */
+static void reject_sender_migrate_without_round_ack(void)
+{
+	const char *name = "sender_migrate_receiver_without_round_ack";
+	int f0 = lm_test_failures;
+	live_calls calls = {0, 0, 0};
+	lm_live_config lc;
+	fake_rx f;
+
+	memset(&f, 0, sizeof(f));
+	f.mode = FRX_LISTEN; /* accepts no feature */
+	memset(&lc, 0, sizeof(lc));
+	lc.dirty = LM_DIRTY_CALLBACK;
+	lc.dirty_log = lc_dirty_log;
+	lc.pause = lc_pause;
+	lc.resume = lc_resume;
+	lc.user = &calls;
+	sender_case(name, &f, TX_MIGRATE, 1000, &lc, LM_EFEATURE, "does not acknowledge rounds");
+	CHECK_EQ(calls.pause, 0);
+	CHECK_EQ(calls.resume, 0);
+	CHECK_EQ(calls.dirty_log, 0);
+	CHECK_EQ(f.data + f.syncs + f.completes, 0);
+	report_tx(name, f0);
 }
 
 /* The right session id, a channel index already taken: refused, and the
@@ -2037,6 +2622,7 @@ static const struct {
 	C(reject_hello_body_length),
 	C(reject_hello_max_channels),
 	C(reject_hello_mismatch),
+	C(reject_hello_features_mismatch),
 	C(reject_region_name_len_0),
 	C(reject_region_name_nul),
 	C(reject_region_length_mismatch),
@@ -2070,6 +2656,8 @@ static const struct {
 	C(reject_complete_checksum),
 	C(reject_complete_unsynced_packets),
 	C(reject_data_after_complete),
+	C(reject_round_ack),
+	C(reject_features_unknown_bits),
 	C(reject_unexpected_kinds),
 	C(reject_peer_error),
 	C(reject_peer_eof_mid_packet),
@@ -2082,6 +2670,10 @@ static const struct {
 	C(reject_intruder_bad_hello),
 	C(reject_intruder_idle),
 	C(reject_sender_stops_after_receiver_error),
+	C(reject_sender_round_ack_baseline),
+	C(reject_sender_ack_features),
+	C(reject_sender_round_ack),
+	C(reject_sender_migrate_without_round_ack),
 #undef C
 };
 
