@@ -618,6 +618,23 @@ static int read_regions(lm__rx_chan *ch, lm__err *e)
 /* Adopts the first valid hello as the session; later ones must match it.
  * Returns 0 when ch becomes channel h->channel, >0 to refuse only this
  * connection (the session goes on), <0 to fail the session. */
+/* A later channel's hello must describe the session channel 0 opened. */
+static int same_shape(const lm_receiver *r, const lm__hello *h, lm__err *e)
+{
+	const char *f = h->channels != r->channels         ? "channels"
+			: h->page_size != r->page_size       ? "page_size"
+			: h->packet_pages != r->packet_pages ? "packet_pages"
+			: h->codec != r->codec               ? "codec"
+			: h->region_count != r->region_count ? "region_count"
+			: (h->features & LM_FEAT_KNOWN) != r->features ? "features"
+								       : NULL;
+
+	if (!f)
+		return 0;
+	lm__err_set(e, "hello.%s differs from channel 0's", f);
+	return LM_EFIELD;
+}
+
 static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -644,13 +661,7 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;
 		goto out;
-	} else if (h->channels != r->channels || h->page_size != r->page_size ||
-		   h->packet_pages != r->packet_pages || h->codec != r->codec ||
-		   h->region_count != r->region_count ||
-		   (h->features & LM_FEAT_KNOWN) != r->features) {
-		lm__err_set(e, "hello fields differ from channel 0's (channels, page_size, "
-			       "packet_pages, codec, region_count or features)");
-		rc = LM_EFIELD;
+	} else if ((rc = same_shape(r, h, e))) {
 		goto out;
 	}
 	if (r->chan[h->channel]) {
