@@ -84,6 +84,8 @@ static int setup(live *L, lm__err *e)
 			   s->page_size, e);
 	if (rc)
 		return rc;
+	snprintf(s->live_st.dirty_source, sizeof(s->live_st.dirty_source), "%s",
+		 lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP ? "uffd-wp" : "callback");
 	if ((rc = lm__sender_set_live(s)))
 		return rc;
 	return lm__dirty_start(L->dirty, e);

@@ -103,12 +103,12 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    ",\"live\":true,\"dirty_pages\":%llu,\"remaining\":%llu,"
 		    "\"dirty_pages_rate\":%.0f,\"bandwidth_mbps\":%.2f,"
 		    "\"expected_downtime_ms\":%llu,\"downtime_ms\":%llu,\"precopy_bytes\":%llu,"
-		    "\"downtime_bytes\":%llu,\"throttle_pct\":%u",
+		    "\"downtime_bytes\":%llu,\"throttle_pct\":%u,\"dirty_source\":\"%s\"",
 		    (unsigned long long)st->dirty_pages, (unsigned long long)st->remaining_bytes,
 		    st->dirty_pages_rate, st->bandwidth_mbps,
 		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
-		    st->throttle_pct);
+		    st->throttle_pct, st->dirty_source);
 		return;
 	}
 	put(buf, cap, len,
@@ -119,11 +119,12 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    "bandwidth: %.2f mbps\n"
 	    "transferred before downtime: %llu kbytes\n"
 	    "transferred in downtime: %llu kbytes\n"
-	    "cpu throttle percentage: %u\n",
+	    "cpu throttle percentage: %u\n"
+	    "dirty tracking: %s\n",
 	    (unsigned long long)st->downtime_ms, (unsigned long long)st->expected_downtime_ms,
 	    (unsigned long long)(st->remaining_bytes >> 10), st->dirty_pages_rate,
 	    st->bandwidth_mbps, (unsigned long long)(st->precopy_bytes >> 10),
-	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct);
+	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct, st->dirty_source);
 }
 
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
