@@ -4,7 +4,8 @@
  *
  * Input layout:
  *   byte 0   session shape: bit 0 channels 2 (else 1); bit 1 packet_pages 3
- *            (else 128); bit 2 region 1 is the fresh one (else region 0).
+ *            (else 128); bit 2 region 1 is the fresh one (else region 0);
+ *            bit 3 the session has ROUND_ACK (acks go to /dev/null).
  *   rest     what the sender would send after the hello ack: DATA, SYNC,
  *            COMPLETE, ERROR frames. It is put in a memfd the conn reads;
  *            the conn writes (the completion ack) go to /dev/null.
@@ -67,6 +68,7 @@ static const char *const region_name[NREGIONS] = {"ram", "heap"};
 #define CFG_TWO_CHANNELS 1u
 #define CFG_SMALL_PACKETS 2u
 #define CFG_FRESH_1 4u
+#define CFG_ROUND_ACK 8u /* the session accepted ROUND_ACK: channel 0 acks rounds */
 
 static int fill_memfd(const uint8_t *p, size_t n)
 {
@@ -131,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->channels = (cfg & CFG_TWO_CHANNELS) ? 2 : 1;
 	r->page_size = PS;
 	r->packet_pages = (cfg & CFG_SMALL_PACKETS) ? 3 : 128;
+	r->features = (cfg & CFG_ROUND_ACK) ? LM_FEAT_ROUND_ACK : 0;
 	r->codec = LM_CODEC_NONE;
 	r->region_count = NREGIONS;
 	for (int i = 0; i < NREGIONS; i++) {
@@ -481,6 +484,7 @@ int main(int argc, char **argv)
 	write_seed("two-rounds", 0, &g, 0);
 	/* The same stream with the other region fresh. */
 	write_seed("two-rounds-fresh1", CFG_FRESH_1, &g, 0);
+	write_seed("two-rounds-round-ack", CFG_FRESH_1 | CFG_ROUND_ACK, &g, 0);
 
 	/* Zero pages, sync, then the sender reports an error. */
 	init_content(content, 2);
