@@ -173,7 +173,10 @@ static int uffd_open_reason(int err, char *why, size_t cap)
 		return LM_EFEATURE;
 	}
 	if (err == -EPERM) {
-		why_set(why, cap, "userfaultfd: EPERM (vm.unprivileged_userfaultfd=0?)");
+		/* Not the sysctl when user-mode-only was accepted as a flag:
+		 * then a seccomp profile (containers' default one) or an LSM. */
+		why_set(why, cap, "userfaultfd: EPERM (vm.unprivileged_userfaultfd=0? or a "
+				  "seccomp/LSM policy, such as a container's)");
 		return err;
 	}
 	snprintf(buf, sizeof(buf), "userfaultfd: %s", errname(-err));

@@ -20,9 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -147,6 +152,15 @@ static uint8_t peek(const volatile uint8_t *p)
 	return *p;
 }
 
+static int nop_log(void *user, uint32_t region, uint64_t *bitmap, uint64_t pages)
+{
+	(void)user;
+	(void)region;
+	(void)bitmap;
+	(void)pages;
+	return 0;
+}
+
 /* ---- (a) probe ------------------------------------------------------------------ */
 
 static int test_probe(void)
@@ -174,6 +188,99 @@ static int test_probe(void)
 	CHECK_EQ(lm_dirty_probe(NULL, 0), rc);
 	CHECK_EQ(lm_dirty_probe(why, 0), rc);
 	return rc;
+}
+
+/* The failure paths, on a kernel that has everything: a child process
+ * whose seccomp filter makes one system call fail as an older or locked
+ * down kernel would. The child's checks are reported by its exit status. */
+enum { FAKE_UFFD_ENOSYS, FAKE_UFFD_EPERM, FAKE_API_EINVAL, FAKE_SCAN_ENOTTY };
+
+static int fake_install(int which)
+{
+	/* The low half of ioctl's request (the kernel compares all 64 bits
+	 * of args[1], but these requests fit in 32). */
+	const uint32_t arg1 = offsetof(struct seccomp_data, args[1])
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+			      + 4
+#endif
+		;
+	uint32_t nr = which <= FAKE_UFFD_EPERM ? SYS_userfaultfd : SYS_ioctl;
+	uint32_t req = which == FAKE_API_EINVAL ? (uint32_t)UFFDIO_API : (uint32_t)PAGEMAP_SCAN;
+	uint32_t err = which == FAKE_UFFD_ENOSYS ? ENOSYS
+		       : which == FAKE_UFFD_EPERM ? EPERM
+		       : which == FAKE_API_EINVAL ? EINVAL
+						  : ENOTTY;
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 4),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 2), /* userfaultfd: fail */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, arg1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, req, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0 ? -1 : 0;
+}
+
+/* In the child: the probe's code and reason, and what new() makes of it. */
+static void fake_child(int which)
+{
+	static const char *const want[] = {
+		[FAKE_UFFD_ENOSYS] = "ENOSYS",
+		[FAKE_UFFD_EPERM] = "vm.unprivileged_userfaultfd",
+		[FAKE_API_EINVAL] = "lacks UFFD_FEATURE_WP_ASYNC",
+		[FAKE_SCAN_ENOTTY] = "PAGEMAP_SCAN not supported (ENOTTY",
+	};
+	char why[256] = "";
+	uint8_t *m = map_anon(1 * MiB);
+	tk t = {.n = 1, .ps = 4096};
+	int rc;
+
+	if (fake_install(which) != 0) {
+		printf("fake %d: seccomp unavailable, not tested\n", which);
+		_exit(0);
+	}
+	rc = lm_dirty_probe(why, sizeof(why));
+	printf("fake %d: probe %d: %s\n", which, rc, why);
+	CHECK_EQ(rc, which == FAKE_UFFD_EPERM ? -EPERM : LM_EFEATURE);
+	CHECK(strstr(why, want[which]) != NULL);
+	t.r[0] = (lm__dirty_region){m, 1 * MiB};
+	CHECK_EQ(tk_new(&t, LM_DIRTY_UFFD_WP, nop_log, NULL), LM_EFEATURE);
+	CHECK(strstr(t.e.msg, want[which]) != NULL);
+	tk_free(&t);
+	CHECK_EQ(tk_new(&t, LM_DIRTY_AUTO, NULL, NULL), LM_EFEATURE);
+	CHECK(strstr(t.e.msg, want[which]) != NULL);
+	tk_free(&t);
+	CHECK_EQ(tk_new(&t, LM_DIRTY_AUTO, nop_log, NULL), 0);
+	if (t.d) {
+		CHECK_EQ(lm__dirty_kind(t.d), LM_DIRTY_CALLBACK);
+		CHECK(strstr(t.e.msg, "callback") && strstr(t.e.msg, want[which]));
+	}
+	tk_free(&t);
+	fflush(stdout);
+	_exit(lm_test_failures ? 1 : 0);
+}
+
+static void test_probe_failures(void)
+{
+	for (int which = FAKE_UFFD_ENOSYS; which <= FAKE_SCAN_ENOTTY; which++) {
+		int status = -1;
+		pid_t pid;
+
+		fflush(stdout);
+		pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0)
+			fake_child(which);
+		if (pid < 0)
+			return;
+		CHECK_EQ(waitpid(pid, &status, 0), pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
 }
 
 /* ---- (b) uffd basics ------------------------------------------------------------- */
@@ -722,15 +829,6 @@ out:
 	lm__dirty_stop(NULL);
 }
 
-static int nop_log(void *user, uint32_t region, uint64_t *bitmap, uint64_t pages)
-{
-	(void)user;
-	(void)region;
-	(void)bitmap;
-	(void)pages;
-	return 0;
-}
-
 /* A userfaultfd of our own with WP async, owning [p, p + len). */
 static int foreign_uffd(void *p, uint64_t len)
 {
@@ -891,5 +989,7 @@ int main(void)
 	}
 	test_callback();
 	test_auto(have_uffd);
+	if (have_uffd)
+		test_probe_failures();
 	TEST_DONE("test_dirty");
 }
