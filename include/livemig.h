@@ -210,7 +210,9 @@ typedef enum lm_dirty_source {
 	LM_DIRTY_AUTO = 0,     /* userfaultfd write-protect if the kernel has it,
 				  else the callback if one is given, else fail */
 	LM_DIRTY_UFFD_WP = 1,  /* userfaultfd WP async + PAGEMAP_SCAN (Linux >= 6.7);
-				  private anonymous, shmem or hugetlb memory */
+				  any mapping, but only writes through this
+				  process's mappings are seen (not pwrite(2) to a
+				  file, not another process writing shared memory) */
 	LM_DIRTY_CALLBACK = 2, /* the application's dirty_log (KVM_GET_DIRTY_LOG style) */
 } lm_dirty_source;
 
