@@ -259,6 +259,14 @@ typedef struct lm_live_config {
 	uint32_t throttle_initial;   /* default 20, as QEMU's cpu-throttle-initial */
 	uint32_t throttle_increment; /* default 10, as cpu-throttle-increment */
 	uint32_t throttle_max;       /* default 99, as max-cpu-throttle */
+	/* 0 (default): the checksums sent at the switchover are built from the
+	 * pages as they were sent, so they prove the transfer but trust the
+	 * dirty source: a write it missed leaves the destination different.
+	 * 1: they are computed over all of the paused source memory, so such a
+	 * miss fails the migration (LM_ECHECKSUM) and the workload resumes;
+	 * costs hashing every region in the downtime (about 50 ms per GiB on
+	 * two cores here). */
+	int verify_source;
 } lm_live_config;
 
 /* Live pre-copy on a connected sender, as QEMU does it: arms dirty tracking,

@@ -103,6 +103,11 @@ void lm__sumtree_reopen(lm__sumtree *t, uint64_t off)
 	}
 }
 
+void lm__sumtree_invalidate(lm__sumtree *t)
+{
+	memset(t->done, 0, t->nblocks);
+}
+
 /* A block counts as hashed only if it completed exactly: a page landed
  * twice (a bad peer, or a later round on the receiver) leaves left != 0 and
  * the block is hashed again here. */

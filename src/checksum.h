@@ -41,6 +41,9 @@ void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
 /* Main thread, channels quiet: the page at off will be sent (landed) once
  * more, so its block is hashed again when that page lands. */
 void lm__sumtree_reopen(lm__sumtree *t, uint64_t off);
+/* Channels quiet: every block is hashed again from memory by the next
+ * refresh or final. */
+void lm__sumtree_invalidate(lm__sumtree *t);
 /* Channels quiet: hashes every block not hashed since its last landing (a
  * later round's pages, or pages landed twice), on up to threads threads. */
 int lm__sumtree_refresh(lm__sumtree *t, unsigned threads);

@@ -95,7 +95,6 @@ static void round_begin(live *L)
 {
 	lm__sender_counts(L->s, &L->r_normal, &L->r_zero, &L->r_wire);
 	L->r_t0 = lm__now_us();
-	L->s->rate_t0 = 0; /* the rate window opens with the round */
 }
 
 /* Reads the dirty set and measures the round that just ended. */
@@ -259,8 +258,11 @@ static int switchover(live *L, lm__err *e)
 		return rc;
 	l->dirty_pages = dirty;
 	l->remaining_bytes = dirty * s->page_size;
-	if ((rc = lm__sender_send_dirty(s, L->bm)) || (rc = lm__sender_sync(s)) ||
-	    (rc = lm__sender_complete(s)))
+	if ((rc = lm__sender_send_dirty(s, L->bm)) || (rc = lm__sender_sync(s)))
+		return rc;
+	for (uint32_t i = 0; L->c.verify_source && i < s->nregions; i++)
+		lm__sumtree_invalidate(&s->regions[i].sum);
+	if ((rc = lm__sender_complete(s)))
 		return rc;
 	l->downtime_ms = (lm__now_us() - t_pause + 500) / 1000;
 	l->downtime_bytes = transferred(s) - l->precopy_bytes;

@@ -314,24 +314,36 @@ static int wait_all_idle(lm_sender *s)
 	return rc;
 }
 
-/* max_bandwidth: holds the next packet until the bytes sent since the
- * window opened fit the rate. Sleeping here, not in the channels, keeps
- * every channel's share even and costs no thread. */
+/* max_bandwidth as a token bucket: bytes are charged as the channels report
+ * them written, tokens refill at the rate and are capped at one packet, so
+ * idle time between rounds (dirty scans, syncs) buys no burst. At most the
+ * packets in flight on the channels are sent ahead of their charge. Sleeping
+ * here, not in the channels, keeps every channel's share even. */
 static void pace(lm_sender *s)
 {
-	uint64_t now, sent, due_us;
+	double cap = (double)s->packet_pages * s->page_size;
 
 	if (!s->rate_limit)
 		return;
-	now = lm__now_us();
-	if (!s->rate_t0) {
-		s->rate_t0 = now;
-		s->rate_b0 = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+	if (cap < 65536)
+		cap = 65536;
+	for (;;) {
+		uint64_t now = lm__now_us(), seen = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+		if (!s->rate_last_us) { /* the bucket starts full */
+			s->rate_last_us = now;
+			s->rate_seen = seen;
+			s->rate_tokens = cap;
+		}
+		s->rate_tokens += (double)(now - s->rate_last_us) * (double)s->rate_limit / 1e6;
+		if (s->rate_tokens > cap)
+			s->rate_tokens = cap;
+		s->rate_tokens -= (double)(seen - s->rate_seen);
+		s->rate_last_us = now;
+		s->rate_seen = seen;
+		if (s->rate_tokens >= 0)
+			return;
+		usleep((useconds_t)(-s->rate_tokens * 1e6 / (double)s->rate_limit) + 1);
 	}
-	sent = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED) - s->rate_b0;
-	due_us = (uint64_t)((double)sent * 1e6 / (double)s->rate_limit);
-	if (due_us > now - s->rate_t0)
-		usleep((useconds_t)(due_us - (now - s->rate_t0)));
 }
 
 /* The packet of n pages whose offsets the caller then writes into the
@@ -340,9 +352,9 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 {
 	lm__tx_chan *ch;
 
-	pace(s);
 	if (!(ch = idle_channel(s)))
 		return NULL;
+	pace(s); /* after the wait: the packet just finished is charged */
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
 	ch->job_region = rid;

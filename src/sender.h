@@ -72,7 +72,8 @@ struct lm_sender {
 	/* Owner: the thread driving the sender. */
 	int live;                 /* pages may change while they are sent */
 	uint64_t rate_limit;      /* bytes/s for dispatch, 0 = none */
-	uint64_t rate_t0, rate_b0;/* the rate window's start: time, wire_bytes */
+	double rate_tokens;       /* the bucket (pace()): bytes we may send */
+	uint64_t rate_last_us, rate_seen; /* last refill; wire_bytes charged */
 	lm_stats live_st;         /* live fields, filled by live.c */
 	uint32_t next_ch, round;
 	uint64_t next_packet;

@@ -1203,7 +1203,7 @@ static void test_patterns(lm_codec_id codec, int negative)
 	uint64_t s0 = 0x77;
 
 	snprintf(label, sizeof(label), "patterns %s%s", lm_codec_name(codec),
-		 negative ? " hidden write" : "");
+		 negative == 1 ? " hidden write, verify_source" : negative ? " hidden write, trusted" : "");
 	memset(&P, 0, sizeof(P));
 	memset(&ss, 0, sizeof(ss));
 	memset(&rs, 0, sizeof(rs));
@@ -1253,6 +1253,7 @@ static void test_patterns(lm_codec_id codec, int negative)
 	lc.max_bandwidth = 4 * MIB;
 	lc.max_rounds = negative ? 3 : P_ROUNDS;
 	lc.on_limit = LM_LIMIT_SWITCHOVER;
+	lc.verify_source = negative == 1;
 	if (lm_sender_connect(s, addr) == 0)
 		rc = lm_sender_migrate(s, &lc);
 	else
@@ -1293,11 +1294,25 @@ static void test_patterns(lm_codec_id codec, int negative)
 				}
 			}
 		}
+	} else if (negative == 2) {
+		void *base = NULL;
+		uint64_t len = 0;
+		/* Documented (lm_live_config.verify_source): by default the
+		 * checksums are built from the pages as sent, so a write the log
+		 * never reported is not seen and the copy differs in that page. */
+		CHECK_EQ(P.hidden, 1);
+		CHECK_EQ(rc, 0);
+		CHECK_EQ(rx.rc, 0);
+		CHECK_EQ(P.resume_calls, 0);
+		CHECK_EQ(lm_receiver_region(r, names[0], &base, &len), 0);
+		CHECK(base && len == P.len[0] &&
+		      memcmp((uint8_t *)base + 40 * 4096, P.base[0] + 40 * 4096, 4096) != 0);
 	} else {
 		void *base;
 		uint64_t len;
-		/* The destination misses a write the log never reported: its
-		 * verification must refuse the copy, and the workload resumes. */
+		/* The destination misses a write the log never reported: with
+		 * verify_source the sender's checksums come from the paused
+		 * memory, the destination refuses the copy, the workload resumes. */
 		CHECK_EQ(P.hidden, 1);
 		CHECK_EQ(rc, LM_ECHECKSUM);
 		if (rc == 0 && lm_receiver_region(r, names[0], &base, &len) == 0 && len == P.len[0])
@@ -1683,7 +1698,8 @@ int main(int argc, char **argv)
 	for (unsigned c = 0; (!only || only == 2) && c < sizeof(codecs) / sizeof(codecs[0]); c++)
 		test_patterns(codecs[c], 0);
 	if (!only || only == 2) {
-		test_patterns(LM_CODEC_NONE, 1);
+		test_patterns(LM_CODEC_NONE, 1); /* verify_source: the miss fails it */
+		test_patterns(LM_CODEC_NONE, 2); /* default: the log is trusted */
 	}
 	if (!only || only == 3) {
 		test_outdirty(OUT_ROUNDS_FAIL);
