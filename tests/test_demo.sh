@@ -124,6 +124,11 @@ check "busy: exits 0" test "$rc" = 0
 check "busy: verified line" verified "$tmp/busy.out"
 check "busy: the codec is named" grep -q "codec: zstd" "$tmp/busy.out"
 
+echo "== demo --verify-source"
+run verify "${small[@]}" --verify-source --codec lz4
+check "verify-source: exits 0" test "$rc" = 0
+check "verify-source: verified line" verified "$tmp/verify.out"
+
 # ---- JSON ---------------------------------------------------------------------
 
 echo "== demo --json"

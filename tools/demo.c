@@ -54,7 +54,7 @@ typedef struct demo_opts {
 	int level;
 	lm_limit_action on_limit;
 	lm_dirty_source dirty;
-	int no_auto_converge, netns, json, quiet, probe;
+	int no_auto_converge, verify_source, netns, json, quiet, probe;
 } demo_opts;
 
 /* What the destination reports over the pipe: a header, then text_len
@@ -98,7 +98,7 @@ static void usage(FILE *f, int full)
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
 		"                    [--no-auto-converge] [--dirty uffd|callback|auto]\n"
-		"                    [--netns] [--json] [--quiet]\n"
+		"                    [--verify-source] [--netns] [--json] [--quiet]\n"
 		"       livemig demo --probe\n");
 	if (!full)
 		return;
@@ -111,7 +111,9 @@ static void usage(FILE *f, int full)
 		"--dirty auto (uffd-wp when the kernel has it, else the workload's dirty log),\n"
 		"on loopback. --netns runs the source in netns " NS_SRC " and the destination in\n"
 		NS_DST " (" NS_DST_ADDR "). --json prints one JSON object on stdout (the rest\n"
-		"goes to stderr). --probe tells whether uffd-wp is available (exit 0) or not (1).\n");
+		"goes to stderr). --probe tells whether uffd-wp is available (exit 0) or not (1).\n"
+		"--verify-source makes the sender checksum all of the paused memory (a write\n"
+		"the dirty tracking missed then fails the migration; costs downtime).\n");
 }
 
 /* Bytes with an optional binary suffix K, M, G or T (then an optional B or
@@ -196,6 +198,7 @@ static int parse_level(const char *s, int *out)
 enum {
 	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
+	O_VERIFY,
 };
 
 /* One option's value; -1 after printing what is wrong. */
@@ -222,6 +225,7 @@ static int parse_one(int c, const char *a, demo_opts *o)
 		}
 		return bad("--on-limit is fail or switchover");
 	case O_NO_AC: o->no_auto_converge = 1; return 0;
+	case O_VERIFY: o->verify_source = 1; return 0;
 	case O_NETNS: o->netns = 1; return 0;
 	case O_JSON: o->json = 1; return 0;
 	case O_QUIET: o->quiet = 1; return 0;
@@ -244,6 +248,7 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"no-auto-converge", no_argument, 0, O_NO_AC}, {"dirty", required_argument, 0, O_DIRTY},
 		{"netns", no_argument, 0, O_NETNS}, {"json", no_argument, 0, O_JSON},
 		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},
+		{"verify-source", no_argument, 0, O_VERIFY},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
@@ -778,6 +783,7 @@ static void live_config(demo *d, lm_live_config *lc)
 		.max_bandwidth = d->o.max_bandwidth,
 		.on_limit = d->o.on_limit,
 		.no_auto_converge = d->o.no_auto_converge,
+		.verify_source = d->o.verify_source,
 	};
 }
 
