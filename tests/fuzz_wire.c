@@ -338,7 +338,7 @@ static void do_ack(const uint8_t *p, size_t n)
 	if (n <= UINT32_MAX && lm__dec_ack(q, (uint32_t)n, &a, &e) == 0) {
 		fz_decoded++;
 		CHECK(n == LM_ACK_LEN);
-		CHECK(a.kind == LM_KIND_HELLO || a.kind == LM_KIND_COMPLETE);
+		CHECK(a.kind == LM_KIND_HELLO || a.kind == LM_KIND_SYNC || a.kind == LM_KIND_COMPLETE);
 		CHECK(a.status == 0);
 		CHECK(lm__enc_ack(buf, &a) == sizeof(buf));
 		CHECK(memcmp(buf + LM_FRAME_HDR, q, LM_ACK_LEN) == 0);
