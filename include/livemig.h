@@ -264,8 +264,8 @@ typedef struct lm_live_config {
 	 * dirty source: a write it missed leaves the destination different.
 	 * 1: they are computed over all of the paused source memory, so such a
 	 * miss fails the migration (LM_ECHECKSUM) and the workload resumes;
-	 * costs hashing every region in the downtime (about 50 ms per GiB on
-	 * two cores here). */
+	 * costs hashing every region in the downtime (about 55 ms per GiB on
+	 * two cores here, docs/benchmarks.md). */
 	int verify_source;
 } lm_live_config;
 
