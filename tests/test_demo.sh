@@ -124,6 +124,16 @@ check "busy: exits 0" test "$rc" = 0
 check "busy: verified line" verified "$tmp/busy.out"
 check "busy: the codec is named" grep -q "codec: zstd" "$tmp/busy.out"
 
+echo "== demo on a terminal (script(1) gives it one)"
+rc=0
+timeout -k 5 120 script -qfec "'$lm' demo ${small[*]} --seed $seed" /dev/null >"$tmp/tty.out" 2>&1 || rc=$?
+check "tty: exits 0" test "$rc" = 0
+# The terminal turns every LF into CR LF: a redraw is a CR not followed by LF.
+check "tty: the progress line is redrawn in place (bare CR)" python3 -c '
+import re, sys; sys.exit(0 if re.search(rb"\r(?!\n)", open(sys.argv[1], "rb").read()) else 1)' "$tmp/tty.out"
+check "tty: with a bar" grep -qE '\[[#.]{20}\]' "$tmp/tty.out"
+check "tty: verified line" sh -c "tr -d '\r' <'$tmp/tty.out' | grep -q '^demo: verified: destination memory equals'"
+
 echo "== demo --verify-source"
 run verify "${small[@]}" --verify-source --codec lz4
 check "verify-source: exits 0" test "$rc" = 0
