@@ -151,6 +151,7 @@ typedef struct lm_stats {
 	uint64_t downtime_bytes; /* transferred while paused */
 	uint32_t throttle_pct;   /* highest auto-converge throttle applied */
 	char dirty_source[16];   /* "uffd-wp" or "callback": the one in use */
+	char dirty_note[256];    /* LM_DIRTY_AUTO fell back: why uffd-wp was not used */
 	uint32_t n_engines;
 	lm_engine_stats engines[LM_MAX_ENGINES];
 } lm_stats;

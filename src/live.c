@@ -84,6 +84,9 @@ static int setup(live *L, lm__err *e)
 			   s->page_size, e);
 	if (rc)
 		return rc;
+	/* AUTO fell back to the callback: the reason is news, not an error. */
+	snprintf(s->live_st.dirty_note, sizeof(s->live_st.dirty_note), "%s", e->msg);
+	e->msg[0] = 0;
 	snprintf(s->live_st.dirty_source, sizeof(s->live_st.dirty_source), "%s",
 		 lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP ? "uffd-wp" : "callback");
 	if ((rc = lm__sender_set_live(s)))

@@ -1009,6 +1009,7 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->downtime_bytes = l->downtime_bytes;
 		st->throttle_pct = l->throttle_pct;
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
+		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
 	}
 }
 

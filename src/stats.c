@@ -95,6 +95,22 @@ static void format_engines(const lm_stats *st, int json, char *buf, size_t cap, 
 	}
 }
 
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void put_json_str(char *buf, size_t cap, int *len, const char *s)
+{
+	put(buf, cap, len, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			put(buf, cap, len, "\\%c", c);
+		else if (c < 0x20)
+			put(buf, cap, len, "\\u%04x", c);
+		else
+			put(buf, cap, len, "%c", c);
+	}
+	put(buf, cap, len, "\"");
+}
+
 /* Live migration's lines, named as in QEMU's `info migrate`. */
 static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int *len)
 {
@@ -109,6 +125,8 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
 		    st->throttle_pct, st->dirty_source);
+		put(buf, cap, len, ",\"dirty_note\":");
+		put_json_str(buf, cap, len, st->dirty_note);
 		return;
 	}
 	put(buf, cap, len,
@@ -120,11 +138,12 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    "transferred before downtime: %llu kbytes\n"
 	    "transferred in downtime: %llu kbytes\n"
 	    "cpu throttle percentage: %u\n"
-	    "dirty tracking: %s\n",
+	    "dirty tracking: %s%s%s%s\n",
 	    (unsigned long long)st->downtime_ms, (unsigned long long)st->expected_downtime_ms,
 	    (unsigned long long)(st->remaining_bytes >> 10), st->dirty_pages_rate,
 	    st->bandwidth_mbps, (unsigned long long)(st->precopy_bytes >> 10),
-	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct, st->dirty_source);
+	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct, st->dirty_source,
+	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
 }
 
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)

@@ -44,13 +44,16 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "livemig.h"
+#include "uffd_compat.h"
 
 #define UNIT 4096u         /* the workload's write unit */
 #define MIB (1ull << 20)
@@ -560,6 +563,7 @@ typedef struct run {
 	lm_sender_config sc;
 	lm_live_config lc;
 	int remote;        /* the receiver in a child process */
+	int foreign;       /* another userfaultfd owns the memory: AUTO falls back */
 	/* results */
 	lm_sender *s;
 	lm_receiver *r;
@@ -869,7 +873,8 @@ static void check_done(workload *w, run *R)
 	CHECK(st->precopy_bytes + st->downtime_bytes <= st->transferred);
 	CHECK(st->downtime_ms * 1000 <= st->total_time_us + 1000);
 	/* The source in use: uffd-wp when asked for or when AUTO finds it. */
-	want = R->lc.dirty == LM_DIRTY_CALLBACK || (R->lc.dirty == LM_DIRTY_AUTO && !have_uffd)
+	want = R->lc.dirty == LM_DIRTY_CALLBACK ||
+		       (R->lc.dirty == LM_DIRTY_AUTO && (!have_uffd || R->foreign))
 		       ? "callback" : "uffd-wp";
 	CHECK(strncmp(st->dirty_source, want, sizeof(st->dirty_source)) == 0);
 	if (strncmp(st->dirty_source, want, sizeof(st->dirty_source)))
@@ -977,19 +982,44 @@ static void test_args(void)
  * writers. With
  * AUTO and a dirty_log given, uffd-wp wins when the kernel has it: the
  * callback is never called. */
-static void test_converge(lm_codec_id codec, lm_dirty_source src, int argchecks)
+/* Another userfaultfd (WP async, so writes never block) owns [p, p + len):
+ * livemig's registration then fails with EBUSY. */
+static int foreign_uffd(void *p, uint64_t len)
+{
+	struct uffdio_api api = {.api = UFFD_API,
+				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
+	struct uffdio_register reg = {.range = {(uintptr_t)p, len}, .mode = UFFDIO_REGISTER_MODE_WP};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, UFFDIO_API, &api) < 0 || ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* foreign: LM_DIRTY_AUTO must fall back to the callback and say why. */
+static void test_converge(lm_codec_id codec, lm_dirty_source src, int argchecks, int foreign)
 {
 	const uint64_t len = 16 * MIB;
 	char label[96];
 	workload w;
 	run R;
 	uint8_t *mem = map_anon(len);
-	int cb = src != LM_DIRTY_UFFD_WP;
+	int cb = src != LM_DIRTY_UFFD_WP, ffd = -1;
 
-	snprintf(label, sizeof(label), "converge %s %s%s", lm_codec_name(codec), src_name(src),
-		 src == LM_DIRTY_AUTO ? "+callback" : "");
+	snprintf(label, sizeof(label), "converge %s %s%s%s", lm_codec_name(codec), src_name(src),
+		 src == LM_DIRTY_AUTO ? "+callback" : "", foreign ? " (region owned by another uffd)" : "");
+	if (foreign) {
+		ffd = foreign_uffd(mem, len);
+		CHECK(ffd >= 0);
+	}
 	memset(&R, 0, sizeof(R));
 	R.label = label;
+	R.foreign = foreign;
 	wl_init(&w, 4096);
 	CHECK_EQ(wl_add(&w, "ram", mem, len), 0);
 	w.track = cb;
@@ -1016,12 +1046,22 @@ static void test_converge(lm_codec_id codec, lm_dirty_source src, int argchecks)
 		CHECK_EQ(R.ss.throttle_pct, 0);
 		if (src == LM_DIRTY_CALLBACK)  /* arm, every round's sync, the last */
 			CHECK_EQ(w.dirty_calls[0], w.progress_calls + 2);
-		if (src == LM_DIRTY_AUTO)
+		if (src == LM_DIRTY_AUTO && !foreign) {
 			CHECK_EQ(w.dirty_calls[0], have_uffd ? 0 : w.progress_calls + 2);
+			CHECK_EQ(strcmp(R.ss.dirty_source, have_uffd ? "uffd-wp" : "callback"), 0);
+		}
+		if (foreign) {
+			CHECK_EQ(w.dirty_calls[0], w.progress_calls + 2);
+			CHECK_EQ(strcmp(R.ss.dirty_source, "callback"), 0);
+			CHECK(strstr(R.ss.dirty_note, "uffd-wp not used") != NULL);
+			CHECK(strstr(R.ss.dirty_note, "EBUSY") != NULL);
+		}
 	}
 	run_report(&R, &w);
 	run_free(&R);
 	wl_free(&w);
+	if (ffd >= 0)
+		close(ffd);
 	munmap(mem, len);
 }
 
@@ -1689,11 +1729,14 @@ int main(int argc, char **argv)
 		test_args();
 	for (unsigned c = 0; (!only || only == 1) && c < sizeof(codecs) / sizeof(codecs[0]); c++) {
 		if (have_uffd)
-			test_converge(codecs[c], LM_DIRTY_UFFD_WP, c == 0);
-		test_converge(codecs[c], LM_DIRTY_CALLBACK, c == 1);
+			test_converge(codecs[c], LM_DIRTY_UFFD_WP, c == 0, 0);
+		test_converge(codecs[c], LM_DIRTY_CALLBACK, c == 1, 0);
 	}
-	if (!only || only == 1)
-		test_converge(LM_CODEC_NONE, LM_DIRTY_AUTO, 0);
+	if (!only || only == 1) {
+		test_converge(LM_CODEC_NONE, LM_DIRTY_AUTO, 0, 0);
+		if (have_uffd)
+			test_converge(LM_CODEC_NONE, LM_DIRTY_AUTO, 0, 1);
+	}
 
 	for (unsigned c = 0; (!only || only == 2) && c < sizeof(codecs) / sizeof(codecs[0]); c++)
 		test_patterns(codecs[c], 0);
