@@ -245,7 +245,8 @@ typedef struct lm_live_config {
 	/* Restart them: called on failure after a pause; required. */
 	void (*resume)(void *user);
 	/* Slow the writers to (100 - pct)% of their speed, pct 0..99; NULL
-	 * disables auto-converge. */
+	 * disables auto-converge. Set back to 0 before lm_sender_migrate()
+	 * returns, whatever the outcome. */
 	void (*throttle)(void *user, uint32_t pct);
 	/* After every round's dirty sync, with the live stats; may be NULL. */
 	void (*progress)(void *user, const lm_stats *st);

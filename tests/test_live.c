@@ -928,6 +928,40 @@ static void bad_configs(workload *w, run *R)
 	CHECK_EQ(w->pause_calls + w->resume_calls + w->progress_calls + w->dirty_calls[0], 0);
 }
 
+/* The live lines of the statistics, human and JSON; the note is escaped. */
+static void test_stats_format(void)
+{
+	lm_stats st;
+	char buf[8192];
+	int n;
+
+	memset(&st, 0, sizeof(st));
+	st.live = 1;
+	st.page_size = 4096;
+	st.downtime_ms = 42;
+	st.expected_downtime_ms = 17;
+	st.throttle_pct = 30;
+	st.precopy_bytes = 5u << 20;
+	st.downtime_bytes = 3u << 10;
+	snprintf(st.dirty_source, sizeof(st.dirty_source), "callback");
+	snprintf(st.dirty_note, sizeof(st.dirty_note), "say \"why\"\\ here\n");
+	n = lm_stats_format(&st, LM_STATS_HUMAN, buf, sizeof(buf));
+	CHECK(n > 0 && (size_t)n < sizeof(buf));
+	CHECK(strstr(buf, "downtime: 42 ms\n") != NULL);
+	CHECK(strstr(buf, "expected downtime: 17 ms\n") != NULL);
+	CHECK(strstr(buf, "cpu throttle percentage: 30\n") != NULL);
+	CHECK(strstr(buf, "transferred before downtime: 5120 kbytes\n") != NULL);
+	CHECK(strstr(buf, "transferred in downtime: 3 kbytes\n") != NULL);
+	CHECK(strstr(buf, "dirty tracking: callback (say") != NULL);
+	n = lm_stats_format(&st, LM_STATS_JSON, buf, sizeof(buf));
+	CHECK(n > 0 && (size_t)n < sizeof(buf));
+	CHECK(strstr(buf, "\"live\":true") != NULL);
+	CHECK(strstr(buf, "\"downtime_ms\":42") != NULL);
+	CHECK(strstr(buf, "\"dirty_note\":\"say \\\"why\\\"\\\\ here\\u000a\"") != NULL);
+	CHECK_EQ(lm_stats_format(&st, LM_STATS_JSON, NULL, 0), n); /* measure only */
+	printf("%-44s ok\n", "stats format (live lines, JSON escaping)");
+}
+
 static void test_args(void)
 {
 	workload w;
@@ -1725,8 +1759,10 @@ int main(int argc, char **argv)
 		printf("uffd-wp dirty tracking unavailable (%s): uffd cases skipped\n", uffd_why);
 
 	only = getenv("LM_TEST_ONLY") ? atoi(getenv("LM_TEST_ONLY")) : 0;
-	if (!only || only == 6)
+	if (!only || only == 6) {
 		test_args();
+		test_stats_format();
+	}
 	for (unsigned c = 0; (!only || only == 1) && c < sizeof(codecs) / sizeof(codecs[0]); c++) {
 		if (have_uffd)
 			test_converge(codecs[c], LM_DIRTY_UFFD_WP, c == 0, 0);
