@@ -225,6 +225,41 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 
 /* ---- sync and completion -------------------------------------------------- */
 
+static struct timespec deadline_in_ms(long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts); /* the clock of r->cond */
+	ts.tv_nsec += ms * 1000 * 1000;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* While a channel waits at the round barrier it reads nothing, so its own
+ * stall timeout cannot fire: a sender that closed this channel, or one whose
+ * other channels never end the round, is noticed here. The others normally
+ * finish within a packet of each other, so the stall timeout is ample. */
+static int barrier_check(lm__rx_chan *ch, uint64_t t0, lm__err *e)
+{
+	struct pollfd p = {ch->conn.rfd, POLLRDHUP, 0};
+	int timeout_ms = ch->r->cfg.timeout_ms;
+
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+		lm__err_set(e, "the sender closed the connection while the other channels were "
+			       "still in round %u", ch->round - 1);
+		return LM_EEOF;
+	}
+	if (lm__now_us() - t0 > (uint64_t)timeout_ms * 1000u) {
+		lm__err_set(e, "round %u: waited %d ms for the other channels' sync", ch->round - 1,
+			    timeout_ms);
+		return LM_ETIMEDOUT;
+	}
+	return 0;
+}
+
 /* The channels apply a page's rounds in order only if no channel starts
  * round r+1 before all have finished round r: a page sent in round r on one
  * channel and again in round r+1 on another would otherwise land stale. So
@@ -232,11 +267,12 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
  * same). The last to arrive, while the others wait and nothing lands,
  * hashes the blocks this round changed, so that only the final round's
  * blocks are left to hash while the source is paused. */
-static int round_barrier(lm__rx_chan *ch)
+static int round_barrier(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
+	uint64_t t0 = lm__now_us();
 	uint32_t behind = 0;
-	int rc;
+	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
 	r->synced[ch->channel] = ch->round;
@@ -248,9 +284,14 @@ static int round_barrier(lm__rx_chan *ch)
 		r->released = ch->round;
 		pthread_cond_broadcast(&r->cond);
 	}
-	while (r->released < ch->round && !r->err)
-		pthread_cond_wait(&r->cond, &r->lock);
-	rc = r->err;
+	while (r->released < ch->round && !r->err && !rc) {
+		struct timespec ts = deadline_in_ms(100);
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+		if (r->released < ch->round && !r->err)
+			rc = barrier_check(ch, t0, e);
+	}
+	if (!rc)
+		rc = r->err;
 	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
@@ -301,7 +342,7 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->round++;
 	ch->round_packets = 0;
 	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
-	if ((rc = round_barrier(ch)))
+	if ((rc = round_barrier(ch, e)))
 		return rc;
 	return ch->channel == 0 && (r->features & LM_FEAT_ROUND_ACK) ? ack_round(ch, s.round, e) : 0;
 }
@@ -729,13 +770,7 @@ static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
 
 	pthread_mutex_lock(&r->lock);
 	while (!r->err && !(r->connected == r->channels && r->regions_ready)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = deadline_in_ms(50);
 		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 		pthread_mutex_unlock(&r->lock);
 		rc = watch_while_waiting(ch, e);

@@ -1336,6 +1336,43 @@ static void reject_complete_channel(void)
 	rx_free(&s.x);
 }
 
+/* Channel 1 synced round 0 and waits at the round barrier, reading
+ * nothing; channel 0 keeps the session alive with round-0 packets, each
+ * well within the stall timeout. close_ch1: channel 1's sender closes, which
+ * the barrier must notice (LM_EEOF). Else channel 0 never syncs, and the
+ * barrier wait must end at the stall timeout (LM_ETIMEDOUT). */
+static void barrier_case(const char *name, int close_ch1)
+{
+	int f0 = lm_test_failures;
+	rxopt o;
+	want w = {close_ch1 ? LM_EEOF : LM_ETIMEDOUT, 1,
+		  close_ch1 ? "still in round 0" : "for the other channels' sync", -1, 0};
+	sess s;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = close_ch1 ? 2000 : 300;
+	if (!sess_open(&s, &o, 2)) {
+		send_sync(s.fd[1], 0, 0);
+		if (close_ch1) {
+			sleep_ms(50);
+			shutdown(s.fd[1], SHUT_WR);
+		}
+		for (uint32_t i = 0; i < 15 && rx_join_ms(&s.x, 100) != 0; i++) {
+			pkt p = good_pkt(i, 0, (i % NPAGES) * PS, 1, 0, (uint8_t)i);
+			send_pkt(s.fd[0], &p);
+		}
+	}
+	outcome(name, &s.x, s.fd, 2, &w);
+	report(name, f0, &s.x);
+	rx_free(&s.x);
+}
+
+static void reject_barrier_wait(void)
+{
+	barrier_case("barrier_channel_closed_while_waiting", 1);
+	barrier_case("barrier_wait_timeout", 0);
+}
+
 /* Channel 1 syncs round 0, then sends a packet of round 1 that no SYNC ever
  * accounts for; it must wait for channel 0's sync of round 0 (the round
  * barrier), then land; channel 0 then completes (with a checksum that matches the
@@ -2655,6 +2692,7 @@ static const struct {
 	C(reject_complete_length),
 	C(reject_complete_checksum),
 	C(reject_complete_unsynced_packets),
+	C(reject_barrier_wait),
 	C(reject_data_after_complete),
 	C(reject_round_ack),
 	C(reject_features_unknown_bits),
