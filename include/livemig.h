@@ -253,7 +253,8 @@ typedef struct lm_live_config {
 	void *user;
 	uint32_t downtime_limit_ms;  /* default 300, as QEMU */
 	uint32_t max_rounds;         /* default 30 (rounds including the first) */
-	uint32_t max_time_ms;        /* pre-copy time limit; 0 = none */
+	uint32_t max_time_ms;        /* pre-copy time limit, checked after each
+					round (round one is never cut); 0 = none */
 	uint64_t max_bandwidth;      /* bytes per second on the wire before the
 					pause, 0 = unlimited (lifted while paused) */
 	lm_limit_action on_limit;    /* default LM_LIMIT_FAIL */
