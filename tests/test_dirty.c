@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "uffd_compat.h"
+#include "uffd_foreign.h"
 
 #define MiB (1024u * 1024u)
 
@@ -827,25 +827,6 @@ out:
 	tk_free(&t);
 	lm__dirty_free(NULL);
 	lm__dirty_stop(NULL);
-}
-
-/* A userfaultfd of our own with WP async, owning [p, p + len). */
-static int foreign_uffd(void *p, uint64_t len)
-{
-	struct uffdio_api api = {.api = UFFD_API,
-				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-	struct uffdio_register reg = {.range = {(uintptr_t)p, len}, .mode = UFFDIO_REGISTER_MODE_WP};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, UFFDIO_API, &api) < 0 || ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
 }
 
 /* AUTO: uffd-wp when it can take the regions, else the callback (with the

@@ -53,7 +53,7 @@
 
 #include "check.h"
 #include "livemig.h"
-#include "uffd_compat.h"
+#include "uffd_foreign.h"
 
 #define UNIT 4096u         /* the workload's write unit */
 #define MIB (1ull << 20)
@@ -1016,25 +1016,6 @@ static void test_args(void)
  * writers. With
  * AUTO and a dirty_log given, uffd-wp wins when the kernel has it: the
  * callback is never called. */
-/* Another userfaultfd (WP async, so writes never block) owns [p, p + len):
- * livemig's registration then fails with EBUSY. */
-static int foreign_uffd(void *p, uint64_t len)
-{
-	struct uffdio_api api = {.api = UFFD_API,
-				 .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-	struct uffdio_register reg = {.range = {(uintptr_t)p, len}, .mode = UFFDIO_REGISTER_MODE_WP};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, UFFDIO_API, &api) < 0 || ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* foreign: LM_DIRTY_AUTO must fall back to the callback and say why. */
 static void test_converge(lm_codec_id codec, lm_dirty_source src, int argchecks, int foreign)
 {
