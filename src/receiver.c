@@ -1020,12 +1020,15 @@ static int accept_loop(lm_receiver *r)
 
 		if (poll(p, 2, 200) < 0 && errno != EINTR)
 			return -errno;
-		now = lm__now_us();
 		pthread_mutex_lock(&r->lock);
 		have = r->have_session;
 		started = r->t_start;
 		waiting = have && r->connected < r->channels;
 		pthread_mutex_unlock(&r->lock);
+		/* Read after t_start: a hello landing between a clock read
+		 * taken earlier and the lock made now - started wrap around,
+		 * and the channels time out the instant the session began. */
+		now = lm__now_us();
 		/* Probes and strangers do not count: only a session stops the
 		 * accept timeout. */
 		if (!have && deadline && now > deadline) {
