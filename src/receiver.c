@@ -1197,7 +1197,7 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 	st->channels = r->channels;
 	st->page_size = r->page_size;
 	st->codec = (lm_codec_id)r->codec;
-	if (r->t_start) {
+	if (r->t_start && end > r->t_start) { /* a run in progress elsewhere */
 		st->total_time_us = end - r->t_start;
 		st->setup_time_us = (r->t_setup ? r->t_setup : end) - r->t_start;
 	}
