@@ -150,6 +150,8 @@ typedef struct lm_stats {
 	uint64_t precopy_bytes;  /* transferred before the pause */
 	uint64_t downtime_bytes; /* transferred while paused */
 	uint32_t throttle_pct;   /* highest auto-converge throttle applied */
+	uint64_t skipped_pages;  /* left for the next round: written again before
+				    their turn in this one (uffd-wp only) */
 	char dirty_source[16];   /* "uffd-wp" or "callback": the one in use */
 	char dirty_note[256];    /* LM_DIRTY_AUTO fell back: why uffd-wp was not used */
 	uint32_t n_engines;

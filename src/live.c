@@ -10,6 +10,9 @@
  *   switchover: pause, final sync, send the rest, checksums, wait for the
  *         destination's verified reply. Downtime = pause to that reply.
  *
+ * With uffd-wp, a round also rescans while it is sent and skips the pages
+ * written again before their turn: they are in the next round anyway.
+ *
  * One difference from QEMU: under the limit we still run another round while
  * the dirty set keeps shrinking by a fifth or more and the expected downtime
  * is above LM__DOWNTIME_FLOOR_MS, because each such round cuts the downtime
@@ -33,7 +36,8 @@ typedef struct live {
 	lm_sender *s;
 	lm_live_config c;
 	lm__dirty *dirty;
-	uint64_t *bm[LM_MAX_REGIONS];
+	uint64_t *bm[LM_MAX_REGIONS];   /* the round being sent */
+	uint64_t *next[LM_MAX_REGIONS]; /* dirtied since its sync: the next round */
 	uint64_t t0;            /* migrate() entered */
 	int paused;
 	uint32_t throttle;      /* the pct last given to the callback */
@@ -68,6 +72,18 @@ static int config(lm_live_config *c, const lm_live_config *in)
 	return 0;
 }
 
+/* While a round is sent: what the workload wrote since the round's sync
+ * goes to the next round, and the sender skips those pages now. A failed
+ * scan only costs the skipping; the round's own sync reports it. */
+static void mid_round_sync(void *user)
+{
+	live *L = user;
+	lm__err e = {0};
+	uint64_t n;
+
+	(void)lm__dirty_sync(L->dirty, L->next, &n, &e);
+}
+
 static int setup(live *L, lm__err *e)
 {
 	lm_sender *s = L->s;
@@ -77,7 +93,8 @@ static int setup(live *L, lm__err *e)
 	for (uint32_t i = 0; i < s->nregions; i++) {
 		rg[i] = (lm__dirty_region){s->regions[i].base, s->regions[i].len};
 		L->bm[i] = calloc(lm__dirty_words(rg[i].len, s->page_size) + 1, sizeof(uint64_t));
-		if (!L->bm[i])
+		L->next[i] = calloc(lm__dirty_words(rg[i].len, s->page_size) + 1, sizeof(uint64_t));
+		if (!L->bm[i] || !L->next[i])
 			return -ENOMEM;
 	}
 	rc = lm__dirty_new(&L->dirty, L->c.dirty, L->c.dirty_log, L->c.user, rg, s->nregions,
@@ -91,7 +108,17 @@ static int setup(live *L, lm__err *e)
 		 lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP ? "uffd-wp" : "callback");
 	if ((rc = lm__sender_set_live(s)))
 		return rc;
-	return lm__dirty_start(L->dirty, e);
+	if ((rc = lm__dirty_start(L->dirty, e)))
+		return rc;
+	/* A scan costs milliseconds with uffd-wp; a KVM dirty log walks
+	 * every slot, and callbacks are called once a round, as documented. */
+	if (lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP) {
+		s->skip = (const uint64_t *const *)L->next;
+		s->skip_refresh = mid_round_sync;
+		s->skip_user = L;
+		s->skip_t = lm__now_us();
+	}
+	return 0;
 }
 
 static void round_begin(live *L)
@@ -109,7 +136,7 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	double secs, bytes;
 	int rc;
 
-	if ((rc = lm__dirty_sync(L->dirty, L->bm, dirty, e)))
+	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))
 		return rc;
 	lm__sender_counts(s, &normal, &zero, &wire);
 	now = lm__now_us();
@@ -203,6 +230,17 @@ static void clear_bitmaps(live *L)
 		memset(L->bm[i], 0, lm__dirty_words(s->regions[i].len, s->page_size) * 8);
 }
 
+/* The next round's set becomes the one to send; the sent one, cleared
+ * after its dispatch, collects the following round's. */
+static void swap_sets(live *L)
+{
+	for (uint32_t i = 0; i < L->s->nregions; i++) {
+		uint64_t *t = L->bm[i];
+		L->bm[i] = L->next[i];
+		L->next[i] = t;
+	}
+}
+
 static int precopy(live *L, lm__err *e)
 {
 	lm_sender *s = L->s;
@@ -223,6 +261,7 @@ static int precopy(live *L, lm__err *e)
 			return rc;
 		auto_converge(L, dirty);
 		L->prev_dirty = dirty;
+		swap_sets(L);
 		round_begin(L);
 		if ((rc = lm__sender_send_dirty(s, L->bm)))
 			return rc;
@@ -240,8 +279,8 @@ static uint64_t transferred(lm_sender *s)
 	return st.transferred;
 }
 
-/* The workload stops; what it dirtied since the last sync goes with the
- * bitmaps already holding the last round's set, unsent. */
+/* The workload stops; what it dirtied since the last sync joins the set
+ * the last round's sync found (L->next), and all of it goes, none skipped. */
 static int switchover(live *L, lm__err *e)
 {
 	lm_sender *s = L->s;
@@ -250,6 +289,8 @@ static int switchover(live *L, lm__err *e)
 	int rc;
 
 	s->rate_limit = 0; /* QEMU too lifts max-bandwidth for the last copy */
+	s->skip = NULL;
+	s->skip_refresh = NULL;
 	l->precopy_bytes = transferred(s);
 	t_pause = lm__now_us();
 	if ((rc = L->c.pause(L->c.user))) {
@@ -257,11 +298,11 @@ static int switchover(live *L, lm__err *e)
 		return rc;
 	}
 	L->paused = 1;
-	if ((rc = lm__dirty_sync(L->dirty, L->bm, &dirty, e)))
+	if ((rc = lm__dirty_sync(L->dirty, L->next, &dirty, e)))
 		return rc;
 	l->dirty_pages = dirty;
 	l->remaining_bytes = dirty * s->page_size;
-	if ((rc = lm__sender_send_dirty(s, L->bm)) || (rc = lm__sender_sync(s)))
+	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_sync(s)))
 		return rc;
 	for (uint32_t i = 0; L->c.verify_source && i < s->nregions; i++)
 		lm__sumtree_invalidate(&s->regions[i].sum);
@@ -278,8 +319,12 @@ static void teardown(live *L, int failed)
 {
 	lm__dirty_free(L->dirty);
 	L->dirty = NULL;
-	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++)
+	L->s->skip = NULL;
+	L->s->skip_refresh = NULL;
+	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++) {
 		free(L->bm[i]);
+		free(L->next[i]);
+	}
 	if (L->throttle && L->c.throttle)
 		L->c.throttle(L->c.user, 0);
 	if (failed && L->paused)

@@ -363,11 +363,70 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 	return ch;
 }
 
+#define LM__SKIP_REFRESH_US 100000 /* a PAGEMAP_SCAN of 1 GiB takes 1-5 ms */
+
+static void skip_refresh(lm_sender *s)
+{
+	uint64_t now;
+
+	if (!s->skip_refresh)
+		return;
+	now = lm__now_us();
+	if (now - s->skip_t < LM__SKIP_REFRESH_US)
+		return;
+	s->skip_t = now;
+	s->skip_refresh(s->skip_user);
+}
+
+static int skipped(const lm_sender *s, uint32_t rid, uint64_t pg)
+{
+	return s->skip && (s->skip[rid][pg / 64] >> (pg % 64)) & 1;
+}
+
+/* Round one with a skip set: the pages not dirtied again, in order. A
+ * skipped page still counts as landed for the checksum, so its block is
+ * hashed again, from the page's next copy, when that lands. */
+static int dispatch_region_skipping(lm_sender *s, uint32_t rid)
+{
+	lm__tx_region *r = &s->regions[rid];
+	uint64_t pages = (r->len + s->page_size - 1) / s->page_size, pg = 0;
+	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
+
+	if (!off)
+		return -ENOMEM;
+	while (pg < pages) {
+		uint32_t n = 0;
+		lm__tx_chan *ch;
+		skip_refresh(s);
+		for (; pg < pages && n < s->packet_pages; pg++) {
+			uint64_t o = pg * s->page_size;
+			if (!skipped(s, rid, pg)) {
+				off[n++] = o;
+				continue;
+			}
+			lm__sumtree_land(&r->sum, &o, 1);
+			s->skipped_pages++;
+		}
+		if (!n)
+			continue;
+		if (!(ch = next_job(s, rid, n))) {
+			free(off);
+			return s->err;
+		}
+		memcpy(ch->job_off, off, sizeof(uint64_t) * n);
+		post(s, ch, LM_TX_JOB);
+	}
+	free(off);
+	return 0;
+}
+
 static int dispatch_region(lm_sender *s, uint32_t rid)
 {
 	const lm__tx_region *r = &s->regions[rid];
 	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
 
+	if (s->skip)
+		return dispatch_region_skipping(s, rid);
 	for (uint64_t pg = 0; pg < pages; pg += s->packet_pages) {
 		uint32_t n = pages - pg < s->packet_pages ? (uint32_t)(pages - pg) : s->packet_pages;
 		lm__tx_chan *ch = next_job(s, rid, n);
@@ -389,21 +448,27 @@ int lm__sender_send_all(lm_sender *s)
 	return rc;
 }
 
-/* Gathers up to packet_pages set bits from *word on into off[]; the
- * packet's pages need not be neighbours (the wire carries each offset). */
-static uint32_t gather(const uint64_t *bm, uint64_t words, uint64_t *word, uint64_t *cur,
-		       uint32_t max, uint32_t ps, uint64_t *off)
+/* Gathers up to packet_pages set bits from *word on into off[], leaving
+ * out the pages in the skip set; the packet's pages need not be neighbours
+ * (the wire carries each offset). */
+static uint32_t gather(lm_sender *s, uint32_t rid, const uint64_t *bm, uint64_t words,
+		       uint64_t *word, uint64_t *cur, uint64_t *off)
 {
 	uint32_t n = 0;
 
-	while (n < max && *word < words) {
+	while (n < s->packet_pages && *word < words) {
+		uint64_t pg;
 		if (!*cur) {
 			if (++*word < words)
 				*cur = bm[*word];
 			continue;
 		}
-		off[n++] = (*word * 64 + (uint64_t)__builtin_ctzll(*cur)) * ps;
+		pg = *word * 64 + (uint64_t)__builtin_ctzll(*cur);
 		*cur &= *cur - 1;
+		if (skipped(s, rid, pg))
+			s->skipped_pages++;
+		else
+			off[n++] = pg * s->page_size;
 	}
 	return n;
 }
@@ -418,8 +483,12 @@ static int dispatch_dirty(lm_sender *s, uint32_t rid, const uint64_t *bm)
 
 	if (!off)
 		return -ENOMEM;
-	while ((n = gather(bm, words, &word, &cur, s->packet_pages, s->page_size, off))) {
-		lm__tx_chan *ch = next_job(s, rid, n);
+	for (;;) {
+		lm__tx_chan *ch;
+		skip_refresh(s);
+		if (!(n = gather(s, rid, bm, words, &word, &cur, off)))
+			break;
+		ch = next_job(s, rid, n);
 		if (!ch) {
 			free(off);
 			return s->err;
@@ -1008,6 +1077,7 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->precopy_bytes = l->precopy_bytes;
 		st->downtime_bytes = l->downtime_bytes;
 		st->throttle_pct = l->throttle_pct;
+		st->skipped_pages = s->skipped_pages;
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
 	}

@@ -75,6 +75,14 @@ struct lm_sender {
 	double rate_tokens;       /* the bucket (pace()): bytes we may send */
 	uint64_t rate_last_us, rate_seen; /* last refill; wire_bytes charged */
 	lm_stats live_st;         /* live fields, filled by live.c */
+	/* live, uffd-wp: pages dirtied again since this round's sync, per
+	 * region, are left for the next round (Xen's pre-copy does the same:
+	 * they would travel twice). skip_refresh adds to them; it is called
+	 * every LM__SKIP_REFRESH_US of dispatching. NULL: send everything. */
+	const uint64_t *const *skip;
+	void (*skip_refresh)(void *user);
+	void *skip_user;
+	uint64_t skip_t, skipped_pages;
 	uint32_t next_ch, round;
 	uint64_t next_packet;
 	lm_status status;

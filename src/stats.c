@@ -119,12 +119,13 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    ",\"live\":true,\"dirty_pages\":%llu,\"remaining\":%llu,"
 		    "\"dirty_pages_rate\":%.0f,\"bandwidth_mbps\":%.2f,"
 		    "\"expected_downtime_ms\":%llu,\"downtime_ms\":%llu,\"precopy_bytes\":%llu,"
-		    "\"downtime_bytes\":%llu,\"throttle_pct\":%u,\"dirty_source\":\"%s\"",
+		    "\"downtime_bytes\":%llu,\"throttle_pct\":%u,\"skipped_pages\":%llu,"
+		    "\"dirty_source\":\"%s\"",
 		    (unsigned long long)st->dirty_pages, (unsigned long long)st->remaining_bytes,
 		    st->dirty_pages_rate, st->bandwidth_mbps,
 		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
-		    st->throttle_pct, st->dirty_source);
+		    st->throttle_pct, (unsigned long long)st->skipped_pages, st->dirty_source);
 		put(buf, cap, len, ",\"dirty_note\":");
 		put_json_str(buf, cap, len, st->dirty_note);
 		return;
@@ -138,11 +139,13 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    "transferred before downtime: %llu kbytes\n"
 	    "transferred in downtime: %llu kbytes\n"
 	    "cpu throttle percentage: %u\n"
+	    "skipped pages: %llu\n"
 	    "dirty tracking: %s%s%s%s\n",
 	    (unsigned long long)st->downtime_ms, (unsigned long long)st->expected_downtime_ms,
 	    (unsigned long long)(st->remaining_bytes >> 10), st->dirty_pages_rate,
 	    st->bandwidth_mbps, (unsigned long long)(st->precopy_bytes >> 10),
-	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct, st->dirty_source,
+	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct,
+	    (unsigned long long)st->skipped_pages, st->dirty_source,
 	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
 }
 
