@@ -10,6 +10,9 @@ set -euo pipefail
 lm=${1:?usage: $0 path/to/livemig}
 [ -x "$lm" ] || { echo "FAIL: $lm is not executable"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
+for t in pgrep ps script; do # without them the process checks would pass empty
+	command -v "$t" >/dev/null || { echo "FAIL: $t not found (apt-get install procps bsdutils)"; exit 1; }
+done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_demo.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
