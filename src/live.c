@@ -45,7 +45,7 @@ typedef struct live {
 	double bw;              /* page bytes per second, 0 until measured */
 	uint64_t prev_dirty;    /* pages the previous round had to send */
 	/* Counters at the start of the current round. */
-	uint64_t r_t0, r_normal, r_zero, r_wire;
+	uint64_t r_t0, r_normal, r_zero;
 } live;
 
 static int config(lm_live_config *c, const lm_live_config *in)
@@ -123,7 +123,7 @@ static int setup(live *L, lm__err *e)
 
 static void round_begin(live *L)
 {
-	lm__sender_counts(L->s, &L->r_normal, &L->r_zero, &L->r_wire);
+	lm__sender_counts(L->s, &L->r_normal, &L->r_zero);
 	L->r_t0 = lm__now_us();
 }
 
@@ -132,13 +132,13 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 {
 	lm_sender *s = L->s;
 	lm_stats *l = &s->live_st;
-	uint64_t normal, zero, wire, now;
+	uint64_t normal, zero, now;
 	double secs, bytes;
 	int rc;
 
 	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))
 		return rc;
-	lm__sender_counts(s, &normal, &zero, &wire);
+	lm__sender_counts(s, &normal, &zero);
 	now = lm__now_us();
 	secs = (double)(now - L->r_t0) / 1e6;
 	if (secs <= 0)
@@ -163,14 +163,14 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 static void auto_converge(live *L, uint64_t dirty)
 {
 	lm_sender *s = L->s;
-	uint64_t normal, zero, wire;
+	uint64_t normal, zero;
 
 	/* Under the limit we switch over or shrink without it: a throttle
 	 * would only slow the workload. */
 	if (!L->c.throttle || L->c.no_auto_converge ||
 	    s->live_st.expected_downtime_ms <= L->c.downtime_limit_ms)
 		return;
-	lm__sender_counts(s, &normal, &zero, &wire);
+	lm__sender_counts(s, &normal, &zero);
 	if (dirty * 2 <= (normal - L->r_normal) + (zero - L->r_zero))
 		return;
 	if (++L->high_cnt < 2)

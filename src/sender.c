@@ -24,7 +24,7 @@
 /* ---- errors ------------------------------------------------------------- */
 
 static void abort_channels(lm_sender *s);
-static int await_ack(lm_sender *s, uint8_t kind, lm__ack *ack, lm__err *e);
+static int await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e);
 
 /* Records the first failure; later ones are consequences. */
 static void set_error(lm_sender *s, int code, int channel, const char *msg)
@@ -383,20 +383,36 @@ static int skipped(const lm_sender *s, uint32_t rid, uint64_t pg)
 	return s->skip && (s->skip[rid][pg / 64] >> (pg % 64)) & 1;
 }
 
-/* Round one with a skip set: the pages not dirtied again, in order. A
- * skipped page still counts as landed for the checksum, so its block is
- * hashed again, from the page's next copy, when that lands. */
-static int dispatch_region_skipping(lm_sender *s, uint32_t rid)
+/* Hands n gathered pages to the next idle channel. reopen: a later round,
+ * so each page's block is hashed again once the page lands (the channel
+ * that lands it is idle until post(), which orders the reopening first). */
+static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t n, int reopen)
+{
+	lm__tx_chan *ch = next_job(s, rid, n);
+
+	if (!ch)
+		return s->err;
+	for (uint32_t i = 0; reopen && i < n; i++)
+		lm__sumtree_reopen(&s->regions[rid].sum, off[i]);
+	memcpy(ch->job_off, off, sizeof(uint64_t) * n);
+	post(s, ch, LM_TX_JOB);
+	return 0;
+}
+
+/* Round one: every page in order, less the skip set. A skipped page still
+ * counts as landed for the checksum, so its block is hashed again, from the
+ * page's next copy, when that lands. */
+static int dispatch_region(lm_sender *s, uint32_t rid)
 {
 	lm__tx_region *r = &s->regions[rid];
 	uint64_t pages = (r->len + s->page_size - 1) / s->page_size, pg = 0;
 	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
+	int rc = 0;
 
 	if (!off)
 		return -ENOMEM;
-	while (pg < pages) {
+	while (pg < pages && !rc) {
 		uint32_t n = 0;
-		lm__tx_chan *ch;
 		skip_refresh(s);
 		for (; pg < pages && n < s->packet_pages; pg++) {
 			uint64_t o = pg * s->page_size;
@@ -407,36 +423,11 @@ static int dispatch_region_skipping(lm_sender *s, uint32_t rid)
 			lm__sumtree_land(&r->sum, &o, 1);
 			s->skipped_pages++;
 		}
-		if (!n)
-			continue;
-		if (!(ch = next_job(s, rid, n))) {
-			free(off);
-			return s->err;
-		}
-		memcpy(ch->job_off, off, sizeof(uint64_t) * n);
-		post(s, ch, LM_TX_JOB);
+		if (n)
+			rc = post_pages(s, rid, off, n, 0);
 	}
 	free(off);
-	return 0;
-}
-
-static int dispatch_region(lm_sender *s, uint32_t rid)
-{
-	const lm__tx_region *r = &s->regions[rid];
-	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
-
-	if (s->skip)
-		return dispatch_region_skipping(s, rid);
-	for (uint64_t pg = 0; pg < pages; pg += s->packet_pages) {
-		uint32_t n = pages - pg < s->packet_pages ? (uint32_t)(pages - pg) : s->packet_pages;
-		lm__tx_chan *ch = next_job(s, rid, n);
-		if (!ch)
-			return s->err;
-		for (uint32_t i = 0; i < n; i++)
-			ch->job_off[i] = (pg + i) * s->page_size;
-		post(s, ch, LM_TX_JOB);
-	}
-	return 0;
+	return rc;
 }
 
 int lm__sender_send_all(lm_sender *s)
@@ -475,33 +466,23 @@ static uint32_t gather(lm_sender *s, uint32_t rid, const uint64_t *bm, uint64_t 
 
 static int dispatch_dirty(lm_sender *s, uint32_t rid, const uint64_t *bm)
 {
-	lm__tx_region *r = &s->regions[rid];
+	const lm__tx_region *r = &s->regions[rid];
 	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
 	uint64_t words = (pages + 63) / 64, word = 0, cur = words ? bm[0] : 0;
 	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
 	uint32_t n;
+	int rc = 0;
 
 	if (!off)
 		return -ENOMEM;
-	for (;;) {
-		lm__tx_chan *ch;
+	while (!rc) {
 		skip_refresh(s);
 		if (!(n = gather(s, rid, bm, words, &word, &cur, off)))
 			break;
-		ch = next_job(s, rid, n);
-		if (!ch) {
-			free(off);
-			return s->err;
-		}
-		/* The block is hashed again once this page lands. The channel
-		 * that will land it is idle until post(), which orders this. */
-		for (uint32_t i = 0; i < n; i++)
-			lm__sumtree_reopen(&r->sum, off[i]);
-		memcpy(ch->job_off, off, sizeof(uint64_t) * n);
-		post(s, ch, LM_TX_JOB);
+		rc = post_pages(s, rid, off, n, 1);
 	}
 	free(off);
-	return 0;
+	return rc;
 }
 
 int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap)
@@ -526,7 +507,7 @@ int lm__sender_sync(lm_sender *s)
 	if ((rc = wait_all_idle(s)))
 		return rc;
 	if (s->features & LM_FEAT_ROUND_ACK) {
-		rc = await_ack(s, LM_KIND_SYNC, &ack, &e);
+		rc = await_ack(s, &s->ch[0], LM_KIND_SYNC, &ack, &e);
 		if (!rc && ack.features != s->round) {
 			lm__err_set(&e, "ack of round %llu, expected round %u",
 				    (unsigned long long)ack.features, s->round);
@@ -541,24 +522,29 @@ int lm__sender_sync(lm_sender *s)
 	return 0;
 }
 
-/* Main thread, channels idle: the receiver's ACK of kind on channel 0, or
- * its ERROR. */
-static int await_ack(lm_sender *s, uint8_t kind, lm__ack *ack, lm__err *e)
+/* Main thread, ch's conn not in use by its thread: the receiver's ACK of
+ * kind (hello on any channel; sync and complete on channel 0), or its ERROR:
+ * a refusal of the hello, a failure report later. */
+static int await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e)
 {
-	lm__conn *c = &s->ch[0].conn;
+	lm__conn *c = &ch->conn;
 	uint8_t b[LM_ACK_LEN];
 	lm__frame f;
-	int rc;
+	int rc, watch = c->watch_in;
 
 	c->watch_in = 0;
 	rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e);
-	c->watch_in = 1;
+	c->watch_in = watch;
 	if (rc)
 		return rc;
 	if (f.kind == LM_KIND_ERROR) {
 		lm__error_msg m;
 		if ((rc = lm__read_error_body(c, &f, &m, e)))
 			return rc;
+		if (kind == LM_KIND_HELLO) {
+			lm__err_set(e, "receiver refused: %s (%s)", m.msg, lm_strerror(m.code));
+			return LM_EPEER;
+		}
 		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
 		return m.code == LM_ECHECKSUM ? LM_ECHECKSUM : LM_EPEER;
 	}
@@ -604,7 +590,7 @@ int lm__sender_complete(lm_sender *s)
 	}
 	/* The receiver hashes everything before it answers: that is the
 	 * verification the user waits for. */
-	if ((rc = await_ack(s, LM_KIND_COMPLETE, &ack, &e)))
+	if ((rc = await_ack(s, ch0, LM_KIND_COMPLETE, &ack, &e)))
 		goto fail;
 	goto out;
 fail:
@@ -669,38 +655,11 @@ static int send_regions(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 
 static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 {
-	uint8_t b[LM_ACK_LEN];
-	lm__frame f;
 	lm__ack a;
-	int rc = lm__read_frame(&ch->conn, &f, s->page_size, s->packet_pages, e);
+	int rc = await_ack(s, ch, LM_KIND_HELLO, &a, e);
 
 	if (rc)
 		return rc;
-	if (f.kind == LM_KIND_ERROR) {
-		lm__error_msg m;
-		rc = lm__read_error_body(&ch->conn, &f, &m, e);
-		if (rc)
-			return rc;
-		lm__err_set(e, "receiver refused: %s (%s)", m.msg, lm_strerror(m.code));
-		return LM_EPEER;
-	}
-	if (f.kind != LM_KIND_ACK || f.len != LM_ACK_LEN) {
-		lm__err_set(e, "expected ack of hello, got %s", lm__kind_name(f.kind));
-		return LM_EKIND;
-	}
-	rc = lm__read_full(&ch->conn, b, sizeof(b));
-	if (!rc)
-		rc = lm__dec_ack(b, f.len, &a, e);
-	if (rc)
-		return rc;
-	if (a.kind != LM_KIND_HELLO) {
-		lm__err_set(e, "ack.kind %u, expected hello", a.kind);
-		return LM_EFIELD;
-	}
-	if (memcmp(a.session, s->session, 16)) {
-		lm__err_set(e, "ack.session does not match ours");
-		return LM_ESESSION;
-	}
 	if (a.features & ~LM_FEAT_ROUND_ACK) {
 		lm__err_set(e, "ack.features 0x%llx accepts features we did not offer",
 			    (unsigned long long)a.features);
@@ -1005,14 +964,13 @@ void lm__sender_fail(lm_sender *s, int code, const char *msg)
 	set_error(s, code, -1, msg);
 }
 
-void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero, uint64_t *wire)
+void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero)
 {
 	*normal = *zero = 0;
 	for (uint32_t i = 0; i < s->nch; i++) {
 		*normal += s->ch[i].normal_pages;
 		*zero += s->ch[i].zero_pages;
 	}
-	*wire = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
 }
 
 int lm_sender_run(lm_sender *s)

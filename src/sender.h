@@ -66,8 +66,8 @@ struct lm_sender {
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
 	int err;                  /* guarded by lock: the first failure */
 	char errmsg[512];         /* guarded by lock */
-	/* Wire bytes of all data packets sent (atomic): the rate limit's and
-	 * the bandwidth estimate's view while channels run. */
+	/* Wire bytes of all data packets sent (atomic): the rate limit's view
+	 * while channels run. */
 	uint64_t wire_bytes;
 	/* Owner: the thread driving the sender. */
 	int live;                 /* pages may change while they are sent */
@@ -104,6 +104,6 @@ void lm__sender_fail(lm_sender *s, int code, const char *msg);
 /* Before the first live round, channels idle: pages may change while sent. */
 int lm__sender_set_live(lm_sender *s);
 /* Main thread, channels idle: sums of the channel counters. */
-void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero, uint64_t *wire);
+void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 
 #endif
