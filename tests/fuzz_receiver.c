@@ -40,7 +40,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "receiver.h"
+#include "receiver/receiver.h"
 #include "wire.h"
 #include "zero.h"
 

@@ -32,8 +32,8 @@
 #include "codec/codec.h"
 #include "engine/engine.h"
 #include "livemig.h"
-#include "receiver.h"
-#include "sender.h"
+#include "receiver/receiver.h"
+#include "sender/sender.h"
 #include "wire.h"
 
 #ifdef LM_HAVE_QPL

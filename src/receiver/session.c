@@ -1,14 +1,13 @@
 /*
- * Receiver: a network server that accepts one migration session. Each
- * accepted connection gets a thread that reads its hello; once the session's
- * channels are all connected and channel 0 has announced the regions, every
- * channel thread validates its packets and writes pages straight into the
- * destination memory. Nothing read from the network is used before it is
- * checked (src/wire.c); any violation fails the session with an error naming
- * the channel and the field, and an error frame goes back to the sender.
+ * Receiver session: a network server that accepts one migration session.
+ * Each accepted connection gets a thread that reads its hello; once the
+ * session's channels are all connected and channel 0 has announced the
+ * regions, every channel runs its data loop (channel.c). Nothing read from
+ * the network is used before it is checked (src/wire.c); any violation fails
+ * the session with an error naming the channel and the field, and an error
+ * frame goes back to the sender. This file owns accepting, the handshake,
+ * regions, failure and the public lm_receiver_* calls.
  */
-#include "receiver.h"
-
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -21,12 +20,13 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "receiver/receiver.h"
 #include "stats.h"
 #include "zero.h"
 
 /* ---- failure ------------------------------------------------------------- */
 
-static void wake_all(lm_receiver *r)
+void lm__rx_wake(lm_receiver *r)
 {
 	uint64_t one = 1;
 
@@ -36,7 +36,7 @@ static void wake_all(lm_receiver *r)
 }
 
 /* Records the first failure and wakes every thread of the session. */
-static void fail(lm_receiver *r, int code, int channel, const char *msg)
+void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg)
 {
 	pthread_mutex_lock(&r->lock);
 	if (!r->err) {
@@ -48,483 +48,7 @@ static void fail(lm_receiver *r, int code, int channel, const char *msg)
 	}
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
-	wake_all(r);
-}
-
-/* ---- pages --------------------------------------------------------------- */
-
-static void mark_written(lm__rx_region *g, uint64_t page, int on)
-{
-	uint64_t bit = 1ull << (page % 64);
-
-	if (on)
-		__atomic_fetch_or(&g->written[page / 64], bit, __ATOMIC_RELAXED);
-	else
-		__atomic_fetch_and(&g->written[page / 64], ~bit, __ATOMIC_RELAXED);
-}
-
-/* Where page data for offset off lands: the region itself, or the bounce
- * page when the page runs past the region's end. */
-static uint8_t *page_target(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
-{
-	return off + ch->r->page_size <= g->len ? g->base + off : ch->tail;
-}
-
-/* The sender pads a partial last page with zeros: copy what belongs to the
- * region and refuse anything else. */
-static int land_tail(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e)
-{
-	size_t keep = (size_t)(g->len - off);
-
-	if (!lm__is_zero(ch->tail + keep, ch->r->page_size - keep)) {
-		lm__err_set(e, "data.payload: page at offset 0x%llx has non-zero bytes past the region end",
-			    (unsigned long long)off);
-		return LM_EFIELD;
-	}
-	memcpy(g->base + off, ch->tail, keep);
-	return 0;
-}
-
-static void zero_page(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
-{
-	uint32_t ps = ch->r->page_size;
-	size_t n = off + ps <= g->len ? ps : (size_t)(g->len - off);
-	uint64_t page = off / ps;
-
-	if (g->fresh) {
-		/* Still zero unless an earlier round wrote it. */
-		if (__atomic_load_n(&g->written[page / 64], __ATOMIC_RELAXED) & (1ull << (page % 64))) {
-			memset(g->base + off, 0, n);
-			mark_written(g, page, 0);
-		}
-	} else if (!lm__is_zero(g->base + off, n)) {
-		memset(g->base + off, 0, n);
-	}
-}
-
-static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
-{
-	uint32_t ps = ch->r->page_size;
-	int iovc = 0, rc, tail = -1;
-
-	for (uint32_t i = 0; i < d->normal; i++) {
-		uint8_t *t = page_target(ch, g, ch->off[i]);
-		struct iovec *last = iovc ? &ch->iov[iovc - 1] : NULL;
-		if (t == ch->tail)
-			tail = (int)i;
-		if (last && t != ch->tail && (uint8_t *)last->iov_base + last->iov_len == t)
-			last->iov_len += ps;
-		else
-			ch->iov[iovc++] = (struct iovec){t, ps};
-	}
-	/* A fresh mapping would take one page fault per page inside readv;
-	 * populating each run first costs one call per run. Best effort. */
-	for (int i = 0; g->fresh && i < iovc; i++)
-		if (ch->iov[i].iov_base != ch->tail)
-			madvise(ch->iov[i].iov_base, ch->iov[i].iov_len, MADV_POPULATE_WRITE);
-	rc = lm__readv_full(&ch->conn, ch->iov, iovc);
-	if (rc) {
-		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
-		return rc;
-	}
-	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
-}
-
-static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d,
-			    const lm__codec_ops *ops, lm__err *e)
-{
-	int rc = lm__read_full(&ch->conn, ch->payload, d->payload), tail = -1;
-
-	if (rc) {
-		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
-		return rc;
-	}
-	for (uint32_t i = 0; i < d->normal; i++) {
-		ch->pages[i] = page_target(ch, g, ch->off[i]);
-		if (ch->pages[i] == ch->tail)
-			tail = (int)i;
-	}
-	e->page = 0;
-	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages, d->normal,
-			 ch->r->page_size, e);
-	if (rc) {
-		/* Name the packet, and the page's offset where the codec knows
-		 * which page failed. */
-		char m[sizeof(e->msg)];
-		memcpy(m, e->msg, sizeof(m));
-		if (e->page && e->page <= d->normal)
-			lm__err_set(e, "packet %llu, page at offset 0x%llx: %s",
-				    (unsigned long long)d->packet_num,
-				    (unsigned long long)ch->off[e->page - 1], m);
-		else
-			lm__err_set(e, "packet %llu: %s", (unsigned long long)d->packet_num, m);
-		return rc;
-	}
-	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
-}
-
-static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-	uint8_t hb[LM_DATA_HDR];
-	lm__data_hdr d;
-	lm__limits lim = {r->page_size, r->packet_pages, r->codec, ch->round, r->region_count,
-			  r->region_len};
-	const lm__codec_ops *ops;
-	lm__rx_region *g;
-	size_t tab;
-	int rc;
-
-	if (f->len < LM_DATA_HDR) {
-		lm__err_set(e, "data.length %u below the %u-byte header", f->len, LM_DATA_HDR);
-		return LM_EFIELD;
-	}
-	if ((rc = lm__read_full(&ch->conn, hb, sizeof(hb)))) {
-		lm__err_set(e, "reading data header: %s", lm_strerror(rc));
-		return rc;
-	}
-	if ((rc = lm__dec_data_hdr(hb, f->len, &lim, &d, e)))
-		return rc;
-	if (ch->have_num && d.packet_num <= ch->last_num) {
-		lm__err_set(e, "data.packet_num %llu not above the previous %llu",
-			    (unsigned long long)d.packet_num, (unsigned long long)ch->last_num);
-		return LM_EFIELD;
-	}
-	tab = 8u * ((size_t)d.normal + d.zero) + 4u * d.normal;
-	if ((rc = lm__read_full(&ch->conn, ch->tab, tab))) {
-		lm__err_set(e, "reading data tables: %s", lm_strerror(rc));
-		return rc;
-	}
-	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
-		return rc;
-	/* Counted before the check: see wait_all_synced(). */
-	__atomic_add_fetch(&r->unsynced[ch->channel], 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&r->verifying, __ATOMIC_SEQ_CST)) {
-		lm__err_set(e, "frame.kind data after complete: not applied");
-		return LM_EKIND;
-	}
-	g = r->by_id[d.region];
-	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
-	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
-	if (rc)
-		return rc;
-	for (uint32_t i = 0; i < d.normal && g->fresh; i++)
-		mark_written(g, ch->off[i] / r->page_size, 1);
-	for (uint32_t i = 0; i < d.zero; i++)
-		zero_page(ch, g, ch->off[d.normal + i]);
-	lm__sumtree_land(&g->sum, ch->off, d.normal + d.zero);
-	ch->have_num = 1;
-	ch->last_num = d.packet_num;
-	ch->round_packets++;
-	ch->packets++;
-	ch->normal_pages += d.normal;
-	ch->zero_pages += d.zero;
-	ch->payload_bytes += d.payload;
-	return 0;
-}
-
-/* ---- sync and completion -------------------------------------------------- */
-
-static struct timespec deadline_in_ms(long ms)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts); /* the clock of r->cond */
-	ts.tv_nsec += ms * 1000 * 1000;
-	while (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
-/* While a channel waits at the round barrier it reads nothing, so its own
- * stall timeout cannot fire: a sender that closed this channel, or one whose
- * other channels never end the round, is noticed here. The others normally
- * finish within a packet of each other, so the stall timeout is ample. */
-static int barrier_check(lm__rx_chan *ch, uint64_t t0, lm__err *e)
-{
-	struct pollfd p = {ch->conn.rfd, POLLRDHUP, 0};
-	int timeout_ms = ch->r->cfg.timeout_ms;
-
-	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-		lm__err_set(e, "the sender closed the connection while the other channels were "
-			       "still in round %u", ch->round - 1);
-		return LM_EEOF;
-	}
-	if (lm__now_us() - t0 > (uint64_t)timeout_ms * 1000u) {
-		lm__err_set(e, "round %u: waited %d ms for the other channels' sync", ch->round - 1,
-			    timeout_ms);
-		return LM_ETIMEDOUT;
-	}
-	return 0;
-}
-
-/* The channels apply a page's rounds in order only if no channel starts
- * round r+1 before all have finished round r: a page sent in round r on one
- * channel and again in round r+1 on another would otherwise land stale. So
- * each channel waits here after its sync (QEMU's multifd recv sync does the
- * same). The last to arrive, while the others wait and nothing lands,
- * hashes the blocks this round changed, so that only the final round's
- * blocks are left to hash while the source is paused. */
-static int round_barrier(lm__rx_chan *ch, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-	uint64_t t0 = lm__now_us();
-	uint32_t behind = 0;
-	int rc = 0;
-
-	pthread_mutex_lock(&r->lock);
-	r->synced[ch->channel] = ch->round;
-	for (uint32_t i = 0; i < r->channels; i++)
-		behind += r->synced[i] < ch->round;
-	if (!behind && !r->err) {
-		for (uint32_t i = 0; i < r->region_count; i++)
-			lm__sumtree_refresh(&r->by_id[i]->sum, r->channels);
-		r->released = ch->round;
-		pthread_cond_broadcast(&r->cond);
-	}
-	while (r->released < ch->round && !r->err && !rc) {
-		struct timespec ts = deadline_in_ms(100);
-		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-		if (r->released < ch->round && !r->err)
-			rc = barrier_check(ch, t0, e);
-	}
-	if (!rc)
-		rc = r->err;
-	pthread_mutex_unlock(&r->lock);
-	return rc;
-}
-
-/* Channel 0 tells the sender that every channel's round is applied. */
-static int ack_round(lm__rx_chan *ch, uint32_t round, lm__err *e)
-{
-	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN];
-	lm__ack a;
-	int rc;
-
-	memset(&a, 0, sizeof(a));
-	a.kind = LM_KIND_SYNC;
-	a.features = round;
-	memcpy(a.session, ch->r->session, 16);
-	if ((rc = lm__write_full(&ch->conn, b, lm__enc_ack(b, &a))))
-		lm__err_set(e, "sending the ack of round %u: %s", round, lm_strerror(rc));
-	return rc;
-}
-
-static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-	uint8_t b[LM_SYNC_LEN];
-	lm__sync s;
-	int rc;
-
-	if (f->len != LM_SYNC_LEN) {
-		lm__err_set(e, "sync.length %u, expected %u", f->len, LM_SYNC_LEN);
-		return LM_EFIELD;
-	}
-	if ((rc = lm__read_full(&ch->conn, b, sizeof(b)))) {
-		lm__err_set(e, "reading sync: %s", lm_strerror(rc));
-		return rc;
-	}
-	if ((rc = lm__dec_sync(b, f->len, &s, e)))
-		return rc;
-	if (s.round != ch->round) {
-		lm__err_set(e, "sync.round %u, channel is in round %u", s.round, ch->round);
-		return LM_EFIELD;
-	}
-	if (s.packets != ch->round_packets) {
-		lm__err_set(e, "sync.packets %llu, received %llu in round %u",
-			    (unsigned long long)s.packets, (unsigned long long)ch->round_packets,
-			    ch->round);
-		return LM_EFIELD;
-	}
-	ch->round++;
-	ch->round_packets = 0;
-	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
-	if ((rc = round_barrier(ch, e)))
-		return rc;
-	return ch->channel == 0 && (r->features & LM_FEAT_ROUND_ACK) ? ack_round(ch, s.round, e) : 0;
-}
-
-/* Channel 0 waits until every channel has synced the round it just synced:
- * only then is every page of the session in memory. */
-static int wait_all_synced(lm__rx_chan *ch, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-	int rc;
-
-	pthread_mutex_lock(&r->lock);
-	for (;;) {
-		uint32_t behind = 0;
-		for (uint32_t i = 0; i < r->channels; i++)
-			behind += r->synced[i] < ch->round;
-		if (!behind || r->err)
-			break;
-		pthread_cond_wait(&r->cond, &r->lock);
-	}
-	rc = r->err;
-	pthread_mutex_unlock(&r->lock);
-	if (rc)
-		return rc;
-	/* From here no DATA may land. A channel counts a packet in unsynced
-	 * before it checks verifying, and we set verifying before we read
-	 * the counts (both seq_cst): either we see its packet, or it sees
-	 * verifying and does not apply the packet. */
-	__atomic_store_n(&r->verifying, 1, __ATOMIC_SEQ_CST);
-	for (uint32_t i = 0; i < r->channels; i++) {
-		if (__atomic_load_n(&r->unsynced[i], __ATOMIC_SEQ_CST)) {
-			lm__err_set(e, "complete: channel %u sent data after its last sync", i);
-			return LM_EKIND;
-		}
-		if (r->synced[i] != ch->round) {
-			lm__err_set(e, "complete: channel %u synced round %u, channel 0 round %u", i,
-				    r->synced[i], ch->round);
-			return LM_EKIND;
-		}
-	}
-	return 0;
-}
-
-static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-
-	if (n != r->region_count) {
-		lm__err_set(e, "complete.regions %u, session announced %u", n, r->region_count);
-		return LM_EFIELD;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		lm__rx_region *g = r->by_id[i];
-		uint64_t sum;
-		int rc;
-
-		if (sums[i].id != i || sums[i].len != g->len) {
-			lm__err_set(e, "complete.entry[%u] id %u len %llu, expected id %u len %llu", i,
-				    sums[i].id, (unsigned long long)sums[i].len, i,
-				    (unsigned long long)g->len);
-			return LM_EFIELD;
-		}
-		if ((rc = lm__sumtree_final(&g->sum, r->channels, &sum)))
-			return rc;
-		if (sum != sums[i].checksum) {
-			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", g->name,
-				    (unsigned long long)sum, (unsigned long long)sums[i].checksum);
-			return LM_ECHECKSUM;
-		}
-	}
-	return 0;
-}
-
-static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-	lm__region_sum *sums = NULL;
-	uint8_t *b = NULL, ack[LM_FRAME_HDR + LM_ACK_LEN];
-	lm__ack a;
-	uint32_t n = 0;
-	int rc;
-
-	if (ch->channel != 0 || ch->round == 0 || ch->round_packets) {
-		lm__err_set(e, "frame.kind complete on channel %d: only valid on channel 0 right after a sync",
-			    ch->channel);
-		return LM_EKIND;
-	}
-	b = malloc(f->len ? f->len : 1);
-	sums = calloc(r->region_count ? r->region_count : 1, sizeof(*sums));
-	if (!b || !sums) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
-		lm__err_set(e, "reading complete: %s", lm_strerror(rc));
-		goto out;
-	}
-	if ((rc = lm__dec_complete(b, f->len, sums, r->region_count, &n, e)))
-		goto out;
-	if ((rc = wait_all_synced(ch, e)))
-		goto out;
-	if ((rc = verify(ch, sums, n, e)))
-		goto out;
-	pthread_mutex_lock(&r->lock);
-	rc = r->err; /* another channel may have failed meanwhile */
-	if (!rc)
-		r->finishing = 1;
-	pthread_mutex_unlock(&r->lock);
-	if (rc)
-		goto out;
-	memset(&a, 0, sizeof(a));
-	a.kind = LM_KIND_COMPLETE;
-	memcpy(a.session, r->session, 16);
-	if ((rc = lm__write_full(&ch->conn, ack, lm__enc_ack(ack, &a))))
-		lm__err_set(e, "sending the completion ack: %s", lm_strerror(rc));
-	else
-		wake_all(r); /* the accept loop and idle channels can stop now */
-out:
-	free(b);
-	free(sums);
-	return rc;
-}
-
-/* ---- per-channel loop ------------------------------------------------------ */
-
-static int is_finishing(lm_receiver *r)
-{
-	int f;
-
-	pthread_mutex_lock(&r->lock);
-	f = r->finishing;
-	pthread_mutex_unlock(&r->lock);
-	return f;
-}
-
-int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
-{
-	lm_receiver *r = ch->r;
-
-	for (;;) {
-		lm__frame f;
-		lm__error_msg m;
-		int rc = lm__read_frame(&ch->conn, &f, r->page_size, r->packet_pages, e);
-
-		if (rc) {
-			pthread_mutex_lock(&r->lock);
-			int quiet = r->finishing || r->done || r->err;
-			int wait = __atomic_load_n(&r->verifying, __ATOMIC_SEQ_CST);
-			pthread_mutex_unlock(&r->lock);
-			if (quiet)
-				return 0; /* the session ended: this is the close */
-			if (rc == LM_ETIMEDOUT && wait)
-				continue; /* channel 0 is hashing; the sender waits too */
-			return rc;
-		}
-		switch (f.kind) {
-		case LM_KIND_DATA:
-			rc = rx_data(ch, &f, e);
-			if (rc == LM_EKIND && is_finishing(r))
-				return 0; /* acknowledged already: not applied, not an error */
-			break;
-		case LM_KIND_SYNC: rc = rx_sync(ch, &f, e); break;
-		case LM_KIND_COMPLETE:
-			rc = rx_complete(ch, &f, e);
-			if (!rc)
-				return 0;
-			break;
-		case LM_KIND_ERROR:
-			rc = lm__read_error_body(&ch->conn, &f, &m, e);
-			if (!rc) {
-				lm__err_set(e, "sender reported: %s (%s)", m.msg, lm_strerror(m.code));
-				rc = LM_EPEER;
-			}
-			break;
-		default:
-			lm__err_set(e, "frame.kind %s not valid after the handshake",
-				    lm__kind_name(f.kind));
-			rc = LM_EKIND;
-		}
-		if (rc)
-			return rc;
-	}
+	lm__rx_wake(r);
 }
 
 /* ---- handshake ------------------------------------------------------------- */
@@ -770,7 +294,7 @@ static int wait_session_ready(lm__rx_chan *ch, lm__err *e)
 
 	pthread_mutex_lock(&r->lock);
 	while (!r->err && !(r->connected == r->channels && r->regions_ready)) {
-		struct timespec ts = deadline_in_ms(50);
+		struct timespec ts = lm__rx_deadline(50);
 		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 		pthread_mutex_unlock(&r->lock);
 		rc = watch_while_waiting(ch, e);
@@ -856,9 +380,9 @@ static void *slot_main(void *arg)
 			}
 			rc = err;
 		} else if (ours) {
-			fail(r, rc, h.channel, e.msg);
+			lm__rx_fail(r, rc, h.channel, e.msg);
 		} else if (!refuse_only(r, rc)) {
-			fail(r, rc, -1, e.msg);
+			lm__rx_fail(r, rc, -1, e.msg);
 		}
 		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, e.msg);
 		goto out;
@@ -888,68 +412,13 @@ static void *slot_main(void *arg)
 fail:
 	if (!e.msg[0])
 		lm__err_set(&e, "%s", lm_strerror(rc));
-	fail(r, rc, ch->channel, e.msg);
+	lm__rx_fail(r, rc, ch->channel, e.msg);
 out:
 	ch->cpu = lm__thread_cpu() - cpu0;
 	pthread_mutex_lock(&r->lock);
 	ch->exited = 1;
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
-}
-
-/* ---- buffers ------------------------------------------------------------ */
-
-int lm__rx_chan_alloc(lm__rx_chan *ch)
-{
-	lm_receiver *r = ch->r;
-	uint32_t n = r->packet_pages;
-	const lm__codec_ops *ops = lm__codec_get(r->codec);
-
-	ch->tab = malloc((size_t)n * 12 + 1);
-	ch->off = malloc(sizeof(uint64_t) * n);
-	ch->plen = malloc(sizeof(uint32_t) * n);
-	ch->iov = malloc(sizeof(struct iovec) * n);
-	ch->pages = malloc(sizeof(void *) * n);
-	ch->tail = malloc(r->page_size);
-	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ops)
-		return -ENOMEM;
-	if (!ops->raw_only) {
-		lm__codec_params p = {
-			.page_size = r->page_size,
-			.packet_pages = n,
-			.accel = r->cfg.accel,
-			.engine = r->cfg.engine,
-			.busy_retries = 3,
-			.stats = ch->eng,
-			.accel_ops = r->accel_ops,
-		};
-		ch->payload = malloc(ops->payload_bound(r->page_size, n));
-		if (!ch->payload)
-			return -ENOMEM;
-		return ops->ctx_new(&ch->codec_ctx, &p);
-	}
-	return 0;
-}
-
-void lm__rx_chan_free(lm__rx_chan *ch)
-{
-	const lm__codec_ops *ops = ch->r ? lm__codec_get(ch->r->codec) : NULL;
-
-	if (ops && ch->codec_ctx)
-		ops->ctx_free(ch->codec_ctx);
-	free(ch->tab);
-	free(ch->off);
-	free(ch->plen);
-	free(ch->iov);
-	free(ch->pages);
-	free(ch->payload);
-	free(ch->tail);
-	ch->codec_ctx = NULL;
-	ch->tab = ch->payload = ch->tail = NULL;
-	ch->off = NULL;
-	ch->plen = NULL;
-	ch->iov = NULL;
-	ch->pages = NULL;
 }
 
 /* ---- accept loop ------------------------------------------------------------ */
@@ -1032,11 +501,11 @@ static int accept_loop(lm_receiver *r)
 		/* Probes and strangers do not count: only a session stops the
 		 * accept timeout. */
 		if (!have && deadline && now > deadline) {
-			fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
+			lm__rx_fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
 			break;
 		}
 		if (waiting && now - started > (uint64_t)r->cfg.timeout_ms * 1000u) {
-			fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
+			lm__rx_fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
 			break;
 		}
 		if (!(p[0].revents & POLLIN))
@@ -1150,7 +619,7 @@ int lm_receiver_run(lm_receiver *r)
 	r->status = LM_STATUS_SETUP;
 	rc = accept_loop(r);
 	if (rc)
-		fail(r, rc, -1, "accept failed");
+		lm__rx_fail(r, rc, -1, "accept failed");
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		if (r->slots[i].slot_used) {
 			pthread_join(r->slots[i].tid, NULL);

@@ -1,12 +1,9 @@
 /*
- * Sender: the main thread walks the regions and hands packets of up to
- * packet_pages pages to idle channel threads; each channel thread scans its
- * pages for zeros, encodes and sends. Control frames (hello, region, sync,
- * complete) are written by whoever owns the conn at that moment: the main
- * thread before the channel threads start and while they are idle.
+ * Sender session: the public lm_sender_* calls, connecting and the
+ * handshake (hello, regions, acks), the completion (checksums and the
+ * verified reply), errors and teardown. Channel threads (channel.c) and
+ * dispatch (dispatch.c) run on what this file sets up.
  */
-#include "sender.h"
-
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -18,16 +15,16 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "sender/sender.h"
 #include "stats.h"
 #include "zero.h"
 
 /* ---- errors ------------------------------------------------------------- */
 
 static void abort_channels(lm_sender *s);
-static int await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e);
 
 /* Records the first failure; later ones are consequences. */
-static void set_error(lm_sender *s, int code, int channel, const char *msg)
+void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
 {
 	pthread_mutex_lock(&s->lock);
 	if (!s->err) {
@@ -48,484 +45,8 @@ static void set_error(lm_sender *s, int code, int channel, const char *msg)
 
 /* A failed write may be the receiver closing after an error frame: read it,
  * so the user sees the receiver's reason rather than "connection reset". */
-static int peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
-{
-	lm__frame f;
-	lm__error_msg m;
-	int saved = ch->conn.timeout_ms;
 
-	int got;
-
-	if (rc == -ECANCELED) {
-		lm__err_set(e, "cancelled after another channel failed");
-		return rc;
-	}
-	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
-	ch->conn.watch_in = 0;
-	got = lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e);
-	if (got == 0 && f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
-		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
-		rc = LM_EPEER;
-	} else if (got == 0) {
-		lm__err_set(e, "unexpected %s frame from the receiver during data",
-			    lm__kind_name(f.kind));
-		rc = LM_EKIND;
-	} else if (rc == LM_EPEER || got == LM_EEOF) {
-		lm__err_set(e, "the receiver closed the connection");
-		rc = LM_EEOF;
-	} else {
-		lm__err_set(e, "send: %s", lm_strerror(rc));
-	}
-	ch->conn.timeout_ms = saved;
-	ch->conn.watch_in = 1;
-	return rc;
-}
-
-/* ---- channel thread ------------------------------------------------------ */
-
-/* The partial last page of a region goes through a zero-padded copy, so only
- * [base, base + len) of the caller's memory is ever read. */
-static const uint8_t *page_ptr(lm__tx_chan *ch, const lm__tx_region *r, uint64_t off)
-{
-	uint32_t ps = ch->s->page_size;
-
-	if (off + ps <= r->len)
-		return r->base + off;
-	memset(ch->tail, 0, ps);
-	memcpy(ch->tail, r->base + off, (size_t)(r->len - off));
-	return ch->tail;
-}
-
-/* Appends len bytes at p to the packet's iovecs, merging with the previous
- * one when contiguous (neighbouring pages, packed encoded pages). */
-static void iov_add(lm__tx_chan *ch, int *iovc, const uint8_t *p, size_t len)
-{
-	struct iovec *last = &ch->iov[*iovc - 1];
-
-	if (*iovc > 1 && (const uint8_t *)last->iov_base + last->iov_len == p)
-		last->iov_len += len;
-	else
-		ch->iov[(*iovc)++] = (struct iovec){(void *)p, len};
-}
-
-/* Encodes the packet's normal pages with the session's codec. Sets lens[]
- * and the packet's codec; returns the payload size, or a negative error.
- * A packet the codec cannot shrink goes raw (codec none). */
-static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn, uint16_t *codec)
-{
-	lm_sender *s = ch->s;
-	uint32_t ps = s->page_size;
-	size_t enc_len = 0;
-	int rc;
-
-	*codec = LM_CODEC_NONE;
-	if (!ch->ops->raw_only && nn) {
-		for (uint32_t i = 0; i < nn; i++) {
-			ch->pages[i] = page_ptr(ch, r, ch->normal_off[i]);
-			/* A live workload may write the page while the encoder
-			 * reads it twice (match search, then emit): encoders,
-			 * hardware ones above all, only promise a correct stream
-			 * for stable input. The page is dirty again anyway. */
-			if (ch->bounce) {
-				memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
-				ch->pages[i] = ch->bounce + (size_t)i * ps;
-			}
-		}
-		rc = ch->ops->encode(ch->codec_ctx, ch->pages, nn, ps, ch->enc, ch->enc_cap,
-				     ch->lens, &enc_len);
-		if (rc == 0) {
-			uint64_t sum = 0;
-			*codec = ch->ops->id;
-			if (!ch->ops->per_page)
-				return (int64_t)enc_len;
-			for (uint32_t i = 0; i < nn; i++)
-				sum += ch->lens[i];
-			return (int64_t)sum;
-		}
-		if (rc != LM_ECODEC)
-			return rc;
-	}
-	for (uint32_t i = 0; i < nn; i++)
-		ch->lens[i] = ps;
-	return (int64_t)nn * ps;
-}
-
-static int send_packet(lm__tx_chan *ch, lm__err *e)
-{
-	lm_sender *s = ch->s;
-	const lm__tx_region *r = &s->regions[ch->job_region];
-	uint32_t ps = s->page_size, nn = 0, nz = 0, n = ch->job_pages;
-	const uint8_t *enc = ch->enc;
-	lm__data_hdr d;
-	uint16_t codec;
-	int64_t payload;
-	uint8_t *p;
-	uint64_t wire = 0;
-	int iovc = 1, rc;
-
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *pg = page_ptr(ch, r, ch->job_off[i]);
-		if (lm__is_zero(pg, ps))
-			ch->zero_off[nz++] = ch->job_off[i];
-		else
-			ch->normal_off[nn++] = ch->job_off[i];
-	}
-	payload = encode_pages(ch, r, nn, &codec);
-	if (payload < 0) {
-		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
-		return (int)payload;
-	}
-	memset(&d, 0, sizeof(d));
-	d.packet_num = ch->job_num;
-	d.region = ch->job_region;
-	d.round = s->round;
-	d.pages = n;
-	d.normal = nn;
-	d.zero = nz;
-	d.payload = (uint32_t)payload;
-	d.codec_flags = codec;
-	p = ch->hdr + lm__enc_data_hdr(ch->hdr, &d, (uint32_t)lm__data_body_len(&d));
-	for (uint32_t i = 0; i < nn; i++, p += 8)
-		lm__put64(p, ch->normal_off[i]);
-	for (uint32_t i = 0; i < nz; i++, p += 8)
-		lm__put64(p, ch->zero_off[i]);
-	for (uint32_t i = 0; i < nn; i++, p += 4)
-		lm__put32(p, ch->lens[i]);
-	ch->iov[0].iov_base = ch->hdr;
-	ch->iov[0].iov_len = (size_t)(p - ch->hdr);
-	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
-		iov_add(ch, &iovc, enc, (size_t)payload);
-	} else {
-		/* Raw pages go from the region to the socket with no copy;
-		 * encoded ones from the codec's buffer, in page order. */
-		for (uint32_t i = 0; i < nn; i++) {
-			if (ch->lens[i] == ps) {
-				iov_add(ch, &iovc, page_ptr(ch, r, ch->normal_off[i]), ps);
-			} else {
-				iov_add(ch, &iovc, enc, ch->lens[i]);
-				enc += ch->lens[i];
-			}
-		}
-	}
-	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
-	if (rc)
-		return peer_reason(ch, rc, e);
-	for (int i = 0; i < iovc; i++)
-		wire += ch->iov[i].iov_len;
-	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
-	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
-	ch->zero_pages += nz;
-	ch->normal_pages += nn;
-	ch->payload += d.payload;
-	ch->packets++;
-	ch->round_packets++;
-	return 0;
-}
-
-static int send_sync(lm__tx_chan *ch, lm__err *e)
-{
-	uint8_t buf[LM_FRAME_HDR + LM_SYNC_LEN];
-	lm__sync sy = {ch->s->round, ch->round_packets};
-	int rc = lm__write_full(&ch->conn, buf, lm__enc_sync(buf, &sy));
-
-	if (rc)
-		return peer_reason(ch, rc, e);
-	ch->round_packets = 0;
-	return 0;
-}
-
-static void *chan_main(void *arg)
-{
-	lm__tx_chan *ch = arg;
-	lm_sender *s = ch->s;
-	double cpu0 = lm__thread_cpu();
-
-	for (;;) {
-		lm__err e = {0};
-		int st, rc = 0;
-
-		pthread_mutex_lock(&s->lock);
-		while (ch->state == LM_TX_IDLE)
-			pthread_cond_wait(&ch->cond, &s->lock);
-		st = ch->state;
-		pthread_mutex_unlock(&s->lock);
-		if (st == LM_TX_QUIT)
-			break;
-		rc = st == LM_TX_JOB ? send_packet(ch, &e) : send_sync(ch, &e);
-		if (rc)
-			set_error(s, rc, ch->idx, e.msg);
-		pthread_mutex_lock(&s->lock);
-		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
-			ch->state = LM_TX_IDLE;
-		pthread_cond_broadcast(&s->idle_cond);
-		pthread_mutex_unlock(&s->lock);
-	}
-	ch->cpu = lm__thread_cpu() - cpu0;
-	return NULL;
-}
-
-/* ---- main thread --------------------------------------------------------- */
-
-/* Next idle channel, round robin; NULL once the migration has failed. */
-static lm__tx_chan *idle_channel(lm_sender *s)
-{
-	lm__tx_chan *found = NULL;
-
-	pthread_mutex_lock(&s->lock);
-	while (!s->err && !found) {
-		for (uint32_t k = 0; k < s->nch && !found; k++) {
-			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
-			if (ch->state == LM_TX_IDLE) {
-				found = ch;
-				s->next_ch = (ch->idx + 1u) % s->nch;
-			}
-		}
-		if (!found)
-			pthread_cond_wait(&s->idle_cond, &s->lock);
-	}
-	pthread_mutex_unlock(&s->lock);
-	return found;
-}
-
-static void post(lm_sender *s, lm__tx_chan *ch, int state)
-{
-	pthread_mutex_lock(&s->lock);
-	ch->state = state;
-	pthread_cond_signal(&ch->cond);
-	pthread_mutex_unlock(&s->lock);
-}
-
-/* Waits until no channel is busy; returns the first error, if any. */
-static int wait_all_idle(lm_sender *s)
-{
-	int rc;
-
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		uint32_t busy = 0;
-		for (uint32_t i = 0; i < s->nch; i++)
-			busy += s->ch[i].state != LM_TX_IDLE;
-		if (!busy)
-			break;
-		pthread_cond_wait(&s->idle_cond, &s->lock);
-	}
-	rc = s->err;
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-/* max_bandwidth as a token bucket: bytes are charged as the channels report
- * them written, tokens refill at the rate and are capped at one packet, so
- * idle time between rounds (dirty scans, syncs) buys no burst. At most the
- * packets in flight on the channels are sent ahead of their charge. Sleeping
- * here, not in the channels, keeps every channel's share even. */
-static void pace(lm_sender *s)
-{
-	double cap = (double)s->packet_pages * s->page_size;
-
-	if (!s->rate_limit)
-		return;
-	if (cap < 65536)
-		cap = 65536;
-	for (;;) {
-		uint64_t now = lm__now_us(), seen = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
-		if (!s->rate_last_us) { /* the bucket starts full */
-			s->rate_last_us = now;
-			s->rate_seen = seen;
-			s->rate_tokens = cap;
-		}
-		s->rate_tokens += (double)(now - s->rate_last_us) * (double)s->rate_limit / 1e6;
-		if (s->rate_tokens > cap)
-			s->rate_tokens = cap;
-		s->rate_tokens -= (double)(seen - s->rate_seen);
-		s->rate_last_us = now;
-		s->rate_seen = seen;
-		if (s->rate_tokens >= 0)
-			return;
-		usleep((useconds_t)(-s->rate_tokens * 1e6 / (double)s->rate_limit) + 1);
-	}
-}
-
-/* The packet of n pages whose offsets the caller then writes into the
- * returned channel's job_off; NULL once the run failed. */
-static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
-{
-	lm__tx_chan *ch;
-
-	if (!(ch = idle_channel(s)))
-		return NULL;
-	pace(s); /* after the wait: the packet just finished is charged */
-	if (!s->t_first_data)
-		s->t_first_data = lm__now_us();
-	ch->job_region = rid;
-	ch->job_pages = n;
-	ch->job_num = s->next_packet++;
-	return ch;
-}
-
-#define LM__SKIP_REFRESH_US 100000 /* a PAGEMAP_SCAN of 1 GiB takes 1-5 ms */
-
-static void skip_refresh(lm_sender *s)
-{
-	uint64_t now;
-
-	if (!s->skip_refresh)
-		return;
-	now = lm__now_us();
-	if (now - s->skip_t < LM__SKIP_REFRESH_US)
-		return;
-	s->skip_t = now;
-	s->skip_refresh(s->skip_user);
-}
-
-static int skipped(const lm_sender *s, uint32_t rid, uint64_t pg)
-{
-	return s->skip && (s->skip[rid][pg / 64] >> (pg % 64)) & 1;
-}
-
-/* Hands n gathered pages to the next idle channel. reopen: a later round,
- * so each page's block is hashed again once the page lands (the channel
- * that lands it is idle until post(), which orders the reopening first). */
-static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t n, int reopen)
-{
-	lm__tx_chan *ch = next_job(s, rid, n);
-
-	if (!ch)
-		return s->err;
-	for (uint32_t i = 0; reopen && i < n; i++)
-		lm__sumtree_reopen(&s->regions[rid].sum, off[i]);
-	memcpy(ch->job_off, off, sizeof(uint64_t) * n);
-	post(s, ch, LM_TX_JOB);
-	return 0;
-}
-
-/* Round one: every page in order, less the skip set. A skipped page still
- * counts as landed for the checksum, so its block is hashed again, from the
- * page's next copy, when that lands. */
-static int dispatch_region(lm_sender *s, uint32_t rid)
-{
-	lm__tx_region *r = &s->regions[rid];
-	uint64_t pages = (r->len + s->page_size - 1) / s->page_size, pg = 0;
-	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
-	int rc = 0;
-
-	if (!off)
-		return -ENOMEM;
-	while (pg < pages && !rc) {
-		uint32_t n = 0;
-		skip_refresh(s);
-		for (; pg < pages && n < s->packet_pages; pg++) {
-			uint64_t o = pg * s->page_size;
-			if (!skipped(s, rid, pg)) {
-				off[n++] = o;
-				continue;
-			}
-			lm__sumtree_land(&r->sum, &o, 1);
-			s->skipped_pages++;
-		}
-		if (n)
-			rc = post_pages(s, rid, off, n, 0);
-	}
-	free(off);
-	return rc;
-}
-
-int lm__sender_send_all(lm_sender *s)
-{
-	int rc = 0;
-
-	for (uint32_t i = 0; i < s->nregions && !rc; i++)
-		rc = dispatch_region(s, i);
-	return rc;
-}
-
-/* Gathers up to packet_pages set bits from *word on into off[], leaving
- * out the pages in the skip set; the packet's pages need not be neighbours
- * (the wire carries each offset). */
-static uint32_t gather(lm_sender *s, uint32_t rid, const uint64_t *bm, uint64_t words,
-		       uint64_t *word, uint64_t *cur, uint64_t *off)
-{
-	uint32_t n = 0;
-
-	while (n < s->packet_pages && *word < words) {
-		uint64_t pg;
-		if (!*cur) {
-			if (++*word < words)
-				*cur = bm[*word];
-			continue;
-		}
-		pg = *word * 64 + (uint64_t)__builtin_ctzll(*cur);
-		*cur &= *cur - 1;
-		if (skipped(s, rid, pg))
-			s->skipped_pages++;
-		else
-			off[n++] = pg * s->page_size;
-	}
-	return n;
-}
-
-static int dispatch_dirty(lm_sender *s, uint32_t rid, const uint64_t *bm)
-{
-	const lm__tx_region *r = &s->regions[rid];
-	uint64_t pages = (r->len + s->page_size - 1) / s->page_size;
-	uint64_t words = (pages + 63) / 64, word = 0, cur = words ? bm[0] : 0;
-	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
-	uint32_t n;
-	int rc = 0;
-
-	if (!off)
-		return -ENOMEM;
-	while (!rc) {
-		skip_refresh(s);
-		if (!(n = gather(s, rid, bm, words, &word, &cur, off)))
-			break;
-		rc = post_pages(s, rid, off, n, 1);
-	}
-	free(off);
-	return rc;
-}
-
-int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap)
-{
-	int rc = 0;
-
-	for (uint32_t i = 0; i < s->nregions && !rc; i++)
-		rc = dispatch_dirty(s, i, bitmap[i]);
-	return rc;
-}
-
-int lm__sender_sync(lm_sender *s)
-{
-	lm__err e = {0};
-	lm__ack ack;
-	int rc = wait_all_idle(s);
-
-	if (rc)
-		return rc;
-	for (uint32_t i = 0; i < s->nch; i++)
-		post(s, &s->ch[i], LM_TX_SYNC);
-	if ((rc = wait_all_idle(s)))
-		return rc;
-	if (s->features & LM_FEAT_ROUND_ACK) {
-		rc = await_ack(s, &s->ch[0], LM_KIND_SYNC, &ack, &e);
-		if (!rc && ack.features != s->round) {
-			lm__err_set(&e, "ack of round %llu, expected round %u",
-				    (unsigned long long)ack.features, s->round);
-			rc = LM_EFIELD;
-		}
-		if (rc) {
-			set_error(s, rc, 0, e.msg[0] ? e.msg : lm_strerror(rc));
-			return rc;
-		}
-	}
-	s->round++;
-	return 0;
-}
-
-/* Main thread, ch's conn not in use by its thread: the receiver's ACK of
- * kind (hello on any channel; sync and complete on channel 0), or its ERROR:
- * a refusal of the hello, a failure report later. */
-static int await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e)
+int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e)
 {
 	lm__conn *c = &ch->conn;
 	uint8_t b[LM_ACK_LEN];
@@ -585,18 +106,18 @@ int lm__sender_complete(lm_sender *s)
 	}
 	rc = lm__write_full(&ch0->conn, buf, lm__enc_complete(buf, sums, s->nregions));
 	if (rc) {
-		rc = peer_reason(ch0, rc, &e);
+		rc = lm__sender_peer_reason(ch0, rc, &e);
 		goto fail;
 	}
 	/* The receiver hashes everything before it answers: that is the
 	 * verification the user waits for. */
-	if ((rc = await_ack(s, ch0, LM_KIND_COMPLETE, &ack, &e)))
+	if ((rc = lm__sender_await_ack(s, ch0, LM_KIND_COMPLETE, &ack, &e)))
 		goto fail;
 	goto out;
 fail:
 	if (!e.msg[0])
 		lm__err_set(&e, "%s", lm_strerror(rc));
-	set_error(s, rc, 0, e.msg);
+	lm__sender_error(s, rc, 0, e.msg);
 out:
 	free(buf);
 	return rc;
@@ -656,7 +177,7 @@ static int send_regions(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 {
 	lm__ack a;
-	int rc = await_ack(s, ch, LM_KIND_HELLO, &a, e);
+	int rc = lm__sender_await_ack(s, ch, LM_KIND_HELLO, &a, e);
 
 	if (rc)
 		return rc;
@@ -883,7 +404,7 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 	}
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
-		if ((rc = -pthread_create(&s->ch[i].tid, NULL, chan_main, &s->ch[i]))) {
+		if ((rc = -pthread_create(&s->ch[i].tid, NULL, lm__tx_chan_main, &s->ch[i]))) {
 			lm__err_set(&e, "starting channel thread: %s", lm_strerror(rc));
 			goto fail;
 		}
@@ -896,7 +417,7 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 fail:
 	if (!e.msg[0])
 		lm__err_set(&e, "%s", lm_strerror(rc));
-	set_error(s, rc, who, e.msg);
+	lm__sender_error(s, rc, who, e.msg);
 	s->status = LM_STATUS_FAILED;
 	abort_channels(s);
 	s->main_cpu += lm__thread_cpu() - cpu0;
@@ -908,7 +429,7 @@ static void stop_threads(lm_sender *s)
 	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
 		if (!s->ch[i].started)
 			continue;
-		post(s, &s->ch[i], LM_TX_QUIT);
+		lm__sender_post(s, &s->ch[i], LM_TX_QUIT);
 		pthread_join(s->ch[i].tid, NULL);
 		s->ch[i].started = 0;
 	}
@@ -934,7 +455,7 @@ int lm__sender_finish(lm_sender *s, int rc)
 	s->t_end = lm__now_us();
 	stop_threads(s);
 	if (rc) {
-		set_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
+		lm__sender_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
 		s->status = LM_STATUS_FAILED;
 		abort_channels(s);
 		return s->err ? s->err : rc;
@@ -961,7 +482,7 @@ int lm__sender_set_live(lm_sender *s)
 
 void lm__sender_fail(lm_sender *s, int code, const char *msg)
 {
-	set_error(s, code, -1, msg);
+	lm__sender_error(s, code, -1, msg);
 }
 
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero)

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "dirty.h"
-#include "sender.h"
+#include "sender/sender.h"
 
 /* Below this expected downtime another round gains too little to be worth
  * its fixed costs (a dirty scan, a sync round trip). */

@@ -106,4 +106,17 @@ int lm__sender_set_live(lm_sender *s);
 /* Main thread, channels idle: sums of the channel counters. */
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 
+/* Between the files of the sender (session.c, channel.c, dispatch.c). */
+/* Any thread: records the first failure (channel -1: none named), wakes
+ * every waiter and every channel blocked on its peer. */
+void lm__sender_error(lm_sender *s, int code, int channel, const char *msg);
+/* A channel's failed write: the receiver's ERROR frame if it sent one. */
+int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e);
+/* Main thread, ch's conn not in use by its thread: the ACK of kind, or the
+ * receiver's ERROR. */
+int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e);
+void *lm__tx_chan_main(void *arg);           /* a channel thread */
+void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state);
+int lm__sender_wait_idle(lm_sender *s);      /* no channel busy; the first error */
+
 #endif

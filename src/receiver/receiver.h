@@ -2,6 +2,7 @@
 #define LM_RECEIVER_H
 
 #include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 
 #include "channel.h"
@@ -101,5 +102,17 @@ struct lm_receiver {
 int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e);
 int lm__rx_chan_alloc(lm__rx_chan *ch);
 void lm__rx_chan_free(lm__rx_chan *ch);
+
+/* Between the files of the receiver (session.c, channel.c, barrier.c). */
+/* Any thread: records the first failure (channel -1: none named) and wakes
+ * every thread of the session. */
+void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg);
+void lm__rx_wake(lm_receiver *r);
+struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */
+/* After ch's SYNC of round ch->round - 1: waits until every channel synced
+ * it; the last to arrive rehashes what the round changed. */
+int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e);
+/* Channel 0 at COMPLETE: every channel synced, no data lands from now. */
+int lm__rx_wait_all_synced(lm__rx_chan *ch, lm__err *e);
 
 #endif

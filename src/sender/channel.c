@@ -1,0 +1,232 @@
+/*
+ * Sender channel thread: one packet at a time, from the region's pages to a
+ * data frame on its connection (zero scan, encoding, the frame, the write),
+ * and the round's SYNC. It owns its conn and buffers while its state is not
+ * IDLE; it touches no other channel and no session state but the error
+ * (lm__sender_error) and the atomic wire byte count.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sender/sender.h"
+#include "zero.h"
+
+int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
+{
+	lm__frame f;
+	lm__error_msg m;
+	int saved = ch->conn.timeout_ms;
+
+	int got;
+
+	if (rc == -ECANCELED) {
+		lm__err_set(e, "cancelled after another channel failed");
+		return rc;
+	}
+	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
+	ch->conn.watch_in = 0;
+	got = lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e);
+	if (got == 0 && f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
+		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
+		rc = LM_EPEER;
+	} else if (got == 0) {
+		lm__err_set(e, "unexpected %s frame from the receiver during data",
+			    lm__kind_name(f.kind));
+		rc = LM_EKIND;
+	} else if (rc == LM_EPEER || got == LM_EEOF) {
+		lm__err_set(e, "the receiver closed the connection");
+		rc = LM_EEOF;
+	} else {
+		lm__err_set(e, "send: %s", lm_strerror(rc));
+	}
+	ch->conn.timeout_ms = saved;
+	ch->conn.watch_in = 1;
+	return rc;
+}
+
+
+/* ---- channel thread ------------------------------------------------------ */
+
+/* The partial last page of a region goes through a zero-padded copy, so only
+ * [base, base + len) of the caller's memory is ever read. */
+static const uint8_t *page_ptr(lm__tx_chan *ch, const lm__tx_region *r, uint64_t off)
+{
+	uint32_t ps = ch->s->page_size;
+
+	if (off + ps <= r->len)
+		return r->base + off;
+	memset(ch->tail, 0, ps);
+	memcpy(ch->tail, r->base + off, (size_t)(r->len - off));
+	return ch->tail;
+}
+
+/* Appends len bytes at p to the packet's iovecs, merging with the previous
+ * one when contiguous (neighbouring pages, packed encoded pages). */
+static void iov_add(lm__tx_chan *ch, int *iovc, const uint8_t *p, size_t len)
+{
+	struct iovec *last = &ch->iov[*iovc - 1];
+
+	if (*iovc > 1 && (const uint8_t *)last->iov_base + last->iov_len == p)
+		last->iov_len += len;
+	else
+		ch->iov[(*iovc)++] = (struct iovec){(void *)p, len};
+}
+
+/* Encodes the packet's normal pages with the session's codec. Sets lens[]
+ * and the packet's codec; returns the payload size, or a negative error.
+ * A packet the codec cannot shrink goes raw (codec none). */
+static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn, uint16_t *codec)
+{
+	lm_sender *s = ch->s;
+	uint32_t ps = s->page_size;
+	size_t enc_len = 0;
+	int rc;
+
+	*codec = LM_CODEC_NONE;
+	if (!ch->ops->raw_only && nn) {
+		for (uint32_t i = 0; i < nn; i++) {
+			ch->pages[i] = page_ptr(ch, r, ch->normal_off[i]);
+			/* A live workload may write the page while the encoder
+			 * reads it twice (match search, then emit): encoders,
+			 * hardware ones above all, only promise a correct stream
+			 * for stable input. The page is dirty again anyway. */
+			if (ch->bounce) {
+				memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
+				ch->pages[i] = ch->bounce + (size_t)i * ps;
+			}
+		}
+		rc = ch->ops->encode(ch->codec_ctx, ch->pages, nn, ps, ch->enc, ch->enc_cap,
+				     ch->lens, &enc_len);
+		if (rc == 0) {
+			uint64_t sum = 0;
+			*codec = ch->ops->id;
+			if (!ch->ops->per_page)
+				return (int64_t)enc_len;
+			for (uint32_t i = 0; i < nn; i++)
+				sum += ch->lens[i];
+			return (int64_t)sum;
+		}
+		if (rc != LM_ECODEC)
+			return rc;
+	}
+	for (uint32_t i = 0; i < nn; i++)
+		ch->lens[i] = ps;
+	return (int64_t)nn * ps;
+}
+
+static int send_packet(lm__tx_chan *ch, lm__err *e)
+{
+	lm_sender *s = ch->s;
+	const lm__tx_region *r = &s->regions[ch->job_region];
+	uint32_t ps = s->page_size, nn = 0, nz = 0, n = ch->job_pages;
+	const uint8_t *enc = ch->enc;
+	lm__data_hdr d;
+	uint16_t codec;
+	int64_t payload;
+	uint8_t *p;
+	uint64_t wire = 0;
+	int iovc = 1, rc;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *pg = page_ptr(ch, r, ch->job_off[i]);
+		if (lm__is_zero(pg, ps))
+			ch->zero_off[nz++] = ch->job_off[i];
+		else
+			ch->normal_off[nn++] = ch->job_off[i];
+	}
+	payload = encode_pages(ch, r, nn, &codec);
+	if (payload < 0) {
+		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
+		return (int)payload;
+	}
+	memset(&d, 0, sizeof(d));
+	d.packet_num = ch->job_num;
+	d.region = ch->job_region;
+	d.round = s->round;
+	d.pages = n;
+	d.normal = nn;
+	d.zero = nz;
+	d.payload = (uint32_t)payload;
+	d.codec_flags = codec;
+	p = ch->hdr + lm__enc_data_hdr(ch->hdr, &d, (uint32_t)lm__data_body_len(&d));
+	for (uint32_t i = 0; i < nn; i++, p += 8)
+		lm__put64(p, ch->normal_off[i]);
+	for (uint32_t i = 0; i < nz; i++, p += 8)
+		lm__put64(p, ch->zero_off[i]);
+	for (uint32_t i = 0; i < nn; i++, p += 4)
+		lm__put32(p, ch->lens[i]);
+	ch->iov[0].iov_base = ch->hdr;
+	ch->iov[0].iov_len = (size_t)(p - ch->hdr);
+	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
+		iov_add(ch, &iovc, enc, (size_t)payload);
+	} else {
+		/* Raw pages go from the region to the socket with no copy;
+		 * encoded ones from the codec's buffer, in page order. */
+		for (uint32_t i = 0; i < nn; i++) {
+			if (ch->lens[i] == ps) {
+				iov_add(ch, &iovc, page_ptr(ch, r, ch->normal_off[i]), ps);
+			} else {
+				iov_add(ch, &iovc, enc, ch->lens[i]);
+				enc += ch->lens[i];
+			}
+		}
+	}
+	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
+	if (rc)
+		return lm__sender_peer_reason(ch, rc, e);
+	for (int i = 0; i < iovc; i++)
+		wire += ch->iov[i].iov_len;
+	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
+	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
+	ch->zero_pages += nz;
+	ch->normal_pages += nn;
+	ch->payload += d.payload;
+	ch->packets++;
+	ch->round_packets++;
+	return 0;
+}
+
+static int send_sync(lm__tx_chan *ch, lm__err *e)
+{
+	uint8_t buf[LM_FRAME_HDR + LM_SYNC_LEN];
+	lm__sync sy = {ch->s->round, ch->round_packets};
+	int rc = lm__write_full(&ch->conn, buf, lm__enc_sync(buf, &sy));
+
+	if (rc)
+		return lm__sender_peer_reason(ch, rc, e);
+	ch->round_packets = 0;
+	return 0;
+}
+
+void *lm__tx_chan_main(void *arg)
+{
+	lm__tx_chan *ch = arg;
+	lm_sender *s = ch->s;
+	double cpu0 = lm__thread_cpu();
+
+	for (;;) {
+		lm__err e = {0};
+		int st, rc = 0;
+
+		pthread_mutex_lock(&s->lock);
+		while (ch->state == LM_TX_IDLE)
+			pthread_cond_wait(&ch->cond, &s->lock);
+		st = ch->state;
+		pthread_mutex_unlock(&s->lock);
+		if (st == LM_TX_QUIT)
+			break;
+		rc = st == LM_TX_JOB ? send_packet(ch, &e) : send_sync(ch, &e);
+		if (rc)
+			lm__sender_error(s, rc, ch->idx, e.msg);
+		pthread_mutex_lock(&s->lock);
+		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
+			ch->state = LM_TX_IDLE;
+		pthread_cond_broadcast(&s->idle_cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	ch->cpu = lm__thread_cpu() - cpu0;
+	return NULL;
+}
+
