@@ -2,7 +2,9 @@
  * livemig: the migration data plane.
  *
  * Moves memory regions (a VM's guest RAM, a process's heap, a memory image)
- * from one host to another over several parallel TCP channels.
+ * from one host to another over several parallel channels (TCP, UNIX-domain
+ * sockets or pre-connected fds), each under mutually authenticated TLS 1.3
+ * when an lm_tls_config is given (docs/security.md).
  *
  * Conventions (as in libuv and zstd):
  *  - every function returns 0 or a negative errno-style code (LM_E*);
@@ -37,6 +39,9 @@ extern "C" {
 #define LM_MAX_REGIONS 256
 #define LM_MAX_REGION_NAME 255
 #define LM_DEFAULT_TIMEOUT_MS 30000
+#define LM_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define LM_DEFAULT_MAX_HANDSHAKES 16
+#define LM_DEFAULT_MAX_HANDSHAKES_PER_HOST 4
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -59,6 +64,10 @@ enum {
 	LM_ESTATE = -4013,        /* call not valid in the handle's state */
 	LM_EDECODE = -4014,       /* a page did not decode to exactly one page */
 	LM_ECONVERGE = -4015,     /* live: the limits came before convergence */
+	LM_ETLS = -4016,          /* TLS handshake or record failure (see errmsg) */
+	LM_EAUTH = -4017,         /* the peer is not the one we accept (see errmsg) */
+	LM_ELIMIT = -4018,        /* a receiver limit was exceeded (see errmsg) */
+	LM_ECANCELED = -125,      /* lm_*_cancel() (== -ECANCELED) */
 	LM_EINVAL = -22,          /* an argument is invalid (== -EINVAL) */
 };
 
@@ -154,6 +163,13 @@ typedef struct lm_stats {
 				    their turn in this one (uffd-wp only) */
 	char dirty_source[16];   /* "uffd-wp" or "callback": the one in use */
 	char dirty_note[256];    /* LM_DIRTY_AUTO fell back: why uffd-wp was not used */
+	/* Security. */
+	char tls[64];            /* "TLSv1.3 TLS_AES_128_GCM_SHA256", "" = plaintext */
+	char peer[128];          /* the authenticated peer: certificate subject
+				    or "psk:IDENTITY"; "" in plaintext */
+	uint32_t tls_resumed;    /* channels that resumed channel 0's TLS session */
+	uint64_t refused;        /* receiver: connections refused (strangers,
+				    failed handshakes, over the limits) */
 	uint32_t n_engines;
 	lm_engine_stats engines[LM_MAX_ENGINES];
 } lm_stats;
@@ -164,6 +180,41 @@ typedef struct lm_stats {
  * length the full text needs, like snprintf. */
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
 const char *lm_status_name(lm_status s);
+
+/* ---- security: TLS 1.3 ---------------------------------------------------- */
+
+/* Mutual authentication, always: with certificates both sides present one
+ * and verify the peer's against ca_file; with a PSK both prove they hold
+ * the key (TLS 1.3 external PSK with (EC)DHE, so traffic keys stay secret
+ * even if the PSK leaks later). Give either cert_file + key_file + ca_file
+ * or a PSK. Every channel of a session is bound to channel 0's handshake
+ * and channels 1..N resume its TLS session (docs/protocol.md). The struct
+ * and its strings are read by lm_sender_connect*() / lm_receiver_listen()
+ * or lm_receiver_accept_fds() and need not outlive that call. */
+typedef struct lm_tls_config {
+	const char *cert_file;   /* PEM: our certificate (chain) */
+	const char *key_file;    /* PEM: its private key */
+	const char *ca_file;     /* PEM: the CA(s) the peer's certificate must chain to */
+	/* PSK: a file of lines "IDENTITY:HEXKEY" (a 32-byte key as 64 hex
+	 * digits, QEMU's keys.psk format) or of exactly 32 raw bytes (identity
+	 * "livemig"); or the key in memory (psk, psk_len == 32). */
+	const char *psk_file;
+	const uint8_t *psk;
+	size_t psk_len;
+	const char *psk_identity;/* sender: the identity to use (default the
+				    file's first); receiver: only this one (default any) */
+	/* Sender: the name the receiver's certificate must carry (DNS or IP
+	 * subjectAltName, else CN); default the host part of the address
+	 * (required for unix: and fd: addresses with certificates). */
+	const char *peer_name;
+	/* Receiver: client certificate names accepted (CN or DNS SAN), a
+	 * NULL-terminated list; NULL = any certificate ca_file vouches for
+	 * (like QEMU's tls-authz). */
+	const char *const *allow;
+	/* Optional: the peer certificate's SHA-256 fingerprint, 64 hex digits
+	 * (colons allowed); a different certificate is refused. */
+	const char *pin_sha256;
+} lm_tls_config;
 
 /* ---- sender ------------------------------------------------------------ */
 
@@ -179,6 +230,7 @@ typedef struct lm_sender_config {
 	uint32_t busy_retries; /* deflate: tries of a busy accelerator, default 3 */
 	int timeout_ms;        /* a stalled peer fails the migration, default 30000 */
 	int sndbuf;            /* SO_SNDBUF bytes; 0 = kernel autotuning (up to tcp_wmem's max) */
+	const lm_tls_config *tls; /* NULL: plaintext (nothing authenticated) */
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a
@@ -194,9 +246,20 @@ void lm_sender_free(lm_sender *s);
  * the memory up to the next page boundary must be readable (any mmap is). */
 int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint64_t len);
 
-/* Connects all channels to "host:port" (IPv4, IPv6 in brackets, or a name)
- * and performs the handshake. */
+/* Connects all channels to addr and performs the handshake. addr is
+ * "HOST:PORT" or "tcp:HOST:PORT" (IPv4, IPv6 in brackets, or a name),
+ * "unix:PATH" (a UNIX-domain socket; "unix:@NAME" for the abstract
+ * namespace) or "fd:N[,N...]" (pre-connected sockets, one per channel, as
+ * lm_sender_connect_fds()). */
 int lm_sender_connect(lm_sender *s, const char *addr);
+/* As lm_sender_connect() over n pre-connected stream sockets (n must equal
+ * the channels), channel i on fds[i] (what libvirt hands QEMU's fd:). The
+ * sender owns the fds from this call on, also on failure, and closes them. */
+int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
+/* Async-signal-safe, any thread: makes a running connect, run or migrate
+ * fail soon with LM_ECANCELED (the receiver is told, a live workload is
+ * resumed). A later call on the handle also fails with it. */
+int lm_sender_cancel(lm_sender *s);
 
 /* One-pass migration: sends every page, syncs the channels, sends the region
  * checksums and waits for the receiver's verified reply. */
@@ -311,6 +374,22 @@ typedef struct lm_receiver_config {
 	/* 1: a region neither added nor taken by on_region is received into
 	 * anonymous memory the receiver maps (see lm_receiver_region()). */
 	int alloc_regions;
+	const lm_tls_config *tls; /* NULL: plaintext (anyone who reaches the port
+				     can be the sender) */
+	/* Limits against strangers (docs/security.md); 0 = the default. */
+	uint64_t max_bytes;       /* total region bytes a session may announce;
+				     0 = no limit (the CLI sets the free space) */
+	int handshake_timeout_ms; /* a connection's whole handshake (TLS, hello,
+				     regions), default 10000 */
+	uint32_t max_handshakes;  /* connections in their handshake at once,
+				     default 16 (the oldest is evicted first) */
+	uint32_t max_handshakes_per_host; /* of those from one address, default 4 */
+	int session_timeout_ms;   /* the whole session from its first hello,
+				     0 = none */
+	/* One line per refused connection (who, why), and why the session
+	 * failed; NULL: silent. Called from the receiver's threads, one at a
+	 * time (under a lock of the receiver: do not call into it). */
+	void (*log)(void *user, const char *line);
 } lm_receiver_config;
 
 /* A receiver accepts one migration session. Thread safety: one thread drives
@@ -324,9 +403,18 @@ void lm_receiver_free(lm_receiver *r);
  * announced length must match exactly. fresh as in lm_region_cb. */
 int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_t len, int fresh);
 
-/* Binds and listens on "host:port" (port 0 picks a free one). */
+/* Binds and listens on addr: "HOST:PORT" or "tcp:HOST:PORT" (port 0 picks
+ * a free one), "unix:PATH" (created 0600; an existing socket file is
+ * replaced), or "fd:N" (an already listening socket, e.g. from systemd) or
+ * "fd:N[,N...]" of connected sockets (as lm_receiver_accept_fds()). */
 int lm_receiver_listen(lm_receiver *r, const char *addr);
+/* Instead of listening: the session's channels arrive on these n connected
+ * stream sockets. The receiver owns them from this call on and closes them. */
+int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n);
 int lm_receiver_port(const lm_receiver *r);
+/* Async-signal-safe, any thread: lm_receiver_run() fails soon with
+ * LM_ECANCELED, the sender is told. */
+int lm_receiver_cancel(lm_receiver *r);
 
 /* Accepts the session's channels, receives, verifies the region checksums
  * and acknowledges. Returns 0 only when every region verified. */

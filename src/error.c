@@ -22,6 +22,10 @@ const char *lm_strerror(int err)
 	case LM_ESTATE: return "call not valid in this state";
 	case LM_EDECODE: return "page did not decode to one page";
 	case LM_ECONVERGE: return "did not converge within the limits";
+	case LM_ETLS: return "TLS failure";
+	case LM_EAUTH: return "peer not authenticated";
+	case LM_ELIMIT: return "over a receiver limit";
+	case LM_ECANCELED: return "cancelled";
 	default: break;
 	}
 	/* strerror() is not thread-safe in general, but glibc's strerror for
