@@ -59,6 +59,7 @@ typedef struct lm__rx_chan {
 struct lm_receiver {
 	lm_receiver_config cfg;
 	int listen_fd, port, wake_fd;
+	int cancelled;            /* atomic: lm_receiver_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];

@@ -39,7 +39,11 @@ void lm__rx_wake(lm_receiver *r)
 void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg)
 {
 	pthread_mutex_lock(&r->lock);
-	if (!r->err) {
+	if (!r->err && __atomic_load_n(&r->cancelled, __ATOMIC_SEQ_CST)) {
+		/* Whatever failed first failed because of the cancel. */
+		r->err = LM_ECANCELED;
+		snprintf(r->errmsg, sizeof(r->errmsg), "cancelled by the application");
+	} else if (!r->err) {
 		r->err = code;
 		if (channel >= 0)
 			snprintf(r->errmsg, sizeof(r->errmsg), "channel %d: %s", channel, msg);
@@ -483,6 +487,10 @@ static int accept_loop(lm_receiver *r)
 	if (r->cfg.accept_timeout_ms > 0)
 		deadline = lm__now_us() + (uint64_t)r->cfg.accept_timeout_ms * 1000u;
 	while (!session_over(r)) {
+		if (__atomic_load_n(&r->cancelled, __ATOMIC_SEQ_CST)) {
+			lm__rx_fail(r, LM_ECANCELED, -1, "cancelled by the application");
+			break;
+		}
 		struct pollfd p[2] = {{r->listen_fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
 		uint64_t now, started;
 		int fd, have, waiting;
@@ -716,4 +724,16 @@ void lm_receiver_free(lm_receiver *r)
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+int lm_receiver_cancel(lm_receiver *r)
+{
+	if (!r)
+		return LM_EINVAL;
+	/* An atomic store and a write(2), both async-signal-safe: the accept
+	 * loop polls wake_fd and records the failure; every channel's wait
+	 * polls it too. */
+	__atomic_store_n(&r->cancelled, 1, __ATOMIC_SEQ_CST);
+	lm__rx_wake(r);
+	return 0;
 }

@@ -19,6 +19,8 @@ static lm__tx_chan *idle_channel(lm_sender *s)
 {
 	lm__tx_chan *found = NULL;
 
+	if (lm__sender_cancelled(s))
+		return NULL;
 	pthread_mutex_lock(&s->lock);
 	while (!s->err && !found) {
 		for (uint32_t k = 0; k < s->nch && !found; k++) {

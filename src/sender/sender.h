@@ -60,7 +60,8 @@ struct lm_sender {
 	uint8_t session[16];
 	uint64_t features;        /* accepted by the receiver (LM_FEAT_*) */
 	lm__tx_chan *ch;
-	int wake_fd;              /* eventfd: readable once the run failed */
+	int wake_fd;              /* eventfd: readable once the run failed or was cancelled */
+	int cancelled;            /* atomic: lm_sender_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
@@ -118,5 +119,7 @@ int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *a
 void *lm__tx_chan_main(void *arg);           /* a channel thread */
 void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state);
 int lm__sender_wait_idle(lm_sender *s);      /* no channel busy; the first error */
+/* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
+int lm__sender_cancelled(lm_sender *s);
 
 #endif

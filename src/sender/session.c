@@ -27,7 +27,11 @@ static void abort_channels(lm_sender *s);
 void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
 {
 	pthread_mutex_lock(&s->lock);
-	if (!s->err) {
+	if (!s->err && __atomic_load_n(&s->cancelled, __ATOMIC_SEQ_CST)) {
+		/* Whatever failed first failed because of the cancel. */
+		s->err = LM_ECANCELED;
+		snprintf(s->errmsg, sizeof(s->errmsg), "cancelled by the application");
+	} else if (!s->err) {
 		s->err = code;
 		if (channel >= 0)
 			snprintf(s->errmsg, sizeof(s->errmsg), "channel %d: %s", channel, msg);
@@ -584,4 +588,27 @@ void lm_sender_free(lm_sender *s)
 	pthread_mutex_destroy(&s->lock);
 	close(s->wake_fd);
 	free(s);
+}
+
+int lm_sender_cancel(lm_sender *s)
+{
+	uint64_t one = 1;
+
+	if (!s)
+		return LM_EINVAL;
+	/* Only an atomic store and a write(2): both async-signal-safe. Every
+	 * wait of the run polls wake_fd or checks the flag (lm__sender_cancelled). */
+	__atomic_store_n(&s->cancelled, 1, __ATOMIC_SEQ_CST);
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd counter cannot overflow here */
+	}
+	return 0;
+}
+
+int lm__sender_cancelled(lm_sender *s)
+{
+	if (!__atomic_load_n(&s->cancelled, __ATOMIC_SEQ_CST))
+		return 0;
+	lm__sender_error(s, LM_ECANCELED, -1, "cancelled by the application");
+	return LM_ECANCELED;
 }
