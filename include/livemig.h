@@ -432,6 +432,11 @@ const char *lm_receiver_errmsg(const lm_receiver *r);
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* 1 when addr stays on this host (a loopback address, "unix:", "fd:"), 0
+ * when it may cross a network (or names all addresses: "0.0.0.0", ":PORT"),
+ * LM_EINVAL when it is not an address. For warnings about plaintext. */
+int lm_address_is_local(const char *addr);
+
 /* The checksum both sides compute over a region (see docs/protocol.md).
  * Returns 0 or -ENOMEM. Thread-safe. */
 int lm_region_checksum(const void *base, uint64_t len, uint64_t *out);

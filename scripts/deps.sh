@@ -4,13 +4,14 @@
 set -euo pipefail
 
 purpose=${1:-demo}
-pkgs=(cmake make gcc libc6-dev libxxhash-dev libzstd-dev liblz4-dev libisal-dev zlib1g-dev)
+pkgs=(cmake make gcc libc6-dev libxxhash-dev libzstd-dev liblz4-dev libisal-dev zlib1g-dev libssl-dev)
 if [ "$purpose" = test ]; then
 	# clang + compiler-rt: ASan/UBSan build and the libFuzzer targets;
 	# python3: the CLI and demo tests parse the JSON statistics;
 	# procps: test_demo finds the demo's processes with pgrep and ps (not
 	# Essential: a minimal Debian 12 lacks it, and the check would pass empty).
-	pkgs+=(clang libclang-rt-14-dev python3 procps)
+	# openssl: the TLS tests make their certificates and keys with it.
+	pkgs+=(clang libclang-rt-14-dev python3 procps openssl)
 fi
 
 missing=()

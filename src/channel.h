@@ -1,7 +1,8 @@
 /*
- * One TCP channel's byte stream: full reads and writes with a stall timeout,
- * socket setup, address parsing. Non-blocking fds driven by poll(), so a
- * stalled peer becomes LM_ETIMEDOUT and a wake fd can interrupt a wait.
+ * One channel's byte stream: full reads and writes with a stall timeout and
+ * an optional deadline, over whatever stream the conn holds (plain socket or
+ * TLS, src/transport/). Non-blocking fds driven by poll(), so a stalled peer
+ * becomes LM_ETIMEDOUT and a wake fd can interrupt a wait.
  */
 #ifndef LM_CHANNEL_H
 #define LM_CHANNEL_H
@@ -10,12 +11,17 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "transport/transport.h"
 #include "wire.h"
 
 typedef struct lm__conn {
+	const lm__stream_ops *ops; /* plain (lm__conn_init) or TLS */
+	struct lm__tls *tls;       /* the TLS stream's state, NULL in plaintext */
 	int rfd, wfd;    /* the same socket, or a memfd + /dev/null under the fuzzer */
 	int wake_fd;     /* readable = give up waiting (-ECANCELED); -1 = none */
 	int timeout_ms;  /* longest wait for any progress */
+	uint64_t deadline_us; /* lm__now_us() after which waits fail, 0 = none
+				 (a handshake's whole time, not per read) */
 	int watch_in;    /* writes return LM_EPEER when the peer sends something */
 	/* Owner: the thread driving the conn; read by others only after join. */
 	uint64_t bytes_in, bytes_out;
@@ -44,11 +50,9 @@ void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg);
 void lm__drain_close(lm__conn *const *cs, int n, int ms);
 void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg);
 
-/* "host:port", "[v6]:port". */
-int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap);
-int lm__tcp_connect(const char *addr, int timeout_ms, int sndbuf, int *out_fd);
-int lm__tcp_listen(const char *addr, int rcvbuf, int *out_fd, int *out_port);
-void lm__tune_socket(int fd, int sndbuf, int rcvbuf);
+/* Waits until c's fd is ready for ev (POLLIN or POLLOUT) within the
+ * timeout and deadline: 0, or LM_ETIMEDOUT, -ECANCELED (wake fd), -errno. */
+int lm__conn_wait(lm__conn *c, short ev);
 
 uint64_t lm__now_us(void);
 double lm__thread_cpu(void);

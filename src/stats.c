@@ -149,6 +149,27 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
 }
 
+/* The channel's protection, and who the peer proved to be. */
+static void format_security(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	if (json) {
+		put(buf, cap, len, ",\"tls\":");
+		put_json_str(buf, cap, len, st->tls);
+		put(buf, cap, len, ",\"peer\":");
+		put_json_str(buf, cap, len, st->peer);
+		put(buf, cap, len, ",\"tls_resumed\":%u,\"refused\":%llu", st->tls_resumed,
+		    (unsigned long long)st->refused);
+		return;
+	}
+	if (st->tls[0])
+		put(buf, cap, len, "security: %s, peer %s, %u of %u channels resumed\n", st->tls,
+		    st->peer, st->tls_resumed, st->channels ? st->channels - 1 : 0);
+	else
+		put(buf, cap, len, "security: plaintext (not encrypted, not authenticated)\n");
+	if (st->refused)
+		put(buf, cap, len, "refused connections: %llu\n", (unsigned long long)st->refused);
+}
+
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 {
 	int len;
@@ -160,12 +181,14 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 		len--; /* reopen the object: drop its closing brace */
 		if (st->live)
 			format_live(st, 1, buf, cap, &len);
+		format_security(st, 1, buf, cap, &len);
 		put(buf, cap, &len, ",\"engines\":[");
 		format_engines(st, 1, buf, cap, &len);
 		put(buf, cap, &len, "]}");
 	} else {
 		if (st->live)
 			format_live(st, 0, buf, cap, &len);
+		format_security(st, 0, buf, cap, &len);
 		format_engines(st, 0, buf, cap, &len);
 	}
 	return len;

@@ -31,6 +31,11 @@ typedef struct opts {
 	int level;
 	uint32_t channels, page_size, packet_pages;
 	int timeout_ms, accept_timeout_ms, json, quiet, fsync_out;
+	/* Trust (docs/security.md). */
+	lm_tls_config tls;
+	const char *allow[17];
+	int nallow, plaintext, handshake_timeout_ms, session_timeout_ms;
+	uint32_t max_handshakes, max_handshakes_per_host;
 } opts;
 
 static const char *prog = "livemig";
@@ -41,16 +46,24 @@ static void usage(FILE *f)
 		"usage:\n"
 		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
 		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--fsync] [--json] [--quiet]\n"
+		"               [--fsync] [--json] [--quiet] [TRUST] [--tls-allow NAME]...\n"
+		"               [--handshake-timeout S] [--max-handshakes N]\n"
+		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
+		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
 		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
 #endif
 		"  livemig version\n"
+		"TRUST (both sides; mutual TLS 1.3):\n"
+		"  --tls-cert FILE --tls-key FILE --tls-ca FILE [--tls-pin SHA256]  X.509\n"
+		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 bytes)\n"
+		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
+		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n",
 		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
 }
@@ -87,6 +100,14 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"fsync", no_argument, 0, 'F'},           {"help", no_argument, 0, 'h'},
 		{"level", required_argument, 0, 'L'},     {"accel", required_argument, 0, 'a'},
 		{"engine", required_argument, 0, 'e'},
+		{"tls-cert", required_argument, 0, 1},   {"tls-key", required_argument, 0, 2},
+		{"tls-ca", required_argument, 0, 3},     {"psk-file", required_argument, 0, 4},
+		{"psk-identity", required_argument, 0, 5}, {"tls-peer-name", required_argument, 0, 6},
+		{"tls-allow", required_argument, 0, 7},  {"tls-pin", required_argument, 0, 8},
+		{"plaintext", no_argument, 0, 9},        {"handshake-timeout", required_argument, 0, 10},
+		{"max-handshakes", required_argument, 0, 11},
+		{"max-handshakes-per-host", required_argument, 0, 12},
+		{"session-timeout", required_argument, 0, 13},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -136,6 +157,32 @@ static int parse_opts(int argc, char **argv, opts *o)
 			if (lm_engine_from_name(optarg, &o->engine))
 				return fprintf(stderr, "%s: --engine is isal, zlib or qpl-sw\n", prog), -1;
 			break;
+		case 1: o->tls.cert_file = optarg; break;
+		case 2: o->tls.key_file = optarg; break;
+		case 3: o->tls.ca_file = optarg; break;
+		case 4: o->tls.psk_file = optarg; break;
+		case 5: o->tls.psk_identity = optarg; break;
+		case 6: o->tls.peer_name = optarg; break;
+		case 7:
+			if (o->nallow >= 16)
+				return fprintf(stderr, "%s: at most 16 --tls-allow names\n", prog), -1;
+			o->allow[o->nallow++] = optarg;
+			o->tls.allow = o->allow;
+			break;
+		case 8: o->tls.pin_sha256 = optarg; break;
+		case 9: o->plaintext = 1; break;
+		case 10:
+		case 13:
+			if (parse_u32(optarg, &v, 1, 86400))
+				return fprintf(stderr, "%s: timeouts are 1..86400 seconds\n", prog), -1;
+			*(c == 10 ? &o->handshake_timeout_ms : &o->session_timeout_ms) = (int)v * 1000;
+			break;
+		case 11:
+		case 12:
+			if (parse_u32(optarg, &v, 1, 1024))
+				return fprintf(stderr, "%s: handshake limits are 1..1024\n", prog), -1;
+			*(c == 11 ? &o->max_handshakes : &o->max_handshakes_per_host) = v;
+			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -148,6 +195,43 @@ static int parse_opts(int argc, char **argv, opts *o)
 		return -1;
 	}
 	return 0;
+}
+
+/* Secure by default: TLS when credentials are given; plaintext stays on
+ * this host unless --plaintext asks for it, and is always said out loud. */
+static const lm_tls_config *trust(const opts *o, int *bad)
+{
+	int local = lm_address_is_local(o->addr);
+	int tls = o->tls.cert_file || o->tls.key_file || o->tls.ca_file || o->tls.psk_file;
+
+	*bad = 0;
+	if (local < 0) {
+		fprintf(stderr, "%s: '%s' is not an address (HOST:PORT, tcp:HOST:PORT, unix:PATH, fd:N)\n",
+			prog, o->addr);
+		*bad = 1;
+		return NULL;
+	}
+	if (tls && o->plaintext) {
+		fprintf(stderr, "%s: --plaintext contradicts the TLS options\n", prog);
+		*bad = 1;
+		return NULL;
+	}
+	if (tls)
+		return &o->tls;
+	if (!local && !o->plaintext) {
+		fprintf(stderr,
+			"%s: refusing plaintext on %s, which is not this host: give --tls-cert/--tls-key/"
+			"--tls-ca or --psk-file (docs/security.md), or --plaintext to accept that anyone "
+			"on the path can read and change the memory\n",
+			prog, o->addr);
+		*bad = 1;
+		return NULL;
+	}
+	if (!o->quiet)
+		fprintf(stderr, "%s: %s: plaintext: nothing is encrypted or authenticated%s\n", prog,
+			local ? "note" : "warning",
+			local ? " (this host only)" : ", anyone on the path can read and change the memory");
+	return NULL;
 }
 
 static void print_stats(const lm_stats *st, const opts *o)
@@ -204,6 +288,9 @@ static int cmd_send(int argc, char **argv)
 	cfg.accel = o.accel;
 	cfg.engine = o.engine;
 	cfg.timeout_ms = o.timeout_ms;
+	cfg.tls = trust(&o, &rc);
+	if (rc)
+		goto out;
 	snprintf(namebuf, sizeof(namebuf), "%s", o.image);
 	if ((rc = lm_sender_new(&s, &cfg))) {
 		die("sender", rc, NULL);
@@ -295,6 +382,13 @@ static int commit_image(dest *d, int do_fsync)
 	return 0;
 }
 
+/* The receiver's log: one line per refused connection, already escaped. */
+static void log_line(void *user, const char *line)
+{
+	(void)user;
+	fprintf(stderr, "%s: %s\n", prog, line);
+}
+
 static int cmd_recv(int argc, char **argv)
 {
 	opts o = {0};
@@ -319,8 +413,18 @@ static int cmd_recv(int argc, char **argv)
 	cfg.engine = o.engine;
 	cfg.on_region = on_region;
 	cfg.user = &d;
+	cfg.log = log_line;
+	cfg.handshake_timeout_ms = o.handshake_timeout_ms;
+	cfg.max_handshakes = o.max_handshakes;
+	cfg.max_handshakes_per_host = o.max_handshakes_per_host;
+	cfg.session_timeout_ms = o.session_timeout_ms;
+	cfg.tls = trust(&o, &rc);
+	if (rc) {
+		ret = 2;
+		goto out;
+	}
 	if ((rc = lm_receiver_new(&r, &cfg)) || (rc = lm_receiver_listen(r, o.addr))) {
-		die("listen", rc, o.addr);
+		die("listen", rc, r && *lm_receiver_errmsg(r) ? lm_receiver_errmsg(r) : o.addr);
 		goto out;
 	}
 	if (!o.quiet && !o.json) {

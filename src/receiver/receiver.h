@@ -37,6 +37,13 @@ typedef struct lm__rx_chan {
 	int exited;      /* guarded by r->lock: the thread is done, join it */
 	pthread_t tid;
 	int channel;     /* session channel index, -1 until accepted */
+	/* Guarded by r->lock: a connection not yet a session channel counts
+	 * against the handshake limits; the accept loop may evict it. */
+	int in_handshake, evicted;
+	uint64_t t_accept;
+	/* Written by the accept loop before the thread starts, then the
+	 * slot thread's: who connected, and the per-host limit's key. */
+	char peer[64], host[48];
 	/* Owner: this slot's thread until it is joined, then the run thread. */
 	lm__conn conn;
 	uint32_t round;
@@ -59,6 +66,14 @@ typedef struct lm__rx_chan {
 struct lm_receiver {
 	lm_receiver_config cfg;
 	int listen_fd, port, wake_fd;
+	/* Owner: the run thread (set by listen or accept_fds). */
+	const lm__endpoint_ops *ep;   /* accepts and names peers */
+	lm__tls_ctx *tls;             /* NULL: plaintext */
+	const lm_tls_config *tls_cfg; /* the caller's, read by listen only */
+	int fds[LM_MAX_CHANNELS];     /* accept_fds: not yet handed to a slot */
+	uint32_t nfds;
+	char unix_path[512];          /* a socket file we made, removed by free */
+	pthread_mutex_t log_lock;     /* one cfg.log call at a time */
 	int cancelled;            /* atomic: lm_receiver_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
@@ -91,6 +106,11 @@ struct lm_receiver {
 	int err;
 	char errmsg[512];
 	uint64_t t_start;        /* guarded by lock: the first valid hello */
+	uint64_t refused;        /* guarded by lock: connections refused */
+	/* Guarded by lock: channel 0's TLS, for the stats and the check that
+	 * every channel is the same client. */
+	char tls_suite[64], tls_peer[128];
+	int tls_resumed;
 	uint64_t t_setup;        /* guarded by lock: the session is set up */
 	/* Owner: the run thread. */
 	lm_status status;
@@ -109,6 +129,8 @@ void lm__rx_chan_free(lm__rx_chan *ch);
  * every thread of the session. */
 void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg);
 void lm__rx_wake(lm_receiver *r);
+/* One escaped line to cfg.log (printf-style); no-op without a log. */
+void lm__rx_log(lm_receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */
 /* After ch's SYNC of round ch->round - 1: waits until every channel synced
  * it; the last to arrive rehashes what the round changed. */

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ static int read_regions(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 	uint8_t b[LM_REGION_FIXED + LM_MAX_REGION_NAME];
+	uint64_t announced = 0;
 
 	for (uint32_t i = 0; i < r->region_count; i++) {
 		lm__frame f;
@@ -171,6 +173,16 @@ static int read_regions(lm__rx_chan *ch, lm__err *e)
 		if (m.id != i) {
 			lm__err_set(e, "region.id %u, expected %u", m.id, i);
 			return LM_EFIELD;
+		}
+		/* Before anything is allocated or the callback runs: nothing
+		 * proportional to an announced size exists past the limit. */
+		announced += m.len;
+		if (r->cfg.max_bytes && (m.len > r->cfg.max_bytes || announced > r->cfg.max_bytes)) {
+			lm__err_set(e, "region.len: region %u brings the session to %llu bytes, above "
+				       "this receiver's limit of %llu",
+				    i, (unsigned long long)announced,
+				    (unsigned long long)r->cfg.max_bytes);
+			return LM_ELIMIT;
 		}
 		if ((rc = bind_region(r, &m, e)))
 			return rc;
@@ -204,12 +216,66 @@ static int same_shape(const lm_receiver *r, const lm__hello *h, lm__err *e)
 	return LM_EFIELD;
 }
 
+/* Under TLS the session is channel 0's: its hello must carry its own
+ * connection's binding (so it was made for this handshake, not replayed or
+ * relayed from another), and the other channels carry that same value. A
+ * channel whose hello overtook channel 0's waits for it. */
+static int check_binding(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	uint8_t b[16];
+	int rc, have;
+
+	if (!r->tls)
+		return 0;
+	if (h->channel == 0) {
+		if ((rc = lm__tls_binding(&ch->conn, b)))
+			return rc;
+		if (memcmp(b, h->session, 16)) {
+			lm__err_set(e, "hello.session is not bound to this TLS connection: refused");
+			return LM_EAUTH;
+		}
+		return 0;
+	}
+	pthread_mutex_lock(&r->lock);
+	while (!(have = r->have_session) && !r->err && lm__now_us() < ch->conn.deadline_us) {
+		struct timespec ts = lm__rx_deadline(20);
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!have) {
+		lm__err_set(e, "hello.channel %u before channel 0 opened a session: refused",
+			    h->channel);
+		return LM_ESESSION;
+	}
+	return 0;
+}
+
+/* Cert mode: every channel is the same client (channel 0's subject). */
+static int same_peer(lm__rx_chan *ch, lm__err *e)
+{
+	char suite[64], peer[128];
+	int resumed;
+
+	lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
+	if (ch->r->tls_peer[0] == '/' && strcmp(peer, ch->r->tls_peer)) {
+		lm__err_set(e, "TLS peer %.100s is not channel 0's: refused", peer);
+		return 1;
+	}
+	return 0;
+}
+
 static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
+	if (!r->have_session && r->tls && h->channel != 0) {
+		lm__err_set(e, "hello.channel %u before channel 0: refused", h->channel);
+		rc = 1;
+		goto out;
+	}
 	if (!r->have_session) {
 		if (h->channels > r->cfg.max_channels) {
 			lm__err_set(e, "hello.channels %u above this receiver's limit %u", h->channels,
@@ -226,12 +292,20 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 		r->codec = h->codec;
 		r->region_count = h->region_count;
 		r->features = h->features & LM_FEAT_KNOWN;
+		int first; /* channel 0's own "reuse" is the external PSK, not a ticket */
+		lm__tls_describe(&ch->conn, r->tls_suite, sizeof(r->tls_suite), r->tls_peer,
+				 sizeof(r->tls_peer), &first);
 	} else if (memcmp(r->session, h->session, 16)) {
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;
 		goto out;
-	} else if ((rc = same_shape(r, h, e))) {
+	} else if ((rc = same_peer(ch, e)) || (rc = same_shape(r, h, e))) {
 		goto out;
+	} else {
+		char suite[64], peer[128];
+		int resumed;
+		lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
+		r->tls_resumed += (uint32_t)resumed;
 	}
 	if (r->chan[h->channel]) {
 		lm__err_set(e, "hello.channel %u is already connected: refused", h->channel);
@@ -240,6 +314,7 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 	}
 	r->chan[h->channel] = ch;
 	ch->channel = h->channel;
+	ch->in_handshake = 0; /* a session channel now: out of the strangers' pool */
 	r->connected++;
 	pthread_cond_broadcast(&r->cond);
 out:
@@ -273,7 +348,7 @@ static int watch_while_waiting(lm__rx_chan *ch, lm__err *e)
 	lm__frame f;
 	int rc;
 
-	if (poll(&p, 1, 0) <= 0)
+	if (!ch->conn.ops->pending(&ch->conn) && poll(&p, 1, 0) <= 0)
 		return 0;
 	rc = lm__read_frame(&ch->conn, &f, LM_MIN_PAGE_SIZE, 1, e);
 	if (rc)
@@ -335,20 +410,73 @@ static int read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
 	return lm__dec_hello(b, f.len, h, e);
 }
 
-/* What to do with a connection whose hello was not accepted: a stranger
- * (unreadable hello, another session, a duplicate channel) is refused and
- * the session goes on; before any session exists, a bad hello fails the
- * migration; a probe that sends nothing is just closed. */
-static int refuse_only(lm_receiver *r, int rc)
+/* ---- strangers ------------------------------------------------------------ */
+
+/* One line to the application's log, made printable: peer-chosen bytes
+ * (names, messages) cannot forge lines or send terminal escapes. */
+void lm__rx_log(lm_receiver *r, const char *fmt, ...)
 {
-	int have;
+	char raw[512], line[1024];
+	size_t n = 0;
+	va_list ap;
+
+	if (!r->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	for (const unsigned char *p = (const unsigned char *)raw; *p && n + 5 < sizeof(line); p++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+				      *p >= 0x20 && *p < 0x7f ? "%c" : "\\x%02x", *p);
+	line[n] = 0;
+	pthread_mutex_lock(&r->log_lock);
+	r->cfg.log(r->cfg.user, line);
+	pthread_mutex_unlock(&r->log_lock);
+}
+
+/* A connection that is not (or not yet provably) the sender is closed with
+ * one log line; the session, or the wait for it, goes on. tell: send the
+ * reason in an ERROR frame first (not after a failed TLS handshake, where
+ * OpenSSL has sent its alert). */
+static void refuse(lm__rx_chan *ch, int rc, const char *why, int tell)
+{
+	lm_receiver *r = ch->r;
+	int evicted;
 
 	pthread_mutex_lock(&r->lock);
-	have = r->have_session;
+	ch->in_handshake = 0; /* the accept loop no longer touches its fd */
+	evicted = ch->evicted;
+	r->refused++;
 	pthread_mutex_unlock(&r->lock);
-	if (rc > 0)
-		return 1;
-	return have || rc == LM_EEOF || rc == LM_ETIMEDOUT;
+	if (evicted)
+		why = "evicted: too many connections in their handshake";
+	lm__rx_log(r, "refused %s: %s", ch->peer, why);
+	if (tell && !evicted) {
+		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, why);
+		return;
+	}
+	ch->conn.deadline_us = 0;
+	ch->conn.ops->shutdown(&ch->conn);
+	lm__drain_close((lm__conn *[]){&ch->conn}, 1, 500);
+}
+
+/* Under TLS nothing of the session is read before the peer proved who it
+ * is; the whole handshake, TLS and hello (and channel 0's regions), must
+ * finish within the handshake timeout, so a slow trickle cannot hold a
+ * slot (a per-read timeout could be reset forever). */
+static int authenticate(lm__rx_chan *ch, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	char why[256] = "";
+	int rc;
+
+	ch->conn.deadline_us = lm__now_us() + (uint64_t)r->cfg.handshake_timeout_ms * 1000u;
+	if (!r->tls)
+		return 0;
+	rc = lm__tls_server(r->tls, &ch->conn, why, sizeof(why));
+	if (rc)
+		lm__err_set(e, "%s", why);
+	return rc;
 }
 
 static void *slot_main(void *arg)
@@ -358,12 +486,17 @@ static void *slot_main(void *arg)
 	double cpu0 = lm__thread_cpu();
 	lm__err e = {0};
 	lm__hello h;
-	int rc;
+	int rc, authed = 0;
 
 	int ours = 0; /* the hello carried the session's id: a bad one is fatal */
 
-	rc = read_hello(ch, &h, &e);
-	if (rc == 0) {
+	rc = authenticate(ch, &e);
+	authed = rc == 0;
+	if (!rc)
+		rc = read_hello(ch, &h, &e);
+	if (!rc)
+		rc = check_binding(ch, &h, &e);
+	if (!rc) {
 		rc = join_session(ch, &h, &e);
 		ours = rc < 0;
 	}
@@ -376,19 +509,25 @@ static void *slot_main(void *arg)
 			 * failure the peer learns why the session ended. */
 			pthread_mutex_lock(&r->lock);
 			int err = r->err;
+			ch->in_handshake = 0;
 			lm__err_set(&e, "%s", r->errmsg);
 			pthread_mutex_unlock(&r->lock);
 			if (!err) {
 				lm__conn_close(&ch->conn);
 				goto out;
 			}
-			rc = err;
-		} else if (ours) {
-			lm__rx_fail(r, rc, h.channel, e.msg);
-		} else if (!refuse_only(r, rc)) {
-			lm__rx_fail(r, rc, -1, e.msg);
+			lm__send_error_and_close(&ch->conn, err, 0, e.msg);
+			goto out;
 		}
-		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, e.msg);
+		if (ours) {
+			lm__rx_fail(r, rc, h.channel, e.msg);
+			pthread_mutex_lock(&r->lock);
+			ch->in_handshake = 0;
+			pthread_mutex_unlock(&r->lock);
+			lm__send_error_and_close(&ch->conn, rc, 0, e.msg);
+			goto out;
+		}
+		refuse(ch, rc, e.msg, authed);
 		goto out;
 	}
 	if (rc)
@@ -408,6 +547,7 @@ static void *slot_main(void *arg)
 		lm__codec_unavailable(&e, r->codec, r->cfg.accel, rc);
 		goto fail;
 	}
+	ch->conn.deadline_us = 0; /* the session's own timeouts from here */
 	if ((rc = wait_session_ready(ch, &e)))
 		goto fail;
 	if ((rc = lm__rx_data_loop(ch, &e)))
@@ -427,18 +567,79 @@ out:
 
 /* ---- accept loop ------------------------------------------------------------ */
 
+/* Under r->lock: the oldest connection still in its handshake, from host
+ * (NULL: any), at least min_age_us old; NULL if none. */
+static lm__rx_chan *oldest_handshake(lm_receiver *r, const char *host, uint64_t min_age_us,
+				     uint32_t *count)
+{
+	uint64_t now = lm__now_us();
+	lm__rx_chan *old = NULL;
+
+	*count = 0;
+	for (int i = 0; i < LM_RX_SLOTS; i++) {
+		lm__rx_chan *c = &r->slots[i];
+		if (!c->slot_used || !c->in_handshake || (host && strcmp(c->host, host)))
+			continue;
+		(*count)++;
+		if (!c->evicted && now - c->t_accept >= min_age_us &&
+		    (!old || c->t_accept < old->t_accept))
+			old = c;
+	}
+	return old;
+}
+
+/* Under r->lock. Its thread sees its connection end and refuses it; the fd
+ * stays its thread's to close (in_handshake keeps it open until then). */
+static void evict(lm__rx_chan *c)
+{
+	c->evicted = 1;
+	shutdown(c->conn.rfd, SHUT_RDWR);
+}
+
+/* A real sender's handshake takes a few round trips: one stalled longer is
+ * the first to go when the handshakes are full. */
+#define LM_RX_EVICT_AGE_US 2000000u
+
+/* Whether to accept one more connection now: below the cap, or the oldest
+ * handshake is old enough to make room for it. Connections not accepted
+ * wait in the kernel's backlog, where they cost us nothing. */
+static int handshake_room(lm_receiver *r)
+{
+	uint32_t n;
+	lm__rx_chan *old;
+	int room;
+
+	pthread_mutex_lock(&r->lock);
+	old = oldest_handshake(r, NULL, LM_RX_EVICT_AGE_US, &n);
+	room = n < r->cfg.max_handshakes;
+	if (!room && old) {
+		evict(old);
+		room = 1;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return room;
+}
+
 static int start_slot(lm_receiver *r, int fd)
 {
-	lm__rx_chan *ch = NULL;
-
+	lm__rx_chan *ch = NULL, *old;
+	char peer[sizeof(ch->peer)], host[sizeof(ch->host)];
+	uint32_t same;
 	int reap = 0;
 
+	r->ep->peer(fd, peer, sizeof(peer), host, sizeof(host));
 	/* A slot whose connection was refused is free again once its thread
-	 * is joined: strangers cannot use up the slots of late channels. */
+	 * is joined: strangers cannot use up the slots of late channels. An
+	 * address over its share of the handshakes gives up its own oldest
+	 * stalled one first, not another address's; young ones are never
+	 * evicted (a sender connects its channels in a burst). */
 	pthread_mutex_lock(&r->lock);
+	old = oldest_handshake(r, host, LM_RX_EVICT_AGE_US, &same);
+	if (same >= r->cfg.max_handshakes_per_host && old)
+		evict(old);
 	for (int i = 0; i < LM_RX_SLOTS && !ch; i++) {
 		lm__rx_chan *c = &r->slots[i];
-		if (!c->slot_used || (c->exited && c->channel < 0)) {
+		if (!c->slot_used || (c->exited && c->channel < 0 && !c->in_handshake)) {
 			ch = c;
 			reap = c->slot_used;
 			c->slot_used = 1;
@@ -450,17 +651,29 @@ static int start_slot(lm_receiver *r, int fd)
 		lm__rx_chan_free(ch);
 	}
 	if (!ch) {
-		close(fd); /* too many connections in their handshake */
+		close(fd);
+		pthread_mutex_lock(&r->lock);
+		r->refused++;
+		pthread_mutex_unlock(&r->lock);
+		lm__rx_log(r, "refused %s: every connection slot is taken", peer);
 		return 0;
 	}
 	lm__conn_init(&ch->conn, fd, r->cfg.timeout_ms);
 	ch->conn.wake_fd = r->wake_fd;
 	ch->r = r;
 	ch->channel = -1;
+	memcpy(ch->peer, peer, sizeof(peer));
+	memcpy(ch->host, host, sizeof(host));
+	pthread_mutex_lock(&r->lock);
 	ch->exited = 0;
+	ch->evicted = 0;
+	ch->in_handshake = 1;
+	ch->t_accept = lm__now_us();
+	pthread_mutex_unlock(&r->lock);
 	if (pthread_create(&ch->tid, NULL, slot_main, ch)) {
 		lm__conn_close(&ch->conn);
 		pthread_mutex_lock(&r->lock);
+		ch->in_handshake = 0;
 		ch->slot_used = 0;
 		pthread_mutex_unlock(&r->lock);
 		return -EAGAIN;
@@ -478,6 +691,43 @@ static int session_over(lm_receiver *r)
 	return over;
 }
 
+/* The receiver's clocks: the wait for a sender, for all of its channels,
+ * and the whole session. Returns 1 when one ran out (recorded). */
+static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
+{
+	uint64_t now, started;
+	int have, waiting;
+
+	pthread_mutex_lock(&r->lock);
+	have = r->have_session;
+	started = r->t_start;
+	waiting = have && r->connected < r->channels;
+	pthread_mutex_unlock(&r->lock);
+	/* Read after t_start: a hello landing between a clock read taken
+	 * earlier and the lock made now - started wrap around, and the
+	 * channels time out the instant the session began. */
+	now = lm__now_us();
+	/* Probes and strangers do not count: only a session stops the
+	 * accept timeout. */
+	if (!have && accept_deadline && now > accept_deadline) {
+		lm__rx_fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
+		return 1;
+	}
+	if (waiting && now - started > (uint64_t)r->cfg.timeout_ms * 1000u) {
+		lm__rx_fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
+		return 1;
+	}
+	if (have && r->cfg.session_timeout_ms > 0 &&
+	    now - started > (uint64_t)r->cfg.session_timeout_ms * 1000u) {
+		char m[128];
+		snprintf(m, sizeof(m), "the session ran past its deadline (%d ms)",
+			 r->cfg.session_timeout_ms);
+		lm__rx_fail(r, LM_ETIMEDOUT, -1, m);
+		return 1;
+	}
+	return 0;
+}
+
 /* Accepts connections until the session ends; a session whose channels do
  * not all arrive within the timeout fails. */
 static int accept_loop(lm_receiver *r)
@@ -486,43 +736,27 @@ static int accept_loop(lm_receiver *r)
 
 	if (r->cfg.accept_timeout_ms > 0)
 		deadline = lm__now_us() + (uint64_t)r->cfg.accept_timeout_ms * 1000u;
+	for (uint32_t i = 0; i < r->nfds; i++)
+		start_slot(r, r->fds[i]); /* lm_receiver_accept_fds: the channels */
+	r->nfds = 0;
 	while (!session_over(r)) {
+		struct pollfd p[2] = {{r->listen_fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
+		int fd, room = r->listen_fd >= 0 && handshake_room(r);
+
 		if (__atomic_load_n(&r->cancelled, __ATOMIC_SEQ_CST)) {
 			lm__rx_fail(r, LM_ECANCELED, -1, "cancelled by the application");
 			break;
 		}
-		struct pollfd p[2] = {{r->listen_fd, POLLIN, 0}, {r->wake_fd, POLLIN, 0}};
-		uint64_t now, started;
-		int fd, have, waiting;
-
-		if (poll(p, 2, 200) < 0 && errno != EINTR)
+		if (!room)
+			p[0].fd = -1; /* poll ignores it: look again soon */
+		if (poll(p, 2, room ? 200 : 20) < 0 && errno != EINTR)
 			return -errno;
-		pthread_mutex_lock(&r->lock);
-		have = r->have_session;
-		started = r->t_start;
-		waiting = have && r->connected < r->channels;
-		pthread_mutex_unlock(&r->lock);
-		/* Read after t_start: a hello landing between a clock read
-		 * taken earlier and the lock made now - started wrap around,
-		 * and the channels time out the instant the session began. */
-		now = lm__now_us();
-		/* Probes and strangers do not count: only a session stops the
-		 * accept timeout. */
-		if (!have && deadline && now > deadline) {
-			lm__rx_fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
+		if (out_of_time(r, deadline))
 			break;
-		}
-		if (waiting && now - started > (uint64_t)r->cfg.timeout_ms * 1000u) {
-			lm__rx_fail(r, LM_ETIMEDOUT, -1, "not all channels connected within the timeout");
-			break;
-		}
 		if (!(p[0].revents & POLLIN))
 			continue;
-		fd = accept4(r->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		lm__tune_socket(fd, 0, r->cfg.rcvbuf);
-		start_slot(r, fd);
+		if (r->ep->accept(r->listen_fd, r->cfg.rcvbuf, &fd) == 0)
+			start_slot(r, fd);
 	}
 	return 0;
 }
@@ -545,6 +779,15 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->cfg.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
 	if (!r->cfg.max_channels || r->cfg.max_channels > LM_MAX_CHANNELS)
 		r->cfg.max_channels = LM_MAX_CHANNELS;
+	if (r->cfg.handshake_timeout_ms <= 0)
+		r->cfg.handshake_timeout_ms = LM_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	if (!r->cfg.max_handshakes)
+		r->cfg.max_handshakes = LM_DEFAULT_MAX_HANDSHAKES;
+	if (!r->cfg.max_handshakes_per_host)
+		r->cfg.max_handshakes_per_host = LM_DEFAULT_MAX_HANDSHAKES_PER_HOST;
+	r->cfg.tls = NULL; /* the caller's struct need not outlive listen */
+	r->tls_cfg = cfg ? cfg->tls : NULL;
+	r->ep = &lm__tcp_endpoint;
 	r->listen_fd = -1;
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->wake_fd < 0) {
@@ -552,6 +795,7 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		return -errno;
 	}
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->log_lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		r->slots[i].conn.rfd = r->slots[i].conn.wfd = -1;
@@ -582,13 +826,70 @@ int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_
 	return 0;
 }
 
+/* TLS credentials are loaded once, before anything is accepted, so a bad
+ * file is the caller's error, not a stranger's. */
+static int tls_setup(lm_receiver *r)
+{
+	char why[256] = "";
+	int rc;
+
+	if (!r->tls_cfg || r->tls)
+		return 0;
+	if ((rc = lm__tls_ctx_new(&r->tls, r->tls_cfg, 1, why, sizeof(why))))
+		snprintf(r->errmsg, sizeof(r->errmsg), "%s", why[0] ? why : lm_strerror(rc));
+	return rc;
+}
+
 int lm_receiver_listen(lm_receiver *r, const char *addr)
 {
+	lm__addr a;
+	int rc, acc = 0;
+	socklen_t sl = sizeof(acc);
+
 	if (!r || !addr)
 		return LM_EINVAL;
-	if (r->listen_fd >= 0)
+	if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
 		return LM_ESTATE;
-	return lm__tcp_listen(addr, r->cfg.rcvbuf, &r->listen_fd, &r->port);
+	if ((rc = lm__addr_parse(addr, &a, r->errmsg, sizeof(r->errmsg))))
+		return rc;
+	/* fd: connected sockets are the channels themselves. */
+	if (a.ops == &lm__fd_endpoint &&
+	    (a.nfds > 1 || getsockopt(a.fds[0], SOL_SOCKET, SO_ACCEPTCONN, &acc, &sl) < 0 || !acc))
+		return lm_receiver_accept_fds(r, a.fds, a.nfds);
+	if ((rc = tls_setup(r)))
+		return rc;
+	r->ep = a.ops;
+	rc = a.ops->listen(&a, r->cfg.rcvbuf, &r->listen_fd, &r->port);
+	if (rc) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "listen on %s: %s", addr, lm_strerror(rc));
+		return rc;
+	}
+	if (a.ops == &lm__unix_endpoint && a.text[0] != '@')
+		snprintf(r->unix_path, sizeof(r->unix_path), "%s", a.text);
+	return 0;
+}
+
+int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n)
+{
+	int rc = 0;
+
+	if (!r || !fds || !n || n > LM_MAX_CHANNELS)
+		rc = LM_EINVAL;
+	else if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
+		rc = LM_ESTATE;
+	else
+		rc = tls_setup(r);
+	for (uint32_t i = 0; i < n && fds && i < LM_MAX_CHANNELS; i++) {
+		if (rc || lm__set_nonblock(fds[i])) {
+			close(fds[i]); /* ours from the call on, also on failure */
+			continue;
+		}
+		r->fds[r->nfds++] = fds[i];
+	}
+	if (!rc && r->nfds != n)
+		rc = LM_EINVAL;
+	r->ep = &lm__fd_endpoint;
+	return rc;
 }
 
 int lm_receiver_port(const lm_receiver *r)
@@ -622,7 +923,7 @@ int lm_receiver_run(lm_receiver *r)
 
 	if (!r)
 		return LM_EINVAL;
-	if (r->listen_fd < 0 || r->status != LM_STATUS_NONE)
+	if ((r->listen_fd < 0 && !r->nfds) || r->status != LM_STATUS_NONE)
 		return LM_ESTATE;
 	r->status = LM_STATUS_SETUP;
 	rc = accept_loop(r);
@@ -696,6 +997,10 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 	}
 	st->cpu_seconds += r->main_cpu;
 	lm__stats_derive(st);
+	memcpy(st->tls, r->tls_suite, sizeof(st->tls));
+	memcpy(st->peer, r->tls_peer, sizeof(st->peer));
+	st->tls_resumed = (uint32_t)r->tls_resumed;
+	st->refused = r->refused;
 }
 
 const char *lm_receiver_errmsg(const lm_receiver *r)
@@ -720,6 +1025,12 @@ void lm_receiver_free(lm_receiver *r)
 	}
 	if (r->listen_fd >= 0)
 		close(r->listen_fd);
+	if (r->unix_path[0])
+		unlink(r->unix_path);
+	for (uint32_t i = 0; i < r->nfds; i++)
+		close(r->fds[i]);
+	lm__tls_ctx_free(r->tls);
+	pthread_mutex_destroy(&r->log_lock);
 	close(r->wake_fd);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);

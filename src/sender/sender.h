@@ -63,6 +63,11 @@ struct lm_sender {
 	int wake_fd;              /* eventfd: readable once the run failed or was cancelled */
 	int cancelled;            /* atomic: lm_sender_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
+	/* Owner: the thread driving the sender; set up by connect. */
+	lm__tls_ctx *tls;         /* NULL: plaintext */
+	char peer_name[256];      /* the name the receiver's certificate must carry */
+	char tls_suite[64], tls_peer[128]; /* for the stats */
+	uint32_t tls_resumed;     /* channels that resumed channel 0's session */
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
 	int err;                  /* guarded by lock: the first failure */

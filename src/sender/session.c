@@ -129,18 +129,38 @@ out:
 
 /* ---- handshake ------------------------------------------------------------ */
 
-static int hello_channel(lm_sender *s, lm__tx_chan *ch, const char *addr, lm__err *e)
+/* Connects channel ch, runs its TLS handshake if asked, sends its hello.
+ * Under TLS the session id is channel 0's handshake binding: the receiver
+ * computes the same value, so no hello can be replayed or spliced in from
+ * another connection. */
+static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__err *e)
 {
 	uint8_t buf[LM_FRAME_HDR + LM_HELLO_LEN];
+	char why[256] = "";
 	lm__hello h;
-	int fd, rc = lm__tcp_connect(addr, s->cfg.timeout_ms, s->cfg.sndbuf, &fd);
+	int fd = -1, rc = a->ops->connect(a, ch->idx, s->cfg.timeout_ms, s->cfg.sndbuf, &fd);
 
 	if (rc) {
-		lm__err_set(e, "connect to %s: %s", addr, lm_strerror(rc));
+		lm__err_set(e, "connect to %s:%s: %s", a->ops->name,
+			    a->nfds ? "fd" : a->text, lm_strerror(rc));
 		return rc;
 	}
 	lm__conn_init(&ch->conn, fd, s->cfg.timeout_ms);
 	ch->conn.wake_fd = s->wake_fd;
+	if (s->tls) {
+		/* The whole handshake within the timeout, not per read. */
+		ch->conn.deadline_us = lm__now_us() + (uint64_t)s->cfg.timeout_ms * 1000u;
+		rc = lm__tls_client(s->tls, &ch->conn, ch->idx, s->peer_name, why, sizeof(why));
+		ch->conn.deadline_us = 0;
+		if (rc) {
+			lm__err_set(e, "%s", why);
+			return rc;
+		}
+		if (ch->idx == 0 && (rc = lm__tls_binding(&ch->conn, s->session))) {
+			lm__err_set(e, "TLS: no session binding: %s", lm_strerror(rc));
+			return rc;
+		}
+	}
 	memset(&h, 0, sizeof(h));
 	h.version = LM_PROTOCOL_VERSION;
 	memcpy(h.session, s->session, 16);
@@ -356,16 +376,83 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 	return codec_open(s, ch);
 }
 
+/* Closes the fds of a "fd:" address that no channel took over. */
+static void close_unused_fds(lm_sender *s, const lm__addr *a)
+{
+	for (uint32_t i = 0; i < a->nfds; i++) {
+		int used = 0;
+		for (uint32_t k = 0; s->ch && k < s->nch && !used; k++)
+			used = s->ch[k].conn.rfd == a->fds[i];
+		if (!used)
+			close(a->fds[i]);
+	}
+}
+
+/* Loads the TLS credentials; the peer name defaults to the address's host. */
+static int tls_setup(lm_sender *s, const lm__addr *a, lm__err *e)
+{
+	char why[256] = "";
+	const char *name = s->cfg.tls->peer_name ? s->cfg.tls->peer_name : a->host;
+	int rc = lm__tls_ctx_new(&s->tls, s->cfg.tls, 0, why, sizeof(why));
+
+	if (rc) {
+		lm__err_set(e, "%s", why[0] ? why : lm_strerror(rc));
+		return rc;
+	}
+	snprintf(s->peer_name, sizeof(s->peer_name), "%s", name);
+	return 0;
+}
+
+static int sender_connect(lm_sender *s, lm__addr *a);
+
 int lm_sender_connect(lm_sender *s, const char *addr)
 {
-	lm__err e = {0};
-	int rc, who = -1;
-	double cpu0 = lm__thread_cpu();
+	lm__addr a;
+	char why[256];
+	int rc;
 
 	if (!s || !addr)
 		return LM_EINVAL;
 	if (s->ch)
 		return LM_ESTATE;
+	if ((rc = lm__addr_parse(addr, &a, why, sizeof(why)))) {
+		lm__sender_error(s, rc, -1, why);
+		return rc;
+	}
+	return sender_connect(s, &a);
+}
+
+int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n)
+{
+	lm__addr a;
+
+	memset(&a, 0, sizeof(a));
+	a.ops = &lm__fd_endpoint;
+	for (uint32_t i = 0; fds && i < n && i < LM_ADDR_MAX_FDS; i++)
+		a.fds[a.nfds++] = fds[i];
+	if (!s || !fds || !n || n > LM_ADDR_MAX_FDS) {
+		for (uint32_t i = 0; i < a.nfds; i++)
+			close(a.fds[i]);
+		return LM_EINVAL;
+	}
+	if (s->ch)
+		return LM_ESTATE;
+	return sender_connect(s, &a);
+}
+
+static int sender_connect(lm_sender *s, lm__addr *a)
+{
+	lm__err e = {0};
+	int rc, who = -1;
+	double cpu0 = lm__thread_cpu();
+
+	if (a->nfds && a->nfds != s->nch) {
+		lm__err_set(&e, "fd: %u descriptors for %u channels", a->nfds, s->nch);
+		rc = LM_EINVAL;
+		close_unused_fds(s, a);
+		lm__sender_error(s, rc, -1, e.msg);
+		return rc;
+	}
 	s->t_start = lm__now_us();
 	s->ch = calloc(s->nch, sizeof(*s->ch));
 	if (!s->ch)
@@ -381,6 +468,8 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 		if ((rc = lm__sumtree_init(&g->sum, g->base, g->len, s->page_size, NULL)))
 			goto fail;
 	}
+	if (s->cfg.tls && (rc = tls_setup(s, a, &e)))
+		goto fail;
 	if (getrandom(s->session, sizeof(s->session), 0) != (ssize_t)sizeof(s->session)) {
 		rc = -errno;
 		goto fail;
@@ -388,7 +477,7 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 	s->session[0] |= 1; /* never all zero: the receiver refuses that */
 	for (uint32_t i = 0; i < s->nch; i++) {
 		who = (int)i;
-		if ((rc = hello_channel(s, &s->ch[i], addr, &e)))
+		if ((rc = hello_channel(s, &s->ch[i], a, &e)))
 			goto fail;
 		if (i == 0 && (rc = send_regions(s, &s->ch[0], &e)))
 			goto fail;
@@ -414,6 +503,12 @@ int lm_sender_connect(lm_sender *s, const char *addr)
 		}
 		s->ch[i].started = 1;
 	}
+	for (uint32_t i = s->nch; s->tls && i-- > 0;) {
+		int resumed; /* channel 0's own "reuse" is the external PSK, not a ticket */
+		lm__tls_describe(&s->ch[i].conn, s->tls_suite, sizeof(s->tls_suite), s->tls_peer,
+				 sizeof(s->tls_peer), &resumed);
+		s->tls_resumed += i > 0 ? (uint32_t)resumed : 0;
+	}
 	s->t_setup = lm__now_us();
 	s->status = LM_STATUS_ACTIVE;
 	s->main_cpu += lm__thread_cpu() - cpu0;
@@ -423,6 +518,7 @@ fail:
 		lm__err_set(&e, "%s", lm_strerror(rc));
 	lm__sender_error(s, rc, who, e.msg);
 	s->status = LM_STATUS_FAILED;
+	close_unused_fds(s, a);
 	abort_channels(s);
 	s->main_cpu += lm__thread_cpu() - cpu0;
 	return rc;
@@ -548,6 +644,9 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 	}
 	st->cpu_seconds += s->main_cpu;
 	lm__stats_derive(st);
+	memcpy(st->tls, s->tls_suite, sizeof(st->tls));
+	memcpy(st->peer, s->tls_peer, sizeof(st->peer));
+	st->tls_resumed = s->tls_resumed;
 	if (s->live) {
 		const lm_stats *l = &s->live_st;
 		st->live = 1;
@@ -582,6 +681,7 @@ void lm_sender_free(lm_sender *s)
 		pthread_cond_destroy(&s->ch[i].cond);
 	}
 	free(s->ch);
+	lm__tls_ctx_free(s->tls);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		lm__sumtree_free(&s->regions[i].sum);
 	pthread_cond_destroy(&s->idle_cond);

@@ -1,0 +1,778 @@
+/*
+ * TLS 1.3 over any connected socket (OpenSSL 3), mutual authentication
+ * always: X.509 certificates on both sides, or an external PSK with
+ * (EC)DHE. Owns the SSL_CTX of a sender or receiver and the SSL of each
+ * channel; the frame I/O above it (channel.c) sees only a stream.
+ *
+ * Speed: records are written straight from the caller's buffers (the
+ * region's pages, the codec's output), small iovecs are gathered into one
+ * record so a frame header does not cost a record of its own; reads land
+ * in the caller's buffer from OpenSSL's record buffer, read ahead in large
+ * chunks. Channels 1..N resume channel 0's session (a ticket), so they pay
+ * an ECDHE but no certificate signature or verification.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "channel.h"
+
+#define LM_TLS_RECORD 16384u   /* TLS's largest record payload */
+#define LM_TLS_READ_BUF (4 * (LM_TLS_RECORD + 256)) /* read ahead several records */
+#define LM_TLS_MAX_KEYS 64
+#define LM_TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define LM_TLS_EXPORTER "EXPORTER-livemig-session"
+
+typedef struct lm__psk_key {
+	char id[128];
+	uint8_t key[32];
+} lm__psk_key;
+
+struct lm__tls_ctx {
+	SSL_CTX *ctx;
+	int server, psk;
+	/* Read-only after lm__tls_ctx_new(). */
+	lm__psk_key *keys;
+	uint32_t nkeys;
+	char only_id[128];  /* receiver: accept only this identity ("" = any) */
+	char **allow;       /* receiver: accepted client names, NULL-terminated */
+	uint8_t pin[32];
+	int have_pin;
+	pthread_mutex_t lock;
+	SSL_SESSION *resume; /* guarded by lock: sender, channel 0's ticket */
+};
+
+/* One channel's TLS stream (conn->tls). Owner: the conn's owner. */
+struct lm__tls {
+	SSL *ssl;
+	lm__tls_ctx *t;
+	uint32_t idx;        /* sender: the channel (0 keeps its ticket) */
+	char peer[128];      /* the authenticated identity */
+	char psk_miss[160];  /* receiver: why the PSK did not match */
+	uint8_t gather[LM_TLS_RECORD]; /* small iovecs become one record */
+};
+
+static int ex_index = -1; /* SSL ex_data slot for struct lm__tls */
+static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
+
+static void ex_init(void)
+{
+	ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+static struct lm__tls *state_of(SSL *ssl)
+{
+	return SSL_get_ex_data(ssl, ex_index);
+}
+
+/* The reason OpenSSL gives, verification first: "certificate has expired"
+ * says more than "certificate verify failed". */
+static void tls_reason(SSL *ssl, char *why, size_t cap, const char *what)
+{
+	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	unsigned long e = ERR_peek_last_error();
+	struct lm__tls *st = ssl ? state_of(ssl) : NULL;
+	char buf[256] = "";
+
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	if (st && st->psk_miss[0])
+		snprintf(why, cap, "%s: %s", what, st->psk_miss);
+	else if (v != X509_V_OK)
+		snprintf(why, cap, "%s: peer certificate refused: %s", what,
+			 X509_verify_cert_error_string(v));
+	else if (e)
+		snprintf(why, cap, "%s: %s", what,
+			 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : buf);
+	else
+		snprintf(why, cap, "%s: the peer closed the connection", what);
+	ERR_clear_error();
+}
+
+/* ---- PSK ---------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Hex digits, colons allowed between bytes; exactly n bytes. */
+static int parse_hex(const char *s, size_t len, uint8_t *out, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+		if (s[i] == ':')
+			continue;
+		if (i + 1 >= len || (hi = hexval(s[i])) < 0 || (lo = hexval(s[i + 1])) < 0 || k >= n)
+			return -1;
+		out[k++] = (uint8_t)(hi << 4 | lo);
+		i++;
+	}
+	return k == n ? 0 : -1;
+}
+
+static int add_key(lm__tls_ctx *t, const char *id, size_t idlen, const uint8_t key[32])
+{
+	if (t->nkeys >= LM_TLS_MAX_KEYS || !idlen || idlen >= sizeof(t->keys[0].id))
+		return -1;
+	memcpy(t->keys[t->nkeys].id, id, idlen);
+	t->keys[t->nkeys].id[idlen] = 0;
+	memcpy(t->keys[t->nkeys].key, key, 32);
+	t->nkeys++;
+	return 0;
+}
+
+/* "IDENTITY:HEXKEY" lines (QEMU's keys.psk), '#' comments; or 32 raw
+ * bytes, identity "livemig". */
+static int load_psk_file(lm__tls_ctx *t, const char *path, char *why, size_t cap)
+{
+	char buf[16384];
+	size_t n, line = 0;
+	FILE *f = fopen(path, "rb");
+	char *p, *end;
+
+	if (!f) {
+		snprintf(why, cap, "PSK file %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	if (n == 32 && !memchr(buf, ':', n)) {
+		add_key(t, "livemig", 7, (const uint8_t *)buf);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return 0;
+	}
+	buf[n] = 0;
+	for (p = buf; *p; p = end) {
+		uint8_t key[32];
+		char *colon, *eol;
+		end = strchr(p, '\n');
+		end = end ? end + 1 : p + strlen(p);
+		eol = end;
+		while (eol > p && (eol[-1] == '\n' || eol[-1] == '\r' || eol[-1] == ' '))
+			eol--;
+		line++;
+		if (eol == p || *p == '#')
+			continue;
+		colon = memchr(p, ':', (size_t)(eol - p));
+		if (!colon || parse_hex(colon + 1, (size_t)(eol - colon - 1), key, 32) ||
+		    add_key(t, p, (size_t)(colon - p), key)) {
+			snprintf(why, cap,
+				 "PSK file %s, line %zu: expected IDENTITY:KEY with a 32-byte key "
+				 "as 64 hex digits",
+				 path, line);
+			OPENSSL_cleanse(buf, sizeof(buf));
+			return LM_EINVAL;
+		}
+		OPENSSL_cleanse(key, sizeof(key));
+	}
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (!t->nkeys) {
+		snprintf(why, cap, "PSK file %s holds no key", path);
+		return LM_EINVAL;
+	}
+	return 0;
+}
+
+/* The external PSK as a TLS 1.3 session: AES-128-GCM-SHA256, whose hash
+ * the PSK's binder uses. */
+static SSL_SESSION *psk_session(SSL *ssl, const uint8_t key[32])
+{
+	static const unsigned char aes128gcm[] = {0x13, 0x01};
+	const SSL_CIPHER *c = SSL_CIPHER_find(ssl, aes128gcm);
+	SSL_SESSION *s = SSL_SESSION_new();
+
+	if (!s || !c || !SSL_SESSION_set1_master_key(s, key, 32) || !SSL_SESSION_set_cipher(s, c) ||
+	    !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
+		SSL_SESSION_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int psk_use_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+		      SSL_SESSION **sess)
+{
+	struct lm__tls *st = state_of(ssl);
+	const lm__psk_key *k = &st->t->keys[0];
+	SSL_SESSION *s = psk_session(ssl, k->key);
+
+	*sess = NULL;
+	if (!s)
+		return 0;
+	/* Called again with the negotiated hash after a HelloRetryRequest:
+	 * a PSK for another hash is not offered. */
+	if (md && md != SSL_CIPHER_get_handshake_digest(SSL_SESSION_get0_cipher(s))) {
+		SSL_SESSION_free(s);
+		*id = NULL;
+		*idlen = 0;
+		return 1;
+	}
+	*sess = s;
+	*id = (const unsigned char *)k->id;
+	*idlen = strlen(k->id);
+	snprintf(st->peer, sizeof(st->peer), "psk:%s", k->id);
+	return 1;
+}
+
+static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
+{
+	struct lm__tls *st = state_of(ssl);
+	lm__tls_ctx *t = st->t;
+
+	*sess = NULL;
+	for (uint32_t i = 0; i < t->nkeys; i++) {
+		const lm__psk_key *k = &t->keys[i];
+		if (strlen(k->id) != idlen || memcmp(k->id, id, idlen))
+			continue;
+		if (t->only_id[0] && strcmp(t->only_id, k->id))
+			break;
+		*sess = psk_session(ssl, k->key);
+		snprintf(st->peer, sizeof(st->peer), "psk:%s", k->id);
+		return *sess ? 1 : 0;
+	}
+	/* Unknown: the handshake fails for want of a PSK (we hold no
+	 * certificate); say which identity, escaped, in the log. */
+	char shown[64] = "";
+	size_t n = 0;
+	for (size_t i = 0; i < idlen && n + 5 < sizeof(shown); i++)
+		n += (size_t)snprintf(shown + n, sizeof(shown) - n,
+				      id[i] >= 0x20 && id[i] < 0x7f && id[i] != '\\' ? "%c" : "\\x%02x",
+				      id[i]);
+	snprintf(st->psk_miss, sizeof(st->psk_miss), "unknown PSK identity \"%s\"", shown);
+	return 1;
+}
+
+/* ---- contexts ------------------------------------------------------------- */
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct lm__tls *st = state_of(ssl);
+	int kept = 0;
+
+	if (!st || st->idx != 0)
+		return 0;
+	pthread_mutex_lock(&st->t->lock);
+	if (!st->t->resume) {
+		st->t->resume = sess; /* our reference now */
+		kept = 1;
+	}
+	pthread_mutex_unlock(&st->t->lock);
+	return kept;
+}
+
+static int load_certs(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size_t cap)
+{
+	if (!cfg->cert_file || !cfg->key_file || !cfg->ca_file) {
+		snprintf(why, cap, "TLS: certificates need cert, key and CA files (or give a PSK)");
+		return LM_EINVAL;
+	}
+	if (SSL_CTX_use_certificate_chain_file(t->ctx, cfg->cert_file) != 1) {
+		tls_reason(NULL, why, cap, cfg->cert_file);
+		return LM_ETLS;
+	}
+	if (SSL_CTX_use_PrivateKey_file(t->ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(t->ctx) != 1) {
+		tls_reason(NULL, why, cap, cfg->key_file);
+		return LM_ETLS;
+	}
+	if (SSL_CTX_load_verify_locations(t->ctx, cfg->ca_file, NULL) != 1) {
+		tls_reason(NULL, why, cap, cfg->ca_file);
+		return LM_ETLS;
+	}
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER | (t->server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+			   NULL);
+	return 0;
+}
+
+static int load_psk(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size_t cap)
+{
+	int rc = 0;
+
+	t->keys = calloc(LM_TLS_MAX_KEYS, sizeof(*t->keys));
+	if (!t->keys)
+		return -ENOMEM;
+	if (cfg->psk_file)
+		rc = load_psk_file(t, cfg->psk_file, why, cap);
+	else if (cfg->psk_len != 32)
+		snprintf(why, cap, "TLS: the PSK must be 32 bytes, not %zu", cfg->psk_len), rc = LM_EINVAL;
+	else
+		add_key(t, cfg->psk_identity ? cfg->psk_identity : "livemig",
+			strlen(cfg->psk_identity ? cfg->psk_identity : "livemig"), cfg->psk);
+	if (rc)
+		return rc;
+	if (cfg->psk_identity && cfg->psk_file) {
+		uint32_t i = 0;
+		while (i < t->nkeys && strcmp(t->keys[i].id, cfg->psk_identity))
+			i++;
+		if (i == t->nkeys) {
+			snprintf(why, cap, "PSK file %s has no identity \"%s\"", cfg->psk_file,
+				 cfg->psk_identity);
+			return LM_EINVAL;
+		}
+		lm__psk_key k = t->keys[0]; /* the sender offers keys[0] */
+		t->keys[0] = t->keys[i];
+		t->keys[i] = k;
+		snprintf(t->only_id, sizeof(t->only_id), "%s", cfg->psk_identity);
+	}
+	if (t->server)
+		SSL_CTX_set_psk_find_session_callback(t->ctx, psk_find_cb);
+	else
+		SSL_CTX_set_psk_use_session_callback(t->ctx, psk_use_cb);
+	return 0;
+}
+
+static int copy_policy(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size_t cap)
+{
+	size_t n = 0;
+
+	if (cfg->pin_sha256) {
+		if (parse_hex(cfg->pin_sha256, strlen(cfg->pin_sha256), t->pin, 32)) {
+			snprintf(why, cap, "TLS: the pin must be a SHA-256 fingerprint (64 hex digits)");
+			return LM_EINVAL;
+		}
+		if (t->psk) {
+			snprintf(why, cap, "TLS: a certificate pin needs certificates, not a PSK");
+			return LM_EINVAL;
+		}
+		t->have_pin = 1;
+	}
+	while (t->server && cfg->allow && cfg->allow[n])
+		n++;
+	if (!n)
+		return 0;
+	if (t->psk) {
+		snprintf(why, cap, "TLS: allowed client names need certificates, not a PSK");
+		return LM_EINVAL;
+	}
+	t->allow = calloc(n + 1, sizeof(char *));
+	if (!t->allow)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!(t->allow[i] = strdup(cfg->allow[i])))
+			return -ENOMEM;
+	return 0;
+}
+
+int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *cfg, int server, char *why, size_t cap)
+{
+	lm__tls_ctx *t;
+	int rc;
+
+	*out = NULL;
+	pthread_once(&ex_once, ex_init);
+	if (!cfg)
+		return LM_EINVAL;
+	if ((cfg->psk_file || cfg->psk) && (cfg->cert_file || cfg->key_file || cfg->ca_file)) {
+		snprintf(why, cap, "TLS: give certificates or a PSK, not both");
+		return LM_EINVAL;
+	}
+	if (!(t = calloc(1, sizeof(*t))))
+		return -ENOMEM;
+	pthread_mutex_init(&t->lock, NULL);
+	t->server = server;
+	t->psk = cfg->psk_file || cfg->psk;
+	t->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (!t->ctx || ex_index < 0) {
+		tls_reason(NULL, why, cap, "TLS");
+		rc = LM_ETLS;
+		goto fail;
+	}
+	SSL_CTX_set_min_proto_version(t->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_max_proto_version(t->ctx, TLS1_3_VERSION);
+	SSL_CTX_set_ciphersuites(t->ctx, LM_TLS_SUITES);
+	/* Partial writes: a large SSL_write returns once some records went
+	 * out, so the poll loop above keeps its timeouts. Moving buffer: a
+	 * retried write may come from our gather buffer or the caller's. */
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_read_ahead(t->ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(t->ctx, LM_TLS_READ_BUF);
+	SSL_CTX_set_options(t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+	if (server) {
+		/* One ticket: channel 0's, for its siblings to resume. */
+		SSL_CTX_set_num_tickets(t->ctx, 1);
+		SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)"livemig", 7);
+		SSL_CTX_set_max_early_data(t->ctx, 0); /* no 0-RTT: it could be replayed */
+	} else {
+		SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
+							       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(t->ctx, new_session_cb);
+	}
+	rc = t->psk ? load_psk(t, cfg, why, cap) : load_certs(t, cfg, why, cap);
+	if (!rc)
+		rc = copy_policy(t, cfg, why, cap);
+	if (rc)
+		goto fail;
+	*out = t;
+	return 0;
+fail:
+	lm__tls_ctx_free(t);
+	return rc;
+}
+
+void lm__tls_ctx_free(lm__tls_ctx *t)
+{
+	if (!t)
+		return;
+	SSL_SESSION_free(t->resume);
+	SSL_CTX_free(t->ctx);
+	if (t->keys)
+		OPENSSL_cleanse(t->keys, LM_TLS_MAX_KEYS * sizeof(*t->keys));
+	free(t->keys);
+	for (size_t i = 0; t->allow && t->allow[i]; i++)
+		free(t->allow[i]);
+	free(t->allow);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* ---- the stream ------------------------------------------------------------ */
+
+static ssize_t tls_fail(lm__conn *c, int r, short *want)
+{
+	int err = SSL_get_error(c->tls->ssl, r);
+
+	switch (err) {
+	case SSL_ERROR_WANT_READ: *want = POLLIN; return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE: *want = POLLOUT; return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN: return 0; /* close_notify */
+	case SSL_ERROR_SYSCALL:
+		if (!ERR_peek_error())
+			return errno ? -errno : 0; /* closed without close_notify */
+		/* fallthrough */
+	default: ERR_clear_error(); return LM_ETLS; /* a forged or damaged record */
+	}
+}
+
+static ssize_t tls_readv(lm__conn *c, const struct iovec *iov, int n, short *want)
+{
+	SSL *ssl = c->tls->ssl;
+	size_t total = 0;
+
+	/* Fill as many iovecs as the decrypted records already allow; wait
+	 * (return) only when nothing at all is ready. */
+	for (int i = 0; i < n; i++) {
+		size_t got = 0;
+		int r;
+		if (!iov[i].iov_len)
+			continue;
+		if (total && !SSL_pending(ssl))
+			break;
+		ERR_clear_error();
+		r = SSL_read_ex(ssl, iov[i].iov_base, iov[i].iov_len, &got);
+		if (r != 1)
+			return total ? (ssize_t)total : tls_fail(c, r, want);
+		total += got;
+		if (got < iov[i].iov_len)
+			break;
+	}
+	return (ssize_t)total;
+}
+
+static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *want)
+{
+	struct lm__tls *st = c->tls;
+	const void *buf = iov[0].iov_base;
+	size_t len = iov[0].iov_len, w = 0;
+	int r;
+
+	/* A small first piece (a frame header, the offset tables) is sent
+	 * together with what follows, up to one full record. Retries come
+	 * with the same iovecs, so the gathered bytes are the same. */
+	if (len < LM_TLS_RECORD && n > 1) {
+		len = 0;
+		for (int i = 0; i < n && len < LM_TLS_RECORD; i++) {
+			size_t k = iov[i].iov_len < LM_TLS_RECORD - len ? iov[i].iov_len
+								 : LM_TLS_RECORD - len;
+			memcpy(st->gather + len, iov[i].iov_base, k);
+			len += k;
+		}
+		buf = st->gather;
+	}
+	ERR_clear_error();
+	r = SSL_write_ex(st->ssl, buf, len, &w);
+	return r == 1 ? (ssize_t)w : tls_fail(c, r, want);
+}
+
+static size_t tls_pending(const lm__conn *c)
+{
+	return (size_t)SSL_pending(c->tls->ssl);
+}
+
+static void tls_shutdown(lm__conn *c)
+{
+	ERR_clear_error();
+	SSL_shutdown(c->tls->ssl); /* close_notify, if the socket takes it now */
+	ERR_clear_error();
+	if (c->wfd >= 0)
+		shutdown(c->wfd, SHUT_WR);
+}
+
+static void tls_close(lm__conn *c)
+{
+	if (!c->tls)
+		return;
+	SSL_free(c->tls->ssl);
+	free(c->tls);
+	c->tls = NULL;
+}
+
+static const lm__stream_ops tls_ops = {
+	.name = "tls",
+	.readv = tls_readv,
+	.writev = tls_writev,
+	.pending = tls_pending,
+	.shutdown = tls_shutdown,
+	.close = tls_close,
+};
+
+/* ---- handshakes ---------------------------------------------------------- */
+
+static int drive(lm__conn *c, SSL *ssl, int (*step)(SSL *), char *why, size_t cap)
+{
+	for (;;) {
+		int r, err, rc;
+		ERR_clear_error();
+		if ((r = step(ssl)) == 1)
+			return 0;
+		err = SSL_get_error(ssl, r);
+		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+			tls_reason(ssl, why, cap, "TLS handshake");
+			return LM_ETLS;
+		}
+		rc = lm__conn_wait(c, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT);
+		if (rc) {
+			snprintf(why, cap, "TLS handshake: %s",
+				 rc == LM_ETIMEDOUT ? "not finished in time" : lm_strerror(rc));
+			return rc;
+		}
+	}
+}
+
+static int start(lm__tls_ctx *t, lm__conn *c, uint32_t idx, struct lm__tls **out, char *why,
+		 size_t cap)
+{
+	struct lm__tls *st = calloc(1, sizeof(*st));
+
+	*out = NULL;
+	if (!st)
+		return -ENOMEM;
+	st->t = t;
+	st->idx = idx;
+	st->ssl = SSL_new(t->ctx);
+	if (!st->ssl || !SSL_set_fd(st->ssl, c->rfd) || !SSL_set_ex_data(st->ssl, ex_index, st)) {
+		tls_reason(NULL, why, cap, "TLS");
+		SSL_free(st->ssl);
+		free(st);
+		return LM_ETLS;
+	}
+	*out = st;
+	return 0;
+}
+
+static void adopt(lm__conn *c, struct lm__tls *st)
+{
+	c->tls = st;
+	c->ops = &tls_ops;
+}
+
+static void give_up(struct lm__tls *st)
+{
+	SSL_free(st->ssl);
+	free(st);
+}
+
+static int check_pin(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (!t->have_pin)
+		return 0;
+	if (!cert || !X509_digest(cert, EVP_sha256(), md, &len) || len != 32 ||
+	    memcmp(md, t->pin, 32)) {
+		snprintf(why, cap, "TLS: the peer's certificate does not match the pinned SHA-256");
+		return LM_EAUTH;
+	}
+	return 0;
+}
+
+static void cert_identity(SSL *ssl, struct lm__tls *st)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+
+	if (cert)
+		X509_NAME_oneline(X509_get_subject_name(cert), st->peer, sizeof(st->peer));
+}
+
+/* The ticket comes right after channel 0's handshake; waiting for it (a
+ * round trip at most) lets channels 1..N resume instead of verifying the
+ * certificate chain again. Nothing else can arrive: the receiver answers
+ * the hello only once every channel is there. */
+static void await_ticket(lm__tls_ctx *t, lm__conn *c, SSL *ssl)
+{
+	uint64_t end = lm__now_us() + 1000000u;
+	char b;
+
+	for (;;) {
+		int have, r;
+		size_t got;
+		ERR_clear_error();
+		r = SSL_peek_ex(ssl, &b, 1, &got); /* processes the ticket, if in */
+		if (r == 1 || SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) {
+			ERR_clear_error();
+			return; /* data or a failure: the hello's reply will tell */
+		}
+		pthread_mutex_lock(&t->lock);
+		have = t->resume != NULL;
+		pthread_mutex_unlock(&t->lock);
+		if (have || lm__now_us() >= end)
+			return;
+		int saved = c->timeout_ms;
+		c->timeout_ms = (int)((end - lm__now_us()) / 1000u) + 1;
+		r = lm__conn_wait(c, POLLIN);
+		c->timeout_ms = saved;
+		if (r)
+			return;
+	}
+}
+
+int lm__tls_client(lm__tls_ctx *t, lm__conn *c, uint32_t idx, const char *peer_name, char *why,
+		   size_t cap)
+{
+	struct lm__tls *st;
+	unsigned char ip[16];
+	int rc = start(t, c, idx, &st, why, cap);
+
+	if (rc)
+		return rc;
+	if (!t->psk) {
+		int is_ip = peer_name && (inet_pton(AF_INET, peer_name, ip) == 1 ||
+					  inet_pton(AF_INET6, peer_name, ip) == 1);
+		if (!peer_name || !*peer_name) {
+			snprintf(why, cap, "TLS: no name to check the receiver's certificate against "
+					   "(give the peer name)");
+			give_up(st);
+			return LM_EINVAL;
+		}
+		if (is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(st->ssl), peer_name)
+			  : !SSL_set1_host(st->ssl, peer_name) ||
+				    !SSL_set_tlsext_host_name(st->ssl, peer_name)) {
+			tls_reason(NULL, why, cap, "TLS peer name");
+			give_up(st);
+			return LM_ETLS;
+		}
+	}
+	if (idx > 0) {
+		/* A copy each: OpenSSL offers a TLS 1.3 session only once (RFC
+		 * 8446's privacy advice), but our receiver's tickets are
+		 * stateless and every channel is the same peer anyway. */
+		pthread_mutex_lock(&t->lock);
+		SSL_SESSION *copy = t->resume ? SSL_SESSION_dup(t->resume) : NULL;
+		pthread_mutex_unlock(&t->lock);
+		if (copy) {
+			SSL_set_session(st->ssl, copy);
+			SSL_SESSION_free(copy); /* the SSL holds its own reference */
+		}
+	}
+	if ((rc = drive(c, st->ssl, SSL_connect, why, cap)) ||
+	    (rc = check_pin(t, st->ssl, why, cap))) {
+		give_up(st);
+		return rc;
+	}
+	if (!t->psk)
+		cert_identity(st->ssl, st);
+	adopt(c, st);
+	if (idx == 0)
+		await_ticket(t, c, st->ssl);
+	return 0;
+}
+
+static int allowed(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	char cn[256] = "";
+
+	if (!t->allow)
+		return 0;
+	if (cert) {
+		X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn));
+		for (size_t i = 0; t->allow[i]; i++)
+			if (!strcmp(cn, t->allow[i]) ||
+			    X509_check_host(cert, t->allow[i], 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+					    NULL) == 1)
+				return 0;
+	}
+	snprintf(why, cap, "TLS: client certificate \"%.100s\" is not an allowed sender", cn);
+	return LM_EAUTH;
+}
+
+int lm__tls_server(lm__tls_ctx *t, lm__conn *c, char *why, size_t cap)
+{
+	struct lm__tls *st;
+	int rc = start(t, c, 0, &st, why, cap);
+
+	if (rc)
+		return rc;
+	if ((rc = drive(c, st->ssl, SSL_accept, why, cap)) ||
+	    (rc = check_pin(t, st->ssl, why, cap)) || (rc = allowed(t, st->ssl, why, cap))) {
+		/* The alert OpenSSL queued (unknown CA, bad certificate...)
+		 * goes out if the socket takes it; then the close. */
+		give_up(st);
+		return rc;
+	}
+	if (!t->psk)
+		cert_identity(st->ssl, st);
+	else if (!st->peer[0])
+		snprintf(st->peer, sizeof(st->peer), "psk (resumed)");
+	adopt(c, st);
+	return 0;
+}
+
+int lm__tls_binding(lm__conn *c, uint8_t out[16])
+{
+	if (!c->tls)
+		return LM_EINVAL;
+	if (SSL_export_keying_material(c->tls->ssl, out, 16, LM_TLS_EXPORTER,
+				       strlen(LM_TLS_EXPORTER), NULL, 0, 0) != 1) {
+		ERR_clear_error();
+		return LM_ETLS;
+	}
+	return 0;
+}
+
+void lm__tls_describe(const lm__conn *c, char *suite, size_t scap, char *peer, size_t pcap,
+		      int *resumed)
+{
+	if (!c->tls) {
+		if (scap)
+			suite[0] = 0;
+		if (pcap)
+			peer[0] = 0;
+		*resumed = 0;
+		return;
+	}
+	snprintf(suite, scap, "%s %s", SSL_get_version(c->tls->ssl),
+		 SSL_CIPHER_get_name(SSL_get_current_cipher(c->tls->ssl)));
+	snprintf(peer, pcap, "%s", c->tls->peer);
+	*resumed = SSL_session_reused(c->tls->ssl);
+}

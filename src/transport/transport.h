@@ -1,0 +1,103 @@
+/*
+ * Transports: how a channel's connection is made and how its bytes move.
+ *
+ * Two tables, so that sender, receiver and channel code never touch a
+ * socket directly and never ask which transport they hold:
+ *  - an endpoint (tcp.c, unix.c, fd.c) makes connections: it parses its
+ *    part of an address, connects, listens, accepts and names the peer;
+ *  - a stream (sock.c for a plain socket, tls.c for TLS 1.3 over any
+ *    socket) moves bytes on an established connection: one non-blocking
+ *    attempt per call, with what to wait for when it cannot progress, so
+ *    that channel.c keeps the one poll loop with its timeouts and wake fd.
+ */
+#ifndef LM_TRANSPORT_H
+#define LM_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "livemig.h"
+
+struct lm__conn;
+struct lm__tls;
+
+typedef struct lm__stream_ops {
+	const char *name; /* "plain" or "tls" */
+	/* One attempt: > 0 bytes moved; 0 = the peer closed (read); -EAGAIN
+	 * with *want = POLLIN or POLLOUT: wait for that on the fd and retry
+	 * with the same (advanced) iovecs; else a negative code. */
+	ssize_t (*readv)(struct lm__conn *c, const struct iovec *iov, int n, short *want);
+	ssize_t (*writev)(struct lm__conn *c, const struct iovec *iov, int n, short *want);
+	/* Bytes readable without waiting for the fd (decrypted, buffered). */
+	size_t (*pending)(const struct lm__conn *c);
+	/* Best effort, non-blocking: no more writes (TLS: close_notify). */
+	void (*shutdown)(struct lm__conn *c);
+	void (*close)(struct lm__conn *c); /* frees what the stream holds */
+} lm__stream_ops;
+
+extern const lm__stream_ops lm__plain_ops;
+
+/* An address: "HOST:PORT", "tcp:HOST:PORT", "unix:PATH", "fd:N[,N...]". */
+#define LM_ADDR_MAX_FDS LM_MAX_CHANNELS
+typedef struct lm__endpoint_ops lm__endpoint_ops;
+typedef struct lm__addr {
+	const lm__endpoint_ops *ops;
+	char text[512];  /* the part after the prefix: "host:port", a path */
+	char host[256];  /* tcp: the host part (the default TLS peer name) */
+	int fds[LM_ADDR_MAX_FDS]; /* fd: the descriptors, in channel order */
+	uint32_t nfds;
+} lm__addr;
+
+struct lm__endpoint_ops {
+	const char *name; /* "tcp", "unix", "fd" */
+	/* Connects channel idx (fd: hands out fds[idx]); *out_fd is
+	 * non-blocking and close-on-exec. */
+	int (*connect)(const lm__addr *a, uint32_t idx, int timeout_ms, int sndbuf, int *out_fd);
+	/* A non-blocking listening socket; *port for tcp, else 0. */
+	int (*listen)(const lm__addr *a, int rcvbuf, int *out_fd, int *port);
+	/* Accepts one connection from a listening fd: -EAGAIN when none. */
+	int (*accept)(int listen_fd, int rcvbuf, int *out_fd);
+	/* The peer, for logs ("10.0.0.1:5555", "unix:uid=0,pid=42") and the
+	 * key the per-host handshake limit counts by ("10.0.0.1"). */
+	void (*peer)(int fd, char *name, size_t ncap, char *host, size_t hcap);
+};
+
+extern const lm__endpoint_ops lm__tcp_endpoint, lm__unix_endpoint, lm__fd_endpoint;
+
+/* Parses addr into a; LM_EINVAL with a reason in why (cap bytes). */
+int lm__addr_parse(const char *addr, lm__addr *a, char *why, size_t cap);
+/* 1 when a is loopback, a UNIX socket or fds (the CLI's plaintext check). */
+int lm__addr_is_local(const lm__addr *a);
+
+/* tcp.c, used by unix.c and fd.c too. */
+int lm__set_nonblock(int fd);
+void lm__tune_socket(int fd, int sndbuf, int rcvbuf);
+int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap);
+/* Waits for a non-blocking connect to finish. */
+int lm__connect_wait(int fd, int timeout_ms);
+
+/* ---- TLS (tls.c) ---------------------------------------------------------- */
+
+typedef struct lm__tls_ctx lm__tls_ctx;
+
+/* Loads certificates or the PSK of cfg for one side. */
+int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *cfg, int server, char *why,
+		    size_t cap);
+void lm__tls_ctx_free(lm__tls_ctx *t);
+/* Sender: the handshake on c (plain, connected) as channel idx; peer_name
+ * is checked against the receiver's certificate. Channel 0 keeps the
+ * session for channels 1..N to resume. On success c's stream is TLS. */
+int lm__tls_client(lm__tls_ctx *t, struct lm__conn *c, uint32_t idx, const char *peer_name,
+		   char *why, size_t cap);
+/* Receiver: the handshake on an accepted c, then the allow list and pin. */
+int lm__tls_server(lm__tls_ctx *t, struct lm__conn *c, char *why, size_t cap);
+/* The 16-byte value that binds a session's channels to c's handshake
+ * (RFC 8446 exporter, label "EXPORTER-livemig-session"). */
+int lm__tls_binding(struct lm__conn *c, uint8_t out[16]);
+/* "TLSv1.3 TLS_AES_128_GCM_SHA256", the peer's identity, resumed or not. */
+void lm__tls_describe(const struct lm__conn *c, char *suite, size_t scap, char *peer,
+		      size_t pcap, int *resumed);
+
+#endif
