@@ -82,6 +82,7 @@ struct lm_receiver {
 	int regions_ready;
 	uint32_t synced[LM_MAX_CHANNELS]; /* rounds each channel has synced */
 	uint32_t released;        /* rounds every channel synced: the barrier */
+	int rehashing;            /* the last channel at the barrier rehashes, unlocked */
 	int finishing, done;
 	/* Atomics, no lock: packets a channel applied since its last sync,
 	 * and "channel 0 is verifying: apply no more data". */
