@@ -672,6 +672,11 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 	}
 	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++)
 		st->total_ram += r->region_len[i];
+	/* The slots' counters (and channel, conn, round) belong to their
+	 * threads while they run, and this takes no lock: it is safe before
+	 * lm_receiver_run() or once it has returned (every slot joined), as
+	 * the one thread driving the receiver calls it; during a run, from
+	 * another thread, it would race with the channels. */
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		const lm__rx_chan *ch = &r->slots[i];
 		if (ch->channel < 0)
