@@ -1167,6 +1167,19 @@ static void reject_data_packet_num(void)
 	data_case_o("data_packet_num_lower", NULL, &pre, 1, &p, LM_EFIELD, "data.packet_num");
 }
 
+/* A page lands once per round: a second copy is refused before it is
+ * written (on another channel it would race with the first). */
+static void reject_data_page_twice(void)
+{
+	pkt pre = good_pkt(0, 0, PS, 1, 0, 0x11);
+	pkt p = good_pkt(1, 0, PS, 1, 0, 0x22);
+
+	data_case_o("data_page_twice_in_round", NULL, &pre, 1, &p, LM_EFIELD, "sent twice");
+	p = good_pkt(1, 0, 0, 1, 1, 0x22);
+	p.off[1] = PS; /* its zero page is the one already landed */
+	data_case_o("data_zero_page_twice_in_round", NULL, &pre, 1, &p, LM_EFIELD, "sent twice");
+}
+
 static void reject_data_tail_padding(void)
 {
 	rxopt o = {0};
@@ -2682,6 +2695,7 @@ static const struct {
 	C(reject_data_page_length),
 	C(reject_data_payload_sum),
 	C(reject_data_packet_num),
+	C(reject_data_page_twice),
 	C(reject_data_tail_padding),
 	C(reject_sync_round),
 	C(reject_sync_count_low),

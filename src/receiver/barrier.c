@@ -5,6 +5,7 @@
  * the session only under r->lock.
  */
 #include <poll.h>
+#include <string.h>
 #include <time.h>
 
 #include "receiver/receiver.h"
@@ -72,8 +73,11 @@ int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e)
 		nregions = r->region_count;
 		nch = r->channels;
 		pthread_mutex_unlock(&r->lock);
-		for (uint32_t i = 0; i < nregions; i++)
-			lm__sumtree_refresh(&r->by_id[i]->sum, nch);
+		for (uint32_t i = 0; i < nregions; i++) {
+			lm__rx_region *g = r->by_id[i];
+			lm__sumtree_refresh(&g->sum, nch);
+			memset(g->claimed, 0, ((g->len + r->page_size - 1) / r->page_size / 64 + 1) * 8);
+		}
 		pthread_mutex_lock(&r->lock);
 		r->rehashing = 0;
 		r->released = ch->round;

@@ -30,6 +30,11 @@ typedef struct lm__rx_region {
 	/* Page i holds sent data (fresh regions only). Channel threads set
 	 * bits with atomic ORs; rounds are ordered by the sync barrier. */
 	uint64_t *written;
+	/* Page i landed in the current round: channel threads set bits with
+	 * atomic ORs before they write a page, so two channels never write
+	 * one page at once (a bad peer's duplicate offsets); the last channel
+	 * at the round barrier clears it while the others wait there. */
+	uint64_t *claimed;
 	/* Set up with the region; channel threads land pages (atomics); the
 	 * last channel at a round barrier rehashes it while the others wait
 	 * there, channel 0 finishes it at COMPLETE once all synced. */

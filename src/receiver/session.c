@@ -129,6 +129,9 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		g->fresh = fresh;
 	}
 	g->announced = 1;
+	g->claimed = calloc(pages / 64 + 1, sizeof(uint64_t));
+	if (!g->claimed)
+		return -ENOMEM;
 	if (g->fresh) {
 		g->written = calloc(pages / 64 + 1, sizeof(uint64_t));
 		if (!g->written)
@@ -712,6 +715,7 @@ void lm_receiver_free(lm_receiver *r)
 	}
 	for (uint32_t i = 0; i < 2 * LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
+		free(r->regions[i].claimed);
 		lm__sumtree_free(&r->regions[i].sum);
 		unmap_region(&r->regions[i]);
 	}
