@@ -2,6 +2,7 @@
 # Configures and builds one flavour into out/<flavour>:
 #   release  gcc, -O2 -g, -Werror
 #   asan     clang, ASan + UBSan, libFuzzer targets, -Werror
+#   tsan     clang, ThreadSanitizer, -O1 -g, -Werror, no fuzzers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:-release}
@@ -9,6 +10,8 @@ case "$flavour" in
 release) cmake -S . -B out/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_WERROR=ON >/dev/null ;;
 asan) cmake -S . -B out/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLM_SANITIZE=ON \
 	-DLM_FUZZ=ON -DLM_WERROR=ON -DLM_FUZZ_SECONDS="${LM_FUZZ_SECONDS:-20}" >/dev/null ;;
+tsan) cmake -S . -B out/tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLM_TSAN=ON \
+	-DLM_WERROR=ON >/dev/null ;;
 *) echo "build.sh: unknown flavour $flavour" >&2; exit 2 ;;
 esac
 cmake --build "out/$flavour" -j "$(nproc)" >/dev/null

@@ -145,6 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		g->user_added = 1;
 		g->announced = 1;
 		g->fresh = fresh;
+		g->claimed = calloc((g->len + PS - 1) / PS / 64 + 1, sizeof(uint64_t));
 		if (fresh) {
 			g->base = calloc(1, g->len);
 			g->written = calloc((g->len + PS - 1) / PS / 64 + 1, sizeof(uint64_t));
@@ -153,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (g->base)
 				memset(g->base, 0xa5, g->len);
 		}
-		CHECK(g->base && (!fresh || g->written));
+		CHECK(g->base && g->claimed && (!fresh || g->written));
 		CHECK(lm__sumtree_init(&g->sum, g->base, g->len, PS, g->written) == 0);
 		r->by_id[i] = g;
 		r->region_len[i] = g->len;
@@ -208,6 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < NREGIONS; i++) {
 		free(r->regions[i].base);
 		free(r->regions[i].written);
+		free(r->regions[i].claimed);
 		lm__sumtree_free(&r->regions[i].sum);
 	}
 	pthread_cond_destroy(&r->cond);

@@ -841,9 +841,10 @@ int main(int argc, char **argv)
 	/* Channel 1, first data frame: data.pages (128 -> 128 ^ 0x5a). */
 	case_flip(in, "flip-pages", 1, ch1_frame(0) + 12 + 19, "data.pages", "channel 1");
 	/* Channel 1, offset[0] bits 16..23 (page 128 at 0x80000 -> 0x520000):
-	 * a valid, aligned, in-range offset of another non-zero page. Only the
-	 * checksum can see the page land in the wrong place. */
-	case_flip(in, "flip-offset", 1, ch1_frame(0) + DATA_FRAME_HDR + 5, "checksum", "channel 0");
+	 * a valid, aligned, in-range offset of another non-zero page, which
+	 * round 0 also sends in its own packet. Whichever copy comes second,
+	 * on either channel, is refused before it is written. */
+	case_flip(in, "flip-offset", 1, ch1_frame(0) + DATA_FRAME_HDR + 5, "sent twice", NULL);
 	/* Channel 1, first data frame, deep inside page payload (a later
 	 * frame may never reach channel 1 when the channels run unevenly). */
 	case_flip(in, "flip-payload", 1, ch1_frame(0) + DATA_FRAME_HDR + DATA_TABLES + 100000,

@@ -5,6 +5,7 @@
  * the session only under r->lock.
  */
 #include <poll.h>
+#include <string.h>
 #include <time.h>
 
 #include "receiver/receiver.h"
@@ -48,14 +49,19 @@ static int barrier_check(lm__rx_chan *ch, uint64_t t0, lm__err *e)
  * round r+1 before all have finished round r: a page sent in round r on one
  * channel and again in round r+1 on another would otherwise land stale. So
  * each channel waits here after its sync (QEMU's multifd recv sync does the
- * same). The last to arrive, while the others wait and nothing lands,
- * hashes the blocks this round changed, so that only the final round's
- * blocks are left to hash while the source is paused. */
+ * same). The last to arrive hashes the blocks this round changed, so that
+ * only the final round's blocks are left to hash while the source is
+ * paused. It hashes without r->lock (a failing channel, the accept loop and
+ * the stats must not wait for it) and releases the barrier only afterwards:
+ * every other session channel waits here until then, so nothing lands while
+ * the rehash reads the pages. That is the invariant lm__sumtree_refresh()
+ * needs ("channels quiet"). */
 int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 	uint64_t t0 = lm__now_us();
-	uint32_t behind = 0;
+	uint32_t behind = 0, nregions;
+	uint16_t nch;
 	int rc = 0;
 
 	pthread_mutex_lock(&r->lock);
@@ -63,14 +69,27 @@ int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e)
 	for (uint32_t i = 0; i < r->channels; i++)
 		behind += r->synced[i] < ch->round;
 	if (!behind && !r->err) {
-		for (uint32_t i = 0; i < r->region_count; i++)
-			lm__sumtree_refresh(&r->by_id[i]->sum, r->channels);
+		r->rehashing = 1;
+		nregions = r->region_count;
+		nch = r->channels;
+		pthread_mutex_unlock(&r->lock);
+		for (uint32_t i = 0; i < nregions; i++) {
+			lm__rx_region *g = r->by_id[i];
+			lm__sumtree_refresh(&g->sum, nch);
+			memset(g->claimed, 0, ((g->len + r->page_size - 1) / r->page_size / 64 + 1) * 8);
+		}
+		pthread_mutex_lock(&r->lock);
+		r->rehashing = 0;
 		r->released = ch->round;
 		pthread_cond_broadcast(&r->cond);
 	}
 	while (r->released < ch->round && !r->err && !rc) {
 		struct timespec ts = lm__rx_deadline(100);
 		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+		/* Every channel has synced: the rehash is the barrier's
+		 * progress, so the stall timeout counts from its end. */
+		if (r->rehashing)
+			t0 = lm__now_us();
 		if (r->released < ch->round && !r->err)
 			rc = barrier_check(ch, t0, e);
 	}
@@ -97,25 +116,26 @@ int lm__rx_wait_all_synced(lm__rx_chan *ch, lm__err *e)
 		pthread_cond_wait(&r->cond, &r->lock);
 	}
 	rc = r->err;
-	pthread_mutex_unlock(&r->lock);
 	if (rc)
-		return rc;
+		goto out;
 	/* From here no DATA may land. A channel counts a packet in unsynced
 	 * before it checks verifying, and we set verifying before we read
 	 * the counts (both seq_cst): either we see its packet, or it sees
-	 * verifying and does not apply the packet. */
+	 * verifying and does not apply the packet. synced[] is read under
+	 * the lock: the other channels write it in their barrier. */
 	__atomic_store_n(&r->verifying, 1, __ATOMIC_SEQ_CST);
-	for (uint32_t i = 0; i < r->channels; i++) {
+	for (uint32_t i = 0; i < r->channels && !rc; i++) {
 		if (__atomic_load_n(&r->unsynced[i], __ATOMIC_SEQ_CST)) {
 			lm__err_set(e, "complete: channel %u sent data after its last sync", i);
-			return LM_EKIND;
-		}
-		if (r->synced[i] != ch->round) {
+			rc = LM_EKIND;
+		} else if (r->synced[i] != ch->round) {
 			lm__err_set(e, "complete: channel %u synced round %u, channel 0 round %u", i,
 				    r->synced[i], ch->round);
-			return LM_EKIND;
+			rc = LM_EKIND;
 		}
 	}
-	return 0;
+out:
+	pthread_mutex_unlock(&r->lock);
+	return rc;
 }
 

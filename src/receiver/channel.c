@@ -127,6 +127,22 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
 }
 
+/* Claims the packet's pages for this channel before any is written: a page
+ * already landed in this round, by any channel, fails the session, rather
+ * than two channels writing its memory at once. */
+static int claim_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
+{
+	for (uint32_t i = 0; i < d->normal + d->zero; i++) {
+		uint64_t page = ch->off[i] / ch->r->page_size, bit = 1ull << (page % 64);
+		if (__atomic_fetch_or(&g->claimed[page / 64], bit, __ATOMIC_RELAXED) & bit) {
+			lm__err_set(e, "data: page at offset 0x%llx sent twice in round %u",
+				    (unsigned long long)ch->off[i], ch->round);
+			return LM_EFIELD;
+		}
+	}
+	return 0;
+}
+
 static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -168,6 +184,8 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EKIND;
 	}
 	g = r->by_id[d.region];
+	if ((rc = claim_pages(ch, g, &d, e)))
+		return rc;
 	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
 	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
 	if (rc)

@@ -15,28 +15,51 @@
 #define LM_RX_EXTRA_SLOTS 16
 #define LM_RX_SLOTS (LM_MAX_CHANNELS + LM_RX_EXTRA_SLOTS)
 
+/* A user region is filled by the thread driving the receiver before the run;
+ * a region from the callback or alloc_regions by channel 0's thread while it
+ * reads the region frames. Either way it is read-only from regions_ready on
+ * (set under r->lock, which orders it for every other channel), but for the
+ * fields with a note of their own. */
 typedef struct lm__rx_region {
 	char name[LM_MAX_REGION_NAME + 1];
 	uint8_t *base;
 	uint64_t len;
 	int fresh;      /* memory known zero: zero pages need no write */
 	int user_added; /* from lm_receiver_add_region() */
-	int announced;  /* matched by the sender's region frame */
+	int announced;  /* matched by the sender's region frame (channel 0) */
 	/* Page i holds sent data (fresh regions only). Channel threads set
 	 * bits with atomic ORs; rounds are ordered by the sync barrier. */
 	uint64_t *written;
-	lm__sumtree sum; /* set up with the region; channel threads land pages */
-	uint8_t *mapped; /* alloc_regions: our mapping (owner: run thread) */
+	/* Page i landed in the current round: channel threads set bits with
+	 * atomic ORs before they write a page, so two channels never write
+	 * one page at once (a bad peer's duplicate offsets); the last channel
+	 * at the round barrier clears it while the others wait there. */
+	uint64_t *claimed;
+	/* Set up with the region; channel threads land pages (atomics); the
+	 * last channel at a round barrier rehashes it while the others wait
+	 * there, channel 0 finishes it at COMPLETE once all synced. */
+	lm__sumtree sum;
+	/* alloc_regions: our mapping. Made by channel 0's thread (above);
+	 * unmapped by the run thread once every slot is joined. */
+	uint8_t *mapped;
 	uint64_t mapped_len;
 } lm__rx_region;
 
 /* One accepted connection: a session channel once its hello is accepted. */
 typedef struct lm__rx_chan {
 	struct lm_receiver *r;
-	int slot_used;   /* guarded by r->lock */
-	int exited;      /* guarded by r->lock: the thread is done, join it */
+	/* Owner: the run thread (accept loop, run, free); start_slot()
+	 * touches it under r->lock only because it reads exited there. */
+	int slot_used;
 	pthread_t tid;
-	int channel;     /* session channel index, -1 until accepted */
+	/* Guarded by r->lock: set by the slot's thread as it ends ("join
+	 * it"); reset by the run thread before it starts the thread. */
+	int exited;
+	/* Session channel index, -1 until accepted: set by the slot's thread
+	 * under r->lock (join_session), which then reads it freely; others
+	 * read it under r->lock or once the thread is joined. The run thread
+	 * resets it before it starts the slot's thread. */
+	int channel;
 	/* Guarded by r->lock: a connection not yet a session channel counts
 	 * against the handshake limits; the accept loop may evict it. */
 	int in_handshake, evicted;
@@ -44,7 +67,8 @@ typedef struct lm__rx_chan {
 	/* Written by the accept loop before the thread starts, then the
 	 * slot thread's: who connected, and the per-host limit's key. */
 	char peer[64], host[48];
-	/* Owner: this slot's thread until it is joined, then the run thread. */
+	/* Owner: this slot's thread until it is joined, then the run thread
+	 * (the stats read them only after lm_receiver_run() returned). */
 	lm__conn conn;
 	uint32_t round;
 	uint64_t last_num;
@@ -79,7 +103,8 @@ struct lm_receiver {
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;
-	/* By wire id; filled by channel 0's thread before regions_ready. */
+	/* By wire id; filled by channel 0's thread before regions_ready,
+	 * read-only from then on. */
 	lm__rx_region *by_id[LM_MAX_REGIONS];
 	uint64_t region_len[LM_MAX_REGIONS];
 	lm__rx_chan slots[LM_RX_SLOTS];
@@ -88,21 +113,26 @@ struct lm_receiver {
 	pthread_cond_t cond;      /* session progress: connects, regions, syncs, failure */
 	/* Guarded by lock. */
 	int have_session;
+	/* The session's shape: written once, under lock, by the first valid
+	 * hello (join_session). Read under lock before have_session is seen
+	 * set; after that without it, by the session's channels (their own
+	 * join_session took the lock) and by the run thread once joined. */
 	uint8_t session[16];
 	uint16_t channels;
 	uint32_t page_size, packet_pages, region_count;
 	uint16_t codec;
 	uint64_t features;        /* the session's, all known (hello.features) */
+	/* Guarded by lock. */
 	lm__rx_chan *chan[LM_MAX_CHANNELS];
 	uint32_t connected;
 	int regions_ready;
 	uint32_t synced[LM_MAX_CHANNELS]; /* rounds each channel has synced */
 	uint32_t released;        /* rounds every channel synced: the barrier */
-	int finishing, done;
-	/* Atomics, no lock: packets a channel applied since its last sync,
-	 * and "channel 0 is verifying: apply no more data". */
-	uint32_t unsynced[LM_MAX_CHANNELS];
-	int verifying;
+	int rehashing;            /* set while the barrier's last channel rehashes, unlocked */
+	int finishing, done;      /* done: never set (always 0), only read */
+	/* The first failure: written once, under lock (lm__rx_fail); read
+	 * under lock while slots run, without it by the run thread once they
+	 * are joined (and by lm_receiver_errmsg() after the run). */
 	int err;
 	char errmsg[512];
 	uint64_t t_start;        /* guarded by lock: the first valid hello */
@@ -112,7 +142,11 @@ struct lm_receiver {
 	char tls_suite[64], tls_peer[128];
 	int tls_resumed;
 	uint64_t t_setup;        /* guarded by lock: the session is set up */
-	/* Owner: the run thread. */
+	/* Atomics, no lock: packets a channel applied since its last sync,
+	 * and "channel 0 is verifying: apply no more data". */
+	uint32_t unsynced[LM_MAX_CHANNELS];
+	int verifying;
+	/* Owner: the thread driving the receiver (the run thread). */
 	lm_status status;
 	uint64_t t_end;
 	double main_cpu;

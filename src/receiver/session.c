@@ -134,6 +134,9 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		g->fresh = fresh;
 	}
 	g->announced = 1;
+	g->claimed = calloc(pages / 64 + 1, sizeof(uint64_t));
+	if (!g->claimed)
+		return -ENOMEM;
 	if (g->fresh) {
 		g->written = calloc(pages / 64 + 1, sizeof(uint64_t));
 		if (!g->written)
@@ -981,6 +984,11 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 	}
 	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++)
 		st->total_ram += r->region_len[i];
+	/* The slots' counters (and channel, conn, round) belong to their
+	 * threads while they run, and this takes no lock: it is safe before
+	 * lm_receiver_run() or once it has returned (every slot joined), as
+	 * the one thread driving the receiver calls it; during a run, from
+	 * another thread, it would race with the channels. */
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		const lm__rx_chan *ch = &r->slots[i];
 		if (ch->channel < 0)
@@ -1020,6 +1028,7 @@ void lm_receiver_free(lm_receiver *r)
 	}
 	for (uint32_t i = 0; i < 2 * LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
+		free(r->regions[i].claimed);
 		lm__sumtree_free(&r->regions[i].sum);
 		unmap_region(&r->regions[i]);
 	}

@@ -173,11 +173,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 			}
 		}
 	}
+	/* Counted before the write: lm__writev_full consumes the iovecs. */
+	for (int i = 0; i < iovc; i++)
+		wire += ch->iov[i].iov_len;
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
 	if (rc)
 		return lm__sender_peer_reason(ch, rc, e);
-	for (int i = 0; i < iovc; i++)
-		wire += ch->iov[i].iov_len;
 	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
 	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
 	ch->zero_pages += nz;

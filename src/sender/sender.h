@@ -11,17 +11,22 @@
 
 enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT };
 
+/* name, base, len: set before connect by the thread driving the sender,
+ * read-only from then on. */
 typedef struct lm__tx_region {
 	char name[LM_MAX_REGION_NAME + 1];
 	const uint8_t *base;
 	uint64_t len;
-	lm__sumtree sum; /* set up at connect; channel threads land pages */
+	/* Set up at connect; channel threads land pages (atomics), the
+	 * driving thread lands skipped pages and reopens a page only while no
+	 * channel holds it, and refreshes or finishes it with channels idle. */
+	lm__sumtree sum;
 } lm__tx_region;
 
 typedef struct lm__tx_chan {
-	struct lm_sender *s;
+	struct lm_sender *s;   /* s, idx: set before the thread starts */
 	uint16_t idx;
-	pthread_t tid;
+	pthread_t tid;         /* owner: main thread */
 	int started;           /* owner: main thread */
 	pthread_cond_t cond;   /* signalled when state leaves IDLE */
 	int state;             /* guarded by s->lock */
@@ -44,14 +49,19 @@ typedef struct lm__tx_chan {
 	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */
-	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t round_packets;
-	uint64_t features;     /* ack.features of this channel's hello */
-	/* Counters: channel thread writes, readers wait for IDLE or join. */
+	uint64_t features;     /* ack.features of this channel's hello (main, at connect) */
+	/* Counters: the channel thread writes them while not IDLE (the codec
+	 * context fills eng); readers wait for IDLE (lm__sender_wait_idle,
+	 * under s->lock) or for the join. cpu is written as the thread
+	 * ends: read it only after the join. */
+	lm_engine_stats eng[LM_MAX_ENGINES];
 	uint64_t zero_pages, normal_pages, payload, packets;
 	double cpu;
 } lm__tx_chan;
 
+/* Fields without a note are set by lm_sender_new(), add_region() or at
+ * connect (before the channel threads start) and read-only from then on. */
 struct lm_sender {
 	lm_sender_config cfg;
 	uint32_t page_size, packet_pages, nch;
@@ -70,12 +80,17 @@ struct lm_sender {
 	uint32_t tls_resumed;     /* channels that resumed channel 0's session */
 	pthread_mutex_t lock;
 	pthread_cond_t idle_cond; /* a channel went IDLE, or the run failed */
-	int err;                  /* guarded by lock: the first failure */
-	char errmsg[512];         /* guarded by lock */
+	/* The first failure: written once, under lock (lm__sender_error).
+	 * Read under lock while channel threads run; without it once they
+	 * are joined or idle for good (abort_channels, finish), or by a
+	 * thread that already saw it set under lock (it never changes). */
+	int err;
+	char errmsg[512];
 	/* Wire bytes of all data packets sent (atomic): the rate limit's view
 	 * while channels run. */
 	uint64_t wire_bytes;
-	/* Owner: the thread driving the sender. */
+	/* Owner: the thread driving the sender (channel threads never read
+	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */
 	uint64_t rate_limit;      /* bytes/s for dispatch, 0 = none */
 	double rate_tokens;       /* the bucket (pace()): bytes we may send */
@@ -89,7 +104,15 @@ struct lm_sender {
 	void (*skip_refresh)(void *user);
 	void *skip_user;
 	uint64_t skip_t, skipped_pages;
-	uint32_t next_ch, round;
+	/* The driving thread's; only idle_channel() touches it, under lock
+	 * because it scans the states there anyway. */
+	uint32_t next_ch;
+	/* The round being sent. Written by the driving thread only while
+	 * every channel is IDLE (lm__sender_sync, after wait_idle); channel
+	 * threads read it while busy (send_packet, send_sync): the post() of
+	 * their job, under lock, orders the write before the read. */
+	uint32_t round;
+	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;
 	uint64_t t_start, t_setup, t_first_data, t_end;

@@ -17,6 +17,7 @@
 #include "checksum.h"
 #include "sender/sender.h"
 #include "stats.h"
+#include "tsan.h"
 #include "zero.h"
 
 /* ---- errors ------------------------------------------------------------- */
@@ -576,6 +577,13 @@ int lm__sender_set_live(lm_sender *s)
 		if (!ch->bounce)
 			return -ENOMEM;
 	}
+	/* The workload writes the regions while channels read them: the
+	 * race live migration is made of (a page written meanwhile is dirty
+	 * and sent again). livemig never writes them, so no race of its own
+	 * hides here. */
+	for (uint32_t i = 0; i < s->nregions; i++)
+		lm__tsan_benign(s->regions[i].base, s->regions[i].len,
+				"live: the workload writes pages the sender reads");
 	s->live = 1;
 	return 0;
 }
@@ -631,7 +639,13 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 	}
 	for (uint32_t i = 0; i < s->nregions; i++)
 		st->total_ram += s->regions[i].len;
-	/* Channel counters are final once the threads are joined (run ended). */
+	/* The channel counters (and each conn's byte counts) are written by
+	 * the channel threads while they hold a job or a sync. This reads
+	 * them without s->lock, so it is safe only on the thread driving the
+	 * sender while every channel is idle (as the progress callback and
+	 * live.c call it: after lm__sender_sync's wait_idle) or once the run
+	 * has returned (threads joined, counters final). ch->cpu is written
+	 * as a thread ends: 0 until then. */
 	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
 		const lm__tx_chan *ch = &s->ch[i];
 		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
