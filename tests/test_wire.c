@@ -1306,6 +1306,23 @@ static void test_escape(void)
 	CHECK_EQ(out[0], 0);
 }
 
+/* The JSON statistics stay valid JSON whatever their strings hold. */
+static void test_json_strings(void)
+{
+	lm_stats st;
+	char buf[4096];
+
+	memset(&st, 0, sizeof(st));
+	st.live = 1;
+	snprintf(st.dirty_note, sizeof(st.dirty_note), "%s",
+		 "q\"b\\n\nesc\x1b[2Jdel\x7f" "e\xc3\xa9" "bad\xff" "cut\xc3");
+	lm_stats_format(&st, LM_STATS_JSON, buf, sizeof(buf));
+	CHECK(strstr(buf, "\"dirty_note\":\"q\\\"b\\\\n\\u000aesc\\u001b[2Jdel\\u007f"
+			  "e\xc3\xa9" "bad\\ufffdcut\\ufffd\"") != NULL);
+	CHECK(strchr(buf, '\n') == NULL);
+	CHECK(strchr(buf, '\x1b') == NULL);
+}
+
 static void test_checksum(void)
 {
 	const size_t cap = 3u << 20;
@@ -1387,6 +1404,7 @@ int main(void)
 	test_ack();
 	test_error();
 	test_escape();
+	test_json_strings();
 	test_checksum();
 	TEST_DONE("test_wire");
 }
