@@ -95,18 +95,47 @@ static void format_engines(const lm_stats *st, int json, char *buf, size_t cap, 
 	}
 }
 
-/* A JSON string: quotes, backslashes and control bytes escaped. */
-static void put_json_str(char *buf, size_t cap, int *len, const char *s)
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, at most U+10FFFF), 0 if there is none. */
+static int utf8_len(const unsigned char *s)
 {
+	int n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (!n || s[0] > 0xf4)
+		return 0;
+	if (s[0] == 0xe0) lo = 0xa0;
+	if (s[0] == 0xed) hi = 0x9f;
+	if (s[0] == 0xf0) lo = 0x90;
+	if (s[0] == 0xf4) hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A JSON string: quotes, backslashes, control bytes and DEL escaped; a
+ * byte that is not valid UTF-8 becomes U+FFFD, so the output stays valid
+ * JSON whatever a peer-supplied string holds. */
+static void put_json_str(char *buf, size_t cap, int *len, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
 	put(buf, cap, len, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	while (*s) {
+		unsigned char c = *s;
+		int n = c >= 0x80 ? utf8_len(s) : 1;
 		if (c == '"' || c == '\\')
 			put(buf, cap, len, "\\%c", c);
-		else if (c < 0x20)
+		else if (c < 0x20 || c == 0x7f)
 			put(buf, cap, len, "\\u%04x", c);
+		else if (c < 0x80 || n)
+			put(buf, cap, len, "%.*s", n, (const char *)s);
 		else
-			put(buf, cap, len, "%c", c);
+			put(buf, cap, len, "\\ufffd");
+		s += n ? n : 1;
 	}
 	put(buf, cap, len, "\"");
 }

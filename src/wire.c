@@ -22,6 +22,43 @@ void lm__err_set(lm__err *e, const char *fmt, ...)
 	va_end(ap);
 }
 
+static int escape_keeps(unsigned char c)
+{
+	return c >= 0x20 && c < 0x7f && c != '\\';
+}
+
+size_t lm__escape(char *dst, size_t cap, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0, full = 0, room;
+
+	if (!cap)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		full += escape_keeps((unsigned char)src[i]) ? 1 : 4;
+	/* Text that does not fit keeps room for the "..." that marks it. */
+	room = full < cap ? cap - 1 : (cap > 4 ? cap - 4 : 0);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+		if (escape_keeps(c)) {
+			if (o + 1 > room)
+				break;
+			dst[o++] = (char)c;
+			continue;
+		}
+		if (o + 4 > room)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	for (int k = 0; full >= cap && k < 3 && o + 1 < cap; k++)
+		dst[o++] = '.';
+	dst[o] = 0;
+	return o;
+}
+
 static int fail(lm__err *e, int code, const char *what)
 {
 	lm__err_set(e, "%s", what);
@@ -505,12 +542,9 @@ int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e)
 		return fail(e, LM_EFIELD, "error.reserved not zero");
 	if (m->msg_len != len - LM_ERROR_FIXED)
 		return fail(e, LM_EFIELD, "error.msg_len does not match the frame length");
-	memcpy(m->msg, p + 12, m->msg_len);
-	m->msg[m->msg_len] = 0;
-	/* The text is shown to a user: keep it printable. */
-	for (uint16_t i = 0; i < m->msg_len; i++)
-		if ((unsigned char)m->msg[i] < 0x20 || m->msg[i] == 0x7f)
-			m->msg[i] = '?';
+	/* The text is shown to a user, who must not see a line or a terminal
+	 * control the peer made up: only the escaped form is kept. */
+	lm__escape(m->msg, sizeof(m->msg), (const char *)p + 12, m->msg_len);
 	if (m->code >= 0 || m->code < -5000)
 		m->code = LM_EPEER;
 	return 0;

@@ -59,6 +59,13 @@ typedef struct lm__err {
 
 void lm__err_set(lm__err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A string from the peer (region name, error text), made safe to print:
+ * printable ASCII except backslash is kept, every other byte becomes \xNN,
+ * so no peer can end a line, fake one or send a terminal control. Writes at
+ * most cap bytes, always NUL-terminated (cap > 0); text that does not fit
+ * ends in "..." and no escape is cut. Returns the length written. */
+size_t lm__escape(char *dst, size_t cap, const char *src, size_t len);
+
 typedef struct lm__frame {
 	uint8_t kind;
 	uint8_t flags;
@@ -118,8 +125,8 @@ typedef struct lm__ack {
 typedef struct lm__error_msg {
 	int32_t code;
 	uint16_t channel;
-	uint16_t msg_len;
-	char msg[LM_ERROR_MAX_MSG + 1];
+	uint16_t msg_len; /* bytes on the wire */
+	char msg[4 * LM_ERROR_MAX_MSG + 1]; /* escaped (lm__escape): safe to print */
 } lm__error_msg;
 
 /* Session-wide limits a data header is checked against. */

@@ -349,16 +349,38 @@ static void do_ack(const uint8_t *p, size_t n)
 	free(q);
 }
 
-/* The decoded text goes to a user's terminal: NUL-terminated at msg_len, no
- * C0 control byte and no DEL inside. (Bytes >= 0x80 are passed through by
- * the decoder on purpose, presumably UTF-8; not checked here.) */
-static void check_error_msg(const lm__error_msg *m)
+static int hexval(char c)
 {
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The decoded text goes to a user's terminal: only printable ASCII, every
+ * backslash starting a \xNN escape, and it unescapes to exactly the bytes
+ * on the wire (4 x 1024 + 1 always holds them: never truncated). */
+static void check_error_msg(const lm__error_msg *m, const uint8_t *raw)
+{
+	size_t o = 0, i = 0, n = strlen(m->msg);
+
 	CHECK(m->msg_len <= LM_ERROR_MAX_MSG);
-	CHECK(m->msg[m->msg_len] == 0);
-	CHECK(strlen(m->msg) == m->msg_len);
-	for (uint16_t i = 0; i < m->msg_len; i++)
-		CHECK((unsigned char)m->msg[i] >= 0x20 && m->msg[i] != 0x7f);
+	CHECK(n < sizeof(m->msg));
+	while (o < n) {
+		unsigned char c = (unsigned char)m->msg[o];
+		CHECK(c >= 0x20 && c < 0x7f);
+		if (c == '\\') {
+			int hi = o + 3 < n ? hexval(m->msg[o + 2]) : -1;
+			int lo = o + 3 < n ? hexval(m->msg[o + 3]) : -1;
+			CHECK(o + 3 < n && m->msg[o + 1] == 'x' && hi >= 0 && lo >= 0);
+			if (o + 3 >= n || hi < 0 || lo < 0)
+				return;
+			c = (unsigned char)(hi << 4 | lo);
+			o += 4;
+		} else {
+			o++;
+		}
+		CHECK(i < m->msg_len && raw[i] == c);
+		i++;
+	}
+	CHECK(i == m->msg_len);
 	CHECK(m->code < 0 && m->code >= -5000);
 }
 
@@ -366,6 +388,7 @@ static void do_error(const uint8_t *p, size_t n)
 {
 	uint8_t *q = dup_exact(p, n);
 	uint8_t buf[LM_ERROR_FRAME_BOUND];
+	char raw[LM_ERROR_MAX_MSG + 1];
 	lm__error_msg m, m2;
 	lm__err e = {0};
 	size_t len;
@@ -373,16 +396,20 @@ static void do_error(const uint8_t *p, size_t n)
 	if (n <= UINT32_MAX && lm__dec_error(q, (uint32_t)n, &m, &e) == 0) {
 		fz_decoded++;
 		CHECK(n == LM_ERROR_FIXED + (size_t)m.msg_len);
-		check_error_msg(&m);
-		/* The decoder sanitises the text and clamps the code: byte
-		 * equality only holds when it changed neither. */
-		len = lm__enc_error(buf, m.code, m.channel, m.msg);
-		CHECK(len == LM_FRAME_HDR + n);
-		if ((int32_t)lm__get32(q) == m.code && memcmp(q + LM_ERROR_FIXED, m.msg, m.msg_len) == 0)
-			CHECK(memcmp(buf + LM_FRAME_HDR, q, n) == 0);
-		CHECK(lm__dec_error(buf + LM_FRAME_HDR, (uint32_t)(len - LM_FRAME_HDR), &m2, &e) == 0);
-		CHECK(m2.code == m.code && m2.channel == m.channel && m2.msg_len == m.msg_len);
-		CHECK(memcmp(m2.msg, m.msg, (size_t)m.msg_len + 1) == 0);
+		check_error_msg(&m, q + LM_ERROR_FIXED);
+		/* Re-encoding the raw text (the encoder takes a C string: only
+		 * without NUL) gives the same frame unless the code was clamped. */
+		memcpy(raw, q + LM_ERROR_FIXED, m.msg_len);
+		raw[m.msg_len] = 0;
+		if (strlen(raw) == m.msg_len) {
+			len = lm__enc_error(buf, m.code, m.channel, raw);
+			CHECK(len == LM_FRAME_HDR + n);
+			if ((int32_t)lm__get32(q) == m.code)
+				CHECK(memcmp(buf + LM_FRAME_HDR, q, n) == 0);
+			CHECK(lm__dec_error(buf + LM_FRAME_HDR, (uint32_t)(len - LM_FRAME_HDR), &m2, &e) == 0);
+			CHECK(m2.code == m.code && m2.channel == m.channel && m2.msg_len == m.msg_len);
+			CHECK(strcmp(m2.msg, m.msg) == 0);
+		}
 	}
 	free(q);
 }

@@ -1207,14 +1207,23 @@ static void test_error(void)
 		ACCEPT(lm__dec_error(got + 12, 13, &m, &E));
 		CHECK_EQ(m.code, LM_EPEER);
 	}
-	/* Control characters and DEL are shown as '?'. */
-	lm__enc_error(got, LM_EFIELD, 0, "a\nb\x7f" "c\x01"); /* 6 bytes */
-	ACCEPT(lm__dec_error(got + 12, 12 + 6, &m, &E));
-	CHECK(strcmp(m.msg, "a?b?c?") == 0);
+	/* Control characters, DEL, backslash, NUL and bytes above 0x7e are
+	 * kept only escaped: a peer cannot print a line or a terminal control. */
+	lm__enc_error(got, LM_EFIELD, 0, "a\nb\x7f" "c\x01\\\x1b[2J\xc3"); /* 12 bytes */
+	ACCEPT(lm__dec_error(got + 12, 12 + 12, &m, &E));
+	CHECK(strcmp(m.msg, "a\\x0ab\\x7fc\\x01\\x5c\\x1b[2J\\xc3") == 0);
+	CHECK_EQ(m.msg_len, 12);
 	lm__enc_error(got, LM_EFIELD, 0, "abc");
 	got[12 + 12 + 1] = 0;
 	ACCEPT(lm__dec_error(got + 12, 15, &m, &E));
-	CHECK(memcmp(m.msg, "a?c", 4) == 0);
+	CHECK(strcmp(m.msg, "a\\x00c") == 0);
+	/* 1024 control bytes: escaped in full (4 x 1024 fits the buffer). */
+	memset(big, '\n', 1024);
+	big[1024] = 0;
+	lm__enc_error(got, LM_EFIELD, 0, big);
+	ACCEPT(lm__dec_error(got + 12, 1036, &m, &E));
+	CHECK_EQ(strlen(m.msg), 4096);
+	CHECK(strchr(m.msg, '\n') == NULL);
 
 	/* Rejections. */
 	lm__enc_error(got, LM_EFIELD, 0, "abc");
@@ -1256,6 +1265,62 @@ static uint64_t doc_checksum(const uint8_t *p, uint64_t len)
 	out = XXH3_64bits_withSeed(le, (size_t)(nb * 8), len);
 	free(le);
 	return out;
+}
+
+/* lm__escape: what a peer's string may become on our screen. */
+static void test_escape(void)
+{
+	char out[64];
+	size_t n;
+
+	n = lm__escape(out, sizeof(out), "plain text", 10);
+	CHECK(strcmp(out, "plain text") == 0);
+	CHECK_EQ(n, 10);
+	/* A fake completion line behind a newline, and a terminal control. */
+	n = lm__escape(out, sizeof(out), "x\nmigration completed\x1b[2J\\", 26);
+	CHECK(strcmp(out, "x\\x0amigration completed\\x1b[2J\\x5c") == 0);
+	CHECK_EQ(n, strlen(out));
+	/* An embedded NUL and high bytes are escaped, not cut. */
+	lm__escape(out, sizeof(out), "a\0b\xff", 4);
+	CHECK(strcmp(out, "a\\x00b\\xff") == 0);
+	/* Truncation: marked, never in the middle of an escape. */
+	n = lm__escape(out, 8, "abcdefghij", 10);
+	CHECK(strcmp(out, "abcd...") == 0);
+	CHECK_EQ(n, 7);
+	lm__escape(out, 8, "ab\ncdefg", 8);
+	CHECK(strcmp(out, "ab...") == 0);
+	/* Exactly fitting text has no marker. */
+	lm__escape(out, 8, "abcdefg", 7);
+	CHECK(strcmp(out, "abcdefg") == 0);
+	lm__escape(out, 8, "abc\n", 4);
+	CHECK(strcmp(out, "abc\\x0a") == 0);
+	/* Tiny buffers: still NUL-terminated. */
+	memset(out, 'z', sizeof(out));
+	lm__escape(out, 1, "abc", 3);
+	CHECK_EQ(out[0], 0);
+	lm__escape(out, 3, "abc", 3);
+	CHECK(strcmp(out, "..") == 0);
+	CHECK_EQ(lm__escape(out, 0, "abc", 3), 0);
+	CHECK_EQ(out[0], '.'); /* cap 0: nothing written */
+	lm__escape(out, sizeof(out), "", 0);
+	CHECK_EQ(out[0], 0);
+}
+
+/* The JSON statistics stay valid JSON whatever their strings hold. */
+static void test_json_strings(void)
+{
+	lm_stats st;
+	char buf[4096];
+
+	memset(&st, 0, sizeof(st));
+	st.live = 1;
+	snprintf(st.dirty_note, sizeof(st.dirty_note), "%s",
+		 "q\"b\\n\nesc\x1b[2Jdel\x7f" "e\xc3\xa9" "bad\xff" "cut\xc3");
+	lm_stats_format(&st, LM_STATS_JSON, buf, sizeof(buf));
+	CHECK(strstr(buf, "\"dirty_note\":\"q\\\"b\\\\n\\u000aesc\\u001b[2Jdel\\u007f"
+			  "e\xc3\xa9" "bad\\ufffdcut\\ufffd\"") != NULL);
+	CHECK(strchr(buf, '\n') == NULL);
+	CHECK(strchr(buf, '\x1b') == NULL);
 }
 
 static void test_checksum(void)
@@ -1338,6 +1403,8 @@ int main(void)
 	test_complete();
 	test_ack();
 	test_error();
+	test_escape();
+	test_json_strings();
 	test_checksum();
 	TEST_DONE("test_wire");
 }

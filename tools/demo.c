@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "livemig.h"
+#include "signals.h"
 #include "workload.h"
 
 int livemig_demo(int argc, char **argv); /* called by tools/livemig.c */
@@ -451,8 +452,11 @@ static int dest_main(const demo_opts *o, int fd)
 		send_msg(fd, MSG_PORT, rc, 0, NULL, "cannot join netns " NS_DST);
 		goto out;
 	}
-	if ((rc = lm_receiver_new(&r, &cfg)) ||
-	    (rc = lm_receiver_listen(r, o->netns ? NS_DST_ADDR ":0" : "127.0.0.1:0"))) {
+	rc = lm_receiver_new(&r, &cfg);
+	/* Inherited handlers: a Ctrl-C reaches this child too (one process
+	 * group) and cancels its receiver, which tells the sender. */
+	sig_watch_receiver(r);
+	if (rc || (rc = lm_receiver_listen(r, o->netns ? NS_DST_ADDR ":0" : "127.0.0.1:0"))) {
 		send_msg(fd, MSG_PORT, rc, 0, NULL, r ? lm_receiver_errmsg(r) : "");
 		goto out;
 	}
@@ -800,6 +804,7 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 	*what = "sender";
 	if ((rc = lm_sender_new(s, &sc)))
 		return rc;
+	sig_watch_sender(*s); /* SIGINT/SIGTERM: fail, the workload resumes */
 	*what = "region";
 	if ((rc = lm_sender_add_region(*s, REGION, wl_base(d->w), wl_size(d->w))))
 		return rc;
@@ -904,8 +909,11 @@ static int run_source(demo *d)
 		snprintf(error, sizeof(error), "%s: %s%s%s", what, lm_strerror(rc),
 			 s && *lm_sender_errmsg(s) ? ": " : "", s ? lm_sender_errmsg(s) : "");
 		fprintf(stderr, "%s: %s\n", PROG, error);
+		if (!strcmp(what, "migration failed"))
+			fprintf(d->txt, "demo: migration failed; the workload resumed on the source\n");
 		wl_stop(d->w); /* it was resumed: the guest runs on here */
 	}
+	sig_watch_sender(NULL);
 	/* Closing the channels also ends a failed session at the destination,
 	 * which then reports why. */
 	lm_sender_free(s);
@@ -966,5 +974,5 @@ int livemig_demo(int argc, char **argv)
 	reap_child(&d, rc ? 0 : 5000);
 	wl_free(d.w);
 	close(d.fd);
-	return rc;
+	return sig_status(rc);
 }

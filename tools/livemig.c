@@ -19,9 +19,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "livemig.h"
+#include "signals.h"
+#include "wire.h" /* lm__escape: what the peer names is shown escaped */
 
 typedef struct opts {
 	const char *image, *addr;
@@ -36,7 +39,10 @@ typedef struct opts {
 	const char *allow[17];
 	int nallow, plaintext, handshake_timeout_ms, session_timeout_ms;
 	uint32_t max_handshakes, max_handshakes_per_host;
+	uint64_t max_size; /* recv: bytes a session may announce, 0 = free space */
 } opts;
+
+enum { OPT_MAX_SIZE = 256 }; /* long-only options */
 
 static const char *prog = "livemig";
 
@@ -46,8 +52,8 @@ static void usage(FILE *f)
 		"usage:\n"
 		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
 		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--fsync] [--json] [--quiet] [TRUST] [--tls-allow NAME]...\n"
-		"               [--handshake-timeout S] [--max-handshakes N]\n"
+		"               [--max-size SIZE] [--fsync] [--json] [--quiet] [TRUST]\n"
+		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
@@ -64,7 +70,9 @@ static void usage(FILE *f)
 		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 bytes)\n"
 		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
 		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
-		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n",
+		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n"
+		"--max-size (bytes, or with K, M, G, T: binary) defaults to the free space of\n"
+		"the image's file system.\n",
 		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
 }
 
@@ -88,6 +96,29 @@ static int parse_u32(const char *s, uint32_t *out, uint32_t min, uint32_t max)
 	return 0;
 }
 
+/* SIZE: bytes, or a number with K, M, G or T (powers of 1024); >= 1. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	const char *u;
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	if (*end && (u = strchr(units, *end)) != NULL && end[1] == 0) {
+		shift = 10 * (int)(u - units + 1);
+		end++;
+	}
+	if (*end || !v || v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 static int parse_opts(int argc, char **argv, opts *o)
 {
 	static const struct option lo[] = {
@@ -108,6 +139,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"max-handshakes", required_argument, 0, 11},
 		{"max-handshakes-per-host", required_argument, 0, 12},
 		{"session-timeout", required_argument, 0, 13},
+		{"max-size", required_argument, 0, OPT_MAX_SIZE},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -182,6 +214,11 @@ static int parse_opts(int argc, char **argv, opts *o)
 			if (parse_u32(optarg, &v, 1, 1024))
 				return fprintf(stderr, "%s: handshake limits are 1..1024\n", prog), -1;
 			*(c == 11 ? &o->max_handshakes : &o->max_handshakes_per_host) = v;
+			break;
+		case OPT_MAX_SIZE:
+			if (parse_size(optarg, &o->max_size))
+				return fprintf(stderr, "%s: --max-size is bytes, or a number with K, M, G or T\n",
+					       prog), -1;
 			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
@@ -296,6 +333,7 @@ static int cmd_send(int argc, char **argv)
 		die("sender", rc, NULL);
 		goto out;
 	}
+	sig_watch_sender(s);
 	if ((rc = lm_sender_add_region(s, basename(namebuf), base, (uint64_t)sb.st_size))) {
 		die("region", rc, NULL);
 		goto out;
@@ -311,11 +349,12 @@ static int cmd_send(int argc, char **argv)
 	}
 	ret = 0;
 out:
+	sig_watch_sender(NULL);
 	lm_sender_free(s);
 	if (base && base != MAP_FAILED)
 		munmap(base, (size_t)sb.st_size);
 	close(fd);
-	return ret;
+	return sig_status(ret);
 }
 
 /* ---- recv ----------------------------------------------------------------- */
@@ -326,8 +365,86 @@ typedef struct dest {
 	int fd;
 	void *base;
 	uint64_t len, maplen;
+	uint64_t max_bytes; /* what a session may announce (--max-size) */
 	int regions;
+	int anon;  /* received into anonymous memory, written out at commit */
+	int quiet; /* no progress line */
 } dest;
+
+/* The temporary file next to the image: 0600 from its creation (mkostemp),
+ * since it holds the whole image while it arrives. */
+static int make_temp(dest *d)
+{
+	char dirbuf[4096], basebuf[4096];
+
+	snprintf(dirbuf, sizeof(dirbuf), "%s", d->final);
+	snprintf(basebuf, sizeof(basebuf), "%s", d->final);
+	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
+	d->fd = mkostemp(d->tmp, O_CLOEXEC);
+	if (d->fd < 0) {
+		int rc = -errno;
+		d->tmp[0] = 0;
+		fprintf(stderr, "%s: %s: cannot create the temporary file: %s\n", prog, d->final,
+			strerror(-rc));
+		return rc;
+	}
+	sig_watch_file(d->tmp); /* a second signal still removes it */
+	return 0;
+}
+
+/* Reserves the image's blocks before anything is mapped: a page of a
+ * MAP_SHARED file the file system cannot back is SIGBUS when written, so a
+ * full disk or quota must fail here, as an error, before data arrives.
+ * fallocated blocks read as zero, so the region stays "fresh". */
+static int reserve_image(dest *d)
+{
+	if (!d->maplen || fallocate(d->fd, 0, 0, (off_t)d->maplen) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP) {
+		/* No fallocate here (some FUSE and network file systems):
+		 * receive into anonymous memory instead and write(2) it at
+		 * commit, where a full disk is ENOSPC, never SIGBUS. */
+		d->anon = 1;
+		return 0;
+	}
+	int rc = -errno;
+	fprintf(stderr, "%s: %s: cannot reserve %llu bytes for the image: %s\n", prog, d->final,
+		(unsigned long long)d->maplen, strerror(-rc));
+	return rc;
+}
+
+static int map_image(dest *d)
+{
+	if (!d->maplen)
+		return 0;
+	if (d->anon)
+		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	else
+		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
+	if (d->base == MAP_FAILED) {
+		d->base = NULL;
+		return -errno;
+	}
+	/* Pages arrive in any order and zero pages are never touched:
+	 * readahead would only read blocks we skip on purpose. */
+	if (!d->anon)
+		madvise(d->base, (size_t)d->maplen, MADV_RANDOM);
+	return 0;
+}
+
+/* The sender's name is shown escaped: it must not print lines or
+ * terminal controls of its own. */
+static void show_region(const dest *d, const char *name, uint64_t len)
+{
+	char shown[128];
+
+	if (d->quiet)
+		return;
+	lm__escape(shown, sizeof(shown), name, strlen(name));
+	fprintf(stderr, "%s: receiving \"%s\" (%llu bytes) into %s\n", prog, shown,
+		(unsigned long long)len, d->final);
+}
 
 /* The image is created at the size the sender announces, under a temporary
  * name. It is mapped page-rounded: the tail beyond len is cut at the end. */
@@ -335,49 +452,78 @@ static int on_region(void *user, uint32_t id, const char *name, uint64_t len, ui
 		     void **base, int *fresh)
 {
 	dest *d = user;
-	char dirbuf[4096], basebuf[4096];
+	int rc;
 
-	(void)name;
 	if (id != 0 || d->regions++)
 		return LM_EREGION; /* one image, one region */
-	snprintf(dirbuf, sizeof(dirbuf), "%s", d->final);
-	snprintf(basebuf, sizeof(basebuf), "%s", d->final);
-	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
-	d->fd = mkostemp(d->tmp, O_CLOEXEC);
-	if (d->fd < 0)
-		return -errno;
-	mode_t um = umask(0);
-	umask(um);
-	if (fchmod(d->fd, 0666 & ~um) < 0) /* mkostemp makes 0600 */
-		return -errno;
+	/* Also checked by the library (cfg.max_bytes); here too, so that no
+	 * file is created for a session too large whatever the library does. */
+	if (d->max_bytes && len > d->max_bytes) {
+		fprintf(stderr, "%s: %s: the sender announced %llu bytes, above the limit of %llu "
+			"(--max-size; default the free space)\n", prog, d->final,
+			(unsigned long long)len, (unsigned long long)d->max_bytes);
+		return LM_ELIMIT;
+	}
+	show_region(d, name, len);
 	d->len = len;
 	d->maplen = (len + page_size - 1) / page_size * page_size;
-	if (ftruncate(d->fd, (off_t)d->maplen) < 0)
-		return -errno;
-	if (d->maplen) {
-		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
-		if (d->base == MAP_FAILED) {
-			d->base = NULL;
-			return -errno;
-		}
-		/* Pages arrive in any order and zero pages are never touched:
-		 * readahead would only zero-fill holes we skip on purpose. */
-		madvise(d->base, (size_t)d->maplen, MADV_RANDOM);
-	}
+	if ((rc = make_temp(d)) || (rc = reserve_image(d)) || (rc = map_image(d)))
+		return rc;
 	*base = d->base;
-	*fresh = 1; /* a new sparse file reads as zeros */
+	*fresh = 1; /* reserved blocks and anonymous memory read as zeros */
 	return 0;
+}
+
+/* Anonymous fallback: the received image goes to the file now. */
+static int write_image(dest *d)
+{
+	const char *p = d->base;
+	uint64_t left = d->len;
+
+	while (left) {
+		ssize_t n = write(d->fd, p, left > (1u << 30) ? (1u << 30) : (size_t)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int rc = -errno;
+			fprintf(stderr, "%s: %s: writing %llu bytes: %s\n", prog, d->final,
+				(unsigned long long)d->len, strerror(-rc));
+			return rc;
+		}
+		p += n;
+		left -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The mode the image will have: an existing file's, else 0600 (a memory
+ * image is as private as the memory was). */
+static int final_mode(dest *d)
+{
+	struct stat sb;
+	mode_t mode = 0600;
+
+	if (stat(d->final, &sb) == 0)
+		mode = sb.st_mode & 0777;
+	return fchmod(d->fd, mode) < 0 ? -errno : 0;
 }
 
 static int commit_image(dest *d, int do_fsync)
 {
+	int rc;
+
+	if (d->anon && (rc = write_image(d)))
+		return rc;
 	if (d->base && munmap(d->base, (size_t)d->maplen) < 0)
 		return -errno;
 	d->base = NULL;
 	if (ftruncate(d->fd, (off_t)d->len) < 0 || (do_fsync && fsync(d->fd) < 0))
 		return -errno;
+	if ((rc = final_mode(d)))
+		return rc;
 	if (rename(d->tmp, d->final) < 0)
 		return -errno;
+	sig_watch_file(NULL);
 	d->tmp[0] = 0;
 	return 0;
 }
@@ -387,6 +533,34 @@ static void log_line(void *user, const char *line)
 {
 	(void)user;
 	fprintf(stderr, "%s: %s\n", prog, line);
+}
+
+/* --max-size's default: what the file system holding the image can take. */
+static int free_space(const char *image, uint64_t *out)
+{
+	char dirbuf[4096];
+	struct statvfs vs;
+
+	snprintf(dirbuf, sizeof(dirbuf), "%s", image);
+	if (statvfs(dirname(dirbuf), &vs) < 0)
+		return -errno;
+	*out = (uint64_t)vs.f_bavail * vs.f_frsize;
+	if (!*out)
+		*out = 1; /* 0 would mean "no limit" to the library */
+	return 0;
+}
+
+static void recv_cleanup(dest *d, lm_receiver *r)
+{
+	sig_watch_receiver(NULL);
+	if (d->base)
+		munmap(d->base, (size_t)d->maplen);
+	if (d->tmp[0])
+		unlink(d->tmp); /* never leave a partial image behind */
+	sig_watch_file(NULL);
+	if (d->fd >= 0)
+		close(d->fd);
+	lm_receiver_free(r);
 }
 
 static int cmd_recv(int argc, char **argv)
@@ -406,6 +580,10 @@ static int cmd_recv(int argc, char **argv)
 		return 2;
 	}
 	d.final = o.image;
+	d.quiet = o.quiet || o.json;
+	d.max_bytes = o.max_size;
+	if (!d.max_bytes && (rc = free_space(o.image, &d.max_bytes)))
+		return die("the image's file system", rc, o.image);
 	cfg.timeout_ms = o.timeout_ms;
 	cfg.accept_timeout_ms = o.accept_timeout_ms;
 	cfg.max_channels = o.channels;
@@ -413,6 +591,7 @@ static int cmd_recv(int argc, char **argv)
 	cfg.engine = o.engine;
 	cfg.on_region = on_region;
 	cfg.user = &d;
+	cfg.max_bytes = d.max_bytes;
 	cfg.log = log_line;
 	cfg.handshake_timeout_ms = o.handshake_timeout_ms;
 	cfg.max_handshakes = o.max_handshakes;
@@ -423,14 +602,22 @@ static int cmd_recv(int argc, char **argv)
 		ret = 2;
 		goto out;
 	}
-	if ((rc = lm_receiver_new(&r, &cfg)) || (rc = lm_receiver_listen(r, o.addr))) {
-		die("listen", rc, r && *lm_receiver_errmsg(r) ? lm_receiver_errmsg(r) : o.addr);
+	if ((rc = lm_receiver_new(&r, &cfg))) {
+		die("listen", rc, o.addr);
+		goto out;
+	}
+	sig_watch_receiver(r);
+	if ((rc = lm_receiver_listen(r, o.addr))) {
+		die("listen", rc, *lm_receiver_errmsg(r) ? lm_receiver_errmsg(r) : o.addr);
 		goto out;
 	}
 	if (!o.quiet && !o.json) {
 		fprintf(stderr, "%s: listening on %s (port %d)\n", prog, o.addr, lm_receiver_port(r));
 	}
 	rc = lm_receiver_run(r);
+	/* Verified means done: the sender was told so; a signal from now on
+	 * changes nothing. */
+	sig_watch_receiver(NULL);
 	if (!rc && !d.regions)
 		rc = LM_EREGION;
 	if (!rc && (rc = commit_image(&d, o.fsync_out)))
@@ -444,14 +631,8 @@ static int cmd_recv(int argc, char **argv)
 	}
 	ret = 0;
 out:
-	if (d.base)
-		munmap(d.base, (size_t)d.maplen);
-	if (d.tmp[0])
-		unlink(d.tmp); /* never leave a partial image behind */
-	if (d.fd >= 0)
-		close(d.fd);
-	lm_receiver_free(r);
-	return ret;
+	recv_cleanup(&d, r);
+	return sig_status(ret);
 }
 
 /* ---- checksum ------------------------------------------------------------- */
@@ -498,17 +679,21 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "send")) {
 		prog = "livemig send";
+		sig_install();
 		return cmd_send(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "recv")) {
 		prog = "livemig recv";
+		sig_install();
 		return cmd_recv(argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[1], "checksum"))
 		return cmd_checksum(argc - 1, argv + 1);
 #ifdef LM_HAVE_DEMO
-	if (!strcmp(argv[1], "demo"))
+	if (!strcmp(argv[1], "demo")) {
+		sig_install();
 		return livemig_demo(argc - 1, argv + 1);
+	}
 #endif
 	if (!strcmp(argv[1], "version")) {
 		printf("livemig %d.%d.%d (protocol %d)\n", LM_VERSION_MAJOR, LM_VERSION_MINOR,

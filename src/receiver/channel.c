@@ -283,7 +283,9 @@ static int verify(lm__rx_chan *ch, const lm__region_sum *sums, uint32_t n, lm__e
 		if ((rc = lm__sumtree_final(&g->sum, r->channels, &sum)))
 			return rc;
 		if (sum != sums[i].checksum) {
-			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", g->name,
+			char name[96]; /* named by the sender: shown escaped */
+			lm__escape(name, sizeof(name), g->name, strlen(g->name));
+			lm__err_set(e, "region %s: checksum 0x%016llx, sender's 0x%016llx", name,
 				    (unsigned long long)sum, (unsigned long long)sums[i].checksum);
 			return LM_ECHECKSUM;
 		}

@@ -97,16 +97,19 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 {
 	lm__rx_region *g = find_user_region(r, m->name);
 	uint64_t pages = (m->len + r->page_size - 1) / r->page_size;
+	char name[96]; /* the sender's name, only ever shown escaped */
+
+	lm__escape(name, sizeof(name), m->name, m->name_len);
 
 	for (uint32_t i = 0; i < m->id; i++) {
 		if (strcmp(r->by_id[i]->name, m->name) == 0) {
-			lm__err_set(e, "region.name \"%s\" announced twice", m->name);
+			lm__err_set(e, "region.name \"%s\" announced twice", name);
 			return LM_EFIELD;
 		}
 	}
 	if (g) {
 		if (g->len != m->len) {
-			lm__err_set(e, "region \"%s\": sender has %llu bytes, receiver %llu", m->name,
+			lm__err_set(e, "region \"%s\": sender has %llu bytes, receiver %llu", name,
 				    (unsigned long long)m->len, (unsigned long long)g->len);
 			return LM_EREGION;
 		}
@@ -114,7 +117,7 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		void *base = NULL;
 		int fresh = 0, rc = 0;
 		if (!r->cfg.on_region && !r->cfg.alloc_regions) {
-			lm__err_set(e, "region \"%s\" is not registered here", m->name);
+			lm__err_set(e, "region \"%s\" is not registered here", name);
 			return LM_EREGION;
 		}
 		g = &r->regions[LM_MAX_REGIONS + m->id];
@@ -124,7 +127,7 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		else if ((rc = map_region(g, pages * r->page_size)) == 0)
 			base = g->mapped, fresh = 1;
 		if (rc || (!base && m->len)) {
-			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", m->name,
+			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", name,
 				    (unsigned long long)m->len, lm_strerror(rc ? rc : LM_EREGION));
 			return rc ? rc : LM_EREGION;
 		}

@@ -219,19 +219,24 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
  * reports at once, not after the others time out. */
 static int await_hello_acks(lm_sender *s, int *who, lm__err *e)
 {
-	struct pollfd p[LM_MAX_CHANNELS];
+	struct pollfd p[LM_MAX_CHANNELS + 1];
 	uint32_t left = s->nch;
 
 	for (uint32_t i = 0; i < s->nch; i++)
 		p[i] = (struct pollfd){s->ch[i].conn.rfd, POLLIN, 0};
+	/* The wake fd too: a cancel must not wait for a receiver that is
+	 * slow to answer (or never will). */
+	p[s->nch] = (struct pollfd){s->wake_fd, POLLIN, 0};
 	while (left) {
-		int n = poll(p, s->nch, s->cfg.timeout_ms);
+		int n = poll(p, s->nch + 1, s->cfg.timeout_ms);
 		if (n == 0) {
 			lm__err_set(e, "no hello ack within %d ms", s->cfg.timeout_ms);
 			return LM_ETIMEDOUT;
 		}
 		if (n < 0 && errno != EINTR)
 			return -errno;
+		if (p[s->nch].revents & POLLIN)
+			return lm__sender_cancelled(s) ? LM_ECANCELED : -ECANCELED;
 		for (uint32_t i = 0; n > 0 && i < s->nch; i++) {
 			int rc;
 			if (p[i].fd < 0 || !p[i].revents)
