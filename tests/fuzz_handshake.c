@@ -35,10 +35,9 @@
  * The receiver's timeouts are 200 ms (stall) and 100 ms (accept), so every
  * input ends within about half a second, most within a millisecond.
  *
- * Connections: fz_connect() makes them. Today it is loopback TCP through
- * lm_receiver_listen("127.0.0.1:0"); built with -DLM_FUZZ_ACCEPT_FDS it uses
- * socketpair() and lm_receiver_accept_fds() (not implemented yet in this
- * branch).
+ * Connections: fz_connect() makes them: socketpair() and
+ * lm_receiver_accept_fds(); built with -DLM_FUZZ_TCP, loopback TCP through
+ * lm_receiver_listen("127.0.0.1:0") instead.
  *
  * Checked (violations __builtin_trap()):
  *  - lm_receiver_run returns (never crashes, never hangs past the timeouts);
@@ -51,12 +50,12 @@
  *    (LM_ESTATE);
  *  - the region callback: ids strictly increasing from call to call and
  *    below 256, a name of 1..255 bytes, a power-of-two page size in
- *    4096..65536; with LM_FUZZ_CHECK_MAX_BYTES=1 in the environment (and
- *    byte 0 bit 5 set) never a len above cfg.max_bytes. That last check is
- *    off by default: the library does not enforce max_bytes yet.
- *    Without it, alloc_regions mode falls back to on_region for inputs that
- *    announce more than 1 MiB in one region (the receiver would map and
- *    index whatever a stranger announces: that is what max_bytes is for).
+ *    4096..65536; (byte 0 bit 5 set) never a len above cfg.max_bytes, nor
+ *    a session total above it. LM_FUZZ_CHECK_MAX_BYTES=0 in the
+ *    environment turns that check off; then alloc_regions mode falls back
+ *    to on_region for inputs that announce more than 1 MiB in one region
+ *    (the receiver would map and index whatever is announced: that is
+ *    what max_bytes is for).
  *
  * Seeds (tests/seeds/fuzz_handshake/): HELLO+REGION prefixes for 1 and 3
  * regions, complete tiny sessions (one and two channels, added regions,
@@ -318,7 +317,7 @@ static void *writer_main(void *arg)
  * receiver sees them. */
 static int fz_connect(lm_receiver *r, int n, int *peer)
 {
-#ifdef LM_FUZZ_ACCEPT_FDS
+#ifndef LM_FUZZ_TCP
 	int theirs[MAX_CONNS];
 
 	for (int i = 0; i < n; i++) {
@@ -442,7 +441,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (check_max < 0) {
 		const char *v = getenv("LM_FUZZ_CHECK_MAX_BYTES");
-		check_max = v && strcmp(v, "1") == 0;
+		check_max = !v || strcmp(v, "0") != 0;
 		signal(SIGPIPE, SIG_IGN);
 	}
 	nconn = (data[0] & 3) + 1;
