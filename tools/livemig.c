@@ -456,14 +456,7 @@ static int on_region(void *user, uint32_t id, const char *name, uint64_t len, ui
 
 	if (id != 0 || d->regions++)
 		return LM_EREGION; /* one image, one region */
-	/* Also checked by the library (cfg.max_bytes); here too, so that no
-	 * file is created for a session too large whatever the library does. */
-	if (d->max_bytes && len > d->max_bytes) {
-		fprintf(stderr, "%s: %s: the sender announced %llu bytes, above the limit of %llu "
-			"(--max-size; default the free space)\n", prog, d->final,
-			(unsigned long long)len, (unsigned long long)d->max_bytes);
-		return LM_ELIMIT;
-	}
+	/* len is within cfg.max_bytes: the library checked it before calling. */
 	show_region(d, name, len);
 	d->len = len;
 	d->maplen = (len + page_size - 1) / page_size * page_size;
@@ -624,6 +617,10 @@ static int cmd_recv(int argc, char **argv)
 		die("writing the image", rc, d.final);
 	lm_receiver_stats(r, &st);
 	print_stats(&st, &o);
+	if (rc == LM_ELIMIT)
+		fprintf(stderr, "%s: %s: the sender announced more than the limit of %llu bytes "
+			"(--max-size; default the free space)\n", prog, d.final,
+			(unsigned long long)d.max_bytes);
 	if (rc) {
 		if (d.regions || rc != LM_EREGION)
 			die("migration failed", rc, lm_receiver_errmsg(r));

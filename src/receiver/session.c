@@ -184,9 +184,11 @@ static int read_regions(lm__rx_chan *ch, lm__err *e)
 		 * proportional to an announced size exists past the limit. */
 		announced += m.len;
 		if (r->cfg.max_bytes && (m.len > r->cfg.max_bytes || announced > r->cfg.max_bytes)) {
-			lm__err_set(e, "region.len: region %u brings the session to %llu bytes, above "
-				       "this receiver's limit of %llu",
-				    i, (unsigned long long)announced,
+			char name[4 * LM_MAX_REGION_NAME + 1];
+			lm__escape(name, sizeof(name), m.name, m.name_len);
+			lm__err_set(e, "region.len: region \"%.80s\" (%llu bytes) brings the session to "
+				       "%llu bytes, above this receiver's limit of %llu",
+				    name, (unsigned long long)m.len, (unsigned long long)announced,
 				    (unsigned long long)r->cfg.max_bytes);
 			return LM_ELIMIT;
 		}
@@ -271,11 +273,15 @@ static int same_peer(lm__rx_chan *ch, lm__err *e)
 	return 0;
 }
 
-static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
+/* Returns 0 when ch is a session channel now, > 0 to refuse a stranger
+ * (LM_ESESSION to it), < 0 with *ours = 0 to refuse it with that code, < 0
+ * with *ours = 1 when the session's own sender is wrong: that is fatal. */
+static int join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 	int rc = 0;
 
+	*ours = 0;
 	pthread_mutex_lock(&r->lock);
 	if (!r->have_session && r->tls && h->channel != 0) {
 		lm__err_set(e, "hello.channel %u before channel 0: refused", h->channel);
@@ -306,6 +312,7 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 		rc = 1;
 		goto out;
 	} else if ((rc = same_peer(ch, e)) || (rc = same_shape(r, h, e))) {
+		*ours = rc < 0; /* it carries the session's id */
 		goto out;
 	} else {
 		char suite[64], peer[128];
@@ -502,10 +509,8 @@ static void *slot_main(void *arg)
 		rc = read_hello(ch, &h, &e);
 	if (!rc)
 		rc = check_binding(ch, &h, &e);
-	if (!rc) {
-		rc = join_session(ch, &h, &e);
-		ours = rc < 0;
-	}
+	if (!rc)
+		rc = join_session(ch, &h, &ours, &e);
 	if (rc && ch->channel < 0) {
 		if (!e.msg[0])
 			lm__err_set(&e, "%s", lm_strerror(rc));
