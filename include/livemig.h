@@ -26,7 +26,7 @@ extern "C" {
 #define LM_VERSION_MAJOR 0
 #define LM_VERSION_MINOR 2
 #define LM_VERSION_PATCH 0
-#define LM_PROTOCOL_VERSION 1
+#define LM_PROTOCOL_VERSION 2
 
 /* ---- limits ------------------------------------------------------------ */
 

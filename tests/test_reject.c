@@ -714,7 +714,8 @@ static void reject_hello_unknown_kind(void)
 
 static void reject_hello_version(void)
 {
-	hello_case("hello_version_2", (edit){HB + 0, 2, 2}, LM_EVERSION, "hello.version");
+	hello_case("hello_version_1", (edit){HB + 0, 2, 1}, LM_EVERSION, "hello.version");
+	hello_case("hello_version_3", (edit){HB + 0, 2, 3}, LM_EVERSION, "hello.version");
 	hello_case("hello_version_0", (edit){HB + 0, 2, 0}, LM_EVERSION, "hello.version");
 }
 

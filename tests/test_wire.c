@@ -91,7 +91,7 @@ static void doc_header(uint8_t *p, uint8_t kind, uint32_t len)
 
 static void test_constants(void)
 {
-	CHECK_EQ(LM_PROTOCOL_VERSION, 1);
+	CHECK_EQ(LM_PROTOCOL_VERSION, 2);
 	CHECK_EQ(LM_MAGIC, 0x4C4D4947u);
 	{
 		uint8_t m[4];
@@ -370,14 +370,14 @@ static void hello_roundtrip(const hello_vals *v)
 static void test_hello(void)
 {
 	static const uint8_t doc_hex[76] = {
-		0x4c, 0x4d, 0x49, 0x47, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x01, 0x00, 0x00,
+		0x4c, 0x4d, 0x49, 0x47, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x02, 0x00, 0x00,
 		0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
 		0x00, 0x01, 0x00, 0x04, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80,
 		0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-	hello_vals doc = {1, 1, 4, 0, {0}, 4096, 128, 2, 0, 0};
-	hello_vals lo = {1, 0, 1, 0, {0}, 4096, 1, 0, 0, 0};
-	hello_vals hi = {1, 63, 64, 0, {0}, 65536, 1024, 256, ~0ull, 0};
+	hello_vals doc = {2, 1, 4, 0, {0}, 4096, 128, 2, 0, 0};
+	hello_vals lo = {2, 0, 1, 0, {0}, 4096, 1, 0, 0, 0};
+	hello_vals hi = {2, 63, 64, 0, {0}, 65536, 1024, 256, ~0ull, 0};
 	uint8_t enc[76], v[64], b[64];
 	lm__hello h;
 
@@ -404,7 +404,7 @@ static void test_hello(void)
 	REJECT(lm__dec_hello(v, 63, &h, &E), LM_EFIELD, "hello.length");
 	REJECT(lm__dec_hello(v, 65, &h, &E), LM_EFIELD, "hello.length");
 	REJECT(lm__dec_hello(v, 0, &h, &E), LM_EFIELD, "hello.length");
-	static const uint16_t bad_versions[] = {0, 2, 0x0100, 0xffff};
+	static const uint16_t bad_versions[] = {0, 1, 3, 0x0200, 0xffff};
 	for (size_t i = 0; i < sizeof(bad_versions) / sizeof(bad_versions[0]); i++) {
 		memcpy(b, v, 64);
 		be(b + 0, 2, bad_versions[i]);
@@ -472,7 +472,7 @@ static void test_hello(void)
 	CHECK(h.features == 0x8000000000000001ull);
 	/* Check order (section 4): version before reserved and everything else. */
 	memcpy(b, v, 64);
-	be(b + 0, 2, 2);
+	be(b + 0, 2, 3);
 	b[2] = 1;
 	memset(b + 4, 0, 16);
 	be(b + 24, 4, 3000);
