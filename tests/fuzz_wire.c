@@ -24,6 +24,7 @@
  *
  * Build the seed generator (writes tests/seeds/fuzz_wire/):
  *   cc -D_GNU_SOURCE -DLM_FUZZ_SEEDGEN -Iinclude -Isrc tests/fuzz_wire.c out/release/liblivemig.a \
+ *      -lzstd -llz4 -lisal -lz -lssl -lcrypto \
  *      -lxxhash -lpthread -o /tmp/seedgen_wire && /tmp/seedgen_wire tests/seeds/fuzz_wire
  */
 #include <stdint.h>
