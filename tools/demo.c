@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,7 +56,11 @@ typedef struct demo_opts {
 	int level;
 	lm_limit_action on_limit;
 	lm_dirty_source dirty;
-	int no_auto_converge, verify_source, netns, json, quiet, probe;
+	int no_auto_converge, verify_source, netns, json, quiet, probe, plaintext;
+	/* Both sides' TLS: a random PSK made before the fork, so the demo's
+	 * migration is mutually authenticated and encrypted, as a real one
+	 * should be, with nothing to set up. */
+	uint8_t psk[32];
 } demo_opts;
 
 /* What the destination reports over the pipe: a header, then text_len
@@ -99,7 +104,7 @@ static void usage(FILE *f, int full)
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
 		"                    [--no-auto-converge] [--dirty uffd|callback|auto]\n"
-		"                    [--verify-source] [--netns] [--json] [--quiet]\n"
+		"                    [--verify-source] [--netns] [--plaintext] [--json] [--quiet]\n"
 		"       livemig demo --probe\n");
 	if (!full)
 		return;
@@ -114,7 +119,9 @@ static void usage(FILE *f, int full)
 		NS_DST " (" NS_DST_ADDR "). --json prints one JSON object on stdout (the rest\n"
 		"goes to stderr). --probe tells whether uffd-wp is available (exit 0) or not (1).\n"
 		"--verify-source makes the sender checksum all of the paused memory (a write\n"
-		"the dirty tracking missed then fails the migration; costs downtime).\n");
+		"the dirty tracking missed then fails the migration; costs downtime).\n"
+		"The channels use TLS 1.3 with a random pre-shared key both processes share;\n"
+		"--plaintext turns that off.\n");
 }
 
 /* Bytes with an optional binary suffix K, M, G or T (then an optional B or
@@ -200,6 +207,7 @@ enum {
 	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
+	O_PLAINTEXT,
 };
 
 /* One option's value; -1 after printing what is wrong. */
@@ -227,6 +235,7 @@ static int parse_one(int c, const char *a, demo_opts *o)
 		return bad("--on-limit is fail or switchover");
 	case O_NO_AC: o->no_auto_converge = 1; return 0;
 	case O_VERIFY: o->verify_source = 1; return 0;
+	case O_PLAINTEXT: o->plaintext = 1; return 0;
 	case O_NETNS: o->netns = 1; return 0;
 	case O_JSON: o->json = 1; return 0;
 	case O_QUIET: o->quiet = 1; return 0;
@@ -249,7 +258,7 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"no-auto-converge", no_argument, 0, O_NO_AC}, {"dirty", required_argument, 0, O_DIRTY},
 		{"netns", no_argument, 0, O_NETNS}, {"json", no_argument, 0, O_JSON},
 		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},
-		{"verify-source", no_argument, 0, O_VERIFY},
+		{"verify-source", no_argument, 0, O_VERIFY}, {"plaintext", no_argument, 0, O_PLAINTEXT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
@@ -441,7 +450,9 @@ static int dest_receive(lm_receiver *r, uint64_t *sum)
 
 static int dest_main(const demo_opts *o, int fd)
 {
-	lm_receiver_config cfg = {.accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1};
+	lm_tls_config tls = {.psk = o->psk, .psk_len = sizeof(o->psk)};
+	lm_receiver_config cfg = {.accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1,
+				  .tls = o->plaintext ? NULL : &tls};
 	lm_receiver *r = NULL;
 	uint64_t sum = 0;
 	lm_stats st;
@@ -572,9 +583,10 @@ static void header(demo *d)
 		o->no_auto_converge ? "off" : "on");
 	if (o->max_time_ms)
 		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
-	fprintf(d->txt, "demo: network: %s\n",
+	fprintf(d->txt, "demo: network: %s, %s\n",
 		o->netns ? "source in netns " NS_SRC " -> destination in netns " NS_DST " (" NS_DST_ADDR ")"
-			 : "loopback (127.0.0.1), destination in a child process");
+			 : "loopback (127.0.0.1), destination in a child process",
+		o->plaintext ? "plaintext (--plaintext)" : "TLS 1.3 with a random pre-shared key");
 	if (d->probe_rc)
 		fprintf(d->txt, "demo: dirty tracking: %s; uffd-wp is unavailable: %s\n", d->dirty_name, d->probe_why);
 	else
@@ -795,7 +807,9 @@ static void live_config(demo *d, lm_live_config *lc)
  * kept for its statistics. */
 static int migrate(demo *d, int port, lm_sender **s, const char **what)
 {
-	lm_sender_config sc = {.channels = d->o.channels, .codec = d->o.codec, .level = d->o.level};
+	lm_tls_config tls = {.psk = d->o.psk, .psk_len = sizeof(d->o.psk)};
+	lm_sender_config sc = {.channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
+			       .tls = d->o.plaintext ? NULL : &tls};
 	lm_live_config lc;
 	char addr[64];
 	int rc;
@@ -958,6 +972,10 @@ int livemig_demo(int argc, char **argv)
 		return probe();
 	if (d.o.netns && check_netns())
 		return 2;
+	if (!d.o.plaintext && getrandom(d.o.psk, sizeof(d.o.psk), 0) != (ssize_t)sizeof(d.o.psk)) {
+		fprintf(stderr, "%s: no random bytes for the PSK: %s\n", PROG, strerror(errno));
+		return 1;
+	}
 	/* Lines, not blocks, even into a pipe: the progress and error lines
 	 * on stderr must come out in the order they happened. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
