@@ -228,7 +228,19 @@ static int await_hello_acks(lm_sender *s, int *who, lm__err *e)
 	 * slow to answer (or never will). */
 	p[s->nch] = (struct pollfd){s->wake_fd, POLLIN, 0};
 	while (left) {
-		int n = poll(p, s->nch + 1, s->cfg.timeout_ms);
+		int n = 0;
+		/* A TLS stream may hold an ack already decrypted (read ahead):
+		 * poll would not see it. */
+		for (uint32_t i = 0; i < s->nch; i++) {
+			p[i].revents = 0;
+			if (p[i].fd >= 0 && s->ch[i].conn.ops->pending(&s->ch[i].conn)) {
+				p[i].revents = POLLIN;
+				n++;
+			}
+		}
+		p[s->nch].revents = 0;
+		if (!n)
+			n = poll(p, s->nch + 1, s->cfg.timeout_ms);
 		if (n == 0) {
 			lm__err_set(e, "no hello ack within %d ms", s->cfg.timeout_ms);
 			return LM_ETIMEDOUT;
@@ -436,13 +448,11 @@ int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n)
 	a.ops = &lm__fd_endpoint;
 	for (uint32_t i = 0; fds && i < n && i < LM_ADDR_MAX_FDS; i++)
 		a.fds[a.nfds++] = fds[i];
-	if (!s || !fds || !n || n > LM_ADDR_MAX_FDS) {
+	if (!s || !fds || !n || n > LM_ADDR_MAX_FDS || s->ch) {
 		for (uint32_t i = 0; i < a.nfds; i++)
-			close(a.fds[i]);
-		return LM_EINVAL;
+			close(a.fds[i]); /* ours from the call on, also on failure */
+		return s && s->ch ? LM_ESTATE : LM_EINVAL;
 	}
-	if (s->ch)
-		return LM_ESTATE;
 	return sender_connect(s, &a);
 }
 

@@ -33,10 +33,6 @@
 #define LM_TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define LM_TLS_EXPORTER "EXPORTER-livemig-session"
 
-typedef struct lm__psk_key {
-	char id[128];
-	uint8_t key[32];
-} lm__psk_key;
 
 struct lm__tls_ctx {
 	SSL_CTX *ctx;
@@ -113,7 +109,7 @@ static int hexval(int c)
 }
 
 /* Hex digits, colons allowed between bytes; exactly n bytes. */
-static int parse_hex(const char *s, size_t len, uint8_t *out, size_t n)
+int lm__parse_hex(const char *s, size_t len, uint8_t *out, size_t n)
 {
 	size_t k = 0;
 
@@ -129,15 +125,54 @@ static int parse_hex(const char *s, size_t len, uint8_t *out, size_t n)
 	return k == n ? 0 : -1;
 }
 
-static int add_key(lm__tls_ctx *t, const char *id, size_t idlen, const uint8_t key[32])
+static int add_key(lm__psk_key *keys, uint32_t cap, uint32_t *n, const char *id, size_t idlen,
+		   const uint8_t key[32])
 {
-	if (t->nkeys >= LM_TLS_MAX_KEYS || !idlen || idlen >= sizeof(t->keys[0].id))
+	if (*n >= cap || !idlen || idlen >= sizeof(keys[0].id) || memchr(id, 0, idlen))
 		return -1;
-	memcpy(t->keys[t->nkeys].id, id, idlen);
-	t->keys[t->nkeys].id[idlen] = 0;
-	memcpy(t->keys[t->nkeys].key, key, 32);
-	t->nkeys++;
+	memcpy(keys[*n].id, id, idlen);
+	keys[*n].id[idlen] = 0;
+	memcpy(keys[*n].key, key, 32);
+	(*n)++;
 	return 0;
+}
+
+int lm__psk_parse(const char *buf, size_t n, lm__psk_key *keys, uint32_t cap, uint32_t *nkeys,
+		  size_t *bad_line)
+{
+	const char *p = buf, *end = buf + n;
+	size_t line = 0;
+
+	*nkeys = 0;
+	*bad_line = 0;
+	/* A text line is at least "I:" and 64 digits: 32 bytes can only be a
+	 * raw key (which may hold any byte, ':' and '\n' included). */
+	if (n == 32)
+		return add_key(keys, cap, nkeys, "livemig", 7, (const uint8_t *)buf) ? LM_EINVAL : 0;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p)), *eol, *colon;
+		const char *next = nl ? nl + 1 : end;
+		uint8_t key[32];
+		int rc;
+		eol = nl ? nl : end;
+		while (eol > p && (eol[-1] == '\r' || eol[-1] == ' '))
+			eol--;
+		line++;
+		if (eol == p || *p == '#') {
+			p = next;
+			continue;
+		}
+		colon = memchr(p, ':', (size_t)(eol - p));
+		rc = !colon || lm__parse_hex(colon + 1, (size_t)(eol - colon - 1), key, 32) ||
+		     add_key(keys, cap, nkeys, p, (size_t)(colon - p), key);
+		OPENSSL_cleanse(key, sizeof(key));
+		if (rc) {
+			*bad_line = line;
+			return LM_EINVAL;
+		}
+		p = next;
+	}
+	return *nkeys ? 0 : LM_EINVAL;
 }
 
 /* "IDENTITY:HEXKEY" lines (QEMU's keys.psk), '#' comments; or 32 raw
@@ -145,51 +180,30 @@ static int add_key(lm__tls_ctx *t, const char *id, size_t idlen, const uint8_t k
 static int load_psk_file(lm__tls_ctx *t, const char *path, char *why, size_t cap)
 {
 	char buf[16384];
-	size_t n, line = 0;
+	size_t n, line;
 	FILE *f = fopen(path, "rb");
-	char *p, *end;
+	int rc;
 
 	if (!f) {
 		snprintf(why, cap, "PSK file %s: %s", path, strerror(errno));
 		return -errno;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
+	n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	if (n == 32 && !memchr(buf, ':', n)) {
-		add_key(t, "livemig", 7, (const uint8_t *)buf);
-		OPENSSL_cleanse(buf, sizeof(buf));
-		return 0;
-	}
-	buf[n] = 0;
-	for (p = buf; *p; p = end) {
-		uint8_t key[32];
-		char *colon, *eol;
-		end = strchr(p, '\n');
-		end = end ? end + 1 : p + strlen(p);
-		eol = end;
-		while (eol > p && (eol[-1] == '\n' || eol[-1] == '\r' || eol[-1] == ' '))
-			eol--;
-		line++;
-		if (eol == p || *p == '#')
-			continue;
-		colon = memchr(p, ':', (size_t)(eol - p));
-		if (!colon || parse_hex(colon + 1, (size_t)(eol - colon - 1), key, 32) ||
-		    add_key(t, p, (size_t)(colon - p), key)) {
+	if (n == sizeof(buf)) {
+		snprintf(why, cap, "PSK file %s: larger than %zu bytes", path, sizeof(buf) - 1);
+		rc = LM_EINVAL;
+	} else if ((rc = lm__psk_parse(buf, n, t->keys, LM_TLS_MAX_KEYS, &t->nkeys, &line))) {
+		if (line)
 			snprintf(why, cap,
-				 "PSK file %s, line %zu: expected IDENTITY:KEY with a 32-byte key "
-				 "as 64 hex digits",
+				 "PSK file %s, line %zu: expected IDENTITY:KEY with a 32-byte key as "
+				 "64 hex digits",
 				 path, line);
-			OPENSSL_cleanse(buf, sizeof(buf));
-			return LM_EINVAL;
-		}
-		OPENSSL_cleanse(key, sizeof(key));
+		else
+			snprintf(why, cap, "PSK file %s holds no key", path);
 	}
 	OPENSSL_cleanse(buf, sizeof(buf));
-	if (!t->nkeys) {
-		snprintf(why, cap, "PSK file %s holds no key", path);
-		return LM_EINVAL;
-	}
-	return 0;
+	return rc;
 }
 
 /* The external PSK as a TLS 1.3 session: AES-128-GCM-SHA256, whose hash
@@ -314,9 +328,10 @@ static int load_psk(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size_t 
 		rc = load_psk_file(t, cfg->psk_file, why, cap);
 	else if (cfg->psk_len != 32)
 		snprintf(why, cap, "TLS: the PSK must be 32 bytes, not %zu", cfg->psk_len), rc = LM_EINVAL;
-	else
-		add_key(t, cfg->psk_identity ? cfg->psk_identity : "livemig",
-			strlen(cfg->psk_identity ? cfg->psk_identity : "livemig"), cfg->psk);
+	else if (add_key(t->keys, LM_TLS_MAX_KEYS, &t->nkeys,
+			 cfg->psk_identity ? cfg->psk_identity : "livemig",
+			 strlen(cfg->psk_identity ? cfg->psk_identity : "livemig"), cfg->psk))
+		snprintf(why, cap, "TLS: the PSK identity must be 1..127 bytes"), rc = LM_EINVAL;
 	if (rc)
 		return rc;
 	if (cfg->psk_identity && cfg->psk_file) {
@@ -345,7 +360,7 @@ static int copy_policy(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size
 	size_t n = 0;
 
 	if (cfg->pin_sha256) {
-		if (parse_hex(cfg->pin_sha256, strlen(cfg->pin_sha256), t->pin, 32)) {
+		if (lm__parse_hex(cfg->pin_sha256, strlen(cfg->pin_sha256), t->pin, 32)) {
 			snprintf(why, cap, "TLS: the pin must be a SHA-256 fingerprint (64 hex digits)");
 			return LM_EINVAL;
 		}

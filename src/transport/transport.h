@@ -82,6 +82,19 @@ int lm__connect_wait(int fd, int timeout_ms);
 
 typedef struct lm__tls_ctx lm__tls_ctx;
 
+typedef struct lm__psk_key {
+	char id[128];
+	uint8_t key[32];
+} lm__psk_key;
+
+/* A PSK file's contents: "IDENTITY:HEXKEY" lines ('#' comments, blank
+ * lines), or exactly 32 raw bytes (identity "livemig"). 0, or LM_EINVAL
+ * with *bad_line the first bad line (0: no key at all). */
+int lm__psk_parse(const char *buf, size_t n, lm__psk_key *keys, uint32_t cap, uint32_t *nkeys,
+		  size_t *bad_line);
+/* Exactly n bytes of hex digits, colons allowed between bytes: 0 or -1. */
+int lm__parse_hex(const char *s, size_t len, uint8_t *out, size_t n);
+
 /* Loads certificates or the PSK of cfg for one side. */
 int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *cfg, int server, char *why,
 		    size_t cap);
