@@ -135,7 +135,7 @@ static int claim_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d,
 	for (uint32_t i = 0; i < d->normal + d->zero; i++) {
 		uint64_t page = ch->off[i] / ch->r->page_size, bit = 1ull << (page % 64);
 		if (__atomic_fetch_or(&g->claimed[page / 64], bit, __ATOMIC_RELAXED) & bit) {
-			lm__err_set(e, "data: page at offset 0x%llx sent twice in round %u",
+			lm__err_set(e, "data.offsets: page at offset 0x%llx sent twice in round %u",
 				    (unsigned long long)ch->off[i], ch->round);
 			return LM_EFIELD;
 		}
