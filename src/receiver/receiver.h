@@ -63,6 +63,7 @@ typedef struct lm__rx_chan {
 	/* Guarded by r->lock: a connection not yet a session channel counts
 	 * against the handshake limits; the accept loop may evict it. */
 	int in_handshake, evicted;
+	int closing;     /* refused, being closed: still counts, not evictable */
 	uint64_t t_accept;
 	/* Written by the accept loop before the thread starts, then the
 	 * slot thread's: who connected, and the per-host limit's key. */

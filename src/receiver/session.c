@@ -458,6 +458,7 @@ static void refuse(lm__rx_chan *ch, int rc, const char *why, int tell)
 
 	pthread_mutex_lock(&r->lock);
 	ch->in_handshake = 0; /* the accept loop no longer touches its fd */
+	ch->closing = 1;      /* but counts it until it is closed */
 	evicted = ch->evicted;
 	r->refused++;
 	pthread_mutex_unlock(&r->lock);
@@ -572,6 +573,7 @@ out:
 	ch->cpu = lm__thread_cpu() - cpu0;
 	pthread_mutex_lock(&r->lock);
 	ch->exited = 1;
+	ch->closing = 0;
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
@@ -589,10 +591,10 @@ static lm__rx_chan *oldest_handshake(lm_receiver *r, const char *host, uint64_t 
 	*count = 0;
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
 		lm__rx_chan *c = &r->slots[i];
-		if (!c->slot_used || !c->in_handshake || (host && strcmp(c->host, host)))
+		if (!c->slot_used || !(c->in_handshake || c->closing) || (host && strcmp(c->host, host)))
 			continue;
-		(*count)++;
-		if (!c->evicted && now - c->t_accept >= min_age_us &&
+		(*count)++; /* closing ones too: a flood of refusals waits in the backlog */
+		if (c->in_handshake && !c->evicted && now - c->t_accept >= min_age_us &&
 		    (!old || c->t_accept < old->t_accept))
 			old = c;
 	}
@@ -678,6 +680,7 @@ static int start_slot(lm_receiver *r, int fd)
 	pthread_mutex_lock(&r->lock);
 	ch->exited = 0;
 	ch->evicted = 0;
+	ch->closing = 0;
 	ch->in_handshake = 1;
 	ch->t_accept = lm__now_us();
 	pthread_mutex_unlock(&r->lock);
