@@ -17,11 +17,12 @@ dest=${LM_DEST:-/dev/shm/livemig-bench-dest.img}
 out=$(mktemp -d /tmp/netbench.XXXXXX)
 
 if [ "$rate" = lo ]; then
-	NA=() NB=() host=127.0.0.1 qns=
+	NA=() NB=() host=127.0.0.1 qns= plain=()
 else
 	"$peer/netns.sh" down
 	"$peer/netns.sh" up "$rate"
 	NA=(ip netns exec lmA) NB=(ip netns exec lmB) host=10.77.0.2 qns=ns
+	plain=(--plaintext) # off this host livemig refuses plaintext without it
 fi
 cleanup() {
 	[ "$rate" = lo ] || "$peer/netns.sh" down
@@ -43,11 +44,11 @@ iperf() {
 livemig_run() {
 	rm -f "$dest"
 	"${NB[@]}" /usr/bin/time -v -o "$out/recv.time" "$bin/livemig" recv --listen "$host:4470" \
-		--image "$dest" --json --accept-timeout 30 >"$out/recv.json" 2>"$out/recv.err" &
+		--image "$dest" --json --accept-timeout 30 "${plain[@]}" >"$out/recv.json" 2>"$out/recv.err" &
 	local rpid=$!
 	sleep 0.3
 	"${NA[@]}" /usr/bin/time -v "$bin/livemig" send --image "$img" --to "$host:4470" \
-		--channels "$ch" --codec "$codec" --json >"$out/send.json" 2>"$out/send.time"
+		--channels "$ch" --codec "$codec" --json "${plain[@]}" >"$out/send.json" 2>"$out/send.time"
 	wait "$rpid"
 	python3 - "$out/send.json" "$out/recv.json" "$out/send.time" "$out/recv.time" <<'PY'
 import json, re, sys

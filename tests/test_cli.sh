@@ -430,6 +430,39 @@ kill "$relay" 2>/dev/null || true
 wait "$relay" 2>/dev/null || true
 forget_pid "$relay"
 
+# 3b. The same over TLS: the receiver's ERROR frame on the dead channel must
+#     fail, not spin (a write that OpenSSL fails at once used to come back
+#     as 0 bytes written, forever, at full CPU).
+bash "$(dirname "$0")/tls_certs.sh" "$tmp/pki" 127.0.0.1
+start_recv "$dst" tkilled --accept-timeout 10 --timeout 10 --tls-cert "$tmp/pki/server-cert.pem" \
+	--tls-key "$tmp/pki/server-key.pem" --tls-ca "$tmp/pki/ca-cert.pem"
+: >"$tmp/relay.port"
+python3 "$tmp/relay.py" "$port" >"$tmp/relay.port" 2>"$tmp/relay.err" &
+relay=$!
+bg_pids+=("$relay")
+for _ in $(seq 100); do [ -s "$tmp/relay.port" ] && break; sleep 0.05; done
+"$lm" send --image "$tmp/src.img" --to "127.0.0.1:$(cat "$tmp/relay.port")" --channels 2 \
+	--tls-peer-name 127.0.0.1 --tls-cert "$tmp/pki/client-cert.pem" \
+	--tls-key "$tmp/pki/client-key.pem" --tls-ca "$tmp/pki/ca-cert.pem" \
+	--timeout 20 >/dev/null 2>"$tmp/tkilled.send.err" &
+spid=$!
+bg_pids+=("$spid")
+sleep 1
+check "killed TLS sender: recv still running after 1 s" kill -0 "$rpid"
+kill -9 "$spid" 2>/dev/null || true
+wait "$spid" 2>/dev/null || true
+forget_pid "$spid"
+t0=$SECONDS
+wait_exit "$rpid" 20
+check "killed TLS sender: recv exits non-zero ($rc: $(tail -n 1 "$tmp/tkilled.recv.err"))" \
+	test "$rc" != 0 -a "$rc" != 137
+check "killed TLS sender: recv gave up within 5 s" test $((SECONDS - t0)) -le 5
+check "killed TLS sender: old file untouched" cmp "$dst" "$tmp/keep.orig"
+check "killed TLS sender: no temp file left" no_temp_files "$tmp/keep"
+kill "$relay" 2>/dev/null || true
+wait "$relay" 2>/dev/null || true
+forget_pid "$relay"
+
 # 4. A successful migration replaces the file.
 migrate "$tmp/odd.img" "$dst" replace 2
 check "replace: send and recv exit 0" test "$send_rc/$recv_rc" = 0/0

@@ -461,17 +461,25 @@ void lm__tls_ctx_free(lm__tls_ctx *t)
 
 /* ---- the stream ------------------------------------------------------------ */
 
-static ssize_t tls_fail(lm__conn *c, int r, short *want)
+/* A failed SSL_read_ex/SSL_write_ex as the stream's result. A write never
+ * returns 0: the loop above takes 0 as progress and would call again, and
+ * a failed SSL fails again at once, without a syscall (a receiver whose
+ * sender died spun at full CPU sending its ERROR frame). The caller sets
+ * errno to 0 first: SSL_ERROR_SYSCALL with a stale EAGAIN is a close. */
+static ssize_t tls_fail(lm__conn *c, int r, short *want, int writing)
 {
-	int err = SSL_get_error(c->tls->ssl, r);
+	int err = SSL_get_error(c->tls->ssl, r), e = errno;
 
 	switch (err) {
 	case SSL_ERROR_WANT_READ: *want = POLLIN; return -EAGAIN;
 	case SSL_ERROR_WANT_WRITE: *want = POLLOUT; return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN: return 0; /* close_notify */
+	case SSL_ERROR_ZERO_RETURN: return writing ? -EPIPE : 0; /* close_notify */
 	case SSL_ERROR_SYSCALL:
-		if (!ERR_peek_error())
-			return errno ? -errno : 0; /* closed without close_notify */
+		if (!ERR_peek_error()) { /* closed without close_notify */
+			if (e && e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+				return -e;
+			return writing ? -EPIPE : 0;
+		}
 		/* fallthrough */
 	default: ERR_clear_error(); return LM_ETLS; /* a forged or damaged record */
 	}
@@ -492,9 +500,10 @@ static ssize_t tls_readv(lm__conn *c, const struct iovec *iov, int n, short *wan
 		if (total && !SSL_pending(ssl))
 			break;
 		ERR_clear_error();
+		errno = 0;
 		r = SSL_read_ex(ssl, iov[i].iov_base, iov[i].iov_len, &got);
 		if (r != 1)
-			return total ? (ssize_t)total : tls_fail(c, r, want);
+			return total ? (ssize_t)total : tls_fail(c, r, want, 0);
 		total += got;
 		if (got < iov[i].iov_len)
 			break;
@@ -523,8 +532,11 @@ static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *wa
 		buf = st->gather;
 	}
 	ERR_clear_error();
+	errno = 0;
 	r = SSL_write_ex(st->ssl, buf, len, &w);
-	return r == 1 ? (ssize_t)w : tls_fail(c, r, want);
+	if (r == 1)
+		return w ? (ssize_t)w : -EPIPE;
+	return tls_fail(c, r, want, 1);
 }
 
 static size_t tls_pending(const lm__conn *c)
