@@ -15,7 +15,7 @@ ec() { openssl ecparam -name prime256v1 -genkey -noout -out "$1" 2>/dev/null; }
 ca() { # name subject
 	ec "$1-key.pem"
 	openssl req -x509 -new -key "$1-key.pem" -subj "/CN=$2" -days 3650 -out "$1-cert.pem" \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSignature" \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
 		2>/dev/null || openssl req -x509 -new -key "$1-key.pem" -subj "/CN=$2" -days 3650 \
 		-out "$1-cert.pem" -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
 }
