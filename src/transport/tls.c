@@ -509,7 +509,12 @@ static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *wa
 	}
 	ERR_clear_error();
 	r = SSL_write_ex(st->ssl, buf, len, &w);
-	return r == 1 ? (ssize_t)w : tls_fail(c, r, want);
+	if (r == 1)
+		return (ssize_t)w;
+	/* A write that ends at the peer's close_notify or a bare EOF has
+	 * failed: 0 here would read as "0 bytes written, try again". */
+	ssize_t rc = tls_fail(c, r, want);
+	return rc == 0 ? -EPIPE : rc;
 }
 
 static size_t tls_pending(const lm__conn *c)
