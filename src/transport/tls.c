@@ -718,6 +718,12 @@ int lm__tls_client(lm__tls_ctx *t, lm__conn *c, uint32_t idx, const char *peer_n
 		}
 	}
 	if ((rc = drive(c, st->ssl, SSL_connect, why, cap))) {
+		/* A receiver with another key for our identity fails the
+		 * binder and answers "illegal parameter": say it plainly. */
+		if (t->psk && rc == LM_ETLS && strstr(why, "alert")) {
+			size_t n = strlen(why);
+			snprintf(why + n, cap - n, " (the receiver refused our PSK: not the same key?)");
+		}
 		give_up(st);
 		return rc;
 	}
