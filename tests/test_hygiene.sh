@@ -485,7 +485,7 @@ check "evil receiver: no raw ESC, CSI or injected line" \
 cat >"$tmp/evil_tx.py" <<'EOF'
 import os, socket, struct, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-hello = struct.pack(">HH16sHHIHHIIQQQ", 1, 0, os.urandom(15) + b"\1", 0, 1, 4096, 0, 0,
+hello = struct.pack(">HH16sHHIHHIIQQQ", 2, 0, os.urandom(15) + b"\1", 0, 1, 4096, 0, 0,
                     128, 0, 1, 0, 0)
 s.sendall(struct.pack(">IBBHI", 0x4C4D4947, 1, 0, 0, len(hello)) + hello)
 time.sleep(0.2)
