@@ -184,6 +184,8 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 			lm__err_set(e, "peer closed the connection");
 		else if (rc == LM_ETIMEDOUT)
 			lm__err_set(e, "no data for %d ms", c->timeout_ms);
+		else if (rc == LM_ETLS && lm__tls_failure(c, 0))
+			lm__err_set(e, "read: %s: %s", lm_strerror(rc), lm__tls_failure(c, 0));
 		else
 			lm__err_set(e, "read: %s", lm_strerror(rc));
 		return rc;

@@ -412,6 +412,14 @@ static int read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
 
 	if (rc)
 		return rc;
+	if (f.kind == LM_KIND_ERROR && ch->conn.tls) {
+		/* A sender that gave up on us right after the TLS handshake
+		 * (our certificate is not the one it pinned) says why. */
+		lm__error_msg m;
+		if (lm__read_error_body(&ch->conn, &f, &m, e) == 0)
+			lm__err_set(e, "the sender gave up: %s", m.msg);
+		return LM_EPEER;
+	}
 	if (f.kind != LM_KIND_HELLO) {
 		lm__err_set(e, "first frame is %s, expected hello", lm__kind_name(f.kind));
 		return LM_EKIND;
@@ -505,7 +513,9 @@ static void *slot_main(void *arg)
 	int ours = 0; /* the hello carried the session's id: a bad one is fatal */
 
 	rc = authenticate(ch, &e);
-	authed = rc == 0;
+	/* Refused after a finished handshake (pin, allowed names): the
+	 * peer is told why, over TLS. */
+	authed = rc == 0 || (rc == LM_EAUTH && ch->conn.tls);
 	if (!rc)
 		rc = read_hello(ch, &h, &e);
 	if (!rc)

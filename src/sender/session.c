@@ -173,8 +173,13 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__e
 	h.region_count = s->nregions;
 	h.features = LM_FEAT_ROUND_ACK;
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
-	if (rc)
-		lm__err_set(e, "sending hello: %s", lm_strerror(rc));
+	if (rc) {
+		/* Under TLS 1.3 the receiver checks our certificate after our
+		 * handshake ended: its alert, not the broken pipe, says why. */
+		const char *alert = s->tls ? lm__tls_failure(&ch->conn, 200) : NULL;
+		lm__err_set(e, "sending hello: %s%s%s%s", lm_strerror(rc), alert ? " (TLS: " : "",
+			    alert ? alert : "", alert ? ")" : "");
+	}
 	return rc;
 }
 

@@ -55,6 +55,7 @@ struct lm__tls {
 	uint32_t idx;        /* sender: the channel (0 keeps its ticket) */
 	char peer[128];      /* the authenticated identity */
 	char psk_miss[160];  /* receiver: why the PSK did not match */
+	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
 	uint8_t gather[LM_TLS_RECORD]; /* small iovecs become one record */
 };
 
@@ -461,6 +462,17 @@ void lm__tls_ctx_free(lm__tls_ctx *t)
 
 /* ---- the stream ------------------------------------------------------------ */
 
+/* The first failure's reason stays with the stream: "read: TLS failure"
+ * alone does not say that the peer refused our certificate. */
+static void keep_reason(struct lm__tls *st)
+{
+	const char *why = ERR_reason_error_string(ERR_peek_last_error());
+
+	if (!st->fail[0] && why)
+		snprintf(st->fail, sizeof(st->fail), "%s", why);
+	ERR_clear_error();
+}
+
 /* A failed SSL_read_ex/SSL_write_ex as the stream's result. A write never
  * returns 0: the loop above takes 0 as progress and would call again, and
  * a failed SSL fails again at once, without a syscall (a receiver whose
@@ -481,7 +493,9 @@ static ssize_t tls_fail(lm__conn *c, int r, short *want, int writing)
 			return writing ? -EPIPE : 0;
 		}
 		/* fallthrough */
-	default: ERR_clear_error(); return LM_ETLS; /* a forged or damaged record */
+	default: /* a forged or damaged record, or the peer's alert */
+		keep_reason(c->tls);
+		return LM_ETLS;
 	}
 }
 
@@ -666,8 +680,12 @@ static void await_ticket(lm__tls_ctx *t, lm__conn *c, SSL *ssl)
 		ERR_clear_error();
 		r = SSL_peek_ex(ssl, &b, 1, &got); /* processes the ticket, if in */
 		if (r == 1 || SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) {
+			/* Data, or the receiver's alert (it checks our
+			 * certificate after our handshake ended): keep why. */
+			if (r != 1)
+				keep_reason(c->tls);
 			ERR_clear_error();
-			return; /* data or a failure: the hello's reply will tell */
+			return;
 		}
 		pthread_mutex_lock(&t->lock);
 		have = t->resume != NULL;
@@ -721,9 +739,20 @@ int lm__tls_client(lm__tls_ctx *t, lm__conn *c, uint32_t idx, const char *peer_n
 			SSL_SESSION_free(copy); /* the SSL holds its own reference */
 		}
 	}
-	if ((rc = drive(c, st->ssl, SSL_connect, why, cap)) ||
-	    (rc = check_pin(t, st->ssl, why, cap))) {
+	if ((rc = drive(c, st->ssl, SSL_connect, why, cap))) {
+		/* A receiver with another key for our identity fails the
+		 * binder and answers "illegal parameter": say it plainly. */
+		if (t->psk && rc == LM_ETLS && strstr(why, "alert")) {
+			size_t n = strlen(why);
+			snprintf(why + n, cap - n, " (the receiver refused our PSK: not the same key?)");
+		}
 		give_up(st);
+		return rc;
+	}
+	if ((rc = check_pin(t, st->ssl, why, cap))) {
+		/* The handshake is done: the ERROR that says why goes over
+		 * TLS, not in the clear into a TLS stream. */
+		adopt(c, st);
 		return rc;
 	}
 	if (!t->psk)
@@ -760,11 +789,17 @@ int lm__tls_server(lm__tls_ctx *t, lm__conn *c, char *why, size_t cap)
 
 	if (rc)
 		return rc;
-	if ((rc = drive(c, st->ssl, SSL_accept, why, cap)) ||
-	    (rc = check_pin(t, st->ssl, why, cap)) || (rc = allowed(t, st->ssl, why, cap))) {
+	if ((rc = drive(c, st->ssl, SSL_accept, why, cap))) {
 		/* The alert OpenSSL queued (unknown CA, bad certificate...)
 		 * goes out if the socket takes it; then the close. */
 		give_up(st);
+		return rc;
+	}
+	if ((rc = check_pin(t, st->ssl, why, cap)) || (rc = allowed(t, st->ssl, why, cap))) {
+		/* A certificate of our CA, but not one we take: the handshake
+		 * is done, so the caller can tell the peer why over TLS
+		 * (LM_EAUTH with the stream adopted) instead of a bare EOF. */
+		adopt(c, st);
 		return rc;
 	}
 	if (!t->psk)
@@ -773,6 +808,26 @@ int lm__tls_server(lm__tls_ctx *t, lm__conn *c, char *why, size_t cap)
 		snprintf(st->peer, sizeof(st->peer), "psk (resumed)");
 	adopt(c, st);
 	return 0;
+}
+
+const char *lm__tls_failure(lm__conn *c, int wait_ms)
+{
+	struct lm__tls *st = c->tls;
+	struct pollfd p = {c->rfd, POLLIN, 0};
+	char b;
+	size_t got;
+
+	if (!st)
+		return NULL;
+	/* After a failed write, the alert the peer sent before it closed may
+	 * still be unread: reading it is what names the reason. */
+	if (!st->fail[0] && wait_ms > 0 && poll(&p, 1, wait_ms) == 1) {
+		ERR_clear_error();
+		if (SSL_peek_ex(st->ssl, &b, 1, &got) != 1)
+			keep_reason(st);
+		ERR_clear_error();
+	}
+	return st->fail[0] ? st->fail : NULL;
 }
 
 int lm__tls_binding(lm__conn *c, uint8_t out[16])

@@ -109,6 +109,10 @@ int lm__tls_server(lm__tls_ctx *t, struct lm__conn *c, char *why, size_t cap);
 /* The 16-byte value that binds a session's channels to c's handshake
  * (RFC 8446 exporter, label "EXPORTER-livemig-session"). */
 int lm__tls_binding(struct lm__conn *c, uint8_t out[16]);
+/* Why a TLS stream failed, as OpenSSL says (the peer's alert: "tlsv1 alert
+ * unknown ca"); NULL if not TLS or not known. wait_ms > 0: first wait that
+ * long for an alert still in flight (after a failed write). */
+const char *lm__tls_failure(struct lm__conn *c, int wait_ms);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256", the peer's identity, resumed or not. */
 void lm__tls_describe(const struct lm__conn *c, char *suite, size_t scap, char *peer,
 		      size_t pcap, int *resumed);

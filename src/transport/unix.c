@@ -79,7 +79,7 @@ static int unix_listen(const lm__addr *a, int rcvbuf, int *out_fd, int *port)
 		return -errno;
 	if (rcvbuf > 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-	um = umask(077); /* the file is born 0600: no window where others connect */
+	um = umask(0177); /* sockets are born 0777 & ~umask: 0600, no window for others */
 	rc = bind(fd, (struct sockaddr *)&sun, len) < 0 ? -errno : 0;
 	umask(um);
 	if (!rc && listen(fd, LM_MAX_CHANNELS * 2) < 0)
