@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "channel.h"
+#include "wire.h"
 
 #define LM_TLS_RECORD 16384u   /* TLS's largest record payload */
 #define LM_TLS_READ_BUF (4 * (LM_TLS_RECORD + 256)) /* read ahead several records */
@@ -266,12 +267,8 @@ static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESS
 	}
 	/* Unknown: the handshake fails for want of a PSK (we hold no
 	 * certificate); say which identity, escaped, in the log. */
-	char shown[64] = "";
-	size_t n = 0;
-	for (size_t i = 0; i < idlen && n + 5 < sizeof(shown); i++)
-		n += (size_t)snprintf(shown + n, sizeof(shown) - n,
-				      id[i] >= 0x20 && id[i] < 0x7f && id[i] != '\\' ? "%c" : "\\x%02x",
-				      id[i]);
+	char shown[64];
+	lm__escape(shown, sizeof(shown), (const char *)id, idlen);
 	snprintf(st->psk_miss, sizeof(st->psk_miss), "unknown PSK identity \"%s\"", shown);
 	return 1;
 }
