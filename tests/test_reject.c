@@ -2370,11 +2370,15 @@ static void reject_sender_stops_after_receiver_error(void)
 	memset(&f, 0, sizeof(f));
 	memset(&dummy, 0, sizeof(dummy));
 	f.mode = FRX_REJECT;
-	f.drain = 4u << 20;
+	f.drain = 1u << 20;
 	frx_start(&f, &ft, small, addr, sizeof(addr));
 	memset(&sc, 0, sizeof(sc));
 	sc.channels = 2;
-	sc.timeout_ms = 1000;
+	/* Longer than channel 0 needs to push `drain` bytes under TSan on a
+	 * loaded machine (a 1 s timeout let channel 1's stall win the race
+	 * there), shorter than the 6 s join: a sender that only returns
+	 * through its own timeout still fails the check below. */
+	sc.timeout_ms = 4000;
 	sc.sndbuf = small;
 	CHECK_EQ(lm_sender_new(&s, &sc), 0);
 	CHECK_EQ(lm_sender_add_region(s, "ram", src, len), 0);
