@@ -170,6 +170,21 @@ typedef struct lm_stats {
 	uint32_t tls_resumed;    /* channels that resumed channel 0's TLS session */
 	uint64_t refused;        /* receiver: connections refused (strangers,
 				    failed handshakes, over the limits) */
+	/* Ref and delta pages (docs/protocol.md, "Ref and delta pages"). */
+	uint64_t ref_pages;      /* sent (received) as a ref to a page the
+				    destination holds: no content travelled */
+	uint64_t ref_saved_bytes;/* ref_pages * page_size - their 16-byte entries */
+	uint64_t delta_pages;    /* sent (received) as XOR runs against the
+				    destination's earlier version */
+	uint64_t delta_bytes;    /* their encodings' bytes (before the codec) */
+	uint64_t delta_saved_bytes; /* delta_pages * page_size - delta_bytes */
+	uint64_t dedup_index_bytes; /* sender: memory of the content index */
+	uint64_t dedup_entries;  /* sender: distinct contents indexed */
+	uint64_t dedup_collisions; /* sender: hash matched, bytes differed */
+	uint64_t delta_cache_bytes; /* sender: memory of the delta cache */
+	uint64_t delta_cache_hits;  /* sender: dirty pages found in the cache */
+	uint64_t delta_cache_misses;/* sender: re-sent pages not in it */
+	double delta_cache_hit_rate;/* hits / (hits + misses), 0 if none */
 	uint32_t n_engines;
 	lm_engine_stats engines[LM_MAX_ENGINES];
 } lm_stats;
@@ -231,6 +246,14 @@ typedef struct lm_sender_config {
 	int timeout_ms;        /* a stalled peer fails the migration, default 30000 */
 	int sndbuf;            /* SO_SNDBUF bytes; 0 = kernel autotuning (up to tcp_wmem's max) */
 	const lm_tls_config *tls; /* NULL: plaintext (nothing authenticated) */
+	/* A page whose content the destination already holds travels as a
+	 * 16-byte ref (found by hash, confirmed by comparing the bytes). */
+	int no_dedup;          /* 1: send every copy of a page in full */
+	/* Live migration: a page sent again travels as its difference from
+	 * the version the destination holds, when that is smaller, from a
+	 * cache of the last-sent versions (QEMU's xbzrle-cache-size). */
+	int no_delta;          /* 1: send re-sent pages in full */
+	uint64_t delta_cache;  /* cache bytes, default 64 MiB */
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a

@@ -8,6 +8,9 @@
 
 #include "livemig.h"
 
+/* What a ref costs on the wire beyond the offset every page has. */
+#define LM__REF_WIRE 16u
+
 const char *lm_status_name(lm_status s)
 {
 	switch (s) {
@@ -48,6 +51,13 @@ void lm__stats_derive(lm_stats *st)
 	double total = (double)st->total_time_us / 1e6;
 
 	st->normal_bytes = st->normal_pages * st->page_size;
+	st->ref_saved_bytes = st->ref_pages * (st->page_size - LM__REF_WIRE);
+	st->delta_saved_bytes = st->delta_pages * st->page_size > st->delta_bytes
+					? st->delta_pages * st->page_size - st->delta_bytes : 0;
+	st->delta_cache_hit_rate = st->delta_cache_hits + st->delta_cache_misses
+					   ? (double)st->delta_cache_hits /
+						     (double)(st->delta_cache_hits + st->delta_cache_misses)
+					   : 0;
 	st->throughput_mbps = run > 0 ? (double)st->transferred * 8 / run / 1e6 : 0;
 	st->pages_per_second =
 		total > 0 ? (double)(st->normal_pages + st->duplicate_pages) / total : 0;
@@ -178,6 +188,43 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
 }
 
+/* Ref and delta pages: what they saved, what they cost. */
+static void format_kinds(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	if (json) {
+		put(buf, cap, len,
+		    ",\"ref_pages\":%llu,\"ref_saved_bytes\":%llu,\"delta_pages\":%llu,"
+		    "\"delta_bytes\":%llu,\"delta_saved_bytes\":%llu,\"dedup_index_bytes\":%llu,"
+		    "\"dedup_entries\":%llu,\"dedup_collisions\":%llu,\"delta_cache_bytes\":%llu,"
+		    "\"delta_cache_hits\":%llu,\"delta_cache_misses\":%llu,"
+		    "\"delta_cache_hit_rate\":%.3f",
+		    (unsigned long long)st->ref_pages, (unsigned long long)st->ref_saved_bytes,
+		    (unsigned long long)st->delta_pages, (unsigned long long)st->delta_bytes,
+		    (unsigned long long)st->delta_saved_bytes,
+		    (unsigned long long)st->dedup_index_bytes, (unsigned long long)st->dedup_entries,
+		    (unsigned long long)st->dedup_collisions,
+		    (unsigned long long)st->delta_cache_bytes,
+		    (unsigned long long)st->delta_cache_hits,
+		    (unsigned long long)st->delta_cache_misses, st->delta_cache_hit_rate);
+		return;
+	}
+	put(buf, cap, len, "ref: %llu pages (saved %llu kbytes)\n", (unsigned long long)st->ref_pages,
+	    (unsigned long long)(st->ref_saved_bytes >> 10));
+	if (st->dedup_index_bytes)
+		put(buf, cap, len, "dedup index: %llu entries, %llu kbytes, %llu collisions\n",
+		    (unsigned long long)st->dedup_entries,
+		    (unsigned long long)(st->dedup_index_bytes >> 10),
+		    (unsigned long long)st->dedup_collisions);
+	put(buf, cap, len, "delta: %llu pages, %llu kbytes (saved %llu kbytes)\n",
+	    (unsigned long long)st->delta_pages, (unsigned long long)(st->delta_bytes >> 10),
+	    (unsigned long long)(st->delta_saved_bytes >> 10));
+	if (st->delta_cache_bytes)
+		put(buf, cap, len, "delta cache: %llu kbytes, %llu hits, %llu misses (%.1f%%)\n",
+		    (unsigned long long)(st->delta_cache_bytes >> 10),
+		    (unsigned long long)st->delta_cache_hits,
+		    (unsigned long long)st->delta_cache_misses, st->delta_cache_hit_rate * 100);
+}
+
 /* The channel's protection, and who the peer proved to be. */
 static void format_security(const lm_stats *st, int json, char *buf, size_t cap, int *len)
 {
@@ -210,6 +257,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 		len--; /* reopen the object: drop its closing brace */
 		if (st->live)
 			format_live(st, 1, buf, cap, &len);
+		format_kinds(st, 1, buf, cap, &len);
 		format_security(st, 1, buf, cap, &len);
 		put(buf, cap, &len, ",\"engines\":[");
 		format_engines(st, 1, buf, cap, &len);
@@ -217,6 +265,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 	} else {
 		if (st->live)
 			format_live(st, 0, buf, cap, &len);
+		format_kinds(st, 0, buf, cap, &len);
 		format_security(st, 0, buf, cap, &len);
 		format_engines(st, 0, buf, cap, &len);
 	}

@@ -139,7 +139,7 @@ size_t lm__enc_data_hdr(uint8_t *p, const lm__data_hdr *d, uint32_t body_len)
 	lm__put32(b + 28, d->ref);
 	lm__put32(b + 32, d->payload);
 	lm__put16(b + 36, d->codec_flags);
-	lm__put16(b + 38, 0);
+	lm__put16(b + 38, d->delta);
 	return LM_FRAME_HDR + LM_DATA_HDR;
 }
 
@@ -206,11 +206,17 @@ size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg
 
 /* ---- limits -------------------------------------------------------------- */
 
-uint64_t lm__data_body_len(const lm__data_hdr *d)
+uint64_t lm__data_tables_len(const lm__data_hdr *d)
 {
 	/* Every term is bounded by 32-bit counts: no 64-bit overflow possible. */
-	return (uint64_t)LM_DATA_HDR + 8ull * ((uint64_t)d->normal + d->zero) + 16ull * d->ref +
-	       4ull * d->normal + d->payload;
+	return 8ull * ((uint64_t)d->normal + d->zero + d->ref + d->delta) +
+	       (uint64_t)LM_REF_ENTRY * d->ref + (uint64_t)LM_DELTA_ENTRY * d->delta +
+	       4ull * ((uint64_t)d->normal + d->area);
+}
+
+uint64_t lm__data_body_len(const lm__data_hdr *d)
+{
+	return (uint64_t)LM_DATA_HDR + lm__data_tables_len(d) + d->payload;
 }
 
 uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages)
@@ -219,7 +225,9 @@ uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages)
 	case LM_KIND_HELLO: return LM_HELLO_LEN;
 	case LM_KIND_REGION: return LM_REGION_FIXED + LM_MAX_REGION_NAME;
 	case LM_KIND_DATA:
-		return LM_DATA_HDR + (uint64_t)packet_pages * (16 + 4) +
+		/* An offset and the largest of a ref entry, a delta entry plus
+		 * a delta area length, or a length per page. */
+		return LM_DATA_HDR + (uint64_t)packet_pages * (8 + LM_REF_ENTRY) +
 		       lm__codec_payload_bound(page_size, packet_pages);
 	case LM_KIND_SYNC: return LM_SYNC_LEN;
 	case LM_KIND_COMPLETE: return LM_COMPLETE_FIXED + (uint64_t)LM_MAX_REGIONS * LM_COMPLETE_ENTRY;
@@ -352,6 +360,29 @@ int lm__dec_region(const uint8_t *p, uint32_t len, lm__region_msg *r, lm__err *e
 	return 0;
 }
 
+/* The frame length gives the delta area's pages: one length entry each, at
+ * most one per delta page (each encoding is shorter than a page). The
+ * delta table checks the area against the encodings' lengths later. */
+static int data_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops *ops,
+		       const lm__limits *lim, lm__err *e)
+{
+	uint64_t base = lm__data_body_len(d), extra = body_len > base ? body_len - base : 0;
+
+	if (d->delta && body_len > base && extra % 4 == 0 && extra / 4 <= d->delta)
+		d->area = (uint32_t)(extra / 4);
+	if (lm__data_body_len(d) != body_len) {
+		lm__err_set(e, "data.length %u, counts and payload give %llu", body_len,
+			    (unsigned long long)base);
+		return LM_EFIELD;
+	}
+	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal + d->area)) {
+		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload,
+			    d->normal + d->area);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
 int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim, lm__data_hdr *d,
 		     lm__err *e)
 {
@@ -371,8 +402,8 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 	d->ref = lm__get32(p + 28);
 	d->payload = lm__get32(p + 32);
 	d->codec_flags = lm__get16(p + 36);
-	if (lm__get16(p + 38))
-		return fail(e, LM_EFIELD, "data.reserved not zero");
+	d->delta = lm__get16(p + 38);
+	d->area = 0;
 	if (d->region >= lim->region_count) {
 		lm__err_set(e, "data.region %u unknown (%u regions)", d->region, lim->region_count);
 		return LM_EFIELD;
@@ -385,13 +416,15 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 		lm__err_set(e, "data.pages %u outside 1..%u", d->pages, lim->packet_pages);
 		return LM_EFIELD;
 	}
-	if ((uint64_t)d->normal + d->zero + d->ref != d->pages) {
-		lm__err_set(e, "data.pages %u != normal %u + zero %u + ref %u", d->pages, d->normal,
-			    d->zero, d->ref);
+	if ((uint64_t)d->normal + d->zero + d->ref + d->delta != d->pages) {
+		lm__err_set(e, "data.pages %u != normal %u + zero %u + ref %u + delta %u", d->pages,
+			    d->normal, d->zero, d->ref, d->delta);
 		return LM_EFIELD;
 	}
-	if (d->ref)
-		return fail(e, LM_EFEATURE, "data.ref pages need the dedup feature (not in v1)");
+	if (d->ref && !(lim->features & LM_FEAT_REF))
+		return fail(e, LM_EFEATURE, "data.ref pages need the ref feature, not agreed in the hello");
+	if (d->delta && !(lim->features & LM_FEAT_DELTA))
+		return fail(e, LM_EFEATURE, "data.delta pages need the delta feature, not agreed in the hello");
 	if (d->codec_flags & ~(LM_PKT_CODEC_MASK | LM_PKT_FLAGS_KNOWN)) {
 		lm__err_set(e, "data.codec_flags 0x%04x has unknown flags", d->codec_flags);
 		return LM_EFIELD;
@@ -405,16 +438,7 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 	ops = lm__codec_get(codec);
 	if (!ops)
 		return fail(e, LM_ECODEC, "data.codec unknown");
-	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal)) {
-		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload, d->normal);
-		return LM_EFIELD;
-	}
-	if (lm__data_body_len(d) != body_len) {
-		lm__err_set(e, "data.length %u, counts and payload give %llu", body_len,
-			    (unsigned long long)lm__data_body_len(d));
-		return LM_EFIELD;
-	}
-	return 0;
+	return data_length(d, body_len, ops, lim, e);
 }
 
 int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
@@ -422,8 +446,9 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 {
 	uint64_t rlen = lim->region_len[d->region];
 	uint64_t mask = lim->page_size - 1;
-	uint32_t nofs = d->normal + d->zero;
-	const uint8_t *lens = p + 8ull * nofs;
+	uint32_t nofs = d->pages, nlen = d->normal + d->area;
+	const uint8_t *lens = p + 8ull * nofs + (uint64_t)LM_REF_ENTRY * d->ref +
+			      (uint64_t)LM_DELTA_ENTRY * d->delta;
 	const lm__codec_ops *ops = lm__codec_get(d->codec_flags & LM_PKT_CODEC_MASK);
 	uint64_t sum = 0;
 
@@ -442,7 +467,7 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 			return LM_EFIELD;
 		}
 	}
-	for (uint32_t i = 0; i < d->normal; i++) {
+	for (uint32_t i = 0; i < nlen; i++) {
 		plen[i] = lm__get32(lens + 4ull * i);
 		if (plen[i] == 0 || plen[i] > lim->page_size) {
 			lm__err_set(e, "data.length[%u] %u outside 1..%u", i, plen[i], lim->page_size);
@@ -459,6 +484,86 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 	if (ops->per_page && sum != d->payload) {
 		lm__err_set(e, "data.payload %u != sum of page lengths %llu", d->payload,
 			    (unsigned long long)sum);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+/* A region's partial last page is never a ref or delta page, nor a ref's
+ * source: the sender pads it, the receiver keeps only the region's part. */
+static int whole_page(const lm__limits *lim, uint32_t region, uint64_t off)
+{
+	return off + lim->page_size <= lim->region_len[region];
+}
+
+static int dec_ref(const uint8_t *q, uint32_t i, const lm__data_hdr *d, const lm__limits *lim,
+		   uint64_t own, lm__ref *r, lm__err *e)
+{
+	r->src_region = lm__get32(q);
+	r->src_round = lm__get32(q + 4);
+	r->src_offset = lm__get64(q + 8);
+	if (r->src_region >= lim->region_count) {
+		lm__err_set(e, "data.ref[%u].src_region %u unknown (%u regions)", i, r->src_region,
+			    lim->region_count);
+		return LM_EFIELD;
+	}
+	if (r->src_round > d->round) {
+		lm__err_set(e, "data.ref[%u].src_round %u after the packet's round %u", i,
+			    r->src_round, d->round);
+		return LM_EFIELD;
+	}
+	if ((r->src_offset & (lim->page_size - 1)) || r->src_offset >= lim->region_len[r->src_region]) {
+		lm__err_set(e, "data.ref[%u].src_offset 0x%llx not a page of region %u", i,
+			    (unsigned long long)r->src_offset, r->src_region);
+		return LM_EFIELD;
+	}
+	if (r->src_region == d->region && r->src_offset == own) {
+		lm__err_set(e, "data.ref[%u] is the page at offset 0x%llx itself", i,
+			    (unsigned long long)own);
+		return LM_EFIELD;
+	}
+	if (!whole_page(lim, r->src_region, r->src_offset) || !whole_page(lim, d->region, own)) {
+		lm__err_set(e, "data.ref[%u]: a region's partial last page is neither a ref nor its source",
+			    i);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+int lm__dec_data_kinds(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
+		       const uint64_t *off, lm__ref *refs, lm__delta *deltas, lm__err *e)
+{
+	const uint8_t *q = p + 8ull * d->pages;
+	uint32_t first_ref = d->normal + d->zero, first_delta = first_ref + d->ref;
+	uint64_t sum = 0, area;
+	int rc;
+
+	for (uint32_t i = 0; i < d->ref; i++, q += LM_REF_ENTRY)
+		if ((rc = dec_ref(q, i, d, lim, off[first_ref + i], &refs[i], e)))
+			return rc;
+	for (uint32_t i = 0; i < d->delta; i++, q += LM_DELTA_ENTRY) {
+		deltas[i].base_round = lm__get32(q);
+		deltas[i].len = lm__get32(q + 4);
+		if (deltas[i].base_round >= d->round) {
+			lm__err_set(e, "data.delta[%u].base_round %u not before the packet's round %u", i,
+				    deltas[i].base_round, d->round);
+			return LM_EFIELD;
+		}
+		if (deltas[i].len >= lim->page_size) {
+			lm__err_set(e, "data.delta[%u].len %u not below the page size %u", i,
+				    deltas[i].len, lim->page_size);
+			return LM_EFIELD;
+		}
+		if (!whole_page(lim, d->region, off[first_delta + i])) {
+			lm__err_set(e, "data.delta[%u]: a region's partial last page is never a delta", i);
+			return LM_EFIELD;
+		}
+		sum += deltas[i].len;
+	}
+	area = (sum + lim->page_size - 1) / lim->page_size;
+	if (area != d->area) {
+		lm__err_set(e, "data.delta: encodings of %llu bytes need %llu area pages, the length table has %u",
+			    (unsigned long long)sum, (unsigned long long)area, d->area);
 		return LM_EFIELD;
 	}
 	return 0;

@@ -43,7 +43,15 @@ enum lm__kind {
  * channel 0 with ACK(SYNC) carrying r: the sender then knows the round was
  * applied, not only written (live pre-copy measures rounds with it). */
 #define LM_FEAT_ROUND_ACK (1ull << 0)
-#define LM_FEAT_KNOWN LM_FEAT_ROUND_ACK
+/* REF: DATA may carry ref pages ("same content as that page", 16-byte ref
+ * table); DELTA: DATA may carry delta pages (XOR runs against the version
+ * the receiver holds), see docs/protocol.md, "Ref and delta pages". */
+#define LM_FEAT_REF (1ull << 1)
+#define LM_FEAT_DELTA (1ull << 2)
+#define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA)
+/* Fixed sizes of a ref and a delta table entry. */
+#define LM_REF_ENTRY 16u
+#define LM_DELTA_ENTRY 8u
 
 /* data.codec_flags: low 8 bits = codec of this packet's payload (the
  * session's codec, or none when the sender fell back to raw for the whole
@@ -96,13 +104,35 @@ typedef struct lm__data_hdr {
 	uint64_t packet_num;
 	uint32_t region;
 	uint32_t round;
-	uint32_t pages;   /* normal + zero + ref */
+	uint32_t pages;   /* normal + zero + ref + delta */
 	uint32_t normal;
 	uint32_t zero;
-	uint32_t ref;     /* "same content as page X": reserved, 0 in v1 */
+	uint32_t ref;     /* "same content as that page" (LM_FEAT_REF) */
 	uint32_t payload; /* sum of the normal pages' encoded lengths */
 	uint16_t codec_flags;
+	uint16_t delta;   /* XOR runs against the receiver's version (LM_FEAT_DELTA) */
+	/* Not on the wire: the delta area's pages (its encodings, zero-padded
+	 * to whole pages, travel after the normal pages through the codec).
+	 * The decoder derives it from the frame length; the sender sets it. */
+	uint32_t area;
 } lm__data_hdr;
+
+/* A ref page: the destination copies its content from the page at
+ * src_offset of region src_region, as that page landed in round src_round
+ * (the packet's round: it lands in this round; an earlier one: it has not
+ * landed since). */
+typedef struct lm__ref {
+	uint32_t src_region;
+	uint32_t src_round;
+	uint64_t src_offset;
+} lm__ref;
+
+/* A delta page: len bytes of XOR runs (src/codec/delta.h) to apply to the
+ * version that landed in base_round. */
+typedef struct lm__delta {
+	uint32_t base_round;
+	uint32_t len;
+} lm__delta;
 
 typedef struct lm__sync {
 	uint32_t round;
@@ -137,6 +167,7 @@ typedef struct lm__limits {
 	uint32_t round;         /* the channel's current round */
 	uint32_t region_count;  /* ids are 0..region_count-1 */
 	const uint64_t *region_len; /* bytes per region */
+	uint64_t features;      /* the session's LM_FEAT_* */
 } lm__limits;
 
 /* Byte-order helpers. */
@@ -180,6 +211,12 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 /* Validates the offset and length tables that follow a data header:
  * offsets (normal + zero) x be64, then normal x be32 lengths. Decoded into
  * off[] and plen[] (capacity d->pages and d->normal). */
+/* The ref and delta tables (at p, right after the offsets) into refs[] and
+ * deltas[]: fields in range, no ref to itself, the delta area's size. */
+int lm__dec_data_kinds(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
+		       const uint64_t *off, lm__ref *refs, lm__delta *deltas, lm__err *e);
+/* Bytes of the tables after the data header (offsets, refs, deltas, lengths). */
+uint64_t lm__data_tables_len(const lm__data_hdr *d);
 int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
 			uint64_t *off, uint32_t *plen, lm__err *e);
 int lm__dec_sync(const uint8_t *p, uint32_t len, lm__sync *s, lm__err *e);

@@ -660,7 +660,7 @@ static void test_data_examples(void)
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 		0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x10, 0x00};
 	uint64_t rlen[2] = {8192, 0x6000};
-	lm__limits lim = {4096, 128, 0, 0, 2, rlen};
+	lm__limits lim = {4096, 128, 0, 0, 2, rlen, 0};
 	uint8_t got[128], want[128];
 	lm__data_hdr d, out;
 	uint64_t off[4];
@@ -747,7 +747,7 @@ static void test_data_body_len(void)
 static void test_data_roundtrip(void)
 {
 	uint64_t rlen[256];
-	lm__limits lim = {65536, 1024, 0, 0xffffffffu, 256, rlen};
+	lm__limits lim = {65536, 1024, 0, 0xffffffffu, 256, rlen, 0};
 	data_vals d;
 
 	for (int i = 0; i < 256; i++)
@@ -777,7 +777,7 @@ static void test_data_roundtrip(void)
 static void test_data_rejects(void)
 {
 	uint64_t rlen[3] = {1 << 20, 5000, 0};
-	lm__limits lim = {4096, 128, 0, 3, 3, rlen};
+	lm__limits lim = {4096, 128, 0, 3, 3, rlen, 0};
 	data_vals good = {77, 1, 3, 2, 1, 1, 0, 4096, 0};
 	uint8_t v[40], b[40];
 	lm__data_hdr d;
@@ -896,7 +896,7 @@ static void test_data_rejects(void)
 static void test_data_tables(void)
 {
 	uint64_t rlen[3] = {1 << 20, 5000, 0};
-	lm__limits lim = {4096, 128, 0, 0, 3, rlen};
+	lm__limits lim = {4096, 128, 0, 0, 3, rlen, 0};
 	lm__data_hdr d;
 	uint8_t t[3 * 8 + 2 * 4];
 	uint64_t off[3];

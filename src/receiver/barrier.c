@@ -76,7 +76,10 @@ int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e)
 		for (uint32_t i = 0; i < nregions; i++) {
 			lm__rx_region *g = r->by_id[i];
 			lm__sumtree_refresh(&g->sum, nch);
-			memset(g->claimed, 0, ((g->len + r->page_size - 1) / r->page_size / 64 + 1) * 8);
+			size_t words = (g->len + r->page_size - 1) / r->page_size / 64 + 1;
+			memset(g->claimed, 0, words * 8);
+			if (g->pinned)
+				memset(g->pinned, 0, words * 8);
 		}
 		pthread_mutex_lock(&r->lock);
 		r->rehashing = 0;

@@ -17,16 +17,6 @@
 
 /* ---- pages --------------------------------------------------------------- */
 
-static void mark_written(lm__rx_region *g, uint64_t page, int on)
-{
-	uint64_t bit = 1ull << (page % 64);
-
-	if (on)
-		__atomic_fetch_or(&g->written[page / 64], bit, __ATOMIC_RELAXED);
-	else
-		__atomic_fetch_and(&g->written[page / 64], ~bit, __ATOMIC_RELAXED);
-}
-
 /* Where page data for offset off lands: the region itself, or the bounce
  * page when the page runs past the region's end. */
 static uint8_t *page_target(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
@@ -49,23 +39,6 @@ static int land_tail(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e
 	return 0;
 }
 
-static void zero_page(lm__rx_chan *ch, lm__rx_region *g, uint64_t off)
-{
-	uint32_t ps = ch->r->page_size;
-	size_t n = off + ps <= g->len ? ps : (size_t)(g->len - off);
-	uint64_t page = off / ps;
-
-	if (g->fresh) {
-		/* Still zero unless an earlier round wrote it. */
-		if (__atomic_load_n(&g->written[page / 64], __ATOMIC_RELAXED) & (1ull << (page % 64))) {
-			memset(g->base + off, 0, n);
-			mark_written(g, page, 0);
-		}
-	} else if (!lm__is_zero(g->base + off, n)) {
-		memset(g->base + off, 0, n);
-	}
-}
-
 static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
 {
 	uint32_t ps = ch->r->page_size;
@@ -81,6 +54,8 @@ static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr 
 		else
 			ch->iov[iovc++] = (struct iovec){t, ps};
 	}
+	if (d->area)
+		ch->iov[iovc++] = (struct iovec){ch->area, (size_t)d->area * ps};
 	/* A fresh mapping would take one page fault per page inside readv;
 	 * populating each run first costs one call per run. Best effort. */
 	for (int i = 0; g->fresh && i < iovc; i++)
@@ -108,9 +83,11 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 		if (ch->pages[i] == ch->tail)
 			tail = (int)i;
 	}
+	for (uint32_t i = 0; i < d->area; i++)
+		ch->pages[d->normal + i] = ch->area + (size_t)i * ch->r->page_size;
 	e->page = 0;
-	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages, d->normal,
-			 ch->r->page_size, e);
+	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages,
+			 d->normal + d->area, ch->r->page_size, e);
 	if (rc) {
 		/* Name the packet, and the page's offset where the codec knows
 		 * which page failed. */
@@ -127,19 +104,18 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
 }
 
-/* Claims the packet's pages for this channel before any is written: a page
- * already landed in this round, by any channel, fails the session, rather
- * than two channels writing its memory at once. */
-static int claim_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
+/* The delta area is as large as the largest a packet brought (at most one
+ * page per delta page, bounded by the packet size like the payload). */
+static int grow_area(lm__rx_chan *ch, uint32_t pages, lm__err *e)
 {
-	for (uint32_t i = 0; i < d->normal + d->zero; i++) {
-		uint64_t page = ch->off[i] / ch->r->page_size, bit = 1ull << (page % 64);
-		if (__atomic_fetch_or(&g->claimed[page / 64], bit, __ATOMIC_RELAXED) & bit) {
-			lm__err_set(e, "data.offsets: page at offset 0x%llx sent twice in round %u",
-				    (unsigned long long)ch->off[i], ch->round);
-			return LM_EFIELD;
-		}
+	uint8_t *a = realloc(ch->area, (size_t)pages * ch->r->page_size);
+
+	if (!a) {
+		lm__err_set(e, "data.delta: no memory for a %u-page delta area", pages);
+		return -ENOMEM;
 	}
+	ch->area = a;
+	ch->area_cap = pages;
 	return 0;
 }
 
@@ -149,7 +125,7 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	uint8_t hb[LM_DATA_HDR];
 	lm__data_hdr d;
 	lm__limits lim = {r->page_size, r->packet_pages, r->codec, ch->round, r->region_count,
-			  r->region_len};
+			  r->region_len, r->features};
 	const lm__codec_ops *ops;
 	lm__rx_region *g;
 	size_t tab;
@@ -170,12 +146,17 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 			    (unsigned long long)d.packet_num, (unsigned long long)ch->last_num);
 		return LM_EFIELD;
 	}
-	tab = 8u * ((size_t)d.normal + d.zero) + 4u * d.normal;
+	tab = (size_t)lm__data_tables_len(&d);
 	if ((rc = lm__read_full(&ch->conn, ch->tab, tab))) {
 		lm__err_set(e, "reading data tables: %s", lm_strerror(rc));
 		return rc;
 	}
 	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
+		return rc;
+	if ((d.ref || d.delta) &&
+	    (rc = lm__dec_data_kinds(ch->tab, &d, &lim, ch->off, ch->refs, ch->deltas, e)))
+		return rc;
+	if (d.area > ch->area_cap && (rc = grow_area(ch, d.area, e)))
 		return rc;
 	/* Counted before the check: see lm__rx_wait_all_synced(). */
 	__atomic_add_fetch(&r->unsynced[ch->channel], 1, __ATOMIC_SEQ_CST);
@@ -184,23 +165,20 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EKIND;
 	}
 	g = r->by_id[d.region];
-	if ((rc = claim_pages(ch, g, &d, e)))
+	if ((rc = lm__rx_claim(ch, g, &d, e)))
 		return rc;
 	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
 	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
-	if (rc)
+	if (rc || (rc = lm__rx_land(ch, g, &d, e)))
 		return rc;
-	for (uint32_t i = 0; i < d.normal && g->fresh; i++)
-		mark_written(g, ch->off[i] / r->page_size, 1);
-	for (uint32_t i = 0; i < d.zero; i++)
-		zero_page(ch, g, ch->off[d.normal + i]);
-	lm__sumtree_land(&g->sum, ch->off, d.normal + d.zero);
 	ch->have_num = 1;
 	ch->last_num = d.packet_num;
 	ch->round_packets++;
 	ch->packets++;
 	ch->normal_pages += d.normal;
 	ch->zero_pages += d.zero;
+	ch->ref_pages += d.ref;
+	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
 	return 0;
 }
@@ -413,13 +391,18 @@ int lm__rx_chan_alloc(lm__rx_chan *ch)
 	uint32_t n = r->packet_pages;
 	const lm__codec_ops *ops = lm__codec_get(r->codec);
 
-	ch->tab = malloc((size_t)n * 12 + 1);
+	/* Offsets, the larger of a ref entry or a delta entry and an area
+	 * length, and a length: at most 28 bytes a page. */
+	ch->tab = malloc((size_t)n * 28 + 1);
+	ch->refs = malloc(sizeof(lm__ref) * n);
+	ch->deltas = malloc(sizeof(lm__delta) * n);
 	ch->off = malloc(sizeof(uint64_t) * n);
 	ch->plen = malloc(sizeof(uint32_t) * n);
-	ch->iov = malloc(sizeof(struct iovec) * n);
+	ch->iov = malloc(sizeof(struct iovec) * (n + 1)); /* + the delta area */
 	ch->pages = malloc(sizeof(void *) * n);
 	ch->tail = malloc(r->page_size);
-	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ops)
+	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ch->refs ||
+	    !ch->deltas || !ops)
 		return -ENOMEM;
 	if (!ops->raw_only) {
 		lm__codec_params p = {
@@ -452,6 +435,13 @@ void lm__rx_chan_free(lm__rx_chan *ch)
 	free(ch->pages);
 	free(ch->payload);
 	free(ch->tail);
+	free(ch->refs);
+	free(ch->deltas);
+	free(ch->area);
+	ch->refs = NULL;
+	ch->deltas = NULL;
+	ch->area = NULL;
+	ch->area_cap = 0;
 	ch->codec_ctx = NULL;
 	ch->tab = ch->payload = ch->tail = NULL;
 	ch->off = NULL;

@@ -35,6 +35,14 @@ typedef struct lm__rx_region {
 	 * one page at once (a bad peer's duplicate offsets); the last channel
 	 * at the round barrier clears it while the others wait there. */
 	uint64_t *claimed;
+	/* Ref and delta sessions only (else NULL). landed[i]: page i's last
+	 * landing, (round + 1) << 2 | LM__LANDED_* kind, 0 = never; a channel
+	 * stores it (seq_cst) once the page's bytes are in place, so a ref
+	 * that reads it sees them. pinned: like claimed, bit i set when a ref
+	 * of this round copied page i as an earlier round's content, so it
+	 * must not land again before the round ends; cleared with claimed. */
+	uint32_t *landed;
+	uint64_t *pinned;
 	/* Set up with the region; channel threads land pages (atomics); the
 	 * last channel at a round barrier rehashes it while the others wait
 	 * there, channel 0 finishes it at COMPLETE once all synced. */
@@ -82,9 +90,14 @@ typedef struct lm__rx_chan {
 	uint8_t *payload;/* encoded payload (non-raw codecs) */
 	void **pages;    /* decode targets */
 	uint8_t *tail;   /* bounce page for a region's partial last page */
+	lm__ref *refs;   /* the packet's ref and delta tables as read */
+	lm__delta *deltas;
+	uint8_t *area;   /* the packet's delta area, decoded (area_cap pages) */
+	uint32_t area_cap;
 	void *codec_ctx;
 	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
+	uint64_t ref_pages, delta_pages, ref_waits;
 	double cpu;
 } lm__rx_chan;
 
@@ -147,6 +160,9 @@ struct lm_receiver {
 	 * and "channel 0 is verifying: apply no more data". */
 	uint32_t unsynced[LM_MAX_CHANNELS];
 	int verifying;
+	/* Atomic: channels waiting for a ref's source page to land; a channel
+	 * that lands pages wakes r->cond only when it is not 0. */
+	uint32_t land_waiters;
 	/* Owner: the thread driving the receiver (the run thread). */
 	lm_status status;
 	uint64_t t_end;
@@ -158,6 +174,17 @@ struct lm_receiver {
 int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e);
 int lm__rx_chan_alloc(lm__rx_chan *ch);
 void lm__rx_chan_free(lm__rx_chan *ch);
+
+/* Page kinds as a page last landed (lm__rx_region.landed). */
+enum { LM__LANDED_NORMAL, LM__LANDED_ZERO, LM__LANDED_DELTA, LM__LANDED_REF };
+
+/* pages.c: before any byte of the packet is written, claims its pages for
+ * this channel and round (a page lands once per round). */
+int lm__rx_claim(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e);
+/* pages.c: after the payload decoded into the normal pages and the delta
+ * area: lands the zero, delta and ref pages, in that order, and records
+ * every page's landing. */
+int lm__rx_land(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e);
 
 /* Between the files of the receiver (session.c, channel.c, barrier.c). */
 /* Any thread: records the first failure (channel -1: none named) and wakes

@@ -140,6 +140,12 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 	g->claimed = calloc(pages / 64 + 1, sizeof(uint64_t));
 	if (!g->claimed)
 		return -ENOMEM;
+	if (r->features & (LM_FEAT_REF | LM_FEAT_DELTA)) {
+		g->landed = calloc(pages ? pages : 1, sizeof(uint32_t));
+		g->pinned = calloc(pages / 64 + 1, sizeof(uint64_t));
+		if (!g->landed || !g->pinned)
+			return -ENOMEM;
+	}
 	if (g->fresh) {
 		g->written = calloc(pages / 64 + 1, sizeof(uint64_t));
 		if (!g->written)
@@ -1016,6 +1022,8 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 			continue;
 		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
 		st->duplicate_pages += ch->zero_pages;
+		st->ref_pages += ch->ref_pages;
+		st->delta_pages += ch->delta_pages;
 		st->normal_pages += ch->normal_pages;
 		st->payload_bytes += ch->payload_bytes;
 		st->packets += ch->packets;
@@ -1050,6 +1058,8 @@ void lm_receiver_free(lm_receiver *r)
 	for (uint32_t i = 0; i < 2 * LM_MAX_REGIONS; i++) {
 		free(r->regions[i].written);
 		free(r->regions[i].claimed);
+		free(r->regions[i].landed);
+		free(r->regions[i].pinned);
 		lm__sumtree_free(&r->regions[i].sum);
 		unmap_region(&r->regions[i]);
 	}

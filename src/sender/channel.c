@@ -49,19 +49,6 @@ int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 
 /* ---- channel thread ------------------------------------------------------ */
 
-/* The partial last page of a region goes through a zero-padded copy, so only
- * [base, base + len) of the caller's memory is ever read. */
-static const uint8_t *page_ptr(lm__tx_chan *ch, const lm__tx_region *r, uint64_t off)
-{
-	uint32_t ps = ch->s->page_size;
-
-	if (off + ps <= r->len)
-		return r->base + off;
-	memset(ch->tail, 0, ps);
-	memcpy(ch->tail, r->base + off, (size_t)(r->len - off));
-	return ch->tail;
-}
-
 /* Appends len bytes at p to the packet's iovecs, merging with the previous
  * one when contiguous (neighbouring pages, packed encoded pages). */
 static void iov_add(lm__tx_chan *ch, int *iovc, const uint8_t *p, size_t len)
@@ -74,10 +61,25 @@ static void iov_add(lm__tx_chan *ch, int *iovc, const uint8_t *p, size_t len)
 		ch->iov[(*iovc)++] = (struct iovec){(void *)p, len};
 }
 
-/* Encodes the packet's normal pages with the session's codec. Sets lens[]
+/* The codec's input: the normal pages, then the delta area's pages (its
+ * encodings, zero-padded to whole pages). */
+static uint32_t codec_pages(lm__tx_chan *ch, uint32_t area)
+{
+	lm__plan *pl = &ch->plan;
+	uint32_t ps = ch->s->page_size;
+
+	for (uint32_t i = 0; i < pl->nn; i++)
+		ch->pages[i] = pl->normal_src[i];
+	memset(pl->area + pl->area_len, 0, (size_t)area * ps - pl->area_len);
+	for (uint32_t i = 0; i < area; i++)
+		ch->pages[pl->nn + i] = pl->area + (size_t)i * ps;
+	return pl->nn + area;
+}
+
+/* Encodes the packet's codec pages with the session's codec. Sets lens[]
  * and the packet's codec; returns the payload size, or a negative error.
  * A packet the codec cannot shrink goes raw (codec none). */
-static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn, uint16_t *codec)
+static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
 {
 	lm_sender *s = ch->s;
 	uint32_t ps = s->page_size;
@@ -85,88 +87,111 @@ static int64_t encode_pages(lm__tx_chan *ch, const lm__tx_region *r, uint32_t nn
 	int rc;
 
 	*codec = LM_CODEC_NONE;
-	if (!ch->ops->raw_only && nn) {
-		for (uint32_t i = 0; i < nn; i++) {
-			ch->pages[i] = page_ptr(ch, r, ch->normal_off[i]);
+	if (!ch->ops->raw_only && nc) {
+		for (uint32_t i = 0; ch->bounce && i < nc; i++) {
 			/* A live workload may write the page while the encoder
 			 * reads it twice (match search, then emit): encoders,
 			 * hardware ones above all, only promise a correct stream
 			 * for stable input. The page is dirty again anyway. */
-			if (ch->bounce) {
-				memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
-				ch->pages[i] = ch->bounce + (size_t)i * ps;
-			}
+			memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
+			ch->pages[i] = ch->bounce + (size_t)i * ps;
 		}
-		rc = ch->ops->encode(ch->codec_ctx, ch->pages, nn, ps, ch->enc, ch->enc_cap,
-				     ch->lens, &enc_len);
+		rc = ch->ops->encode(ch->codec_ctx, (const void *const *)ch->pages, nc, ps, ch->enc,
+				     ch->enc_cap, ch->lens, &enc_len);
 		if (rc == 0) {
 			uint64_t sum = 0;
 			*codec = ch->ops->id;
 			if (!ch->ops->per_page)
 				return (int64_t)enc_len;
-			for (uint32_t i = 0; i < nn; i++)
+			for (uint32_t i = 0; i < nc; i++)
 				sum += ch->lens[i];
 			return (int64_t)sum;
 		}
 		if (rc != LM_ECODEC)
 			return rc;
 	}
-	for (uint32_t i = 0; i < nn; i++)
+	for (uint32_t i = 0; i < nc; i++)
 		ch->lens[i] = ps;
-	return (int64_t)nn * ps;
+	return (int64_t)nc * ps;
+}
+
+/* The frame header and tables: offsets (normal, zero, ref, delta), the ref
+ * and delta tables, the lengths. Returns the end. */
+static uint8_t *put_tables(lm__tx_chan *ch, const lm__data_hdr *d, uint32_t nc)
+{
+	const lm__plan *pl = &ch->plan;
+	uint8_t *p = ch->hdr + lm__enc_data_hdr(ch->hdr, d, (uint32_t)lm__data_body_len(d));
+
+	for (uint32_t i = 0; i < pl->nn; i++, p += 8)
+		lm__put64(p, pl->normal_off[i]);
+	for (uint32_t i = 0; i < pl->nz; i++, p += 8)
+		lm__put64(p, pl->zero_off[i]);
+	for (uint32_t i = 0; i < pl->nr; i++, p += 8)
+		lm__put64(p, pl->ref_off[i]);
+	for (uint32_t i = 0; i < pl->nd; i++, p += 8)
+		lm__put64(p, pl->delta_off[i]);
+	for (uint32_t i = 0; i < pl->nr; i++, p += LM_REF_ENTRY) {
+		lm__put32(p, pl->refs[i].src_region);
+		lm__put32(p + 4, pl->refs[i].src_round);
+		lm__put64(p + 8, pl->refs[i].src_offset);
+	}
+	for (uint32_t i = 0; i < pl->nd; i++, p += LM_DELTA_ENTRY) {
+		lm__put32(p, pl->deltas[i].base_round);
+		lm__put32(p + 4, pl->deltas[i].len);
+	}
+	for (uint32_t i = 0; i < nc; i++, p += 4)
+		lm__put32(p, ch->lens[i]);
+	return p;
 }
 
 static int send_packet(lm__tx_chan *ch, lm__err *e)
 {
 	lm_sender *s = ch->s;
 	const lm__tx_region *r = &s->regions[ch->job_region];
-	uint32_t ps = s->page_size, nn = 0, nz = 0, n = ch->job_pages;
+	lm__plan *pl = &ch->plan;
+	uint32_t ps = s->page_size, n = ch->job_pages, area, nc;
 	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
 	uint16_t codec;
 	int64_t payload;
-	uint8_t *p;
 	uint64_t wire = 0;
 	int iovc = 1, rc;
 
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *pg = page_ptr(ch, r, ch->job_off[i]);
-		if (lm__is_zero(pg, ps))
-			ch->zero_off[nz++] = ch->job_off[i];
-		else
-			ch->normal_off[nn++] = ch->job_off[i];
+	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
+		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
+			    lm_strerror(rc));
+		goto out;
 	}
-	payload = encode_pages(ch, r, nn, &codec);
+	area = (uint32_t)((pl->area_len + ps - 1) / ps);
+	nc = codec_pages(ch, area);
+	payload = encode_pages(ch, nc, &codec);
 	if (payload < 0) {
 		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
-		return (int)payload;
+		rc = (int)payload;
+		goto out;
 	}
 	memset(&d, 0, sizeof(d));
 	d.packet_num = ch->job_num;
 	d.region = ch->job_region;
 	d.round = s->round;
 	d.pages = n;
-	d.normal = nn;
-	d.zero = nz;
+	d.normal = pl->nn;
+	d.zero = pl->nz;
+	d.ref = pl->nr;
+	d.delta = (uint16_t)pl->nd;
+	d.area = area;
 	d.payload = (uint32_t)payload;
 	d.codec_flags = codec;
-	p = ch->hdr + lm__enc_data_hdr(ch->hdr, &d, (uint32_t)lm__data_body_len(&d));
-	for (uint32_t i = 0; i < nn; i++, p += 8)
-		lm__put64(p, ch->normal_off[i]);
-	for (uint32_t i = 0; i < nz; i++, p += 8)
-		lm__put64(p, ch->zero_off[i]);
-	for (uint32_t i = 0; i < nn; i++, p += 4)
-		lm__put32(p, ch->lens[i]);
 	ch->iov[0].iov_base = ch->hdr;
-	ch->iov[0].iov_len = (size_t)(p - ch->hdr);
+	ch->iov[0].iov_len = (size_t)(put_tables(ch, &d, nc) - ch->hdr);
 	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
 		iov_add(ch, &iovc, enc, (size_t)payload);
 	} else {
-		/* Raw pages go from the region to the socket with no copy;
-		 * encoded ones from the codec's buffer, in page order. */
-		for (uint32_t i = 0; i < nn; i++) {
+		/* Raw pages go from where the plan read them to the socket
+		 * with no copy; encoded ones from the codec's buffer. */
+		for (uint32_t i = 0; i < nc; i++) {
 			if (ch->lens[i] == ps) {
-				iov_add(ch, &iovc, page_ptr(ch, r, ch->normal_off[i]), ps);
+				iov_add(ch, &iovc, ch->pages[i], ps);
 			} else {
 				iov_add(ch, &iovc, enc, ch->lens[i]);
 				enc += ch->lens[i];
@@ -177,16 +202,20 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
-	if (rc)
-		return lm__sender_peer_reason(ch, rc, e);
+	if (rc) {
+		rc = lm__sender_peer_reason(ch, rc, e);
+		goto out;
+	}
 	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
 	lm__sumtree_land(&s->regions[ch->job_region].sum, ch->job_off, n);
-	ch->zero_pages += nz;
-	ch->normal_pages += nn;
+	ch->zero_pages += pl->nz;
+	ch->normal_pages += pl->nn;
 	ch->payload += d.payload;
 	ch->packets++;
 	ch->round_packets++;
-	return 0;
+out:
+	lm__plan_done(&s->kinds, pl);
+	return rc;
 }
 
 static int send_sync(lm__tx_chan *ch, lm__err *e)

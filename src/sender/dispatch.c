@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "codec/dedup.h"
 #include "sender/sender.h"
 
 /* ---- main thread --------------------------------------------------------- */
@@ -180,10 +181,19 @@ static int dispatch_region(lm_sender *s, uint32_t rid)
 	return rc;
 }
 
+void lm__sender_round_begin(lm_sender *s, const uint64_t *const *set)
+{
+	s->kinds.round = s->round;
+	s->kinds.live = s->live;
+	if (s->kinds.dedup)
+		lm__dedup_round(s->kinds.dedup, s->round, set);
+}
+
 int lm__sender_send_all(lm_sender *s)
 {
 	int rc = 0;
 
+	lm__sender_round_begin(s, NULL);
 	for (uint32_t i = 0; i < s->nregions && !rc; i++)
 		rc = dispatch_region(s, i);
 	return rc;
@@ -239,6 +249,7 @@ int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap)
 {
 	int rc = 0;
 
+	lm__sender_round_begin(s, (const uint64_t *const *)bitmap);
 	for (uint32_t i = 0; i < s->nregions && !rc; i++)
 		rc = dispatch_dirty(s, i, bitmap[i]);
 	return rc;

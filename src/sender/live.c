@@ -127,6 +127,36 @@ static void round_begin(live *L)
 	L->r_t0 = lm__now_us();
 }
 
+static int test_bit(const uint64_t *bm, uint64_t pg)
+{
+	return (bm[pg / 64] >> (pg % 64)) & 1;
+}
+
+/* A ref compared the page with its source while the workload ran: if the
+ * source was written during the round, the destination may hold other
+ * bytes than those compared, so the page goes again. Writes before the
+ * round's sync kept the source out of the index (lm__dedup_round); writes
+ * after the comparison are harmless. Channels idle. */
+static uint64_t recheck_refs(live *L)
+{
+	lm_sender *s = L->s;
+	uint64_t again = 0;
+
+	for (uint32_t c = 0; c < s->nch; c++) {
+		lm__plan *pl = &s->ch[c].plan;
+		for (uint64_t i = 0; i < pl->ndeps; i++) {
+			const lm__dep *d = &pl->deps[i];
+			if (!test_bit(L->next[d->src_rid], d->src_pg) || test_bit(L->next[d->rid], d->pg))
+				continue;
+			L->next[d->rid][d->pg / 64] |= 1ull << (d->pg % 64);
+			again++;
+		}
+		pl->ndeps = 0;
+	}
+	s->refs_resent += again;
+	return again;
+}
+
 /* Reads the dirty set and measures the round that just ended. */
 static int round_end(live *L, uint64_t *dirty, lm__err *e)
 {
@@ -138,6 +168,7 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 
 	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))
 		return rc;
+	*dirty += recheck_refs(L);
 	lm__sender_counts(s, &normal, &zero);
 	now = lm__now_us();
 	secs = (double)(now - L->r_t0) / 1e6;
@@ -263,11 +294,11 @@ static int precopy(live *L, lm__err *e)
 		L->prev_dirty = dirty;
 		swap_sets(L);
 		round_begin(L);
-		if ((rc = lm__sender_send_dirty(s, L->bm)))
+		if ((rc = lm__sender_send_dirty(s, L->bm)) || (rc = lm__sender_sync(s)))
 			return rc;
+		/* Only now: the channels read the round's set until its sync
+		 * (lm__dedup_round). */
 		clear_bitmaps(L);
-		if ((rc = lm__sender_sync(s)))
-			return rc;
 	}
 }
 

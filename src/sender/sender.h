@@ -7,6 +7,7 @@
 #include "channel.h"
 #include "checksum.h"
 #include "codec/codec.h"
+#include "codec/kinds.h"
 #include "livemig.h"
 
 enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT };
@@ -38,10 +39,9 @@ typedef struct lm__tx_chan {
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
-	uint8_t *hdr;          /* frame + data header + offsets + lengths */
+	uint8_t *hdr;          /* frame + data header + tables */
 	struct iovec *iov;
-	uint64_t *normal_off, *zero_off;
-	uint8_t *tail;         /* zero-padded copy of a region's partial last page */
+	lm__plan plan;         /* how each page of the packet travels (kinds.h) */
 	const lm__codec_ops *ops;
 	void *codec_ctx;
 	uint8_t *enc;          /* encoded payload, enc_cap = the codec's bound */
@@ -70,9 +70,13 @@ struct lm_sender {
 	uint8_t session[16];
 	uint64_t features;        /* accepted by the receiver (LM_FEAT_*) */
 	lm__tx_chan *ch;
+	/* Page kinds: set up at connect; its round is written by the driving
+	 * thread while every channel is idle (lm__sender_round_begin). */
+	lm__kinds kinds;
 	int wake_fd;              /* eventfd: readable once the run failed or was cancelled */
 	int cancelled;            /* atomic: lm_sender_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
+	uint64_t (*dedup_hash)(const void *p, size_t len); /* tests: a weak hash */
 	/* Owner: the thread driving the sender; set up by connect. */
 	lm__tls_ctx *tls;         /* NULL: plaintext */
 	char peer_name[256];      /* the name the receiver's certificate must carry */
@@ -104,6 +108,7 @@ struct lm_sender {
 	void (*skip_refresh)(void *user);
 	void *skip_user;
 	uint64_t skip_t, skipped_pages;
+	uint64_t refs_resent;     /* live: ref pages sent again, their source changed */
 	/* The driving thread's; only idle_channel() touches it, under lock
 	 * because it scans the states there anyway. */
 	uint32_t next_ch;
@@ -122,6 +127,9 @@ struct lm_sender {
 /* The pieces of a migration, for lm_sender_run() and live.c (the thread
  * driving the sender). Each returns 0 or the first error of the run. */
 int lm__sender_send_all(lm_sender *s);
+/* Channels idle: a round begins; set[r] = region r's pages it may send
+ * (NULL: all), valid until the next call. */
+void lm__sender_round_begin(lm_sender *s, const uint64_t *const *set);
 /* Sends the pages whose bits are set in bitmap[region]. */
 int lm__sender_send_dirty(lm_sender *s, uint64_t *const *bitmap);
 int lm__sender_sync(lm_sender *s);     /* SYNC on every channel: a round ends */

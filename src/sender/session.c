@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "codec/dedup.h"
 #include "sender/sender.h"
 #include "stats.h"
 #include "tsan.h"
@@ -134,6 +135,34 @@ out:
  * Under TLS the session id is channel 0's handshake binding: the receiver
  * computes the same value, so no hello can be replayed or spliced in from
  * another connection. */
+/* What this sender's hello offers: round acks always, ref pages unless
+ * dedup is off. */
+static uint64_t offered_features(const lm_sender *s)
+{
+	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF);
+}
+
+/* After the handshake: the content index when the receiver takes refs. */
+static int kinds_setup(lm_sender *s)
+{
+	const uint8_t *base[LM_MAX_REGIONS];
+	uint64_t len[LM_MAX_REGIONS];
+	int rc;
+
+	s->kinds.page_size = s->page_size;
+	if (!(s->features & LM_FEAT_REF))
+		return 0;
+	for (uint32_t i = 0; i < s->nregions; i++) {
+		base[i] = s->regions[i].base;
+		len[i] = s->regions[i].len;
+	}
+	if ((rc = lm__dedup_new(&s->kinds.dedup, base, len, s->nregions, s->page_size)))
+		return rc;
+	if (s->dedup_hash)
+		lm__dedup_set_hash(s->kinds.dedup, s->dedup_hash);
+	return 0;
+}
+
 static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__err *e)
 {
 	uint8_t buf[LM_FRAME_HDR + LM_HELLO_LEN];
@@ -171,7 +200,7 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__e
 	h.codec = (uint16_t)s->cfg.codec;
 	h.packet_pages = s->packet_pages;
 	h.region_count = s->nregions;
-	h.features = LM_FEAT_ROUND_ACK;
+	h.features = offered_features(s);
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
 	if (rc) {
 		/* Under TLS 1.3 the receiver checks our certificate after our
@@ -211,7 +240,7 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 
 	if (rc)
 		return rc;
-	if (a.features & ~LM_FEAT_ROUND_ACK) {
+	if (a.features & ~offered_features(s)) {
 		lm__err_set(e, "ack.features 0x%llx accepts features we did not offer",
 			    (unsigned long long)a.features);
 		return LM_EFIELD;
@@ -346,9 +375,17 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->hdr);
 	free(ch->iov);
 	free(ch->job_off);
-	free(ch->normal_off);
-	free(ch->zero_off);
-	free(ch->tail);
+	free(ch->plan.normal_off);
+	free(ch->plan.zero_off);
+	free(ch->plan.ref_off);
+	free(ch->plan.delta_off);
+	free(ch->plan.normal_src);
+	free(ch->plan.refs);
+	free(ch->plan.deltas);
+	free(ch->plan.area);
+	free(ch->plan.tail);
+	free(ch->plan.pins);
+	free(ch->plan.deps);
 	free(ch->bounce);
 }
 
@@ -375,6 +412,24 @@ static int codec_open(lm_sender *s, lm__tx_chan *ch)
 	return ch->ops->ctx_new(&ch->codec_ctx, &p);
 }
 
+static int plan_alloc(const lm_sender *s, lm__plan *pl)
+{
+	uint32_t n = s->packet_pages;
+
+	pl->normal_off = malloc(sizeof(uint64_t) * n);
+	pl->zero_off = malloc(sizeof(uint64_t) * n);
+	pl->ref_off = malloc(sizeof(uint64_t) * n);
+	pl->delta_off = malloc(sizeof(uint64_t) * n);
+	pl->normal_src = malloc(sizeof(*pl->normal_src) * n);
+	pl->refs = malloc(sizeof(lm__ref) * n);
+	pl->deltas = malloc(sizeof(lm__delta) * n);
+	pl->area = malloc((size_t)n * s->page_size);
+	pl->tail = malloc(s->page_size);
+	pl->pins = malloc(sizeof(void *) * n);
+	return !pl->normal_off || !pl->zero_off || !pl->ref_off || !pl->delta_off ||
+	       !pl->normal_src || !pl->refs || !pl->deltas || !pl->area || !pl->tail || !pl->pins;
+}
+
 static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 {
 	uint32_t n = s->packet_pages;
@@ -384,17 +439,14 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 	ch->conn.rfd = ch->conn.wfd = -1;
 	ch->conn.wake_fd = s->wake_fd;
 	pthread_cond_init(&ch->cond, NULL);
-	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 12);
+	/* Tables: at most 28 bytes a page (lm__rx_chan_alloc says why). */
+	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 28);
 	/* Worst case: raw and encoded pages alternate, one iovec each. */
 	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
 	ch->pages = malloc(sizeof(void *) * n);
 	ch->lens = malloc(sizeof(uint32_t) * n);
 	ch->job_off = malloc(sizeof(uint64_t) * n);
-	ch->normal_off = malloc(sizeof(uint64_t) * n);
-	ch->zero_off = malloc(sizeof(uint64_t) * n);
-	ch->tail = malloc(s->page_size);
-	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->normal_off || !ch->zero_off || !ch->tail ||
-	    !ch->pages || !ch->lens)
+	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->pages || !ch->lens || plan_alloc(s, &ch->plan))
 		return -ENOMEM;
 	return codec_open(s, ch);
 }
@@ -515,6 +567,10 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 			rc = LM_EFIELD;
 			goto fail;
 		}
+	}
+	if ((rc = kinds_setup(s))) {
+		lm__err_set(&e, "setting up the page index: %s", lm_strerror(rc));
+		goto fail;
 	}
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
@@ -640,6 +696,18 @@ int lm_sender_run(lm_sender *s)
 	return lm__sender_finish(s, rc);
 }
 
+static void kinds_stats(const lm_sender *s, lm_stats *st)
+{
+	lm__dedup_stats d;
+
+	if (!s->kinds.dedup)
+		return;
+	lm__dedup_get_stats(s->kinds.dedup, &d);
+	st->dedup_index_bytes = d.bytes;
+	st->dedup_entries = d.entries;
+	st->dedup_collisions = d.collisions;
+}
+
 void lm_sender_stats(const lm_sender *s, lm_stats *st)
 {
 	uint64_t end;
@@ -674,9 +742,15 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->payload_bytes += ch->payload;
 		st->packets += ch->packets;
 		st->cpu_seconds += ch->cpu;
+		st->ref_pages += ch->plan.ref_pages;
+		st->delta_pages += ch->plan.delta_pages;
+		st->delta_bytes += ch->plan.delta_bytes;
+		st->delta_cache_hits += ch->plan.dcache_hits;
+		st->delta_cache_misses += ch->plan.dcache_misses;
 		lm__stats_add_engines(st, ch->eng);
 	}
 	st->cpu_seconds += s->main_cpu;
+	kinds_stats(s, st);
 	lm__stats_derive(st);
 	memcpy(st->tls, s->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, s->tls_peer, sizeof(st->peer));
@@ -715,6 +789,7 @@ void lm_sender_free(lm_sender *s)
 		pthread_cond_destroy(&s->ch[i].cond);
 	}
 	free(s->ch);
+	lm__dedup_free(s->kinds.dedup);
 	lm__tls_ctx_free(s->tls);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		lm__sumtree_free(&s->regions[i].sum);
