@@ -40,6 +40,7 @@ typedef struct opts {
 	int nallow, plaintext, handshake_timeout_ms, session_timeout_ms;
 	uint32_t max_handshakes, max_handshakes_per_host;
 	uint64_t max_size; /* recv: bytes a session may announce, 0 = free space */
+	int no_dedup;      /* send: every copy of a page travels in full */
 } opts;
 
 enum { OPT_MAX_SIZE = 256 }; /* long-only options */
@@ -59,7 +60,7 @@ static void usage(FILE *f)
 		"               [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
-		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID]\n"
+		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
 		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
@@ -71,6 +72,8 @@ static void usage(FILE *f)
 		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
 		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n"
+		"send: a page whose bytes the destination already holds travels as a 16-byte\n"
+		"ref (compared byte for byte first); --no-dedup sends every copy in full.\n"
 		"--max-size (bytes, or with K, M, G, T: binary) defaults to the free space of\n"
 		"the image's file system.\n",
 		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
@@ -139,6 +142,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"max-handshakes", required_argument, 0, 11},
 		{"max-handshakes-per-host", required_argument, 0, 12},
 		{"session-timeout", required_argument, 0, 13},
+		{"no-dedup", no_argument, 0, 14},
 		{"max-size", required_argument, 0, OPT_MAX_SIZE},
 		{0, 0, 0, 0}};
 	uint32_t v;
@@ -203,6 +207,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 			break;
 		case 8: o->tls.pin_sha256 = optarg; break;
 		case 9: o->plaintext = 1; break;
+		case 14: o->no_dedup = 1; break;
 		case 10:
 		case 13:
 			if (parse_u32(optarg, &v, 1, 86400))
@@ -325,6 +330,7 @@ static int cmd_send(int argc, char **argv)
 	cfg.accel = o.accel;
 	cfg.engine = o.engine;
 	cfg.timeout_ms = o.timeout_ms;
+	cfg.no_dedup = o.no_dedup;
 	cfg.tls = trust(&o, &rc);
 	if (rc)
 		goto out;
