@@ -5,8 +5,13 @@
  * dominated by zero pages (free memory), duplicated pages (a library mapped
  * by two processes, page-cache copies) and compressible content (code, text),
  * with a minority of already-compressed data. This tool reproduces that mix
- * from real files found on the machine, with exact planned page counts so
- * that two benchmark runs are comparable.
+ * from real files found on the machine, plus heap-like pages (malloc arenas,
+ * kernel slab, page tables, mostly-zero pages) made from the PRNG, with
+ * exact planned page counts so that two benchmark runs are comparable.
+ *
+ * The default mix ("guest") matches the RAM statistics of a real Linux 6.1
+ * guest with 1 GiB (docs/benchmarks.md, "Corpus"; lm-imgstat measures
+ * them); --mix classic is the mix of earlier versions.
  *
  * Pipeline: parse options -> plan exact page counts -> lay out page kinds
  * with a seeded PRNG -> load a bounded corpus of real files -> generate the
@@ -60,8 +65,8 @@
 #define TEXT_FILE_MAX (1 * MIB)
 #define INCOMP_FILE_MAX (4 * MIB)
 
-#define BIN_PERCENT 60 /* content mix: 60% binaries, 40% text */
-#define PARTIAL_PERMILLE 60 /* content pages with a zero tail (heap/stack) */
+#define LOCAL_DUP_SPAN 64 /* content pages back a nearby copy may start */
+#define HEAP_CHUNK_MAX 8 /* heap pages of one arena in a row, at most */
 #define PARTIAL_MIN_KEEP 64 /* bytes of content kept in such a page */
 #define MAX_REJECTS 64 /* then make a page unique by stamping it */
 #define WRITE_BATCH_BYTES (1 * MIB)
@@ -78,17 +83,40 @@ enum page_kind { PK_ZERO = 0, PK_CONTENT, PK_INCOMP, PK_DUP, PK_COUNT };
 #define PK_START 0x80 /* first page of a chunk: pick a new source */
 
 enum pool_id { POOL_BIN = 0, POOL_TEXT, POOL_INCOMP, POOL_COUNT };
+#define SRC_HEAP POOL_COUNT /* a recipe's source: made, not read from a file */
 
 /* PRNG streams, so the layout does not depend on which files exist. */
 enum { STREAM_LAYOUT = 1, STREAM_FILES, STREAM_GEN, STREAM_POOL };
+
+/* A named mix: the page fractions --zero, --dup, --incompressible and
+ * --heap default to, and how content pages are made. */
+struct mix {
+	const char *name;
+	double zero, dup, incomp, heap;
+	unsigned bin_percent; /* content chunks from binaries, the rest text */
+	unsigned partial_permille; /* file pages with a zero tail (heap/stack) */
+	unsigned local_dup_percent; /* duplicate runs of recent pages */
+};
+
+static const struct mix mixes[] = {
+	/* A Linux 6.1 guest after boot and some work: half of it free, page
+	 * cache holding libraries twice, anonymous memory and slab. */
+	{ "guest", 0.47, 0.46, 0.01, 0.50, 45, 150, 50 },
+	/* The mix before the guest statistics were measured. */
+	{ "classic", 0.45, 0.35, 0.10, 0.0, 60, 60, 0 },
+};
+
+#define UNSET -1.0 /* a fraction not given: the mix's value */
 
 struct options {
 	uint64_t size;
 	const char *out;
 	uint64_t seed;
+	const struct mix *mix;
 	double zero;
 	double dup;
 	double incomp;
+	double heap;
 	size_t page_size;
 	bool quiet;
 };
@@ -244,18 +272,26 @@ static bool pageset_insert(struct pageset *s, uint64_t h)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: " PROG " --size SIZE --out FILE [--seed N] [--zero FRAC]\n"
-		"       [--dup FRAC] [--incompressible FRAC] [--page-size N] [--quiet]\n"
+		"usage: " PROG " --size SIZE --out FILE [--seed N] [--mix NAME]\n"
+		"       [--zero FRAC] [--dup FRAC] [--incompressible FRAC] [--heap FRAC]\n"
+		"       [--page-size N] [--quiet]\n"
 		"  --size SIZE            image size, suffix K, M or G (binary)\n"
 		"  --out FILE             output file (written via FILE.tmp.<pid>)\n"
 		"  --seed N               PRNG seed (default 1)\n"
-		"  --zero FRAC            fraction of all pages that are zero (0.45)\n"
+		"  --mix NAME             guest (default): the statistics of a Linux 6.1\n"
+		"                         guest's RAM; classic: the mix of earlier\n"
+		"                         versions (0.45, 0.35, 0.10, no heap pages)\n"
+		"  --zero FRAC            fraction of all pages that are zero (guest 0.47)\n"
 		"  --dup FRAC             fraction of non-zero pages that duplicate\n"
-		"                         another page of the image (0.35)\n"
+		"                         another page of the image (guest 0.46)\n"
 		"  --incompressible FRAC  fraction of all pages from compressed\n"
-		"                         files (0.10)\n"
+		"                         files (guest 0.01)\n"
+		"  --heap FRAC            fraction of the other unique pages that are\n"
+		"                         heap-like, made rather than read: malloc\n"
+		"                         arenas, slab, page tables (guest 0.50)\n"
 		"  --page-size N          power of two, 4096..65536 (4096)\n"
-		"  --quiet                no summary line\n");
+		"  --quiet                no summary line\n"
+		"Statistics of the result: lm-imgstat FILE.\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out, char **end)
@@ -329,6 +365,17 @@ static int parse_option(struct options *o, int c, const char *arg)
 		return parse_fraction("dup", arg, &o->dup);
 	case 'i':
 		return parse_fraction("incompressible", arg, &o->incomp);
+	case 'H':
+		return parse_fraction("heap", arg, &o->heap);
+	case 'm':
+		for (size_t i = 0; i < sizeof(mixes) / sizeof(mixes[0]); i++) {
+			if (strcmp(arg, mixes[i].name) == 0) {
+				o->mix = &mixes[i];
+				return 0;
+			}
+		}
+		fprintf(stderr, PROG ": --mix is guest or classic, got '%s'\n", arg);
+		return -1;
 	case 'p':
 		if (parse_u64(arg, &v, &end) == 0 && *end == '\0' && v >= 4096 &&
 		    v <= 65536 && (v & (v - 1)) == 0) {
@@ -383,6 +430,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "zero", required_argument, NULL, 'z' },
 		{ "dup", required_argument, NULL, 'd' },
 		{ "incompressible", required_argument, NULL, 'i' },
+		{ "heap", required_argument, NULL, 'H' },
+		{ "mix", required_argument, NULL, 'm' },
 		{ "page-size", required_argument, NULL, 'p' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
@@ -390,8 +439,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 	};
 	int c;
 
-	*o = (struct options){ .seed = 1, .zero = 0.45, .dup = 0.35,
-			       .incomp = 0.10, .page_size = 4096 };
+	*o = (struct options){ .seed = 1, .mix = &mixes[0], .zero = UNSET,
+			       .dup = UNSET, .incomp = UNSET, .heap = UNSET,
+			       .page_size = 4096 };
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
@@ -406,6 +456,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
+	/* Whatever the order of --mix and the fractions, a fraction given
+	 * wins over the mix's. */
+	o->zero = o->zero == UNSET ? o->mix->zero : o->zero;
+	o->dup = o->dup == UNSET ? o->mix->dup : o->dup;
+	o->incomp = o->incomp == UNSET ? o->mix->incomp : o->incomp;
+	o->heap = o->heap == UNSET ? o->mix->heap : o->heap;
 	return validate_options(o);
 }
 
@@ -896,16 +952,22 @@ static void pool_free(struct pool *p)
 
 /* How to rebuild a unique page: duplicates are regenerated from this. */
 struct recipe {
-	uint64_t off;
+	uint64_t off; /* in the pool, or the page's seed for SRC_HEAP */
+	uint64_t arena; /* SRC_HEAP: the seed of its arena */
 	uint32_t keep; /* bytes of content; the rest of the page is zero */
-	uint8_t pool;
+	uint8_t pool; /* a pool_id or SRC_HEAP */
 	uint8_t stamped; /* made unique by writing its index into it */
 };
 
 struct gen {
 	size_t page_size;
+	const struct mix *mix;
+	double heap;
 	struct rng rng;
 	struct pool pools[POOL_COUNT];
+	uint64_t arena; /* of the current heap chunk */
+	unsigned arena_left; /* its pages left before the next arena */
+	uint64_t heap_pages;
 	struct pageset seen;
 	struct recipe *uniq; /* every unique page, in image order */
 	size_t nuniq;
@@ -916,11 +978,185 @@ struct gen {
 	uint64_t count[PK_COUNT];
 };
 
+/* ---- heap-like pages ---------------------------------------------------- */
+
+/* Anonymous memory, slab and page tables are not in any file: they are made
+ * from the PRNG. The arena seed (one per chunk of such pages) fixes the kind
+ * and the address ranges its pointers fall in, so neighbouring pages share
+ * their layout and high address bytes as a real heap does; the page seed
+ * fixes the rest. Values are what a dump shows: user pointers
+ * 0x000055.. / 0x00007f.., kernel direct-map pointers 0xffff88..,
+ * kernel text 0xffffffff81.., small integers, sizes, flags, zeros. */
+
+enum heap_kind { HK_MALLOC, HK_SLAB, HK_PTABLE, HK_SPARSE, HK_COUNT };
+
+/* Shares of the kinds, in percent, of heap-like chunks. */
+static const unsigned heap_kind_pct[HK_COUNT] = { 35, 35, 10, 20 };
+
+struct arena {
+	enum heap_kind kind;
+	uint64_t user; /* a 16 MiB range of the process heap or of mmaps */
+	uint64_t kern; /* a 64 MiB range of the direct map */
+	uint64_t text; /* kernel or program text, for function pointers */
+	uint64_t frame; /* first page frame a page table maps */
+	unsigned obj; /* slab object size, bytes */
+	uint8_t field[64]; /* slab: the type of each word of an object */
+};
+
+enum { F_ZERO, F_KPTR, F_UPTR, F_TEXT, F_SMALL, F_FLAGS, F_COUNT };
+
+static void arena_init(struct arena *a, uint64_t seed)
+{
+	struct rng r;
+	unsigned x;
+
+	rng_seed(&r, seed, 0);
+	x = (unsigned)rng_below(&r, 100);
+	a->kind = HK_MALLOC;
+	for (unsigned acc = 0; a->kind < HK_COUNT - 1; a->kind++) {
+		acc += heap_kind_pct[a->kind];
+		if (x < acc)
+			break;
+	}
+	a->user = (rng_below(&r, 2) ? 0x00007f0000000000ull : 0x0000550000000000ull) +
+		  (rng_below(&r, 1ull << 16) << 24);
+	a->kern = 0xffff888000000000ull + (rng_below(&r, 1ull << 10) << 26);
+	a->text = 0xffffffff81000000ull + (rng_below(&r, 1ull << 12) << 12);
+	a->frame = 0x100000 + rng_below(&r, 1ull << 18);
+	a->obj = 32u << rng_below(&r, 4); /* 32..256 bytes */
+	for (unsigned i = 0; i < a->obj / 8; i++) {
+		/* Mostly pointers and small values, as in struct page,
+		 * dentries, inodes, sk_buffs. */
+		static const uint8_t pick[16] = { F_ZERO, F_ZERO, F_ZERO, F_ZERO,
+			F_KPTR, F_KPTR, F_KPTR, F_KPTR, F_TEXT, F_SMALL, F_SMALL,
+			F_SMALL, F_FLAGS, F_FLAGS, F_UPTR, F_ZERO };
+
+		a->field[i] = pick[rng_below(&r, 16)];
+	}
+}
+
+static uint64_t heap_value(const struct arena *a, struct rng *r, int type)
+{
+	switch (type) {
+	case F_KPTR: return a->kern + (rng_below(r, 1ull << 20) << 6);
+	case F_UPTR: return a->user + (rng_below(r, 1ull << 20) << 4);
+	case F_TEXT: return a->text + rng_below(r, 1ull << 16);
+	case F_SMALL: return rng_below(r, rng_below(r, 2) ? 16 : 4096);
+	case F_FLAGS: return (uint64_t)1 << rng_below(r, 32);
+	default: return 0;
+	}
+}
+
+/* A slab page: objects of one type; free ones keep only a free-list link
+ * (or nothing), live ones their fields. */
+static void heap_slab(const struct arena *a, struct rng *r, uint64_t *w, size_t words)
+{
+	size_t ow = a->obj / 8;
+
+	for (size_t o = 0; o + ow <= words; o += ow) {
+		unsigned state = (unsigned)rng_below(r, 8);
+
+		if (state == 0) /* never used */
+			continue;
+		if (state == 1) { /* free: the link to the next free object */
+			w[o] = heap_value(a, r, F_KPTR);
+			continue;
+		}
+		for (size_t f = 0; f < ow; f++)
+			w[o + f] = heap_value(a, r, a->field[f]);
+	}
+}
+
+/* A malloc arena page: chunks with a size word, user data of pointers,
+ * small integers and strings copied from text, free chunks with their
+ * fd/bk links. */
+static void heap_malloc(const struct arena *a, struct rng *r, const struct pool *text,
+			uint64_t *w, size_t words)
+{
+	size_t i = 0;
+
+	while (i + 2 < words) {
+		size_t cw = 2 + 2 * (size_t)rng_below(r, rng_below(r, 4) ? 8 : 40);
+		unsigned what = (unsigned)rng_below(r, 10);
+
+		if (cw > words - i)
+			cw = words - i;
+		w[i + 1] = (uint64_t)cw * 8 | 1; /* size | PREV_INUSE */
+		if (what == 0) { /* free chunk */
+			w[i + 2] = heap_value(a, r, F_UPTR);
+			if (i + 3 < words)
+				w[i + 3] = heap_value(a, r, F_UPTR);
+		} else if (what < 4 && text->len >= 4096) { /* a string */
+			size_t n = 8 * (cw - 2), at = 8 * (size_t)rng_below(r, text->len / 8 - 64);
+
+			memcpy(&w[i + 2], text->data + at, n < 256 ? n : 256);
+		} else {
+			for (size_t k = i + 2; k < i + cw; k++)
+				w[k] = heap_value(a, r, (int)rng_below(r, 4) ? F_UPTR + (int)rng_below(r, 3) : F_ZERO);
+		}
+		i += cw;
+	}
+}
+
+/* A page table: a few runs of present entries mapping mostly consecutive
+ * frames (flags 0x067, some NX), the rest not present. */
+static void heap_ptable(const struct arena *a, struct rng *r, uint64_t *w, size_t words)
+{
+	unsigned runs = 1 + (unsigned)rng_below(r, 4);
+
+	for (unsigned k = 0; k < runs; k++) {
+		size_t at = (size_t)rng_below(r, words), len = 1 + (size_t)rng_below(r, words / 4);
+		uint64_t frame = a->frame + rng_below(r, 1ull << 16);
+		uint64_t nx = rng_below(r, 2) ? 0x8000000000000000ull : 0;
+
+		for (size_t i = at; i < at + len && i < words; i++) {
+			if (rng_below(r, 8) == 0)
+				frame = a->frame + rng_below(r, 1ull << 16);
+			w[i] = nx | (frame++ << 12) | 0x067;
+		}
+	}
+}
+
+/* A mostly-zero page: a few words, as a stack's or a barely used
+ * buffer's. */
+static void heap_sparse(const struct arena *a, struct rng *r, uint64_t *w, size_t words)
+{
+	unsigned n = 1 + (unsigned)rng_below(r, 24);
+
+	for (unsigned k = 0; k < n; k++) {
+		size_t at = (size_t)rng_below(r, words);
+
+		w[at] = heap_value(a, r, F_KPTR + (int)rng_below(r, F_COUNT - 1));
+	}
+}
+
+static void heap_page(const struct gen *g, const struct recipe *rc, uint8_t *dst)
+{
+	size_t words = g->page_size / 8;
+	uint64_t *w = (uint64_t *)(void *)dst;
+	struct arena a;
+	struct rng r;
+
+	arena_init(&a, rc->arena);
+	rng_seed(&r, rc->off, 1);
+	memset(dst, 0, g->page_size);
+	switch (a.kind) {
+	case HK_MALLOC: heap_malloc(&a, &r, &g->pools[POOL_TEXT], w, words); break;
+	case HK_SLAB: heap_slab(&a, &r, w, words); break;
+	case HK_PTABLE: heap_ptable(&a, &r, w, words); break;
+	default: heap_sparse(&a, &r, w, words); break;
+	}
+}
+
 static void materialize(const struct gen *g, const struct recipe *rc,
 			size_t index, uint8_t *dst)
 {
-	memcpy(dst, g->pools[rc->pool].data + rc->off, rc->keep);
-	memset(dst + rc->keep, 0, g->page_size - rc->keep);
+	if (rc->pool == SRC_HEAP) {
+		heap_page(g, rc, dst);
+	} else {
+		memcpy(dst, g->pools[rc->pool].data + rc->off, rc->keep);
+		memset(dst + rc->keep, 0, g->page_size - rc->keep);
+	}
 	if (rc->stamped) {
 		uint64_t stamp = 0x4C4D2D50414745ull ^ ((uint64_t)index << 8);
 
@@ -941,16 +1177,20 @@ static uint32_t partial_keep(struct rng *r, size_t page_size)
  * of the image, so the planned duplicate count is exact. */
 static void emit_unique(struct gen *g, int pool_id, uint8_t *dst)
 {
-	struct pool *p = &g->pools[pool_id];
-	struct recipe rc = { .pool = (uint8_t)pool_id };
+	struct pool *p = pool_id == SRC_HEAP ? NULL : &g->pools[pool_id];
+	struct recipe rc = { .pool = (uint8_t)pool_id, .arena = g->arena };
 	unsigned rejects = 0;
 
 	for (;;) {
-		rc.off = pool_next_offset(p);
 		rc.keep = (uint32_t)g->page_size;
-		if (pool_id != POOL_INCOMP &&
-		    rng_below(&g->rng, 1000) < PARTIAL_PERMILLE)
-			rc.keep = partial_keep(&g->rng, g->page_size);
+		if (pool_id == SRC_HEAP) {
+			rc.off = rng_next(&g->rng);
+		} else {
+			rc.off = pool_next_offset(p);
+			if (pool_id != POOL_INCOMP &&
+			    rng_below(&g->rng, 1000) < g->mix->partial_permille)
+				rc.keep = partial_keep(&g->rng, g->page_size);
+		}
 		/* A corpus exhausted by a huge image still yields new pages. */
 		rc.stamped = rejects >= MAX_REJECTS;
 		materialize(g, &rc, g->nuniq, dst);
@@ -965,7 +1205,23 @@ static void emit_unique(struct gen *g, int pool_id, uint8_t *dst)
 	}
 	if (pool_id != POOL_INCOMP)
 		g->content_ids[g->ncontent++] = g->nuniq;
+	g->heap_pages += pool_id == SRC_HEAP;
 	g->uniq[g->nuniq++] = rc;
+}
+
+/* Where a duplicate run starts: anywhere before, or (the mix's share) among
+ * the last LOCAL_DUP_SPAN content pages: a copy made while the original was
+ * read (cp, a second mmap at load) gets pages the allocator hands out next
+ * to the original's. */
+static size_t dup_start(struct gen *g, size_t n)
+{
+	if (g->mix->local_dup_percent &&
+	    rng_below(&g->rng, 100) < g->mix->local_dup_percent) {
+		size_t span = n < LOCAL_DUP_SPAN ? n : LOCAL_DUP_SPAN;
+
+		return n - 1 - (size_t)rng_below(&g->rng, span);
+	}
+	return (size_t)rng_below(&g->rng, n);
 }
 
 /* A duplicate copies a run of earlier content pages, like a library mapped
@@ -977,10 +1233,27 @@ static void emit_dup(struct gen *g, bool chunk_start, uint8_t *dst)
 	size_t idx;
 
 	if (chunk_start || g->dup_next >= n)
-		g->dup_next = (size_t)rng_below(&g->rng, n);
+		g->dup_next = dup_start(g, n);
 	idx = g->ncontent ? g->content_ids[g->dup_next] : g->dup_next;
 	g->dup_next++;
 	materialize(g, &g->uniq[idx], idx, dst);
+}
+
+static void pick_content_source(struct gen *g)
+{
+	bool bin = rng_below(&g->rng, 100) < g->mix->bin_percent;
+
+	g->arena_left = 0;
+	/* No draw without heap pages: --mix classic stays as it was. */
+	if (g->heap > 0 &&
+	    (double)rng_below(&g->rng, 1u << 20) < g->heap * (double)(1u << 20)) {
+		g->content_pool = SRC_HEAP;
+		return;
+	}
+	g->content_pool = bin ? POOL_BIN : POOL_TEXT;
+	/* A machine without one kind of source uses the other. */
+	if (g->pools[g->content_pool].len == 0)
+		g->content_pool = bin ? POOL_TEXT : POOL_BIN;
 }
 
 static void emit_page(struct gen *g, uint8_t kind, uint8_t *dst)
@@ -989,13 +1262,12 @@ static void emit_page(struct gen *g, uint8_t kind, uint8_t *dst)
 
 	switch (kind & PK_MASK) {
 	case PK_CONTENT:
-		if (start) {
-			bool bin = rng_below(&g->rng, 100) < BIN_PERCENT;
-
-			g->content_pool = bin ? POOL_BIN : POOL_TEXT;
-			/* A machine without one kind of source uses the other. */
-			if (g->pools[g->content_pool].len == 0)
-				g->content_pool = bin ? POOL_TEXT : POOL_BIN;
+		if (start)
+			pick_content_source(g);
+		/* A heap chunk is a few arenas' pages: a new one now and then. */
+		if (g->content_pool == SRC_HEAP && g->arena_left-- == 0) {
+			g->arena = rng_next(&g->rng);
+			g->arena_left = (unsigned)rng_below(&g->rng, HEAP_CHUNK_MAX);
 		}
 		emit_unique(g, g->content_pool, dst);
 		break;
@@ -1010,8 +1282,9 @@ static void emit_page(struct gen *g, uint8_t kind, uint8_t *dst)
 
 static int load_pools(struct gen *g, const struct plan *pl, uint64_t seed)
 {
-	uint64_t bin_need = pl->content * BIN_PERCENT / 100 + 1;
-	uint64_t text_need = pl->content - pl->content * BIN_PERCENT / 100 + 1;
+	uint64_t files = (uint64_t)((double)pl->content * (1.0 - g->heap));
+	uint64_t bin_need = files * g->mix->bin_percent / 100 + 1;
+	uint64_t text_need = files - files * g->mix->bin_percent / 100 + 1;
 	struct pool *p = g->pools;
 	size_t ps = g->page_size;
 
@@ -1055,7 +1328,7 @@ static int gen_init(struct gen *g, const struct options *o,
 {
 	uint64_t nuniq = pl->content + pl->incomp;
 
-	*g = (struct gen){ .page_size = o->page_size };
+	*g = (struct gen){ .page_size = o->page_size, .mix = o->mix, .heap = o->heap };
 	rng_seed(&g->rng, o->seed, STREAM_GEN);
 	if (nuniq > SIZE_MAX / sizeof(*g->uniq) ||
 	    pageset_init(&g->seen, nuniq) ||
@@ -1165,18 +1438,20 @@ static int open_output(const struct options *o, const char *tmp)
 }
 
 static void print_summary(const struct options *o, const struct plan *pl,
-			  const uint64_t *count)
+			  const struct gen *g)
 {
+	const uint64_t *count = g->count;
 	uint64_t nonzero = pl->pages - count[PK_ZERO];
 
-	printf("mkimage: %s %" PRIu64 " bytes, %" PRIu64 " pages: zero %" PRIu64
+	printf("mkimage: %s %" PRIu64 " bytes, %" PRIu64 " pages, mix %s: zero %" PRIu64
 	       " (%.2f%%), duplicate %" PRIu64 " (%.2f%% of non-zero), "
-	       "incompressible %" PRIu64 " (%.2f%%), content %" PRIu64 "\n",
-	       o->out, o->size, pl->pages, count[PK_ZERO],
+	       "incompressible %" PRIu64 " (%.2f%%), content %" PRIu64
+	       " (%" PRIu64 " of them heap-like)\n",
+	       o->out, o->size, pl->pages, o->mix->name, count[PK_ZERO],
 	       100.0 * (double)count[PK_ZERO] / (double)pl->pages, count[PK_DUP],
 	       nonzero ? 100.0 * (double)count[PK_DUP] / (double)nonzero : 0.0,
 	       count[PK_INCOMP], 100.0 * (double)count[PK_INCOMP] / (double)pl->pages,
-	       count[PK_CONTENT]);
+	       count[PK_CONTENT], g->heap_pages);
 }
 
 int main(int argc, char **argv)
@@ -1222,7 +1497,7 @@ int main(int argc, char **argv)
 		goto cleanup_tmp;
 	}
 	if (!o.quiet)
-		print_summary(&o, &pl, g.count);
+		print_summary(&o, &pl, &g);
 	rc = 0;
 	goto cleanup;
 cleanup_tmp:

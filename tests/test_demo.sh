@@ -3,12 +3,15 @@
 # keeps writing its memory, with each dirty-page source this kernel has
 # (userfaultfd write-protect, the workload's own dirty log, auto), the JSON
 # statistics, usage errors, and a migration that cannot converge and must
-# fail cleanly.
-# Usage: tests/test_demo.sh path/to/livemig
+# fail cleanly; memory from an lm-mkimage image (--from-image) and small
+# writes per dirtied page (--write-bytes).
+# Usage: tests/test_demo.sh path/to/livemig [path/to/lm-mkimage]
 set -euo pipefail
 
-lm=${1:?usage: $0 path/to/livemig}
+lm=${1:?usage: $0 path/to/livemig [path/to/lm-mkimage]}
+mkimage=${2:-$(dirname "$lm")/lm-mkimage}
 [ -x "$lm" ] || { echo "FAIL: $lm is not executable"; exit 1; }
+[ -x "$mkimage" ] || { echo "FAIL: $mkimage is not executable"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
 for t in pgrep ps script; do # without them the process checks would pass empty
 	command -v "$t" >/dev/null || { echo "FAIL: $t not found (apt-get install procps bsdutils)"; exit 1; }
@@ -80,11 +83,16 @@ expect_usage "--codec bogus" --codec bogus
 expect_usage "--dirty bogus" --dirty bogus
 expect_usage "--on-limit bogus" --on-limit bogus
 expect_usage "a stray argument" "${small[@]}" extra
+expect_usage "--write-bytes 0" --write-bytes 0
+expect_usage "--write-bytes 4097" --write-bytes 4097
+expect_usage "--from-image without a value" --from-image
 check "usage errors name the command" grep -q "^livemig demo: " "$tmp/usage.err"
 rc=0
 "$lm" demo --help >"$tmp/help.out" 2>&1 || rc=$?
 check "--help exits 0 with the usage on stdout" test "$rc" = 0 -a -s "$tmp/help.out"
 check "the CLI's usage lists demo" sh -c "'$lm' 2>&1 | grep -q 'livemig demo'"
+check "--help documents --from-image and --write-bytes" \
+	sh -c "grep -q -- '--from-image FILE' '$tmp/help.out' && grep -q -- '--write-bytes N' '$tmp/help.out'"
 
 # ---- a live migration per dirty source -----------------------------------------
 
@@ -141,6 +149,53 @@ echo "== demo --verify-source"
 run verify "${small[@]}" --verify-source --codec lz4
 check "verify-source: exits 0" test "$rc" = 0
 check "verify-source: verified line" verified "$tmp/verify.out"
+
+# ---- memory from an image, small writes ------------------------------------------
+
+echo "== demo --from-image (a 32 MiB lm-mkimage image)"
+"$mkimage" --size 32M --out "$tmp/a.img" --seed 3 --quiet
+cp "$tmp/a.img" "$tmp/copy.img"
+"$mkimage" --size 32M --out "$tmp/b.img" --seed 4 --quiet
+run image --from-image "$tmp/a.img" --working-set 16M --dirty-rate 16M --write-bytes 8
+check "image: exits 0" test "$rc" = 0
+check "image: verified line" verified "$tmp/image.out"
+check "image: the size is the file's" grep -q "^demo: 32 MiB of memory" "$tmp/image.out"
+check "image: says where the memory came from" grep -q "^demo: workload loaded 32 MiB .* read from the image" "$tmp/image.out"
+# Idle, the memory is the image's at the pause: the checksum follows the
+# file's content, not its name or the seed.
+checksum() { # checksum NAME: the verified checksum of $tmp/NAME.out
+	sed -n 's/^demo: verified: .*(checksum \(0x[0-9a-f]*\))$/\1/p' "$tmp/$1.out"
+}
+run idle_a --from-image "$tmp/a.img" --dirty-rate 0
+run idle_copy --from-image "$tmp/copy.img" --dirty-rate 0
+run idle_b --from-image "$tmp/b.img" --dirty-rate 0
+check "image: idle runs verified" verified "$tmp/idle_a.out"
+check "image: the same content gives the same checksum ($(checksum idle_a))" \
+	test -n "$(checksum idle_a)" -a "$(checksum idle_a)" = "$(checksum idle_copy)"
+check "image: another image gives another checksum" test "$(checksum idle_a)" != "$(checksum idle_b)"
+run image_ext --from-image "$tmp/a.img" --size 48M --dirty-rate 0
+check "image --size 48M: zero-extended, verified" sh -c \
+	"grep -q '^demo: workload loaded 48 MiB .* 32 MiB read from the image, the rest zero' '$tmp/image_ext.out' &&
+	 grep -q '^demo: verified' '$tmp/image_ext.out'"
+run image_cut --from-image "$tmp/a.img" --size 16M --dirty-rate 0
+check "image --size 16M: truncated, verified" sh -c \
+	"grep -q '^demo: workload loaded 16 MiB .* 16 MiB read from the image, zero' '$tmp/image_cut.out' &&
+	 grep -q '^demo: verified' '$tmp/image_cut.out'"
+run image_missing --from-image "$tmp/missing.img"
+check "image: a missing file fails (exit 1)" test "$rc" = 1
+check "image: a missing file is named with the reason" \
+	grep -q "from-image .*missing.img: cannot read it: No such file" "$tmp/image_missing.err"
+
+echo "== demo --write-bytes 8 (as QEMU's guestperf stress)"
+run wb8 "${small[@]}" --write-bytes 8 --json
+check "write-bytes 8: exits 0" test "$rc" = 0
+check "write-bytes 8: verified at the switchover" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = d["verified"] is True and d["pages_written"] > 0 and d["source"]["rounds"] >= 2
+print("  pages written", d["pages_written"], "rounds", d["source"]["rounds"])
+sys.exit(0 if ok else 1)' "$tmp/wb8.out"
+check "write-bytes 8: the header says so" grep -q "writes of 8 bytes at a random offset" "$tmp/wb8.err"
 
 # ---- JSON ---------------------------------------------------------------------
 

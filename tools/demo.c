@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,7 +52,9 @@ int livemig_demo(int argc, char **argv); /* called by tools/livemig.c */
 
 typedef struct demo_opts {
 	uint64_t size, working_set, dirty_rate, max_bandwidth, seed;
-	uint32_t channels, threads, downtime_ms, max_rounds, max_time_ms;
+	uint32_t channels, threads, downtime_ms, max_rounds, max_time_ms, write_bytes;
+	const char *image; /* --from-image */
+	int size_set;      /* --size given: it wins over the image's size */
 	lm_codec_id codec;
 	int level;
 	lm_limit_action on_limit;
@@ -100,6 +103,7 @@ static void usage(FILE *f, int full)
 	fprintf(f,
 		"usage: livemig demo [--size SIZE] [--working-set SIZE] [--dirty-rate RATE]\n"
 		"                    [--threads N] [--seed N] [--channels N]\n"
+		"                    [--from-image FILE] [--write-bytes N]\n"
 		"                    [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
@@ -120,6 +124,13 @@ static void usage(FILE *f, int full)
 		"goes to stderr). --probe tells whether uffd-wp is available (exit 0) or not (1).\n"
 		"--verify-source makes the sender checksum all of the paused memory (a write\n"
 		"the dirty tracking missed then fails the migration; costs downtime).\n"
+		"--from-image FILE: the memory starts as FILE's content (e.g. an lm-mkimage\n"
+		"image) instead of generated content; its size is FILE's size, or --size when\n"
+		"given (FILE is then truncated to it, or zero-extended).\n"
+		"--write-bytes N (1..4096): each page the workload dirties gets N bytes written\n"
+		"at a random offset (8 is what QEMU's guestperf stress does) instead of a whole\n"
+		"new page. --dirty-rate counts pages dirtied either way: each page written\n"
+		"counts as 4096 bytes, however few bytes of it change.\n"
 		"The channels use TLS 1.3 with a random pre-shared key both processes share;\n"
 		"--plaintext turns that off.\n");
 }
@@ -207,14 +218,19 @@ enum {
 	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
-	O_PLAINTEXT,
+	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES,
 };
 
 /* One option's value; -1 after printing what is wrong. */
 static int parse_one(int c, const char *a, demo_opts *o)
 {
 	switch (c) {
-	case O_SIZE: return parse_size(a, &o->size) || !o->size ? bad("--size must be a size > 0, e.g. 1G") : 0;
+	case O_SIZE:
+		o->size_set = 1;
+		return parse_size(a, &o->size) || !o->size ? bad("--size must be a size > 0, e.g. 1G") : 0;
+	case O_IMAGE: return *a ? (o->image = a, 0) : bad("--from-image needs a file name");
+	case O_WRITE_BYTES:
+		return parse_u32(a, &o->write_bytes, 1, WL_PAGE_SIZE) ? bad("--write-bytes must be 1..4096") : 0;
 	case O_WS: return parse_size(a, &o->working_set) || !o->working_set ? bad("--working-set must be a size > 0, e.g. 256M") : 0;
 	case O_RATE: return parse_size(a, &o->dirty_rate) ? bad("--dirty-rate must be bytes/s, e.g. 128M (0 = idle)") : 0;
 	case O_BW: return parse_size(a, &o->max_bandwidth) ? bad("--max-bandwidth must be bytes/s, e.g. 100M (0 = unlimited)") : 0;
@@ -259,6 +275,7 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"netns", no_argument, 0, O_NETNS}, {"json", no_argument, 0, O_JSON},
 		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},
 		{"verify-source", no_argument, 0, O_VERIFY}, {"plaintext", no_argument, 0, O_PLAINTEXT},
+		{"from-image", required_argument, 0, O_IMAGE}, {"write-bytes", required_argument, 0, O_WRITE_BYTES},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
@@ -285,6 +302,34 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		usage(stderr, 0);
 		return -1;
 	}
+	return 0;
+}
+
+/* --from-image: the file must be readable now, before the destination is
+ * forked; without --size it gives the size. -1 after saying why. */
+static int check_image(demo_opts *o)
+{
+	struct stat st;
+	int fd;
+
+	if (!o->image)
+		goto out;
+	fd = open(o->image, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "%s: --from-image %s: cannot read it: %s\n", PROG, o->image, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	if (!S_ISREG(st.st_mode) || (!o->size_set && st.st_size == 0)) {
+		fprintf(stderr, "%s: --from-image %s: not a regular file with content%s\n", PROG,
+			o->image, o->size_set ? "" : " (an empty file needs --size)");
+		return -1;
+	}
+	if (!o->size_set)
+		o->size = (uint64_t)st.st_size;
+out:
 	if (o->working_set > o->size)
 		o->working_set = o->size;
 	return 0;
@@ -583,6 +628,11 @@ static void header(demo *d)
 		o->no_auto_converge ? "off" : "on");
 	if (o->max_time_ms)
 		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
+	if (o->image)
+		fprintf(d->txt, "demo: memory from image %s\n", o->image);
+	if (o->write_bytes)
+		fprintf(d->txt, "demo: writes of %u byte%s at a random offset per dirtied page\n",
+			o->write_bytes, o->write_bytes > 1 ? "s" : "");
 	fprintf(d->txt, "demo: network: %s, %s\n",
 		o->netns ? "source in netns " NS_SRC " -> destination in netns " NS_DST " (" NS_DST_ADDR ")"
 			 : "loopback (127.0.0.1), destination in a child process",
@@ -605,6 +655,16 @@ static void fill_line(demo *d)
 	wl_fill_info(d->w, &f);
 	p = f.pages ? 100.0 / (double)f.pages : 0;
 	print_size(size, sizeof(size), wl_size(d->w));
+	if (d->o.image) {
+		char got[32];
+
+		print_size(got, sizeof(got), f.image_bytes);
+		fprintf(d->txt, "demo: workload loaded %s of memory in %.2f s: %s read from the image%s, zero %.0f%%\n",
+			size, f.seconds, got, f.image_bytes < wl_size(d->w) ? ", the rest zero" : "",
+			(double)f.zero * p);
+		fflush(d->txt);
+		return;
+	}
 	fprintf(d->txt, "demo: workload filled %s in %.2f s: zero %.0f%%, text %.0f%%, heap %.0f%%, duplicate %.0f%%, random %.0f%%\n",
 		size, f.seconds, (double)f.zero * p, (double)f.text * p, (double)f.heap * p,
 		(double)f.dup * p, (double)f.random * p);
@@ -771,9 +831,14 @@ static int choose_dirty(demo *d)
 static int make_workload(demo *d)
 {
 	wl_config c = {.size = d->o.size, .working_set = d->o.working_set, .dirty_rate = d->o.dirty_rate,
-		       .threads = d->o.threads, .seed = d->o.seed, .dirty_log = d->use_log};
+		       .threads = d->o.threads, .seed = d->o.seed, .dirty_log = d->use_log,
+		       .write_bytes = d->o.write_bytes, .image = d->o.image};
 	int rc = wl_new(&d->w, &c);
 
+	if (rc && d->o.image) {
+		fprintf(stderr, "%s: cannot load --from-image %s: %s\n", PROG, d->o.image, strerror(-rc));
+		return -1;
+	}
 	if (rc) {
 		fprintf(stderr, "%s: cannot create the workload (%s of memory): %s\n", PROG,
 			d->o.size >= (1ull << 30) ? "several GiB" : "some", strerror(-rc));
@@ -970,6 +1035,8 @@ int livemig_demo(int argc, char **argv)
 		return rc > 0 ? 0 : 2;
 	if (d.o.probe)
 		return probe();
+	if (check_image(&d.o))
+		return 1;
 	if (d.o.netns && check_netns())
 		return 2;
 	if (!d.o.plaintext && getrandom(d.o.psk, sizeof(d.o.psk), 0) != (ssize_t)sizeof(d.o.psk)) {

@@ -13,6 +13,7 @@
 #include "workload.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -103,7 +104,7 @@ typedef struct writer {
 struct wl {
 	uint8_t *base;
 	uint64_t size, pages, ws_pages, rate;
-	uint32_t nthreads;
+	uint32_t nthreads, write_bytes;
 	uint64_t seed;
 	uint8_t *pool; /* TEMPLATES pages, then DUP_PAGES pages */
 	unsigned kind_cut[K_COUNT]; /* cumulative run-start weights, of 65536 */
@@ -463,6 +464,44 @@ static int fill(struct wl *w)
 	return 0;
 }
 
+/* The memory as an image file: its first w->size bytes; a shorter file
+ * leaves the rest zero (fresh anonymous memory). */
+static int load_image(struct wl *w, const char *path)
+{
+	int64_t t0 = now_ns();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t got = 0;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	while (got < w->size) {
+		ssize_t n = read(fd, w->base + got, (size_t)(w->size - got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		got += (uint64_t)n;
+	}
+	close(fd);
+	if (rc)
+		return rc;
+	w->fill.pages = w->pages;
+	w->fill.image_bytes = got;
+	for (uint64_t p = 0; p < w->pages; p++) {
+		const uint8_t *q = w->base + p * PAGE;
+
+		w->fill.zero += q[0] == 0 && memcmp(q, q + 1, PAGE - 1) == 0;
+	}
+	w->fill.seconds = (double)(now_ns() - t0) / 1e9;
+	return 0;
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 static int init_sync(struct wl *w)
@@ -494,7 +533,7 @@ out:
 
 static int check_config(const wl_config *c)
 {
-	if (!c || !c->size || c->threads > WL_MAX_THREADS)
+	if (!c || !c->size || c->threads > WL_MAX_THREADS || c->write_bytes > PAGE)
 		return -EINVAL;
 	if (c->size > UINT64_MAX - PAGE || (c->size + PAGE - 1) / PAGE > SIZE_MAX / PAGE)
 		return -EINVAL;
@@ -522,6 +561,7 @@ int wl_new(wl **out, const wl_config *c)
 		w->ws_pages = w->pages;
 	w->rate = c->dirty_rate;
 	w->nthreads = c->threads ? c->threads : 1;
+	w->write_bytes = c->write_bytes;
 	w->seed = c->seed;
 	init_kind_cuts(w);
 	if ((rc = init_sync(w)))
@@ -542,7 +582,8 @@ int wl_new(wl **out, const wl_config *c)
 			goto fail;
 		}
 	}
-	if ((rc = build_pool(w)) || (rc = fill(w)))
+	/* The pool also serves the writers' whole-page writes. */
+	if ((rc = build_pool(w)) || (rc = c->image ? load_image(w, c->image) : fill(w)))
 		goto fail;
 	*out = w;
 	return 0;
@@ -553,8 +594,23 @@ fail:
 
 /* ---- writers ----------------------------------------------------------- */
 
-/* One write: a whole page, then the log bit (release), so a reader who
- * fetched the bit before it was set reads the page again next time. */
+/* write_bytes bytes at a random offset, as QEMU's guestperf stress does
+ * (8 bytes): most of the page stays as it was. */
+static void write_part(struct wl *w, writer *t, uint8_t *dst)
+{
+	uint32_t len = w->write_bytes;
+	size_t off = (size_t)rng_below(&t->r, PAGE - len + 1);
+
+	for (uint32_t i = 0; i < len; i += 8) {
+		uint64_t v = rng_next(&t->r);
+
+		memcpy(dst + off + i, &v, len - i < 8 ? len - i : 8);
+	}
+}
+
+/* One write: a whole page or a part of it, then the log bit (release), so
+ * a reader who fetched the bit before it was set reads the page again next
+ * time. */
 static void write_page(struct wl *w, writer *t)
 {
 	uint64_t page = rng_below(&t->r, w->ws_pages);
@@ -562,7 +618,9 @@ static void write_page(struct wl *w, writer *t)
 	uint64_t x = rng_next(&t->r);
 	uint64_t n = atomic_fetch_add_explicit(&w->written, 1, memory_order_relaxed);
 
-	if (x % 10 == 0) {
+	if (w->write_bytes) {
+		write_part(w, t, dst);
+	} else if (x % 10 == 0) {
 		fill_random(dst, &t->r);
 	} else {
 		make_page(w, dst, (unsigned)((x >> 8) % TEMPLATES), (unsigned)((x >> 24) % WORDS),

@@ -4,10 +4,12 @@
  *
  * wl_new() maps `size` bytes of private anonymous memory and fills it with
  * content that looks like guest RAM: runs of zero pages, text, heap-like
- * structures, duplicated pages and ~10% incompressible data. wl_start()
+ * structures, duplicated pages and ~10% incompressible data; or with the
+ * content of an image file (`image`, e.g. made by lm-mkimage). wl_start()
  * starts writer threads that rewrite whole pages of the first `working_set`
  * bytes at `dirty_rate` bytes per second, each write stamped so the page
- * really changes. The controls map onto lm_live_config:
+ * really changes, or write `write_bytes` bytes at a random offset of each
+ * page they dirty. The controls map onto lm_live_config:
  *
  *   pause    -> wl_pause     (returns at a safe point: no write in flight)
  *   resume   -> wl_resume
@@ -33,7 +35,14 @@ typedef struct wl_config {
 	uint64_t size;        /* bytes of memory, > 0; rounded up to WL_PAGE_SIZE */
 	uint64_t working_set; /* bytes the writers touch, from the start;
 				 0 = min(size, 256 MiB); capped at size */
-	uint64_t dirty_rate;  /* bytes written per second over all writers, 0 = idle */
+	uint64_t dirty_rate;  /* bytes dirtied per second over all writers, 0 = idle:
+				 a page written counts WL_PAGE_SIZE bytes,
+				 whatever write_bytes is */
+	uint32_t write_bytes; /* 0 = rewrite whole pages; 1..WL_PAGE_SIZE: write
+				 that many bytes at a random offset in the page */
+	const char *image;    /* NULL = generated content; else the memory starts
+				 as this file's first `size` bytes, zero-extended
+				 if it is shorter */
 	uint32_t threads;     /* writer threads 1..WL_MAX_THREADS, 0 = 1 */
 	uint64_t seed;        /* content and write pattern; same seed, same fill */
 	int dirty_log;        /* 1: writers keep a dirty log for wl_dirty_log() */
@@ -43,13 +52,15 @@ typedef struct wl_config {
 typedef struct wl_fill_stats {
 	uint64_t pages;
 	uint64_t zero, text, heap, dup, random;
+	uint64_t image_bytes; /* read from cfg.image (then only zero is counted) */
 	double seconds;
 } wl_fill_stats;
 
 typedef struct wl wl;
 
 /* Maps and fills the memory (using several threads, all joined before it
- * returns). No writer runs yet. */
+ * returns). No writer runs yet. With cfg.image, a file that cannot be
+ * opened or read fails with its -errno. */
 int wl_new(wl **out, const wl_config *c);
 
 /* Starts the writers. Idle workloads (dirty_rate 0) start no thread. */
