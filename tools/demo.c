@@ -60,6 +60,8 @@ typedef struct demo_opts {
 	lm_limit_action on_limit;
 	lm_dirty_source dirty;
 	int no_auto_converge, verify_source, netns, json, quiet, probe, plaintext;
+	int no_dedup, no_delta;
+	uint64_t delta_cache; /* bytes, 0 = the library's default */
 	/* Both sides' TLS: a random PSK made before the fork, so the demo's
 	 * migration is mutually authenticated and encrypted, as a real one
 	 * should be, with nothing to set up. */
@@ -109,6 +111,7 @@ static void usage(FILE *f, int full)
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
 		"                    [--no-auto-converge] [--dirty uffd|callback|auto]\n"
 		"                    [--verify-source] [--netns] [--plaintext] [--json] [--quiet]\n"
+		"                    [--no-dedup] [--no-delta] [--delta-cache SIZE]\n"
 		"       livemig demo --probe\n");
 	if (!full)
 		return;
@@ -127,6 +130,11 @@ static void usage(FILE *f, int full)
 		"--from-image FILE: the memory starts as FILE's content (e.g. an lm-mkimage\n"
 		"image) instead of generated content; its size is FILE's size, or --size when\n"
 		"given (FILE is then truncated to it, or zero-extended).\n"
+		"--no-dedup: every copy of a page travels (default: a page whose bytes the\n"
+		"destination holds goes as a 16-byte ref). --no-delta: a page sent again\n"
+		"travels whole (default: as XOR runs against the destination's version when\n"
+		"that is smaller, from a cache of the last-sent versions, --delta-cache SIZE,\n"
+		"default 64M; 0 turns it off).\n"
 		"--write-bytes N (1..4096): each page the workload dirties gets N bytes written\n"
 		"at a random offset (8 is what QEMU's guestperf stress does) instead of a whole\n"
 		"new page. --dirty-rate counts pages dirtied either way: each page written\n"
@@ -218,7 +226,7 @@ enum {
 	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
-	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES,
+	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES, O_NO_DEDUP, O_NO_DELTA, O_DELTA_CACHE,
 };
 
 /* One option's value; -1 after printing what is wrong. */
@@ -252,6 +260,14 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	case O_NO_AC: o->no_auto_converge = 1; return 0;
 	case O_VERIFY: o->verify_source = 1; return 0;
 	case O_PLAINTEXT: o->plaintext = 1; return 0;
+	case O_NO_DEDUP: o->no_dedup = 1; return 0;
+	case O_NO_DELTA: o->no_delta = 1; return 0;
+	case O_DELTA_CACHE:
+		if (parse_size(a, &o->delta_cache))
+			return bad("--delta-cache must be a size, e.g. 64M (0 = no delta pages)");
+		if (!o->delta_cache)
+			o->no_delta = 1; /* in the library 0 means the default */
+		return 0;
 	case O_NETNS: o->netns = 1; return 0;
 	case O_JSON: o->json = 1; return 0;
 	case O_QUIET: o->quiet = 1; return 0;
@@ -276,6 +292,8 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},
 		{"verify-source", no_argument, 0, O_VERIFY}, {"plaintext", no_argument, 0, O_PLAINTEXT},
 		{"from-image", required_argument, 0, O_IMAGE}, {"write-bytes", required_argument, 0, O_WRITE_BYTES},
+		{"no-dedup", no_argument, 0, O_NO_DEDUP}, {"no-delta", no_argument, 0, O_NO_DELTA},
+		{"delta-cache", required_argument, 0, O_DELTA_CACHE},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
@@ -874,7 +892,8 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 {
 	lm_tls_config tls = {.psk = d->o.psk, .psk_len = sizeof(d->o.psk)};
 	lm_sender_config sc = {.channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
-			       .tls = d->o.plaintext ? NULL : &tls};
+			       .tls = d->o.plaintext ? NULL : &tls, .no_dedup = d->o.no_dedup,
+			       .no_delta = d->o.no_delta, .delta_cache = d->o.delta_cache};
 	lm_live_config lc;
 	char addr[64];
 	int rc;
