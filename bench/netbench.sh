@@ -62,7 +62,10 @@ print(json.dumps({"total_ms": s["total_time_ms"], "recv_total_ms": r["total_time
                   "transferred": s["transferred"], "sender_cpu_s": s["cpu_seconds"],
                   "receiver_cpu_s": r["cpu_seconds"],
                   "sender_extra_rss_mib": round((rss(sys.argv[3]) * 1024 - s["total_ram"]) / 2**20, 1),
-                  "receiver_extra_rss_mib": round((rss(sys.argv[4]) * 1024 - r["normal_bytes"]) / 2**20, 1)}))
+                  "ref_pages": s.get("ref_pages", 0),
+                  # ref pages are written on the receiver too: region memory, not extra
+                  "receiver_extra_rss_mib": round((rss(sys.argv[4]) * 1024 - r["normal_bytes"]
+                                                   - r.get("ref_pages", 0) * r["page_size"]) / 2**20, 1)}))
 PY
 }
 
