@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "codec/dedup.h"
+#include "codec/delta.h"
 #include "codec/kinds.h"
+#include "delta_cache.h"
 #include "zero.h"
 
 /* Reads the partial last page through a zero-padded copy, so only the
@@ -39,6 +41,73 @@ static int add_dep(lm__plan *pl, uint32_t rid, uint64_t pg, const lm__ref *ref, 
 	return 0;
 }
 
+/* Round 0 sends every page once: admitting pages to a full cache would
+ * only churn it (each evicted unused) and cost a copy per page. Later
+ * rounds send the pages being written, which is what the cache is for. */
+static int admit(lm__kinds *k)
+{
+	struct lm__dcache_stats st;
+
+	if (k->round)
+		return 1;
+	lm__dcache_stats(k->dcache, &st);
+	return st.entries < st.bytes / k->page_size;
+}
+
+/* A page that is neither zero nor a ref, with a delta cache: its new
+ * version goes into the cache, copied before anything reads it, so that
+ * what the destination gets (the page or the delta) is exactly what the
+ * cache holds; the page then travels from that copy. It goes as a delta
+ * when the cache held the version sent before and the runs are at most
+ * half a page: smaller than the page, and than most codecs make of it. */
+static int cached_page(lm__kinds *k, lm__plan *pl, uint64_t gpage, uint64_t off,
+		       const uint8_t *p)
+{
+	uint32_t ps = k->page_size, old_round = 0;
+	const uint8_t *old = NULL;
+	lm__dcache_ref *o = lm__dcache_acquire(k->dcache, gpage, &old, &old_round);
+	lm__dcache_ref *w = NULL;
+	uint8_t *copy = NULL;
+	size_t n = LM_DELTA_TOO_BIG;
+
+	if (k->round) {
+		if (o)
+			pl->dcache_hits++;
+		else
+			pl->dcache_misses++;
+	}
+	if (o || admit(k))
+		w = lm__dcache_store(k->dcache, gpage, k->round, &copy);
+	if (w) {
+		memcpy(copy, p, ps);
+		if (o)
+			n = lm__delta_encode(old, copy, ps, pl->area + pl->area_len, ps / 2);
+	}
+	lm__dcache_release(k->dcache, o);
+	if (n != LM_DELTA_TOO_BIG) {
+		lm__dcache_release(k->dcache, w);
+		pl->deltas[pl->nd] = (lm__delta){old_round, (uint32_t)n};
+		pl->delta_off[pl->nd++] = off;
+		pl->area_len += n;
+		pl->delta_pages++;
+		pl->delta_bytes += n;
+		return 0;
+	}
+	if (w)
+		pl->pins[pl->npins++] = w;
+	pl->normal_src[pl->nn] = w ? copy : p;
+	pl->normal_off[pl->nn++] = off;
+	return 0;
+}
+
+/* The destination's version of the page is no longer one the cache
+ * holds. */
+static void uncache(lm__kinds *k, uint64_t gpage)
+{
+	if (k->dcache)
+		lm__dcache_drop(k->dcache, gpage);
+}
+
 int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *base, uint64_t len,
 		    const uint64_t *off, uint32_t n)
 {
@@ -51,17 +120,26 @@ int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *bas
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = page_at(pl, base, len, off[i], ps);
 		uint64_t pg = off[i] / ps;
+		uint64_t gpage = k->first[rid] + pg;
 		if (lm__is_zero(p, ps)) {
 			if (k->dedup)
 				lm__dedup_forget(k->dedup, rid, pg);
+			uncache(k, gpage);
 			pl->zero_off[pl->nz++] = off[i];
 			continue;
 		}
 		if (k->dedup && lm__dedup_page(k->dedup, rid, pg, p, &pl->refs[pl->nr])) {
 			if (k->live && (rc = add_dep(pl, rid, pg, &pl->refs[pl->nr], ps)))
 				return rc;
+			uncache(k, gpage);
 			pl->ref_off[pl->nr++] = off[i];
 			pl->ref_pages++;
+			continue;
+		}
+		/* The partial last page is never a delta (the protocol's rule). */
+		if (k->dcache && k->live && off[i] + ps <= len) {
+			if ((rc = cached_page(k, pl, gpage, off[i], p)))
+				return rc;
 			continue;
 		}
 		pl->normal_src[pl->nn] = p;
@@ -72,6 +150,7 @@ int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *bas
 
 void lm__plan_done(lm__kinds *k, lm__plan *pl)
 {
-	(void)k;
+	for (uint32_t i = 0; i < pl->npins; i++)
+		lm__dcache_release(k->dcache, pl->pins[i]);
 	pl->npins = 0;
 }

@@ -24,6 +24,7 @@ struct lm__dcache;
 
 typedef struct lm__kinds {
 	uint32_t page_size;
+	uint64_t first[LM_MAX_REGIONS]; /* global number of each region's page 0 */
 	struct lm__dedup *dedup;   /* NULL: no ref pages */
 	struct lm__dcache *dcache; /* NULL: no delta pages */
 	/* Written by the thread driving the sender while every channel is

@@ -12,11 +12,10 @@
  */
 #include <string.h>
 
+#include "codec/delta.h"
 #include "receiver/receiver.h"
 #include "zero.h"
 
-/* TEMP until the delta module lands */
-int lm__delta_apply(uint8_t *page, uint32_t page_size, const uint8_t *in, size_t len, struct lm__err *e);
 
 static int test_bit(const uint64_t *bm, uint64_t page)
 {

@@ -16,6 +16,7 @@
 
 #include "checksum.h"
 #include "codec/dedup.h"
+#include "delta_cache.h"
 #include "sender/sender.h"
 #include "stats.h"
 #include "tsan.h"
@@ -135,11 +136,12 @@ out:
  * Under TLS the session id is channel 0's handshake binding: the receiver
  * computes the same value, so no hello can be replayed or spliced in from
  * another connection. */
-/* What this sender's hello offers: round acks always, ref pages unless
- * dedup is off. */
+/* What this sender's hello offers: round acks always, ref and delta pages
+ * unless turned off (deltas are only made in a live migration). */
 static uint64_t offered_features(const lm_sender *s)
 {
-	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF);
+	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
+	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA);
 }
 
 /* After the handshake: the content index when the receiver takes refs. */
@@ -150,12 +152,19 @@ static int kinds_setup(lm_sender *s)
 	int rc;
 
 	s->kinds.page_size = s->page_size;
-	if (!(s->features & LM_FEAT_REF))
-		return 0;
 	for (uint32_t i = 0; i < s->nregions; i++) {
 		base[i] = s->regions[i].base;
 		len[i] = s->regions[i].len;
+		if (i + 1 < s->nregions)
+			s->kinds.first[i + 1] = s->kinds.first[i] + (len[i] + s->page_size - 1) / s->page_size;
 	}
+	if ((s->features & LM_FEAT_DELTA) &&
+	    (rc = lm__dcache_new(&s->kinds.dcache,
+				 s->cfg.delta_cache ? s->cfg.delta_cache : LM_DEFAULT_DELTA_CACHE,
+				 s->page_size)))
+		return rc;
+	if (!(s->features & LM_FEAT_REF))
+		return 0;
 	if ((rc = lm__dedup_new(&s->kinds.dedup, base, len, s->nregions, s->page_size)))
 		return rc;
 	if (s->dedup_hash)
@@ -698,8 +707,13 @@ int lm_sender_run(lm_sender *s)
 
 static void kinds_stats(const lm_sender *s, lm_stats *st)
 {
+	struct lm__dcache_stats c;
 	lm__dedup_stats d;
 
+	if (s->kinds.dcache) {
+		lm__dcache_stats(s->kinds.dcache, &c);
+		st->delta_cache_bytes = c.bytes;
+	}
 	if (!s->kinds.dedup)
 		return;
 	lm__dedup_get_stats(s->kinds.dedup, &d);
@@ -790,6 +804,7 @@ void lm_sender_free(lm_sender *s)
 	}
 	free(s->ch);
 	lm__dedup_free(s->kinds.dedup);
+	lm__dcache_free(s->kinds.dcache);
 	lm__tls_ctx_free(s->tls);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		lm__sumtree_free(&s->regions[i].sum);
