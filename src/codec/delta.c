@@ -219,6 +219,17 @@ static int get_varint(const uint8_t *in, size_t len, size_t *i, uint32_t page_si
 	return 0;
 }
 
+/* get_varint with the common 1-byte case inline (below 128 <= page size). */
+static inline int next_varint(const uint8_t *in, size_t len, size_t *i, uint32_t page_size,
+			      const char *what, uint32_t *v, lm__err *e)
+{
+	if (*i < len && in[*i] < 0x80) {
+		*v = in[(*i)++];
+		return 0;
+	}
+	return get_varint(in, len, i, page_size, what, v, e);
+}
+
 int lm__delta_apply(uint8_t *page, uint32_t page_size, const uint8_t *in, size_t len,
 		    lm__err *e)
 {
@@ -227,7 +238,7 @@ int lm__delta_apply(uint8_t *page, uint32_t page_size, const uint8_t *in, size_t
 	int rc;
 
 	while (i < len) {
-		if ((rc = get_varint(in, len, &i, page_size, "skip", &skip, e)))
+		if ((rc = next_varint(in, len, &i, page_size, "skip", &skip, e)))
 			return rc;
 		if (skip > page_size - pos) {
 			lm__err_set(e, "delta: skip of %u bytes at %u past the page end (%u)", skip,
@@ -236,7 +247,7 @@ int lm__delta_apply(uint8_t *page, uint32_t page_size, const uint8_t *in, size_t
 		}
 		pos += skip;
 		at = i;
-		if ((rc = get_varint(in, len, &i, page_size, "run length", &run, e)))
+		if ((rc = next_varint(in, len, &i, page_size, "run length", &run, e)))
 			return rc;
 		if (run == 0) {
 			lm__err_set(e, "delta: zero-length run at %u (input byte %zu)", pos, at);
