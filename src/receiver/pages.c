@@ -131,6 +131,7 @@ static int land_deltas(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d,
 			return rc;
 		}
 		used += ch->deltas[i].len;
+		ch->delta_bytes += ch->deltas[i].len;
 		mark_written(g, off / ps, 1);
 		set_landed(ch, g, off, LM__LANDED_DELTA);
 	}

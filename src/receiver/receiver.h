@@ -97,7 +97,7 @@ typedef struct lm__rx_chan {
 	void *codec_ctx;
 	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
-	uint64_t ref_pages, delta_pages, ref_waits;
+	uint64_t ref_pages, delta_pages, delta_bytes, ref_waits;
 	double cpu;
 } lm__rx_chan;
 

@@ -1024,6 +1024,7 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 		st->duplicate_pages += ch->zero_pages;
 		st->ref_pages += ch->ref_pages;
 		st->delta_pages += ch->delta_pages;
+		st->delta_bytes += ch->delta_bytes;
 		st->normal_pages += ch->normal_pages;
 		st->payload_bytes += ch->payload_bytes;
 		st->packets += ch->packets;
