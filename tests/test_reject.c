@@ -773,7 +773,11 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 2}, LM_EFEATURE, "hello.required");
+	/* Bits 0..2 (ROUND_ACK, REF, DELTA) are known; bit 3 is the first
+	 * unknown one. */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 8}, LM_EFEATURE, "hello.required");
+	hello_case("hello_required_feature_known_and_bit_3", (edit){HB + 48, 8, LM_FEAT_KNOWN | 8},
+		   LM_EFEATURE, "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");
 }
@@ -1077,8 +1081,15 @@ static void reject_data_ref(void)
 
 	p.d.ref = 1;
 	p.d.pages = 2;
-	p.noff = 3; /* room for the 16-byte ref entry the length counts */
+	p.noff = 4; /* two offsets and the 16-byte ref entry the length counts */
+	/* The fake session's hello offers no features: ref and delta pages
+	 * were not agreed (test_refs has them agreed). */
 	data_case("data_ref_pages", &p, LM_EFEATURE, "data.ref");
+	p = good_pkt(0, 0, 0, 1, 0, 0x11);
+	p.d.delta = 1;
+	p.d.pages = 2;
+	p.noff = 3; /* two offsets and the 8-byte delta entry */
+	data_case("data_delta_pages", &p, LM_EFEATURE, "data.delta");
 }
 
 static void reject_data_codec_flags(void)
@@ -1113,7 +1124,9 @@ static void reject_data_payload_bound(void)
 	p.npay = 0;
 	p.body_set = 1;
 	p.body = LM_DATA_HDR + 12 + PS;
-	data_case("data_payload_2^32-1", &p, LM_EFIELD, "data.payload");
+	/* No 32-bit frame length can hold such a payload: the length check
+	 * (before the bound, docs/protocol.md §6) refuses it. */
+	data_case("data_payload_2^32-1", &p, LM_EFIELD, "data.length");
 }
 
 static void reject_data_body_length(void)
@@ -2441,6 +2454,9 @@ static void *tx_job_main(void *arg)
 	return NULL;
 }
 
+/* lm_sender_config.no_dedup and no_delta of the next sender_case. */
+static int tx_no_dedup, tx_no_delta;
+
 /* The real sender (2 channels, 64 pages, timeout_ms) against the fake f:
  * `what` must end with code, and on failure name field in lm_sender_errmsg()
  * and tell the receiver with ERROR(code) on both channels (docs/protocol.md
@@ -2463,6 +2479,8 @@ static uint64_t sender_case(const char *name, fake_rx *f, int what, int timeout_
 	sc.channels = 2;
 	sc.packet_pages = 16;
 	sc.timeout_ms = timeout_ms;
+	sc.no_dedup = tx_no_dedup;
+	sc.no_delta = tx_no_delta;
 	memset(&j, 0, sizeof(j));
 	j.addr = addr;
 	j.what = what;
@@ -2513,22 +2531,27 @@ static void report_tx(const char *name, int f0)
 	fflush(stdout);
 }
 
-/* The fake receiver itself: it accepts ROUND_ACK, acknowledges round 0 and
- * COMPLETE, and the sender completes. The sender offers ROUND_ACK (and
- * requires nothing) on every channel. */
-static void reject_sender_round_ack_baseline(void)
+/* The fake receiver itself: it accepts ROUND_ACK only, acknowledges round 0
+ * and COMPLETE, and the sender completes. The sender offers ROUND_ACK, and
+ * REF and DELTA unless no_dedup / no_delta, and requires nothing, on every
+ * channel (docs/protocol.md §12). */
+static void round_ack_baseline(const char *name, int no_dedup, int no_delta)
 {
-	const char *name = "sender_round_ack_fake_baseline";
+	uint64_t offer = LM_FEAT_ROUND_ACK | (no_dedup ? 0 : LM_FEAT_REF) |
+			 (no_delta ? 0 : LM_FEAT_DELTA);
 	int f0 = lm_test_failures;
 	fake_rx f;
 
 	memset(&f, 0, sizeof(f));
 	f.mode = FRX_ROUND;
 	f.features[0] = f.features[1] = LM_FEAT_ROUND_ACK;
+	tx_no_dedup = no_dedup;
+	tx_no_delta = no_delta;
 	sender_case(name, &f, TX_RUN, 2000, NULL, 0, NULL);
+	tx_no_dedup = tx_no_delta = 0;
 	CHECK(f.ok);
 	for (int i = 0; i < 2; i++) {
-		CHECK_EQ(f.hello[i].features, LM_FEAT_ROUND_ACK);
+		CHECK_EQ(f.hello[i].features, offer);
 		CHECK_EQ(f.hello[i].required, 0);
 	}
 	CHECK_EQ(f.syncs, 2);
@@ -2536,6 +2559,14 @@ static void reject_sender_round_ack_baseline(void)
 	CHECK(f.data > 0);
 	CHECK_EQ(f.errors, 0);
 	report_tx(name, f0);
+}
+
+static void reject_sender_round_ack_baseline(void)
+{
+	round_ack_baseline("sender_round_ack_fake_baseline", 0, 0);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_dedup", 1, 0);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_delta", 0, 1);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_dedup_no_delta", 1, 1);
 }
 
 /* ACK(HELLO).features: a subset of what the sender offered, the same on
@@ -2556,7 +2587,14 @@ static void ack_features_case(const char *name, uint64_t ch0, uint64_t ch1)
 
 static void reject_sender_ack_features(void)
 {
-	ack_features_case("sender_ack_features_unknown_bit", 2, 2);
+	/* Bit 3 is no feature; REF and DELTA are only accepted when offered. */
+	ack_features_case("sender_ack_features_unknown_bit", 8, 8);
+	tx_no_dedup = 1;
+	ack_features_case("sender_ack_features_ref_not_offered", 3, 3);
+	tx_no_dedup = 0;
+	tx_no_delta = 1;
+	ack_features_case("sender_ack_features_delta_not_offered", 5, 5);
+	tx_no_delta = 0;
 	ack_features_case("sender_ack_features_unknown_top_bit", 1 | 1ull << 63, 1 | 1ull << 63);
 	ack_features_case("sender_ack_features_differ_1_0", LM_FEAT_ROUND_ACK, 0);
 	ack_features_case("sender_ack_features_differ_0_1", 0, LM_FEAT_ROUND_ACK);
