@@ -55,7 +55,9 @@ try:
                       "downtime_ms": s["downtime_ms"], "rounds": s["rounds"],
                       "transferred": s["transferred"], "precopy_bytes": s["precopy_bytes"],
                       "downtime_bytes": s["downtime_bytes"], "throttle_pct": s["throttle_pct"],
-                      "status": s["status"]}))
+                      "status": s["status"],
+                      # rounds after the first: wire bytes per byte of the pages they sent
+                      "later_bytes_per_page_byte": round(d["later_rounds"]["bytes"] / max(1, d["later_rounds"]["pages"] * 4096), 4) if "later_rounds" in d else None}))
 except Exception as e:
     print(json.dumps({"ok": False, "error": str(e)}))' "$j")
 			echo "{\"codec\": \"$codec\", \"dirty\": \"$d\", \"run\": $i, \"livemig\": $r}"
@@ -81,5 +83,6 @@ for codec in sys.argv[5].split():
                           "rounds": med("rounds"), "transferred_mib": round(med("transferred") / 2**20, 1) if ok else None,
                           "downtime_kib": round(med("downtime_bytes") / 1024, 1) if ok else None,
                           "throttle_pct_max": max((x["throttle_pct"] for x in ok), default=None),
+                          "later_bytes_per_page_byte": med("later_bytes_per_page_byte") if ok and all(x.get("later_bytes_per_page_byte") is not None for x in ok) else None,
                           "qemu_paused_total_ms": qt}))
 PY

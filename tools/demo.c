@@ -96,7 +96,16 @@ typedef struct demo {
 	wl *w;
 	pid_t child;
 	int fd;          /* the pipe from the destination */
+	/* The sender's wire bytes and pages sent: after round 1, at the end
+	 * (what the later rounds carried, in the JSON). */
+	uint64_t r1_bytes, r1_pages, end_bytes, end_pages;
+	int have_r1;
 } demo;
+
+static uint64_t pages_sent(const lm_stats *st)
+{
+	return st->normal_pages + st->duplicate_pages + st->ref_pages + st->delta_pages;
+}
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -729,6 +738,11 @@ static void on_progress(void *user, const lm_stats *st)
 	char b[BAR + 3], line[256], thr[32] = "";
 	double frac;
 
+	if (!d->have_r1) {
+		d->have_r1 = 1;
+		d->r1_bytes = st->transferred;
+		d->r1_pages = pages_sent(st);
+	}
 	if (d->o.quiet)
 		return;
 	if (st->dirty_pages > d->max_dirty)
@@ -781,6 +795,9 @@ static void print_json(demo *d, const char *src, const dest_result *res, int ver
 	       verified ? "true" : "false");
 	json_str(stdout, d->dirty_id);
 	printf(",\"pages_written\":%" PRIu64, wl_pages_written(d->w));
+	if (d->have_r1 && d->end_pages >= d->r1_pages) /* rounds 2..: wire bytes, pages */
+		printf(",\"later_rounds\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 "}",
+		       d->end_bytes - d->r1_bytes, d->end_pages - d->r1_pages);
 	if (verified)
 		printf(",\"checksum\":\"0x%016" PRIx64 "\"", src_sum);
 	if (error) {
@@ -973,13 +990,15 @@ static int verify(demo *d, const dest_result *res, uint64_t *src_sum)
 	return 1;
 }
 
-static char *sender_text(const demo *d, const lm_sender *s)
+static char *sender_text(demo *d, const lm_sender *s)
 {
 	lm_stats st;
 
 	if (!s)
 		return NULL;
 	lm_sender_stats(s, &st);
+	d->end_bytes = st.transferred;
+	d->end_pages = pages_sent(&st);
 	return stats_text(&st, d->o.json);
 }
 
