@@ -65,7 +65,8 @@ static void kb_delta(kb *b, uint64_t off, uint32_t base, const uint8_t *enc, uin
 {
 	b->dl[b->nd] = (lm__delta){base, len};
 	b->doff[b->nd++] = off;
-	memcpy(b->area + b->alen, enc, len);
+	if (len)
+		memcpy(b->area + b->alen, enc, len);
 	b->alen += len;
 }
 
