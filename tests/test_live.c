@@ -1369,10 +1369,13 @@ static void test_patterns(lm_codec_id codec, int negative)
 		CHECK_EQ(rs.rounds, P_ROUNDS + 1);
 		for (int i = 0; i < 2; i++)
 			CHECK_EQ(P.calls[i], P_ROUNDS + 2); /* arm, each round, the final sync */
-		/* Exactly the reported pages travelled, zero ones as zero pages. */
-		CHECK_EQ(ss.normal_pages + ss.duplicate_pages, P.sent);
+		/* Exactly the reported pages travelled, zero ones as zero pages
+		 * (the others as normal, ref or delta pages). */
+		CHECK_EQ(ss.normal_pages + ss.duplicate_pages + ss.ref_pages + ss.delta_pages, P.sent);
 		CHECK_EQ(ss.duplicate_pages, P.zero);
-		CHECK_EQ(rs.normal_pages + rs.duplicate_pages, P.sent);
+		CHECK_EQ(rs.normal_pages + rs.duplicate_pages + rs.ref_pages + rs.delta_pages, P.sent);
+		CHECK_EQ(rs.ref_pages, ss.ref_pages);
+		CHECK_EQ(rs.delta_pages, ss.delta_pages);
 		CHECK_EQ(rs.duplicate_pages, P.zero);
 		for (int i = 0; i < 2; i++) {
 			void *base = NULL;

@@ -54,6 +54,22 @@ static int admit(lm__kinds *k)
 	return st.entries < st.bytes / k->page_size;
 }
 
+static const uint8_t zero_page[LM_MAX_PAGE_SIZE];
+
+/* A page last sent as a zero page needs no cached copy to be a delta: the
+ * destination holds zeros (a guest writing into free memory). zsent[g] is
+ * 0x80 | round & 0x7f of that send, cleared every 128 rounds
+ * (lm__kinds_round), so the round is exact. */
+static int zero_base(const lm__kinds *k, uint64_t gpage, uint32_t *round)
+{
+	uint8_t z = k->zsent[gpage];
+
+	if (!z)
+		return 0;
+	*round = (k->round & ~0x7fu) | (z & 0x7fu);
+	return *round < k->round;
+}
+
 /* A page that is neither zero nor a ref, with a delta cache: its new
  * version goes into the cache, copied before anything reads it, so that
  * what the destination gets (the page or the delta) is exactly what the
@@ -70,8 +86,10 @@ static int cached_page(lm__kinds *k, lm__plan *pl, uint64_t gpage, uint64_t off,
 	uint8_t *copy = NULL;
 	size_t n = LM_DELTA_TOO_BIG;
 
+	if (!o && zero_base(k, gpage, &old_round))
+		old = zero_page; /* the destination holds zeros: no copy needed */
 	if (k->round) {
-		if (o)
+		if (old)
 			pl->dcache_hits++;
 		else
 			pl->dcache_misses++;
@@ -80,9 +98,10 @@ static int cached_page(lm__kinds *k, lm__plan *pl, uint64_t gpage, uint64_t off,
 		w = lm__dcache_store(k->dcache, gpage, k->round, &copy);
 	if (w) {
 		memcpy(copy, p, ps);
-		if (o)
+		if (old)
 			n = lm__delta_encode(old, copy, ps, pl->area + pl->area_len, ps / 2);
 	}
+	k->zsent[gpage] = 0;
 	lm__dcache_release(k->dcache, o);
 	if (n != LM_DELTA_TOO_BIG) {
 		lm__dcache_release(k->dcache, w);
@@ -104,8 +123,27 @@ static int cached_page(lm__kinds *k, lm__plan *pl, uint64_t gpage, uint64_t off,
  * holds. */
 static void uncache(lm__kinds *k, uint64_t gpage)
 {
-	if (k->dcache)
-		lm__dcache_drop(k->dcache, gpage);
+	if (!k->dcache)
+		return;
+	lm__dcache_drop(k->dcache, gpage);
+	k->zsent[gpage] = 0;
+}
+
+/* Sent as a zero page: a later version can be a delta against zeros. */
+static void sent_zero(lm__kinds *k, uint64_t gpage)
+{
+	if (!k->dcache)
+		return;
+	lm__dcache_drop(k->dcache, gpage);
+	k->zsent[gpage] = (uint8_t)(0x80u | (k->round & 0x7fu));
+}
+
+void lm__kinds_round(lm__kinds *k, uint32_t round, int live)
+{
+	k->round = round;
+	k->live = live;
+	if (k->zsent && round && !(round & 0x7f))
+		memset(k->zsent, 0, k->npages);
 }
 
 int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *base, uint64_t len,
@@ -124,7 +162,10 @@ int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *bas
 		if (lm__is_zero(p, ps)) {
 			if (k->dedup)
 				lm__dedup_forget(k->dedup, rid, pg);
-			uncache(k, gpage);
+			if (off[i] + ps <= len)
+				sent_zero(k, gpage);
+			else
+				uncache(k, gpage);
 			pl->zero_off[pl->nz++] = off[i];
 			continue;
 		}

@@ -27,6 +27,11 @@ typedef struct lm__kinds {
 	uint64_t first[LM_MAX_REGIONS]; /* global number of each region's page 0 */
 	struct lm__dedup *dedup;   /* NULL: no ref pages */
 	struct lm__dcache *dcache; /* NULL: no delta pages */
+	/* With dcache, per global page: 0x80 | round & 0x7f when it was last
+	 * sent as a zero page, else 0. Written by the channel sending the
+	 * page (one per round), the rounds' syncs order the others. */
+	uint8_t *zsent;
+	uint64_t npages;
 	/* Written by the thread driving the sender while every channel is
 	 * idle (lm__kinds_round), read by channel threads. */
 	uint32_t round;
@@ -65,6 +70,8 @@ typedef struct lm__plan {
 	uint64_t ref_pages, delta_pages, delta_bytes, dcache_hits, dcache_misses;
 } lm__plan;
 
+/* Thread driving the sender, channels idle: a round begins. */
+void lm__kinds_round(lm__kinds *k, uint32_t round, int live);
 /* Plans the n pages at off[] of region rid (base, len) for this round. */
 int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *base, uint64_t len,
 		    const uint64_t *off, uint32_t n);

@@ -183,8 +183,7 @@ static int dispatch_region(lm_sender *s, uint32_t rid)
 
 void lm__sender_round_begin(lm_sender *s, const uint64_t *const *set)
 {
-	s->kinds.round = s->round;
-	s->kinds.live = s->live;
+	lm__kinds_round(&s->kinds, s->round, s->live);
 	if (s->kinds.dedup)
 		lm__dedup_round(s->kinds.dedup, s->round, set);
 }

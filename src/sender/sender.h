@@ -140,7 +140,8 @@ int lm__sender_finish(lm_sender *s, int rc);
 void lm__sender_fail(lm_sender *s, int code, const char *msg);
 /* Before the first live round, channels idle: pages may change while sent. */
 int lm__sender_set_live(lm_sender *s);
-/* Main thread, channels idle: sums of the channel counters. */
+/* Main thread, channels idle: pages whose content moved (normal, ref,
+ * delta) and zero pages, summed over the channels. */
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 
 /* Between the files of the sender (session.c, channel.c, dispatch.c). */

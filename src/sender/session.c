@@ -158,11 +158,17 @@ static int kinds_setup(lm_sender *s)
 		if (i + 1 < s->nregions)
 			s->kinds.first[i + 1] = s->kinds.first[i] + (len[i] + s->page_size - 1) / s->page_size;
 	}
-	if ((s->features & LM_FEAT_DELTA) &&
-	    (rc = lm__dcache_new(&s->kinds.dcache,
-				 s->cfg.delta_cache ? s->cfg.delta_cache : LM_DEFAULT_DELTA_CACHE,
-				 s->page_size)))
-		return rc;
+	s->kinds.npages = s->nregions ? s->kinds.first[s->nregions - 1] +
+					    (len[s->nregions - 1] + s->page_size - 1) / s->page_size
+				      : 0;
+	if (s->features & LM_FEAT_DELTA) {
+		if ((rc = lm__dcache_new(&s->kinds.dcache,
+					 s->cfg.delta_cache ? s->cfg.delta_cache : LM_DEFAULT_DELTA_CACHE,
+					 s->page_size)))
+			return rc;
+		if (!(s->kinds.zsent = calloc(s->kinds.npages ? s->kinds.npages : 1, 1)))
+			return -ENOMEM;
+	}
 	if (!(s->features & LM_FEAT_REF))
 		return 0;
 	if ((rc = lm__dedup_new(&s->kinds.dedup, base, len, s->nregions, s->page_size)))
@@ -681,8 +687,10 @@ void lm__sender_fail(lm_sender *s, int code, const char *msg)
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero)
 {
 	*normal = *zero = 0;
+	/* Ref and delta pages are pages moved too: counted as normal, a
+	 * round of deltas measures a high page rate, as it should. */
 	for (uint32_t i = 0; i < s->nch; i++) {
-		*normal += s->ch[i].normal_pages;
+		*normal += s->ch[i].normal_pages + s->ch[i].plan.ref_pages + s->ch[i].plan.delta_pages;
 		*zero += s->ch[i].zero_pages;
 	}
 }
@@ -805,6 +813,7 @@ void lm_sender_free(lm_sender *s)
 	free(s->ch);
 	lm__dedup_free(s->kinds.dedup);
 	lm__dcache_free(s->kinds.dcache);
+	free(s->kinds.zsent);
 	lm__tls_ctx_free(s->tls);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		lm__sumtree_free(&s->regions[i].sum);
