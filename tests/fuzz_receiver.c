@@ -6,7 +6,10 @@
  * Input layout:
  *   byte 0   session shape: bit 0 channels 2 (else 1); bit 1 packet_pages 3
  *            (else 128); bit 2 region 1 is the fresh one (else region 0);
- *            bit 3 the session has ROUND_ACK (acks go to /dev/null);
+ *            bit 3 the session agreed ROUND_ACK, REF and DELTA, as a 0.2
+ *            sender and receiver do (acks go to /dev/null; the receiver
+ *            keeps its landing records, so DATA may carry ref and delta
+ *            pages; without the bit they are LM_EFEATURE);
  *            bits 4-6 the codec (table `shapes` below: 0 none, 1 deflate
  *            (isal), 2 zstd, 3 lz4, 4 zlib, 5 deflate (zlib engine), 6 and 7
  *            deflate through the scripted test accelerator, which refuses,
@@ -46,6 +49,9 @@
  *    region's incrementally built checksum tree (lm__sumtree_final) equals
  *    lm_region_checksum() of its bytes as they are.
  *
+ * A same-round ref whose source has not landed fails at once (channel 0 is
+ * the only one running and channel 1 counts as synced): no input waits.
+ *
  * Seeds (tests/seeds/fuzz_receiver/): valid streams with correct checksums
  * made with the real encoders (the codec's ctx_new/encode, as the sender
  * uses them), plus a few made invalid on purpose. The generator is the
@@ -65,6 +71,7 @@
 #include <sanitizer/asan_interface.h>
 
 #include "accel_script.h"
+#include "codec/delta.h"
 #include "receiver/receiver.h"
 #include "wire.h"
 #include "zero.h"
@@ -94,7 +101,7 @@ static const char *const region_name[NREGIONS] = {"ram", "heap"};
 #define CFG_TWO_CHANNELS 1u
 #define CFG_SMALL_PACKETS 2u
 #define CFG_FRESH_1 4u
-#define CFG_ROUND_ACK 8u /* the session accepted ROUND_ACK: channel 0 acks rounds */
+#define CFG_ROUND_ACK 8u /* ROUND_ACK (channel 0 acks rounds), REF and DELTA agreed */
 #define CFG_CODEC(i) ((uint8_t)((i) << 4))
 #define CFG_BIG_PAGES 0x80u
 
@@ -275,7 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->channels = (cfg & CFG_TWO_CHANNELS) ? 2 : 1;
 	r->page_size = ps;
 	r->packet_pages = (cfg & CFG_SMALL_PACKETS) ? 3 : 128;
-	r->features = (cfg & CFG_ROUND_ACK) ? LM_FEAT_ROUND_ACK : 0;
+	r->features = (cfg & CFG_ROUND_ACK) ? LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA : 0;
 	r->codec = sh->codec;
 	r->region_count = NREGIONS;
 	for (int i = 0; i < NREGIONS; i++) {
@@ -291,6 +298,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(g->base, fresh ? 0 : 0xa5, g->len);
 		g->claimed = calloc((g->len + ps - 1) / ps / 64 + 1, sizeof(uint64_t));
 		CHECK(g->claimed);
+		if (r->features & (LM_FEAT_REF | LM_FEAT_DELTA)) {
+			/* as src/receiver/session.c keeps them */
+			g->landed = calloc((g->len + ps - 1) / ps, sizeof(uint32_t));
+			g->pinned = calloc((g->len + ps - 1) / ps / 64 + 1, sizeof(uint64_t));
+			CHECK(g->landed && g->pinned);
+		}
 		if (fresh) {
 			g->written = calloc((g->len + ps - 1) / ps / 64 + 1, sizeof(uint64_t));
 			CHECK(g->written);
@@ -362,6 +375,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < NREGIONS; i++) {
 		free(r->regions[i].written);
 		free(r->regions[i].claimed);
+		free(r->regions[i].landed);
+		free(r->regions[i].pinned);
 		lm__sumtree_free(&r->regions[i].sum);
 	}
 	pthread_cond_destroy(&r->cond);
@@ -568,6 +583,207 @@ static void fill_noise(uint8_t *base, uint64_t len, uint32_t p, uint32_t seed)
 		x ^= x << 17;
 		base[i] = (uint8_t)(x >> 24);
 	}
+}
+
+/* One packet with every page kind, as the sender plans it (src/codec/kinds.c):
+ * normal pages from the content, zero pages, refs (the caller made their
+ * content equal to the source's), and deltas of the content against old
+ * (the version the receiver holds, which landed in base_round), encoded with
+ * the library's XOR-run encoder into the delta area; the codec encodes the
+ * normal pages and then the area's pages. */
+typedef struct gk {
+	uint32_t nn, nz, nr, nd;
+	uint64_t noff[8], zoff[8], roff[8], doff[8];
+	lm__ref ref[8];
+	uint32_t base[8];
+	const uint8_t *old[8]; /* the page as the receiver holds it */
+} gk;
+
+static void gen_kinds(gen *g, uint32_t id, const uint8_t *base, uint64_t len, const gk *k)
+{
+	static uint8_t pages[16][PS_BIG], area[8 * PS_BIG], enc[2 * 16 * PS_BIG];
+	uint32_t ps = g->ps, alen = 0, na, nc, lens[16], dlen[8];
+	uint8_t hdr[LM_FRAME_HDR + LM_DATA_HDR], b8[16];
+	const void *pp[16];
+	uint64_t payload = 0;
+	size_t enc_len = 0;
+	uint16_t codec = LM_CODEC_NONE;
+	lm__data_hdr d = {0};
+
+	memset(area, 0, sizeof(area));
+	for (uint32_t i = 0; i < k->nd; i++) {
+		size_t n = lm__delta_encode(k->old[i], base + k->doff[i], ps, area + alen, ps / 2);
+		if (n == LM_DELTA_TOO_BIG)
+			abort();
+		dlen[i] = (uint32_t)n;
+		alen += (uint32_t)n;
+	}
+	na = (alen + ps - 1) / ps;
+	nc = k->nn + na;
+	for (uint32_t i = 0; i < k->nn; i++)
+		page_of(g, base, len, k->noff[i], pages[i]);
+	for (uint32_t i = 0; i < na; i++)
+		memcpy(pages[k->nn + i], area + (size_t)i * ps, ps);
+	for (uint32_t i = 0; i < nc; i++) {
+		pp[i] = pages[i];
+		lens[i] = ps;
+	}
+	if (nc && g->ops->id != LM_CODEC_NONE) {
+		int rc = g->ops->encode(g->ctx, pp, nc, ps, enc, sizeof(enc), lens, &enc_len);
+		if (rc == 0)
+			codec = g->ops->id;
+		else if (rc != LM_ECODEC)
+			abort();
+		else
+			for (uint32_t i = 0; i < nc; i++)
+				lens[i] = ps;
+	}
+	if (codec != LM_CODEC_NONE && !g->ops->per_page)
+		payload = enc_len;
+	else
+		for (uint32_t i = 0; i < nc; i++)
+			payload += lens[i];
+	d.packet_num = g->num++;
+	d.region = id;
+	d.round = g->round;
+	d.normal = k->nn;
+	d.zero = k->nz;
+	d.ref = k->nr;
+	d.delta = (uint16_t)k->nd;
+	d.pages = k->nn + k->nz + k->nr + k->nd;
+	d.area = na;
+	d.payload = (uint32_t)payload;
+	d.codec_flags = codec;
+	gen_put(g, hdr, lm__enc_data_hdr(hdr, &d, (uint32_t)lm__data_body_len(&d)));
+	for (uint32_t i = 0; i < k->nn; i++)
+		lm__put64(b8, k->noff[i]), gen_put(g, b8, 8);
+	for (uint32_t i = 0; i < k->nz; i++)
+		lm__put64(b8, k->zoff[i]), gen_put(g, b8, 8);
+	for (uint32_t i = 0; i < k->nr; i++)
+		lm__put64(b8, k->roff[i]), gen_put(g, b8, 8);
+	for (uint32_t i = 0; i < k->nd; i++)
+		lm__put64(b8, k->doff[i]), gen_put(g, b8, 8);
+	for (uint32_t i = 0; i < k->nr; i++) {
+		lm__put32(b8, k->ref[i].src_region);
+		lm__put32(b8 + 4, k->ref[i].src_round);
+		lm__put64(b8 + 8, k->ref[i].src_offset);
+		gen_put(g, b8, LM_REF_ENTRY);
+	}
+	for (uint32_t i = 0; i < k->nd; i++) {
+		lm__put32(b8, k->base[i]);
+		lm__put32(b8 + 4, dlen[i]);
+		gen_put(g, b8, LM_DELTA_ENTRY);
+	}
+	for (uint32_t i = 0; i < nc; i++)
+		lm__put32(b8, lens[i]), gen_put(g, b8, 4);
+	if (codec != LM_CODEC_NONE && !g->ops->per_page) {
+		gen_put(g, enc, enc_len);
+	} else {
+		const uint8_t *e = enc;
+		for (uint32_t i = 0; i < nc; i++) {
+			if (lens[i] == ps) {
+				gen_put(g, pages[i], ps);
+			} else {
+				gen_put(g, e, lens[i]);
+				e += lens[i];
+			}
+		}
+	}
+	g->round_packets++;
+}
+
+static void init_content(uint8_t *const *content, int variant);
+
+/* Page p of region i becomes a copy of page q of region j. */
+static void copy_page(uint8_t *const *content, uint32_t i, uint32_t p, uint32_t j, uint32_t q)
+{
+	memcpy(content[i] + (uint64_t)p * PS, content[j] + (uint64_t)q * PS, PS);
+}
+
+/* A few bytes of page p of region i change (a delta's worth). */
+static void touch_page(uint8_t *const *content, uint32_t i, uint32_t p, uint32_t seed)
+{
+	uint8_t *b = content[i] + (uint64_t)p * PS;
+
+	for (uint32_t k = 0; k < 6; k++)
+		b[(seed * 977 + k * 613) % PS] ^= (uint8_t)(0x11 * (k + 1));
+	memset(b + 2000 + seed * 8, (int)(0x40 + seed), 24);
+}
+
+/* Ref and delta seeds (REF and DELTA agreed: CFG_ROUND_ACK). codec: the
+ * session's; pp pages a packet. Round 0: region 0 as init_content(0), page
+ * 3 a copy of page 0 (a same-round ref in the same packet as its source),
+ * region 1 page 1 a copy of region 0 page 2 (same round, another packet);
+ * round 1: deltas on pages 0 and 7, page 5 a copy of round 0's page 4
+ * (earlier round), region 1 page 0 a ref to region 0 page 2 of round 0;
+ * round 2: a delta on page 0 again (base round 1), page 6 a ref to page 7
+ * as it landed in round 1 (a delta page), page 5 a zero page. bad: make it
+ * a chain (page 6's source is the ref page 5 of round 1). */
+static void gen_kinds_session(gen *g, uint8_t *const *content, int bad)
+{
+	static uint8_t old[8][PS];
+	gk k;
+
+	init_content(content, 0);
+	copy_page(content, 0, 3, 0, 0);
+	copy_page(content, 1, 1, 0, 2);
+	memset(&k, 0, sizeof(k));
+	k.nn = 3;
+	k.noff[0] = 0, k.noff[1] = PS, k.noff[2] = 2 * PS;
+	k.nr = 1;
+	k.roff[0] = 3 * PS;
+	k.ref[0] = (lm__ref){0, 0, 0};
+	gen_kinds(g, 0, content[0], region_len[0], &k);
+	gen_pages(g, 0, content[0], region_len[0], (const uint32_t[]){4, 5, 6, 7}, 4);
+	memset(&k, 0, sizeof(k));
+	k.nn = 3;
+	k.noff[0] = 0, k.noff[1] = 2 * PS, k.noff[2] = 3 * PS;
+	k.nr = 1;
+	k.roff[0] = PS;
+	k.ref[0] = (lm__ref){0, 0, 2 * PS};
+	gen_kinds(g, 1, content[1], region_len[1], &k);
+	gen_sync(g);
+
+	memcpy(old[0], content[0], PS);
+	memcpy(old[1], content[0] + 7 * PS, PS);
+	touch_page(content, 0, 0, 1);
+	touch_page(content, 0, 7, 2);
+	copy_page(content, 0, 5, 0, 4);
+	copy_page(content, 1, 0, 0, 2);
+	memset(&k, 0, sizeof(k));
+	k.nr = 1;
+	k.roff[0] = 5 * PS;
+	k.ref[0] = (lm__ref){0, 0, 4 * PS};
+	k.nd = 2;
+	k.doff[0] = 0, k.doff[1] = 7 * PS;
+	k.old[0] = old[0], k.old[1] = old[1];
+	gen_kinds(g, 0, content[0], region_len[0], &k);
+	memset(&k, 0, sizeof(k));
+	k.nr = 1;
+	k.roff[0] = 0;
+	k.ref[0] = (lm__ref){0, 0, 2 * PS};
+	gen_kinds(g, 1, content[1], region_len[1], &k);
+	gen_sync(g);
+
+	memcpy(old[0], content[0], PS);
+	touch_page(content, 0, 0, 3);
+	copy_page(content, 0, 6, 0, bad ? 5 : 7);
+	memset(content[0] + 5 * PS, 0, PS);
+	memset(&k, 0, sizeof(k));
+	k.nz = 1;
+	k.zoff[0] = 5 * PS;
+	k.nd = 1;
+	k.doff[0] = 0;
+	k.base[0] = 1;
+	k.old[0] = old[0];
+	gen_kinds(g, 0, content[0], region_len[0], &k);
+	memset(&k, 0, sizeof(k));
+	k.nr = 1;
+	k.roff[0] = 6 * PS;
+	k.ref[0] = (lm__ref){0, 1, bad ? 5 * PS : 7 * PS};
+	gen_kinds(g, 0, content[0], region_len[0], &k);
+	gen_sync(g);
+	gen_complete(g, content, 0);
 }
 
 static const char *outdir;
@@ -826,6 +1042,25 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof(name), "codec-%s-damaged", tag[s]);
 		write_seed(name, CFG_CODEC(s) | CFG_SMALL_PACKETS, &g, ANY_FAILURE);
 	}
+
+	/* Ref and delta pages: with no codec, with deflate (the area's pages
+	 * coded per page) and zstd (in the packet's block); the same stream
+	 * without the features; a chained ref. */
+	gen_reset(&g, 4);
+	gen_kinds_session(&g, content, 0);
+	write_seed("kinds-refs-deltas", CFG_ROUND_ACK, &g, 0);
+	write_seed("kinds-refs-deltas-fresh1", CFG_ROUND_ACK | CFG_FRESH_1, &g, 0);
+	write_seed("kinds-not-agreed", 0, &g, LM_EFEATURE);
+	for (uint8_t s = 1; s < 3; s++) {
+		char name[64];
+		gen_reset_codec(&g, 4, shapes[s].codec, PS);
+		gen_kinds_session(&g, content, 0);
+		snprintf(name, sizeof(name), "kinds-refs-deltas-%s", s == 1 ? "deflate" : "zstd");
+		write_seed(name, CFG_ROUND_ACK | CFG_CODEC(s), &g, 0);
+	}
+	gen_reset(&g, 4);
+	gen_kinds_session(&g, content, 1);
+	write_seed("kinds-ref-chain", CFG_ROUND_ACK, &g, LM_EFIELD);
 
 	for (int i = 0; i < NREGIONS; i++)
 		free(content[i]);

@@ -2,17 +2,25 @@
  * libFuzzer target: arbitrary bytes -> every checked decoder of src/wire.h.
  *
  * Input layout:
- *   byte 0   operation (op % OP_COUNT):
+ *   byte 0   operation (op % OP_COUNT); (op / OP_COUNT) & 3 = the session's
+ *            features for DATA: 0 none, 1 REF, 2 DELTA, 3 REF|DELTA. Then:
  *              0 stream:   frames one after another; each header goes through
  *                          lm__dec_frame, each body (exactly f.len bytes, if the
  *                          input has them) through the decoder of its kind
  *              1 hello     2 region   3 data   4 sync
  *              5 complete  6 ack      7 error  8 frame header only
+ *              9 build:    the rest drives a generator of valid DATA
+ *                          packets with every page kind (refs to any
+ *                          region and round, deltas, their area) under
+ *                          the limits; encoded, each must decode to
+ *                          what was built, and its wrong variants (no
+ *                          feature, another area size) must be refused
  *            For 1..8 the rest of the input is the body (8: the 12-byte
  *            header), passed in a heap buffer of exactly its size (ASan sees
  *            any over-read). For 3 (data) the rest is a be32 announced body
  *            length, the 40-byte header, then the tables (decoded only when
- *            the input really holds them).
+ *            the input really holds them: offsets, the ref and delta
+ *            tables and the lengths, with the area the frame length gives).
  *   byte 1   session limits (see limits_from()); 0 = page size 4096,
  *            packet_pages 128, round 0, six regions of assorted lengths.
  *
@@ -54,6 +62,7 @@ enum {
 	OP_ACK,
 	OP_ERROR,
 	OP_FRAME,
+	OP_BUILD,
 	OP_COUNT
 };
 
@@ -194,6 +203,50 @@ static void do_region(const uint8_t *p, size_t n)
 	free(q);
 }
 
+static int whole_page(const lm__limits *lim, uint32_t region, uint64_t off)
+{
+	return off + lim->page_size <= lim->region_len[region];
+}
+
+/* The ref and delta tables at t (after the offsets) of a packet whose
+ * header and tables decoded: what lm__dec_data_kinds promises on success,
+ * and the bytes again from what it decoded. */
+static void do_kinds(const uint8_t *t, const lm__data_hdr *d, const lm__limits *lim,
+		     const uint64_t *off)
+{
+	lm__ref *refs = malloc(sizeof(*refs) * (d->ref + 1u));
+	lm__delta *dl = malloc(sizeof(*dl) * (d->delta + 1u));
+	lm__err e = {0};
+	uint32_t first = d->normal + d->zero;
+	const uint8_t *q = t + 8u * (size_t)d->pages;
+
+	if (lm__dec_data_kinds(t, d, lim, off, refs, dl, &e) == 0) {
+		uint64_t sum = 0;
+		fz_decoded++;
+		for (uint32_t i = 0; i < d->ref; i++, q += LM_REF_ENTRY) {
+			const lm__ref *r = &refs[i];
+			CHECK(r->src_region < lim->region_count);
+			CHECK(r->src_round <= d->round);
+			CHECK(r->src_offset % lim->page_size == 0);
+			CHECK(whole_page(lim, r->src_region, r->src_offset));
+			CHECK(whole_page(lim, d->region, off[first + i]));
+			CHECK(r->src_region != d->region || r->src_offset != off[first + i]);
+			CHECK(lm__get32(q) == r->src_region && lm__get32(q + 4) == r->src_round);
+			CHECK(lm__get64(q + 8) == r->src_offset);
+		}
+		for (uint32_t i = 0; i < d->delta; i++, q += LM_DELTA_ENTRY) {
+			CHECK(dl[i].base_round < d->round);
+			CHECK(dl[i].len < lim->page_size);
+			CHECK(whole_page(lim, d->region, off[first + d->ref + i]));
+			CHECK(lm__get32(q) == dl[i].base_round && lm__get32(q + 4) == dl[i].len);
+			sum += dl[i].len;
+		}
+		CHECK((sum + lim->page_size - 1) / lim->page_size == d->area);
+	}
+	free(refs);
+	free(dl);
+}
+
 /* Header at p (n bytes available), announced body length body_len; tables
  * follow at t (tn bytes available). */
 static void do_data(const uint8_t *p, size_t n, uint32_t body_len, const uint8_t *t, size_t tn,
@@ -233,8 +286,10 @@ static void do_data(const uint8_t *p, size_t n, uint32_t body_len, const uint8_t
 	CHECK(d.region < lim->region_count);
 	CHECK(d.round == lim->round);
 	CHECK(d.pages >= 1 && d.pages <= lim->packet_pages);
-	CHECK((uint64_t)d.normal + d.zero + d.ref == d.pages);
-	CHECK(d.ref == 0);
+	CHECK((uint64_t)d.normal + d.zero + d.ref + d.delta == d.pages);
+	CHECK(d.ref == 0 || (lim->features & LM_FEAT_REF));
+	CHECK(d.delta == 0 || (lim->features & LM_FEAT_DELTA));
+	CHECK(d.area <= d.delta);
 	CHECK((d.codec_flags & ~LM_PKT_CODEC_MASK) == 0);
 	CHECK(lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK) != NULL);
 	CHECK(lm__data_body_len(&d) == body_len);
@@ -246,38 +301,45 @@ static void do_data(const uint8_t *p, size_t n, uint32_t body_len, const uint8_t
 	CHECK(d2.packet_num == d.packet_num && d2.region == d.region && d2.round == d.round);
 	CHECK(d2.pages == d.pages && d2.normal == d.normal && d2.zero == d.zero);
 	CHECK(d2.ref == d.ref && d2.payload == d.payload && d2.codec_flags == d.codec_flags);
+	CHECK(d2.delta == d.delta && d2.area == d.area);
 	free(q);
 
 	/* Tables: only as many bytes as the input really has. */
-	tab = 8u * ((size_t)d.normal + d.zero) + 4u * (size_t)d.normal;
+	tab = (size_t)lm__data_tables_len(&d);
+	CHECK(tab == 8u * (size_t)d.pages + LM_REF_ENTRY * (size_t)d.ref +
+		     LM_DELTA_ENTRY * (size_t)d.delta + 4u * ((size_t)d.normal + d.area));
 	if (tn < tab)
 		return;
 	tq = dup_exact(t, tab);
-	off = malloc(sizeof(*off) * ((size_t)d.normal + d.zero));
-	plen = malloc(sizeof(*plen) * d.normal);
+	off = malloc(sizeof(*off) * d.pages);
+	plen = malloc(sizeof(*plen) * ((size_t)d.normal + d.area + 1));
 	if (lm__dec_data_tables(tq, &d, lim, off, plen, &e) == 0) {
 		fz_decoded++;
 		uint64_t rlen = lim->region_len[d.region];
-		uint32_t nofs = d.normal + d.zero;
+		uint32_t nofs = d.pages, nlen = d.normal + d.area;
+		size_t lens = tab - 4u * nlen;
 		const lm__codec_ops *ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
 		uint8_t *re = malloc(tab);
 
+		memcpy(re, tq, tab); /* the ref and delta tables: checked by do_kinds */
 		for (uint32_t i = 0; i < nofs; i++) {
 			CHECK(off[i] % lim->page_size == 0);
 			CHECK(off[i] < rlen);
 			lm__put64(re + 8u * i, off[i]);
 		}
-		for (uint32_t i = 0; i < d.normal; i++) {
+		for (uint32_t i = 0; i < nlen; i++) {
 			CHECK(plen[i] >= 1 && plen[i] <= lim->page_size);
 			if (ops->raw_only || !ops->per_page)
 				CHECK(plen[i] == lim->page_size);
 			sum += plen[i];
-			lm__put32(re + 8u * nofs + 4u * i, plen[i]);
+			lm__put32(re + lens + 4u * i, plen[i]);
 		}
 		if (ops->per_page)
 			CHECK(sum == d.payload);
 		CHECK(memcmp(re, tq, tab) == 0);
 		free(re);
+		if (d.ref || d.delta)
+			do_kinds(tq, &d, lim, off);
 	}
 	free(off);
 	free(plen);
@@ -415,6 +477,197 @@ static void do_error(const uint8_t *p, size_t n)
 	free(q);
 }
 
+/* ---- OP_BUILD: valid packets with every page kind ------------------------- */
+
+/* The input as a stream of numbers; past its end, zeros. */
+typedef struct fz_rd {
+	const uint8_t *p;
+	size_t n;
+} fz_rd;
+
+static uint64_t rd(fz_rd *r, unsigned bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < bytes; i++) {
+		v = v << 8;
+		if (r->n) {
+			v |= *r->p++;
+			r->n--;
+		}
+	}
+	return v;
+}
+
+#define FZ_MAXP LM_MAX_PACKET_PAGES
+
+/* Builds a packet the spec calls valid from the input's numbers (kinds,
+ * offsets, refs to any region and round, deltas and their area, deflate's
+ * page lengths), encodes it (tables written here, field by field), and
+ * checks that it decodes to exactly that; then that the session without
+ * the features refuses it, and that a frame length giving another area is
+ * refused by the header or by the delta table. */
+static void do_build(const uint8_t *p, size_t n, const fz_limits *fl)
+{
+	static uint64_t off[FZ_MAXP], off2[FZ_MAXP];
+	static uint32_t plen[2 * FZ_MAXP], plen2[2 * FZ_MAXP];
+	static lm__ref refs[FZ_MAXP], refs2[FZ_MAXP];
+	static lm__delta dl[FZ_MAXP], dl2[FZ_MAXP];
+	static uint64_t koff[4][FZ_MAXP];
+	static lm__ref kref[FZ_MAXP];
+	static lm__delta kdl[FZ_MAXP];
+	uint32_t cnt[4] = {0, 0, 0, 0};
+	lm__limits lim = fl->lim, lim0;
+	fz_rd r = {p, n};
+	uint32_t ps = lim.page_size, want, region, nlen, k = 0;
+	uint64_t rlen, npg, whole, sum = 0, payload = 0, body;
+	lm__data_hdr d, d2;
+	lm__err e = {0};
+	uint8_t *buf, *q;
+	size_t tab;
+	int deflate;
+
+	if (!lim.region_count)
+		return;
+	lim.features = LM_FEAT_REF | LM_FEAT_DELTA;
+	deflate = (rd(&r, 1) & 1) && lm__codec_get(LM_CODEC_DEFLATE);
+	lim.codec = deflate ? LM_CODEC_DEFLATE : LM_CODEC_NONE;
+	region = (uint32_t)(rd(&r, 1) % lim.region_count);
+	for (uint32_t t = 0; t < lim.region_count && !lim.region_len[region]; t++)
+		region = (region + 1) % lim.region_count; /* one with pages */
+	rlen = lim.region_len[region];
+	npg = (rlen + ps - 1) / ps;
+	whole = rlen / ps;
+	if (!npg)
+		return;
+	want = 1 + (uint32_t)(rd(&r, 2) % lim.packet_pages);
+	for (uint32_t i = 0; i < want; i++) {
+		unsigned kind = (unsigned)(rd(&r, 1) % 4);
+		uint64_t pg = rd(&r, 8) % npg;
+		if (kind == 2) { /* ref */
+			uint32_t sr = (uint32_t)(rd(&r, 1) % lim.region_count);
+			uint64_t sw = lim.region_len[sr] / ps, sp;
+			if (!sw) {
+				sr = region;
+				sw = whole;
+			}
+			sp = sw ? rd(&r, 8) % sw : 0;
+			if (sr == region && sp == pg)
+				sp = sw > 1 ? (sp + 1) % sw : sw;
+			if (pg >= whole || sp >= sw) {
+				kind = 1;
+			} else {
+				kref[cnt[2]] = (lm__ref){sr,
+							 (uint32_t)(rd(&r, 4) % ((uint64_t)lim.round + 1)),
+							 sp * ps};
+			}
+		} else if (kind == 3) { /* delta */
+			if (lim.round == 0 || pg >= whole)
+				kind = 1;
+			else
+				kdl[cnt[3]] = (lm__delta){(uint32_t)(rd(&r, 4) % lim.round),
+							  (uint32_t)(rd(&r, 2) % ps)};
+		}
+		koff[kind][cnt[kind]++] = pg * ps;
+	}
+	for (uint32_t i = 0; i < cnt[3]; i++)
+		sum += kdl[i].len;
+	memset(&d, 0, sizeof(d));
+	d.packet_num = rd(&r, 8);
+	d.region = region;
+	d.round = lim.round;
+	d.pages = want;
+	d.normal = cnt[0];
+	d.zero = cnt[1];
+	d.ref = cnt[2];
+	d.delta = (uint16_t)cnt[3];
+	d.area = (uint32_t)((sum + ps - 1) / ps);
+	d.codec_flags = (uint16_t)(deflate && (rd(&r, 1) & 1) ? LM_CODEC_DEFLATE : LM_CODEC_NONE);
+	nlen = d.normal + d.area;
+	for (uint32_t i = 0; i < nlen; i++) {
+		plen[i] = d.codec_flags == LM_CODEC_DEFLATE ? 1 + (uint32_t)(rd(&r, 2) % ps) : ps;
+		payload += plen[i];
+	}
+	d.payload = (uint32_t)payload;
+	body = lm__data_body_len(&d);
+	CHECK(body <= lm__max_body(LM_KIND_DATA, ps, lim.packet_pages));
+	for (uint32_t c = 0; c < 4; c++)
+		for (uint32_t i = 0; i < cnt[c]; i++)
+			off[k++] = koff[c][i];
+	for (uint32_t i = 0; i < d.ref; i++)
+		refs[i] = kref[i];
+	for (uint32_t i = 0; i < d.delta; i++)
+		dl[i] = kdl[i];
+
+	/* Encode: the header, then the tables as section 6 lists them. */
+	tab = (size_t)lm__data_tables_len(&d);
+	buf = malloc(LM_FRAME_HDR + LM_DATA_HDR + tab);
+	CHECK(lm__enc_data_hdr(buf, &d, (uint32_t)body) == LM_FRAME_HDR + LM_DATA_HDR);
+	q = buf + LM_FRAME_HDR + LM_DATA_HDR;
+	for (uint32_t i = 0; i < d.pages; i++, q += 8)
+		lm__put64(q, off[i]);
+	for (uint32_t i = 0; i < d.ref; i++, q += LM_REF_ENTRY) {
+		lm__put32(q, refs[i].src_region);
+		lm__put32(q + 4, refs[i].src_round);
+		lm__put64(q + 8, refs[i].src_offset);
+	}
+	for (uint32_t i = 0; i < d.delta; i++, q += LM_DELTA_ENTRY) {
+		lm__put32(q, dl[i].base_round);
+		lm__put32(q + 4, dl[i].len);
+	}
+	for (uint32_t i = 0; i < nlen; i++, q += 4)
+		lm__put32(q, plen[i]);
+	CHECK((size_t)(q - buf) == LM_FRAME_HDR + LM_DATA_HDR + tab);
+
+	/* Decode: exactly what was built. */
+	q = buf + LM_FRAME_HDR;
+	memset(&d2, 0xee, sizeof(d2));
+	CHECK(lm__dec_data_hdr(q, (uint32_t)body, &lim, &d2, &e) == 0);
+	fz_decoded++;
+	CHECK(d2.packet_num == d.packet_num && d2.region == d.region && d2.round == d.round);
+	CHECK(d2.pages == d.pages && d2.normal == d.normal && d2.zero == d.zero);
+	CHECK(d2.ref == d.ref && d2.delta == d.delta && d2.area == d.area);
+	CHECK(d2.payload == d.payload && d2.codec_flags == d.codec_flags);
+	CHECK(lm__dec_data_tables(q + LM_DATA_HDR, &d2, &lim, off2, plen2, &e) == 0);
+	CHECK(memcmp(off, off2, sizeof(*off) * d.pages) == 0);
+	CHECK(memcmp(plen, plen2, sizeof(*plen) * nlen) == 0);
+	if (d.ref || d.delta) {
+		CHECK(lm__dec_data_kinds(q + LM_DATA_HDR, &d2, &lim, off2, refs2, dl2, &e) == 0);
+		for (uint32_t i = 0; i < d.ref; i++)
+			CHECK(refs2[i].src_region == refs[i].src_region &&
+			      refs2[i].src_round == refs[i].src_round &&
+			      refs2[i].src_offset == refs[i].src_offset);
+		for (uint32_t i = 0; i < d.delta; i++)
+			CHECK(dl2[i].base_round == dl[i].base_round && dl2[i].len == dl[i].len);
+	}
+	/* Without the features: refused before anything else is looked at. */
+	lim0 = lim;
+	lim0.features = 0;
+	if (d.ref || d.delta)
+		CHECK(lm__dec_data_hdr(q, (uint32_t)body, &lim0, &d2, &e) == LM_EFEATURE);
+	lim0.features = d.ref ? LM_FEAT_DELTA : LM_FEAT_REF;
+	if ((d.ref && !d.delta) || (d.delta && !d.ref))
+		CHECK(lm__dec_data_hdr(q, (uint32_t)body, &lim0, &d2, &e) == LM_EFEATURE);
+	/* Another area from the frame length: 0..delta pages other than the
+	 * real count, then one past delta and an odd length. */
+	if (d.delta) {
+		uint32_t other = (uint32_t)(rd(&r, 2) % ((uint32_t)d.delta + 1));
+		uint64_t b2 = body - 4ull * d.area + 4ull * other;
+		if (other != d.area && b2 <= UINT32_MAX &&
+		    lm__dec_data_hdr(q, (uint32_t)b2, &lim, &d2, &e) == 0) {
+			CHECK(d2.area == other);
+			/* the tables before the length table are where they were */
+			CHECK(lm__dec_data_kinds(q + LM_DATA_HDR, &d2, &lim, off, refs2, dl2, &e) ==
+			      LM_EFIELD);
+		}
+		b2 = body + 4ull * ((uint64_t)d.delta + 1 - d.area);
+		if (b2 <= UINT32_MAX)
+			CHECK(lm__dec_data_hdr(q, (uint32_t)b2, &lim, &d2, &e) == LM_EFIELD);
+		CHECK(lm__dec_data_hdr(q, (uint32_t)body + 2, &lim, &d2, &e) == LM_EFIELD);
+	}
+	free(buf);
+}
+
 /* Frames back to back, as a channel reads them. */
 static void do_stream(const uint8_t *p, size_t n, const fz_limits *fl)
 {
@@ -466,6 +719,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	limits_from(data[1], &fl);
+	fl.lim.features = (uint64_t)((data[0] / OP_COUNT) & 3) << 1; /* REF, DELTA */
 	p = data + 2;
 	n = size - 2;
 	switch (data[0] % OP_COUNT) {
@@ -482,6 +736,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case OP_ACK: do_ack(p, n); break;
 	case OP_ERROR: do_error(p, n); break;
 	case OP_FRAME: do_frame(p, n); break;
+	case OP_BUILD: do_build(p, n, &fl); break;
 	}
 	return 0;
 }
@@ -601,6 +856,59 @@ int main(int argc, char **argv)
 		lm__put32(b, (uint32_t)lm__data_body_len(&d));
 		memcpy(b + 4, tmp + LM_FRAME_HDR, m - LM_FRAME_HDR);
 		put_seed("data-short-payload", OP_DATA, 0, b, 4 + m - LM_FRAME_HDR);
+	}
+
+	/* data with every page kind, REF|DELTA agreed, round 1 (limits 0x04):
+	 * region 0 (8 pages): normal 0, zero 1, refs at 2 (region 2's page,
+	 * round 0) and 3 (page 0, this round), deltas at 4 and 5 (10 and 4090
+	 * bytes: a 2-page area) */
+	{
+		static const uint32_t ents[][3] = {{2, 0, 0}, {0, 1, 0}}; /* region, round, offset */
+		static const uint32_t dls[][2] = {{0, 10}, {0, 4090}};   /* base_round, len */
+		uint8_t hdr[LM_FRAME_HDR + LM_DATA_HDR];
+		lm__data_hdr d = {0};
+		uint8_t *t;
+		d.packet_num = 11;
+		d.round = 1;
+		d.pages = 6;
+		d.normal = d.zero = 1;
+		d.ref = 2;
+		d.delta = 2;
+		d.area = 2;
+		d.payload = 3 * 4096;
+		lm__put32(b, (uint32_t)lm__data_body_len(&d));
+		lm__enc_data_hdr(hdr, &d, 0);
+		memcpy(b + 4, hdr + LM_FRAME_HDR, LM_DATA_HDR);
+		t = b + 4 + LM_DATA_HDR;
+		for (uint32_t i = 0; i < 6; i++, t += 8)
+			lm__put64(t, (uint64_t)i * 4096);
+		for (uint32_t i = 0; i < 2; i++, t += LM_REF_ENTRY) {
+			lm__put32(t, ents[i][0]);
+			lm__put32(t + 4, ents[i][1]);
+			lm__put64(t + 8, ents[i][2]);
+		}
+		for (uint32_t i = 0; i < 2; i++, t += LM_DELTA_ENTRY) {
+			lm__put32(t, dls[i][0]);
+			lm__put32(t + 4, dls[i][1]);
+		}
+		for (uint32_t i = 0; i < 3; i++, t += 4)
+			lm__put32(t, 4096);
+		put_seed("data-kinds", (uint8_t)(OP_DATA + 3 * OP_COUNT), 0x04, b, (size_t)(t - b));
+	}
+	/* build: numbers for the generator, under assorted limits (round 1,
+	 * round 7 with 3-page packets, 64 KiB pages with region set b) */
+	{
+		static const uint8_t lims[] = {0x04, 0x0a, 0x00, 0x44 | 0x80, 0x0c | 0x03};
+		uint32_t x = 12345;
+		for (size_t l = 0; l < sizeof(lims); l++) {
+			char name[32];
+			for (int i = 0; i < 600; i++) {
+				x = x * 1103515245u + 12345u;
+				b[i] = (uint8_t)(x >> 16);
+			}
+			snprintf(name, sizeof(name), "build-%zu", l);
+			put_seed(name, OP_BUILD, lims[l], b, 600);
+		}
 	}
 
 	n = lm__enc_sync(b, &s);

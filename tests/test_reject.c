@@ -21,629 +21,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "check.h"
-#include "livemig.h"
-#include "tsan.h"
-#include "wire.h"
-
-#define PS 4096u       /* page size of every fake session */
-#define PP 4u          /* packet_pages of every fake session */
-#define NPAGES 8u      /* default region: 8 pages */
-#define CANARY 0xA5
-#define MAXP 20u       /* most pages a hand-built packet carries */
-
-static const uint8_t SESSION[16] = {0x5e, 0x55, 0x10, 0x4e, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-static const uint8_t OTHER[16] = {0x0d, 0xd0, 0xba, 0x11, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-/* ---- the receiver under test ------------------------------------------- */
-
-typedef struct rxopt {
-	uint64_t len;          /* region length, default NPAGES pages */
-	int timeout_ms;        /* default 2000 */
-	int accept_timeout_ms; /* default 5000 */
-	int no_region;         /* add no region up front */
-	int use_cb;            /* on_region callback (accepts len <= mapping) */
-	uint32_t max_channels;
-} rxopt;
-
-typedef struct rx {
-	lm_receiver *r;
-	pthread_t t;
-	int rc, port, running;
-	uint8_t *map;  /* guard page, region pages, guard page */
-	size_t maplen, rlen;
-	uint8_t *base;
-	uint64_t len;
-	int cb_calls;
-	char log[4096]; /* the receiver's log lines (cfg.log), one call at a time */
-	size_t loglen;
-} rx;
-
-static void rx_log(void *user, const char *line)
-{
-	rx *x = user;
-	int n = snprintf(x->log + x->loglen, sizeof(x->log) - x->loglen, "%s\n", line);
-
-	if (n > 0 && x->loglen + (size_t)n < sizeof(x->log))
-		x->loglen += (size_t)n;
-}
-
-static size_t round_up(uint64_t v) { return (size_t)((v + PS - 1) / PS * PS); }
-
-static void *rx_thread(void *arg)
-{
-	rx *x = arg;
-
-	x->rc = lm_receiver_run(x->r);
-	return NULL;
-}
-
-static int on_region(void *user, uint32_t id, const char *name, uint64_t len, uint32_t page_size,
-		     void **base, int *fresh)
-{
-	rx *x = user;
-
-	(void)id;
-	(void)name;
-	x->cb_calls++;
-	if (page_size != PS || len > x->len)
-		return LM_EREGION;
-	*base = x->base;
-	*fresh = 1;
-	return 0;
-}
-
-/* Maps len bytes between two PROT_NONE guard pages; canaries after len. */
-static void rx_map(rx *x, uint64_t len)
-{
-	x->len = len;
-	x->rlen = round_up(len ? len : 1);
-	x->maplen = x->rlen + 2 * PS;
-	x->map = mmap(NULL, x->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (x->map == MAP_FAILED) {
-		perror("mmap");
-		exit(2);
-	}
-	x->base = x->map + PS;
-	memset(x->base + len, CANARY, x->rlen - len);
-	mprotect(x->map, PS, PROT_NONE);
-	mprotect(x->base + x->rlen, PS, PROT_NONE);
-}
-
-static void rx_start(rx *x, const rxopt *o)
-{
-	lm_receiver_config cfg;
-
-	memset(x, 0, sizeof(*x));
-	rx_map(x, o && o->len ? o->len : NPAGES * PS);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.timeout_ms = o && o->timeout_ms ? o->timeout_ms : 2000;
-	cfg.accept_timeout_ms = o && o->accept_timeout_ms ? o->accept_timeout_ms : 5000;
-	cfg.max_channels = o ? o->max_channels : 0;
-	cfg.user = x;
-	cfg.log = rx_log;
-	if (o && o->use_cb)
-		cfg.on_region = on_region;
-	CHECK_EQ(lm_receiver_new(&x->r, &cfg), 0);
-	if (!o || !o->no_region)
-		CHECK_EQ(lm_receiver_add_region(x->r, "ram", x->base, x->len, 1), 0);
-	CHECK_EQ(lm_receiver_listen(x->r, "127.0.0.1:0"), 0);
-	x->port = lm_receiver_port(x->r);
-	if (pthread_create(&x->t, NULL, rx_thread, x)) {
-		fprintf(stderr, "pthread_create failed\n");
-		exit(2);
-	}
-	x->running = 1;
-}
-
-/* 0 once lm_receiver_run returned, -1 if it did not within ms. */
-static int rx_join_ms(rx *x, int ms)
-{
-	struct timespec ts;
-
-	if (!x->running)
-		return 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	if (pthread_timedjoin_np(x->t, NULL, &ts))
-		return -1;
-	x->running = 0;
-	return 0;
-}
-
-static void rx_join(rx *x)
-{
-	if (rx_join_ms(x, 20000)) {
-		fprintf(stderr, "lm_receiver_run did not return within 20 s: giving up\n");
-		exit(2);
-	}
-}
-
-static int canaries_ok(const rx *x)
-{
-	for (size_t i = x->len; i < x->rlen; i++)
-		if (x->base[i] != CANARY)
-			return 0;
-	return 1;
-}
-
-static int region_zero(const rx *x, uint64_t from, uint64_t to)
-{
-	for (uint64_t i = from; i < to && i < x->len; i++)
-		if (x->base[i])
-			return 0;
-	return 1;
-}
-
-static void rx_free(rx *x)
-{
-	rx_join(x);
-	lm_receiver_free(x->r);
-	munmap(x->map, x->maplen);
-	x->r = NULL;
-}
-
-/* ---- fake sender: plain sockets ------------------------------------------ */
-
-static int fs_connect(int port)
-{
-	struct sockaddr_in a;
-	struct timeval tv = {3, 0};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0) {
-		perror("socket");
-		exit(2);
-	}
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-		perror("connect");
-		exit(2);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-/* Errors are ignored on purpose: the receiver may have closed already. */
-static void put(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		b += w;
-		n -= (size_t)w;
-	}
-}
-
-static int get(int fd, void *p, size_t n)
-{
-	uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t r = recv(fd, b, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		b += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-/* Reads one frame; body must hold cap bytes. 0, or -1 (closed / bad). */
-static int get_frame(int fd, lm__frame *f, uint8_t *body, size_t cap)
-{
-	uint8_t h[LM_FRAME_HDR];
-	lm__err e;
-
-	if (get(fd, h, sizeof(h)) || lm__dec_frame(h, f, &e) || f->len > cap)
-		return -1;
-	return get(fd, body, f->len);
-}
-
-static lm__hello mk_hello(uint16_t ch, uint16_t nch)
-{
-	lm__hello h;
-
-	memset(&h, 0, sizeof(h));
-	h.version = LM_PROTOCOL_VERSION;
-	memcpy(h.session, SESSION, 16);
-	h.channel = ch;
-	h.channels = nch;
-	h.page_size = PS;
-	h.codec = LM_CODEC_NONE;
-	h.packet_pages = PP;
-	h.region_count = 1;
-	return h;
-}
-
-static void send_hello(int fd, const lm__hello *h)
-{
-	uint8_t b[LM_FRAME_HDR + LM_HELLO_LEN];
-
-	put(fd, b, lm__enc_hello(b, h));
-}
-
-static size_t enc_region(uint8_t *b, uint32_t id, uint64_t len, const char *name)
-{
-	lm__region_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.id = id;
-	m.len = len;
-	m.name_len = (uint16_t)strlen(name);
-	memcpy(m.name, name, m.name_len);
-	return lm__enc_region(b, &m);
-}
-
-static void send_region(int fd, uint32_t id, uint64_t len, const char *name)
-{
-	uint8_t b[LM_FRAME_HDR + LM_REGION_FIXED + LM_MAX_REGION_NAME];
-
-	put(fd, b, enc_region(b, id, len, name));
-}
-
-/* The next frame on fd is an ACK of kind for SESSION; decoded into *a. */
-static int expect_ack_a(int fd, uint8_t kind, lm__ack *a)
-{
-	uint8_t b[LM_ERROR_FIXED + LM_ERROR_MAX_MSG];
-	lm__frame f;
-	lm__err e;
-
-	if (get_frame(fd, &f, b, sizeof(b)) || f.kind != LM_KIND_ACK ||
-	    lm__dec_ack(b, f.len, a, &e) || a->kind != kind || memcmp(a->session, SESSION, 16))
-		return -1;
-	return 0;
-}
-
-static int expect_ack(int fd, uint8_t kind)
-{
-	lm__ack a;
-
-	return expect_ack_a(fd, kind, &a);
-}
-
-/* 1 when nothing (no frame, no close) arrives on fd within ms. */
-static int quiet(int fd, int ms)
-{
-	struct pollfd p = {fd, POLLIN, 0};
-
-	return poll(&p, 1, ms) == 0;
-}
-
-static void send_sync(int fd, uint32_t round, uint64_t packets)
-{
-	uint8_t b[LM_FRAME_HDR + LM_SYNC_LEN];
-	lm__sync s = {round, packets};
-
-	put(fd, b, lm__enc_sync(b, &s));
-}
-
-static void send_complete(int fd, const lm__region_sum *sums, uint32_t n)
-{
-	uint8_t b[LM_FRAME_HDR + LM_COMPLETE_FIXED + 4 * LM_COMPLETE_ENTRY];
-
-	put(fd, b, lm__enc_complete(b, sums, n));
-}
-
-/* A data packet as the fake sender builds it; every count is explicit. */
-typedef struct pkt {
-	lm__data_hdr d;
-	uint64_t off[MAXP];
-	uint32_t noff;        /* offsets written (normally normal + zero) */
-	uint32_t plen[MAXP];
-	uint32_t nlen;        /* lengths written (normally normal) */
-	uint32_t npay;        /* payload bytes written (normally d.payload) */
-	const uint8_t *pay;   /* NULL: page k is filled with fill + k */
-	uint8_t fill;
-	int64_t body_adj;     /* added to the body length the counts give */
-	int body_set;
-	uint32_t body;        /* used instead when body_set */
-} pkt;
-
-static uint8_t fbuf[LM_FRAME_HDR + LM_DATA_HDR + MAXP * 12 + MAXP * PS];
-
-/* normal pages at off0, off0 + PS...; then zero pages right after them. */
-static pkt good_pkt(uint64_t num, uint32_t round, uint64_t off0, uint32_t normal, uint32_t zero,
-		    uint8_t fill)
-{
-	pkt p;
-
-	memset(&p, 0, sizeof(p));
-	p.d.packet_num = num;
-	p.d.round = round;
-	p.d.pages = normal + zero;
-	p.d.normal = normal;
-	p.d.zero = zero;
-	p.d.payload = normal * PS;
-	p.d.codec_flags = LM_CODEC_NONE;
-	p.noff = normal + zero;
-	for (uint32_t i = 0; i < p.noff; i++)
-		p.off[i] = off0 + (uint64_t)i * PS;
-	p.nlen = normal;
-	for (uint32_t i = 0; i < normal; i++)
-		p.plen[i] = PS;
-	p.npay = p.d.payload;
-	p.fill = fill;
-	return p;
-}
-
-static size_t build_data(const pkt *p)
-{
-	uint64_t body = p->body_set ? p->body
-				    : (uint64_t)((int64_t)lm__data_body_len(&p->d) + p->body_adj);
-	uint8_t *q = fbuf + lm__enc_data_hdr(fbuf, &p->d, (uint32_t)body);
-
-	for (uint32_t i = 0; i < p->noff; i++, q += 8)
-		lm__put64(q, p->off[i]);
-	for (uint32_t i = 0; i < p->nlen; i++, q += 4)
-		lm__put32(q, p->plen[i]);
-	if (p->pay)
-		memcpy(q, p->pay, p->npay);
-	else
-		for (uint32_t k = 0; k < p->npay; k++)
-			q[k] = (uint8_t)(p->fill + k / PS);
-	return (size_t)(q - fbuf) + p->npay;
-}
-
-static void send_pkt(int fd, const pkt *p)
-{
-	put(fd, fbuf, build_data(p));
-}
-
-/* What the destination must hold after good_pkt(..., off0, normal, 0, fill). */
-static void expect_pages(uint8_t *mem, uint64_t off0, uint32_t normal, uint8_t fill)
-{
-	for (uint32_t i = 0; i < normal; i++)
-		memset(mem + off0 + (uint64_t)i * PS, (uint8_t)(fill + i), PS);
-}
-
-/* A fake session: receiver plus n handshaken channels. */
-typedef struct sess {
-	rx x;
-	int fd[4];
-	int n;
-} sess;
-
-/* Channel i's hello offers offer[i] in hello.features (offer NULL: none);
- * acked[i] (if not NULL) receives its ACK(HELLO).features. */
-static int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_t *offer, uint64_t *acked)
-{
-	int bad = 0;
-
-	rx_start(&s->x, o);
-	s->n = nch;
-	for (int i = 0; i < nch; i++) {
-		lm__hello h = mk_hello((uint16_t)i, (uint16_t)nch);
-		h.features = offer ? offer[i] : 0;
-		s->fd[i] = fs_connect(s->x.port);
-		send_hello(s->fd[i], &h);
-		if (i == 0)
-			send_region(s->fd[0], 0, s->x.len, "ram");
-	}
-	for (int i = 0; i < nch; i++) {
-		lm__ack a;
-		int r = expect_ack_a(s->fd[i], LM_KIND_HELLO, &a);
-		bad |= r;
-		if (acked)
-			acked[i] = r ? ~0ull : a.features;
-	}
-	CHECK_EQ(bad, 0);
-	return bad;
-}
-
-static int sess_open(sess *s, const rxopt *o, int nch)
-{
-	return sess_open_f(s, o, nch, NULL, NULL);
-}
-
-/* ---- outcome --------------------------------------------------------------- */
-
-typedef struct got {
-	int frame;       /* an ERROR frame was read */
-	int32_t code;
-	uint16_t channel;
-	char msg[LM_ERROR_MAX_MSG + 1];
-} got;
-
-/* Reads until an ERROR frame or the close, on all fds at once (the receiver
- * sends its error frames one connection after the other), closing each. */
-static void collect(int *fds, int n, got *g)
-{
-	uint64_t end = now_ms() + 6000;
-	int open_fds = n;
-
-	memset(g, 0, sizeof(*g) * (size_t)n);
-	while (open_fds > 0 && now_ms() < end) {
-		struct pollfd p[8];
-		int idx[8], k = 0;
-
-		for (int i = 0; i < n; i++)
-			if (fds[i] >= 0) {
-				p[k].fd = fds[i];
-				p[k].events = POLLIN;
-				p[k].revents = 0;
-				idx[k++] = i;
-			}
-		if (poll(p, (nfds_t)k, 100) <= 0)
-			continue;
-		for (int j = 0; j < k; j++) {
-			int i = idx[j];
-			uint8_t b[LM_ERROR_FIXED + LM_ERROR_MAX_MSG];
-			lm__frame f;
-			lm__error_msg m;
-			lm__err e;
-
-			if (!p[j].revents)
-				continue;
-			if (get_frame(fds[i], &f, b, sizeof(b)) == 0) {
-				if (f.kind != LM_KIND_ERROR)
-					continue; /* e.g. an ack: keep reading */
-				if (lm__dec_error(b, f.len, &m, &e) == 0) {
-					g[i].frame = 1;
-					g[i].code = m.code;
-					g[i].channel = m.channel;
-					memcpy(g[i].msg, m.msg, sizeof(g[i].msg));
-				}
-			}
-			close(fds[i]);
-			fds[i] = -1;
-			open_fds--;
-		}
-	}
-	for (int i = 0; i < n; i++)
-		if (fds[i] >= 0) {
-			close(fds[i]);
-			fds[i] = -1;
-		}
-}
-
-typedef struct want {
-	int code;
-	int chan;          /* errmsg starts "channel N: "; -1: not checked */
-	const char *field; /* errmsg contains this */
-	int err_fd;        /* fds[err_fd] must read an ERROR frame with code; -1: none;
-			    * -2: every connection must */
-	int zero;          /* the region must still be all zero */
-} want;
-
-static void report(const char *name, int f0, const rx *x)
-{
-	if (lm_test_failures == f0)
-		printf("reject %s: ok\n", name);
-	else
-		printf("reject %s: FAILED (rc %d %s; errmsg \"%s\")\n", name, x->rc,
-		       lm_strerror(x->rc), x->r ? lm_receiver_errmsg(x->r) : "");
-	fflush(stdout);
-}
-
-/* Collects the error frames, joins the receiver and checks everything. */
-static void outcome(const char *name, rx *x, int *fds, int nfds, const want *w)
-{
-	got g[4];
-	const char *msg;
-	char pre[32];
-
-	collect(fds, nfds, g);
-	rx_join(x);
-	msg = lm_receiver_errmsg(x->r);
-	CHECK_EQ(x->rc, w->code);
-	if (w->field && !strstr(msg, w->field)) {
-		CHECK(strstr(msg, w->field) != NULL);
-		fprintf(stderr, "  %s: errmsg \"%s\" does not name \"%s\"\n", name, msg, w->field);
-	}
-	if (w->chan >= 0) {
-		snprintf(pre, sizeof(pre), "channel %d: ", w->chan);
-		if (strncmp(msg, pre, strlen(pre))) {
-			CHECK(strncmp(msg, pre, strlen(pre)) == 0);
-			fprintf(stderr, "  %s: errmsg \"%s\" does not start with \"%s\"\n", name, msg,
-				pre);
-		}
-	}
-	if (w->err_fd >= 0) {
-		const got *e = &g[w->err_fd];
-		if (!e->frame) {
-			CHECK(e->frame);
-			fprintf(stderr, "  %s: connection %d was closed without an ERROR frame\n", name,
-				w->err_fd);
-		} else {
-			CHECK_EQ(e->code, w->code);
-			if (w->field)
-				CHECK(strstr(e->msg, w->field) != NULL);
-			if (w->chan >= 0)
-				CHECK_EQ(e->channel, w->chan);
-		}
-	}
-	for (int i = 0; w->err_fd == -2 && i < nfds; i++) {
-		if (!g[i].frame || g[i].code != w->code) {
-			CHECK(g[i].frame && g[i].code == w->code);
-			fprintf(stderr, "  %s: connection %d: %s %d\n", name, i,
-				g[i].frame ? "ERROR frame with code" : "no ERROR frame", g[i].code);
-		}
-	}
-	CHECK(canaries_ok(x));
-	if (w->zero)
-		CHECK(region_zero(x, 0, x->len));
-}
-
-/* Before a session exists a bad hello is a stranger's: that connection gets
- * ERROR naming the field, the receiver logs one line and goes on waiting
- * (docs/security.md); here it is then cancelled. */
-static void refused_outcome(const char *name, rx *x, int fd, const want *w)
-{
-	got g;
-	lm_stats st;
-
-	collect(&fd, 1, &g);
-	if (!g.frame) {
-		CHECK(g.frame);
-		fprintf(stderr, "  %s: closed without an ERROR frame\n", name);
-	} else {
-		CHECK_EQ(g.code, w->code);
-		if (w->field && !strstr(g.msg, w->field)) {
-			CHECK(strstr(g.msg, w->field) != NULL);
-			fprintf(stderr, "  %s: ERROR \"%s\" does not name \"%s\"\n", name, g.msg, w->field);
-		}
-	}
-	CHECK(rx_join_ms(x, 300) == -1); /* still waiting for its sender */
-	CHECK_EQ(lm_receiver_cancel(x->r), 0);
-	rx_join(x);
-	CHECK_EQ(x->rc, LM_ECANCELED);
-	CHECK(strstr(x->log, "refused 127.0.0.1:") != NULL);
-	if (w->field && !strstr(x->log, w->field)) {
-		CHECK(strstr(x->log, w->field) != NULL);
-		fprintf(stderr, "  %s: log \"%s\" does not name \"%s\"\n", name, x->log, w->field);
-	}
-	lm_receiver_stats(x->r, &st);
-	CHECK_EQ(st.refused, 1);
-	CHECK(canaries_ok(x));
-	CHECK(region_zero(x, 0, x->len));
-}
+#include "fake_peer.h"
 
 /* ---- hello ------------------------------------------------------------------ */
 
@@ -773,7 +151,11 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 2}, LM_EFEATURE, "hello.required");
+	/* Bits 0..2 (ROUND_ACK, REF, DELTA) are known; bit 3 is the first
+	 * unknown one. */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 8}, LM_EFEATURE, "hello.required");
+	hello_case("hello_required_feature_known_and_bit_3", (edit){HB + 48, 8, LM_FEAT_KNOWN | 8},
+		   LM_EFEATURE, "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");
 }
@@ -1077,8 +459,15 @@ static void reject_data_ref(void)
 
 	p.d.ref = 1;
 	p.d.pages = 2;
-	p.noff = 3; /* room for the 16-byte ref entry the length counts */
+	p.noff = 4; /* two offsets and the 16-byte ref entry the length counts */
+	/* The fake session's hello offers no features: ref and delta pages
+	 * were not agreed (test_refs has them agreed). */
 	data_case("data_ref_pages", &p, LM_EFEATURE, "data.ref");
+	p = good_pkt(0, 0, 0, 1, 0, 0x11);
+	p.d.delta = 1;
+	p.d.pages = 2;
+	p.noff = 3; /* two offsets and the 8-byte delta entry */
+	data_case("data_delta_pages", &p, LM_EFEATURE, "data.delta");
 }
 
 static void reject_data_codec_flags(void)
@@ -1113,7 +502,9 @@ static void reject_data_payload_bound(void)
 	p.npay = 0;
 	p.body_set = 1;
 	p.body = LM_DATA_HDR + 12 + PS;
-	data_case("data_payload_2^32-1", &p, LM_EFIELD, "data.payload");
+	/* No 32-bit frame length can hold such a payload: the length check
+	 * (before the bound, docs/protocol.md §6) refuses it. */
+	data_case("data_payload_2^32-1", &p, LM_EFIELD, "data.length");
 }
 
 static void reject_data_body_length(void)
@@ -2441,6 +1832,9 @@ static void *tx_job_main(void *arg)
 	return NULL;
 }
 
+/* lm_sender_config.no_dedup and no_delta of the next sender_case. */
+static int tx_no_dedup, tx_no_delta;
+
 /* The real sender (2 channels, 64 pages, timeout_ms) against the fake f:
  * `what` must end with code, and on failure name field in lm_sender_errmsg()
  * and tell the receiver with ERROR(code) on both channels (docs/protocol.md
@@ -2463,6 +1857,8 @@ static uint64_t sender_case(const char *name, fake_rx *f, int what, int timeout_
 	sc.channels = 2;
 	sc.packet_pages = 16;
 	sc.timeout_ms = timeout_ms;
+	sc.no_dedup = tx_no_dedup;
+	sc.no_delta = tx_no_delta;
 	memset(&j, 0, sizeof(j));
 	j.addr = addr;
 	j.what = what;
@@ -2513,22 +1909,27 @@ static void report_tx(const char *name, int f0)
 	fflush(stdout);
 }
 
-/* The fake receiver itself: it accepts ROUND_ACK, acknowledges round 0 and
- * COMPLETE, and the sender completes. The sender offers ROUND_ACK (and
- * requires nothing) on every channel. */
-static void reject_sender_round_ack_baseline(void)
+/* The fake receiver itself: it accepts ROUND_ACK only, acknowledges round 0
+ * and COMPLETE, and the sender completes. The sender offers ROUND_ACK, and
+ * REF and DELTA unless no_dedup / no_delta, and requires nothing, on every
+ * channel (docs/protocol.md §12). */
+static void round_ack_baseline(const char *name, int no_dedup, int no_delta)
 {
-	const char *name = "sender_round_ack_fake_baseline";
+	uint64_t offer = LM_FEAT_ROUND_ACK | (no_dedup ? 0 : LM_FEAT_REF) |
+			 (no_delta ? 0 : LM_FEAT_DELTA);
 	int f0 = lm_test_failures;
 	fake_rx f;
 
 	memset(&f, 0, sizeof(f));
 	f.mode = FRX_ROUND;
 	f.features[0] = f.features[1] = LM_FEAT_ROUND_ACK;
+	tx_no_dedup = no_dedup;
+	tx_no_delta = no_delta;
 	sender_case(name, &f, TX_RUN, 2000, NULL, 0, NULL);
+	tx_no_dedup = tx_no_delta = 0;
 	CHECK(f.ok);
 	for (int i = 0; i < 2; i++) {
-		CHECK_EQ(f.hello[i].features, LM_FEAT_ROUND_ACK);
+		CHECK_EQ(f.hello[i].features, offer);
 		CHECK_EQ(f.hello[i].required, 0);
 	}
 	CHECK_EQ(f.syncs, 2);
@@ -2536,6 +1937,14 @@ static void reject_sender_round_ack_baseline(void)
 	CHECK(f.data > 0);
 	CHECK_EQ(f.errors, 0);
 	report_tx(name, f0);
+}
+
+static void reject_sender_round_ack_baseline(void)
+{
+	round_ack_baseline("sender_round_ack_fake_baseline", 0, 0);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_dedup", 1, 0);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_delta", 0, 1);
+	round_ack_baseline("sender_round_ack_fake_baseline_no_dedup_no_delta", 1, 1);
 }
 
 /* ACK(HELLO).features: a subset of what the sender offered, the same on
@@ -2556,7 +1965,14 @@ static void ack_features_case(const char *name, uint64_t ch0, uint64_t ch1)
 
 static void reject_sender_ack_features(void)
 {
-	ack_features_case("sender_ack_features_unknown_bit", 2, 2);
+	/* Bit 3 is no feature; REF and DELTA are only accepted when offered. */
+	ack_features_case("sender_ack_features_unknown_bit", 8, 8);
+	tx_no_dedup = 1;
+	ack_features_case("sender_ack_features_ref_not_offered", 3, 3);
+	tx_no_dedup = 0;
+	tx_no_delta = 1;
+	ack_features_case("sender_ack_features_delta_not_offered", 5, 5);
+	tx_no_delta = 0;
 	ack_features_case("sender_ack_features_unknown_top_bit", 1 | 1ull << 63, 1 | 1ull << 63);
 	ack_features_case("sender_ack_features_differ_1_0", LM_FEAT_ROUND_ACK, 0);
 	ack_features_case("sender_ack_features_differ_0_1", 0, LM_FEAT_ROUND_ACK);

@@ -119,7 +119,11 @@ static void test_constants(void)
 	CHECK_EQ(LM_PKT_CODEC_MASK, 0x00ff);
 	CHECK_EQ(LM_PKT_FLAGS_KNOWN, 0);
 	CHECK_EQ(LM_FEAT_ROUND_ACK, 1);
-	CHECK_EQ(LM_FEAT_KNOWN, 1);
+	CHECK_EQ(LM_FEAT_REF, 2);   /* section 12: bit 1 */
+	CHECK_EQ(LM_FEAT_DELTA, 4); /* bit 2 */
+	CHECK_EQ(LM_FEAT_KNOWN, 7);
+	CHECK_EQ(LM_REF_ENTRY, 16);  /* section 6, ref entry */
+	CHECK_EQ(LM_DELTA_ENTRY, 8); /* delta entry */
 	/* Limits table (section 15). */
 	CHECK_EQ(LM_MAX_CHANNELS, 64);
 	CHECK_EQ(LM_DEFAULT_CHANNELS, 2);
@@ -250,7 +254,7 @@ static void test_frame(void)
 	/* Maximum body lengths (section 3), enforced when a frame is read. */
 	for (uint8_t k = 1; k <= 7; k++) {
 		char field[32];
-		uint64_t max = k == LM_KIND_DATA ? 40 + 20 * 128 + lm__codec_payload_bound(4096, 128)
+		uint64_t max = k == LM_KIND_DATA ? 40 + (8 + 16) * 128 + lm__codec_payload_bound(4096, 128)
 						 : max_body_4096_128[k];
 		CHECK_EQ(lm__max_body(k, 4096, 128), max);
 		doc_header(b, k, (uint32_t)max);
@@ -272,8 +276,10 @@ static void test_max_body(void)
 	CHECK_EQ(lm__max_body(LM_KIND_COMPLETE, 65536, 1024), 8 + 24 * 256);
 	CHECK_EQ(lm__max_body(LM_KIND_ERROR, 65536, 1024), 12 + 1024);
 	CHECK_EQ(lm__max_body(LM_KIND_ACK, 65536, 1024), 32);
-	/* DATA: 40 + 20 x packet_pages + the largest payload bound of any
-	 * codec, which is at least packet_pages x page_size (codec none). */
+	/* DATA: 40 + (8 + 16) x packet_pages + the largest payload bound of
+	 * any codec, which is at least packet_pages x page_size (codec none):
+	 * an offset per page and the largest of a 16-byte ref entry, an 8-byte
+	 * delta entry plus a 4-byte area length, or a 4-byte length. */
 	static const uint32_t ps_pp[][2] = {{4096, 128}, {4096, 1024}, {65536, 1024}, {4096, 1},
 					    {16384, 7}};
 	for (size_t i = 0; i < sizeof(ps_pp) / sizeof(ps_pp[0]); i++) {
@@ -286,7 +292,7 @@ static void test_max_body(void)
 		}
 		CHECK(bound >= (uint64_t)pp * ps);
 		CHECK_EQ(lm__codec_payload_bound(ps, pp), bound);
-		CHECK_EQ(lm__max_body(LM_KIND_DATA, ps, pp), 40 + 20ull * pp + bound);
+		CHECK_EQ(lm__max_body(LM_KIND_DATA, ps, pp), 40 + 24ull * pp + bound);
 	}
 	CHECK_EQ(lm__max_body(0, 4096, 128), 0);
 	CHECK_EQ(lm__max_body(8, 4096, 128), 0);
@@ -297,6 +303,30 @@ static void test_max_body(void)
 		d.pages = d.normal = 1024;
 		d.payload = 1024u * 65536u;
 		CHECK(lm__data_body_len(&d) <= lm__max_body(LM_KIND_DATA, 65536, 1024));
+	}
+	/* And so do the largest with ref or delta pages: all refs; all deltas
+	 * with an area of one page per delta page (each encoding < a page). */
+	{
+		lm__data_hdr d = {0};
+		d.pages = d.ref = 1024;
+		CHECK_EQ(lm__data_body_len(&d), 40 + 24 * 1024);
+		CHECK(lm__data_body_len(&d) <= lm__max_body(LM_KIND_DATA, 4096, 1024));
+		memset(&d, 0, sizeof(d));
+		d.pages = d.delta = 1024;
+		d.area = 1024;
+		d.payload = 1024u * 65536u;
+		CHECK_EQ(lm__data_body_len(&d), 40 + 20 * 1024 + 67108864);
+		CHECK(lm__data_body_len(&d) <= lm__max_body(LM_KIND_DATA, 65536, 1024));
+		/* Mixed: every kind, the area as large as it can be. */
+		memset(&d, 0, sizeof(d));
+		d.pages = 128;
+		d.normal = 32;
+		d.zero = 32;
+		d.ref = 32;
+		d.delta = 32;
+		d.area = 32;
+		d.payload = 64u * 4096u;
+		CHECK(lm__data_body_len(&d) <= lm__max_body(LM_KIND_DATA, 4096, 128));
 	}
 }
 
@@ -457,13 +487,24 @@ static void test_hello(void)
 		be(b + 36, 4, bad_rc[i]);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.region_count");
 	}
-	for (int bit = 1; bit < 64; bit += 21) { /* bit 0 is ROUND_ACK */
+	for (int bit = 3; bit < 64; bit += 20) { /* bits 0..2: ROUND_ACK, REF, DELTA */
 		memcpy(b, v, 64);
 		be(b + 48, 8, 1ull << bit);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
 	}
 	memcpy(b, v, 64);
 	be(b + 48, 8, 1ull << 63);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
+	/* The known bits may be required, alone or together. */
+	for (uint64_t req = 1; req <= LM_FEAT_KNOWN; req++) {
+		memcpy(b, v, 64);
+		be(b + 40, 8, req);
+		be(b + 48, 8, req);
+		ACCEPT(lm__dec_hello(b, 64, &h, &E));
+		CHECK(h.required == req && h.features == req);
+	}
+	memcpy(b, v, 64);
+	be(b + 48, 8, LM_FEAT_KNOWN | 8);
 	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
 	/* Unknown optional features are ignored. */
 	memcpy(b, v, 64);
@@ -581,7 +622,8 @@ static void test_region(void)
 typedef struct data_vals {
 	uint64_t packet_num;
 	uint32_t region, round, pages, normal, zero, ref, payload;
-	uint16_t codec_flags;
+	uint16_t codec_flags, delta;
+	uint32_t area; /* not in the header: the delta area's pages */
 } data_vals;
 
 static void doc_data_hdr(uint8_t *b, const data_vals *d)
@@ -595,13 +637,15 @@ static void doc_data_hdr(uint8_t *b, const data_vals *d)
 	be(b + 28, 4, d->ref);
 	be(b + 32, 4, d->payload);
 	be(b + 36, 2, d->codec_flags);
-	be(b + 38, 2, 0);
+	be(b + 38, 2, d->delta);
 }
 
+/* Section 6: 40 + 8 x pages + 16 x ref + 8 x delta + 4 x (normal + area) +
+ * payload, pages counted as the sum of the four kinds. */
 static uint64_t doc_body_len(const data_vals *d)
 {
-	return 40 + 8ull * ((uint64_t)d->normal + d->zero) + 16ull * d->ref + 4ull * d->normal +
-	       d->payload;
+	return 40 + 8ull * ((uint64_t)d->normal + d->zero + d->ref + d->delta) + 16ull * d->ref +
+	       8ull * d->delta + 4ull * ((uint64_t)d->normal + d->area) + d->payload;
 }
 
 static void to_data(lm__data_hdr *h, const data_vals *d)
@@ -616,6 +660,8 @@ static void to_data(lm__data_hdr *h, const data_vals *d)
 	h->ref = d->ref;
 	h->payload = d->payload;
 	h->codec_flags = d->codec_flags;
+	h->delta = d->delta;
+	h->area = d->area;
 }
 
 static void data_roundtrip(const data_vals *d, const lm__limits *lim)
@@ -641,6 +687,8 @@ static void data_roundtrip(const data_vals *d, const lm__limits *lim)
 	CHECK_EQ(out.ref, d->ref);
 	CHECK_EQ(out.payload, d->payload);
 	CHECK_EQ(out.codec_flags, d->codec_flags);
+	CHECK_EQ(out.delta, d->delta);
+	CHECK_EQ(out.area, d->area); /* derived from the frame length */
 }
 
 static void test_data_examples(void)
@@ -681,7 +729,7 @@ static void test_data_examples(void)
 	CHECK(same_bytes(got, zero_hex, sizeof(zero_hex), "data (zero pages) hex dump"));
 	/* The same bytes, built from the tables. */
 	doc_header(want, LM_KIND_DATA, 56);
-	doc_data_hdr(want + 12, &(data_vals){5, 1, 0, 2, 0, 2, 0, 0, 0});
+	doc_data_hdr(want + 12, &(data_vals){5, 1, 0, 2, 0, 2, 0, 0, 0, 0, 0});
 	be(want + 52, 8, 0x3000);
 	be(want + 60, 8, 0x5000);
 	CHECK(same_bytes(zero_hex, want, sizeof(zero_hex), "data (zero pages) from tables"));
@@ -704,7 +752,7 @@ static void test_data_examples(void)
 	CHECK_EQ(n, sizeof(mixed_hex));
 	CHECK(same_bytes(got, mixed_hex, sizeof(mixed_hex), "data (mixed) hex dump"));
 	doc_header(want, LM_KIND_DATA, 4156);
-	doc_data_hdr(want + 12, &(data_vals){6, 0, 0, 2, 1, 1, 0, 4096, 0});
+	doc_data_hdr(want + 12, &(data_vals){6, 0, 0, 2, 1, 1, 0, 4096, 0, 0, 0});
 	be(want + 52, 8, 0);
 	be(want + 60, 8, 0x1000);
 	be(want + 68, 4, 4096);
@@ -730,18 +778,42 @@ static void test_data_body_len(void)
 	d.zero = 5;
 	d.ref = 7;
 	d.payload = 1000;
-	CHECK_EQ(lm__data_body_len(&d), 40 + 8 * 8 + 16 * 7 + 4 * 3 + 1000);
+	/* Every page has an offset, ref pages a 16-byte entry too. */
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 * 15 + 16 * 7 + 4 * 3 + 1000);
+	d.delta = 2;
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 * 17 + 16 * 7 + 8 * 2 + 4 * 3 + 1000);
+	d.area = 1; /* one more length entry; the area's bytes are in payload */
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 * 17 + 16 * 7 + 8 * 2 + 4 * 4 + 1000);
 	memset(&d, 0, sizeof(d));
 	d.ref = 1;
-	CHECK_EQ(lm__data_body_len(&d), 56);
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 + 16);
+	d.ref = 0;
+	d.delta = 1;
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 + 8);
+	d.area = 1;
+	d.payload = 4096;
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 + 8 + 4 + 4096);
+	d.delta = 0;
+	d.area = 0;
+	d.payload = 0;
+	/* Without ref and delta pages the layout is version 2's. */
+	d.normal = 2;
+	d.zero = 3;
+	d.payload = 8192;
+	CHECK_EQ(lm__data_body_len(&d), 40 + 8 * 5 + 4 * 2 + 8192);
+	d.zero = 0;
 	d.ref = 0;
 	d.normal = 1024;
 	d.payload = 1024u * 65536u;
 	CHECK_EQ(lm__data_body_len(&d), 40 + 12 * 1024 + 67108864);
 	/* No 32-bit or 64-bit overflow with every count at its maximum. */
 	d.normal = d.zero = d.ref = d.payload = 0xffffffffu;
-	CHECK(lm__data_body_len(&d) == 40ull + 37ull * 0xffffffffull);
+	CHECK(lm__data_body_len(&d) == 40ull + 45ull * 0xffffffffull);
 	CHECK(lm__data_body_len(&d) > 0xffffffffull);
+	d.delta = 0xffff;
+	d.area = 0xffffffffu;
+	CHECK(lm__data_body_len(&d) == 40ull + 49ull * 0xffffffffull + 16ull * 0xffff);
+	CHECK(lm__data_tables_len(&d) == lm__data_body_len(&d) - 40 - 0xffffffffull);
 }
 
 static void test_data_roundtrip(void)
@@ -753,24 +825,45 @@ static void test_data_roundtrip(void)
 	for (int i = 0; i < 256; i++)
 		rlen[i] = 1ull << 40;
 	/* Every field at its largest valid value. */
-	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 1024, 0, 0, 1024u * 65536u, 0};
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 1024, 0, 0, 1024u * 65536u, 0, 0, 0};
 	data_roundtrip(&d, &lim);
-	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 0, 1024, 0, 0, 0};
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 0, 1024, 0, 0, 0, 0, 0};
 	data_roundtrip(&d, &lim);
-	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 512, 512, 0, 512u * 65536u, 0};
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 512, 512, 0, 512u * 65536u, 0, 0, 0};
 	data_roundtrip(&d, &lim);
 	/* Smallest. */
 	lim.round = 0;
 	lim.page_size = 4096;
 	lim.packet_pages = 1;
 	lim.region_count = 1;
-	d = (data_vals){0, 0, 0, 1, 1, 0, 0, 4096, 0};
+	d = (data_vals){0, 0, 0, 1, 1, 0, 0, 4096, 0, 0, 0};
 	data_roundtrip(&d, &lim);
-	d = (data_vals){0, 0, 0, 1, 0, 1, 0, 0, 0};
+	d = (data_vals){0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0};
 	data_roundtrip(&d, &lim);
 	/* A payload below the bound passes the header check (per-page codecs);
 	 * the length table decides (test_data_tables). */
-	d = (data_vals){1, 0, 0, 1, 1, 0, 0, 100, 0x0000};
+	d = (data_vals){1, 0, 0, 1, 1, 0, 0, 100, 0x0000, 0, 0};
+	data_roundtrip(&d, &lim);
+	/* Ref and delta pages, once the session agreed them. */
+	lim.features = LM_FEAT_REF | LM_FEAT_DELTA;
+	d = (data_vals){2, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0};
+	data_roundtrip(&d, &lim);
+	lim.round = 5;
+	d = (data_vals){3, 0, 5, 1, 0, 0, 0, 0, 0, 1, 0};   /* an empty delta: no area */
+	data_roundtrip(&d, &lim);
+	d = (data_vals){3, 0, 5, 1, 0, 0, 0, 4096, 0, 1, 1}; /* one area page */
+	data_roundtrip(&d, &lim);
+	lim.page_size = 65536;
+	lim.packet_pages = 1024;
+	lim.region_count = 256;
+	lim.round = 0xffffffffu;
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 0, 0, 1024, 0, 0, 0, 0};
+	data_roundtrip(&d, &lim);
+	/* delta is 16 bits: at most 1024 pages here, each area page at most
+	 * one per delta page. */
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 0, 0, 0, 1024u * 65536u, 0, 1024, 1024};
+	data_roundtrip(&d, &lim);
+	d = (data_vals){~0ull, 255, 0xffffffffu, 1024, 256, 256, 256, 300u * 65536u, 0, 256, 44};
 	data_roundtrip(&d, &lim);
 }
 
@@ -778,7 +871,7 @@ static void test_data_rejects(void)
 {
 	uint64_t rlen[3] = {1 << 20, 5000, 0};
 	lm__limits lim = {4096, 128, 0, 3, 3, rlen, 0};
-	data_vals good = {77, 1, 3, 2, 1, 1, 0, 4096, 0};
+	data_vals good = {77, 1, 3, 2, 1, 1, 0, 4096, 0, 0, 0};
 	uint8_t v[40], b[40];
 	lm__data_hdr d;
 	uint32_t bl = (uint32_t)doc_body_len(&good);
@@ -788,10 +881,16 @@ static void test_data_rejects(void)
 
 	REJECT(lm__dec_data_hdr(v, 39, &lim, &d, &E), LM_EFIELD, "data.length");
 	REJECT(lm__dec_data_hdr(v, 0, &lim, &d, &E), LM_EFIELD, "data.length");
+	/* Bytes 38..39 were data.reserved before ref and delta pages; they
+	 * are data.delta now. A delta count that the pages do not add up to
+	 * is a pages error, whatever the features. */
 	for (int i = 38; i < 40; i++) {
+		lm__limits l2 = lim;
 		memcpy(b, v, 40);
 		b[i] = 0x01;
-		REJECT(lm__dec_data_hdr(b, bl, &lim, &d, &E), LM_EFIELD, "data.reserved");
+		REJECT(lm__dec_data_hdr(b, bl, &lim, &d, &E), LM_EFIELD, "data.pages");
+		l2.features = LM_FEAT_KNOWN;
+		REJECT(lm__dec_data_hdr(b, bl, &l2, &d, &E), LM_EFIELD, "data.pages");
 	}
 #define MUT(field_off, size, value, code, name)                                         \
 	do {                                                                            \
@@ -846,19 +945,69 @@ static void test_data_rejects(void)
 		x.payload = 0;
 		doc_data_hdr(b, &x);
 		REJECT(lm__dec_data_hdr(b, 40, &lim, &d, &E), LM_EFIELD, "data.pages");
-		/* ref pages: reserved for the dedup feature. */
-		x = good;
-		x.pages = 3;
-		x.ref = 1;
-		doc_data_hdr(b, &x);
-		REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E), LM_EFEATURE,
-		       "data.ref");
-		x.pages = 1;
-		x.normal = 0;
-		x.zero = 0;
-		x.payload = 0;
-		doc_data_hdr(b, &x);
-		REJECT(lm__dec_data_hdr(b, 56, &lim, &d, &E), LM_EFEATURE, "data.ref");
+		/* ref pages: only when the session agreed REF (and only REF:
+		 * DELTA or ROUND_ACK alone do not allow them). */
+		{
+			lm__limits l2 = lim;
+			x = good;
+			x.pages = 3;
+			x.ref = 1;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E),
+			       LM_EFEATURE, "data.ref");
+			l2.features = LM_FEAT_ROUND_ACK | LM_FEAT_DELTA;
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E),
+			       LM_EFEATURE, "data.ref");
+			l2.features = LM_FEAT_REF;
+			ACCEPT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E));
+			CHECK(d.ref == 1 && d.pages == 3 && d.area == 0);
+			x.pages = 1;
+			x.normal = 0;
+			x.zero = 0;
+			x.payload = 0;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, 64, &lim, &d, &E), LM_EFEATURE, "data.ref");
+			REJECT(lm__dec_data_hdr(b, 56, &lim, &d, &E), LM_EFEATURE, "data.ref");
+			ACCEPT(lm__dec_data_hdr(b, 64, &l2, &d, &E));
+			REJECT(lm__dec_data_hdr(b, 56, &l2, &d, &E), LM_EFIELD, "data.length");
+			/* The same for delta pages and DELTA. */
+			x = good;
+			x.pages = 3;
+			x.delta = 1;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E),
+			       LM_EFEATURE, "data.delta");
+			l2.features = LM_FEAT_ROUND_ACK | LM_FEAT_REF;
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E),
+			       LM_EFEATURE, "data.delta");
+			l2.features = LM_FEAT_DELTA;
+			ACCEPT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E));
+			CHECK(d.delta == 1 && d.area == 0);
+			x.area = 1;
+			x.payload = 2 * 4096;
+			doc_data_hdr(b, &x);
+			ACCEPT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E));
+			CHECK(d.delta == 1 && d.area == 1);
+			/* Check order: the feature before codec_flags and the
+			 * codec, and before the frame length. */
+			x.codec_flags = 0x0100;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E),
+			       LM_EFEATURE, "data.delta");
+			REJECT(lm__dec_data_hdr(b, 41, &lim, &d, &E), LM_EFEATURE, "data.delta");
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E),
+			       LM_EFIELD, "data.codec_flags");
+			x.codec_flags = 0x0002;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, 41, &lim, &d, &E), LM_EFEATURE, "data.delta");
+			REJECT(lm__dec_data_hdr(b, 41, &l2, &d, &E), LM_ECODEC, "data.codec");
+			/* ... and after the pages sum. */
+			x = good;
+			x.delta = 1;
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E), LM_EFIELD,
+			       "data.pages");
+		}
 		/* payload above the codec's bound for the normal pages. */
 		x = good;
 		x.payload = 4097;
@@ -967,6 +1116,258 @@ static void test_data_tables(void)
 	d.zero = 1;
 	be(t + 0, 8, 0);
 	REJECT(lm__dec_data_tables(t, &d, &lim, off, plen, &E), LM_EFIELD, "data.offset[0]");
+}
+
+/* The delta area's page count is not a field: the frame length gives it
+ * (section 6), 4 bytes of length table per area page, 1..delta of them. */
+static void test_data_area(void)
+{
+	uint64_t rlen[1] = {1 << 20};
+	lm__limits lim = {4096, 128, 0, 2, 1, rlen, LM_FEAT_REF | LM_FEAT_DELTA};
+	data_vals x = {9, 0, 2, 4, 1, 0, 0, 4096, 0, 3, 0};
+	uint8_t b[40];
+	lm__data_hdr d;
+	uint32_t base = (uint32_t)doc_body_len(&x); /* area 0 */
+
+	doc_data_hdr(b, &x);
+	ACCEPT(lm__dec_data_hdr(b, base, &lim, &d, &E));
+	CHECK_EQ(d.area, 0);
+	/* payload counts the area's bytes too: raise it with the area so the
+	 * formula holds; the header alone cannot tell the two apart, the
+	 * length table and the delta table do. */
+	for (uint32_t k = 1; k <= 3; k++) {
+		ACCEPT(lm__dec_data_hdr(b, base + 4 * k, &lim, &d, &E));
+		CHECK_EQ(d.area, k);
+		CHECK(lm__data_body_len(&d) == base + 4ull * k);
+	}
+	/* More area pages than delta pages, or a length that is not a whole
+	 * number of length entries. */
+	REJECT(lm__dec_data_hdr(b, base + 16, &lim, &d, &E), LM_EFIELD, "data.length");
+	REJECT(lm__dec_data_hdr(b, base + 4 * 1000, &lim, &d, &E), LM_EFIELD, "data.length");
+	for (uint32_t k = 1; k < 4; k++)
+		REJECT(lm__dec_data_hdr(b, base + k, &lim, &d, &E), LM_EFIELD, "data.length");
+	REJECT(lm__dec_data_hdr(b, base + 6, &lim, &d, &E), LM_EFIELD, "data.length");
+	REJECT(lm__dec_data_hdr(b, base - 4, &lim, &d, &E), LM_EFIELD, "data.length");
+	REJECT(lm__dec_data_hdr(b, 0xfffffffcu, &lim, &d, &E), LM_EFIELD, "data.length");
+	/* Without delta pages there is no area. */
+	x.delta = 0;
+	x.pages = 1;
+	doc_data_hdr(b, &x);
+	base = (uint32_t)doc_body_len(&x);
+	ACCEPT(lm__dec_data_hdr(b, base, &lim, &d, &E));
+	REJECT(lm__dec_data_hdr(b, base + 4, &lim, &d, &E), LM_EFIELD, "data.length");
+	/* The payload bound counts the area's pages (codec none: n x page_size). */
+	x = (data_vals){9, 0, 2, 2, 1, 0, 0, 3 * 4096, 0, 1, 0};
+	doc_data_hdr(b, &x);
+	REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x) + 4, &lim, &d, &E), LM_EFIELD,
+	       "data.payload");
+	x.payload = 2 * 4096;
+	doc_data_hdr(b, &x);
+	ACCEPT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x) + 4, &lim, &d, &E));
+	CHECK_EQ(d.area, 1);
+	/* The length table then has normal + area entries. */
+	{
+		uint8_t t[2 * 8 + 8 + 2 * 4];
+		uint64_t off[2];
+		uint32_t plen[2];
+		lm__delta dl[1];
+		be(t + 0, 8, 0x1000);
+		be(t + 8, 8, 0x2000);
+		be(t + 16, 4, 0);       /* base_round */
+		be(t + 20, 4, 10);      /* len */
+		be(t + 24, 4, 4096);    /* length[0]: the normal page */
+		be(t + 28, 4, 4096);    /* length[1]: the area's page */
+		CHECK_EQ(lm__data_tables_len(&d), sizeof(t));
+		ACCEPT(lm__dec_data_tables(t, &d, &lim, off, plen, &E));
+		CHECK(plen[0] == 4096 && plen[1] == 4096);
+		ACCEPT(lm__dec_data_kinds(t, &d, &lim, off, NULL, dl, &E));
+		CHECK(dl[0].base_round == 0 && dl[0].len == 10);
+		be(t + 28, 4, 4095);
+		REJECT(lm__dec_data_tables(t, &d, &lim, off, plen, &E), LM_EFIELD, "data.length[1]");
+		be(t + 28, 4, 0);
+		REJECT(lm__dec_data_tables(t, &d, &lim, off, plen, &E), LM_EFIELD, "data.length[1]");
+	}
+}
+
+/* Ref and delta tables (section 6, "Ref and delta pages"): every rule the
+ * wire decoder can check alone, one mutation at a time from a valid packet.
+ * Region 0 and 3: 1 MiB; region 1: 5000 bytes (a partial last page);
+ * region 2: empty. The packet (round 3, region 0): normal 0x1000, zero
+ * 0x2000, refs at 0x3000 and 0x4000, deltas at 0x5000 and 0x6000. */
+static void test_data_kinds(void)
+{
+	uint64_t rlen[4] = {1 << 20, 5000, 0, 1 << 20};
+	lm__limits lim = {4096, 128, 0, 3, 4, rlen, LM_FEAT_REF | LM_FEAT_DELTA};
+	enum { NOFF = 6, REFS = NOFF * 8, DELTAS = REFS + 2 * 16, LENS = DELTAS + 2 * 8,
+	       TLEN = LENS + 3 * 4 };
+	uint8_t t[TLEN], c[TLEN];
+	static const uint64_t offs[NOFF] = {0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000};
+	lm__data_hdr d;
+	uint64_t off[NOFF];
+	uint32_t plen[3];
+	lm__ref refs[2];
+	lm__delta deltas[2];
+
+	memset(&d, 0, sizeof(d));
+	d.round = 3;
+	d.pages = NOFF;
+	d.normal = 1;
+	d.zero = 1;
+	d.ref = 2;
+	d.delta = 2;
+	d.area = 2;
+	d.payload = 3 * 4096;
+	CHECK_EQ(lm__data_tables_len(&d), TLEN);
+	for (int i = 0; i < NOFF; i++)
+		be(t + 8 * i, 8, offs[i]);
+	be(t + REFS + 0, 4, 0);       /* ref[0]: region 0, this round, 0x1000 */
+	be(t + REFS + 4, 4, 3);
+	be(t + REFS + 8, 8, 0x1000);
+	be(t + REFS + 16, 4, 1);      /* ref[1]: region 1, round 0, offset 0 */
+	be(t + REFS + 20, 4, 0);
+	be(t + REFS + 24, 8, 0);
+	be(t + DELTAS + 0, 4, 2);     /* delta[0]: base round 2, 100 bytes */
+	be(t + DELTAS + 4, 4, 100);
+	be(t + DELTAS + 8, 4, 0);     /* delta[1]: base round 0, 4000 bytes */
+	be(t + DELTAS + 12, 4, 4000);
+	for (int i = 0; i < 3; i++)
+		be(t + LENS + 4 * i, 4, 4096);
+	ACCEPT(lm__dec_data_tables(t, &d, &lim, off, plen, &E));
+	ACCEPT(lm__dec_data_kinds(t, &d, &lim, off, refs, deltas, &E));
+	CHECK(refs[0].src_region == 0 && refs[0].src_round == 3 && refs[0].src_offset == 0x1000);
+	CHECK(refs[1].src_region == 1 && refs[1].src_round == 0 && refs[1].src_offset == 0);
+	CHECK(deltas[0].base_round == 2 && deltas[0].len == 100);
+	CHECK(deltas[1].base_round == 0 && deltas[1].len == 4000);
+
+#define KMUT(pos, size, value, name)                                                    \
+	do {                                                                            \
+		memcpy(c, t, sizeof(t));                                                \
+		be(c + (pos), (size), (value));                                         \
+		ACCEPT(lm__dec_data_tables(c, &d, &lim, off, plen, &E));                \
+		REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD, name); \
+	} while (0)
+#define KOK(pos, size, value)                                                           \
+	do {                                                                            \
+		memcpy(c, t, sizeof(t));                                                \
+		be(c + (pos), (size), (value));                                         \
+		ACCEPT(lm__dec_data_tables(c, &d, &lim, off, plen, &E));                \
+		ACCEPT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E));         \
+	} while (0)
+	/* src_region: < region_count. */
+	KMUT(REFS + 0, 4, 4, "data.ref[0].src_region");
+	KMUT(REFS + 16, 4, 0xffffffffu, "data.ref[1].src_region");
+	KOK(REFS + 0, 4, 3);
+	/* src_round: at most the packet's round. */
+	KMUT(REFS + 4, 4, 4, "data.ref[0].src_round");
+	KMUT(REFS + 20, 4, 0xffffffffu, "data.ref[1].src_round");
+	KOK(REFS + 4, 4, 0);
+	/* src_offset: page-aligned, inside the source region. */
+	KMUT(REFS + 8, 8, 0x1001, "data.ref[0].src_offset");
+	KMUT(REFS + 8, 8, 0x800, "data.ref[0].src_offset");
+	KMUT(REFS + 8, 8, 1 << 20, "data.ref[0].src_offset");
+	KMUT(REFS + 8, 8, ~0ull, "data.ref[0].src_offset");
+	KMUT(REFS + 8, 8, 0x8000000000000000ull, "data.ref[0].src_offset");
+	KOK(REFS + 8, 8, 0xff000);
+	KMUT(REFS + 24, 8, 8192, "data.ref[1].src_offset"); /* past region 1 */
+	memcpy(c, t, sizeof(t));
+	be(c + REFS + 16, 4, 2); /* the empty region has no page */
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD,
+	       "data.ref[1].src_offset");
+	/* A ref to its own page; the same offset in another region is not. */
+	KMUT(REFS + 8, 8, 0x3000, "data.ref[0] is the page at offset 0x3000 itself");
+	memcpy(c, t, sizeof(t));
+	be(c + REFS + 16, 4, 0);
+	be(c + REFS + 24, 8, 0x4000);
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD,
+	       "data.ref[1] is the page at offset 0x4000 itself");
+	be(c + REFS + 16, 4, 3);
+	ACCEPT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E));
+	/* Another page of the same packet, even another ref page, passes the
+	 * wire check: the receiver decides (test_refs). */
+	KOK(REFS + 8, 8, 0x4000);
+	KOK(REFS + 8, 8, 0x6000);
+	/* A region's partial last page is never a ref's source... */
+	KMUT(REFS + 24, 8, 4096, "data.ref[1]: a region's partial last page");
+	/* base_round: before the packet's round. */
+	KMUT(DELTAS + 0, 4, 3, "data.delta[0].base_round");
+	KMUT(DELTAS + 8, 4, 4, "data.delta[1].base_round");
+	KMUT(DELTAS + 8, 4, 0xffffffffu, "data.delta[1].base_round");
+	/* len: below the page size. */
+	KMUT(DELTAS + 12, 4, 4096, "data.delta[1].len");
+	KMUT(DELTAS + 12, 4, 0xffffffffu, "data.delta[1].len");
+	KOK(DELTAS + 12, 4, 4095);                                 /* 4195 bytes: 2 pages */
+	/* 4000 + 0 bytes need 1 area page, not the table's 2. */
+	KMUT(DELTAS + 4, 4, 0, "data.delta: encodings of 4000 bytes need 1 area pages, the length table has 2");
+	memcpy(c, t, sizeof(t));
+	be(c + DELTAS + 4, 4, 0);
+	be(c + DELTAS + 12, 4, 4096 - 1 - 100 + 100); /* 4095 + 0: one page */
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD, "data.delta: encodings of 4095 bytes need 1 area pages, the length table has 2");
+	KMUT(DELTAS + 12, 4, 3996, "data.delta: encodings of 4096 bytes need 1 area pages");
+	KOK(DELTAS + 12, 4, 3997);                                 /* 4097: 2 pages */
+	memcpy(c, t, sizeof(t));
+	be(c + DELTAS + 4, 4, 0);
+	be(c + DELTAS + 12, 4, 0);
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD,
+	       "data.delta: encodings of 0 bytes need 0 area pages");
+	/* Entries are checked in order: the first bad one is named. */
+	memcpy(c, t, sizeof(t));
+	be(c + REFS + 16, 4, 9);
+	be(c + DELTAS + 0, 4, 9);
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD,
+	       "data.ref[1].src_region");
+	be(c + REFS + 16, 4, 1);
+	REJECT(lm__dec_data_kinds(c, &d, &lim, off, refs, deltas, &E), LM_EFIELD,
+	       "data.delta[0].base_round");
+#undef KMUT
+#undef KOK
+
+	/* ...nor a ref or delta page itself: region 1, its partial page 4096
+	 * as a ref, then as a delta. */
+	{
+		uint8_t u[8 + 16];
+		lm__data_hdr r1;
+		uint64_t o[1];
+		memset(&r1, 0, sizeof(r1));
+		r1.region = 1;
+		r1.round = 3;
+		r1.pages = r1.ref = 1;
+		be(u, 8, 4096);
+		be(u + 8, 4, 0);
+		be(u + 12, 4, 1);
+		be(u + 16, 8, 0x1000);
+		ACCEPT(lm__dec_data_tables(u, &r1, &lim, o, plen, &E));
+		REJECT(lm__dec_data_kinds(u, &r1, &lim, o, refs, deltas, &E), LM_EFIELD,
+		       "data.ref[0]: a region's partial last page");
+		be(u, 8, 0);
+		ACCEPT(lm__dec_data_tables(u, &r1, &lim, o, plen, &E));
+		ACCEPT(lm__dec_data_kinds(u, &r1, &lim, o, refs, deltas, &E)); /* page 0 is whole */
+		r1.ref = 0;
+		r1.delta = 1;
+		be(u, 8, 4096);
+		be(u + 8, 4, 0);
+		be(u + 12, 4, 0);
+		ACCEPT(lm__dec_data_tables(u, &r1, &lim, o, plen, &E));
+		REJECT(lm__dec_data_kinds(u, &r1, &lim, o, refs, deltas, &E), LM_EFIELD,
+		       "data.delta[0]: a region's partial last page");
+		be(u, 8, 0);
+		ACCEPT(lm__dec_data_tables(u, &r1, &lim, o, plen, &E));
+		ACCEPT(lm__dec_data_kinds(u, &r1, &lim, o, refs, deltas, &E));
+	}
+	/* Round 0: no delta can have a base, and a ref only this round. */
+	{
+		uint8_t u[8 + 8];
+		lm__data_hdr r0;
+		uint64_t o[1];
+		memset(&r0, 0, sizeof(r0));
+		r0.pages = r0.delta = 1;
+		be(u, 8, 0);
+		be(u + 8, 4, 0);
+		be(u + 12, 4, 0);
+		lim.round = 0;
+		ACCEPT(lm__dec_data_tables(u, &r0, &lim, o, plen, &E));
+		REJECT(lm__dec_data_kinds(u, &r0, &lim, o, refs, deltas, &E), LM_EFIELD,
+		       "data.delta[0].base_round 0 not before the packet's round 0");
+	}
 }
 
 /* ---- SYNC ---------------------------------------------------------------------- */
@@ -1399,6 +1800,8 @@ int main(void)
 	test_data_roundtrip();
 	test_data_rejects();
 	test_data_tables();
+	test_data_area();
+	test_data_kinds();
 	test_sync();
 	test_complete();
 	test_ack();

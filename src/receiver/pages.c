@@ -7,8 +7,8 @@
  * A packet's pages land in a fixed order: normal, zero, delta, then ref. A
  * ref may name a page of the same round that another channel has not landed
  * yet; it waits for it. Since only ref pages ever wait, and a ref never names
- * a ref page, every wait ends: the page waited for is a normal or delta page,
- * which lands without waiting for anything.
+ * a ref page, every wait ends: the page waited for is a normal, zero or delta
+ * page, which lands without waiting for anything.
  */
 #include <string.h>
 
@@ -294,7 +294,7 @@ int lm__rx_land(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__er
 	}
 	if (d->delta && (rc = land_deltas(ch, g, d, e)))
 		return rc;
-	if (d->normal + d->delta)
+	if (d->normal + d->zero + d->delta) /* a ref may wait for any of them */
 		wake_waiters(ch->r);
 	if (d->ref && (rc = land_refs(ch, g, d, e)))
 		return rc;
