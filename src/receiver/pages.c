@@ -105,8 +105,12 @@ static const char *landed_as(uint32_t st)
 
 static int land_deltas(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
 {
+	static const uint8_t no_area[1];
 	uint32_t ps = ch->r->page_size, first = d->normal + d->zero + d->ref;
-	const uint8_t *in = ch->area;
+	/* Empty encodings only (a page sent again unchanged, delta.len 0):
+	 * area 0, and a channel that never had an area has none allocated.
+	 * Not NULL: `in + used` on NULL is undefined even for used == 0. */
+	const uint8_t *in = ch->area ? ch->area : no_area;
 	uint64_t used = 0;
 	int rc;
 
