@@ -169,8 +169,9 @@ for name, st in (("sender", snd), ("receiver", rcv)):
           f"normal_bytes {st['normal_bytes']} throughput {st['throughput_mbps']} Mbit/s")
     if st["status"] != "completed":
         bad.append(f"{name} status {st['status']}")
-    if st["duplicate"] + st["normal"] != pages:
-        bad.append(f"{name} duplicate + normal = {st['duplicate'] + st['normal']}, want {pages}")
+    sent = st["duplicate"] + st["normal"] + st["ref_pages"] + st["delta_pages"]
+    if sent != pages:
+        bad.append(f"{name} duplicate + normal + ref + delta = {sent}, want {pages}")
     if not st["transferred"] > st["normal_bytes"]:
         bad.append(f"{name} transferred {st['transferred']} <= normal_bytes {st['normal_bytes']}")
     if not st["throughput_mbps"] > 0:
@@ -179,7 +180,7 @@ for name, st in (("sender", snd), ("receiver", rcv)):
         bad.append(f"{name} channels {st['channels']}, want {channels}")
     if st["total_ram"] != size:
         bad.append(f"{name} total_ram {st['total_ram']}, want {size}")
-for k in ("normal", "duplicate", "normal_bytes", "packets"):
+for k in ("normal", "duplicate", "normal_bytes", "packets", "ref_pages", "delta_pages"):
     if snd[k] != rcv[k]:
         bad.append(f"{k}: sender {snd[k]}, receiver {rcv[k]}")
 for b in bad:

@@ -748,7 +748,7 @@ static void on_progress(void *user, const lm_stats *st)
 	if (st->dirty_pages > d->max_dirty)
 		d->max_dirty = st->dirty_pages;
 	if (st->rounds <= 1)
-		frac = total ? (double)(st->normal_pages + st->duplicate_pages) / (double)total : 1;
+		frac = total ? (double)pages_sent(st) / (double)total : 1;
 	else
 		frac = d->max_dirty ? (double)st->dirty_pages / (double)d->max_dirty : 0;
 	bar(b, frac);
