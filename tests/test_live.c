@@ -30,7 +30,9 @@
  *  5. the destination killed (SIGKILL) mid-round and during the downtime;
  *  6. argument and state checks;
  *  7. two odd regions (length not a page multiple, base not page aligned
- *     inside a bigger mapping) at 4 KiB and 16 KiB pages.
+ *     inside a bigger mapping) at 4 KiB and 16 KiB pages;
+ *  8. delta pages: sparse, dense and whole-page writes, every codec, both
+ *     dirty sources, a delta cache smaller than the working set.
  *
  * Outcomes only: no assertion depends on how fast anything runs (the
  * max_bandwidth check is a lower bound on elapsed time, which a slow
@@ -216,6 +218,7 @@ typedef struct workload {
 	wl_slot *slots;     /* the working set */
 	uint32_t nslots;
 	double rate;        /* unit writes per second, all writers, unthrottled */
+	uint32_t wbytes;    /* 0: a write is a whole unit; else this many bytes in it */
 	int nwriters;
 	writer wr[MAX_WRITERS];
 	pthread_mutex_t mu;
@@ -353,9 +356,20 @@ static void *writer_main(void *arg)
 		const wl_slot *u = &w->slots[xs(&me->seed) % w->nslots];
 		wl_region *r = &w->rg[u->rg];
 		me->counter += (uint64_t)w->nwriters;
-		make_unit(buf, u->n, u->off / UNIT + ((uint64_t)u->rg << 40), me->counter, &me->seed);
-		memcpy(r->base + u->off, buf, u->n);
-		memcpy(r->shadow + u->off, buf, u->n);
+		if (w->wbytes && w->wbytes < u->n) {
+			/* A few bytes somewhere in the unit (QEMU guestperf's
+			 * stress writes 8): what delta pages are for. */
+			uint32_t at = (uint32_t)(xs(&me->seed) % (u->n - w->wbytes + 1));
+			for (uint32_t k = 0; k < w->wbytes; k++)
+				buf[k] = (uint8_t)xs(&me->seed);
+			memcpy(r->base + u->off + at, buf, w->wbytes);
+			memcpy(r->shadow + u->off + at, buf, w->wbytes);
+		} else {
+			make_unit(buf, u->n, u->off / UNIT + ((uint64_t)u->rg << 40), me->counter,
+				  &me->seed);
+			memcpy(r->base + u->off, buf, u->n);
+			memcpy(r->shadow + u->off, buf, u->n);
+		}
 		if (w->track) { /* after the write: a sync that clears the bit sees it */
 			uint64_t pg = u->off / w->page_size;
 			__atomic_fetch_or(&r->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_SEQ_CST);
@@ -1077,6 +1091,66 @@ static void test_converge(lm_codec_id codec, lm_dirty_source src, int argchecks,
 	wl_free(&w);
 	if (ffd >= 0)
 		close(ffd);
+	munmap(mem, len);
+}
+
+/* Delta pages: writers change wbytes bytes of a page (0: whole pages) over
+ * a working set of 2048 pages while the delta cache holds 128: deltas for
+ * the pages the cache still has, whole pages for the others (misses), and
+ * the copy exact either way. Sparse (8 bytes) and dense (1000 bytes)
+ * changes make deltas; whole-page ones rarely. */
+static void test_deltas(lm_codec_id codec, lm_dirty_source src, uint32_t wbytes)
+{
+	const uint64_t len = 16 * MIB;
+	char label[96];
+	workload w;
+	run R;
+	uint8_t *mem = map_anon(len);
+	int cb = src != LM_DIRTY_UFFD_WP;
+
+	snprintf(label, sizeof(label), "deltas %s %s, %u-byte writes", lm_codec_name(codec),
+		 src_name(src), wbytes ? wbytes : UNIT);
+	memset(&R, 0, sizeof(R));
+	R.label = label;
+	wl_init(&w, 4096);
+	CHECK_EQ(wl_add(&w, "ram", mem, len), 0);
+	w.track = cb;
+	w.wbytes = wbytes;
+	CHECK_EQ(wl_setup(&w, 2048, 1), 0);
+	R.sc = sender_cfg(codec, 4096, 2);
+	R.sc.delta_cache = 128 * 4096; /* a sixteenth of the working set */
+	R.lc = live_cfg(&w, src);
+	R.lc.max_rounds = 30;
+	R.lc.downtime_limit_ms = 300;
+	R.lc.max_bandwidth = 64 * MIB; /* round one lasts a quarter second */
+	if (run_start(&w, &R) == 0) {
+		wl_start(&w, 4000, 2);
+		run_migrate(&w, &R);
+		wl_pause(&w);
+		run_collect(&w, &R);
+		check_done(&w, &R);
+		CHECK_EQ(R.ss.delta_pages, R.rs.delta_pages);
+		CHECK_EQ(R.ss.delta_cache_bytes, 128 * 4096);
+		CHECK(R.ss.delta_cache_misses > 0); /* the cache is smaller than the set */
+		if (wbytes) {
+			CHECK(R.ss.delta_pages > 0);
+			CHECK(R.ss.delta_cache_hits > 0);
+			CHECK(R.ss.delta_bytes < R.ss.delta_pages * 4096 / 2);
+			CHECK_EQ(R.ss.delta_bytes, R.rs.delta_bytes);
+		} else {
+			/* Whole new units (records with a counter) may still be
+			 * close to the old ones: deltas allowed, each under half
+			 * a page. */
+			CHECK(R.ss.delta_bytes <= R.ss.delta_pages * 4096 / 2);
+		}
+		printf("  %s: %llu delta pages (%llu bytes), cache %llu hits, %llu misses\n", label,
+		       (unsigned long long)R.ss.delta_pages, (unsigned long long)R.ss.delta_bytes,
+		       (unsigned long long)R.ss.delta_cache_hits,
+		       (unsigned long long)R.ss.delta_cache_misses);
+	}
+	run_report(&R, &w);
+	run_free(&R);
+	wl_free(&w);
 	munmap(mem, len);
 }
 
@@ -1819,6 +1893,13 @@ int main(int argc, char **argv)
 		test_dest_killed(0);
 		test_dest_killed(1);
 	}
+	for (unsigned c = 0; (!only || only == 8) && c < sizeof(codecs) / sizeof(codecs[0]); c++) {
+		if (have_uffd)
+			test_deltas(codecs[c], LM_DIRTY_UFFD_WP, 8);
+		test_deltas(codecs[c], LM_DIRTY_CALLBACK, c % 2 ? 1000 : 8);
+	}
+	if (!only || only == 8)
+		test_deltas(LM_CODEC_ZSTD, LM_DIRTY_CALLBACK, 0);
 	if (have_uffd && (!only || only == 7)) {
 		test_regions(4096, LM_DIRTY_UFFD_WP);
 		test_regions(16384, LM_DIRTY_UFFD_WP);
