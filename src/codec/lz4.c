@@ -27,15 +27,10 @@
  * A frame may not declare blocks larger than both 256 KiB and the packet:
  * LZ4F allocates buffers of the block size, so memory stays bounded.
  *
- * The walk over the pages, the page-exact checks and the messages are the
- * streaming driver's (stream.c); this file has LZ4F's calls only.
- *
- * Stats ("lz4"): jobs = packets encoded or decoded; raw = pages of packets
- * that did not shrink; bytes_in/bytes_out = what went in and came out of
- * the codec (for a raw packet both are its page bytes).
+ * The page walk, the checks, the messages and the stats ("lz4") are the
+ * streaming driver's (stream.h); this file has LZ4F's calls only.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lz4frame.h>
@@ -88,46 +83,30 @@ static int lz4_level(int level)
 	return 1 - accel;
 }
 
-static void lz4_lib_free(void *lib)
+static void lz4_fini(void *lib)
 {
 	lz4_lib *z = lib;
 
 	LZ4F_freeCompressionContext(z->cc);
 	LZ4F_freeDecompressionContext(z->dc);
-	free(z);
 }
 
-/* LZ4F allocates its state and block buffers at the first frame: start
- * one now, so that encoding never allocates. */
-static int lz4_warm_up(lz4_lib *z)
+static int lz4_init(void *lib, const lm__codec_params *p)
 {
+	lz4_lib *z = lib;
 	uint8_t hdr[LZ4F_HEADER_SIZE_MAX];
 
+	if (LZ4F_isError(LZ4F_createCompressionContext(&z->cc, LZ4F_VERSION)) ||
+	    LZ4F_isError(LZ4F_createDecompressionContext(&z->dc, LZ4F_VERSION)))
+		return -ENOMEM;
+	z->prefs = lz4_prefs(p->page_size, lz4_level(p->level), 0);
+	/* LZ4F allocates its state and block buffers at the first frame:
+	 * start one now, so that encoding never allocates. */
 	return LZ4F_isError(LZ4F_compressBegin(z->cc, hdr, sizeof(hdr), &z->prefs)) ? -ENOMEM : 0;
 }
 
-static int lz4_lib_new(void **out, const lm__codec_params *p)
-{
-	lz4_lib *z = calloc(1, sizeof(*z));
-	int rc = -ENOMEM;
-
-	if (!z)
-		return -ENOMEM;
-	if (LZ4F_isError(LZ4F_createCompressionContext(&z->cc, LZ4F_VERSION)) ||
-	    LZ4F_isError(LZ4F_createDecompressionContext(&z->dc, LZ4F_VERSION)))
-		goto fail;
-	z->prefs = lz4_prefs(p->page_size, lz4_level(p->level), 0);
-	if ((rc = lz4_warm_up(z)))
-		goto fail;
-	*out = z;
-	return 0;
-fail:
-	lz4_lib_free(z);
-	return rc;
-}
-
 /* The driver gives the encoder lz4_bound() of room (needs_bound: LZ4F
- * refuses a step whose worst case does not fit, and stores a block that
+ * refuses a call whose worst case does not fit, and stores a block that
  * does not shrink), so an error while encoding is not the data's fault. */
 static int lz4_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *out)
 {
@@ -143,72 +122,49 @@ static int lz4_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *ou
 	return 0;
 }
 
-static int lz4_enc_page(void *lib, const void *page, size_t len, lm__sbuf *out)
+/* LZ4F takes a whole page per call (it has the room for it). */
+static int lz4_enc_step(void *lib, lm__cbuf *in, lm__sbuf *out, int last, int *done)
 {
 	LZ4F_compressOptions_t opt = {.stableSrc = 0}; /* history is copied */
-	size_t r = LZ4F_compressUpdate(((lz4_lib *)lib)->cc, out->p + out->pos,
-				       out->size - out->pos, page, len, &opt);
+	lz4_lib *z = lib;
+	size_t r = LZ4F_compressUpdate(z->cc, out->p + out->pos, out->size - out->pos,
+				       in->p + in->pos, in->size - in->pos, &opt);
 
 	if (LZ4F_isError(r))
 		return -EIO;
 	out->pos += r;
+	in->pos = in->size;
+	if (last) {
+		r = LZ4F_compressEnd(z->cc, out->p + out->pos, out->size - out->pos, &opt);
+		if (LZ4F_isError(r))
+			return -EIO;
+		out->pos += r;
+	}
+	*done = 1;
 	return 0;
 }
 
-static int lz4_enc_end(void *lib, lm__sbuf *out)
-{
-	LZ4F_compressOptions_t opt = {.stableSrc = 0};
-	size_t r = LZ4F_compressEnd(((lz4_lib *)lib)->cc, out->p + out->pos, out->size - out->pos,
-				    &opt);
-
-	if (LZ4F_isError(r))
-		return -EIO;
-	out->pos += r;
-	return 0;
-}
-
-/* One plain frame of exactly the packet, with bounded block buffers. */
-static int check_header(lz4_lib *z, lm__cbuf *in, size_t raw, lm__err *e)
-{
-	LZ4F_frameInfo_t fi;
-	size_t r, block, hdr_len = in->size;
-
-	r = LZ4F_getFrameInfo(z->dc, &fi, in->p, &hdr_len);
-	if (LZ4F_isError(r)) {
-		lm__err_set(e, "data.payload: lz4 frame header: %s", LZ4F_getErrorName(r));
-		return LM_EDECODE;
-	}
-	in->pos = hdr_len; /* LZ4F has taken the header in */
-	if (fi.frameType != LZ4F_frame) {
-		lm__err_set(e, "data.payload: lz4 skippable frame, no data");
-		return LM_EDECODE;
-	}
-	if (fi.dictID) {
-		lm__err_set(e, "data.payload: lz4 frame needs dictionary %u", fi.dictID);
-		return LM_EDECODE;
-	}
-	if (fi.contentSize && fi.contentSize != raw) {
-		lm__err_set(e, "data.payload: lz4 frame content size %llu, the pages need %zu",
-			    fi.contentSize, raw);
-		return LM_EDECODE;
-	}
-	/* blockSizeID 4..7 (LZ4F checked it): 64 KiB, 256 KiB, 1 MiB, 4 MiB. */
-	block = (size_t)1 << (8 + 2 * (unsigned)fi.blockSizeID);
-	if (block > (256u << 10) && block > raw) {
-		lm__err_set(e, "data.payload: lz4 frame blocks of %zu bytes above the packet's %zu",
-			    block, raw);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
-static int lz4_dec_begin(void *lib, lm__cbuf *in, size_t raw, lm__err *e)
+static int lz4_dec_begin(void *lib, lm__cbuf *in, lm__frame_info *fi, const char **why)
 {
 	lz4_lib *z = lib;
+	LZ4F_frameInfo_t f;
+	size_t r, hdr_len = in->size;
 
 	/* Also forgets whatever a failed packet left half decoded. */
 	LZ4F_resetDecompressionContext(z->dc);
-	return check_header(z, in, raw, e);
+	r = LZ4F_getFrameInfo(z->dc, &f, in->p, &hdr_len);
+	if (LZ4F_isError(r)) {
+		*why = LZ4F_getErrorName(r);
+		return LM_EDECODE;
+	}
+	in->pos = hdr_len; /* LZ4F has taken the header in */
+	fi->skippable = f.frameType != LZ4F_frame;
+	fi->dict_id = f.dictID;
+	if (f.contentSize)
+		fi->content = f.contentSize;
+	/* blockSizeID 4..7 (LZ4F checked it): 64 KiB, 256 KiB, 1 MiB, 4 MiB. */
+	fi->buffer = (uint64_t)1 << (8 + 2 * (unsigned)f.blockSizeID);
+	return 0;
 }
 
 static int lz4_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, const char **why)
@@ -231,13 +187,15 @@ static int lz4_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, cons
 static const lm__stream_ops lz4_stream = {
 	.name = "lz4",
 	.unit = "frame",
+	.buffer = "blocks", /* LZ4F allocates buffers of the block size */
+	.buffer_floor = 256u << 10,
 	.needs_bound = 1,
 	.bound = lz4_bound,
-	.lib_new = lz4_lib_new,
-	.lib_free = lz4_lib_free,
+	.lib_size = sizeof(lz4_lib),
+	.init = lz4_init,
+	.fini = lz4_fini,
 	.enc_begin = lz4_enc_begin,
-	.enc_page = lz4_enc_page,
-	.enc_end = lz4_enc_end,
+	.enc_step = lz4_enc_step,
 	.dec_begin = lz4_dec_begin,
 	.dec_step = lz4_dec_step,
 };

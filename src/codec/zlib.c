@@ -13,17 +13,13 @@
  * 0..9 (0, from a negative level, stores: such packets never shrink).
  * z_streams live in the context; deflateReset()/inflateReset() per packet.
  *
- * The walk over the pages, the page-exact checks and the messages are the
- * streaming driver's (stream.c); this file has zlib's calls only.
- *
- * Stats ("zlib"): jobs = packets encoded or decoded; raw = pages of packets
- * that did not shrink; bytes_in/bytes_out = what went in and came out of
- * the codec (for a raw packet both are its page bytes). The deflate codec's
- * zlib engine counts under the same name; a session uses one codec.
+ * The page walk, the checks, the messages and the stats ("zlib") are the
+ * streaming driver's (stream.h); this file has zlib's calls only. The
+ * deflate codec's zlib engine counts under the same name; a session uses
+ * one codec.
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 
 #include <zlib.h>
 
@@ -32,7 +28,6 @@
 
 typedef struct zlib_lib {
 	z_stream d, i;
-	int d_ok, i_ok;
 } zlib_lib;
 
 static uint64_t zlib_bound(uint32_t page_size, uint32_t pages)
@@ -47,36 +42,24 @@ static int zlib_level(int level)
 	return level < 0 ? 0 : level > 9 ? 9 : level;
 }
 
-static void zlib_lib_free(void *lib)
+static void zlib_fini(void *lib)
 {
 	zlib_lib *z = lib;
 
-	if (z->d_ok)
-		deflateEnd(&z->d);
-	if (z->i_ok)
-		inflateEnd(&z->i);
-	free(z);
+	/* Safe on a stream never (or not successfully) initialised: the
+	 * state is zeroed, and zlib then refuses without touching it. */
+	deflateEnd(&z->d);
+	inflateEnd(&z->i);
 }
 
-static int zlib_lib_new(void **out, const lm__codec_params *p)
+static int zlib_init(void *lib, const lm__codec_params *p)
 {
-	zlib_lib *z = calloc(1, sizeof(*z));
-	int rc;
+	zlib_lib *z = lib;
+	int rc = deflateInit2(&z->d, zlib_level(p->level), Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY);
 
-	if (!z)
-		return -ENOMEM;
-	rc = deflateInit2(&z->d, zlib_level(p->level), Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY);
-	z->d_ok = rc == Z_OK;
-	if (rc == Z_OK) {
+	if (rc == Z_OK)
 		rc = inflateInit2(&z->i, 15);
-		z->i_ok = rc == Z_OK;
-	}
-	if (rc != Z_OK) {
-		zlib_lib_free(z);
-		return rc == Z_MEM_ERROR ? -ENOMEM : -EIO;
-	}
-	*out = z;
-	return 0;
+	return rc == Z_OK ? 0 : rc == Z_MEM_ERROR ? -ENOMEM : -EIO;
 }
 
 /* zlib counts in 32 bits; no packet is near that, but never wrap. */
@@ -93,39 +76,32 @@ static int zlib_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *o
 	return deflateReset(&((zlib_lib *)lib)->d) == Z_OK ? 0 : -EIO;
 }
 
-/* One deflate() call; it stops early only when the output is full. */
-static int deflate_into(z_stream *z, lm__sbuf *out, const void *src, size_t len, int flush)
+static int zlib_enc_step(void *lib, lm__cbuf *in, lm__sbuf *out, int last, int *done)
 {
-	int rc;
+	z_stream *z = &((zlib_lib *)lib)->d;
+	int zr;
 
-	z->next_in = (Bytef *)(uintptr_t)src; /* zlib's API has no const */
-	z->avail_in = (uInt)len;
+	z->next_in = (Bytef *)(uintptr_t)(in->p + in->pos); /* zlib's API has no const */
+	z->avail_in = avail(in->size, in->pos);
 	z->next_out = out->p + out->pos;
 	z->avail_out = avail(out->size, out->pos);
-	rc = deflate(z, flush);
+	zr = deflate(z, last ? Z_FINISH : Z_NO_FLUSH);
+	in->pos = (size_t)(z->next_in - in->p);
 	out->pos = (size_t)(z->next_out - out->p);
-	if (rc == Z_STREAM_ERROR)
+	if (zr == Z_STREAM_ERROR)
 		return -EIO;
-	return (flush == Z_FINISH ? rc != Z_STREAM_END : z->avail_in != 0) ? LM_ECODEC : 0;
+	*done = in->pos == in->size && (!last || zr == Z_STREAM_END);
+	return 0;
 }
 
-static int zlib_enc_page(void *lib, const void *page, size_t len, lm__sbuf *out)
+static int zlib_dec_begin(void *lib, lm__cbuf *in, lm__frame_info *fi, const char **why)
 {
-	return deflate_into(&((zlib_lib *)lib)->d, out, page, len, Z_NO_FLUSH);
-}
-
-static int zlib_enc_end(void *lib, lm__sbuf *out)
-{
-	return deflate_into(&((zlib_lib *)lib)->d, out, NULL, 0, Z_FINISH);
-}
-
-static int zlib_dec_begin(void *lib, lm__cbuf *in, size_t raw, lm__err *e)
-{
-	(void)raw;
+	(void)fi; /* the header holds nothing the driver checks */
 	if (in->size > UINT_MAX) { /* avail_in is 32 bits; no payload is this big */
-		lm__err_set(e, "data.payload: zlib payload of %zu bytes too large", in->size);
+		*why = "payload too large";
 		return LM_EDECODE;
 	}
+	*why = "cannot reset the decoder";
 	return inflateReset(&((zlib_lib *)lib)->i) == Z_OK ? 0 : -EIO;
 }
 
@@ -163,11 +139,11 @@ static int zlib_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, con
 static const lm__stream_ops zlib_stream = {
 	.name = "zlib",
 	.unit = "stream",
-	.lib_new = zlib_lib_new,
-	.lib_free = zlib_lib_free,
+	.lib_size = sizeof(zlib_lib),
+	.init = zlib_init,
+	.fini = zlib_fini,
 	.enc_begin = zlib_enc_begin,
-	.enc_page = zlib_enc_page,
-	.enc_end = zlib_enc_end,
+	.enc_step = zlib_enc_step,
 	.dec_begin = zlib_dec_begin,
 	.dec_step = zlib_dec_step,
 };

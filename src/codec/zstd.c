@@ -14,16 +14,11 @@
  * packet: the encoder pledges the size, the decoder refuses larger windows
  * and ZSTD_d_windowLogMax caps what the DCtx may ever allocate.
  *
- * The walk over the pages, the page-exact checks and the messages are the
- * streaming driver's (stream.c); this file has zstd's calls only.
- *
- * Stats ("zstd"): jobs = packets encoded or decoded; raw = pages of packets
- * that did not shrink; bytes_in/bytes_out = what went in and came out of
- * the codec (for a raw packet both are its page bytes).
+ * The page walk, the checks, the messages and the stats ("zstd") are the
+ * streaming driver's (stream.h); this file has zstd's calls only.
  */
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader: window and dict id */
 #include <errno.h>
-#include <stdlib.h>
 
 #include <zstd.h>
 #include <zstd_errors.h>
@@ -60,34 +55,23 @@ static int window_log(uint64_t packet_bytes)
 	return log;
 }
 
-/* zstd failures that are not the data's fault. */
-static int zstd_errno(size_t r)
-{
-	return ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
-}
-
-static void zstd_lib_free(void *lib)
+static void zstd_fini(void *lib)
 {
 	zstd_lib *z = lib;
 
 	ZSTD_freeCCtx(z->cctx);
 	ZSTD_freeDCtx(z->dctx);
-	free(z);
 }
 
-static int zstd_lib_new(void **out, const lm__codec_params *p)
+static int zstd_init(void *lib, const lm__codec_params *p)
 {
-	zstd_lib *z = calloc(1, sizeof(*z));
-	int rc = -ENOMEM;
+	zstd_lib *z = lib;
 
-	if (!z)
-		return -ENOMEM;
 	z->cctx = ZSTD_createCCtx();
 	z->dctx = ZSTD_createDCtx();
 	if (!z->cctx || !z->dctx)
-		goto fail;
+		return -ENOMEM;
 	/* Parameters stick across ZSTD_reset_session_only. */
-	rc = -EIO;
 	if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel,
 						zstd_level(p->level))) ||
 	    ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_contentSizeFlag, 1)) ||
@@ -95,12 +79,8 @@ static int zstd_lib_new(void **out, const lm__codec_params *p)
 	    ZSTD_isError(ZSTD_DCtx_setParameter(
 		    z->dctx, ZSTD_d_windowLogMax,
 		    window_log((uint64_t)p->page_size * p->packet_pages))))
-		goto fail;
-	*out = z;
+		return -EIO;
 	return 0;
-fail:
-	zstd_lib_free(z);
-	return rc;
 }
 
 static int zstd_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *out)
@@ -115,86 +95,40 @@ static int zstd_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *o
 	return 0;
 }
 
-/* Takes all of src (op ZSTD_e_end: and flushes the frame's end); 0,
- * LM_ECODEC when out is full first (no shrink), or an error. */
-static int compress(ZSTD_CCtx *cctx, lm__sbuf *out, const void *src, size_t len,
-		    ZSTD_EndDirective op)
+static int zstd_enc_step(void *lib, lm__cbuf *in, lm__sbuf *out, int last, int *done)
 {
-	ZSTD_inBuffer ib = {src, len, 0};
+	ZSTD_inBuffer ib = {in->p, in->size, in->pos};
 	ZSTD_outBuffer ob = {out->p, out->size, out->pos};
+	size_t left = ZSTD_compressStream2(((zstd_lib *)lib)->cctx, &ob, &ib,
+					   last ? ZSTD_e_end : ZSTD_e_continue);
 
-	for (;;) {
-		size_t ipos = ib.pos, opos = ob.pos;
-		size_t left = ZSTD_compressStream2(cctx, &ob, &ib, op);
-		out->pos = ob.pos;
-		if (ZSTD_isError(left))
-			return zstd_errno(left);
-		/* With ZSTD_e_end, left is what is still to flush. */
-		if (ib.pos == ib.size && (op == ZSTD_e_continue || !left))
-			return 0;
-		/* Output full with work left: the frame would be at least
-		 * the raw size. */
-		if (ob.pos == ob.size)
-			return LM_ECODEC;
-		/* zstd always progresses while it has room; never spin. */
-		if (ib.pos == ipos && ob.pos == opos)
-			return -EIO;
-	}
-}
-
-static int zstd_enc_page(void *lib, const void *page, size_t len, lm__sbuf *out)
-{
-	return compress(((zstd_lib *)lib)->cctx, out, page, len, ZSTD_e_continue);
-}
-
-static int zstd_enc_end(void *lib, lm__sbuf *out)
-{
-	return compress(((zstd_lib *)lib)->cctx, out, NULL, 0, ZSTD_e_end);
-}
-
-/* The header must describe one plain frame of exactly the packet. */
-static int check_header(const uint8_t *in, size_t in_len, size_t raw, lm__err *e)
-{
-	ZSTD_frameHeader h;
-	size_t r = ZSTD_getFrameHeader(&h, in, in_len);
-
-	if (ZSTD_isError(r)) {
-		lm__err_set(e, "data.payload: zstd frame header: %s", ZSTD_getErrorName(r));
-		return LM_EDECODE;
-	}
-	if (r) {
-		lm__err_set(e, "data.payload: zstd frame header truncated at %zu bytes", in_len);
-		return LM_EDECODE;
-	}
-	if (h.frameType != ZSTD_frame) {
-		lm__err_set(e, "data.payload: zstd skippable frame, no data");
-		return LM_EDECODE;
-	}
-	if (h.dictID) {
-		lm__err_set(e, "data.payload: zstd frame needs dictionary %u", h.dictID);
-		return LM_EDECODE;
-	}
-	if (h.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN && h.frameContentSize != raw) {
-		lm__err_set(e, "data.payload: zstd frame content size %llu, the pages need %zu",
-			    h.frameContentSize, raw);
-		return LM_EDECODE;
-	}
-	if (h.windowSize > raw) {
-		lm__err_set(e, "data.payload: zstd frame window %llu bytes above the packet's %zu",
-			    h.windowSize, raw);
-		return LM_EDECODE;
-	}
+	in->pos = ib.pos;
+	out->pos = ob.pos;
+	if (ZSTD_isError(left)) /* not the data's fault */
+		return ZSTD_getErrorCode(left) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+	/* With ZSTD_e_end, left is what is still to flush. */
+	*done = ib.pos == ib.size && (!last || !left);
 	return 0;
 }
 
-static int zstd_dec_begin(void *lib, lm__cbuf *in, size_t raw, lm__err *e)
+static int zstd_dec_begin(void *lib, lm__cbuf *in, lm__frame_info *fi, const char **why)
 {
-	zstd_lib *z = lib;
-	int rc = check_header(in->p, in->size, raw, e);
+	ZSTD_frameHeader h;
+	size_t r = ZSTD_getFrameHeader(&h, in->p, in->size);
 
-	if (!rc && ZSTD_isError(ZSTD_DCtx_reset(z->dctx, ZSTD_reset_session_only)))
-		rc = -EIO;
-	return rc;
+	if (r) { /* not 0: an error, or the bytes the header still needs */
+		*why = ZSTD_isError(r) ? ZSTD_getErrorName(r) : "truncated";
+		return LM_EDECODE;
+	}
+	fi->skippable = h.frameType != ZSTD_frame;
+	fi->dict_id = h.dictID;
+	if (h.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN)
+		fi->content = h.frameContentSize;
+	fi->buffer = h.windowSize;
+	*why = "cannot reset the decoder";
+	return ZSTD_isError(ZSTD_DCtx_reset(((zstd_lib *)lib)->dctx, ZSTD_reset_session_only))
+		       ? -EIO
+		       : 0;
 }
 
 static int zstd_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, const char **why)
@@ -218,11 +152,12 @@ static int zstd_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, con
 static const lm__stream_ops zstd_stream = {
 	.name = "zstd",
 	.unit = "frame",
-	.lib_new = zstd_lib_new,
-	.lib_free = zstd_lib_free,
+	.buffer = "window", /* the encoder pledges the size: window <= packet */
+	.lib_size = sizeof(zstd_lib),
+	.init = zstd_init,
+	.fini = zstd_fini,
 	.enc_begin = zstd_enc_begin,
-	.enc_page = zstd_enc_page,
-	.enc_end = zstd_enc_end,
+	.enc_step = zstd_enc_step,
 	.dec_begin = zstd_dec_begin,
 	.dec_step = zstd_dec_step,
 };
