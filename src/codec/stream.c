@@ -118,9 +118,9 @@ static int step_error(const lm__stream *s, int rc, const char *why, uint32_t pag
 		      lm__err *e)
 {
 	if (page < n)
-		refuse(s, e, "in page %u: %s", page, why);
+		lm__err_set(e, "data.payload: %s in page %u: %s", s->ops->name, page, why);
 	else
-		refuse(s, e, "after its %u pages: %s", n, why);
+		lm__err_set(e, "data.payload: %s after its %u pages: %s", s->ops->name, n, why);
 	return rc;
 }
 
