@@ -27,28 +27,24 @@
  * A frame may not declare blocks larger than both 256 KiB and the packet:
  * LZ4F allocates buffers of the block size, so memory stays bounded.
  *
- * Stats ("lz4"): jobs = packets encoded or decoded; raw = pages of packets
- * that did not shrink; bytes_in/bytes_out = what went in and came out of
- * the codec (for a raw packet both are its page bytes).
+ * The page walk, the checks, the messages and the stats ("lz4") are the
+ * streaming driver's (stream.h); this file has LZ4F's calls only.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <lz4frame.h>
 
-#include "codec.h"
+#include "stream.h"
 #include "../wire.h"
 
 #define LZ4_ACCEL_MAX 65537 /* LZ4_ACCELERATION_MAX in lz4.c */
 
-typedef struct lz4_ctx {
+typedef struct lz4_lib {
 	LZ4F_cctx *cc;
 	LZ4F_dctx *dc;
 	LZ4F_preferences_t prefs;
-	lm_engine_stats *st;
-	lm_engine_stats sink; /* counts go here when the stats table is full */
-} lz4_ctx;
+} lz4_lib;
 
 /* Blocks above the page: see the top of the file. */
 static LZ4F_blockSizeID_t block_id(uint32_t page_size)
@@ -87,221 +83,126 @@ static int lz4_level(int level)
 	return 1 - accel;
 }
 
-static void lz4_ctx_free(void *ctx)
+static void lz4_fini(void *lib)
 {
-	lz4_ctx *c = ctx;
+	lz4_lib *z = lib;
 
-	if (!c)
-		return;
-	LZ4F_freeCompressionContext(c->cc);
-	LZ4F_freeDecompressionContext(c->dc);
-	free(c);
+	LZ4F_freeCompressionContext(z->cc);
+	LZ4F_freeDecompressionContext(z->dc);
 }
 
-/* LZ4F allocates its state and block buffers at the first frame: start
- * one now, so that encoding never allocates. */
-static int lz4_warm_up(lz4_ctx *c)
+static int lz4_init(void *lib, const lm__codec_params *p)
 {
+	lz4_lib *z = lib;
 	uint8_t hdr[LZ4F_HEADER_SIZE_MAX];
 
-	return LZ4F_isError(LZ4F_compressBegin(c->cc, hdr, sizeof(hdr), &c->prefs)) ? -ENOMEM : 0;
-}
-
-static int lz4_ctx_new(void **out, const lm__codec_params *p)
-{
-	lz4_ctx *c;
-	int rc = -ENOMEM;
-
-	*out = NULL;
-	if (!p->page_size || !p->packet_pages)
-		return LM_EINVAL;
-	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (LZ4F_isError(LZ4F_createCompressionContext(&z->cc, LZ4F_VERSION)) ||
+	    LZ4F_isError(LZ4F_createDecompressionContext(&z->dc, LZ4F_VERSION)))
 		return -ENOMEM;
-	if (LZ4F_isError(LZ4F_createCompressionContext(&c->cc, LZ4F_VERSION)) ||
-	    LZ4F_isError(LZ4F_createDecompressionContext(&c->dc, LZ4F_VERSION)))
-		goto fail;
-	c->prefs = lz4_prefs(p->page_size, lz4_level(p->level), 0);
-	if ((rc = lz4_warm_up(c)))
-		goto fail;
-	c->st = lm__engine_stat_or(p->stats, "lz4", &c->sink);
-	*out = c;
-	return 0;
-fail:
-	lz4_ctx_free(c);
-	return rc;
+	z->prefs = lz4_prefs(p->page_size, lz4_level(p->level), 0);
+	/* LZ4F allocates its state and block buffers at the first frame:
+	 * start one now, so that encoding never allocates. */
+	return LZ4F_isError(LZ4F_compressBegin(z->cc, hdr, sizeof(hdr), &z->prefs)) ? -ENOMEM : 0;
 }
 
-/* Writes the frame; cap >= lz4_bound() always suffices (LZ4F stores a block
- * that does not shrink), so an error here is not the data's fault. */
-static int write_frame(lz4_ctx *c, const void *const *pages, uint32_t n, uint32_t page_size,
-		       uint8_t *out, size_t cap, size_t *pos)
+/* The driver gives the encoder lz4_bound() of room (needs_bound: LZ4F
+ * refuses a call whose worst case does not fit, and stores a block that
+ * does not shrink), so an error while encoding is not the data's fault. */
+static int lz4_enc_begin(void *lib, uint32_t page_size, size_t raw, lm__sbuf *out)
 {
-	LZ4F_compressOptions_t opt = {.stableSrc = 0}; /* history is copied */
+	lz4_lib *z = lib;
 	size_t r;
 
-	c->prefs.frameInfo.blockSizeID = block_id(page_size);
-	c->prefs.frameInfo.contentSize = (unsigned long long)n * page_size;
-	r = LZ4F_compressBegin(c->cc, out, cap, &c->prefs);
+	z->prefs.frameInfo.blockSizeID = block_id(page_size);
+	z->prefs.frameInfo.contentSize = raw;
+	r = LZ4F_compressBegin(z->cc, out->p + out->pos, out->size - out->pos, &z->prefs);
 	if (LZ4F_isError(r))
 		return -EIO;
-	*pos = r;
-	for (uint32_t i = 0; i < n; i++) {
-		r = LZ4F_compressUpdate(c->cc, out + *pos, cap - *pos, pages[i], page_size, &opt);
+	out->pos += r;
+	return 0;
+}
+
+/* LZ4F takes a whole page per call (it has the room for it). */
+static int lz4_enc_step(void *lib, lm__cbuf *in, lm__sbuf *out, int last, int *done)
+{
+	LZ4F_compressOptions_t opt = {.stableSrc = 0}; /* history is copied */
+	lz4_lib *z = lib;
+	size_t r = LZ4F_compressUpdate(z->cc, out->p + out->pos, out->size - out->pos,
+				       in->p + in->pos, in->size - in->pos, &opt);
+
+	if (LZ4F_isError(r))
+		return -EIO;
+	out->pos += r;
+	in->pos = in->size;
+	if (last) {
+		r = LZ4F_compressEnd(z->cc, out->p + out->pos, out->size - out->pos, &opt);
 		if (LZ4F_isError(r))
 			return -EIO;
-		*pos += r;
+		out->pos += r;
 	}
-	r = LZ4F_compressEnd(c->cc, out + *pos, cap - *pos, &opt);
-	if (LZ4F_isError(r))
-		return -EIO;
-	*pos += r;
+	*done = 1;
 	return 0;
 }
 
-static int lz4_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t page_size,
-		      uint8_t *out, size_t cap, uint32_t *lens, size_t *out_len)
+static int lz4_dec_begin(void *lib, lm__cbuf *in, lm__frame_info *fi, const char **why)
 {
-	lz4_ctx *c = ctx;
-	size_t raw = (size_t)n * page_size, pos = 0;
-	int rc = LM_ECODEC;
-
-	for (uint32_t i = 0; i < n; i++)
-		lens[i] = page_size;
-	*out_len = 0;
-	if (n && cap >= lz4_bound(page_size, n)) {
-		rc = write_frame(c, pages, n, page_size, out, cap, &pos);
-		/* Not smaller than the pages: the sender sends them raw. */
-		if (rc == 0 && pos >= raw)
-			rc = LM_ECODEC;
-	}
-	if (rc == 0)
-		*out_len = pos;
-	if (rc == 0 || rc == LM_ECODEC)
-		lm__count_packet(c->st, raw, rc ? raw : pos, rc ? n : 0);
-	return rc;
-}
-
-/* One plain frame of exactly the packet, with bounded block buffers. */
-static int check_header(lz4_ctx *c, const uint8_t *in, size_t in_len, size_t raw,
-			size_t *hdr_len, lm__err *e)
-{
-	LZ4F_frameInfo_t fi;
-	size_t r, block;
-
-	*hdr_len = in_len;
-	r = LZ4F_getFrameInfo(c->dc, &fi, in, hdr_len);
-	if (LZ4F_isError(r)) {
-		lm__err_set(e, "data.payload: lz4 frame header: %s", LZ4F_getErrorName(r));
-		return LM_EDECODE;
-	}
-	if (fi.frameType != LZ4F_frame) {
-		lm__err_set(e, "data.payload: lz4 skippable frame, no data");
-		return LM_EDECODE;
-	}
-	if (fi.dictID) {
-		lm__err_set(e, "data.payload: lz4 frame needs dictionary %u", fi.dictID);
-		return LM_EDECODE;
-	}
-	if (fi.contentSize && fi.contentSize != raw) {
-		lm__err_set(e, "data.payload: lz4 frame content size %llu, the pages need %zu",
-			    fi.contentSize, raw);
-		return LM_EDECODE;
-	}
-	/* blockSizeID 4..7 (LZ4F checked it): 64 KiB, 256 KiB, 1 MiB, 4 MiB. */
-	block = (size_t)1 << (8 + 2 * (unsigned)fi.blockSizeID);
-	if (block > (256u << 10) && block > raw) {
-		lm__err_set(e, "data.payload: lz4 frame blocks of %zu bytes above the packet's %zu",
-			    block, raw);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
-/* Fills page i completely; *hint is LZ4F's (0: the frame has ended). */
-static int fill_page(lz4_ctx *c, const uint8_t *in, size_t in_len, size_t *pos, uint8_t *page,
-		     uint32_t page_size, uint32_t i, uint32_t n, size_t *hint, lm__err *e)
-{
-	LZ4F_decompressOptions_t opt = {.stableDst = 0};
-	size_t done = 0;
-
-	while (done < page_size) {
-		size_t dst = page_size - done, src = in_len - *pos;
-		*hint = LZ4F_decompress(c->dc, page + done, &dst, in + *pos, &src, &opt);
-		if (LZ4F_isError(*hint)) {
-			lm__err_set(e, "data.payload: lz4 in page %u: %s", i, LZ4F_getErrorName(*hint));
-			return LM_EDECODE;
-		}
-		*pos += src;
-		done += dst;
-		if (*hint == 0 && done < page_size) {
-			lm__err_set(e, "data.payload: lz4 frame ends in page %u of %u after %zu bytes",
-				    i, n, done);
-			return LM_EDECODE;
-		}
-		if (!src && !dst) {
-			lm__err_set(e, "data.payload: lz4 frame truncated in page %u of %u", i, n);
-			return LM_EDECODE;
-		}
-	}
-	if (*hint == 0 && i + 1 < n) {
-		lm__err_set(e, "data.payload: lz4 frame ends after page %u of %u", i, n);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
-/* After the last page the frame may only end: any byte more is too much. */
-static int finish_frame(lz4_ctx *c, const uint8_t *in, size_t in_len, size_t pos, size_t hint,
-			uint32_t n, lm__err *e)
-{
-	LZ4F_decompressOptions_t opt = {.stableDst = 0};
-
-	while (hint) {
-		uint8_t extra;
-		size_t dst = 1, src = in_len - pos;
-		hint = LZ4F_decompress(c->dc, &extra, &dst, in + pos, &src, &opt);
-		if (LZ4F_isError(hint)) {
-			lm__err_set(e, "data.payload: lz4 after page %u: %s", n, LZ4F_getErrorName(hint));
-			return LM_EDECODE;
-		}
-		pos += src;
-		if (dst) {
-			lm__err_set(e, "data.payload: lz4 frame decodes to more than %u pages", n);
-			return LM_EDECODE;
-		}
-		if (hint && !src) {
-			lm__err_set(e, "data.payload: lz4 frame truncated after its %u pages", n);
-			return LM_EDECODE;
-		}
-	}
-	if (pos != in_len) {
-		lm__err_set(e, "data.payload: %zu bytes after the lz4 frame", in_len - pos);
-		return LM_EDECODE;
-	}
-	return 0;
-}
-
-static int lz4_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_t *lens,
-		      void *const *pages, uint32_t n, uint32_t page_size, lm__err *e)
-{
-	lz4_ctx *c = ctx;
-	size_t raw = (size_t)n * page_size, pos = 0, hint = 1;
-	int rc;
+	lz4_lib *z = lib;
+	LZ4F_frameInfo_t f;
+	size_t r, hdr_len = in->size;
 
 	/* Also forgets whatever a failed packet left half decoded. */
-	LZ4F_resetDecompressionContext(c->dc);
-	if ((rc = lm__block_lens_check("lz4", lens, n, page_size, in_len, e)) || !n)
-		goto done;
-	if ((rc = check_header(c, in, in_len, raw, &pos, e)))
-		goto done;
-	for (uint32_t i = 0; i < n; i++)
-		if ((rc = fill_page(c, in, in_len, &pos, pages[i], page_size, i, n, &hint, e)))
-			goto done;
-	rc = finish_frame(c, in, in_len, pos, hint, n, e);
-done:
-	lm__count_packet(c->st, rc ? 0 : in_len, rc ? 0 : raw, 0);
-	return rc;
+	LZ4F_resetDecompressionContext(z->dc);
+	r = LZ4F_getFrameInfo(z->dc, &f, in->p, &hdr_len);
+	if (LZ4F_isError(r)) {
+		*why = LZ4F_getErrorName(r);
+		return LM_EDECODE;
+	}
+	in->pos = hdr_len; /* LZ4F has taken the header in */
+	fi->skippable = f.frameType != LZ4F_frame;
+	fi->dict_id = f.dictID;
+	if (f.contentSize)
+		fi->content = f.contentSize;
+	/* blockSizeID 4..7 (LZ4F checked it): 64 KiB, 256 KiB, 1 MiB, 4 MiB. */
+	fi->buffer = (uint64_t)1 << (8 + 2 * (unsigned)f.blockSizeID);
+	return 0;
+}
+
+static int lz4_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, const char **why)
+{
+	LZ4F_decompressOptions_t opt = {.stableDst = 0}; /* see the top of the file */
+	size_t dst = out->size - out->pos, src = in->size - in->pos;
+	size_t hint = LZ4F_decompress(((lz4_lib *)lib)->dc, out->p + out->pos, &dst,
+				      in->p + in->pos, &src, &opt);
+
+	if (LZ4F_isError(hint)) {
+		*why = LZ4F_getErrorName(hint);
+		return LM_EDECODE;
+	}
+	in->pos += src;
+	out->pos += dst;
+	*ended = hint == 0; /* 0: the frame is complete */
+	return 0;
+}
+
+static const lm__stream_ops lz4_stream = {
+	.name = "lz4",
+	.unit = "frame",
+	.buffer = "blocks", /* LZ4F allocates buffers of the block size */
+	.buffer_floor = 256u << 10,
+	.needs_bound = 1,
+	.bound = lz4_bound,
+	.lib_size = sizeof(lz4_lib),
+	.init = lz4_init,
+	.fini = lz4_fini,
+	.enc_begin = lz4_enc_begin,
+	.enc_step = lz4_enc_step,
+	.dec_begin = lz4_dec_begin,
+	.dec_step = lz4_dec_step,
+};
+
+static int lz4_ctx_new(void **ctx, const lm__codec_params *p)
+{
+	return lm__stream_ctx_new(ctx, &lz4_stream, p);
 }
 
 const lm__codec_ops lm__codec_lz4 = {
@@ -311,7 +212,7 @@ const lm__codec_ops lm__codec_lz4 = {
 	.raw_only = 0,
 	.payload_bound = lz4_bound,
 	.ctx_new = lz4_ctx_new,
-	.ctx_free = lz4_ctx_free,
-	.encode = lz4_encode,
-	.decode = lz4_decode,
+	.ctx_free = lm__stream_ctx_free,
+	.encode = lm__stream_encode,
+	.decode = lm__stream_decode,
 };
