@@ -149,9 +149,30 @@ static int land_deltas(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d,
 
 /* ---- ref pages ------------------------------------------------------------ */
 
+/* Under r->lock: 0 when every other channel has ended ch's round; -1 when
+ * every channel still in it (ch too) waits for a source that has not
+ * landed: then none reads its connection, so none can land anything, a
+ * certain deadlock (only a sender's crossed refs make it); else 1. */
+static int others_open(lm_receiver *r, const lm__rx_chan *ch)
+{
+	int open = 0, running = 0;
+
+	for (uint32_t c = 0; c < r->channels; c++) {
+		const lm__rx_chan *o = r->chan[c];
+		if (c == (uint32_t)ch->channel || r->synced[c] > ch->round)
+			continue;
+		open = 1;
+		if (!o || !o->waiting ||
+		    __atomic_load_n(&o->wait_src->landed[o->wait_page], __ATOMIC_SEQ_CST) >> 2 ==
+			    ch->round + 1)
+			running = 1;
+	}
+	return !open ? 0 : running ? 1 : -1;
+}
+
 /* A ref's source in this same round has not landed yet: wait until it has,
- * unless it never can (every other channel ended the round, the session
- * failed, the stall timeout). */
+ * unless it never can (every other channel ended the round, or waits too,
+ * the session failed, the stall timeout). */
 static int wait_landed(lm__rx_chan *ch, lm__rx_region *src, uint64_t page, uint32_t i, lm__err *e)
 {
 	lm_receiver *r = ch->r;
@@ -162,13 +183,20 @@ static int wait_landed(lm__rx_chan *ch, lm__rx_region *src, uint64_t page, uint3
 	ch->ref_waits++;
 	__atomic_add_fetch(&r->land_waiters, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&r->lock);
+	ch->waiting = 1;
+	ch->wait_src = src;
+	ch->wait_page = page;
 	while (__atomic_load_n(&src->landed[page], __ATOMIC_SEQ_CST) >> 2 != want && !r->err) {
 		struct timespec ts = lm__rx_deadline(50);
-		uint32_t open = 0;
-		for (uint32_t c = 0; c < r->channels; c++)
-			open += c != (uint32_t)ch->channel && r->synced[c] <= ch->round;
+		int open = others_open(r, ch);
 		if (!open) {
 			lm__err_set(e, "data.ref[%u]: source page at offset 0x%llx did not land in round %u (every other channel ended it)",
+				    i, (unsigned long long)(page * r->page_size), ch->round);
+			rc = LM_EFIELD;
+			break;
+		}
+		if (open < 0) {
+			lm__err_set(e, "data.ref[%u]: source page at offset 0x%llx cannot land in round %u: every channel still in it waits for a ref's source (crossed refs)",
 				    i, (unsigned long long)(page * r->page_size), ch->round);
 			rc = LM_EFIELD;
 			break;
@@ -183,6 +211,7 @@ static int wait_landed(lm__rx_chan *ch, lm__rx_region *src, uint64_t page, uint3
 	}
 	if (!rc)
 		rc = r->err;
+	ch->waiting = 0;
 	pthread_mutex_unlock(&r->lock);
 	__atomic_sub_fetch(&r->land_waiters, 1, __ATOMIC_SEQ_CST);
 	return rc;

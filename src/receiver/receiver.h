@@ -98,6 +98,11 @@ typedef struct lm__rx_chan {
 	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
 	uint64_t ref_pages, delta_pages, delta_bytes, ref_waits;
+	/* Guarded by r->lock: this channel waits for a ref's source, page
+	 * wait_page of wait_src (pages.c, to see every channel stuck). */
+	int waiting;
+	struct lm__rx_region *wait_src;
+	uint64_t wait_page;
 	double cpu;
 } lm__rx_chan;
 
