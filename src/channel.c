@@ -165,6 +165,13 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
+int lm__conn_readable(const lm__conn *c)
+{
+	struct pollfd p = {c->rfd, POLLIN | POLLRDHUP, 0};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR));
+}
+
 int lm__write_full(lm__conn *c, const void *buf, size_t n)
 {
 	struct iovec v = {(void *)buf, n};

@@ -36,6 +36,9 @@ int lm__write_full(lm__conn *c, const void *buf, size_t n);
 /* Consumes iov (advances bases/lengths as bytes go out). */
 int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt);
 
+/* The peer sent something (or closed) that nobody read yet: no wait. */
+int lm__conn_readable(const lm__conn *c);
+
 /* Reads and checks a frame header (magic, kind, flags, reserved) and checks
  * the announced body length against lm__max_body(). */
 int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packet_pages,

@@ -202,6 +202,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
+	/* During data a receiver only speaks to refuse: a channel whose
+	 * writes never block would otherwise send on until its peer stops
+	 * reading, and another channel blocked on the same receiver would
+	 * time out first. One poll per packet. */
+	if (!rc && lm__conn_readable(&ch->conn))
+		rc = LM_EPEER;
 	if (rc) {
 		rc = lm__sender_peer_reason(ch, rc, e);
 		goto out;
