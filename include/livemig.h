@@ -394,6 +394,14 @@ typedef struct lm_receiver_config {
 	lm_accel accel;         /* deflate decoding: default auto */
 	lm_engine_id engine;    /* deflate decoding's software engine: default isal */
 	lm_region_cb on_region; /* may be NULL if all regions are added up front */
+	/* Optional, for regions from on_region: called before the receiver
+	 * first writes into [off, off + len) of region id (aligned 2 MiB
+	 * pieces, the last one shorter), so the application can reserve the
+	 * backing store as the pages arrive (fallocate a MAP_SHARED file: a
+	 * page it cannot back is SIGBUS when written). Never for a piece only
+	 * zero pages fall in. Non-zero fails the migration with that code.
+	 * Runs on a channel thread, for different pieces at once. */
+	int (*reserve)(void *user, uint32_t id, uint64_t off, uint64_t len);
 	void *user;
 	/* 1: a region neither added nor taken by on_region is received into
 	 * anonymous memory the receiver maps (see lm_receiver_region()). */

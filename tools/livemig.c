@@ -398,14 +398,23 @@ static int make_temp(dest *d)
 	return 0;
 }
 
-/* Reserves the image's blocks before anything is mapped: a page of a
- * MAP_SHARED file the file system cannot back is SIGBUS when written, so a
- * full disk or quota must fail here, as an error, before data arrives.
- * fallocated blocks read as zero, so the region stays "fresh". */
+/* A page of a MAP_SHARED file that the file system cannot back is SIGBUS
+ * when written, so every block is reserved (fallocate) before the receiver
+ * writes into it: piece by piece as pages arrive (on_reserve), which
+ * overlaps the reservation, and its zeroing of tmpfs pages, with the
+ * transfer, and never reserves pieces that only zero pages fall in. A
+ * full disk or quota is then an error naming the file, never a signal;
+ * the announced size was checked against the free space first (--max-size).
+ * fallocated blocks read as zero, so the region stays "fresh". Here the
+ * file gets its size, and whether fallocate works at all is tried. */
 static int reserve_image(dest *d)
 {
-	if (!d->maplen || fallocate(d->fd, 0, 0, (off_t)d->maplen) == 0)
+	int rc;
+
+	if (!d->maplen)
 		return 0;
+	if (fallocate(d->fd, 0, 0, (off_t)(d->maplen < 4096 ? d->maplen : 4096)) == 0)
+		return ftruncate(d->fd, (off_t)d->maplen) < 0 ? -errno : 0;
 	if (errno == EOPNOTSUPP) {
 		/* No fallocate here (some FUSE and network file systems):
 		 * receive into anonymous memory instead and write(2) it at
@@ -413,8 +422,25 @@ static int reserve_image(dest *d)
 		d->anon = 1;
 		return 0;
 	}
-	int rc = -errno;
-	fprintf(stderr, "%s: %s: cannot reserve %llu bytes for the image: %s\n", prog, d->final,
+	rc = -errno;
+	fprintf(stderr, "%s: %s: cannot reserve space for the image: %s\n", prog, d->final,
+		strerror(-rc));
+	return rc;
+}
+
+/* The library is about to write [off, off + len) of the image. */
+static int on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len)
+{
+	dest *d = user;
+
+	int rc;
+
+	(void)id;
+	if (d->anon || fallocate(d->fd, 0, (off_t)off, (off_t)len) == 0)
+		return 0;
+	rc = -errno;
+	fprintf(stderr, "%s: %s: cannot reserve bytes %llu..%llu of %llu for the image: %s\n", prog,
+		d->final, (unsigned long long)off, (unsigned long long)(off + len),
 		(unsigned long long)d->maplen, strerror(-rc));
 	return rc;
 }
@@ -589,6 +615,7 @@ static int cmd_recv(int argc, char **argv)
 	cfg.accel = o.accel;
 	cfg.engine = o.engine;
 	cfg.on_region = on_region;
+	cfg.reserve = on_reserve;
 	cfg.user = &d;
 	cfg.max_bytes = d.max_bytes;
 	cfg.log = log_line;

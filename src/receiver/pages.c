@@ -10,6 +10,7 @@
  * a ref page, every wait ends: the page waited for is a normal, zero or delta
  * page, which lands without waiting for anything.
  */
+#include <sched.h>
 #include <string.h>
 
 #include "codec/delta.h"
@@ -49,6 +50,39 @@ static void set_landed(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, uint32_t
 				 __ATOMIC_SEQ_CST);
 }
 
+/* ---- reserving the backing store ------------------------------------------ */
+
+/* The application's store behind the page at off is reserved before the
+ * page is written (cfg.reserve): the first channel to need a piece
+ * reserves it, one that finds it being reserved waits (a fallocate of a
+ * piece takes about a millisecond). */
+static int reserve(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e)
+{
+	lm_receiver *r = ch->r;
+	uint64_t c = off / LM__RESERVE_CHUNK, start = c * LM__RESERVE_CHUNK, end;
+	uint8_t st = __atomic_load_n(&g->reserved[c], __ATOMIC_ACQUIRE), idle = 0;
+	int rc;
+
+	if (st == 2)
+		return 0;
+	if (st == 0 && __atomic_compare_exchange_n(&g->reserved[c], &idle, 1, 0, __ATOMIC_ACQ_REL,
+						   __ATOMIC_ACQUIRE)) {
+		end = (g->len + r->page_size - 1) / r->page_size * r->page_size;
+		if (end > start + LM__RESERVE_CHUNK)
+			end = start + LM__RESERVE_CHUNK;
+		rc = r->cfg.reserve(r->cfg.user, g->id, start, end - start);
+		__atomic_store_n(&g->reserved[c], rc ? 3 : 2, __ATOMIC_RELEASE);
+	} else {
+		while ((st = __atomic_load_n(&g->reserved[c], __ATOMIC_ACQUIRE)) == 1)
+			sched_yield();
+		rc = st == 2 ? 0 : LM_EREGION;
+	}
+	if (rc)
+		lm__err_set(e, "region %u: the destination cannot reserve its store at 0x%llx: %s",
+			    g->id, (unsigned long long)start, lm_strerror(rc));
+	return rc;
+}
+
 /* ---- claims -------------------------------------------------------------- */
 
 /* Claims the packet's pages for this channel before any is written: a page
@@ -71,6 +105,15 @@ int lm__rx_claim(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__e
 				    (unsigned long long)ch->off[i], ch->round);
 			return LM_EFIELD;
 		}
+	}
+	/* Zero pages of a fresh region are not written unless they held
+	 * data, whose piece is reserved then. */
+	for (uint32_t i = 0; g->reserved && i < d->pages; i++) {
+		int rc;
+		if (i >= d->normal && i < d->normal + d->zero && g->fresh)
+			continue;
+		if ((rc = reserve(ch, g, ch->off[i], e)))
+			return rc;
 	}
 	return 0;
 }

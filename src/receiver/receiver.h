@@ -43,6 +43,11 @@ typedef struct lm__rx_region {
 	 * must not land again before the round ends; cleared with claimed. */
 	uint32_t *landed;
 	uint64_t *pinned;
+	/* cfg.reserve: per LM__RESERVE_CHUNK piece, 0 not yet, 1 being
+	 * reserved, 2 done, 3 failed (atomic; the first channel to need a
+	 * piece reserves it, the others wait for it). NULL: nothing to do. */
+	uint8_t *reserved;
+	uint32_t id;
 	/* Set up with the region; channel threads land pages (atomics); the
 	 * last channel at a round barrier rehashes it while the others wait
 	 * there, channel 0 finishes it at COMPLETE once all synced. */
@@ -179,6 +184,8 @@ struct lm_receiver {
 int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e);
 int lm__rx_chan_alloc(lm__rx_chan *ch);
 void lm__rx_chan_free(lm__rx_chan *ch);
+
+#define LM__RESERVE_CHUNK (2u << 20)
 
 /* Page kinds as a page last landed (lm__rx_region.landed). */
 enum { LM__LANDED_NORMAL, LM__LANDED_ZERO, LM__LANDED_DELTA, LM__LANDED_REF };

@@ -137,6 +137,10 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		g->fresh = fresh;
 	}
 	g->announced = 1;
+	g->id = m->id;
+	if (!g->user_added && r->cfg.reserve &&
+	    !(g->reserved = calloc(pages * r->page_size / LM__RESERVE_CHUNK + 1, 1)))
+		return -ENOMEM;
 	g->claimed = calloc(pages / 64 + 1, sizeof(uint64_t));
 	if (!g->claimed)
 		return -ENOMEM;
@@ -1060,6 +1064,7 @@ void lm_receiver_free(lm_receiver *r)
 		free(r->regions[i].written);
 		free(r->regions[i].claimed);
 		free(r->regions[i].landed);
+		free(r->regions[i].reserved);
 		free(r->regions[i].pinned);
 		lm__sumtree_free(&r->regions[i].sum);
 		unmap_region(&r->regions[i]);

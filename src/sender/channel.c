@@ -35,6 +35,10 @@ int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 		lm__err_set(e, "unexpected %s frame from the receiver during data",
 			    lm__kind_name(f.kind));
 		rc = LM_EKIND;
+	} else if (rc == LM_EPEER && got != LM_EEOF && got != LM_ETIMEDOUT && e->msg[0]) {
+		/* It spoke but not in frames: a TLS alert, a broken record.
+		 * The read's own message says which. */
+		rc = got;
 	} else if (rc == LM_EPEER || got == LM_EEOF) {
 		lm__err_set(e, "the receiver closed the connection");
 		rc = LM_EEOF;
