@@ -9,7 +9,7 @@ flavour=${1:-release}
 case "$flavour" in
 release) cmake -S . -B out/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLM_WERROR=ON >/dev/null ;;
 asan) cmake -S . -B out/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLM_SANITIZE=ON \
-	-DLM_FUZZ=ON -DLM_WERROR=ON -DLM_FUZZ_SECONDS="${LM_FUZZ_SECONDS:-20}" >/dev/null ;;
+	-DLM_FUZZ=ON -DLM_WERROR=ON -DLM_FUZZ_SECONDS="${LM_FUZZ_SECONDS:-15}" >/dev/null ;;
 tsan) cmake -S . -B out/tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DLM_TSAN=ON \
 	-DLM_WERROR=ON >/dev/null ;;
 *) echo "build.sh: unknown flavour $flavour" >&2; exit 2 ;;

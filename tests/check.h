@@ -48,4 +48,16 @@ static inline uint64_t region_sum(const void *base, uint64_t len)
 		return lm_test_failures ? 1 : 0;                                     \
 	} while (0)
 
+/* 1 under ASan or TSan: tests scale their sizes down there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LM_TEST_SLOW 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LM_TEST_SLOW 1
+#endif
+#endif
+#ifndef LM_TEST_SLOW
+#define LM_TEST_SLOW 0
+#endif
+
 #endif

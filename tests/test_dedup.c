@@ -53,16 +53,7 @@
 #include "receiver/receiver.h"
 #include "sender/sender.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SLOW 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SLOW 1
-#endif
-#endif
-#ifndef SLOW
-#define SLOW 0
-#endif
+#define SLOW LM_TEST_SLOW
 
 #define PS 4096u
 #define MIB (1ull << 20)
