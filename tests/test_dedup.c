@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "codec/dedup.h"
 #include "hash.h"
 #include "livemig.h"
@@ -62,30 +63,6 @@
 static int verbose;
 
 /* ---- helpers ------------------------------------------------------------------- */
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void sleep_us(uint64_t us)
-{
-	struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s * 0x2545F4914F6CDD1Dull;
-}
 
 static uint8_t *map_anon(uint64_t len)
 {

@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "livemig.h"
 #include "uffd_foreign.h"
 
@@ -69,30 +70,6 @@ static char uffd_why[256];
 static int verbose; /* LM_TEST_VERBOSE=1: every round's progress */
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void sleep_us(uint64_t us)
-{
-	struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s * 0x2545F4914F6CDD1Dull;
-}
 
 static uint8_t *map_anon(uint64_t len)
 {
