@@ -330,7 +330,12 @@ static void *writer_main(void *arg)
 		w->inflight++;
 		pthread_mutex_unlock(&w->mu);
 
-		const wl_slot *u = &w->slots[xs(&me->seed) % w->nslots];
+		/* Writer k owns the slots k, k + nwriters, ...: two writers
+		 * never write one unit at once, so base and shadow agree. */
+		uint32_t own = (uint32_t)(me - w->wr), n = (uint32_t)w->nwriters;
+		uint32_t mine = w->nslots > own ? (w->nslots - own + n - 1) / n : 0;
+		const wl_slot *u = &w->slots[mine ? own + (uint32_t)(xs(&me->seed) % mine) * n
+						  : xs(&me->seed) % w->nslots];
 		wl_region *r = &w->rg[u->rg];
 		me->counter += (uint64_t)w->nwriters;
 		if (w->wbytes && w->wbytes < u->n) {
