@@ -83,7 +83,13 @@ typedef enum lm_codec_id {
 	LM_CODEC_ZSTD = 2,    /* per packet */
 	LM_CODEC_LZ4 = 3,     /* per packet */
 	LM_CODEC_ZLIB = 4,    /* per packet, zlib stream */
+	/* Sender only: chooses per packet among the codecs above from what
+	 * it measures (link rate, compress speed and ratio, the receiver's
+	 * decode speed, spare CPU); the CLI's default. Never on the wire as
+	 * a packet's codec. */
+	LM_CODEC_AUTO = 255,
 } lm_codec_id;
+#define LM_MAX_CODECS 8 /* codec ids 0..7: the size of lm_stats.codec_mix */
 
 /* "none", "deflate", "zstd", "lz4", "zlib"; returns 0 or LM_ECODEC. */
 int lm_codec_from_name(const char *name, lm_codec_id *out);
@@ -128,6 +134,12 @@ typedef struct lm_engine_stats {
 	uint64_t raw;           /* pages sent raw: output did not fit, or failed */
 	uint64_t bytes_in, bytes_out;
 } lm_engine_stats;
+
+/* Data packets of one codec: how many, their page bytes before encoding
+ * (normal pages and delta areas), their payload bytes on the wire. */
+typedef struct lm_codec_mix {
+	uint64_t packets, bytes_in, bytes_out;
+} lm_codec_mix;
 
 typedef struct lm_stats {
 	lm_status status;
@@ -188,6 +200,9 @@ typedef struct lm_stats {
 	double delta_cache_hit_rate;/* hits / (hits + misses), 0 if none */
 	uint32_t n_engines;
 	lm_engine_stats engines[LM_MAX_ENGINES];
+	/* The codec mix, by codec id (codec auto mixes them; a pinned codec
+	 * shows it and none for the packets that did not shrink). */
+	lm_codec_mix codec_mix[LM_MAX_CODECS];
 } lm_stats;
 
 #define LM_STATS_HUMAN 0

@@ -78,7 +78,7 @@ static int pow2(uint32_t v) { return v && !(v & (v - 1)); }
 const char *lm__kind_name(uint8_t kind)
 {
 	static const char *const names[] = {"?", "hello", "region", "data", "sync",
-					    "complete", "error", "ack"};
+					    "complete", "error", "ack", "feedback"};
 	return kind <= LM_KIND_MAX ? names[kind] : "unknown";
 }
 
@@ -233,6 +233,7 @@ uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages)
 	case LM_KIND_COMPLETE: return LM_COMPLETE_FIXED + (uint64_t)LM_MAX_REGIONS * LM_COMPLETE_ENTRY;
 	case LM_KIND_ERROR: return LM_ERROR_FIXED + LM_ERROR_MAX_MSG;
 	case LM_KIND_ACK: return LM_ACK_LEN;
+	case LM_KIND_FEEDBACK: return LM_FEEDBACK_LEN;
 	default: return 0;
 	}
 }
@@ -609,6 +610,39 @@ int lm__dec_complete(const uint8_t *p, uint32_t len, lm__region_sum *sums, uint3
 		sums[i].checksum = lm__get64(q + 16);
 	}
 	*n = cnt;
+	return 0;
+}
+
+size_t lm__enc_feedback(uint8_t *p, const lm__feedback *f)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_FEEDBACK, 0, LM_FEEDBACK_LEN);
+
+	lm__put32(b, f->round);
+	lm__put32(b + 4, 0);
+	lm__put64(b + 8, f->cpu_ns);
+	lm__put64(b + 16, f->wall_ns);
+	for (uint32_t i = 0; i < LM_FEEDBACK_CODECS; i++) {
+		lm__put64(b + 24 + 16 * i, f->codec[i].pages);
+		lm__put64(b + 32 + 16 * i, f->codec[i].ns);
+	}
+	return LM_FRAME_HDR + LM_FEEDBACK_LEN;
+}
+
+int lm__dec_feedback(const uint8_t *p, uint32_t len, lm__feedback *f, lm__err *e)
+{
+	int rc = want_len(len, LM_FEEDBACK_LEN, "feedback", e);
+
+	if (rc)
+		return rc;
+	if (lm__get32(p + 4))
+		return fail(e, LM_EFIELD, "feedback.reserved not zero");
+	f->round = lm__get32(p);
+	f->cpu_ns = lm__get64(p + 8);
+	f->wall_ns = lm__get64(p + 16);
+	for (uint32_t i = 0; i < LM_FEEDBACK_CODECS; i++) {
+		f->codec[i].pages = lm__get64(p + 24 + 16 * i);
+		f->codec[i].ns = lm__get64(p + 32 + 16 * i);
+	}
 	return 0;
 }
 

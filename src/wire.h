@@ -22,7 +22,8 @@ enum lm__kind {
 	LM_KIND_COMPLETE = 5,
 	LM_KIND_ERROR = 6,
 	LM_KIND_ACK = 7,
-	LM_KIND_MAX = 7,
+	LM_KIND_FEEDBACK = 8,
+	LM_KIND_MAX = 8,
 };
 
 /* Fixed sizes of the frame header and of each kind's fixed body part. */
@@ -36,6 +37,8 @@ enum lm__kind {
 #define LM_ACK_LEN 32u
 #define LM_ERROR_FIXED 12u
 #define LM_ERROR_MAX_MSG 1024u
+#define LM_FEEDBACK_CODECS 8u /* codec ids 0..7 */
+#define LM_FEEDBACK_LEN (24u + 16u * LM_FEEDBACK_CODECS)
 
 /* Feature bits (hello.features / hello.required). The receiver refuses any
  * required bit it does not know and ignores unknown optional ones.
@@ -48,6 +51,10 @@ enum lm__kind {
  * the receiver holds), see docs/protocol.md, "Ref and delta pages". */
 #define LM_FEAT_REF (1ull << 1)
 #define LM_FEAT_DELTA (1ull << 2)
+/* MIXED: each DATA packet may carry any codec the receiver knows
+ * (hello.codec is then LM_CODEC_AUTO), and every receiver channel reports
+ * its decode costs in FEEDBACK frames (codec auto, docs/protocol.md). */
+#define LM_FEAT_MIXED (1ull << 3)
 #define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA)
 /* Fixed sizes of a ref and a delta table entry. */
 #define LM_REF_ENTRY 16u
@@ -159,6 +166,20 @@ typedef struct lm__error_msg {
 	char msg[4 * LM_ERROR_MAX_MSG + 1]; /* escaped (lm__escape): safe to print */
 } lm__error_msg;
 
+/* FEEDBACK (receiver -> sender, on each channel, LM_FEAT_MIXED only): what
+ * the receiver's channel spent, cumulative since the channel's hello, so a
+ * lost or late frame loses nothing. The sender's codec auto reads the
+ * decode speed per codec and how busy the receiver is from it. */
+typedef struct lm__feedback {
+	uint32_t round;   /* the channel's current round */
+	uint64_t cpu_ns;  /* the channel thread's CPU time */
+	uint64_t wall_ns; /* wall time since the channel's hello */
+	struct {
+		uint64_t pages; /* pages decoded (normal + delta area) */
+		uint64_t ns;    /* wall time spent decoding them */
+	} codec[LM_FEEDBACK_CODECS];  /* by codec id */
+} lm__feedback;
+
 /* Session-wide limits a data header is checked against. */
 typedef struct lm__limits {
 	uint32_t page_size;
@@ -196,6 +217,7 @@ size_t lm__enc_complete(uint8_t *p, const lm__region_sum *sums, uint32_t n);
 size_t lm__complete_bound(uint32_t n);
 size_t lm__enc_ack(uint8_t *p, const lm__ack *a);
 size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg);
+size_t lm__enc_feedback(uint8_t *p, const lm__feedback *f); /* LM_FRAME_HDR + LM_FEEDBACK_LEN */
 #define LM_ERROR_FRAME_BOUND (LM_FRAME_HDR + LM_ERROR_FIXED + LM_ERROR_MAX_MSG)
 
 /* Body length a data packet with these counts must announce (64-bit: the
@@ -223,6 +245,7 @@ int lm__dec_sync(const uint8_t *p, uint32_t len, lm__sync *s, lm__err *e);
 int lm__dec_complete(const uint8_t *p, uint32_t len, lm__region_sum *sums, uint32_t cap,
 		     uint32_t *n, lm__err *e);
 int lm__dec_ack(const uint8_t *p, uint32_t len, lm__ack *a, lm__err *e);
+int lm__dec_feedback(const uint8_t *p, uint32_t len, lm__feedback *f, lm__err *e);
 int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e);
 
 /* Largest body a frame of this kind may announce for this page/packet size. */

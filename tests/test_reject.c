@@ -79,7 +79,7 @@ static void reject_hello_bad_magic(void)
 
 static void reject_hello_unknown_kind(void)
 {
-	hello_case("hello_unknown_kind_8", (edit){4, 1, 8}, LM_EKIND, "frame.kind");
+	hello_case("hello_unknown_kind_9", (edit){4, 1, 9}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_0", (edit){4, 1, 0}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_255", (edit){4, 1, 255}, LM_EKIND, "frame.kind");
 	/* known kinds that are not a hello */

@@ -221,8 +221,8 @@ static void test_frame(void)
 	memcpy(b, want, 12);
 	b[3] ^= 1;
 	REJECT(lm__dec_frame(b, &f, &E), LM_EBADMAGIC, "frame.magic");
-	for (unsigned k = 0; k < 256; k += (k < 9 ? 1 : 41)) {
-		if (k >= 1 && k <= 7)
+	for (unsigned k = 0; k < 256; k += (k < 10 ? 1 : 41)) {
+		if (k >= 1 && k <= LM_KIND_MAX)
 			continue;
 		memcpy(b, want, 12);
 		b[4] = (uint8_t)k;
@@ -295,7 +295,8 @@ static void test_max_body(void)
 		CHECK_EQ(lm__max_body(LM_KIND_DATA, ps, pp), 40 + 24ull * pp + bound);
 	}
 	CHECK_EQ(lm__max_body(0, 4096, 128), 0);
-	CHECK_EQ(lm__max_body(8, 4096, 128), 0);
+	CHECK_EQ(lm__max_body(LM_KIND_FEEDBACK, 4096, 128), LM_FEEDBACK_LEN);
+	CHECK_EQ(lm__max_body(LM_KIND_MAX + 1, 4096, 128), 0);
 	CHECK_EQ(lm__max_body(255, 4096, 128), 0);
 	/* The largest legal v1 DATA frame fits the bound. */
 	{
@@ -1492,6 +1493,48 @@ static void test_complete(void)
 	}
 }
 
+/* ---- FEEDBACK ------------------------------------------------------------------ */
+
+static void test_feedback(void)
+{
+	uint8_t got[LM_FRAME_HDR + LM_FEEDBACK_LEN], want[sizeof(got)], b[LM_FEEDBACK_LEN];
+	lm__feedback f, out;
+
+	memset(&f, 0, sizeof(f));
+	f.round = 7;
+	f.cpu_ns = 0x0102030405060708ull;
+	f.wall_ns = ~0ull;
+	for (uint32_t i = 0; i < LM_FEEDBACK_CODECS; i++) {
+		f.codec[i].pages = 1000u + i;
+		f.codec[i].ns = (uint64_t)i << 40;
+	}
+	CHECK_EQ(lm__enc_feedback(got, &f), LM_FRAME_HDR + LM_FEEDBACK_LEN);
+	doc_header(want, LM_KIND_FEEDBACK, LM_FEEDBACK_LEN);
+	be(want + 12, 4, 7);
+	be(want + 16, 4, 0);
+	be(want + 20, 8, f.cpu_ns);
+	be(want + 28, 8, f.wall_ns);
+	for (uint32_t i = 0; i < LM_FEEDBACK_CODECS; i++) {
+		be(want + 36 + 16 * i, 8, 1000u + i);
+		be(want + 44 + 16 * i, 8, (uint64_t)i << 40);
+	}
+	CHECK(same_bytes(got, want, sizeof(got), "feedback"));
+	memset(&out, 0x5a, sizeof(out));
+	ACCEPT(lm__dec_feedback(got + 12, LM_FEEDBACK_LEN, &out, &E));
+	CHECK(out.round == 7 && out.cpu_ns == f.cpu_ns && out.wall_ns == f.wall_ns);
+	for (uint32_t i = 0; i < LM_FEEDBACK_CODECS; i++)
+		CHECK(out.codec[i].pages == f.codec[i].pages && out.codec[i].ns == f.codec[i].ns);
+	REJECT(lm__dec_feedback(got + 12, LM_FEEDBACK_LEN - 1, &out, &E), LM_EFIELD,
+	       "feedback.length");
+	REJECT(lm__dec_feedback(got + 12, LM_FEEDBACK_LEN + 1, &out, &E), LM_EFIELD,
+	       "feedback.length");
+	for (int i = 4; i < 8; i++) {
+		memcpy(b, got + 12, sizeof(b));
+		b[i] = 1;
+		REJECT(lm__dec_feedback(b, sizeof(b), &out, &E), LM_EFIELD, "feedback.reserved");
+	}
+}
+
 /* ---- ACK ----------------------------------------------------------------------- */
 
 static void test_ack(void)
@@ -1805,6 +1848,7 @@ int main(void)
 	test_sync();
 	test_complete();
 	test_ack();
+	test_feedback();
 	test_error();
 	test_escape();
 	test_json_strings();

@@ -46,6 +46,10 @@ uint64_t lm__codec_payload_bound(uint32_t page_size, uint32_t pages)
 
 int lm_codec_from_name(const char *name, lm_codec_id *out)
 {
+	if (name && strcmp(name, "auto") == 0) {
+		*out = LM_CODEC_AUTO;
+		return 0;
+	}
 	for (size_t i = 0; name && i < NCODECS; i++) {
 		if (strcmp(codecs[i]->name, name) == 0) {
 			*out = (lm_codec_id)codecs[i]->id;
@@ -57,6 +61,8 @@ int lm_codec_from_name(const char *name, lm_codec_id *out)
 
 const char *lm_codec_name(lm_codec_id id)
 {
+	if (id == LM_CODEC_AUTO)
+		return "auto";
 	const lm__codec_ops *ops = lm__codec_get((uint16_t)id);
 	return ops ? ops->name : NULL;
 }
