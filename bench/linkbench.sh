@@ -46,7 +46,7 @@ qemu="none zstd zlib"
 runs=3 ch=2 itime=3 res= img=
 
 usage() {
-	sed -n '/^#   bench/,/^# DIR\/table/p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 while [ $# -gt 0 ]; do
@@ -66,6 +66,10 @@ done
 case "$runs$ch$itime" in *[!0-9]*) echo "linkbench: --runs, --channels and --iperf-time take numbers" >&2; exit 2 ;; esac
 [ "$runs" -ge 1 ] && [ "$ch" -ge 1 ] || { echo "linkbench: --runs and --channels must be at least 1" >&2; exit 2; }
 [ -n "$links" ] && [ -n "$codecs$qemu" ] || { echo "linkbench: nothing to run" >&2; exit 2; }
+for l in $links; do # a bad rate would stop the benchmark midway, at tc
+	[ "$l" = lo ] || [ "$l" = none ] || [[ $l =~ ^[0-9]+(\.[0-9]+)?([kmgt]i?)?(bit|bps)$ ]] ||
+		{ echo "linkbench: link '$l' is not a tc rate (1gbit, 500mbit), none or lo" >&2; exit 2; }
+done
 [ -x "$bin/livemig" ] || { echo "linkbench: no $bin/livemig (set LM_BIN to the build)" >&2; exit 2; }
 
 if [ -z "$img" ]; then

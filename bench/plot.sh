@@ -19,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 
 usage() {
-	sed -n '/^#   bench/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 [ $# -ge 2 ] && [ $# -le 4 ] || usage
