@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "checksum.h"
 #include "receiver/receiver.h"
@@ -56,11 +55,7 @@ static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr 
 	}
 	if (d->area)
 		ch->iov[iovc++] = (struct iovec){ch->area, (size_t)d->area * ps};
-	/* A fresh mapping would take one page fault per page inside readv;
-	 * populating each run first costs one call per run. Best effort. */
-	for (int i = 0; g->fresh && i < iovc; i++)
-		if (ch->iov[i].iov_base != ch->tail)
-			madvise(ch->iov[i].iov_base, ch->iov[i].iov_len, MADV_POPULATE_WRITE);
+	/* Fresh memory was populated by lm__rx_claim(). */
 	rc = lm__readv_full(&ch->conn, ch->iov, iovc);
 	if (rc) {
 		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));

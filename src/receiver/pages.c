@@ -10,8 +10,10 @@
  * a ref page, every wait ends: the page waited for is a normal, zero or delta
  * page, which lands without waiting for anything.
  */
+#include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "codec/delta.h"
 #include "receiver/receiver.h"
@@ -83,6 +85,80 @@ static int reserve(lm__rx_chan *ch, lm__rx_region *g, uint64_t off, lm__err *e)
 	return rc;
 }
 
+/* ---- populating fresh memory ---------------------------------------------- */
+
+/* Whether this kernel knows MADV_POPULATE_WRITE (5.14): a zero-length call
+ * checks the advice and nothing else. Racing first calls store the same. */
+static int can_populate(void)
+{
+	static int known; /* 0 not asked, 1 yes, 2 no */
+	int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (!k) {
+		static char probe[1];
+		uintptr_t a = (uintptr_t)probe & ~(uintptr_t)4095;
+		k = madvise((void *)a, 0, MADV_POPULATE_WRITE) == 0 ? 1 : 2;
+		__atomic_store_n(&known, k, __ATOMIC_RELAXED);
+	}
+	return k == 1;
+}
+
+static int populate_run(lm__rx_region *g, uint64_t off, uint64_t len, lm__err *e)
+{
+	/* A partial last page is written up to the region's end only (and
+	 * the mapping may end there, rounded to the system's pages). */
+	uint64_t end = (g->len + 4095) & ~(uint64_t)4095;
+	int err;
+
+	if (off + len > end)
+		len = end - off;
+	while (madvise(g->base + off, (size_t)len, MADV_POPULATE_WRITE)) {
+		if ((err = errno) == EINTR)
+			continue;
+		/* EFAULT is the fault's SIGBUS: the store refused a page. */
+		lm__err_set(e, "region %u: the destination cannot back bytes 0x%llx..0x%llx: %s", g->id,
+			    (unsigned long long)off, (unsigned long long)(off + len),
+			    err == EFAULT ? "its store refused a page (out of space, or past the end of a file)"
+					  : strerror(err));
+		return LM_EREGION;
+	}
+	return 0;
+}
+
+/* A fresh region's pages are populated before any is written, one call per
+ * run of neighbouring pages: a page fault per page inside readv, a decoder
+ * or a ref's memcpy costs more than the whole run populated at once
+ * (docs/benchmarks.md, "Receiver on fast links"). It also makes a store
+ * that cannot back a page (a full tmpfs, no huge page left, a read-only
+ * mapping) an error naming the range rather than SIGBUS in a copy: the CLI
+ * relies on that instead of fallocate on tmpfs. Zero pages of a fresh
+ * region are never written (zero_page() only clears pages written, and so
+ * populated, before). Without the advice (kernels before 5.14) pages fault
+ * in as they are written. */
+static int populate(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__err *e)
+{
+	uint32_t ps = ch->r->page_size;
+	uint64_t start = 0, len = 0;
+	int rc;
+
+	if (!g->fresh || !g->len || !can_populate())
+		return 0;
+	for (uint32_t i = 0; i < d->pages; i++) {
+		uint64_t off = ch->off[i];
+		if (i >= d->normal && i < d->normal + d->zero)
+			continue;
+		if (len && off == start + len) {
+			len += ps;
+			continue;
+		}
+		if (len && (rc = populate_run(g, start, len, e)))
+			return rc;
+		start = off;
+		len = ps;
+	}
+	return len ? populate_run(g, start, len, e) : 0;
+}
+
 /* ---- claims -------------------------------------------------------------- */
 
 /* Claims the packet's pages for this channel before any is written: a page
@@ -115,7 +191,7 @@ int lm__rx_claim(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__e
 		if ((rc = reserve(ch, g, ch->off[i], e)))
 			return rc;
 	}
-	return 0;
+	return populate(ch, g, d, e);
 }
 
 /* ---- zero and delta pages ------------------------------------------------- */

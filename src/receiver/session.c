@@ -67,7 +67,12 @@ static lm__rx_region *find_user_region(lm_receiver *r, const char *name)
 }
 
 /* alloc_regions: anonymous memory, zero until written, so zero pages are
- * not touched and the pages never sent cost nothing. */
+ * not touched and the 2 MiB ranges nothing is sent into cost nothing. In
+ * huge pages where the system allows them (transparent_hugepage "madvise"
+ * or "always"): a received region is memory about to be used in full (a
+ * guest's RAM), and one fault and one TLB entry per 2 MiB instead of 512
+ * is what lets the receiver keep up with a fast link. A range with any
+ * page sent is then resident in full, within the announced size. */
 static int map_region(lm__rx_region *g, uint64_t len)
 {
 	void *p;
@@ -80,6 +85,7 @@ static int map_region(lm__rx_region *g, uint64_t len)
 		 -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	madvise(p, (size_t)len, MADV_HUGEPAGE); /* advice: EINVAL without THP */
 	g->mapped = p;
 	g->mapped_len = len;
 	return 0;
