@@ -71,21 +71,36 @@ void lm__sumtree_free(lm__sumtree *t)
 	t->done = NULL;
 }
 
-void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n)
+static void land(lm__sumtree *t, const uint64_t *off, uint32_t n, int zero)
 {
 	uint32_t per_page = t->page_size / LM_SUM_BLOCK;
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t b = off[i] / LM_SUM_BLOCK;
 		for (uint64_t end = b + per_page; b < end && b < t->nblocks; b++) {
+			uint64_t len = block_len(t, b), h;
 			/* left > 0 again: a page landed twice (a bad peer) or a
 			 * reopened one is still to come; hashed later. */
 			if (__atomic_sub_fetch(&t->left[b], 1, __ATOMIC_ACQ_REL) != 0)
 				continue;
-			__atomic_store_n(&t->hash[b], hash_block(t, b), __ATOMIC_RELAXED);
+			if (!zero)
+				h = hash_block(t, b);
+			else
+				h = len == LM_SUM_BLOCK ? t->zero_hash : hash_one(zero_page, len, 0);
+			__atomic_store_n(&t->hash[b], h, __ATOMIC_RELAXED);
 			__atomic_store_n(&t->done[b], 1, __ATOMIC_RELEASE);
 		}
 	}
+}
+
+void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n)
+{
+	land(t, off, n, 0);
+}
+
+void lm__sumtree_land_zero(lm__sumtree *t, const uint64_t *off, uint32_t n)
+{
+	land(t, off, n, 1);
 }
 
 typedef struct worker {

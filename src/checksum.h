@@ -38,6 +38,9 @@ void lm__sumtree_free(lm__sumtree *t);
 /* Any thread: the pages at these offsets hold their final content for this
  * pass. Hashes every block this completes. */
 void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
+/* Any thread: the same for pages known to be all zero (sent as zero
+ * pages): their blocks hash as zeros without being read. */
+void lm__sumtree_land_zero(lm__sumtree *t, const uint64_t *off, uint32_t n);
 /* Main thread, channels quiet: the page at off will be sent (landed) once
  * more, so its block is hashed again when that page lands. */
 void lm__sumtree_reopen(lm__sumtree *t, uint64_t off);
