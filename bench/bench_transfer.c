@@ -5,6 +5,9 @@
  * per run and the median.
  *
  *   bench_transfer IMAGE [CHANNELS] [RUNS] [ADDR]
+ *
+ * LM_BENCH_HUGE=1 puts the destination in transparent huge pages
+ * (MADV_HUGEPAGE), as a VMM with THP-backed guest RAM has it.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -73,6 +76,8 @@ int main(int argc, char **argv)
 				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		int rc_s;
 
+		if (dst != MAP_FAILED && getenv("LM_BENCH_HUGE") && atoi(getenv("LM_BENCH_HUGE")))
+			madvise(dst, (size_t)sb.st_size, MADV_HUGEPAGE);
 		if (dst == MAP_FAILED || lm_receiver_new(&r, &rc) ||
 		    lm_receiver_add_region(r, "ram", dst, (uint64_t)sb.st_size, 1) ||
 		    lm_receiver_listen(r, bind)) {

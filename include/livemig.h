@@ -415,12 +415,21 @@ typedef struct lm_receiver_config {
 	 * backing store as the pages arrive (fallocate a MAP_SHARED file: a
 	 * page it cannot back is SIGBUS when written). Never for a piece only
 	 * zero pages fall in. Non-zero fails the migration with that code.
-	 * Runs on a channel thread, for different pieces at once. */
+	 * Runs on a channel thread, for different pieces at once. Whatever
+	 * reserve does, the pages of a fresh region are populated
+	 * (MADV_POPULATE_WRITE, Linux 5.14) before they are written, and a
+	 * page the store refuses then fails the migration with the range
+	 * named instead of SIGBUS: on tmpfs that alone is enough (the CLI
+	 * does not fallocate there). */
 	int (*reserve)(void *user, uint32_t id, uint64_t off, uint64_t len);
 	void *user;
 	/* 1: a region neither added nor taken by on_region is received into
 	 * anonymous memory the receiver maps (see lm_receiver_region()). */
 	int alloc_regions;
+	/* 1: that memory in transparent huge pages (MADV_HUGEPAGE), where the
+	 * system allows them: a 2 MiB range with any page sent is resident in
+	 * full. Off by default (docs/benchmarks.md, "Receiver on fast links"). */
+	int huge_pages;
 	const lm_tls_config *tls; /* NULL: plaintext (anyone who reaches the port
 				     can be the sender) */
 	/* Limits against strangers (docs/security.md); 0 = the default. */

@@ -7,6 +7,7 @@
  * touched, as a page of a full tmpfs is); with the file as long as the
  * region, the same transfer succeeds byte for byte. Codecs none (readv into
  * place) and lz4 (decoded in user space), with ref pages (dedup) in both.
+ * Also alloc_regions with huge_pages: received byte for byte.
  */
 #include <pthread.h>
 #include <string.h>
@@ -89,8 +90,13 @@ static void run_case(lm_codec_id codec, uint64_t backed, const uint8_t *src)
 	CHECK(ctx.fd >= 0);
 	rc.timeout_ms = 10000;
 	rc.accept_timeout_ms = 10000;
-	rc.on_region = on_region;
-	rc.user = &ctx;
+	if (backed) {
+		rc.on_region = on_region;
+		rc.user = &ctx;
+	} else { /* 0: alloc_regions, in huge pages */
+		rc.alloc_regions = 1;
+		rc.huge_pages = 1;
+	}
 	CHECK_EQ(lm_receiver_new(&r, &rc), 0);
 	CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", lm_receiver_port(r));
@@ -106,10 +112,21 @@ static void run_case(lm_codec_id codec, uint64_t backed, const uint8_t *src)
 	if (!src_rc)
 		src_rc = lm_sender_run(s);
 	pthread_join(t, NULL);
-	printf("codec %s, %llu of %u bytes backed: sender %d, receiver %d: %s\n",
-	       lm_codec_name(codec), (unsigned long long)backed, LEN, src_rc, ctx.rc,
-	       ctx.rc ? lm_receiver_errmsg(r) : "ok");
-	if (backed == LEN) {
+	if (backed)
+		printf("codec %s, %llu of %u bytes backed: ", lm_codec_name(codec),
+		       (unsigned long long)backed, LEN);
+	else
+		printf("codec %s, alloc_regions in huge pages: ", lm_codec_name(codec));
+	printf("sender %d, receiver %d: %s\n", src_rc, ctx.rc, ctx.rc ? lm_receiver_errmsg(r) : "ok");
+	if (!backed) {
+		void *got = NULL;
+		uint64_t got_len = 0;
+		CHECK_EQ(src_rc, 0);
+		CHECK_EQ(ctx.rc, 0);
+		CHECK_EQ(lm_receiver_region(r, "ram", &got, &got_len), 0);
+		CHECK_EQ(got_len, LEN);
+		CHECK(got && memcmp(got, src, LEN) == 0);
+	} else if (backed == LEN) {
 		CHECK_EQ(src_rc, 0);
 		CHECK_EQ(ctx.rc, 0);
 		CHECK(ctx.base && memcmp(ctx.base, src, LEN) == 0);
@@ -139,6 +156,7 @@ int main(void)
 	for (unsigned i = 0; i < 2; i++) {
 		run_case(codecs[i], LEN, src);
 		run_case(codecs[i], LEN / 2, src);
+		run_case(codecs[i], 0, src);
 	}
 	munmap(src, LEN);
 	TEST_DONE("test_populate");

@@ -43,9 +43,10 @@ typedef struct opts {
 	uint32_t max_handshakes, max_handshakes_per_host;
 	uint64_t max_size; /* recv: bytes a session may announce, 0 = free space */
 	int no_dedup;      /* send: every copy of a page travels in full */
+	int huge_pages;    /* recv: ask for huge pages on a tmpfs image */
 } opts;
 
-enum { OPT_MAX_SIZE = 256 }; /* long-only options */
+enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES }; /* long-only options */
 
 static const char *prog = "livemig";
 
@@ -55,7 +56,7 @@ static void usage(FILE *f)
 		"usage:\n"
 		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
 		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--max-size SIZE] [--fsync] [--json] [--quiet] [TRUST]\n"
+		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
 		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
@@ -146,6 +147,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"session-timeout", required_argument, 0, 13},
 		{"no-dedup", no_argument, 0, 14},
 		{"max-size", required_argument, 0, OPT_MAX_SIZE},
+		{"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -227,6 +229,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 				return fprintf(stderr, "%s: --max-size is bytes, or a number with K, M, G or T\n",
 					       prog), -1;
 			break;
+		case OPT_HUGE_PAGES: o->huge_pages = 1; break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -381,6 +384,7 @@ typedef struct dest {
 	 * (atomic, on channel threads). */
 	int shm;
 	int64_t room;
+	int huge; /* --huge-pages */
 	int quiet; /* no progress line */
 } dest;
 
@@ -476,13 +480,17 @@ static int on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len)
  * each page once, in the fault, instead of fallocating whole pieces first
  * cost the receiver a quarter less CPU (docs/benchmarks.md, "Receiver on
  * fast links"), and zero pages take no memory. A kernel without the
- * advice (before 5.14) gets fallocate. Huge pages where the mount allows
- * them: huge=within_size or always, or huge=advise with this madvise. */
+ * advice (before 5.14) gets fallocate. Huge pages come from the mount
+ * (huge=within_size or always), or with --huge-pages from huge=advise too:
+ * not by default, since on the development VM they were slower (2 MiB
+ * blocks are the ones its balloon's free page reporting gave back to the
+ * host, so each costs host faults; docs/benchmarks.md). */
 static int map_shm(dest *d)
 {
 	struct statvfs vs;
 
-	madvise(d->base, (size_t)d->maplen, MADV_HUGEPAGE); /* advice only */
+	if (d->huge)
+		madvise(d->base, (size_t)d->maplen, MADV_HUGEPAGE); /* advice only */
 	if (madvise(d->base, 0, MADV_POPULATE_WRITE) < 0 || fstatvfs(d->fd, &vs) < 0) {
 		d->shm = 0;
 		return 0;
@@ -656,6 +664,7 @@ static int cmd_recv(int argc, char **argv)
 	}
 	d.final = o.image;
 	d.quiet = o.quiet || o.json;
+	d.huge = o.huge_pages;
 	d.max_bytes = o.max_size;
 	if (!d.max_bytes && (rc = free_space(o.image, &d.max_bytes)))
 		return die("the image's file system", rc, o.image);

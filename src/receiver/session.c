@@ -67,13 +67,12 @@ static lm__rx_region *find_user_region(lm_receiver *r, const char *name)
 }
 
 /* alloc_regions: anonymous memory, zero until written, so zero pages are
- * not touched and the 2 MiB ranges nothing is sent into cost nothing. In
- * huge pages where the system allows them (transparent_hugepage "madvise"
- * or "always"): a received region is memory about to be used in full (a
- * guest's RAM), and one fault and one TLB entry per 2 MiB instead of 512
- * is what lets the receiver keep up with a fast link. A range with any
- * page sent is then resident in full, within the announced size. */
-static int map_region(lm__rx_region *g, uint64_t len)
+ * not touched and the pages never sent cost nothing. cfg.huge_pages asks
+ * for transparent huge pages (one fault per 2 MiB instead of 512; a range
+ * with any page sent is then resident in full, within the announced
+ * size). Not the default: on the development VM they were slower
+ * (docs/benchmarks.md, "Receiver on fast links"). */
+static int map_region(lm__rx_region *g, uint64_t len, int huge)
 {
 	void *p;
 
@@ -85,7 +84,8 @@ static int map_region(lm__rx_region *g, uint64_t len)
 		 -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	madvise(p, (size_t)len, MADV_HUGEPAGE); /* advice: EINVAL without THP */
+	if (huge)
+		madvise(p, (size_t)len, MADV_HUGEPAGE); /* advice: EINVAL without THP */
 	g->mapped = p;
 	g->mapped_len = len;
 	return 0;
@@ -130,7 +130,7 @@ static int bind_region(lm_receiver *r, const lm__region_msg *m, lm__err *e)
 		if (r->cfg.on_region)
 			rc = r->cfg.on_region(r->cfg.user, m->id, m->name, m->len, r->page_size,
 					      &base, &fresh);
-		else if ((rc = map_region(g, pages * r->page_size)) == 0)
+		else if ((rc = map_region(g, pages * r->page_size, r->cfg.huge_pages)) == 0)
 			base = g->mapped, fresh = 1;
 		if (rc || (!base && m->len)) {
 			lm__err_set(e, "region \"%s\" (%llu bytes) refused: %s", name,
