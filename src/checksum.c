@@ -71,7 +71,9 @@ void lm__sumtree_free(lm__sumtree *t)
 	t->done = NULL;
 }
 
-static void land(lm__sumtree *t, const uint64_t *off, uint32_t n, int zero)
+/* sum: the hash of each page's one block when known (0: not known), or
+ * NULL; zero: the pages are all zero. */
+static void land(lm__sumtree *t, const uint64_t *off, const uint64_t *sum, uint32_t n, int zero)
 {
 	uint32_t per_page = t->page_size / LM_SUM_BLOCK;
 
@@ -83,10 +85,12 @@ static void land(lm__sumtree *t, const uint64_t *off, uint32_t n, int zero)
 			 * reopened one is still to come; hashed later. */
 			if (__atomic_sub_fetch(&t->left[b], 1, __ATOMIC_ACQ_REL) != 0)
 				continue;
-			if (!zero)
-				h = hash_block(t, b);
-			else
+			if (zero)
 				h = len == LM_SUM_BLOCK ? t->zero_hash : hash_one(zero_page, len, 0);
+			else if (sum && sum[i] && per_page == 1 && len == LM_SUM_BLOCK)
+				h = sum[i];
+			else
+				h = hash_block(t, b);
 			__atomic_store_n(&t->hash[b], h, __ATOMIC_RELAXED);
 			__atomic_store_n(&t->done[b], 1, __ATOMIC_RELEASE);
 		}
@@ -95,12 +99,17 @@ static void land(lm__sumtree *t, const uint64_t *off, uint32_t n, int zero)
 
 void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n)
 {
-	land(t, off, n, 0);
+	land(t, off, NULL, n, 0);
 }
 
 void lm__sumtree_land_zero(lm__sumtree *t, const uint64_t *off, uint32_t n)
 {
-	land(t, off, n, 1);
+	land(t, off, NULL, n, 1);
+}
+
+void lm__sumtree_land_sums(lm__sumtree *t, const uint64_t *off, const uint64_t *sum, uint32_t n)
+{
+	land(t, off, sum, n, 0);
 }
 
 typedef struct worker {

@@ -41,6 +41,10 @@ void lm__sumtree_land(lm__sumtree *t, const uint64_t *off, uint32_t n);
 /* Any thread: the same for pages known to be all zero (sent as zero
  * pages): their blocks hash as zeros without being read. */
 void lm__sumtree_land_zero(lm__sumtree *t, const uint64_t *off, uint32_t n);
+/* Any thread: the same for pages whose block hash the caller computed from
+ * the bytes that land (sum[i], page_size = LM_SUM_BLOCK); a 0 is read from
+ * memory instead. */
+void lm__sumtree_land_sums(lm__sumtree *t, const uint64_t *off, const uint64_t *sum, uint32_t n);
 /* Main thread, channels quiet: the page at off will be sent (landed) once
  * more, so its block is hashed again when that page lands. */
 void lm__sumtree_reopen(lm__sumtree *t, uint64_t off);

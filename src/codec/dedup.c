@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum.h"
 #include "codec/dedup.h"
 #include "hash.h"
 
@@ -242,15 +243,20 @@ static void mark_sent(lm__dedup *d, uint64_t gpage)
 	__atomic_store_n(&d->sent[gpage], (uint8_t)d->round, __ATOMIC_RELAXED);
 }
 
-int lm__dedup_page(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm__ref *ref)
+int lm__dedup_page_sum(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm__ref *ref,
+		       uint64_t *sum)
 {
-	uint64_t gpage = d->first[rid] + pg;
+	uint64_t gpage = d->first[rid] + pg, h;
 	uint32_t h24, n;
 	entry cand[MAX_CANDIDATES];
 
+	*sum = 0;
 	if (gpage >= MAX_GPAGE || (pg + 1) * d->page_size > d->len[rid])
 		return 0; /* the partial last page is never indexed */
-	h24 = (uint32_t)(d->hash(p, d->page_size) >> 40);
+	h = d->hash(p, d->page_size);
+	if (d->hash == xxh3 && d->page_size == LM_SUM_BLOCK)
+		*sum = h;
+	h24 = (uint32_t)(h >> 40);
 	__atomic_add_fetch(&d->lookups, 1, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&d->lock);
 	n = (uint32_t)candidates(d, h24, cand);
@@ -263,6 +269,13 @@ int lm__dedup_page(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm
 		}
 	insert(d, (uint32_t)gpage, h24 << 8 | (d->round & 0xff));
 	return 0;
+}
+
+int lm__dedup_page(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm__ref *ref)
+{
+	uint64_t sum;
+
+	return lm__dedup_page_sum(d, rid, pg, p, ref, &sum);
 }
 
 void lm__dedup_forget(lm__dedup *d, uint32_t rid, uint64_t pg)

@@ -49,6 +49,11 @@ void lm__dedup_round(lm__dedup *d, uint32_t round, const uint64_t *const *set);
  * a ref may name (the page is then sent as that ref); else records p as the
  * page's content and returns 0 (the page is sent with its content). */
 int lm__dedup_page(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm__ref *ref);
+/* The same, and when the index's hash of p is the checksum's hash of a
+ * block (4 KiB pages, the default hash) stores it in *sum, so that p is
+ * not read again for the checksum (checksum.h); else *sum is 0. */
+int lm__dedup_page_sum(lm__dedup *d, uint32_t rid, uint64_t pg, const uint8_t *p, lm__ref *ref,
+		       uint64_t *sum);
 /* Channel thread: page pg of region rid is sent in this round as a zero or
  * delta page: its earlier entries no longer describe the receiver's page. */
 void lm__dedup_forget(lm__dedup *d, uint32_t rid, uint64_t pg);

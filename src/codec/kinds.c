@@ -157,7 +157,7 @@ int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *bas
 	pl->npins = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = page_at(pl, base, len, off[i], ps);
-		uint64_t pg = off[i] / ps;
+		uint64_t pg = off[i] / ps, sum = 0;
 		uint64_t gpage = k->first[rid] + pg;
 		if (lm__is_zero(p, ps)) {
 			if (k->dedup)
@@ -169,20 +169,23 @@ int lm__plan_packet(lm__kinds *k, lm__plan *pl, uint32_t rid, const uint8_t *bas
 			pl->zero_off[pl->nz++] = off[i];
 			continue;
 		}
-		if (k->dedup && lm__dedup_page(k->dedup, rid, pg, p, &pl->refs[pl->nr])) {
+		if (k->dedup && lm__dedup_page_sum(k->dedup, rid, pg, p, &pl->refs[pl->nr], &sum)) {
 			if (k->live && (rc = add_dep(pl, rid, pg, &pl->refs[pl->nr], ps)))
 				return rc;
 			uncache(k, gpage);
+			pl->ref_sum[pl->nr] = sum;
 			pl->ref_off[pl->nr++] = off[i];
 			pl->ref_pages++;
 			continue;
 		}
 		/* The partial last page is never a delta (the protocol's rule). */
 		if (k->dcache && k->live && off[i] + ps <= len) {
+			pl->normal_sum[pl->nn] = sum; /* if it stays a normal page */
 			if ((rc = cached_page(k, pl, gpage, off[i], p)))
 				return rc;
 			continue;
 		}
+		pl->normal_sum[pl->nn] = sum;
 		pl->normal_src[pl->nn] = p;
 		pl->normal_off[pl->nn++] = off[i];
 	}

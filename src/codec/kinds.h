@@ -53,6 +53,9 @@ typedef struct lm__plan {
 	uint32_t nn, nz, nr, nd;
 	uint64_t *normal_off, *zero_off, *ref_off, *delta_off;
 	const uint8_t **normal_src; /* where each normal page's bytes are read */
+	/* The checksum's block hash of each normal and ref page as planned,
+	 * 0 when not known (then it is read from memory once sent). */
+	uint64_t *normal_sum, *ref_sum;
 	lm__ref *refs;
 	lm__delta *deltas;
 	uint8_t *area;              /* the delta encodings, back to back */

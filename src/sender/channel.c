@@ -148,13 +148,17 @@ static uint8_t *put_tables(lm__tx_chan *ch, const lm__data_hdr *d, uint32_t nc)
 	return p;
 }
 
-/* The checksum covers the pages as they were sent: the zero pages as
- * zeros, without reading them again (nearly half of a guest's pages). */
+/* The checksum covers the pages as they were sent, without reading them
+ * again where the plan knows their hash: the zero pages hash as zeros
+ * (nearly half of a guest's pages), and a normal or ref page hashed by the
+ * dedup index takes that hash. A page written between its plan and now is
+ * dirty and goes again, so what the last send planned is what the
+ * destination holds. */
 static void land_sums(lm__sumtree *sum, const lm__plan *pl)
 {
 	lm__sumtree_land_zero(sum, pl->zero_off, pl->nz);
-	lm__sumtree_land(sum, pl->normal_off, pl->nn);
-	lm__sumtree_land(sum, pl->ref_off, pl->nr);
+	lm__sumtree_land_sums(sum, pl->normal_off, pl->normal_sum, pl->nn);
+	lm__sumtree_land_sums(sum, pl->ref_off, pl->ref_sum, pl->nr);
 	lm__sumtree_land(sum, pl->delta_off, pl->nd);
 }
 

@@ -395,6 +395,8 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->plan.ref_off);
 	free(ch->plan.delta_off);
 	free(ch->plan.normal_src);
+	free(ch->plan.normal_sum);
+	free(ch->plan.ref_sum);
 	free(ch->plan.refs);
 	free(ch->plan.deltas);
 	free(ch->plan.area);
@@ -436,13 +438,15 @@ static int plan_alloc(const lm_sender *s, lm__plan *pl)
 	pl->ref_off = malloc(sizeof(uint64_t) * n);
 	pl->delta_off = malloc(sizeof(uint64_t) * n);
 	pl->normal_src = malloc(sizeof(*pl->normal_src) * n);
+	pl->normal_sum = malloc(sizeof(uint64_t) * n);
+	pl->ref_sum = malloc(sizeof(uint64_t) * n);
 	pl->refs = malloc(sizeof(lm__ref) * n);
 	pl->deltas = malloc(sizeof(lm__delta) * n);
 	pl->area = malloc((size_t)n * s->page_size);
 	pl->tail = malloc(s->page_size);
 	pl->pins = malloc(sizeof(void *) * n);
 	return !pl->normal_off || !pl->zero_off || !pl->ref_off || !pl->delta_off ||
-	       !pl->normal_src || !pl->refs || !pl->deltas || !pl->area || !pl->tail || !pl->pins;
+	       !pl->normal_src || !pl->normal_sum || !pl->ref_sum || !pl->refs || !pl->deltas || !pl->area || !pl->tail || !pl->pins;
 }
 
 static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
