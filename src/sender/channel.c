@@ -13,6 +13,78 @@
 #include "sender/sender.h"
 #include "zero.h"
 
+int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e)
+{
+	uint8_t b[LM_FEEDBACK_LEN];
+	lm__feedback fb;
+	int rc;
+
+	if (f->len != LM_FEEDBACK_LEN) { /* read_frame bounds it; exact here */
+		lm__err_set(e, "feedback.length %u, expected %u", f->len, LM_FEEDBACK_LEN);
+		return LM_EFIELD;
+	}
+	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
+		lm__err_set(e, "reading feedback: %s", lm_strerror(rc));
+		return rc;
+	}
+	if ((rc = lm__dec_feedback(b, f->len, &fb, e)))
+		return rc;
+	pthread_mutex_lock(&ch->s->lock);
+	ch->fb = fb;
+	ch->fb_seq++;
+	pthread_mutex_unlock(&ch->s->lock);
+	return 0;
+}
+
+/* FEEDBACK may come at any time during data: taken and kept; whatever
+ * else comes is the receiver giving up. */
+int lm__sender_take_input(lm__conn *c, void *arg)
+{
+	lm__tx_chan *ch = arg;
+
+	if (ch->have_held || ch->in_rc)
+		return 1;
+	while (lm__conn_readable(c)) {
+		lm__err e = {0};
+		int rc = lm__read_frame(c, &ch->held, ch->s->page_size, ch->s->packet_pages, &e);
+		if (!rc && ch->held.kind != LM_KIND_FEEDBACK) {
+			ch->have_held = 1;
+			return 1;
+		}
+		if (!rc)
+			rc = lm__sender_take_feedback(ch, &ch->held, &e);
+		if (rc) {
+			if (rc == LM_EEOF)
+				lm__err_set(&e, "the receiver closed the connection");
+			ch->in_rc = rc;
+			ch->in_err = e;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The receiver's next frame that is not FEEDBACK (those before it are
+ * taken): the one take_input held, if any. */
+static int next_frame(lm__tx_chan *ch, lm__frame *f, lm__err *e)
+{
+	int rc;
+
+	if (ch->have_held) {
+		ch->have_held = 0;
+		*f = ch->held;
+		return 0;
+	}
+	for (;;) {
+		if ((rc = lm__read_frame(&ch->conn, f, ch->s->page_size, ch->s->packet_pages, e)))
+			return rc;
+		if (f->kind != LM_KIND_FEEDBACK)
+			return 0;
+		if ((rc = lm__sender_take_feedback(ch, f, e)))
+			return rc;
+	}
+}
+
 int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 {
 	lm__frame f;
@@ -25,9 +97,15 @@ int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 		lm__err_set(e, "cancelled after another channel failed");
 		return rc;
 	}
+	if (ch->in_rc) { /* what take_input met, as it met it */
+		rc = ch->in_rc;
+		*e = ch->in_err;
+		ch->in_rc = 0;
+		return rc;
+	}
 	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
 	ch->conn.watch_in = 0;
-	got = lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e);
+	got = next_frame(ch, &f, e);
 	if (got == 0 && f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
 		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
 		rc = LM_EPEER;
@@ -206,11 +284,11 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
-	/* During data a receiver only speaks to refuse: a channel whose
-	 * writes never block would otherwise send on until its peer stops
-	 * reading, and another channel blocked on the same receiver would
-	 * time out first. One poll per packet. */
-	if (!rc && lm__conn_readable(&ch->conn))
+	/* During data a receiver only speaks to refuse, or with FEEDBACK: a
+	 * channel whose writes never block would otherwise send on until its
+	 * peer stops reading, and another channel blocked on the same
+	 * receiver would time out first. One poll per packet. */
+	if (!rc && lm__sender_take_input(&ch->conn, ch))
 		rc = LM_EPEER;
 	if (rc) {
 		rc = lm__sender_peer_reason(ch, rc, e);

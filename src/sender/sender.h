@@ -39,6 +39,13 @@ typedef struct lm__tx_chan {
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
+	/* Input the receiver sent while the conn watched for it (conn's
+	 * on_input, lm__sender_take_input): a frame header that was not
+	 * FEEDBACK (held), or the failure reading it met (in_rc, in_err);
+	 * lm__sender_peer_reason goes on from there. Owner: as conn. */
+	lm__frame held;
+	int have_held, in_rc;
+	lm__err in_err;
 	uint8_t *hdr;          /* frame + data header + tables */
 	struct iovec *iov;
 	lm__plan plan;         /* how each page of the packet travels (kinds.h) */
@@ -58,6 +65,10 @@ typedef struct lm__tx_chan {
 	lm_engine_stats eng[LM_MAX_ENGINES];
 	uint64_t zero_pages, normal_pages, payload, packets;
 	double cpu;
+	/* The receiver's last FEEDBACK on this channel (LM_FEAT_MIXED):
+	 * written by the channel thread under s->lock, read under it. */
+	lm__feedback fb;
+	uint32_t fb_seq;
 } lm__tx_chan;
 
 /* Fields without a note are set by lm_sender_new(), add_region() or at
@@ -148,8 +159,16 @@ void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 /* Any thread: records the first failure (channel -1: none named), wakes
  * every waiter and every channel blocked on its peer. */
 void lm__sender_error(lm_sender *s, int code, int channel, const char *msg);
-/* A channel's failed write: the receiver's ERROR frame if it sent one. */
+/* A channel's failed write: the receiver's ERROR frame if it sent one
+ * (FEEDBACK frames before it are taken as they come). */
 int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e);
+/* The body of a FEEDBACK frame f announced on ch: decoded into ch->fb
+ * (fb_seq + 1, under s->lock). By whoever owns ch's conn now. */
+int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e);
+/* ch's conn input hook (arg = ch), also called after each packet: takes
+ * every FEEDBACK the receiver sent; 0 when nothing else waits, 1 when
+ * another frame (held) or a failure (in_rc) does. */
+int lm__sender_take_input(lm__conn *c, void *arg);
 /* Main thread, ch's conn not in use by its thread: the ACK of kind, or the
  * receiver's ERROR. */
 int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e);

@@ -61,7 +61,12 @@ int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *a
 	int rc, watch = c->watch_in;
 
 	c->watch_in = 0;
-	rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e);
+	/* After the handshake FEEDBACK may come before the ACK (MIXED: on
+	 * channel 0 right before every ACK(SYNC)): taken, then read on. */
+	while (!(rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e)) &&
+	       kind != LM_KIND_HELLO && f.kind == LM_KIND_FEEDBACK &&
+	       !(rc = lm__sender_take_feedback(ch, &f, e)))
+		;
 	c->watch_in = watch;
 	if (rc)
 		return rc;
@@ -589,6 +594,8 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 	}
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
+		s->ch[i].conn.on_input = lm__sender_take_input;
+		s->ch[i].conn.input_arg = &s->ch[i];
 		if ((rc = -pthread_create(&s->ch[i].tid, NULL, lm__tx_chan_main, &s->ch[i]))) {
 			lm__err_set(&e, "starting channel thread: %s", lm_strerror(rc));
 			goto fail;
