@@ -26,7 +26,8 @@
  *     max_rounds and at max_time_ms (LM_ECONVERGE, workload running,
  *     receiver fails), LM_LIMIT_SWITCHOVER (completes anyway); the bytes
  *     sent before the pause fit max_bandwidth, also over many small rounds;
- *  4. auto-converge: throttle steps 20, 30, ... until it converges, then 0;
+ *  4. auto-converge in step mode: throttle steps 20, 30, ... until it
+ *     converges, then 0 (the computed mode: test_converge.c);
  *  5. the destination killed (SIGKILL) mid-round and during the downtime;
  *  6. argument and state checks;
  *  7. two odd regions (length not a page multiple, base not page aligned
@@ -1671,7 +1672,7 @@ static void test_autoconverge(void)
 	uint32_t maxp = 0;
 
 	memset(&R, 0, sizeof(R));
-	R.label = "auto-converge callback";
+	R.label = "auto-converge step mode, callback";
 	wl_init(&w, 4096);
 	CHECK_EQ(wl_add(&w, "ram", mem, len), 0);
 	w.track = 1;
@@ -1680,6 +1681,7 @@ static void test_autoconverge(void)
 	R.sc.packet_pages = 16;
 	R.lc = live_cfg(&w, LM_DIRTY_CALLBACK);
 	R.lc.throttle = cb_throttle;
+	R.lc.throttle_mode = LM_THROTTLE_STEP; /* QEMU's steps; computed: test_converge */
 	R.lc.max_bandwidth = 4 * MIB;
 	R.lc.downtime_limit_ms = 20;
 	R.lc.max_rounds = 60;
