@@ -350,8 +350,9 @@ typedef enum lm_limit_action {
 typedef enum lm_throttle_mode {
 	/* From the measured dirty and drain rates: once the rounds would not
 	 * reach a dirty set that fits the downtime limit within the rounds
-	 * and time left, the throttle that makes the next round's dirty set
-	 * fit, applied at once and recomputed every round (up and down). */
+	 * and time left, the least throttle that makes the set fit within
+	 * two rounds, applied at once and recomputed every round (up and
+	 * down, 0 once the rounds converge on their own). */
 	LM_THROTTLE_COMPUTED = 0,
 	/* QEMU's cpu-throttle: after two rounds that dirtied over half of
 	 * what they sent, throttle_initial, then + throttle_increment. */

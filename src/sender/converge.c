@@ -59,13 +59,15 @@
  * rounds left. Only if both say so the migration converges on its own, and
  * it is not throttled.
  *
- * Else the throttle that makes the next round's set fit with room to spare
- * (LM__FILL of D_fit): the next round lasts T = T(D) and may then see
+ * Else the least throttle (a whole percent, at most throttle_max) under
+ * which the same iteration, at rate (1 - p) r0, reaches LM__FILL D_fit (room
+ * to spare for the rates' noise) within LM__PLAN_ROUNDS rounds (fewer if
+ * fewer are left) and the time left; throttle_max if none does. With one
+ * round that is the closed form: the next round lasts T = T(D) and may see
  *   x* = -W ln(1 - LM__FILL D_fit / W)
- * writes, so
- *   p = 1 - x* / (r0 T)
- * rounded up to a percent, at most throttle_max, applied before the next
- * round starts. It is recomputed after every round from the new figures:
+ * writes, so p = 1 - x* / (r0 T); two rounds let a gentler throttle do
+ * it for one round more. It is applied before the next round starts, and
+ * recomputed after every round from the new figures:
  * up when a saturated set had hidden the rate, down when the sets got
  * smaller (a shorter round allows a higher rate), 0 once the rounds
  * converge on their own. When F(0) alone is over the limit no throttle can
@@ -79,6 +81,7 @@
 #define LM__RATE_MARGIN 0.1 /* on the variable part of the downtime */
 #define LM__FILL 0.7        /* the throttle aims at this share of D_fit */
 #define LM__SAT 0.95        /* n / W beyond this says only "saturated" */
+#define LM__PLAN_ROUNDS 2   /* the throttle makes the set fit within this many */
 #define LM__BLOCK 4096.0    /* LM_SUM_BLOCK */
 
 void lm__conv_init(lm__conv *m, const lm__conv_setup *c)
@@ -245,23 +248,42 @@ int lm__conv_converges(const lm__conv *m, uint32_t rounds_left, double ms_left)
 	return ceil(log(fit / (double)m->dirty) / log(q)) <= (double)rounds_left;
 }
 
+/* Under throttle pct, does the set reach LM__FILL D_fit within k rounds
+ * and ms_left? */
+static int plan_fits(const lm__conv *m, uint32_t pct, uint32_t k, double ms_left, double goal)
+{
+	double d = (double)m->dirty, t = 0, r = m->rate0 * (1 - pct / 100.0);
+
+	for (uint32_t j = 0; j < k; j++) {
+		double T = round_secs(m, d);
+		t += T;
+		if (ms_left > 0 && t * 1e3 > ms_left)
+			return 0;
+		d = grown(m, r, T);
+		if (d <= goal)
+			return 1;
+	}
+	return 0;
+}
+
 uint32_t lm__conv_throttle(const lm__conv *m, uint32_t rounds_left, double ms_left, uint32_t cur,
 			   uint32_t max)
 {
-	double fit = fit_pages(m), W = m->wset, T, x, p;
-	uint32_t pct;
+	double fit = fit_pages(m), goal = LM__FILL * fit;
+	uint32_t k = rounds_left < LM__PLAN_ROUNDS ? rounds_left : LM__PLAN_ROUNDS, lo = 0, hi = max;
 
 	if (lm__conv_converges(m, rounds_left, ms_left))
 		return 0;
 	if (fit <= 0)
 		return cur > max ? max : cur;
-	if (LM__FILL * fit >= W)
-		return 0;
-	T = round_secs(m, (double)m->dirty);
-	x = -W * log1p(-LM__FILL * fit / W);
-	if (m->rate0 * T <= x)
-		return 0;
-	p = 1 - x / (m->rate0 * T);
-	pct = (uint32_t)ceil(p * 100);
-	return pct > max ? max : pct;
+	if (!k || !plan_fits(m, max, k, ms_left, goal))
+		return max; /* the most it may: the rates said too little */
+	while (lo < hi) { /* the least throttle whose plan fits: it rises with pct */
+		uint32_t mid = (lo + hi) / 2;
+		if (plan_fits(m, mid, k, ms_left, goal))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
 }

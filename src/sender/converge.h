@@ -68,8 +68,8 @@ lm__conv_est lm__conv_expected(const lm__conv *m);
  * without a throttle. */
 int lm__conv_converges(const lm__conv *m, uint32_t rounds_left, double ms_left);
 /* The throttle for the next round (0..max): 0 when it converges without
- * one, else the one that makes the next round's dirty set fit; cur when
- * no throttle can help (the fixed costs alone are over the limit). */
+ * one, else the least that makes the dirty set fit within two rounds; cur
+ * when no throttle can help (the fixed costs alone are over the limit). */
 uint32_t lm__conv_throttle(const lm__conv *m, uint32_t rounds_left, double ms_left, uint32_t cur,
 			   uint32_t max);
 
