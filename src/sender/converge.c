@@ -11,9 +11,12 @@
  *   H   bytes per second the checksum's hash does on one thread (timed on
  *       the first region at setup; the destination's is taken to be alike)
  *   S   the last dirty scan: the slower of the last two rounds' scans
- *   A   SYNC -> ACK(SYNC): the fastest seen (a round trip and the
- *       destination's round barrier; the rest of a slower one is data
- *       still queued in the sockets, which B already counts)
+ *   A   SYNC -> ACK(SYNC): the fastest seen, less the rehash of the
+ *       round's pages that the destination's barrier does before the ACK
+ *       in rounds after the first (n P / H for n pages): a round trip and
+ *       the barrier's own work. It still holds the data queued in the
+ *       sockets when the SYNC went, which B counts too: an overestimate
+ *       until a round smaller than the socket buffers was seen
  *   W   the working set: the most pages dirty at any sync
  *   D   pages dirty at this sync: what the next round, or the switchover,
  *       sends
@@ -144,6 +147,11 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	double w_before = m->wset, secs = r->secs > 1e-6 ? r->secs : 1e-6, rate, r0;
 	double sync_ms = (double)r->sync_us / 1e3;
 	int lower;
+
+	if (m->rounds) /* the destination rehashed the round's pages before its ACK */
+		sync_ms -= (double)r->pages * m->c.page_size / m->c.hash_rate * 1e3;
+	if (sync_ms < 0.05)
+		sync_ms = 0.05;
 
 	/* A tiny round measures mostly the sync's latency: it keeps the
 	 * previous figure. Zero pages cost next to nothing, and the pages a

@@ -26,6 +26,7 @@ typedef struct lm__conv_setup {
 /* One round's measurements, at its end. */
 typedef struct lm__conv_round {
 	uint64_t dirty;        /* pages dirty at the round's sync */
+	uint64_t pages;        /* pages the round sent */
 	uint64_t dirty_us;     /* since the previous dirty sync (or the arming) */
 	double secs;           /* the round: first packet handed out to its ACK */
 	double page_bytes;     /* non-zero page bytes it moved */
@@ -39,7 +40,7 @@ typedef struct lm__conv_round {
 typedef struct lm__conv {
 	lm__conv_setup c;
 	double bw;            /* page bytes/s drained, 0 until measured */
-	double ack_ms;        /* fastest SYNC -> ACK seen: round trip + receiver's round work */
+	double ack_ms;        /* fastest SYNC -> ACK seen, less the destination's rehash */
 	double scan_ms[2];    /* the last two dirty syncs */
 	double wset;          /* working set estimate: most pages dirty at a sync */
 	double rate0;         /* unthrottled dirty rate, pages/s */

@@ -229,6 +229,7 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	*dirty += recheck_refs(L);
 	lm__sender_counts(s, &normal, &zero);
 	r.dirty = *dirty;
+	r.pages = normal - L->r_normal + zero - L->r_zero;
 	r.secs = (double)(t_acked - L->r_t0) / 1e6;
 	r.page_bytes = (double)(normal - L->r_normal) * s->page_size;
 	r.zero_bytes = (double)(zero - L->r_zero) * s->page_size;
