@@ -165,6 +165,10 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
 		    st->throttle_pct, (unsigned long long)st->skipped_pages, st->dirty_source);
+		put(buf, cap, len,
+		    ",\"downtime_expected_ms\":%llu,\"downtime_fixed_ms\":%llu,\"throttle_now_pct\":%u",
+		    (unsigned long long)st->downtime_expected_ms,
+		    (unsigned long long)st->downtime_fixed_ms, st->throttle_now_pct);
 		put(buf, cap, len, ",\"dirty_note\":");
 		put_json_str(buf, cap, len, st->dirty_note);
 		return;
@@ -186,6 +190,11 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct,
 	    (unsigned long long)st->skipped_pages, st->dirty_source,
 	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
+	put(buf, cap, len,
+	    "downtime expected at switchover: %llu ms (fixed costs %llu ms)\n"
+	    "cpu throttle now: %u\n",
+	    (unsigned long long)st->downtime_expected_ms, (unsigned long long)st->downtime_fixed_ms,
+	    st->throttle_now_pct);
 }
 
 /* Ref and delta pages: what they saved, what they cost. */

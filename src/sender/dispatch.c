@@ -258,10 +258,12 @@ int lm__sender_sync(lm_sender *s)
 {
 	lm__err e = {0};
 	lm__ack ack;
+	uint64_t t0;
 	int rc = lm__sender_wait_idle(s);
 
 	if (rc)
 		return rc;
+	t0 = lm__now_us();
 	for (uint32_t i = 0; i < s->nch; i++)
 		lm__sender_post(s, &s->ch[i], LM_TX_SYNC);
 	if ((rc = lm__sender_wait_idle(s)))
@@ -278,6 +280,7 @@ int lm__sender_sync(lm_sender *s)
 			return rc;
 		}
 	}
+	s->sync_us = lm__now_us() - t0;
 	s->round++;
 	return 0;
 }

@@ -109,6 +109,10 @@ struct lm_sender {
 	void *skip_user;
 	uint64_t skip_t, skipped_pages;
 	uint64_t refs_resent;     /* live: ref pages sent again, their source changed */
+	/* The last round's SYNC -> ACK(SYNC) latency in microseconds: from
+	 * the data handed to the sockets to the destination's ack (live.c's
+	 * switchover model). */
+	uint64_t sync_us;
 	/* The driving thread's; only idle_channel() touches it, under lock
 	 * because it scans the states there anyway. */
 	uint32_t next_ch;

@@ -789,6 +789,9 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->precopy_bytes = l->precopy_bytes;
 		st->downtime_bytes = l->downtime_bytes;
 		st->throttle_pct = l->throttle_pct;
+		st->throttle_now_pct = l->throttle_now_pct;
+		st->downtime_expected_ms = l->downtime_expected_ms;
+		st->downtime_fixed_ms = l->downtime_fixed_ms;
 		st->skipped_pages = s->skipped_pages;
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
