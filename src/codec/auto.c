@@ -11,7 +11,7 @@
  *   r_c   payload bytes per input byte with codec c (r_none = 1)
  *   e_c   sender wall ns per input byte encoding with c (e_none = 0)
  *   p     sender wall ns per input byte planning (zero scan, refs, deltas)
- *   w     sender wall ns per wire byte in writev when it does not block
+ *   w     sender CPU ns per wire byte in writev (the copy, TLS, TCP)
  *   L     wire bytes per second the link takes
  *   d_c   receiver wall ns per page decoding c (FEEDBACK)
  *   q     receiver ns per page of everything else (its CPU less decoding)
@@ -33,11 +33,12 @@
  *
  * The link: the delivered rate D = wire bytes / window underestimates a
  * link that is not saturated (CPU-bound channels never block in writes).
- * So the share of channel time blocked in writes,
- *   b = (write ns - w wire bytes) / (N window),
- * says whether it limits: b >= 0.3, the link is full: L = D at once;
- * 0.1 <= b < 0.3, close to full: L moves halfway to D (never below it);
- * b < 0.1, not full: L = 1.25 max(L, D), probing upward every window
+ * So the share of channel time blocked in writes (a write's wall time less
+ * the thread's CPU time in it),
+ *   b = (write wall ns - write CPU ns) / (N window),
+ * says whether it limits: b >= 0.15, the link is full: L = D at once;
+ * 0.05 <= b < 0.15, close to full: L moves halfway to D (never below it);
+ * b < 0.05, not full: L = 1.5 max(L, D), probing upward every window
  * until compressing less makes the writes block. Writes blocked while the
  * receiver's threads are busy (>= 85%) are the receiver's limit, not the
  * link's: L is then held. L never exceeds the sender's own rate limit.
@@ -146,19 +147,17 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 
 	if (!m->tx.wire_bytes || !m->wall_ns)
 		return;
-	per = (double)m->tx.write_ns / wire;
-	if (per < a->write_ns) /* the cost of a write that never waits: the lower envelope */
-		a->write_ns = per;
-	b = ((double)m->tx.write_ns - a->write_ns * wire) / (n * win);
+	per = (double)m->tx.write_cpu_ns / wire;
+	a->write_ns = ewma(a->write_ns, per, 0.5);
+	b = ((double)m->tx.write_ns - (double)m->tx.write_cpu_ns) / (n * win);
 	b = b < 0 ? 0 : b > 1 ? 1 : b;
 	a->blocked = b;
 	d = wire * 1e9 / win;
-	if (b < 0.1) {
-		a->write_ns = ewma(a->write_ns, per, 0.2);
-		a->link = 1.25 * (a->link > d ? a->link : d);
+	if (b < 0.05) {
+		a->link = 1.5 * (a->link > d ? a->link : d);
 	} else if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
-	} else if (b < 0.3) {
+	} else if (b < 0.15) {
 		a->link = a->link > d ? (a->link + d) / 2 : d;
 	} else {
 		a->link = d;
