@@ -91,7 +91,7 @@ typedef enum lm_codec_id {
 } lm_codec_id;
 #define LM_MAX_CODECS 8 /* codec ids 0..7: the size of lm_stats.codec_mix */
 
-/* "none", "deflate", "zstd", "lz4", "zlib"; returns 0 or LM_ECODEC. */
+/* "none", "deflate", "zstd", "lz4", "zlib", "auto"; returns 0 or LM_ECODEC. */
 int lm_codec_from_name(const char *name, lm_codec_id *out);
 const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
 
@@ -212,6 +212,14 @@ typedef struct lm_stats {
 	/* The codec mix, by codec id (codec auto mixes them; a pinned codec
 	 * shows it and none for the packets that did not shrink). */
 	lm_codec_mix codec_mix[LM_MAX_CODECS];
+	/* Sender, codec auto: its last decision (compress auto_fraction of the
+	 * packets with auto_codec, send the rest raw), the link rate it
+	 * estimated, and how many times it decided (every 100 ms of sending).
+	 * Zero for a pinned codec and on the receiver. */
+	lm_codec_id auto_codec;
+	double auto_fraction;
+	double auto_link_mbps;
+	uint64_t auto_windows;
 } lm_stats;
 
 #define LM_STATS_HUMAN 0
@@ -220,6 +228,10 @@ typedef struct lm_stats {
  * length the full text needs, like snprintf. */
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
 const char *lm_status_name(lm_status s);
+/* The codec mix of st in one short line, by decreasing share of the page
+ * bytes: "lz4 71% none 29%" ("" when no packet went). snprintf semantics,
+ * as lm_stats_format(). */
+int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap);
 
 /* ---- security: TLS 1.3 ---------------------------------------------------- */
 
@@ -263,7 +275,7 @@ typedef struct lm_sender_config {
 	uint32_t channels;     /* 1..LM_MAX_CHANNELS, default 2 */
 	uint32_t page_size;    /* power of two 4096..65536, default 4096 */
 	uint32_t packet_pages; /* pages per packet 1..LM_MAX_PACKET_PAGES, default 128 */
-	lm_codec_id codec;     /* default none */
+	lm_codec_id codec;     /* default none; the CLI's default is LM_CODEC_AUTO */
 	int level;             /* codec level, 0 = codec default */
 	lm_accel accel;        /* deflate: default auto */
 	lm_engine_id engine;   /* deflate's software engine: default isal */

@@ -112,6 +112,7 @@ typedef struct demo {
 	round_entry *log;
 	uint32_t nlog, log_cap;
 	int64_t t_migrate; /* now_ms() when lm_sender_migrate() was called */
+	lm_codec_mix mix_seen[LM_MAX_CODECS]; /* the sender's mix at the last progress line */
 } demo;
 
 static uint64_t pages_sent(const lm_stats *st)
@@ -127,7 +128,7 @@ static void usage(FILE *f, int full)
 		"usage: livemig demo [--size SIZE] [--working-set SIZE] [--dirty-rate RATE]\n"
 		"                    [--threads N] [--seed N] [--channels N]\n"
 		"                    [--from-image FILE] [--write-bytes N]\n"
-		"                    [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
+		"                    [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
 		"                    [--no-auto-converge] [--throttle-mode computed|step]\n"
@@ -142,7 +143,7 @@ static void usage(FILE *f, int full)
 		"process, and verifies the copy against the source at the pause.\n"
 		"SIZE and RATE (bytes, bytes/s) take a binary K, M or G suffix.\n"
 		"Defaults: --size 1G --working-set 256M --dirty-rate 128M --threads 1\n"
-		"--channels 2 --codec none --downtime-limit 300 --max-rounds 30 --on-limit fail\n"
+		"--channels 2 --codec auto --downtime-limit 300 --max-rounds 30 --on-limit fail\n"
 		"--dirty auto (uffd-wp when the kernel has it, else the workload's dirty log),\n"
 		"on loopback. --netns runs the source in netns " NS_SRC " and the destination in\n"
 		NS_DST " (" NS_DST_ADDR "). --json prints one JSON object on stdout (the rest\n"
@@ -274,7 +275,7 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	case O_SEED: return parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
 	case O_THREADS: return parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
 	case O_CHANNELS: return parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
-	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is none, deflate, zstd, lz4 or zlib") : 0;
+	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is auto, none, deflate, zstd, lz4 or zlib") : 0;
 	case O_LEVEL: return parse_level(a, &o->level) ? bad("--level must be -100..22") : 0;
 	case O_DOWNTIME: return parse_u32(a, &o->downtime_ms, 1, 3600000) ? bad("--downtime-limit must be 1..3600000 ms") : 0;
 	case O_ROUNDS: return parse_u32(a, &o->max_rounds, 1, 1000000) ? bad("--max-rounds must be 1..1000000") : 0;
@@ -334,7 +335,8 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 	int c;
 
 	*o = (demo_opts){.size = 1ull << 30, .working_set = 256ull << 20, .dirty_rate = 128ull << 20,
-			 .channels = 2, .threads = 1, .downtime_ms = 300, .seed = 1};
+			 .channels = 2, .threads = 1, .downtime_ms = 300, .seed = 1,
+			 .codec = LM_CODEC_AUTO};
 	optind = 1; /* argv[0] is "demo" */
 	opterr = 0; /* our messages name the command, getopt's would say "demo" */
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
@@ -778,13 +780,29 @@ static void log_round(demo *d, const lm_stats *st)
 			   .bandwidth_mbps = st->bandwidth_mbps};
 }
 
+/* The codec mix of the round just synced ("lz4 71% none 29%"): the
+ * stats' cumulative mix less the one at the previous round. */
+static void round_mix(demo *d, const lm_stats *st, char *buf, size_t cap)
+{
+	lm_stats r;
+
+	memset(&r, 0, sizeof(r));
+	for (int c = 0; c < LM_MAX_CODECS; c++) {
+		r.codec_mix[c].packets = st->codec_mix[c].packets - d->mix_seen[c].packets;
+		r.codec_mix[c].bytes_in = st->codec_mix[c].bytes_in - d->mix_seen[c].bytes_in;
+		r.codec_mix[c].bytes_out = st->codec_mix[c].bytes_out - d->mix_seen[c].bytes_out;
+		d->mix_seen[c] = st->codec_mix[c];
+	}
+	lm_stats_mix_line(&r, buf, cap);
+}
+
 /* Round one: how much of the memory went; later: the dirty set, against
  * the largest it was, so a converging migration shows a shrinking bar. */
 static void on_progress(void *user, const lm_stats *st)
 {
 	demo *d = user;
 	uint64_t total = st->page_size ? st->total_ram / st->page_size : 0;
-	char b[BAR + 3], line[256], thr[32] = "";
+	char b[BAR + 3], line[384], thr[32] = "", mix[96];
 	double frac;
 
 	if (!d->have_r1) {
@@ -804,10 +822,12 @@ static void on_progress(void *user, const lm_stats *st)
 	bar(b, frac);
 	if (st->throttle_pct)
 		snprintf(thr, sizeof(thr), ", throttle %u%%", st->throttle_now_pct);
+	round_mix(d, st, mix, sizeof(mix));
 	snprintf(line, sizeof(line),
-		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms (fixed %" PRIu64 ")%s",
+		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms (fixed %" PRIu64 ")%s%s%s",
 		 st->rounds, st->rounds <= 1 ? "sent" : "dirty", b, st->dirty_pages, st->bandwidth_mbps,
-		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, st->downtime_fixed_ms, thr);
+		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, st->downtime_fixed_ms, thr,
+		 mix[0] ? ", " : "", mix);
 	show(d, line);
 }
 

@@ -106,6 +106,7 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 	if (!(ch = idle_channel(s)))
 		return NULL;
 	pace(s); /* after the wait: the packet just finished is charged */
+	lm__sender_auto_tick(s); /* codec auto re-decides every 100 ms */
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
 	ch->job_region = rid;
