@@ -10,6 +10,10 @@
 # docs/benchmarks.md).
 #
 #   bench/livebench.sh RATE RUNS "64M 256M 1024M" "none zstd lz4" [extra demo options]
+#
+# LM_IMAGE=FILE: the QEMU peer's image (default a generated 1 GiB one);
+# LM_KEEP=DIR keeps each demo's whole JSON as DIR/demo-RATE-CODEC-DIRTY-RUN.json,
+# the input of `bench/plot.sh live` (remaining bytes and throttle per round).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -19,34 +23,34 @@ rate=$1 runs=$2 dirties=$3 codecs=$4
 shift 4
 out=$(mktemp -d /tmp/livebench.XXXXXX)
 img=${LM_IMAGE:-/dev/shm/livebench-1g.img}
+keep=${LM_KEEP:-} # a directory: every demo's whole --json output is kept there
 
-"$peer/netns.sh" down
-"$peer/netns.sh" up "$rate"
+. "$here/lib.sh"
+
+bench_link_up "$rate"
 cleanup() {
-	"$peer/netns.sh" down
+	bench_link_down
 	rm -rf "$out"
 }
 trap cleanup EXIT
 
 [ -f "$img" ] || "$bin/lm-mkimage" --size 1G --out "$img" >/dev/null
+[ -z "$keep" ] || mkdir -p "$keep"
 
-ip netns exec lmB iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-sleep 0.5
-ip netns exec lmA iperf3 -c 10.77.0.2 -p 5201 -P 2 -t 4 -J >"$out/iperf.json"
-wait
-link=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e6,1))' "$out/iperf.json")
+link=$(bench_iperf 2 4)
 echo "{\"link\": \"$rate\", \"iperf3_mbps\": $link}"
 
 for codec in $codecs; do
 	qc=$codec
 	[ "$qc" = none ] || [ "$qc" = zstd ] || [ "$qc" = zlib ] || qc=none
 	for i in $(seq "$runs"); do
-		q=$(python3 "$peer/qemu_mig.py" "$img" "$qc" 2 ns)
+		q=$(bench_qemu_run "$img" "$qc" 2)
 		echo "{\"codec\": \"$codec\", \"run\": $i, \"qemu_paused\": $q}"
 		echo "$q" >>"$out/qemu-$codec.jsonl"
 		for d in $dirties; do
 			j=$("$bin/livemig" demo --netns --size 1G --working-set 256M --dirty-rate "$d" \
 				--channels 2 --codec "$codec" --json "$@" 2>/dev/null) || true
+			[ -z "$keep" ] || printf '%s\n' "$j" >"$keep/demo-$rate-$codec-$d-$i.json"
 			r=$(python3 -c '
 import json, sys
 try:

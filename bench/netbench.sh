@@ -3,7 +3,9 @@
 # iperf3 -P CHANNELS (the link's own limit), QEMU 7.2 multifd (the peer) and
 # livemig, alternated RUNS times; prints every run and the medians as JSON
 # lines and a summary line. Needs root (network namespaces), iperf3 and
-# qemu-system-x86 (../shared/peer/README.md).
+# qemu-system-x86 (../shared/peer/README.md). It stops at the first run that
+# fails; bench/linkbench.sh runs several links and codecs, records failed
+# runs and goes on. The link and run functions are bench/lib.sh's.
 #
 #   bench/netbench.sh IMAGE RATE CHANNELS RUNS [CODEC]
 #     RATE: a tc rate (1gbit, 10gbit), "none" (unshaped veth) or "lo" (loopback)
@@ -16,16 +18,11 @@ img=$1 rate=$2 ch=$3 runs=$4 codec=${5:-none}
 dest=${LM_DEST:-/dev/shm/livemig-bench-dest.img}
 out=$(mktemp -d /tmp/netbench.XXXXXX)
 
-if [ "$rate" = lo ]; then
-	NA=() NB=() host=127.0.0.1 qns= plain=()
-else
-	"$peer/netns.sh" down
-	"$peer/netns.sh" up "$rate"
-	NA=(ip netns exec lmA) NB=(ip netns exec lmB) host=10.77.0.2 qns=ns
-	plain=(--plaintext) # off this host livemig refuses plaintext without it
-fi
+. "$here/lib.sh"
+
+bench_link_up "$rate"
 cleanup() {
-	[ "$rate" = lo ] || "$peer/netns.sh" down
+	bench_link_down
 	rm -rf "$out" "$dest"
 }
 trap cleanup EXIT
@@ -33,51 +30,15 @@ trap cleanup EXIT
 # Warm the page cache: every side reads the image from memory.
 cat "$img" >/dev/null
 
-iperf() {
-	"${NB[@]}" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
-	sleep 0.5
-	"${NA[@]}" iperf3 -c "$host" -p 5201 -P "$ch" -t 5 -J >"$out/iperf.json"
-	wait
-	python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e6,1))' "$out/iperf.json"
-}
-
-livemig_run() {
-	rm -f "$dest"
-	"${NB[@]}" /usr/bin/time -v -o "$out/recv.time" "$bin/livemig" recv --listen "$host:4470" \
-		--image "$dest" --json --accept-timeout 30 "${plain[@]}" >"$out/recv.json" 2>"$out/recv.err" &
-	local rpid=$!
-	sleep 0.3
-	"${NA[@]}" /usr/bin/time -v "$bin/livemig" send --image "$img" --to "$host:4470" \
-		--channels "$ch" --codec "$codec" --json "${plain[@]}" >"$out/send.json" 2>"$out/send.time"
-	wait "$rpid"
-	python3 - "$out/send.json" "$out/recv.json" "$out/send.time" "$out/recv.time" <<'PY'
-import json, re, sys
-s = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
-def rss(f):
-    return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", open(f).read()).group(1))
-# Beyond the region: the sender maps the whole image (MAP_POPULATE), the
-# receiver only the pages it wrote (zero pages stay holes).
-print(json.dumps({"total_ms": s["total_time_ms"], "recv_total_ms": r["total_time_ms"],
-                  "mbps": s["throughput_mbps"], "normal_bytes": s["normal_bytes"],
-                  "transferred": s["transferred"], "sender_cpu_s": s["cpu_seconds"],
-                  "receiver_cpu_s": r["cpu_seconds"],
-                  "sender_extra_rss_mib": round((rss(sys.argv[3]) * 1024 - s["total_ram"]) / 2**20, 1),
-                  "ref_pages": s.get("ref_pages", 0),
-                  # ref pages are written on the receiver too: region memory, not extra
-                  "receiver_extra_rss_mib": round((rss(sys.argv[4]) * 1024 - r["normal_bytes"]
-                                                   - r.get("ref_pages", 0) * r["page_size"]) / 2**20, 1)}))
-PY
-}
-
 qemu_codec=$codec
 [ "$codec" = none ] || [ "$codec" = zstd ] || [ "$codec" = zlib ] || qemu_codec=none
-link=$(iperf)
+link=$(bench_iperf "$ch" 5)
 echo "{\"link\": \"$rate\", \"iperf3_mbps\": $link, \"channels\": $ch}"
 for i in $(seq "$runs"); do
-	q=$(python3 "$peer/qemu_mig.py" "$img" "$qemu_codec" "$ch" $qns)
+	q=$(bench_qemu_run "$img" "$qemu_codec" "$ch")
 	echo "{\"run\": $i, \"qemu\": $q}"
 	echo "$q" >>"$out/qemu.jsonl"
-	l=$(livemig_run)
+	l=$(bench_livemig_run "$img" "$codec" "$ch" "$dest")
 	echo "{\"run\": $i, \"livemig\": $l}"
 	echo "$l" >>"$out/livemig.jsonl"
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages livemig needs for a purpose (demo | test)
+# Installs the Debian 12 packages livemig needs for a purpose (demo | test | bench)
 # when run as root; otherwise prints the exact apt-get line and fails.
 set -euo pipefail
 
@@ -12,6 +12,12 @@ if [ "$purpose" = test ]; then
 	# Essential: a minimal Debian 12 lacks it, and the check would pass empty).
 	# openssl: the TLS tests make their certificates and keys with it.
 	pkgs+=(clang libclang-rt-14-dev python3 procps openssl)
+elif [ "$purpose" = bench ]; then
+	# The end-to-end benchmarks (bench/*.sh): iperf3 measures the link,
+	# QEMU 7.2 is the peer (../shared/peer/), time reports each side's
+	# RSS, procps lets a benchmark end the receiver it started, gnuplot
+	# draws the figures (bench/plot.sh). The test suite needs none of them.
+	pkgs+=(python3 procps time iperf3 qemu-system-x86 gnuplot-nox)
 fi
 
 missing=()

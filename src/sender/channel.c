@@ -3,12 +3,14 @@
  * data frame on its connection (zero scan, encoding, the frame, the write),
  * and the round's SYNC. It owns its conn and buffers while its state is not
  * IDLE; it touches no other channel and no session state but the error
- * (lm__sender_error) and the atomic wire byte count.
+ * (lm__sender_error), the atomic wire byte count and codec auto's published
+ * decision (codecs.c).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sender/sender.h"
 #include "zero.h"
@@ -158,18 +160,19 @@ static uint32_t codec_pages(lm__tx_chan *ch, uint32_t area)
 	return pl->nn + area;
 }
 
-/* Encodes the packet's codec pages with the session's codec. Sets lens[]
- * and the packet's codec; returns the payload size, or a negative error.
- * A packet the codec cannot shrink goes raw (codec none). */
-static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
+/* Encodes the packet's codec pages with codec want. Sets lens[] and the
+ * packet's codec; returns the payload size, or a negative error. A packet
+ * the codec cannot shrink goes raw (codec none). */
+static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t want, uint16_t *codec)
 {
 	lm_sender *s = ch->s;
+	const lm__codec_ops *ops = want < LM_MAX_CODECS ? ch->cops[want] : NULL;
 	uint32_t ps = s->page_size;
 	size_t enc_len = 0;
 	int rc;
 
 	*codec = LM_CODEC_NONE;
-	if (!ch->ops->raw_only && nc) {
+	if (ops && !ops->raw_only && nc) {
 		for (uint32_t i = 0; ch->bounce && i < nc; i++) {
 			/* A live workload may write the page while the encoder
 			 * reads it twice (match search, then emit): encoders,
@@ -178,12 +181,12 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
 			memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
 			ch->pages[i] = ch->bounce + (size_t)i * ps;
 		}
-		rc = ch->ops->encode(ch->codec_ctx, (const void *const *)ch->pages, nc, ps, ch->enc,
-				     ch->enc_cap, ch->lens, &enc_len);
+		rc = ops->encode(ch->cctx[want], (const void *const *)ch->pages, nc, ps, ch->enc,
+				 ch->enc_cap, ch->lens, &enc_len);
 		if (rc == 0) {
 			uint64_t sum = 0;
-			*codec = ch->ops->id;
-			if (!ch->ops->per_page)
+			*codec = ops->id;
+			if (!ops->per_page)
 				return (int64_t)enc_len;
 			for (uint32_t i = 0; i < nc; i++)
 				sum += ch->lens[i];
@@ -195,6 +198,51 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
 	for (uint32_t i = 0; i < nc; i++)
 		ch->lens[i] = ps;
 	return (int64_t)nc * ps;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void add(uint64_t *ctr, uint64_t v)
+{
+	__atomic_add_fetch(ctr, v, __ATOMIC_RELAXED);
+}
+
+/* A packet went: codec auto's counters (t[]: before the plan, after it,
+ * after the encoding, before and after the write, and the thread's CPU
+ * time before and after the write) and the codec mix. */
+static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t in,
+			 uint64_t payload, uint64_t wire, const uint64_t *t)
+{
+	lm__auto_ctr *c = &ch->ctr;
+
+	add(&c->plan_ns, t[1] - t[0]);
+	add(&c->plan_bytes, in);
+	add(&c->write_ns, t[4] - t[3]);
+	add(&c->write_cpu_ns, t[6] - t[5]);
+	add(&c->wire_bytes, wire);
+	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
+		add(&c->codec[want].packets, 1);
+		add(&c->codec[want].in, in);
+		add(&c->codec[want].out, payload);
+		add(&c->codec[want].ns, t[2] - t[1]);
+	}
+	ch->mix[codec].packets++;
+	ch->mix[codec].bytes_in += in;
+	ch->mix[codec].bytes_out += payload;
 }
 
 /* The frame header and tables: offsets (normal, zero, ref, delta), the ref
@@ -234,11 +282,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint32_t ps = s->page_size, n = ch->job_pages, area, nc;
 	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
-	uint16_t codec;
+	uint16_t codec, want = LM_CODEC_NONE;
 	int64_t payload;
-	uint64_t wire = 0;
+	uint64_t wire = 0, t[7];
 	int iovc = 1, rc;
 
+	t[0] = now_ns();
 	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
 		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
 			    lm_strerror(rc));
@@ -246,9 +295,14 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	}
 	area = (uint32_t)((pl->area_len + ps - 1) / ps);
 	nc = codec_pages(ch, area);
-	payload = encode_pages(ch, nc, &codec);
+	t[1] = now_ns();
+	if (nc)
+		want = lm__tx_codec_pick(ch);
+	payload = encode_pages(ch, nc, want, &codec);
+	t[2] = now_ns();
 	if (payload < 0) {
-		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
+		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),
+			    lm_strerror((int)payload));
 		rc = (int)payload;
 		goto out;
 	}
@@ -266,7 +320,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	d.codec_flags = codec;
 	ch->iov[0].iov_base = ch->hdr;
 	ch->iov[0].iov_len = (size_t)(put_tables(ch, &d, nc) - ch->hdr);
-	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
+	if (codec != LM_CODEC_NONE && !ch->cops[codec]->per_page) {
 		iov_add(ch, &iovc, enc, (size_t)payload);
 	} else {
 		/* Raw pages go from where the plan read them to the socket
@@ -283,7 +337,11 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	/* Counted before the write: lm__writev_full consumes the iovecs. */
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
+	t[5] = cpu_ns();
+	t[3] = now_ns();
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
+	t[4] = now_ns();
+	t[6] = cpu_ns();
 	/* During data a receiver only speaks to refuse, or with FEEDBACK: a
 	 * channel whose writes never block would otherwise send on until its
 	 * peer stops reading, and another channel blocked on the same
@@ -301,6 +359,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	ch->payload += d.payload;
 	ch->packets++;
 	ch->round_packets++;
+	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t);
 out:
 	lm__plan_done(&s->kinds, pl);
 	return rc;
