@@ -173,11 +173,20 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 {
 	uint64_t pages = 0, dec = 0;
+	double busy;
 
 	if (!m->rx_wall_ns || !m->rx_channels)
 		return;
 	a->rx_channels = m->rx_channels;
-	a->rx_busy = ewma(a->rx_busy, (double)m->rx_cpu_ns / (double)m->rx_wall_ns, 0.5);
+	for (int c = 0; c < LM_MAX_CODECS; c++)
+		dec += m->rx[c].ns;
+	/* Busy: its CPU time, or its decoding's wall time where that is more
+	 * (a decoder that waits, an accelerator, a CPU shared with others
+	 * stalls the channel without showing as its CPU). */
+	/* It rises at once and falls gently: writes that block behind a busy
+	 * receiver must not be taken for the link (fold_link). */
+	busy = (double)(m->rx_cpu_ns > dec ? m->rx_cpu_ns : dec) / (double)m->rx_wall_ns;
+	a->rx_busy = busy > a->rx_busy ? busy : ewma(a->rx_busy, busy, 0.5);
 	for (int c = 0; c < LM_MAX_CODECS; c++) {
 		uint64_t p = m->rx[c].pages;
 		if (!p)
@@ -186,7 +195,6 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 				       weight(a->rx_seen[c], (p + 127) / 128));
 		a->rx_seen[c] += p;
 		pages += p;
-		dec += m->rx[c].ns;
 	}
 	if (pages) /* wall ns decoding may exceed the CPU time: clamp at 0 */
 		a->rx_base_ns = ewma(a->rx_base_ns,

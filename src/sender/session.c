@@ -639,8 +639,13 @@ int lm__sender_finish(lm_sender *s, int rc)
 		return s->err ? s->err : rc;
 	}
 	s->status = LM_STATUS_COMPLETED;
-	for (uint32_t i = 0; i < s->nch; i++)
+	for (uint32_t i = 0; i < s->nch; i++) {
+		/* FEEDBACK the receiver wrote after a channel's last packet,
+		 * before its verified reply: taken, so both sides count the
+		 * same bytes and no unread input turns the close into a reset. */
+		(void)lm__sender_take_input(&s->ch[i].conn, &s->ch[i]);
 		lm__conn_close(&s->ch[i].conn);
+	}
 	return 0;
 }
 
