@@ -91,7 +91,7 @@ typedef enum lm_codec_id {
 } lm_codec_id;
 #define LM_MAX_CODECS 8 /* codec ids 0..7: the size of lm_stats.codec_mix */
 
-/* "none", "deflate", "zstd", "lz4", "zlib"; returns 0 or LM_ECODEC. */
+/* "none", "deflate", "zstd", "lz4", "zlib", "auto"; returns 0 or LM_ECODEC. */
 int lm_codec_from_name(const char *name, lm_codec_id *out);
 const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
 
@@ -167,11 +167,20 @@ typedef struct lm_stats {
 	uint64_t remaining_bytes;/* dirty_pages * page_size */
 	double dirty_pages_rate; /* pages dirtied per second, last round */
 	double bandwidth_mbps;   /* page bytes moved per second, last round (Mbit/s) */
-	uint64_t expected_downtime_ms; /* remaining / bandwidth, at the last sync */
+	uint64_t expected_downtime_ms; /* at the last sync: the switchover's fixed
+				    costs + remaining / bandwidth, with a margin */
 	uint64_t downtime_ms;    /* pause to the destination's verified reply */
 	uint64_t precopy_bytes;  /* transferred before the pause */
 	uint64_t downtime_bytes; /* transferred while paused */
 	uint32_t throttle_pct;   /* highest auto-converge throttle applied */
+	uint32_t throttle_now_pct; /* the throttle in effect now (0 once migrated) */
+	/* The switchover model (src/sender/converge.c): the expected downtime
+	 * made when the switchover was decided (0 if none was), and the part
+	 * of the last estimate that does not depend on the link's rate: the
+	 * last dirty scan, the SYNC and COMPLETE round trips, hashing what is
+	 * left on both sides. */
+	uint64_t downtime_expected_ms;
+	uint64_t downtime_fixed_ms;
 	uint64_t skipped_pages;  /* left for the next round: written again before
 				    their turn in this one (uffd-wp only) */
 	char dirty_source[16];   /* "uffd-wp" or "callback": the one in use */
@@ -203,6 +212,14 @@ typedef struct lm_stats {
 	/* The codec mix, by codec id (codec auto mixes them; a pinned codec
 	 * shows it and none for the packets that did not shrink). */
 	lm_codec_mix codec_mix[LM_MAX_CODECS];
+	/* Sender, codec auto: its last decision (compress auto_fraction of the
+	 * packets with auto_codec, send the rest raw), the link rate it
+	 * estimated, and how many times it decided (every 100 ms of sending).
+	 * Zero for a pinned codec and on the receiver. */
+	lm_codec_id auto_codec;
+	double auto_fraction;
+	double auto_link_mbps;
+	uint64_t auto_windows;
 } lm_stats;
 
 #define LM_STATS_HUMAN 0
@@ -211,6 +228,10 @@ typedef struct lm_stats {
  * length the full text needs, like snprintf. */
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
 const char *lm_status_name(lm_status s);
+/* The codec mix of st in one short line, by decreasing share of the page
+ * bytes: "lz4 71% none 29%" ("" when no packet went). snprintf semantics,
+ * as lm_stats_format(). */
+int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap);
 
 /* ---- security: TLS 1.3 ---------------------------------------------------- */
 
@@ -254,7 +275,7 @@ typedef struct lm_sender_config {
 	uint32_t channels;     /* 1..LM_MAX_CHANNELS, default 2 */
 	uint32_t page_size;    /* power of two 4096..65536, default 4096 */
 	uint32_t packet_pages; /* pages per packet 1..LM_MAX_PACKET_PAGES, default 128 */
-	lm_codec_id codec;     /* default none */
+	lm_codec_id codec;     /* default none; the CLI's default is LM_CODEC_AUTO */
 	int level;             /* codec level, 0 = codec default */
 	lm_accel accel;        /* deflate: default auto */
 	lm_engine_id engine;   /* deflate's software engine: default isal */
@@ -337,6 +358,19 @@ typedef enum lm_limit_action {
 	LM_LIMIT_SWITCHOVER = 1, /* pause and finish anyway, downtime as it comes */
 } lm_limit_action;
 
+/* How auto-converge picks the throttle (src/sender/converge.c). */
+typedef enum lm_throttle_mode {
+	/* From the measured dirty and drain rates: once the rounds would not
+	 * reach a dirty set that fits the downtime limit within the rounds
+	 * and time left, the least throttle that makes the set fit within
+	 * two rounds, applied at once and recomputed every round (up and
+	 * down, 0 once the rounds converge on their own). */
+	LM_THROTTLE_COMPUTED = 0,
+	/* QEMU's cpu-throttle: after two rounds that dirtied over half of
+	 * what they sent, throttle_initial, then + throttle_increment. */
+	LM_THROTTLE_STEP = 1,
+} lm_throttle_mode;
+
 /* Live migration of memory the calling process owns. Zero-initialise and set
  * what you need (0 = default). The callbacks run on the thread that called
  * lm_sender_migrate(). */
@@ -348,9 +382,11 @@ typedef struct lm_live_config {
 	int (*pause)(void *user);
 	/* Restart them: called on failure after a pause; required. */
 	void (*resume)(void *user);
-	/* Slow the writers to (100 - pct)% of their speed, pct 0..99; NULL
-	 * disables auto-converge. Set back to 0 before lm_sender_migrate()
-	 * returns, whatever the outcome. */
+	/* Slow the writers to (100 - pct)% of their speed, pct 0..99: they
+	 * run (100 - pct)% of the time, as QEMU's cpu-throttle, so they dirty
+	 * pages about (100 - pct)% as fast (the computed mode relies on it).
+	 * NULL disables auto-converge. Set back to 0 before
+	 * lm_sender_migrate() returns, whatever the outcome. */
 	void (*throttle)(void *user, uint32_t pct);
 	/* After every round's dirty sync, with the live stats; may be NULL. */
 	void (*progress)(void *user, const lm_stats *st);
@@ -363,9 +399,10 @@ typedef struct lm_live_config {
 					pause, 0 = unlimited (lifted while paused) */
 	lm_limit_action on_limit;    /* default LM_LIMIT_FAIL */
 	int no_auto_converge;        /* 1: never throttle even with a callback */
-	uint32_t throttle_initial;   /* default 20, as QEMU's cpu-throttle-initial */
-	uint32_t throttle_increment; /* default 10, as cpu-throttle-increment */
-	uint32_t throttle_max;       /* default 99, as max-cpu-throttle */
+	lm_throttle_mode throttle_mode; /* default LM_THROTTLE_COMPUTED */
+	uint32_t throttle_initial;   /* step mode: default 20, as QEMU's cpu-throttle-initial */
+	uint32_t throttle_increment; /* step mode: default 10, as cpu-throttle-increment */
+	uint32_t throttle_max;       /* both modes: default 99, as max-cpu-throttle */
 	/* 0 (default): the checksums sent at the switchover are built from the
 	 * pages as they were sent, so they prove the transfer but trust the
 	 * dirty source: a write it missed leaves the destination different.
@@ -378,8 +415,9 @@ typedef struct lm_live_config {
 
 /* Live pre-copy on a connected sender, as QEMU does it: arms dirty tracking,
  * round one sends every page, each later round sends the pages dirtied
- * since the previous sync, until the expected downtime (remaining bytes /
- * measured bandwidth) is under the limit. Then it pauses the workload, sends
+ * since the previous sync, until the expected downtime (the switchover's
+ * fixed costs measured in this migration + remaining bytes / measured
+ * bandwidth, with a margin) is under the limit. Then it pauses the workload, sends
  * the rest, sends the region checksums and waits for the destination's
  * verified reply; downtime is measured from the pause to that reply. On
  * success the workload stays paused (it now runs on the destination). On any

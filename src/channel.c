@@ -157,6 +157,8 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 		 * talking. */
 		int rc = wait_fd(c, want == POLLOUT ? c->wfd : c->rfd, want,
 				 c->watch_in && want == POLLOUT);
+		if (rc == 1 && c->on_input && c->on_input(c, c->input_arg) == 0)
+			continue; /* taken (the receiver's FEEDBACK): write on */
 		if (rc == 1)
 			return LM_EPEER;
 		if (rc < 0)
@@ -165,11 +167,9 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-int lm__conn_readable(const lm__conn *c)
+int lm__conn_readable(lm__conn *c)
 {
-	struct pollfd p = {c->rfd, POLLIN | POLLRDHUP, 0};
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR));
+	return c->ops->readable(c);
 }
 
 int lm__write_full(lm__conn *c, const void *buf, size_t n)

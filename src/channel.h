@@ -23,6 +23,12 @@ typedef struct lm__conn {
 	uint64_t deadline_us; /* lm__now_us() after which waits fail, 0 = none
 				 (a handshake's whole time, not per read) */
 	int watch_in;    /* writes return LM_EPEER when the peer sends something */
+	/* With watch_in: the peer's input while a write waits goes to this
+	 * hook first, on the thread driving the conn; 0 = it took the input
+	 * and the write goes on, else the write fails with LM_EPEER. NULL:
+	 * any input fails the write. */
+	int (*on_input)(struct lm__conn *c, void *arg);
+	void *input_arg;
 	/* Owner: the thread driving the conn; read by others only after join. */
 	uint64_t bytes_in, bytes_out;
 } lm__conn;
@@ -36,8 +42,9 @@ int lm__write_full(lm__conn *c, const void *buf, size_t n);
 /* Consumes iov (advances bases/lengths as bytes go out). */
 int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt);
 
-/* The peer sent something (or closed) that nobody read yet: no wait. */
-int lm__conn_readable(const lm__conn *c);
+/* The peer sent something (or closed) that nobody read yet: no wait. TLS
+ * records without data (tickets, key updates) do not count. */
+int lm__conn_readable(lm__conn *c);
 
 /* Reads and checks a frame header (magic, kind, flags, reserved) and checks
  * the announced body length against lm__max_body(). */

@@ -165,6 +165,10 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    (unsigned long long)st->expected_downtime_ms, (unsigned long long)st->downtime_ms,
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
 		    st->throttle_pct, (unsigned long long)st->skipped_pages, st->dirty_source);
+		put(buf, cap, len,
+		    ",\"downtime_expected_ms\":%llu,\"downtime_fixed_ms\":%llu,\"throttle_now_pct\":%u",
+		    (unsigned long long)st->downtime_expected_ms,
+		    (unsigned long long)st->downtime_fixed_ms, st->throttle_now_pct);
 		put(buf, cap, len, ",\"dirty_note\":");
 		put_json_str(buf, cap, len, st->dirty_note);
 		return;
@@ -186,6 +190,11 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    (unsigned long long)(st->downtime_bytes >> 10), st->throttle_pct,
 	    (unsigned long long)st->skipped_pages, st->dirty_source,
 	    st->dirty_note[0] ? " (" : "", st->dirty_note, st->dirty_note[0] ? ")" : "");
+	put(buf, cap, len,
+	    "downtime expected at switchover: %llu ms (fixed costs %llu ms)\n"
+	    "cpu throttle now: %u\n",
+	    (unsigned long long)st->downtime_expected_ms, (unsigned long long)st->downtime_fixed_ms,
+	    st->throttle_now_pct);
 }
 
 /* Ref and delta pages: what they saved, what they cost. */
@@ -225,6 +234,117 @@ static void format_kinds(const lm_stats *st, int json, char *buf, size_t cap, in
 		    (unsigned long long)st->delta_cache_misses, st->delta_cache_hit_rate * 100);
 }
 
+/* Human sizes for the mix line: 1.2 GiB, 340.0 MiB, 12.0 KiB. */
+static void put_size(char *buf, size_t cap, int *len, uint64_t b)
+{
+	static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)b;
+	int u = 0;
+
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u)
+		put(buf, cap, len, "%.1f %s", v, unit[u]);
+	else
+		put(buf, cap, len, "%llu bytes", (unsigned long long)b);
+}
+
+/* Codec ids by decreasing share of the page bytes (packets if none had
+ * any); returns how many have packets. */
+static int mix_order(const lm_stats *st, int *ord, uint64_t *total)
+{
+	int n = 0;
+
+	*total = 0;
+	for (int c = 0; c < LM_MAX_CODECS; c++)
+		*total += st->codec_mix[c].bytes_in;
+	for (int c = 0; c < LM_MAX_CODECS; c++) {
+		int k = n;
+		if (!st->codec_mix[c].packets)
+			continue;
+		n++;
+		while (k && (*total ? st->codec_mix[ord[k - 1]].bytes_in < st->codec_mix[c].bytes_in
+				    : st->codec_mix[ord[k - 1]].packets < st->codec_mix[c].packets)) {
+			ord[k] = ord[k - 1];
+			k--;
+		}
+		ord[k] = c;
+	}
+	return n;
+}
+
+static const char *codec_label(int id)
+{
+	const char *n = lm_codec_name((lm_codec_id)id);
+
+	return n ? n : "?";
+}
+
+/* Which codecs the packets went with (per codec: packets, page bytes in,
+ * payload bytes out), and codec auto's last decision. */
+static void format_mix(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	int ord[LM_MAX_CODECS], n;
+	uint64_t total;
+
+	n = mix_order(st, ord, &total);
+	if (json) {
+		put(buf, cap, len, ",\"codec_mix\":{");
+		for (int i = 0; i < n; i++) {
+			const lm_codec_mix *m = &st->codec_mix[ord[i]];
+			put(buf, cap, len, "%s\"%s\":{\"packets\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu}",
+			    i ? "," : "", codec_label(ord[i]), (unsigned long long)m->packets,
+			    (unsigned long long)m->bytes_in, (unsigned long long)m->bytes_out);
+		}
+		put(buf, cap, len, "}");
+		if (st->codec == LM_CODEC_AUTO && !st->is_receiver)
+			put(buf, cap, len,
+			    ",\"auto\":{\"codec\":\"%s\",\"fraction\":%.3f,\"link_mbps\":%.1f,"
+			    "\"windows\":%llu}",
+			    codec_label(st->auto_codec), st->auto_fraction, st->auto_link_mbps,
+			    (unsigned long long)st->auto_windows);
+		return;
+	}
+	if (n) {
+		put(buf, cap, len, "codec mix: ");
+		for (int i = 0; i < n; i++) {
+			const lm_codec_mix *m = &st->codec_mix[ord[i]];
+			double share = total ? 100.0 * (double)m->bytes_in / (double)total : 0;
+			put(buf, cap, len, "%s%s %.0f%% (%llu packets, ", i ? ", " : "",
+			    codec_label(ord[i]), share, (unsigned long long)m->packets);
+			put_size(buf, cap, len, m->bytes_in);
+			put(buf, cap, len, " -> ");
+			put_size(buf, cap, len, m->bytes_out);
+			put(buf, cap, len, ")");
+		}
+		put(buf, cap, len, "\n");
+	}
+	if (st->codec == LM_CODEC_AUTO && !st->is_receiver)
+		put(buf, cap, len,
+		    "codec auto: last %s on %.0f%% of the packets, link estimate %.0f Mbit/s, "
+		    "%llu decisions\n",
+		    codec_label(st->auto_codec), st->auto_fraction * 100, st->auto_link_mbps,
+		    (unsigned long long)st->auto_windows);
+}
+
+int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap)
+{
+	int ord[LM_MAX_CODECS], n, len = 0;
+	uint64_t total;
+
+	if (cap)
+		buf[0] = 0;
+	n = mix_order(st, ord, &total);
+	for (int i = 0; i < n; i++) {
+		const lm_codec_mix *m = &st->codec_mix[ord[i]];
+		put(buf, cap, &len, "%s%s %.0f%%", i ? " " : "", codec_label(ord[i]),
+		    total ? 100.0 * (double)m->bytes_in / (double)total : 100.0 / n);
+	}
+	return len;
+}
+
 /* The channel's protection, and who the peer proved to be. */
 static void format_security(const lm_stats *st, int json, char *buf, size_t cap, int *len)
 {
@@ -258,6 +378,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 		if (st->live)
 			format_live(st, 1, buf, cap, &len);
 		format_kinds(st, 1, buf, cap, &len);
+		format_mix(st, 1, buf, cap, &len);
 		format_security(st, 1, buf, cap, &len);
 		put(buf, cap, &len, ",\"engines\":[");
 		format_engines(st, 1, buf, cap, &len);
@@ -266,6 +387,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 		if (st->live)
 			format_live(st, 0, buf, cap, &len);
 		format_kinds(st, 0, buf, cap, &len);
+		format_mix(st, 0, buf, cap, &len);
 		format_security(st, 0, buf, cap, &len);
 		format_engines(st, 0, buf, cap, &len);
 	}

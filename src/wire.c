@@ -1,5 +1,5 @@
 /*
- * Wire protocol v1 (docs/protocol.md). Decoders check every field before the
+ * Wire protocol v2 (docs/protocol.md). Decoders check every field before the
  * caller may use it: bad input becomes an error naming the field, never an
  * assert, an out-of-bounds access or an overflow.
  */
@@ -272,6 +272,36 @@ static int want_len(uint32_t len, uint32_t want, const char *kind, lm__err *e)
 	return LM_EFIELD;
 }
 
+/* Codec auto (255) is a session whose packets mix codecs: it stands or
+ * falls with the MIXED feature, so both sides agree on what DATA may carry
+ * and that FEEDBACK flows; a pinned codec never comes with MIXED. */
+static int hello_codec(const lm__hello *h, lm__err *e)
+{
+	int mixed = (h->required & LM_FEAT_MIXED) != 0;
+
+	if (h->codec == LM_CODEC_AUTO && !mixed)
+		return fail(e, LM_ECODEC, "hello.codec 255 (auto) needs the mixed feature in hello.required");
+	if (h->codec == LM_CODEC_AUTO)
+		return 0;
+	if (!lm__codec_get(h->codec)) {
+		lm__err_set(e, "hello.codec %u unknown", h->codec);
+		return LM_ECODEC;
+	}
+	if (mixed) {
+		lm__err_set(e, "hello.codec %u with the mixed feature required: a mixed session's codec is 255 (auto)",
+			    h->codec);
+		return LM_ECODEC;
+	}
+	return 0;
+}
+
+uint64_t lm__hello_features(const lm__hello *h)
+{
+	uint64_t f = (h->features | h->required) & LM_FEAT_KNOWN;
+
+	return h->codec == LM_CODEC_AUTO ? f : f & ~LM_FEAT_MIXED;
+}
+
 int lm__dec_hello(const uint8_t *p, uint32_t len, lm__hello *h, lm__err *e)
 {
 	int rc;
@@ -312,10 +342,8 @@ int lm__dec_hello(const uint8_t *p, uint32_t len, lm__hello *h, lm__err *e)
 			    LM_MIN_PAGE_SIZE, LM_MAX_PAGE_SIZE);
 		return LM_EFIELD;
 	}
-	if (!lm__codec_get(h->codec)) {
-		lm__err_set(e, "hello.codec %u unknown", h->codec);
-		return LM_ECODEC;
-	}
+	if ((rc = hello_codec(h, e)))
+		return rc;
 	if (h->packet_pages == 0 || h->packet_pages > LM_MAX_PACKET_PAGES) {
 		lm__err_set(e, "hello.packet_pages %u outside 1..%u", h->packet_pages,
 			    LM_MAX_PACKET_PAGES);
@@ -431,14 +459,17 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 		return LM_EFIELD;
 	}
 	codec = d->codec_flags & LM_PKT_CODEC_MASK;
-	if (codec != lim->codec && codec != LM_CODEC_NONE) {
+	/* A mixed session (codec auto) takes any codec known here. */
+	if (lim->codec != LM_CODEC_AUTO && codec != lim->codec && codec != LM_CODEC_NONE) {
 		lm__err_set(e, "data.codec %u is neither the session's codec %u nor none", codec,
 			    lim->codec);
 		return LM_ECODEC;
 	}
 	ops = lm__codec_get(codec);
-	if (!ops)
-		return fail(e, LM_ECODEC, "data.codec unknown");
+	if (!ops) {
+		lm__err_set(e, "data.codec %u unknown", codec);
+		return LM_ECODEC;
+	}
 	return data_length(d, body_len, ops, lim, e);
 }
 

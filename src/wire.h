@@ -1,5 +1,5 @@
 /*
- * Wire protocol v1: frame layouts, encoders and checked decoders.
+ * Wire protocol v2: frame layouts, encoders and checked decoders.
  * docs/protocol.md is the specification; tests/test_wire.c checks this file
  * against it. Everything is big-endian. Decoders never trust a value: each
  * returns 0 or an LM_E* code and writes the offending field's name into err.
@@ -53,16 +53,19 @@ enum lm__kind {
 #define LM_FEAT_DELTA (1ull << 2)
 /* MIXED: each DATA packet may carry any codec the receiver knows
  * (hello.codec is then LM_CODEC_AUTO), and every receiver channel reports
- * its decode costs in FEEDBACK frames (codec auto, docs/protocol.md). */
+ * its decode costs in FEEDBACK frames (codec auto, docs/protocol.md).
+ * hello.codec is 255 exactly when hello.required has it; offered without
+ * being required (with another codec) it is not accepted. */
 #define LM_FEAT_MIXED (1ull << 3)
-#define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA)
+#define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED)
 /* Fixed sizes of a ref and a delta table entry. */
 #define LM_REF_ENTRY 16u
 #define LM_DELTA_ENTRY 8u
 
 /* data.codec_flags: low 8 bits = codec of this packet's payload (the
  * session's codec, or none when the sender fell back to raw for the whole
- * packet); high 8 bits are per-packet codec flags, none defined in v1. */
+ * packet; under MIXED any codec the receiver knows); high 8 bits are
+ * per-packet codec flags, none defined in v1. */
 #define LM_PKT_CODEC_MASK 0x00ffu
 #define LM_PKT_FLAGS_KNOWN 0x0000u
 
@@ -180,11 +183,19 @@ typedef struct lm__feedback {
 	} codec[LM_FEEDBACK_CODECS];  /* by codec id */
 } lm__feedback;
 
+/* A receiver channel sends FEEDBACK after a DATA when this long passed
+ * since its last one, and after every SYNC (docs/protocol.md). */
+#define LM__FEEDBACK_US 100000u
+
+/* The features a hello asks for: offered or required (a required bit is
+ * offered too), known to this build, MIXED only with codec auto. */
+uint64_t lm__hello_features(const lm__hello *h);
+
 /* Session-wide limits a data header is checked against. */
 typedef struct lm__limits {
 	uint32_t page_size;
 	uint32_t packet_pages;
-	uint16_t codec;
+	uint16_t codec;         /* LM_CODEC_AUTO: any known codec (MIXED) */
 	uint32_t round;         /* the channel's current round */
 	uint32_t region_count;  /* ids are 0..region_count-1 */
 	const uint64_t *region_len; /* bytes per region */

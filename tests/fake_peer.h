@@ -66,6 +66,8 @@ typedef struct rxopt {
 	int no_region;         /* add no region up front */
 	int use_cb;            /* on_region callback (accepts len <= mapping) */
 	uint32_t max_channels;
+	/* Called with the receiver before its run starts (test hooks). */
+	void (*before_run)(lm_receiver *r);
 } rxopt;
 
 typedef struct rx {
@@ -151,6 +153,8 @@ static FP_UNUSED void rx_start(rx *x, const rxopt *o)
 		CHECK_EQ(lm_receiver_add_region(x->r, "ram", x->base, x->len, 1), 0);
 	CHECK_EQ(lm_receiver_listen(x->r, "127.0.0.1:0"), 0);
 	x->port = lm_receiver_port(x->r);
+	if (o && o->before_run)
+		o->before_run(x->r);
 	if (pthread_create(&x->t, NULL, rx_thread, x)) {
 		fprintf(stderr, "pthread_create failed\n");
 		exit(2);

@@ -15,6 +15,10 @@
  *            deflate through the scripted test accelerator, which refuses,
  *            fails or loses some jobs so software takes over);
  *            bit 7 page size 8192 (else 4096).
+ *            Bit 3 with codec none (shape 0) is a MIXED session (codec
+ *            auto): DATA may name any codec, a channel's decoding context
+ *            is made on its codec's first packet, FEEDBACK goes to
+ *            /dev/null; codec none alone stays covered without bit 3.
  *   rest     what the sender would send after the hello ack: DATA, SYNC,
  *            COMPLETE, ERROR frames. It is put in a memfd the conn reads;
  *            the conn writes (the completion ack) go to /dev/null.
@@ -284,6 +288,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r->packet_pages = (cfg & CFG_SMALL_PACKETS) ? 3 : 128;
 	r->features = (cfg & CFG_ROUND_ACK) ? LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA : 0;
 	r->codec = sh->codec;
+	if ((cfg & CFG_ROUND_ACK) && sh->codec == LM_CODEC_NONE) {
+		r->features |= LM_FEAT_MIXED; /* codec auto: see the layout above */
+		r->codec = LM_CODEC_AUTO;
+	}
 	r->region_count = NREGIONS;
 	for (int i = 0; i < NREGIONS; i++) {
 		lm__rx_region *g = &r->regions[i];

@@ -3,7 +3,8 @@
  *
  * Input layout:
  *   byte 0   operation (op % OP_COUNT); (op / OP_COUNT) & 3 = the session's
- *            features for DATA: 0 none, 1 REF, 2 DELTA, 3 REF|DELTA. Then:
+ *            features for DATA: 0 none, 1 REF, 2 DELTA, 3 REF|DELTA;
+ *            (op / OP_COUNT) & 4: a MIXED session (codec auto). Then:
  *              0 stream:   frames one after another; each header goes through
  *                          lm__dec_frame, each body (exactly f.len bytes, if the
  *                          input has them) through the decoder of its kind
@@ -168,7 +169,13 @@ static void do_hello(const uint8_t *p, size_t n)
 		      h.page_size <= LM_MAX_PAGE_SIZE);
 		CHECK(h.packet_pages >= 1 && h.packet_pages <= LM_MAX_PACKET_PAGES);
 		CHECK(h.region_count <= LM_MAX_REGIONS);
-		CHECK(lm__codec_get(h.codec) != NULL);
+		/* Codec auto exactly with MIXED required. */
+		if (h.codec == LM_CODEC_AUTO)
+			CHECK(h.required & LM_FEAT_MIXED);
+		else
+			CHECK(lm__codec_get(h.codec) != NULL && !(h.required & LM_FEAT_MIXED));
+		CHECK((lm__hello_features(&h) & ~LM_FEAT_KNOWN) == 0);
+		CHECK(!(lm__hello_features(&h) & LM_FEAT_MIXED) || h.codec == LM_CODEC_AUTO);
 		CHECK((h.required & ~LM_FEAT_KNOWN) == 0);
 		CHECK(memcmp(h.session, zero16, 16) != 0);
 		CHECK(lm__enc_hello(buf, &h) == sizeof(buf));
@@ -388,6 +395,25 @@ static void do_complete(const uint8_t *p, size_t n, uint32_t cap)
 		free(s2);
 	}
 	free(sums);
+	free(q);
+}
+
+static void do_feedback(const uint8_t *p, size_t n)
+{
+	uint8_t *q = dup_exact(p, n);
+	uint8_t buf[LM_FRAME_HDR + LM_FEEDBACK_LEN];
+	lm__feedback f, f2;
+	lm__err e = {0};
+
+	if (n <= UINT32_MAX && lm__dec_feedback(q, (uint32_t)n, &f, &e) == 0) {
+		fz_decoded++;
+		CHECK(n == LM_FEEDBACK_LEN);
+		/* Every byte is a field or a checked reserved one. */
+		CHECK(lm__enc_feedback(buf, &f) == sizeof(buf));
+		CHECK(memcmp(buf + LM_FRAME_HDR, q, LM_FEEDBACK_LEN) == 0);
+		CHECK(lm__dec_feedback(buf + LM_FRAME_HDR, LM_FEEDBACK_LEN, &f2, &e) == 0);
+		CHECK(f2.round == f.round && f2.cpu_ns == f.cpu_ns && f2.wall_ns == f.wall_ns);
+	}
 	free(q);
 }
 
@@ -701,6 +727,7 @@ static void do_stream(const uint8_t *p, size_t n, const fz_limits *fl)
 		case LM_KIND_COMPLETE: do_complete(b, f.len, fl->complete_cap); break;
 		case LM_KIND_ERROR: do_error(b, f.len); break;
 		case LM_KIND_ACK: do_ack(b, f.len); break;
+		case LM_KIND_FEEDBACK: do_feedback(b, f.len); break;
 		default: CHECK(0);
 		}
 		p += f.len;
@@ -720,6 +747,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	limits_from(data[1], &fl);
 	fl.lim.features = (uint64_t)((data[0] / OP_COUNT) & 3) << 1; /* REF, DELTA */
+	if ((data[0] / OP_COUNT) & 4) { /* a mixed session: any known codec per packet */
+		fl.lim.codec = LM_CODEC_AUTO;
+		fl.lim.features |= LM_FEAT_MIXED;
+	}
 	p = data + 2;
 	n = size - 2;
 	switch (data[0] % OP_COUNT) {

@@ -234,7 +234,9 @@ for ch in 1 8; do
 	echo "== migrate with $ch channel(s), --json"
 	mkdir -p "$tmp/out$ch"
 	dst="$tmp/out$ch/dst.img"
-	migrate "$tmp/src.img" "$dst" "m$ch" "$ch"
+	# codec none: these checks count bytes as they travel raw (the
+	# default, codec auto, is checked below).
+	migrate "$tmp/src.img" "$dst" "m$ch" "$ch" --codec none
 	check "$ch ch: send exits 0" test "$send_rc" = 0
 	check "$ch ch: recv exits 0" test "$recv_rc" = 0
 	check "$ch ch: JSON statistics of both sides" check_stats "m$ch" "$size" "$ch"
@@ -271,6 +273,46 @@ for b in bad:
 sys.exit(1 if bad else 0)
 EOF
 }
+
+# check_auto NAME: the sender ran codec auto; its codec mix (per codec:
+# packets, page bytes in, payload bytes out) adds up to what it sent, and
+# the receiver's page counts match.
+check_auto() {
+	python3 - "$tmp/$1.send.out" "$tmp/$1.recv.out" <<'EOF'
+import json, sys
+def load(path, side):
+    objs = [json.loads(l) for l in open(path) if l.startswith("{")]
+    return [o for o in objs if o.get("side") == side][0]
+snd, rcv, bad = load(sys.argv[1], "sender"), load(sys.argv[2], "receiver"), []
+mix = snd.get("codec_mix", {})
+print(f"  sender: codec {snd['codec']} mix {mix} auto {snd.get('auto')}")
+if snd["codec"] != "auto":
+    bad.append(f"sender codec {snd['codec']}")
+if not mix or set(mix) - {"none", "lz4", "zstd", "deflate"}:
+    bad.append(f"codec_mix {mix}")
+if sum(m["packets"] for m in mix.values()) != snd["packets"]:
+    bad.append(f"codec_mix packets do not add up to {snd['packets']}")
+if sum(m["bytes_out"] for m in mix.values()) != snd["payload_bytes"]:
+    bad.append(f"codec_mix bytes_out do not add up to {snd['payload_bytes']}")
+if "auto" not in snd:
+    bad.append("no auto decision in the JSON")
+for k in ("normal", "duplicate", "payload_bytes", "packets"):
+    if snd[k] != rcv[k]:
+        bad.append(f"{k}: sender {snd[k]}, receiver {rcv[k]}")
+for b in bad:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+echo "== migrate with the default codec (auto), --json"
+mkdir -p "$tmp/cauto"
+migrate "$tmp/src.img" "$tmp/cauto/dst.img" cauto 2
+check "auto: send exits 0" test "$send_rc" = 0
+check "auto: recv exits 0" test "$recv_rc" = 0
+check "auto: codec auto and its mix in the JSON" check_auto cauto
+check "auto: image identical (cmp)" cmp "$tmp/src.img" "$tmp/cauto/dst.img"
+rm -f "$tmp/cauto/dst.img"
 
 for codec in deflate zstd lz4 zlib; do
 	echo "== migrate with --codec $codec, --json"

@@ -625,6 +625,9 @@ static void do_run(run *r, const char *in)
 	sargv[n++] = chs;
 	sargv[n++] = "--timeout";
 	sargv[n++] = to;
+	/* The byte positions above are codec none's (not auto's, the default). */
+	sargv[n++] = "--codec";
+	sargv[n++] = "none";
 	sargv[n] = NULL;
 	t0 = now_s();
 	sp = spawn(sargv, sout, r->send_err);

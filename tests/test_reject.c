@@ -84,6 +84,8 @@ static void reject_hello_unknown_kind(void)
 	hello_case("hello_unknown_kind_255", (edit){4, 1, 255}, LM_EKIND, "frame.kind");
 	/* known kinds that are not a hello */
 	hello_case("hello_first_frame_data", (edit){4, 1, LM_KIND_DATA}, LM_EKIND, "expected hello");
+	hello_case("hello_first_frame_feedback", (edit){4, 1, LM_KIND_FEEDBACK}, LM_EKIND,
+		   "first frame is feedback");
 	{
 		edit ack[2] = {{4, 1, LM_KIND_ACK}, {8, 4, LM_ACK_LEN}};
 		hello_case_n("hello_first_frame_ack", ack, 2, LM_EKIND, "expected hello");
@@ -130,6 +132,16 @@ static void reject_hello_codec(void)
 {
 	hello_case("hello_codec_7", (edit){HB + 28, 2, 7}, LM_ECODEC, "hello.codec");
 	hello_case("hello_codec_65535", (edit){HB + 28, 2, 65535}, LM_ECODEC, "hello.codec");
+	/* Codec auto stands or falls with MIXED required. */
+	hello_case("hello_codec_auto_without_mixed", (edit){HB + 28, 2, LM_CODEC_AUTO}, LM_ECODEC,
+		   "hello.codec 255");
+	edit offered[] = {{HB + 28, 2, LM_CODEC_AUTO}, {HB + 40, 8, LM_FEAT_MIXED}};
+	hello_case_n("hello_codec_auto_mixed_only_offered", offered, 2, LM_ECODEC, "hello.codec 255");
+	hello_case("hello_mixed_required_codec_none", (edit){HB + 48, 8, LM_FEAT_MIXED}, LM_ECODEC,
+		   "hello.codec 0 with the mixed feature");
+	edit zstd[] = {{HB + 28, 2, LM_CODEC_ZSTD}, {HB + 48, 8, LM_FEAT_MIXED}};
+	hello_case_n("hello_mixed_required_codec_zstd", zstd, 2, LM_ECODEC,
+		     "hello.codec 2 with the mixed feature");
 }
 
 static void reject_hello_packet_pages(void)
@@ -151,11 +163,12 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	/* Bits 0..2 (ROUND_ACK, REF, DELTA) are known; bit 3 is the first
-	 * unknown one. */
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 8}, LM_EFEATURE, "hello.required");
-	hello_case("hello_required_feature_known_and_bit_3", (edit){HB + 48, 8, LM_FEAT_KNOWN | 8},
-		   LM_EFEATURE, "hello.required");
+	/* Bits 0..3 (ROUND_ACK, REF, DELTA, MIXED) are known; bit 4 is the
+	 * first unknown one (bit 3 was, before MIXED). */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 16}, LM_EFEATURE, "hello.required");
+	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 16}, {HB + 28, 2, LM_CODEC_AUTO}};
+	hello_case_n("hello_required_feature_known_and_bit_4", known4, 2, LM_EFEATURE,
+		     "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");
 }

@@ -121,7 +121,9 @@ static void test_constants(void)
 	CHECK_EQ(LM_FEAT_ROUND_ACK, 1);
 	CHECK_EQ(LM_FEAT_REF, 2);   /* section 12: bit 1 */
 	CHECK_EQ(LM_FEAT_DELTA, 4); /* bit 2 */
-	CHECK_EQ(LM_FEAT_KNOWN, 7);
+	CHECK_EQ(LM_FEAT_MIXED, 8); /* bit 3 */
+	CHECK_EQ(LM_FEAT_KNOWN, 15);
+	CHECK_EQ(LM__FEEDBACK_US, 100000); /* section 11: every 100 ms */
 	CHECK_EQ(LM_REF_ENTRY, 16);  /* section 6, ref entry */
 	CHECK_EQ(LM_DELTA_ENTRY, 8); /* delta entry */
 	/* Limits table (section 15). */
@@ -164,6 +166,12 @@ static void test_constants(void)
 		CHECK(lm__codec_get((uint16_t)id)->per_page == 0);
 	for (unsigned id = 5; id < 256; id++)
 		CHECK(lm__codec_get((uint16_t)id) == NULL);
+	/* Per-codec arrays (stats, FEEDBACK) hold every known id. */
+	CHECK_EQ(LM_FEEDBACK_CODECS, LM_MAX_CODECS);
+	for (unsigned id = 0; id < 0x10000; id++)
+		CHECK(!lm__codec_get((uint16_t)id) || id < LM_MAX_CODECS);
+	CHECK_EQ(LM_CODEC_AUTO, 255);
+	CHECK(lm__codec_get(LM_CODEC_AUTO) == NULL); /* never a packet's codec */
 	CHECK(lm__codec_get(0xffff) == NULL);
 	CHECK(lm__codec_none.per_page == 1 && lm__codec_none.raw_only == 1);
 	CHECK_EQ(lm__codec_none.payload_bound(4096, 3), 3 * 4096);
@@ -488,7 +496,7 @@ static void test_hello(void)
 		be(b + 36, 4, bad_rc[i]);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.region_count");
 	}
-	for (int bit = 3; bit < 64; bit += 20) { /* bits 0..2: ROUND_ACK, REF, DELTA */
+	for (int bit = 4; bit < 64; bit += 20) { /* bits 0..3: ROUND_ACK, REF, DELTA, MIXED */
 		memcpy(b, v, 64);
 		be(b + 48, 8, 1ull << bit);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
@@ -496,16 +504,20 @@ static void test_hello(void)
 	memcpy(b, v, 64);
 	be(b + 48, 8, 1ull << 63);
 	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
-	/* The known bits may be required, alone or together. */
+	/* The known bits may be required, alone or together (MIXED with
+	 * codec auto, see test_hello_mixed). */
 	for (uint64_t req = 1; req <= LM_FEAT_KNOWN; req++) {
 		memcpy(b, v, 64);
+		be(b + 28, 2, (req & LM_FEAT_MIXED) ? LM_CODEC_AUTO : 0);
 		be(b + 40, 8, req);
 		be(b + 48, 8, req);
 		ACCEPT(lm__dec_hello(b, 64, &h, &E));
 		CHECK(h.required == req && h.features == req);
+		CHECK(lm__hello_features(&h) == req);
 	}
 	memcpy(b, v, 64);
-	be(b + 48, 8, LM_FEAT_KNOWN | 8);
+	be(b + 28, 2, LM_CODEC_AUTO);
+	be(b + 48, 8, LM_FEAT_KNOWN | 16);
 	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
 	/* Unknown optional features are ignored. */
 	memcpy(b, v, 64);
@@ -523,6 +535,64 @@ static void test_hello(void)
 	b[63] = 1;
 	memset(b + 4, 0, 16);
 	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.reserved");
+}
+
+/* Codec auto: hello.codec 255 exactly when hello.required has MIXED. */
+static void test_hello_mixed(void)
+{
+	hello_vals doc = {2, 1, 4, 0, {0}, 4096, 128, 2, 0, 0};
+	uint8_t b[64];
+	lm__hello h;
+
+	memcpy(doc.session, doc_session, 16);
+#define HELLO(codec_, feat_, req_)                 \
+	do {                                       \
+		doc_hello_body(b, &doc);           \
+		be(b + 28, 2, (codec_));           \
+		be(b + 40, 8, (feat_));            \
+		be(b + 48, 8, (req_));             \
+	} while (0)
+	HELLO(LM_CODEC_AUTO, LM_FEAT_MIXED, LM_FEAT_MIXED);
+	ACCEPT(lm__dec_hello(b, 64, &h, &E));
+	CHECK(h.codec == LM_CODEC_AUTO && lm__hello_features(&h) == LM_FEAT_MIXED);
+	/* Required alone is offered too. */
+	HELLO(LM_CODEC_AUTO, LM_FEAT_ROUND_ACK, LM_FEAT_MIXED);
+	ACCEPT(lm__dec_hello(b, 64, &h, &E));
+	CHECK(lm__hello_features(&h) == (LM_FEAT_MIXED | LM_FEAT_ROUND_ACK));
+	/* Unknown optional bits never count. */
+	HELLO(LM_CODEC_AUTO, ~0ull, LM_FEAT_MIXED);
+	ACCEPT(lm__dec_hello(b, 64, &h, &E));
+	CHECK(lm__hello_features(&h) == LM_FEAT_KNOWN);
+	/* 255 without MIXED required: offered only, or not at all. */
+	HELLO(LM_CODEC_AUTO, LM_FEAT_MIXED, 0);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec 255");
+	HELLO(LM_CODEC_AUTO, 0, 0);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec 255");
+	HELLO(LM_CODEC_AUTO, LM_FEAT_KNOWN & ~LM_FEAT_MIXED, LM_FEAT_ROUND_ACK);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec 255");
+	/* MIXED required with a pinned codec, every known one. */
+	for (uint16_t c = 0; c <= 4; c++) {
+		HELLO(c, LM_FEAT_MIXED, LM_FEAT_MIXED);
+		REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec");
+		CHECK(strstr(E.msg, "mixed") != NULL);
+		/* Offered but not required: the hello stands, MIXED is not
+		 * agreed. */
+		HELLO(c, LM_FEAT_MIXED | LM_FEAT_REF, 0);
+		ACCEPT(lm__dec_hello(b, 64, &h, &E));
+		CHECK(lm__hello_features(&h) == LM_FEAT_REF);
+	}
+	/* An unknown codec stays unknown, MIXED or not. */
+	HELLO(7, LM_FEAT_MIXED, LM_FEAT_MIXED);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec 7 unknown");
+	HELLO(254, 0, 0);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec 254 unknown");
+	/* Check order: the codec before packet_pages and required. */
+	HELLO(LM_CODEC_AUTO, 0, 1ull << 40);
+	be(b + 32, 4, 0);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_ECODEC, "hello.codec");
+	HELLO(LM_CODEC_AUTO, 0, LM_FEAT_MIXED | 1ull << 40);
+	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
+#undef HELLO
 }
 
 /* ---- REGION -------------------------------------------------------------------- */
@@ -1022,6 +1092,53 @@ static void test_data_rejects(void)
 		doc_data_hdr(b, &x);
 		REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &lim, &d, &E), LM_EFIELD,
 		       "data.payload");
+		/* Mixed sessions (codec auto): any known codec, per packet;
+		 * the payload bound is the packet's codec's. */
+		{
+			lm__limits l2 = lim;
+			l2.codec = LM_CODEC_AUTO;
+			l2.features = LM_FEAT_MIXED;
+			for (uint16_t c = 0; c <= 4; c++) {
+				x = good;
+				x.codec_flags = c;
+				doc_data_hdr(b, &x);
+				ACCEPT(lm__dec_data_hdr(b, bl, &l2, &d, &E));
+				CHECK_EQ(d.codec_flags, c);
+			}
+			static const uint16_t unknown[] = {5, 6, 7, 8, 0x7f, 0xfe, 0xff};
+			for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+				x = good;
+				x.codec_flags = unknown[i];
+				doc_data_hdr(b, &x);
+				REJECT(lm__dec_data_hdr(b, bl, &l2, &d, &E), LM_ECODEC, "data.codec");
+				CHECK(strstr(E.msg, "unknown") != NULL);
+			}
+			x = good;
+			x.codec_flags = 0x0102; /* flags still refused */
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, bl, &l2, &d, &E), LM_EFIELD, "data.codec_flags");
+			x = good;
+			x.payload = 4097; /* above none's bound for one page... */
+			doc_data_hdr(b, &x);
+			REJECT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E),
+			       LM_EFIELD, "data.payload");
+			x.codec_flags = LM_CODEC_ZSTD; /* ...within zstd's */
+			doc_data_hdr(b, &x);
+			if (lm__codec_get(LM_CODEC_ZSTD))
+				ACCEPT(lm__dec_data_hdr(b, (uint32_t)doc_body_len(&x), &l2, &d, &E));
+			/* A pinned codec takes itself and none only. */
+			l2.codec = LM_CODEC_ZSTD;
+			for (uint16_t c = 0; c <= 4; c++) {
+				x = good;
+				x.codec_flags = c;
+				doc_data_hdr(b, &x);
+				if (c == LM_CODEC_ZSTD || c == LM_CODEC_NONE)
+					ACCEPT(lm__dec_data_hdr(b, bl, &l2, &d, &E));
+				else
+					REJECT(lm__dec_data_hdr(b, bl, &l2, &d, &E), LM_ECODEC,
+					       "data.codec");
+			}
+		}
 		/* The session codec's id, when no such codec exists. */
 		{
 			lm__limits l2 = lim;
@@ -1849,6 +1966,7 @@ int main(void)
 	test_complete();
 	test_ack();
 	test_feedback();
+	test_hello_mixed();
 	test_error();
 	test_escape();
 	test_json_strings();

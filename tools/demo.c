@@ -59,6 +59,7 @@ typedef struct demo_opts {
 	int level;
 	lm_limit_action on_limit;
 	lm_dirty_source dirty;
+	lm_throttle_mode throttle_mode;
 	int no_auto_converge, verify_source, netns, json, quiet, probe, plaintext;
 	int no_dedup, no_delta;
 	uint64_t delta_cache; /* bytes, 0 = the library's default */
@@ -83,6 +84,12 @@ typedef struct dest_result {
 	char *text, *err;
 } dest_result;
 
+typedef struct round_entry {
+	uint32_t round, throttle_pct;
+	uint64_t t_ms, remaining_bytes, expected_downtime_ms;
+	double dirty_pages_rate, bandwidth_mbps;
+} round_entry;
+
 typedef struct demo {
 	demo_opts o;
 	FILE *txt;       /* human text: stdout, or stderr when stdout is JSON */
@@ -100,6 +107,12 @@ typedef struct demo {
 	 * (what the later rounds carried, in the JSON). */
 	uint64_t r1_bytes, r1_pages, end_bytes, end_pages;
 	int have_r1;
+	/* --json's round_log: one entry per pre-copy round, from the
+	 * progress callback (the thread running the migration). */
+	round_entry *log;
+	uint32_t nlog, log_cap;
+	int64_t t_migrate; /* now_ms() when lm_sender_migrate() was called */
+	lm_codec_mix mix_seen[LM_MAX_CODECS]; /* the sender's mix at the last progress line */
 } demo;
 
 static uint64_t pages_sent(const lm_stats *st)
@@ -115,10 +128,11 @@ static void usage(FILE *f, int full)
 		"usage: livemig demo [--size SIZE] [--working-set SIZE] [--dirty-rate RATE]\n"
 		"                    [--threads N] [--seed N] [--channels N]\n"
 		"                    [--from-image FILE] [--write-bytes N]\n"
-		"                    [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
+		"                    [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
 		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
-		"                    [--no-auto-converge] [--dirty uffd|callback|auto]\n"
+		"                    [--no-auto-converge] [--throttle-mode computed|step]\n"
+		"                    [--dirty uffd|callback|auto]\n"
 		"                    [--verify-source] [--netns] [--plaintext] [--json] [--quiet]\n"
 		"                    [--no-dedup] [--no-delta] [--delta-cache SIZE]\n"
 		"       livemig demo --probe\n");
@@ -129,7 +143,7 @@ static void usage(FILE *f, int full)
 		"process, and verifies the copy against the source at the pause.\n"
 		"SIZE and RATE (bytes, bytes/s) take a binary K, M or G suffix.\n"
 		"Defaults: --size 1G --working-set 256M --dirty-rate 128M --threads 1\n"
-		"--channels 2 --codec none --downtime-limit 300 --max-rounds 30 --on-limit fail\n"
+		"--channels 2 --codec auto --downtime-limit 300 --max-rounds 30 --on-limit fail\n"
 		"--dirty auto (uffd-wp when the kernel has it, else the workload's dirty log),\n"
 		"on loopback. --netns runs the source in netns " NS_SRC " and the destination in\n"
 		NS_DST " (" NS_DST_ADDR "). --json prints one JSON object on stdout (the rest\n"
@@ -149,7 +163,13 @@ static void usage(FILE *f, int full)
 		"new page. --dirty-rate counts pages dirtied either way: each page written\n"
 		"counts as 4096 bytes, however few bytes of it change.\n"
 		"The channels use TLS 1.3 with a random pre-shared key both processes share;\n"
-		"--plaintext turns that off.\n");
+		"--plaintext turns that off.\n"
+		"--throttle-mode: how auto-converge throttles the writers: computed (default)\n"
+		"from the measured dirty and link rates, once the rounds would not converge\n"
+		"on their own, re-computed every round; step: QEMU's cpu-throttle, 20%% then\n"
+		"+10%% after every second round that dirtied over half of what it sent.\n"
+		"--json adds round_log: per round its time since the migration began, what\n"
+		"remained, the dirty rate, the bandwidth, the throttle and expected downtime.\n");
 }
 
 /* Bytes with an optional binary suffix K, M, G or T (then an optional B or
@@ -236,6 +256,7 @@ enum {
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
 	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES, O_NO_DEDUP, O_NO_DELTA, O_DELTA_CACHE,
+	O_THROTTLE_MODE,
 };
 
 /* One option's value; -1 after printing what is wrong. */
@@ -254,7 +275,7 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	case O_SEED: return parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
 	case O_THREADS: return parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
 	case O_CHANNELS: return parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
-	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is none, deflate, zstd, lz4 or zlib") : 0;
+	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is auto, none, deflate, zstd, lz4 or zlib") : 0;
 	case O_LEVEL: return parse_level(a, &o->level) ? bad("--level must be -100..22") : 0;
 	case O_DOWNTIME: return parse_u32(a, &o->downtime_ms, 1, 3600000) ? bad("--downtime-limit must be 1..3600000 ms") : 0;
 	case O_ROUNDS: return parse_u32(a, &o->max_rounds, 1, 1000000) ? bad("--max-rounds must be 1..1000000") : 0;
@@ -267,6 +288,12 @@ static int parse_one(int c, const char *a, demo_opts *o)
 		}
 		return bad("--on-limit is fail or switchover");
 	case O_NO_AC: o->no_auto_converge = 1; return 0;
+	case O_THROTTLE_MODE:
+		if (!strcmp(a, "computed") || !strcmp(a, "step")) {
+			o->throttle_mode = a[0] == 'c' ? LM_THROTTLE_COMPUTED : LM_THROTTLE_STEP;
+			return 0;
+		}
+		return bad("--throttle-mode is computed or step");
 	case O_VERIFY: o->verify_source = 1; return 0;
 	case O_PLAINTEXT: o->plaintext = 1; return 0;
 	case O_NO_DEDUP: o->no_dedup = 1; return 0;
@@ -303,11 +330,13 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"from-image", required_argument, 0, O_IMAGE}, {"write-bytes", required_argument, 0, O_WRITE_BYTES},
 		{"no-dedup", no_argument, 0, O_NO_DEDUP}, {"no-delta", no_argument, 0, O_NO_DELTA},
 		{"delta-cache", required_argument, 0, O_DELTA_CACHE},
+		{"throttle-mode", required_argument, 0, O_THROTTLE_MODE},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
 	*o = (demo_opts){.size = 1ull << 30, .working_set = 256ull << 20, .dirty_rate = 128ull << 20,
-			 .channels = 2, .threads = 1, .downtime_ms = 300, .seed = 1};
+			 .channels = 2, .threads = 1, .downtime_ms = 300, .seed = 1,
+			 .codec = LM_CODEC_AUTO};
 	optind = 1; /* argv[0] is "demo" */
 	opterr = 0; /* our messages name the command, getopt's would say "demo" */
 	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
@@ -652,7 +681,7 @@ static void header(demo *d)
 	fprintf(d->txt, "demo: downtime limit %u ms, max rounds %u%s, max bandwidth %s, on limit %s, auto-converge %s\n",
 		o->downtime_ms, o->max_rounds ? o->max_rounds : 30, o->max_time_ms ? "" : ", no time limit",
 		o->max_bandwidth ? bw : "unlimited", o->on_limit == LM_LIMIT_FAIL ? "fail" : "switchover",
-		o->no_auto_converge ? "off" : "on");
+		o->no_auto_converge ? "off" : o->throttle_mode == LM_THROTTLE_STEP ? "on (step)" : "on (computed)");
 	if (o->max_time_ms)
 		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
 	if (o->image)
@@ -729,13 +758,51 @@ static void end_line(demo *d)
 	d->line_open = 0;
 }
 
+/* One round_log entry; a full log just stops growing. */
+static void log_round(demo *d, const lm_stats *st)
+{
+	round_entry *e;
+
+	if (d->nlog == d->log_cap) {
+		uint32_t cap = d->log_cap ? d->log_cap * 2 : 64;
+		round_entry *n = realloc(d->log, cap * sizeof(*n));
+		if (!n)
+			return;
+		d->log = n;
+		d->log_cap = cap;
+	}
+	e = &d->log[d->nlog++];
+	*e = (round_entry){.round = st->rounds, .throttle_pct = st->throttle_now_pct,
+			   .t_ms = (uint64_t)(now_ms() - d->t_migrate),
+			   .remaining_bytes = st->remaining_bytes,
+			   .expected_downtime_ms = st->expected_downtime_ms,
+			   .dirty_pages_rate = st->dirty_pages_rate,
+			   .bandwidth_mbps = st->bandwidth_mbps};
+}
+
+/* The codec mix of the round just synced ("lz4 71% none 29%"): the
+ * stats' cumulative mix less the one at the previous round. */
+static void round_mix(demo *d, const lm_stats *st, char *buf, size_t cap)
+{
+	lm_stats r;
+
+	memset(&r, 0, sizeof(r));
+	for (int c = 0; c < LM_MAX_CODECS; c++) {
+		r.codec_mix[c].packets = st->codec_mix[c].packets - d->mix_seen[c].packets;
+		r.codec_mix[c].bytes_in = st->codec_mix[c].bytes_in - d->mix_seen[c].bytes_in;
+		r.codec_mix[c].bytes_out = st->codec_mix[c].bytes_out - d->mix_seen[c].bytes_out;
+		d->mix_seen[c] = st->codec_mix[c];
+	}
+	lm_stats_mix_line(&r, buf, cap);
+}
+
 /* Round one: how much of the memory went; later: the dirty set, against
  * the largest it was, so a converging migration shows a shrinking bar. */
 static void on_progress(void *user, const lm_stats *st)
 {
 	demo *d = user;
 	uint64_t total = st->page_size ? st->total_ram / st->page_size : 0;
-	char b[BAR + 3], line[256], thr[32] = "";
+	char b[BAR + 3], line[384], thr[32] = "", mix[96];
 	double frac;
 
 	if (!d->have_r1) {
@@ -743,6 +810,7 @@ static void on_progress(void *user, const lm_stats *st)
 		d->r1_bytes = st->transferred;
 		d->r1_pages = pages_sent(st);
 	}
+	log_round(d, st);
 	if (d->o.quiet)
 		return;
 	if (st->dirty_pages > d->max_dirty)
@@ -753,11 +821,13 @@ static void on_progress(void *user, const lm_stats *st)
 		frac = d->max_dirty ? (double)st->dirty_pages / (double)d->max_dirty : 0;
 	bar(b, frac);
 	if (st->throttle_pct)
-		snprintf(thr, sizeof(thr), ", throttle %u%%", st->throttle_pct);
+		snprintf(thr, sizeof(thr), ", throttle %u%%", st->throttle_now_pct);
+	round_mix(d, st, mix, sizeof(mix));
 	snprintf(line, sizeof(line),
-		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms%s",
+		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms (fixed %" PRIu64 ")%s%s%s",
 		 st->rounds, st->rounds <= 1 ? "sent" : "dirty", b, st->dirty_pages, st->bandwidth_mbps,
-		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, thr);
+		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, st->downtime_fixed_ms, thr,
+		 mix[0] ? ", " : "", mix);
 	show(d, line);
 }
 
@@ -798,6 +868,16 @@ static void print_json(demo *d, const char *src, const dest_result *res, int ver
 	if (d->have_r1 && d->end_pages >= d->r1_pages) /* rounds 2..: wire bytes, pages */
 		printf(",\"later_rounds\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 "}",
 		       d->end_bytes - d->r1_bytes, d->end_pages - d->r1_pages);
+	printf(",\"round_log\":[");
+	for (uint32_t i = 0; i < d->nlog; i++) {
+		const round_entry *e = &d->log[i];
+		printf("%s{\"round\":%u,\"t_ms\":%" PRIu64 ",\"remaining_bytes\":%" PRIu64
+		       ",\"dirty_pages_rate\":%.0f,\"bandwidth_mbps\":%.2f,\"throttle_pct\":%u"
+		       ",\"expected_downtime_ms\":%" PRIu64 "}",
+		       i ? "," : "", e->round, e->t_ms, e->remaining_bytes, e->dirty_pages_rate,
+		       e->bandwidth_mbps, e->throttle_pct, e->expected_downtime_ms);
+	}
+	printf("]");
 	if (verified)
 		printf(",\"checksum\":\"0x%016" PRIx64 "\"", src_sum);
 	if (error) {
@@ -899,6 +979,7 @@ static void live_config(demo *d, lm_live_config *lc)
 		.max_bandwidth = d->o.max_bandwidth,
 		.on_limit = d->o.on_limit,
 		.no_auto_converge = d->o.no_auto_converge,
+		.throttle_mode = d->o.throttle_mode,
 		.verify_source = d->o.verify_source,
 	};
 }
@@ -935,6 +1016,7 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 	else if (!d->o.quiet)
 		show(d, "round 1: copying all memory while it is written");
 	*what = "migration failed";
+	d->t_migrate = now_ms();
 	return lm_sender_migrate(*s, &lc);
 }
 
@@ -1096,6 +1178,7 @@ int livemig_demo(int argc, char **argv)
 	/* Success: the child already sent its verdict and exits by itself. */
 	reap_child(&d, rc ? 0 : 5000);
 	wl_free(d.w);
+	free(d.log);
 	close(d.fd);
 	return sig_status(rc);
 }

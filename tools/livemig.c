@@ -60,7 +60,7 @@ static void usage(FILE *f)
 		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
-		"               [--codec none|deflate|zstd|lz4|zlib] [--level N]\n"
+		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
@@ -75,6 +75,9 @@ static void usage(FILE *f)
 		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
 		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n"
+		"send: --codec auto (the default) compresses what it measures pays: per packet\n"
+		"lz4, zstd, deflate or none, re-decided every 100 ms from the link, CPU and\n"
+		"receiver rates; name a codec to pin it.\n"
 		"send: a page whose bytes the destination already holds travels as a 16-byte\n"
 		"ref (compared byte for byte first); --no-dedup sends every copy in full.\n"
 		"--max-size (bytes, or with K, M, G, T: binary) defaults to the free space of\n"
@@ -283,7 +286,7 @@ static const lm_tls_config *trust(const opts *o, int *bad)
 
 static void print_stats(const lm_stats *st, const opts *o)
 {
-	char buf[2048];
+	char buf[4096];
 
 	if (o->quiet)
 		return;
@@ -296,7 +299,7 @@ static void print_stats(const lm_stats *st, const opts *o)
 
 static int cmd_send(int argc, char **argv)
 {
-	opts o = {0};
+	opts o = {.codec = LM_CODEC_AUTO};
 	lm_sender_config cfg = {0};
 	lm_sender *s = NULL;
 	lm_stats st;

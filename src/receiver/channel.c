@@ -9,10 +9,75 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "checksum.h"
 #include "receiver/receiver.h"
 #include "zero.h"
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- codecs and what they cost --------------------------------------------- */
+
+static int new_ctx(lm__rx_chan *ch, const lm__codec_ops *ops)
+{
+	lm_receiver *r = ch->r;
+	lm__codec_params p = {
+		.page_size = r->page_size,
+		.packet_pages = r->packet_pages,
+		.accel = r->cfg.accel,
+		.engine = r->cfg.engine,
+		.busy_retries = 3,
+		.stats = ch->eng,
+		.accel_ops = r->accel_ops,
+	};
+
+	return ops->ctx_new(&ch->codec_ctx[ops->id], &p);
+}
+
+/* The channel's context for ops: the session's codec has one from the
+ * start; under MIXED each codec gets its own on its first packet, so a
+ * session pays only for the codecs its sender picks. */
+static int codec_ctx(lm__rx_chan *ch, const lm__codec_ops *ops, lm__err *e)
+{
+	lm__err why = {0};
+	int rc;
+
+	if (ch->codec_ctx[ops->id])
+		return 0;
+	if (!(rc = new_ctx(ch, ops)))
+		return 0;
+	lm__codec_unavailable(&why, ops->id, ch->r->cfg.accel, rc);
+	lm__err_set(e, "data.codec %u: %s", ops->id, why.msg);
+	return rc;
+}
+
+void lm__receiver_slow_decode(lm_receiver *r, uint16_t codec, uint32_t ns_per_page)
+{
+	if (r && codec < LM_MAX_CODECS)
+		r->slow_ns[codec] = ns_per_page;
+}
+
+/* Counts pages decoded by codec since t0 (ns) for FEEDBACK, after the
+ * tests' delay (lm__receiver_slow_decode), which the time includes. */
+static void decoded(lm__rx_chan *ch, uint16_t codec, uint32_t pages, uint64_t t0)
+{
+	uint64_t slow = (uint64_t)ch->r->slow_ns[codec] * pages;
+
+	if (slow) {
+		struct timespec ts = {(time_t)(slow / 1000000000u), (long)(slow % 1000000000u)};
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+	ch->fb.codec[codec].pages += pages;
+	ch->fb.codec[codec].ns += t0 ? clock_ns(CLOCK_MONOTONIC) - t0 : slow;
+}
 
 /* ---- pages --------------------------------------------------------------- */
 
@@ -61,6 +126,7 @@ static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr 
 		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
 		return rc;
 	}
+	decoded(ch, LM_CODEC_NONE, d->normal + d->area, 0); /* nothing to decode: 0 ns */
 	return tail >= 0 ? land_tail(ch, g, ch->off[tail], e) : 0;
 }
 
@@ -68,6 +134,7 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 			    const lm__codec_ops *ops, lm__err *e)
 {
 	int rc = lm__read_full(&ch->conn, ch->payload, d->payload), tail = -1;
+	uint64_t t0;
 
 	if (rc) {
 		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
@@ -81,8 +148,11 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 	for (uint32_t i = 0; i < d->area; i++)
 		ch->pages[d->normal + i] = ch->area + (size_t)i * ch->r->page_size;
 	e->page = 0;
-	rc = ops->decode(ch->codec_ctx, ch->payload, d->payload, ch->plen, ch->pages,
+	t0 = clock_ns(CLOCK_MONOTONIC);
+	rc = ops->decode(ch->codec_ctx[ops->id], ch->payload, d->payload, ch->plen, ch->pages,
 			 d->normal + d->area, ch->r->page_size, e);
+	if (!rc)
+		decoded(ch, ops->id, d->normal + d->area, t0);
 	if (rc) {
 		/* Name the packet, and the page's offset where the codec knows
 		 * which page failed. */
@@ -112,6 +182,28 @@ static int grow_area(lm__rx_chan *ch, uint32_t pages, lm__err *e)
 	ch->area = a;
 	ch->area_cap = pages;
 	return 0;
+}
+
+static int is_finishing(lm_receiver *r);
+
+/* MIXED: what this channel spent, cumulative, on its own connection. A
+ * failed write fails like a failed ack, but for one after the session
+ * ended: the sender reads no more then and may have closed. */
+static int send_feedback(lm__rx_chan *ch, lm__err *e)
+{
+	uint8_t b[LM_FRAME_HDR + LM_FEEDBACK_LEN];
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	int rc;
+
+	ch->fb.round = ch->round;
+	ch->fb.cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - ch->cpu_hello_ns;
+	ch->fb.wall_ns = now - ch->t_hello_ns;
+	ch->t_fb_ns = now;
+	rc = lm__write_full(&ch->conn, b, lm__enc_feedback(b, &ch->fb));
+	if (!rc || is_finishing(ch->r))
+		return 0;
+	lm__err_set(e, "sending feedback of round %u: %s", ch->round, lm_strerror(rc));
+	return rc;
 }
 
 static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
@@ -160,12 +252,17 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EKIND;
 	}
 	g = r->by_id[d.region];
+	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
+	if (!ops->raw_only && (rc = codec_ctx(ch, ops, e)))
+		return rc;
 	if ((rc = lm__rx_claim(ch, g, &d, e)))
 		return rc;
-	ops = lm__codec_get(d.codec_flags & LM_PKT_CODEC_MASK);
 	rc = ops->raw_only ? read_raw_pages(ch, g, &d, e) : read_coded_pages(ch, g, &d, ops, e);
 	if (rc || (rc = lm__rx_land(ch, g, &d, e)))
 		return rc;
+	ch->mix[ops->id].packets++;
+	ch->mix[ops->id].bytes_in += (uint64_t)(d.normal + d.area) * r->page_size;
+	ch->mix[ops->id].bytes_out += d.payload;
 	ch->have_num = 1;
 	ch->last_num = d.packet_num;
 	ch->round_packets++;
@@ -175,6 +272,9 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->ref_pages += d.ref;
 	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
+	if ((r->features & LM_FEAT_MIXED) &&
+	    clock_ns(CLOCK_MONOTONIC) - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
+		return send_feedback(ch, e);
 	return 0;
 }
 
@@ -227,6 +327,10 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->round_packets = 0;
 	__atomic_store_n(&r->unsynced[ch->channel], 0, __ATOMIC_SEQ_CST);
 	if ((rc = lm__rx_round_barrier(ch, e)))
+		return rc;
+	/* A fresh FEEDBACK at every round end; on channel 0 before the
+	 * round's ACK, so the sender has it when the ACK arrives. */
+	if ((r->features & LM_FEAT_MIXED) && (rc = send_feedback(ch, e)))
 		return rc;
 	return ch->channel == 0 && (r->features & LM_FEAT_ROUND_ACK) ? ack_round(ch, s.round, e) : 0;
 }
@@ -332,6 +436,11 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 {
 	lm_receiver *r = ch->r;
 
+	/* FEEDBACK's clocks start with the channel's data: its hello acked. */
+	ch->t_hello_ns = clock_ns(CLOCK_MONOTONIC);
+	ch->cpu_hello_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	ch->t_fb_ns = ch->t_hello_ns;
+
 	for (;;) {
 		lm__frame f;
 		lm__error_msg m;
@@ -384,7 +493,8 @@ int lm__rx_chan_alloc(lm__rx_chan *ch)
 {
 	lm_receiver *r = ch->r;
 	uint32_t n = r->packet_pages;
-	const lm__codec_ops *ops = lm__codec_get(r->codec);
+	int mixed = r->codec == LM_CODEC_AUTO;
+	const lm__codec_ops *ops = lm__codec_get(mixed ? LM_CODEC_NONE : r->codec);
 
 	/* Offsets, the larger of a ref entry or a delta entry and an area
 	 * length, and a length: at most 28 bytes a page. */
@@ -399,30 +509,28 @@ int lm__rx_chan_alloc(lm__rx_chan *ch)
 	if (!ch->tab || !ch->off || !ch->plen || !ch->iov || !ch->pages || !ch->tail || !ch->refs ||
 	    !ch->deltas || !ops)
 		return -ENOMEM;
-	if (!ops->raw_only) {
-		lm__codec_params p = {
-			.page_size = r->page_size,
-			.packet_pages = n,
-			.accel = r->cfg.accel,
-			.engine = r->cfg.engine,
-			.busy_retries = 3,
-			.stats = ch->eng,
-			.accel_ops = r->accel_ops,
-		};
-		ch->payload = malloc(ops->payload_bound(r->page_size, n));
-		if (!ch->payload)
-			return -ENOMEM;
-		return ops->ctx_new(&ch->codec_ctx, &p);
+	/* A mixed session's packets may come in any codec: one buffer for
+	 * the largest payload of them all, contexts as they are needed. */
+	if (mixed) {
+		ch->payload = malloc(lm__codec_payload_bound(r->page_size, n));
+		return ch->payload ? 0 : -ENOMEM;
 	}
-	return 0;
+	if (ops->raw_only)
+		return 0;
+	ch->payload = malloc(ops->payload_bound(r->page_size, n));
+	if (!ch->payload)
+		return -ENOMEM;
+	return new_ctx(ch, ops);
 }
 
 void lm__rx_chan_free(lm__rx_chan *ch)
 {
-	const lm__codec_ops *ops = ch->r ? lm__codec_get(ch->r->codec) : NULL;
-
-	if (ops && ch->codec_ctx)
-		ops->ctx_free(ch->codec_ctx);
+	for (uint16_t id = 0; id < LM_MAX_CODECS; id++) {
+		const lm__codec_ops *ops = lm__codec_get(id);
+		if (ops && ch->codec_ctx[id])
+			ops->ctx_free(ch->codec_ctx[id]);
+		ch->codec_ctx[id] = NULL;
+	}
 	free(ch->tab);
 	free(ch->off);
 	free(ch->plen);
@@ -437,11 +545,9 @@ void lm__rx_chan_free(lm__rx_chan *ch)
 	ch->deltas = NULL;
 	ch->area = NULL;
 	ch->area_cap = 0;
-	ch->codec_ctx = NULL;
 	ch->tab = ch->payload = ch->tail = NULL;
 	ch->off = NULL;
 	ch->plen = NULL;
 	ch->iov = NULL;
 	ch->pages = NULL;
 }
-

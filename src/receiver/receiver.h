@@ -99,8 +99,20 @@ typedef struct lm__rx_chan {
 	lm__delta *deltas;
 	uint8_t *area;   /* the packet's delta area, decoded (area_cap pages) */
 	uint32_t area_cap;
-	void *codec_ctx;
-	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec context */
+	/* Codec contexts by codec id: the session's made at alloc; under
+	 * MIXED each on the first packet of its codec (codec_ctx()). */
+	void *codec_ctx[LM_MAX_CODECS];
+	lm_engine_stats eng[LM_MAX_ENGINES]; /* filled by the codec contexts */
+	/* By codec id: packets, page bytes decoded (normal pages and delta
+	 * areas), payload bytes: the receiver's lm_stats.codec_mix. */
+	lm_codec_mix mix[LM_MAX_CODECS];
+	/* What FEEDBACK reports (MIXED): pages decoded and the wall ns spent
+	 * in the codec's decode, by codec id, cumulative; round, cpu_ns and
+	 * wall_ns are filled as each frame goes out. */
+	lm__feedback fb;
+	uint64_t t_hello_ns;  /* CLOCK_MONOTONIC at the channel's hello */
+	uint64_t cpu_hello_ns;/* the thread's CPU time then */
+	uint64_t t_fb_ns;     /* the last FEEDBACK sent, 0 = none yet */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
 	uint64_t ref_pages, delta_pages, delta_bytes, ref_waits;
 	/* Guarded by r->lock: this channel waits for a ref's source, page
@@ -124,6 +136,9 @@ struct lm_receiver {
 	pthread_mutex_t log_lock;     /* one cfg.log call at a time */
 	int cancelled;            /* atomic: lm_receiver_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
+	/* Tests: ns of delay per page decoded, by codec id (see
+	 * lm__receiver_slow_decode); set before the run, read-only in it. */
+	uint32_t slow_ns[LM_MAX_CODECS];
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;
@@ -145,7 +160,7 @@ struct lm_receiver {
 	uint16_t channels;
 	uint32_t page_size, packet_pages, region_count;
 	uint16_t codec;
-	uint64_t features;        /* the session's, all known (hello.features) */
+	uint64_t features;        /* the session's: lm__hello_features() of the first hello */
 	/* Guarded by lock. */
 	lm__rx_chan *chan[LM_MAX_CHANNELS];
 	uint32_t connected;
@@ -184,6 +199,13 @@ struct lm_receiver {
 int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e);
 int lm__rx_chan_alloc(lm__rx_chan *ch);
 void lm__rx_chan_free(lm__rx_chan *ch);
+
+/* Tests only: every packet of codec at this receiver takes ns_per_page
+ * longer per page to decode (a sleep around its decode, counted in the
+ * decode time FEEDBACK reports), as a slow decoder would. Call before
+ * lm_receiver_run(); 0 turns it off. For the sender's test that a codec
+ * the receiver decodes slowly is avoided. */
+void lm__receiver_slow_decode(lm_receiver *r, uint16_t codec, uint32_t ns_per_page);
 
 #define LM__RESERVE_CHUNK (2u << 20)
 

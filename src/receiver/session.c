@@ -231,8 +231,8 @@ static int same_shape(const lm_receiver *r, const lm__hello *h, lm__err *e)
 			: h->packet_pages != r->packet_pages ? "packet_pages"
 			: h->codec != r->codec               ? "codec"
 			: h->region_count != r->region_count ? "region_count"
-			: (h->features & LM_FEAT_KNOWN) != r->features ? "features"
-								       : NULL;
+			: lm__hello_features(h) != r->features ? "features"
+							       : NULL;
 
 	if (!f)
 		return 0;
@@ -319,7 +319,7 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err 
 		r->packet_pages = h->packet_pages;
 		r->codec = h->codec;
 		r->region_count = h->region_count;
-		r->features = h->features & LM_FEAT_KNOWN;
+		r->features = lm__hello_features(h);
 		int first; /* channel 0's own "reuse" is the external PSK, not a ticket */
 		lm__tls_describe(&ch->conn, r->tls_suite, sizeof(r->tls_suite), r->tls_peer,
 				 sizeof(r->tls_peer), &first);
@@ -1040,6 +1040,11 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 		st->packets += ch->packets;
 		st->cpu_seconds += ch->cpu;
 		lm__stats_add_engines(st, ch->eng);
+		for (int k = 0; k < LM_MAX_CODECS; k++) {
+			st->codec_mix[k].packets += ch->mix[k].packets;
+			st->codec_mix[k].bytes_in += ch->mix[k].bytes_in;
+			st->codec_mix[k].bytes_out += ch->mix[k].bytes_out;
+		}
 		if (ch->channel == 0)
 			st->rounds = ch->round;
 	}

@@ -3,15 +3,89 @@
  * data frame on its connection (zero scan, encoding, the frame, the write),
  * and the round's SYNC. It owns its conn and buffers while its state is not
  * IDLE; it touches no other channel and no session state but the error
- * (lm__sender_error) and the atomic wire byte count.
+ * (lm__sender_error), the atomic wire byte count and codec auto's published
+ * decision (codecs.c).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sender/sender.h"
 #include "zero.h"
+
+int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e)
+{
+	uint8_t b[LM_FEEDBACK_LEN];
+	lm__feedback fb;
+	int rc;
+
+	if (f->len != LM_FEEDBACK_LEN) { /* read_frame bounds it; exact here */
+		lm__err_set(e, "feedback.length %u, expected %u", f->len, LM_FEEDBACK_LEN);
+		return LM_EFIELD;
+	}
+	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
+		lm__err_set(e, "reading feedback: %s", lm_strerror(rc));
+		return rc;
+	}
+	if ((rc = lm__dec_feedback(b, f->len, &fb, e)))
+		return rc;
+	pthread_mutex_lock(&ch->s->lock);
+	ch->fb = fb;
+	ch->fb_seq++;
+	pthread_mutex_unlock(&ch->s->lock);
+	return 0;
+}
+
+/* FEEDBACK may come at any time during data: taken and kept; whatever
+ * else comes is the receiver giving up. */
+int lm__sender_take_input(lm__conn *c, void *arg)
+{
+	lm__tx_chan *ch = arg;
+
+	if (ch->have_held || ch->in_rc)
+		return 1;
+	while (lm__conn_readable(c)) {
+		lm__err e = {0};
+		int rc = lm__read_frame(c, &ch->held, ch->s->page_size, ch->s->packet_pages, &e);
+		if (!rc && ch->held.kind != LM_KIND_FEEDBACK) {
+			ch->have_held = 1;
+			return 1;
+		}
+		if (!rc)
+			rc = lm__sender_take_feedback(ch, &ch->held, &e);
+		if (rc) {
+			if (rc == LM_EEOF)
+				lm__err_set(&e, "the receiver closed the connection");
+			ch->in_rc = rc;
+			ch->in_err = e;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The receiver's next frame that is not FEEDBACK (those before it are
+ * taken): the one take_input held, if any. */
+static int next_frame(lm__tx_chan *ch, lm__frame *f, lm__err *e)
+{
+	int rc;
+
+	if (ch->have_held) {
+		ch->have_held = 0;
+		*f = ch->held;
+		return 0;
+	}
+	for (;;) {
+		if ((rc = lm__read_frame(&ch->conn, f, ch->s->page_size, ch->s->packet_pages, e)))
+			return rc;
+		if (f->kind != LM_KIND_FEEDBACK)
+			return 0;
+		if ((rc = lm__sender_take_feedback(ch, f, e)))
+			return rc;
+	}
+}
 
 int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 {
@@ -25,9 +99,15 @@ int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e)
 		lm__err_set(e, "cancelled after another channel failed");
 		return rc;
 	}
+	if (ch->in_rc) { /* what take_input met, as it met it */
+		rc = ch->in_rc;
+		*e = ch->in_err;
+		ch->in_rc = 0;
+		return rc;
+	}
 	ch->conn.timeout_ms = rc == LM_EPEER ? saved : 200;
 	ch->conn.watch_in = 0;
-	got = lm__read_frame(&ch->conn, &f, ch->s->page_size, ch->s->packet_pages, e);
+	got = next_frame(ch, &f, e);
 	if (got == 0 && f.kind == LM_KIND_ERROR && lm__read_error_body(&ch->conn, &f, &m, e) == 0) {
 		lm__err_set(e, "receiver reported: %s (%s)", m.msg, lm_strerror(m.code));
 		rc = LM_EPEER;
@@ -80,18 +160,19 @@ static uint32_t codec_pages(lm__tx_chan *ch, uint32_t area)
 	return pl->nn + area;
 }
 
-/* Encodes the packet's codec pages with the session's codec. Sets lens[]
- * and the packet's codec; returns the payload size, or a negative error.
- * A packet the codec cannot shrink goes raw (codec none). */
-static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
+/* Encodes the packet's codec pages with codec want. Sets lens[] and the
+ * packet's codec; returns the payload size, or a negative error. A packet
+ * the codec cannot shrink goes raw (codec none). */
+static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t want, uint16_t *codec)
 {
 	lm_sender *s = ch->s;
+	const lm__codec_ops *ops = want < LM_MAX_CODECS ? ch->cops[want] : NULL;
 	uint32_t ps = s->page_size;
 	size_t enc_len = 0;
 	int rc;
 
 	*codec = LM_CODEC_NONE;
-	if (!ch->ops->raw_only && nc) {
+	if (ops && !ops->raw_only && nc) {
 		for (uint32_t i = 0; ch->bounce && i < nc; i++) {
 			/* A live workload may write the page while the encoder
 			 * reads it twice (match search, then emit): encoders,
@@ -100,12 +181,12 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
 			memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
 			ch->pages[i] = ch->bounce + (size_t)i * ps;
 		}
-		rc = ch->ops->encode(ch->codec_ctx, (const void *const *)ch->pages, nc, ps, ch->enc,
-				     ch->enc_cap, ch->lens, &enc_len);
+		rc = ops->encode(ch->cctx[want], (const void *const *)ch->pages, nc, ps, ch->enc,
+				 ch->enc_cap, ch->lens, &enc_len);
 		if (rc == 0) {
 			uint64_t sum = 0;
-			*codec = ch->ops->id;
-			if (!ch->ops->per_page)
+			*codec = ops->id;
+			if (!ops->per_page)
 				return (int64_t)enc_len;
 			for (uint32_t i = 0; i < nc; i++)
 				sum += ch->lens[i];
@@ -117,6 +198,51 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t *codec)
 	for (uint32_t i = 0; i < nc; i++)
 		ch->lens[i] = ps;
 	return (int64_t)nc * ps;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void add(uint64_t *ctr, uint64_t v)
+{
+	__atomic_add_fetch(ctr, v, __ATOMIC_RELAXED);
+}
+
+/* A packet went: codec auto's counters (t[]: before the plan, after it,
+ * after the encoding, before and after the write, and the thread's CPU
+ * time before and after the write) and the codec mix. */
+static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t in,
+			 uint64_t payload, uint64_t wire, const uint64_t *t)
+{
+	lm__auto_ctr *c = &ch->ctr;
+
+	add(&c->plan_ns, t[1] - t[0]);
+	add(&c->plan_bytes, in);
+	add(&c->write_ns, t[4] - t[3]);
+	add(&c->write_cpu_ns, t[6] - t[5]);
+	add(&c->wire_bytes, wire);
+	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
+		add(&c->codec[want].packets, 1);
+		add(&c->codec[want].in, in);
+		add(&c->codec[want].out, payload);
+		add(&c->codec[want].ns, t[2] - t[1]);
+	}
+	ch->mix[codec].packets++;
+	ch->mix[codec].bytes_in += in;
+	ch->mix[codec].bytes_out += payload;
 }
 
 /* The frame header and tables: offsets (normal, zero, ref, delta), the ref
@@ -170,11 +296,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint32_t ps = s->page_size, n = ch->job_pages, area, nc;
 	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
-	uint16_t codec;
+	uint16_t codec, want = LM_CODEC_NONE;
 	int64_t payload;
-	uint64_t wire = 0;
+	uint64_t wire = 0, t[7];
 	int iovc = 1, rc;
 
+	t[0] = now_ns();
 	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
 		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
 			    lm_strerror(rc));
@@ -182,9 +309,14 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	}
 	area = (uint32_t)((pl->area_len + ps - 1) / ps);
 	nc = codec_pages(ch, area);
-	payload = encode_pages(ch, nc, &codec);
+	t[1] = now_ns();
+	if (nc)
+		want = lm__tx_codec_pick(ch);
+	payload = encode_pages(ch, nc, want, &codec);
+	t[2] = now_ns();
 	if (payload < 0) {
-		lm__err_set(e, "codec %s: %s", ch->ops->name, lm_strerror((int)payload));
+		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),
+			    lm_strerror((int)payload));
 		rc = (int)payload;
 		goto out;
 	}
@@ -202,7 +334,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	d.codec_flags = codec;
 	ch->iov[0].iov_base = ch->hdr;
 	ch->iov[0].iov_len = (size_t)(put_tables(ch, &d, nc) - ch->hdr);
-	if (codec != LM_CODEC_NONE && !ch->ops->per_page) {
+	if (codec != LM_CODEC_NONE && !ch->cops[codec]->per_page) {
 		iov_add(ch, &iovc, enc, (size_t)payload);
 	} else {
 		/* Raw pages go from where the plan read them to the socket
@@ -219,12 +351,16 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	/* Counted before the write: lm__writev_full consumes the iovecs. */
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
+	t[5] = cpu_ns();
+	t[3] = now_ns();
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
-	/* During data a receiver only speaks to refuse: a channel whose
-	 * writes never block would otherwise send on until its peer stops
-	 * reading, and another channel blocked on the same receiver would
-	 * time out first. One poll per packet. */
-	if (!rc && lm__conn_readable(&ch->conn))
+	t[4] = now_ns();
+	t[6] = cpu_ns();
+	/* During data a receiver only speaks to refuse, or with FEEDBACK: a
+	 * channel whose writes never block would otherwise send on until its
+	 * peer stops reading, and another channel blocked on the same
+	 * receiver would time out first. One poll per packet. */
+	if (!rc && lm__sender_take_input(&ch->conn, ch))
 		rc = LM_EPEER;
 	if (rc) {
 		rc = lm__sender_peer_reason(ch, rc, e);
@@ -237,6 +373,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	ch->payload += d.payload;
 	ch->packets++;
 	ch->round_packets++;
+	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t);
 out:
 	lm__plan_done(&s->kinds, pl);
 	return rc;

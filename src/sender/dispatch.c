@@ -106,6 +106,7 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 	if (!(ch = idle_channel(s)))
 		return NULL;
 	pace(s); /* after the wait: the packet just finished is charged */
+	lm__sender_auto_tick(s); /* codec auto re-decides every 100 ms */
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
 	ch->job_region = rid;
@@ -258,10 +259,12 @@ int lm__sender_sync(lm_sender *s)
 {
 	lm__err e = {0};
 	lm__ack ack;
+	uint64_t t0;
 	int rc = lm__sender_wait_idle(s);
 
 	if (rc)
 		return rc;
+	t0 = lm__now_us();
 	for (uint32_t i = 0; i < s->nch; i++)
 		lm__sender_post(s, &s->ch[i], LM_TX_SYNC);
 	if ((rc = lm__sender_wait_idle(s)))
@@ -278,6 +281,7 @@ int lm__sender_sync(lm_sender *s)
 			return rc;
 		}
 	}
+	s->sync_us = lm__now_us() - t0;
 	s->round++;
 	return 0;
 }

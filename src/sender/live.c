@@ -2,11 +2,13 @@
  * Live migration (pre-copy) on a connected sender, as QEMU does it:
  *
  *   arm dirty tracking; round 1 sends every page;
- *   loop: sync the dirty set; expected downtime = dirty bytes / bandwidth
- *         measured over the last round; under the limit -> switch over;
- *         at max rounds or max time -> per on_limit; rounds that do not
- *         shrink -> throttle the workload (auto-converge);
- *         else send the dirty pages as the next round;
+ *   loop: sync the dirty set; expected downtime = the switchover's fixed
+ *         costs + dirty bytes / bandwidth measured over the last round
+ *         (converge.c has the model and its equations); under the limit ->
+ *         switch over; at max rounds or max time -> per on_limit; rounds
+ *         that would not converge in the rounds and time left -> throttle
+ *         the workload (auto-converge: computed from the measured rates,
+ *         or QEMU's steps); else send the dirty pages as the next round;
  *   switchover: pause, final sync, send the rest, checksums, wait for the
  *         destination's verified reply. Downtime = pause to that reply.
  *
@@ -14,18 +16,24 @@
  * written again before their turn: they are in the next round anyway.
  *
  * One difference from QEMU: under the limit we still run another round while
- * the dirty set keeps shrinking by a fifth or more and the expected downtime
- * is above LM__DOWNTIME_FLOOR_MS, because each such round cuts the downtime
- * for a fraction of the total time (a round of d dirty pages lasts about
- * d / bandwidth, the next one has d * dirty rate / bandwidth). Any failure
- * resumes the workload.
+ * the dirty set keeps shrinking by a fifth or more and the part of the
+ * expected downtime the set costs is above LM__DOWNTIME_FLOOR_MS, because
+ * each such round cuts the downtime for a fraction of the total time (a
+ * round of d dirty pages lasts about d / bandwidth, the next one has
+ * d * dirty rate / bandwidth). Not while throttled: there the throttle made
+ * the set fit, and another round would only slow the workload longer. Any
+ * failure resumes the workload.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "dirty.h"
+#include "hash.h"
+#include "sender/converge.h"
 #include "sender/sender.h"
 
 /* Below this expected downtime another round gains too little to be worth
@@ -41,9 +49,11 @@ typedef struct live {
 	uint64_t t0;            /* migrate() entered */
 	int paused;
 	uint32_t throttle;      /* the pct last given to the callback */
-	uint32_t high_cnt;      /* rounds that dirtied over half they sent */
-	double bw;              /* page bytes per second, 0 until measured */
+	uint32_t high_cnt;      /* step mode: rounds that dirtied over half they sent */
+	lm__conv m;             /* the rate model (converge.c) */
+	lm__conv_est est;       /* its estimate at the last sync */
 	uint64_t prev_dirty;    /* pages the previous round had to send */
+	uint64_t d_t0;          /* the current dirty interval began (last sync) */
 	/* Counters at the start of the current round. */
 	uint64_t r_t0, r_normal, r_zero;
 } live;
@@ -53,7 +63,8 @@ static int config(lm_live_config *c, const lm_live_config *in)
 	if (!in || !in->pause || !in->resume)
 		return LM_EINVAL;
 	*c = *in;
-	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER)
+	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER ||
+	    (unsigned)c->throttle_mode > LM_THROTTLE_STEP)
 		return LM_EINVAL;
 	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log)
 		return LM_EINVAL;
@@ -81,7 +92,46 @@ static void mid_round_sync(void *user)
 	lm__err e = {0};
 	uint64_t n;
 
-	(void)lm__dirty_sync(L->dirty, L->next, &n, &e);
+	if (!lm__dirty_sync(L->dirty, L->next, &n, &e))
+		lm__conv_sample(&L->m, lm__now_us() - L->d_t0, n);
+}
+
+/* The checksum's hash speed here and now, for the switchover's hashing:
+ * the slowest of four pieces of the first region, 2 MiB at most each. */
+static double hash_rate(const lm_sender *s)
+{
+	const lm__tx_region *r = &s->regions[0];
+	uint64_t piece = (r->len / 4 < (2u << 20) ? r->len / 4 : (2u << 20)) & ~4095ull;
+	double slowest = 0;
+
+	if (!s->nregions || !piece)
+		return 0; /* too little to time: converge.c's default */
+	for (int k = 0; k < 4; k++) {
+		struct iovec v = {(void *)(r->base + (uint64_t)k * piece), (size_t)piece};
+		uint64_t t = lm__now_us();
+		double rate;
+		(void)lm__hash(&v, 1, 0);
+		t = lm__now_us() - t;
+		rate = (double)piece / ((double)(t ? t : 1) / 1e6);
+		if (!slowest || rate < slowest)
+			slowest = rate;
+	}
+	return slowest;
+}
+
+static void model_init(live *L)
+{
+	lm_sender *s = L->s;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	lm__conv_setup c = {.page_size = s->page_size, .limit_ms = L->c.downtime_limit_ms,
+			    .hash_threads = s->nch, .verify_source = L->c.verify_source,
+			    .hash_rate = hash_rate(s)};
+
+	for (uint32_t i = 0; i < s->nregions; i++)
+		c.total_bytes += s->regions[i].len;
+	if (cpus > 0 && c.hash_threads > (unsigned long)cpus) /* as lm__sumtree_final */
+		c.hash_threads = (unsigned)cpus;
+	lm__conv_init(&L->m, &c);
 }
 
 static int setup(live *L, lm__err *e)
@@ -108,8 +158,10 @@ static int setup(live *L, lm__err *e)
 		 lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP ? "uffd-wp" : "callback");
 	if ((rc = lm__sender_set_live(s)))
 		return rc;
+	model_init(L);
 	if ((rc = lm__dirty_start(L->dirty, e)))
 		return rc;
+	L->d_t0 = lm__now_us();
 	/* A scan costs milliseconds with uffd-wp; a KVM dirty log walks
 	 * every slot, and callbacks are called once a round, as documented. */
 	if (lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP) {
@@ -157,49 +209,90 @@ static uint64_t recheck_refs(live *L)
 	return again;
 }
 
-/* Reads the dirty set and measures the round that just ended. */
+/* Reads the dirty set and measures the round that just ended (its sync
+ * was just acknowledged). */
 static int round_end(live *L, uint64_t *dirty, lm__err *e)
 {
 	lm_sender *s = L->s;
 	lm_stats *l = &s->live_st;
-	uint64_t normal, zero, now;
-	double secs, bytes;
+	uint64_t normal, zero, t_acked = lm__now_us(), t_scanned;
+	lm__conv_round r = {.sync_us = s->sync_us, .pct = L->throttle,
+			    .packet_bytes = s->packet_pages * s->page_size};
 	int rc;
 
 	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))
 		return rc;
+	t_scanned = lm__now_us();
+	r.scan_us = t_scanned - t_acked;
+	r.dirty_us = t_acked - L->d_t0;
+	L->d_t0 = t_acked;
 	*dirty += recheck_refs(L);
 	lm__sender_counts(s, &normal, &zero);
-	now = lm__now_us();
-	secs = (double)(now - L->r_t0) / 1e6;
-	if (secs <= 0)
-		secs = 1e-6;
-	/* Non-zero pages only: zero pages cost next to nothing, and the
-	 * pages a workload dirties are rarely zero. A tiny round measures
-	 * mostly the sync's latency, so it keeps the previous figure. */
-	bytes = (double)(normal - L->r_normal) * s->page_size;
-	if (bytes >= 4.0 * s->packet_pages * s->page_size || L->bw == 0)
-		L->bw = bytes > 0 ? bytes / secs
-				  : (double)(zero - L->r_zero + 1) * s->page_size / secs;
+	r.dirty = *dirty;
+	r.pages = normal - L->r_normal + zero - L->r_zero;
+	r.secs = (double)(t_acked - L->r_t0) / 1e6;
+	r.page_bytes = (double)(normal - L->r_normal) * s->page_size;
+	r.zero_bytes = (double)(zero - L->r_zero) * s->page_size;
+	lm__conv_end_round(&L->m, &r);
+	L->est = lm__conv_expected(&L->m);
 	l->dirty_pages = *dirty;
 	l->remaining_bytes = *dirty * s->page_size;
-	l->dirty_pages_rate = (double)*dirty / secs;
-	l->bandwidth_mbps = L->bw * 8 / 1e6;
-	l->expected_downtime_ms = (uint64_t)((double)l->remaining_bytes * 1000.0 / L->bw);
+	l->dirty_pages_rate = (double)*dirty / ((double)(r.dirty_us ? r.dirty_us : 1) / 1e6);
+	l->bandwidth_mbps = L->m.bw * 8 / 1e6;
+	l->expected_downtime_ms = (uint64_t)(L->est.total_ms + 0.5);
+	l->downtime_fixed_ms = (uint64_t)(L->est.fixed_ms + 0.5);
+	l->throttle_now_pct = L->throttle;
 	return 0;
 }
 
-/* QEMU's auto-converge: a round that dirtied more than half of what it
- * sent counts as high; two high rounds raise the throttle one step. */
-static void auto_converge(live *L, uint64_t dirty)
+static void set_throttle(live *L, uint32_t pct)
+{
+	lm_stats *l = &L->s->live_st;
+
+	if (pct == L->throttle)
+		return;
+	L->throttle = pct;
+	L->c.throttle(L->c.user, pct);
+	l->throttle_now_pct = pct;
+	if (pct > l->throttle_pct)
+		l->throttle_pct = pct;
+}
+
+/* Rounds and milliseconds left before max_rounds / max_time_ms (0: none). */
+static uint32_t rounds_left(live *L)
+{
+	return L->c.max_rounds > L->s->round ? L->c.max_rounds - L->s->round : 0;
+}
+
+static double ms_left(live *L)
+{
+	double elapsed = (double)(lm__now_us() - L->t0) / 1e3;
+
+	if (!L->c.max_time_ms)
+		return 0;
+	return elapsed < L->c.max_time_ms ? L->c.max_time_ms - elapsed : 1e-3;
+}
+
+/* Computed mode: the throttle the measured rates call for, for the next
+ * round (converge.c), 0 when the rounds converge on their own. */
+static void computed_throttle(live *L)
+{
+	set_throttle(L, lm__conv_throttle(&L->m, rounds_left(L), ms_left(L), L->throttle,
+					  L->c.throttle_max));
+}
+
+/* QEMU's auto-converge (step mode): a round that dirtied more than half
+ * of what it sent counts as high; two high rounds raise the throttle one
+ * step. */
+static void step_throttle(live *L, uint64_t dirty)
 {
 	lm_sender *s = L->s;
 	uint64_t normal, zero;
+	uint32_t pct;
 
 	/* Under the limit we switch over or shrink without it: a throttle
 	 * would only slow the workload. */
-	if (!L->c.throttle || L->c.no_auto_converge ||
-	    s->live_st.expected_downtime_ms <= L->c.downtime_limit_ms)
+	if (s->live_st.expected_downtime_ms <= L->c.downtime_limit_ms)
 		return;
 	lm__sender_counts(s, &normal, &zero);
 	if (dirty * 2 <= (normal - L->r_normal) + (zero - L->r_zero))
@@ -209,12 +302,18 @@ static void auto_converge(live *L, uint64_t dirty)
 	L->high_cnt = 0;
 	if (L->throttle >= L->c.throttle_max)
 		return;
-	L->throttle = L->throttle ? L->throttle + L->c.throttle_increment : L->c.throttle_initial;
-	if (L->throttle > L->c.throttle_max)
-		L->throttle = L->c.throttle_max;
-	L->c.throttle(L->c.user, L->throttle);
-	if (L->throttle > s->live_st.throttle_pct)
-		s->live_st.throttle_pct = L->throttle;
+	pct = L->throttle ? L->throttle + L->c.throttle_increment : L->c.throttle_initial;
+	set_throttle(L, pct > L->c.throttle_max ? L->c.throttle_max : pct);
+}
+
+static void auto_converge(live *L, uint64_t dirty)
+{
+	if (!L->c.throttle || L->c.no_auto_converge)
+		return;
+	if (L->c.throttle_mode == LM_THROTTLE_STEP)
+		step_throttle(L, dirty);
+	else
+		computed_throttle(L);
 }
 
 static void progress(live *L)
@@ -237,20 +336,24 @@ static int decide(live *L, uint64_t dirty, lm__err *e)
 	uint64_t elapsed_ms = (lm__now_us() - L->t0) / 1000;
 	int at_limit = s->round >= L->c.max_rounds ||
 		       (L->c.max_time_ms && elapsed_ms >= L->c.max_time_ms);
-	int shrinking = dirty * 5 <= L->prev_dirty * 4 && exp > LM__DOWNTIME_FLOOR_MS;
+	int shrinking = dirty * 5 <= L->prev_dirty * 4 && L->est.var_ms > LM__DOWNTIME_FLOOR_MS &&
+			!L->throttle;
 
 	if (exp <= L->c.downtime_limit_ms && (!shrinking || at_limit))
-		return SWITCHOVER;
+		goto switchover;
 	if (exp <= L->c.downtime_limit_ms)
 		return GO_ON;
 	if (!at_limit)
 		return GO_ON;
 	if (L->c.on_limit == LM_LIMIT_SWITCHOVER)
-		return SWITCHOVER;
+		goto switchover;
 	lm__err_set(e, "did not converge: after %u rounds and %llu ms the expected downtime is %llu ms, over the %u ms limit (%llu dirty pages)",
 		    s->round, (unsigned long long)elapsed_ms, (unsigned long long)exp,
 		    L->c.downtime_limit_ms, (unsigned long long)dirty);
 	return LM_ECONVERGE;
+switchover:
+	s->live_st.downtime_expected_ms = exp;
+	return SWITCHOVER;
 }
 
 static void clear_bitmaps(live *L)
@@ -358,6 +461,7 @@ static void teardown(live *L, int failed)
 	}
 	if (L->throttle && L->c.throttle)
 		L->c.throttle(L->c.user, 0);
+	L->s->live_st.throttle_now_pct = 0;
 	if (failed && L->paused)
 		L->c.resume(L->c.user);
 }

@@ -6,6 +6,7 @@
 
 #include "channel.h"
 #include "checksum.h"
+#include "codec/auto.h"
 #include "codec/codec.h"
 #include "codec/kinds.h"
 #include "livemig.h"
@@ -39,13 +40,23 @@ typedef struct lm__tx_chan {
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
+	/* Input the receiver sent while the conn watched for it (conn's
+	 * on_input, lm__sender_take_input): a frame header that was not
+	 * FEEDBACK (held), or the failure reading it met (in_rc, in_err);
+	 * lm__sender_peer_reason goes on from there. Owner: as conn. */
+	lm__frame held;
+	int have_held, in_rc;
+	lm__err in_err;
 	uint8_t *hdr;          /* frame + data header + tables */
 	struct iovec *iov;
 	lm__plan plan;         /* how each page of the packet travels (kinds.h) */
-	const lm__codec_ops *ops;
-	void *codec_ctx;
-	uint8_t *enc;          /* encoded payload, enc_cap = the codec's bound */
+	/* Codec contexts by id (codecs.c): the pinned codec's, or with codec
+	 * auto every candidate's; NULL where none was opened. */
+	const lm__codec_ops *cops[LM_MAX_CODECS];
+	void *cctx[LM_MAX_CODECS];
+	uint8_t *enc;          /* encoded payload, enc_cap = the largest bound */
 	size_t enc_cap;
+	lm__auto_chan pick;    /* codec auto: where this channel is in the mix */
 	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */
@@ -57,7 +68,21 @@ typedef struct lm__tx_chan {
 	 * ends: read it only after the join. */
 	lm_engine_stats eng[LM_MAX_ENGINES];
 	uint64_t zero_pages, normal_pages, payload, packets;
+	lm_codec_mix mix[LM_MAX_CODECS]; /* by the codec a packet went with */
 	double cpu;
+	/* Codec auto's view of this channel's work: written by the channel
+	 * thread with relaxed atomic adds, read by the updater with relaxed
+	 * loads (codecs.c); counted for pinned codecs too. */
+	lm__auto_ctr ctr;
+	/* Owner: the updater (the thread driving the sender): ctr and fb as
+	 * its last window saw them. */
+	lm__auto_ctr ctr_seen;
+	lm__feedback fb_seen;
+	uint32_t fb_seen_seq;
+	/* The receiver's last FEEDBACK on this channel (LM_FEAT_MIXED):
+	 * written by the channel thread under s->lock, read under it. */
+	lm__feedback fb;
+	uint32_t fb_seq;
 } lm__tx_chan;
 
 /* Fields without a note are set by lm_sender_new(), add_region() or at
@@ -93,6 +118,14 @@ struct lm_sender {
 	/* Wire bytes of all data packets sent (atomic): the rate limit's view
 	 * while channels run. */
 	uint64_t wire_bytes;
+	/* Codec auto (cfg.codec LM_CODEC_AUTO; is_auto is set by new()): the
+	 * model and its window are the updater's, the thread driving the
+	 * sender (lm__sender_auto_tick); the decision it publishes for the
+	 * channel threads is auto_snap, a relaxed atomic. */
+	int is_auto;
+	lm__auto au;
+	uint64_t auto_t, auto_rate_limit;
+	uint64_t auto_snap;
 	/* Owner: the thread driving the sender (channel threads never read
 	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */
@@ -109,6 +142,10 @@ struct lm_sender {
 	void *skip_user;
 	uint64_t skip_t, skipped_pages;
 	uint64_t refs_resent;     /* live: ref pages sent again, their source changed */
+	/* The last round's SYNC -> ACK(SYNC) latency in microseconds: from
+	 * the data handed to the sockets to the destination's ack (live.c's
+	 * switchover model). */
+	uint64_t sync_us;
 	/* The driving thread's; only idle_channel() touches it, under lock
 	 * because it scans the states there anyway. */
 	uint32_t next_ch;
@@ -148,14 +185,32 @@ void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 /* Any thread: records the first failure (channel -1: none named), wakes
  * every waiter and every channel blocked on its peer. */
 void lm__sender_error(lm_sender *s, int code, int channel, const char *msg);
-/* A channel's failed write: the receiver's ERROR frame if it sent one. */
+/* A channel's failed write: the receiver's ERROR frame if it sent one
+ * (FEEDBACK frames before it are taken as they come). */
 int lm__sender_peer_reason(lm__tx_chan *ch, int rc, lm__err *e);
+/* The body of a FEEDBACK frame f announced on ch: decoded into ch->fb
+ * (fb_seq + 1, under s->lock). By whoever owns ch's conn now. */
+int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e);
+/* ch's conn input hook (arg = ch), also called after each packet: takes
+ * every FEEDBACK the receiver sent; 0 when nothing else waits, 1 when
+ * another frame (held) or a failure (in_rc) does. */
+int lm__sender_take_input(lm__conn *c, void *arg);
 /* Main thread, ch's conn not in use by its thread: the ACK of kind, or the
  * receiver's ERROR. */
 int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *ack, lm__err *e);
 void *lm__tx_chan_main(void *arg);           /* a channel thread */
 void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state);
 int lm__sender_wait_idle(lm_sender *s);      /* no channel busy; the first error */
+/* codecs.c: a channel's codec contexts (at connect; e says why not);
+ * freed with the channel. */
+int lm__tx_codecs_open(lm_sender *s, lm__tx_chan *ch, lm__err *e);
+void lm__tx_codecs_free(lm__tx_chan *ch);
+/* Channel thread: the codec to try on its next packet. */
+uint16_t lm__tx_codec_pick(lm__tx_chan *ch);
+/* Thread driving the sender: codec auto's model starts (after the
+ * handshake), and re-decides when a window is over (per packet posted). */
+void lm__sender_auto_start(lm_sender *s);
+void lm__sender_auto_tick(lm_sender *s);
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 

@@ -61,7 +61,12 @@ int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *a
 	int rc, watch = c->watch_in;
 
 	c->watch_in = 0;
-	rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e);
+	/* After the handshake FEEDBACK may come before the ACK (MIXED: on
+	 * channel 0 right before every ACK(SYNC)): taken, then read on. */
+	while (!(rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e)) &&
+	       kind != LM_KIND_HELLO && f.kind == LM_KIND_FEEDBACK &&
+	       !(rc = lm__sender_take_feedback(ch, &f, e)))
+		;
 	c->watch_in = watch;
 	if (rc)
 		return rc;
@@ -141,7 +146,7 @@ out:
 static uint64_t offered_features(const lm_sender *s)
 {
 	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
-	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA);
+	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA) | (s->is_auto ? LM_FEAT_MIXED : 0);
 }
 
 /* After the handshake: the content index when the receiver takes refs. */
@@ -216,6 +221,9 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__e
 	h.packet_pages = s->packet_pages;
 	h.region_count = s->nregions;
 	h.features = offered_features(s);
+	/* Codec auto sends packets of any codec: a receiver that cannot take
+	 * them must refuse the session, not a packet later. */
+	h.required = s->is_auto ? LM_FEAT_MIXED : 0;
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
 	if (rc) {
 		/* Under TLS 1.3 the receiver checks our certificate after our
@@ -339,7 +347,8 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		return LM_EINVAL;
 	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
 	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
-	    c.packet_pages > LM_MAX_PACKET_PAGES || !lm__codec_get((uint16_t)c.codec))
+	    c.packet_pages > LM_MAX_PACKET_PAGES ||
+	    (c.codec != LM_CODEC_AUTO && !lm__codec_get((uint16_t)c.codec)))
 		return LM_EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -353,6 +362,7 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	s->page_size = c.page_size;
 	s->packet_pages = c.packet_pages;
 	s->nch = c.channels;
+	s->is_auto = c.codec == LM_CODEC_AUTO;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle_cond, NULL);
 	lm__zero_init();
@@ -382,9 +392,7 @@ int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint6
 
 static void chan_free_bufs(lm__tx_chan *ch)
 {
-	if (ch->ops && ch->codec_ctx)
-		ch->ops->ctx_free(ch->codec_ctx);
-	free(ch->enc);
+	lm__tx_codecs_free(ch);
 	free(ch->pages);
 	free(ch->lens);
 	free(ch->hdr);
@@ -404,29 +412,6 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->plan.pins);
 	free(ch->plan.deps);
 	free(ch->bounce);
-}
-
-static int codec_open(lm_sender *s, lm__tx_chan *ch)
-{
-	lm__codec_params p = {
-		.level = s->cfg.level,
-		.page_size = s->page_size,
-		.packet_pages = s->packet_pages,
-		.accel = s->cfg.accel,
-		.engine = s->cfg.engine,
-		.busy_retries = s->cfg.busy_retries,
-		.stats = ch->eng,
-		.accel_ops = s->accel_ops,
-	};
-
-	ch->ops = lm__codec_get((uint16_t)s->cfg.codec);
-	if (ch->ops->raw_only)
-		return 0;
-	ch->enc_cap = (size_t)ch->ops->payload_bound(s->page_size, s->packet_pages);
-	ch->enc = malloc(ch->enc_cap);
-	if (!ch->enc)
-		return -ENOMEM;
-	return ch->ops->ctx_new(&ch->codec_ctx, &p);
 }
 
 static int plan_alloc(const lm_sender *s, lm__plan *pl)
@@ -449,7 +434,7 @@ static int plan_alloc(const lm_sender *s, lm__plan *pl)
 	       !pl->normal_src || !pl->normal_sum || !pl->ref_sum || !pl->refs || !pl->deltas || !pl->area || !pl->tail || !pl->pins;
 }
 
-static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
+static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx, lm__err *e)
 {
 	uint32_t n = s->packet_pages;
 
@@ -467,7 +452,7 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx)
 	ch->job_off = malloc(sizeof(uint64_t) * n);
 	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->pages || !ch->lens || plan_alloc(s, &ch->plan))
 		return -ENOMEM;
-	return codec_open(s, ch);
+	return lm__tx_codecs_open(s, ch, e);
 }
 
 /* Closes the fds of a "fd:" address that no channel took over. */
@@ -550,10 +535,8 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 	if (!s->ch)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < s->nch; i++) {
-		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i))) {
-			lm__codec_unavailable(&e, (uint16_t)s->cfg.codec, s->cfg.accel, rc);
+		if ((rc = chan_alloc(s, &s->ch[i], (uint16_t)i, &e)))
 			goto fail;
-		}
 	}
 	for (uint32_t i = 0; i < s->nregions; i++) {
 		lm__tx_region *g = &s->regions[i];
@@ -591,8 +574,11 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 		lm__err_set(&e, "setting up the page index: %s", lm_strerror(rc));
 		goto fail;
 	}
+	lm__sender_auto_start(s);
 	for (uint32_t i = 0; i < s->nch; i++) {
 		s->ch[i].conn.watch_in = 1;
+		s->ch[i].conn.on_input = lm__sender_take_input;
+		s->ch[i].conn.input_arg = &s->ch[i];
 		if ((rc = -pthread_create(&s->ch[i].tid, NULL, lm__tx_chan_main, &s->ch[i]))) {
 			lm__err_set(&e, "starting channel thread: %s", lm_strerror(rc));
 			goto fail;
@@ -657,8 +643,13 @@ int lm__sender_finish(lm_sender *s, int rc)
 		return s->err ? s->err : rc;
 	}
 	s->status = LM_STATUS_COMPLETED;
-	for (uint32_t i = 0; i < s->nch; i++)
+	for (uint32_t i = 0; i < s->nch; i++) {
+		/* FEEDBACK the receiver wrote after a channel's last packet,
+		 * before its verified reply: taken, so both sides count the
+		 * same bytes and no unread input turns the close into a reset. */
+		(void)lm__sender_take_input(&s->ch[i].conn, &s->ch[i]);
 		lm__conn_close(&s->ch[i].conn);
+	}
 	return 0;
 }
 
@@ -666,7 +657,7 @@ int lm__sender_set_live(lm_sender *s)
 {
 	for (uint32_t i = 0; i < s->nch; i++) {
 		lm__tx_chan *ch = &s->ch[i];
-		if (ch->ops->raw_only || ch->bounce)
+		if (!ch->enc || ch->bounce) /* raw only: nothing to encode */
 			continue;
 		ch->bounce = malloc((size_t)s->packet_pages * s->page_size);
 		if (!ch->bounce)
@@ -774,6 +765,17 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->delta_cache_hits += ch->plan.dcache_hits;
 		st->delta_cache_misses += ch->plan.dcache_misses;
 		lm__stats_add_engines(st, ch->eng);
+		for (int k = 0; k < LM_MAX_CODECS; k++) {
+			st->codec_mix[k].packets += ch->mix[k].packets;
+			st->codec_mix[k].bytes_in += ch->mix[k].bytes_in;
+			st->codec_mix[k].bytes_out += ch->mix[k].bytes_out;
+		}
+	}
+	if (s->is_auto && s->ch) {
+		st->auto_codec = (lm_codec_id)s->au.codec;
+		st->auto_fraction = (double)s->au.frac / LM__AUTO_FRAC_ONE;
+		st->auto_link_mbps = s->au.link * 8 / 1e6;
+		st->auto_windows = s->au.windows;
 	}
 	st->cpu_seconds += s->main_cpu;
 	kinds_stats(s, st);
@@ -793,6 +795,9 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->precopy_bytes = l->precopy_bytes;
 		st->downtime_bytes = l->downtime_bytes;
 		st->throttle_pct = l->throttle_pct;
+		st->throttle_now_pct = l->throttle_now_pct;
+		st->downtime_expected_ms = l->downtime_expected_ms;
+		st->downtime_fixed_ms = l->downtime_fixed_ms;
 		st->skipped_pages = s->skipped_pages;
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));

@@ -51,6 +51,13 @@ static size_t plain_pending(const lm__conn *c)
 	return 0;
 }
 
+static int plain_readable(lm__conn *c)
+{
+	struct pollfd p = {c->rfd, POLLIN | POLLRDHUP, 0};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void plain_shutdown(lm__conn *c)
 {
 	if (c->wfd >= 0 && c->wfd == c->rfd)
@@ -67,6 +74,7 @@ const lm__stream_ops lm__plain_ops = {
 	.readv = plain_readv,
 	.writev = plain_writev,
 	.pending = plain_pending,
+	.readable = plain_readable,
 	.shutdown = plain_shutdown,
 	.close = plain_close,
 };

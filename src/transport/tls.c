@@ -555,6 +555,36 @@ static size_t tls_pending(const lm__conn *c)
 	return (size_t)SSL_pending(c->tls->ssl);
 }
 
+/* Readable socket bytes may be a record with no data in it (a session
+ * ticket, a key update): peeking processes it and tells the two apart, so
+ * a channel watching for its peer's frames neither blocks on it nor takes
+ * it for one. */
+static int tls_readable(lm__conn *c)
+{
+	struct pollfd p = {c->rfd, POLLIN | POLLRDHUP, 0};
+	SSL *ssl = c->tls->ssl;
+	size_t got;
+	char b;
+	int r, err;
+
+	if (SSL_pending(ssl))
+		return 1;
+	if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+		return 0;
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_peek_ex(ssl, &b, 1, &got);
+	if (r == 1)
+		return 1;
+	err = SSL_get_error(ssl, r);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		ERR_clear_error();
+		return 0;
+	}
+	keep_reason(c->tls); /* a close or an alert: the read that follows says so */
+	return 1;
+}
+
 static void tls_shutdown(lm__conn *c)
 {
 	ERR_clear_error();
@@ -578,6 +608,7 @@ static const lm__stream_ops tls_ops = {
 	.readv = tls_readv,
 	.writev = tls_writev,
 	.pending = tls_pending,
+	.readable = tls_readable,
 	.shutdown = tls_shutdown,
 	.close = tls_close,
 };

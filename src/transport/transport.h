@@ -32,6 +32,11 @@ typedef struct lm__stream_ops {
 	ssize_t (*writev)(struct lm__conn *c, const struct iovec *iov, int n, short *want);
 	/* Bytes readable without waiting for the fd (decrypted, buffered). */
 	size_t (*pending)(const struct lm__conn *c);
+	/* No wait: 1 when the peer sent bytes nobody read yet (or closed, or
+	 * the stream failed: a read reports which), 0 when nothing is there.
+	 * TLS records without data (session tickets, key updates) are
+	 * processed here and are not input. */
+	int (*readable)(struct lm__conn *c);
 	/* Best effort, non-blocking: no more writes (TLS: close_notify). */
 	void (*shutdown)(struct lm__conn *c);
 	void (*close)(struct lm__conn *c); /* frees what the stream holds */

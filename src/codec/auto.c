@@ -1,0 +1,310 @@
+/*
+ * Codec auto: which codec to compress with, and what share of the packets,
+ * from what this migration measures. Every 100 ms the updater folds one
+ * window of measurements into the estimates below and re-decides.
+ *
+ * Unit: an input byte is a byte of a packet's codec pages (normal pages and
+ * the delta area); zero and ref pages cost about the same whatever the
+ * codec, so maximising input bytes per second maximises pages per second.
+ *
+ * Estimates (EWMA; a codec's weight grows with the packets it was tried on):
+ *   r_c   payload bytes per input byte with codec c (r_none = 1)
+ *   e_c   sender wall ns per input byte encoding with c (e_none = 0)
+ *   p     sender wall ns per input byte planning (zero scan, refs, deltas)
+ *   w     sender CPU ns per wire byte in writev (the copy, TLS, TCP)
+ *   L     wire bytes per second the link takes
+ *   d_c   receiver wall ns per page decoding c (FEEDBACK)
+ *   q     receiver ns per page of everything else (its CPU less decoding)
+ * Wall times, not CPU times: a CPU loaded from elsewhere makes every
+ * measured cost bigger, which is the CPU left over.
+ *
+ * Compressing a share f of the packets with c and sending the rest raw:
+ *   W(f) = f r_c + (1 - f)            wire bytes per input byte
+ *   T(f) = p + f e_c + w W(f)         channel ns per input byte
+ *   X(c, f) = min(N 1e9 / T(f),       the N sender channel threads
+ *                 L / W(f),           the link
+ *                 M 1e9 P / (q + f d_c + (1 - f) d_none))  the M receiver
+ *                                     channel threads, P-byte pages
+ * The decision is the (c, f) with the largest X, f in steps of 1/64; within
+ * 2% of it the one costing the least sender CPU (p + f e_c), so CPU is not
+ * spent for nothing. With a slow link L/W binds and compression wins; with
+ * a fast one N/T binds and none wins; in between the link bound rises with
+ * f and the CPU bound falls, and the best f is where they cross: a mix.
+ *
+ * The link: the delivered rate D = wire bytes / window underestimates a
+ * link that is not saturated (CPU-bound channels never block in writes).
+ * So the share of channel time blocked in writes (a write's wall time less
+ * the thread's CPU time in it),
+ *   b = (write wall ns - write CPU ns) / (N window),
+ * says whether it limits: b >= 0.15, the link is full: L = D at once;
+ * 0.05 <= b < 0.15, close to full: L moves halfway to D (never below it);
+ * b < 0.05, not full: L = 1.5 max(L, D), probing upward every window
+ * until compressing less makes the writes block. Writes blocked while the
+ * receiver's threads are busy (>= 85%) are the receiver's limit, not the
+ * link's: L is then held. L never exceeds the sender's own rate limit.
+ *
+ * Candidates not in use are measured on real packets: 1 in 16 per channel
+ * goes with another candidate, round robin; a candidate whose best X is
+ * below half the decision's is sampled only 1 turn in 8, never dropped, so
+ * a link that slows down finds it again.
+ */
+#include "codec/auto.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Before the first measurements: typical of this class of machine
+ * (docs/benchmarks.md), replaced by the first window that measures them. */
+static const double prior_enc_ns[LM_MAX_CODECS] = {
+	[LM_CODEC_NONE] = 0, [LM_CODEC_DEFLATE] = 4.0, [LM_CODEC_ZSTD] = 3.0,
+	[LM_CODEC_LZ4] = 1.5, [LM_CODEC_ZLIB] = 10.0,
+};
+
+#define LM__AUTO_LINK_MAX 1e12
+#define LM__AUTO_LINK_MIN 1e4
+
+void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t channels,
+		   uint64_t rate_cap)
+{
+	memset(a, 0, sizeof(*a));
+	a->cand = (cand | 1u) & ((1u << LM_MAX_CODECS) - 1);
+	a->page_size = page_size;
+	a->channels = channels ? channels : 1;
+	a->rate_cap = rate_cap;
+	for (int c = 0; c < LM_MAX_CODECS; c++) {
+		a->ratio[c] = c == LM_CODEC_NONE ? 1.0 : 0.5;
+		a->enc_ns[c] = prior_enc_ns[c] ? prior_enc_ns[c] : (c ? 4.0 : 0);
+	}
+	a->plan_ns = 0.3;
+	a->write_ns = 0.3;
+	a->link = 1e9;
+	lm__auto_set_cap(a, rate_cap);
+	a->codec = LM_CODEC_NONE;
+	a->rate = lm__auto_rate(a, LM_CODEC_NONE, 0);
+}
+
+void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap)
+{
+	a->rate_cap = rate_cap;
+	if (rate_cap && a->link > (double)rate_cap)
+		a->link = (double)rate_cap;
+}
+
+double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac)
+{
+	double f = codec == LM_CODEC_NONE ? 0 : (double)frac / LM__AUTO_FRAC_ONE;
+	double wire = f * a->ratio[codec] + (1 - f);
+	double t = a->plan_ns + f * a->enc_ns[codec] + a->write_ns * wire;
+	double x = t > 0 ? a->channels * 1e9 / t : INFINITY;
+
+	if (a->link / wire < x)
+		x = a->link / wire;
+	if (a->rx_channels) {
+		double per_page = a->rx_base_ns + f * a->rx_dec_ns[codec] +
+				  (1 - f) * a->rx_dec_ns[LM_CODEC_NONE];
+		double rx = per_page > 0 ? a->rx_channels * 1e9 * a->page_size / per_page : INFINITY;
+		if (rx < x)
+			x = rx;
+	}
+	return x;
+}
+
+/* The weight of a window's estimate: more packets, more weight; the first
+ * measurement replaces the prior. */
+static double weight(uint64_t seen, uint64_t packets)
+{
+	double w = 1 - pow(0.7, (double)packets);
+
+	return seen ? (w > 0.5 ? 0.5 : w) : 1;
+}
+
+static double ewma(double old, double v, double w)
+{
+	return old + w * (v - old);
+}
+
+static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
+{
+	for (int c = 1; c < LM_MAX_CODECS; c++) {
+		const lm__auto_try *k = &m->tx.codec[c];
+		double w;
+		if (!k->packets || !k->in)
+			continue;
+		w = weight(a->seen[c], k->packets);
+		a->ratio[c] = ewma(a->ratio[c], (double)k->out / (double)k->in, w);
+		a->enc_ns[c] = ewma(a->enc_ns[c], (double)k->ns / (double)k->in, w);
+		a->seen[c] += k->packets;
+	}
+	if (m->tx.plan_bytes)
+		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
+}
+
+static void fold_link(lm__auto *a, const lm__auto_meas *m)
+{
+	double n = m->channels ? m->channels : a->channels;
+	double win = (double)m->wall_ns, wire = (double)m->tx.wire_bytes;
+	double per, b, d;
+
+	if (!m->tx.wire_bytes || !m->wall_ns)
+		return;
+	per = (double)m->tx.write_cpu_ns / wire;
+	a->write_ns = ewma(a->write_ns, per, 0.5);
+	b = ((double)m->tx.write_ns - (double)m->tx.write_cpu_ns) / (n * win);
+	b = b < 0 ? 0 : b > 1 ? 1 : b;
+	a->blocked = b;
+	d = wire * 1e9 / win;
+	if (b < 0.05) {
+		a->link = 1.5 * (a->link > d ? a->link : d);
+	} else if (a->rx_channels && a->rx_busy >= 0.85) {
+		a->link = a->link > d ? a->link : d;
+	} else if (b < 0.15) {
+		a->link = a->link > d ? (a->link + d) / 2 : d;
+	} else {
+		a->link = d;
+	}
+	if (a->link > LM__AUTO_LINK_MAX)
+		a->link = LM__AUTO_LINK_MAX;
+	if (a->link < LM__AUTO_LINK_MIN)
+		a->link = LM__AUTO_LINK_MIN;
+	if (a->rate_cap && a->link > (double)a->rate_cap)
+		a->link = (double)a->rate_cap;
+}
+
+static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
+{
+	uint64_t pages = 0, dec = 0;
+	double busy;
+
+	if (!m->rx_wall_ns || !m->rx_channels)
+		return;
+	a->rx_channels = m->rx_channels;
+	for (int c = 0; c < LM_MAX_CODECS; c++)
+		dec += m->rx[c].ns;
+	/* Busy: its CPU time, or its decoding's wall time where that is more
+	 * (a decoder that waits, an accelerator, a CPU shared with others
+	 * stalls the channel without showing as its CPU). */
+	/* It rises at once and falls gently: writes that block behind a busy
+	 * receiver must not be taken for the link (fold_link). */
+	busy = (double)(m->rx_cpu_ns > dec ? m->rx_cpu_ns : dec) / (double)m->rx_wall_ns;
+	a->rx_busy = busy > a->rx_busy ? busy : ewma(a->rx_busy, busy, 0.5);
+	for (int c = 0; c < LM_MAX_CODECS; c++) {
+		uint64_t p = m->rx[c].pages;
+		if (!p)
+			continue;
+		a->rx_dec_ns[c] = ewma(a->rx_dec_ns[c], (double)m->rx[c].ns / (double)p,
+				       weight(a->rx_seen[c], (p + 127) / 128));
+		a->rx_seen[c] += p;
+		pages += p;
+	}
+	if (pages) /* wall ns decoding may exceed the CPU time: clamp at 0 */
+		a->rx_base_ns = ewma(a->rx_base_ns,
+				     m->rx_cpu_ns > dec ? (double)(m->rx_cpu_ns - dec) / (double)pages : 0,
+				     0.5);
+}
+
+/* Sender CPU per input byte of a choice: what the tie-break minimises. */
+static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac)
+{
+	return codec == LM_CODEC_NONE ? 0 : (double)frac * a->enc_ns[codec];
+}
+
+static void decide(lm__auto *a)
+{
+	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
+	double best = lm__auto_rate(a, LM_CODEC_NONE, 0), cbest[LM_MAX_CODECS] = {0};
+	double least = INFINITY;
+	uint16_t codec = LM_CODEC_NONE;
+	uint32_t frac = 0;
+
+	cbest[LM_CODEC_NONE] = best;
+	for (uint16_t c = 1; c < LM_MAX_CODECS; c++) {
+		if (!(a->cand & (1u << c)))
+			continue;
+		for (uint32_t f = step; f <= LM__AUTO_FRAC_ONE; f += step) {
+			double x = lm__auto_rate(a, c, f);
+			if (x > cbest[c])
+				cbest[c] = x;
+			if (x > best)
+				best = x;
+		}
+	}
+	/* Within 2% of the best, the cheapest in sender CPU (none first). */
+	for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
+		uint32_t f0 = c ? step : 0, f1 = c ? LM__AUTO_FRAC_ONE : 0;
+		if (!(a->cand & (1u << c)))
+			continue;
+		for (uint32_t f = f0; f <= f1; f += step) {
+			double cost = cpu_cost(a, c, f);
+			if (lm__auto_rate(a, c, f) >= 0.98 * best && cost < least) {
+				least = cost;
+				codec = c;
+				frac = f;
+			}
+		}
+	}
+	a->codec = codec;
+	a->frac = codec == LM_CODEC_NONE ? 0 : frac;
+	a->rate = lm__auto_rate(a, codec, a->frac);
+	a->slow = 0;
+	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
+		if ((a->cand & (1u << c)) && cbest[c] < 0.5 * best)
+			a->slow |= 1u << c;
+}
+
+void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
+{
+	fold_codecs(a, m);
+	fold_receiver(a, m);
+	fold_link(a, m);
+	decide(a);
+	a->windows++;
+}
+
+/* bits 0-7 codec, 8-18 share (1/1024), 24-31 candidates, 32-39 slow ones. */
+uint64_t lm__auto_snapshot(const lm__auto *a)
+{
+	return (uint64_t)a->codec | (uint64_t)a->frac << 8 | (uint64_t)(a->cand & 0xff) << 24 |
+	       (uint64_t)(a->slow & 0xff) << 32;
+}
+
+/* The sampling turn: the next candidate other than the decision's, round
+ * robin; a slow one takes its turn only every LM__AUTO_SLOW_EVERY rounds.
+ * NONE when this turn samples nothing. */
+static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c)
+{
+	uint32_t n = (uint32_t)__builtin_popcount(others), k, bits = others;
+	uint16_t id;
+
+	if (!n)
+		return LM_CODEC_NONE;
+	k = c->rot % n;
+	while (k--)
+		bits &= bits - 1;
+	id = (uint16_t)__builtin_ctz(bits);
+	c->rot++;
+	if ((slow >> id & 1) && (c->rot / n) % LM__AUTO_SLOW_EVERY)
+		return LM_CODEC_NONE;
+	return id;
+}
+
+uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel)
+{
+	uint16_t codec = (uint16_t)(snap & 0xff);
+	uint32_t frac = (uint32_t)(snap >> 8 & 0x7ff), cand = (uint32_t)(snap >> 24 & 0xff);
+	uint32_t slow = (uint32_t)(snap >> 32 & 0xff);
+	/* Channels sample on different packets, so the samples spread. */
+	uint32_t n = c->n++ + channel * 5u;
+
+	if (n % LM__AUTO_SAMPLE == LM__AUTO_SAMPLE - 1) {
+		uint16_t id = sample(cand & ~(1u << codec) & ~1u, slow, c);
+		if (id != LM_CODEC_NONE)
+			return id;
+	}
+	if (codec == LM_CODEC_NONE || codec >= LM_MAX_CODECS)
+		return LM_CODEC_NONE;
+	c->acc += frac;
+	if (c->acc < LM__AUTO_FRAC_ONE)
+		return LM_CODEC_NONE;
+	c->acc -= LM__AUTO_FRAC_ONE;
+	return codec;
+}

@@ -1,0 +1,112 @@
+/*
+ * Codec auto: the decision model (auto.c explains the equations). Pure: it
+ * sees only the measurements it is given, so tests drive it with made-up
+ * links, CPUs and receivers.
+ *
+ * Who calls what:
+ *  - each channel thread counts its own work in an lm__auto_ctr (relaxed
+ *    atomics, cumulative) and asks lm__auto_pick() per packet, from the
+ *    published decision (one relaxed 64-bit load: no lock per packet);
+ *  - one updater (the thread driving the sender) every LM__AUTO_WINDOW_US
+ *    sums the counters' deltas and the receiver's FEEDBACK deltas into an
+ *    lm__auto_meas, calls lm__auto_update() and publishes
+ *    lm__auto_snapshot().
+ */
+#ifndef LM_AUTO_H
+#define LM_AUTO_H
+
+#include <stdint.h>
+
+#include "livemig.h"
+
+#define LM__AUTO_WINDOW_US 100000u /* re-decide every 100 ms */
+#define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate */
+#define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
+#define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
+#define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
+
+/* One channel's cumulative counters. Written by its channel thread with
+ * relaxed atomic adds, read by the updater with relaxed loads: each field
+ * is monotonic, a window may see one packet's fields half counted, which
+ * the next window settles. */
+typedef struct lm__auto_try {
+	uint64_t packets; /* packets this codec was tried on */
+	uint64_t in;      /* their codec page bytes */
+	uint64_t out;     /* their payload bytes (in, if they did not shrink) */
+	uint64_t ns;      /* wall ns encoding them */
+} lm__auto_try;
+
+typedef struct lm__auto_ctr {
+	lm__auto_try codec[LM_MAX_CODECS];
+	uint64_t plan_ns, plan_bytes; /* planning (zero scan, refs, deltas); codec page bytes */
+	uint64_t write_ns, wire_bytes; /* wall ns in writev, and every byte it wrote */
+	uint64_t write_cpu_ns;  /* the thread's CPU ns in writev: the rest was waiting */
+} lm__auto_ctr;
+
+/* One window: counters' deltas summed over the channels, and the receiver's
+ * (FEEDBACK deltas summed over its channels; rx_wall_ns 0: none came). */
+typedef struct lm__auto_meas {
+	uint64_t wall_ns;  /* the window's length */
+	uint32_t channels; /* sender channel threads */
+	lm__auto_ctr tx;
+	uint32_t rx_channels;
+	uint64_t rx_cpu_ns, rx_wall_ns;
+	struct {
+		uint64_t pages, ns;
+	} rx[LM_MAX_CODECS];
+} lm__auto_meas;
+
+/* The model's state. Owner: the updater. */
+typedef struct lm__auto {
+	uint32_t cand;       /* candidate codec ids, a bit each (none always) */
+	uint32_t page_size;
+	uint32_t channels;
+	uint64_t rate_cap;   /* bytes/s the sender itself paces to, 0 = none */
+	/* Estimates (EWMA). Per input byte: the codec's page bytes. */
+	double ratio[LM_MAX_CODECS];  /* payload / input */
+	double enc_ns[LM_MAX_CODECS]; /* sender wall ns per input byte encoding */
+	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
+	double plan_ns;      /* wall ns per input byte planning */
+	double write_ns;     /* CPU ns per wire byte in writev */
+	double link;         /* wire bytes/s the link takes */
+	double blocked;      /* last window: share of channel time blocked in writes */
+	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per
+	 * page of everything else its channel threads do, how busy they are. */
+	double rx_dec_ns[LM_MAX_CODECS];
+	uint64_t rx_seen[LM_MAX_CODECS];
+	double rx_base_ns, rx_busy;
+	uint32_t rx_channels;
+	/* The decision. */
+	uint16_t codec;      /* compress with this ... */
+	uint32_t frac;       /* ... this share of packets (1/1024), the rest raw */
+	double rate;         /* its model throughput, input bytes/s */
+	uint32_t slow;       /* candidates far too slow to sample often (bits) */
+	uint64_t windows;    /* windows folded in */
+} lm__auto;
+
+/* Per channel, per packet: where the channel is in its mix. Owner: the
+ * channel thread. */
+typedef struct lm__auto_chan {
+	uint32_t n;   /* packets asked for */
+	uint32_t acc; /* the compressed share owed, in 1/1024 */
+	uint32_t rot; /* the sampling rotation */
+} lm__auto_chan;
+
+/* cand: the candidate ids (bits); none is always added. rate_cap: bytes/s
+ * the sender paces its wire bytes to (0: unlimited). */
+void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t channels,
+		   uint64_t rate_cap);
+/* The sender's rate limit changed (live: lifted for the downtime). */
+void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
+/* Folds a window into the estimates and re-decides. */
+void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
+/* The model's throughput (input bytes/s) for compressing frac/1024 of the
+ * packets with codec and sending the rest raw: the smallest of the link,
+ * sender CPU and receiver limits. */
+double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac);
+/* The decision, packed for lm__auto_pick(). */
+uint64_t lm__auto_snapshot(const lm__auto *a);
+/* Channel thread, per packet with codec pages: the codec to use. */
+uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel);
+
+#endif

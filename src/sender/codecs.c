@@ -1,0 +1,209 @@
+/*
+ * The sender's codecs: each channel's contexts (the pinned codec's, or with
+ * codec auto one per candidate the build and the machine have), the codec a
+ * channel uses for its next packet, and codec auto's updater, which every
+ * LM__AUTO_WINDOW_US turns the channels' counters and the receiver's
+ * FEEDBACK into a window for the model (codec/auto.c) and publishes its
+ * decision.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sender/sender.h"
+
+/* The candidates of codec auto, in the order they are opened. zlib is left
+ * out: zstd beats it in both speed and ratio (docs/benchmarks.md). */
+static const uint16_t auto_cand[] = {LM_CODEC_LZ4, LM_CODEC_ZSTD, LM_CODEC_DEFLATE};
+
+static int open_one(lm_sender *s, lm__tx_chan *ch, uint16_t id, int level)
+{
+	const lm__codec_ops *ops = lm__codec_get(id);
+	lm__codec_params p = {
+		.level = level,
+		.page_size = s->page_size,
+		.packet_pages = s->packet_pages,
+		.accel = s->cfg.accel,
+		.engine = s->cfg.engine,
+		.busy_retries = s->cfg.busy_retries,
+		.stats = ch->eng,
+		.accel_ops = s->accel_ops,
+	};
+	size_t cap;
+	int rc;
+
+	if (!ops)
+		return LM_ECODEC;
+	if (ops->raw_only) {
+		ch->cops[id] = ops;
+		return 0;
+	}
+	cap = (size_t)ops->payload_bound(s->page_size, s->packet_pages);
+	if (cap > ch->enc_cap) {
+		uint8_t *b = realloc(ch->enc, cap);
+		if (!b)
+			return -ENOMEM;
+		ch->enc = b;
+		ch->enc_cap = cap;
+	}
+	if ((rc = ops->ctx_new(&ch->cctx[id], &p)))
+		return rc;
+	ch->cops[id] = ops;
+	return 0;
+}
+
+int lm__tx_codecs_open(lm_sender *s, lm__tx_chan *ch, lm__err *e)
+{
+	int rc;
+
+	if (s->cfg.codec != LM_CODEC_AUTO) {
+		if ((rc = open_one(s, ch, (uint16_t)s->cfg.codec, s->cfg.level)))
+			lm__codec_unavailable(e, (uint16_t)s->cfg.codec, s->cfg.accel, rc);
+		return rc;
+	}
+	if ((rc = open_one(s, ch, LM_CODEC_NONE, 0)))
+		return rc;
+	for (size_t i = 0; i < sizeof(auto_cand) / sizeof(auto_cand[0]); i++) {
+		uint16_t id = auto_cand[i];
+		/* zstd at the level asked for, the others at their defaults. */
+		rc = open_one(s, ch, id, id == LM_CODEC_ZSTD ? s->cfg.level : 0);
+		if (rc == LM_ECODEC && !(id == LM_CODEC_DEFLATE && s->cfg.accel == LM_ACCEL_QPL))
+			continue; /* not in this build: not a candidate */
+		if (rc) {
+			lm__codec_unavailable(e, id, s->cfg.accel, rc);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void lm__tx_codecs_free(lm__tx_chan *ch)
+{
+	for (int i = 0; i < LM_MAX_CODECS; i++) {
+		if (ch->cops[i] && ch->cctx[i])
+			ch->cops[i]->ctx_free(ch->cctx[i]);
+		ch->cops[i] = NULL;
+		ch->cctx[i] = NULL;
+	}
+	free(ch->enc);
+	ch->enc = NULL;
+	ch->enc_cap = 0;
+}
+
+uint16_t lm__tx_codec_pick(lm__tx_chan *ch)
+{
+	lm_sender *s = ch->s;
+
+	if (!s->is_auto)
+		return (uint16_t)s->cfg.codec;
+	return lm__auto_pick(__atomic_load_n(&s->auto_snap, __ATOMIC_RELAXED), &ch->pick, ch->idx);
+}
+
+/* ---- codec auto's updater (the thread driving the sender) ---------------- */
+
+void lm__sender_auto_start(lm_sender *s)
+{
+	uint32_t cand = 0;
+
+	if (!s->is_auto)
+		return;
+	for (int i = 0; i < LM_MAX_CODECS; i++)
+		if (s->ch[0].cops[i])
+			cand |= 1u << i;
+	lm__auto_init(&s->au, cand, s->page_size, s->nch, s->rate_limit);
+	s->auto_rate_limit = s->rate_limit;
+	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
+}
+
+static uint64_t delta(const uint64_t *now, uint64_t *seen)
+{
+	uint64_t v = __atomic_load_n(now, __ATOMIC_RELAXED), d = v - *seen;
+
+	*seen = v;
+	return d;
+}
+
+/* The channels' counters since the last window. */
+static void tx_window(lm_sender *s, lm__auto_meas *m)
+{
+	for (uint32_t i = 0; i < s->nch; i++) {
+		lm__tx_chan *ch = &s->ch[i];
+		lm__auto_ctr *c = &ch->ctr, *o = &ch->ctr_seen;
+		for (int k = 0; k < LM_MAX_CODECS; k++) {
+			m->tx.codec[k].packets += delta(&c->codec[k].packets, &o->codec[k].packets);
+			m->tx.codec[k].in += delta(&c->codec[k].in, &o->codec[k].in);
+			m->tx.codec[k].out += delta(&c->codec[k].out, &o->codec[k].out);
+			m->tx.codec[k].ns += delta(&c->codec[k].ns, &o->codec[k].ns);
+		}
+		m->tx.plan_ns += delta(&c->plan_ns, &o->plan_ns);
+		m->tx.plan_bytes += delta(&c->plan_bytes, &o->plan_bytes);
+		m->tx.write_ns += delta(&c->write_ns, &o->write_ns);
+		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
+		m->tx.wire_bytes += delta(&c->wire_bytes, &o->wire_bytes);
+	}
+	m->channels = s->nch;
+}
+
+/* The receiver's FEEDBACK since the last window: cumulative per channel,
+ * so the difference from the last one seen is what that channel did. A
+ * counter that went backwards is a receiver's bug, not ours to trust. */
+static void rx_window(lm_sender *s, lm__auto_meas *m)
+{
+	lm__feedback fb[LM_MAX_CHANNELS];
+	uint32_t seq[LM_MAX_CHANNELS];
+
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = 0; i < s->nch; i++) {
+		fb[i] = s->ch[i].fb;
+		seq[i] = s->ch[i].fb_seq;
+	}
+	pthread_mutex_unlock(&s->lock);
+	for (uint32_t i = 0; i < s->nch; i++) {
+		lm__tx_chan *ch = &s->ch[i];
+		lm__feedback *o = &ch->fb_seen;
+		int sane = fb[i].wall_ns >= o->wall_ns && fb[i].cpu_ns >= o->cpu_ns;
+		if (seq[i] == ch->fb_seen_seq)
+			continue;
+		for (int k = 0; k < LM_MAX_CODECS && sane; k++)
+			sane = fb[i].codec[k].pages >= o->codec[k].pages &&
+			       fb[i].codec[k].ns >= o->codec[k].ns;
+		if (sane) {
+			m->rx_channels++;
+			m->rx_cpu_ns += fb[i].cpu_ns - o->cpu_ns;
+			m->rx_wall_ns += fb[i].wall_ns - o->wall_ns;
+			for (int k = 0; k < LM_MAX_CODECS; k++) {
+				m->rx[k].pages += fb[i].codec[k].pages - o->codec[k].pages;
+				m->rx[k].ns += fb[i].codec[k].ns - o->codec[k].ns;
+			}
+		}
+		*o = fb[i];
+		ch->fb_seen_seq = seq[i];
+	}
+}
+
+void lm__sender_auto_tick(lm_sender *s)
+{
+	uint64_t now;
+	lm__auto_meas m;
+
+	if (!s->is_auto)
+		return;
+	now = lm__now_us();
+	if (s->rate_limit != s->auto_rate_limit) {
+		s->auto_rate_limit = s->rate_limit;
+		lm__auto_set_cap(&s->au, s->rate_limit);
+	}
+	if (!s->auto_t) {
+		s->auto_t = now;
+		return;
+	}
+	if (now - s->auto_t < LM__AUTO_WINDOW_US)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.wall_ns = (now - s->auto_t) * 1000u;
+	s->auto_t = now;
+	tx_window(s, &m);
+	rx_window(s, &m);
+	lm__auto_update(&s->au, &m);
+	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
+}

@@ -1,0 +1,215 @@
+/*
+ * Convergence from measured rates and the switchover model (src/sender/
+ * converge.c) end to end over loopback, with the workload of
+ * tests/live_harness.h. The slow link is the sender's own max_bandwidth
+ * (8 MiB/s: 2048 pages a second), which paces every round but the last
+ * copy; writer threads dirty pages faster than that:
+ *
+ *  1. computed throttle (the default): a workload that out-dirties the link
+ *     four times over converges within 8 rounds (max_rounds 8, on_limit
+ *     fail: success is the proof), with the throttle applied, recorded in
+ *     the stats and set back to 0; both dirty sources;
+ *  2. a milder out-dirtying workload in computed and in step mode (QEMU's
+ *     20, +10): both converge, the step mode in its steps;
+ *  3. a workload that converges on its own (its first round's expected
+ *     downtime is over the limit, but the rounds shrink): never throttled;
+ *  4. in every run: the downtime stays under the limit, and under the
+ *     estimate made at the switchover decision plus LM__SLACK_MS (the one
+ *     cost the model cannot measure before the pause: the pause callback,
+ *     plus a scheduler slice on a shared machine); the fixed part of the
+ *     estimate is there and within it.
+ *
+ * Outcomes only: no assertion depends on how fast anything runs. The rates
+ * are set so the outcomes hold over a wide range of machine speeds: the
+ * link, not the CPU, is the limit, also under the sanitizers.
+ * LM_TEST_VERBOSE=1 prints every round's progress.
+ */
+#include "live_harness.h"
+
+#define LINK (8 * MIB)     /* max_bandwidth: 2048 pages a second */
+#define LIMIT_MS 100       /* the downtime limit of every run */
+/* The pause callback (the test's waits for one in-flight 4 KiB write) and a
+ * scheduler slice or two on 2 shared cores: not in the estimate. */
+#define LM__SLACK_MS 15
+
+typedef struct conv_case {
+	const char *name;
+	uint64_t len;         /* region bytes */
+	uint32_t ws;          /* working set, pages */
+	double rate;          /* page writes per second, unthrottled */
+	lm_throttle_mode mode;
+	uint32_t max_rounds;
+	lm_dirty_source src;
+} conv_case;
+
+typedef struct conv_result {
+	int ok;
+	uint32_t rounds, throttle_max, throttle_calls;
+	uint32_t throttles[MAX_THROTTLES];
+	uint64_t first_expected_ms;
+} conv_result;
+
+static uint64_t first_expected; /* round 1's expected downtime (progress) */
+
+static void conv_progress(void *user, const lm_stats *st)
+{
+	cb_progress(user, st);
+	if (st->rounds == 1)
+		first_expected = st->expected_downtime_ms;
+	/* The throttle in effect is the one last applied, never above the
+	 * highest, and 0 until one is. */
+	CHECK(st->throttle_now_pct <= st->throttle_pct);
+	CHECK_EQ(st->throttle_now_pct, ((workload *)user)->pct);
+}
+
+/* The switchover model's promises, for any completed run. */
+static void check_model(const run *R)
+{
+	const lm_stats *st = &R->ss;
+
+	CHECK(st->downtime_ms <= R->lc.downtime_limit_ms);
+	CHECK(st->downtime_expected_ms <= R->lc.downtime_limit_ms);
+	CHECK(st->downtime_ms <= st->downtime_expected_ms + LM__SLACK_MS);
+	CHECK(st->downtime_expected_ms > 0); /* a switchover was decided */
+	CHECK(st->downtime_fixed_ms <= st->downtime_expected_ms); /* may round to 0 on loopback */
+	CHECK_EQ(st->expected_downtime_ms, st->downtime_expected_ms); /* decided on the last */
+	CHECK_EQ(st->throttle_now_pct, 0);                             /* set back */
+	if (st->downtime_ms > st->downtime_expected_ms + LM__SLACK_MS ||
+	    st->downtime_ms > R->lc.downtime_limit_ms)
+		fprintf(stderr, "%s: downtime %llu ms, expected %llu (fixed %llu), limit %u\n",
+			R->label, (unsigned long long)st->downtime_ms,
+			(unsigned long long)st->downtime_expected_ms,
+			(unsigned long long)st->downtime_fixed_ms, R->lc.downtime_limit_ms);
+}
+
+static conv_result run_case(const conv_case *k)
+{
+	conv_result res = {0};
+	char label[128];
+	workload w;
+	run R;
+	uint8_t *mem = map_anon(k->len);
+	uint32_t maxp = 0;
+
+	snprintf(label, sizeof(label), "%s, %s, %s", k->name,
+		 k->mode == LM_THROTTLE_STEP ? "step" : "computed", src_name(k->src));
+	memset(&R, 0, sizeof(R));
+	R.label = label;
+	first_expected = 0;
+	wl_init(&w, 4096);
+	CHECK_EQ(wl_add(&w, "ram", mem, k->len), 0);
+	w.track = k->src == LM_DIRTY_CALLBACK;
+	CHECK_EQ(wl_setup(&w, k->ws, 1), 0);
+	R.sc = sender_cfg(LM_CODEC_NONE, 4096, 2);
+	R.sc.packet_pages = 32; /* rounds of a few hundred pages still fill packets */
+	R.lc = live_cfg(&w, k->src);
+	R.lc.progress = conv_progress;
+	R.lc.throttle = cb_throttle;
+	R.lc.throttle_mode = k->mode;
+	R.lc.max_bandwidth = LINK;
+	R.lc.downtime_limit_ms = LIMIT_MS;
+	R.lc.max_rounds = k->max_rounds;
+	R.lc.on_limit = LM_LIMIT_FAIL;
+	if (run_start(&w, &R) == 0) {
+		wl_start(&w, k->rate, 2);
+		run_migrate(&w, &R);
+		wl_pause(&w);
+		run_collect(&w, &R);
+		check_done(&w, &R);
+		check_model(&R);
+		CHECK(w.throttle_calls <= MAX_THROTTLES);
+		for (int i = 0; i < w.throttle_calls && i < MAX_THROTTLES; i++) {
+			CHECK(w.throttles[i] <= 99);
+			maxp = w.throttles[i] > maxp ? w.throttles[i] : maxp;
+		}
+		CHECK_EQ(R.ss.throttle_pct, maxp); /* the highest applied, recorded */
+		if (w.throttle_calls >= 1 && w.throttle_calls <= MAX_THROTTLES)
+			CHECK_EQ(w.throttles[w.throttle_calls - 1], 0); /* set back at the end */
+		CHECK_EQ(w.pct, 0);
+		res.ok = R.rc == 0;
+		res.rounds = R.ss.rounds;
+		res.throttle_max = maxp;
+		res.throttle_calls = (uint32_t)w.throttle_calls;
+		memcpy(res.throttles, w.throttles, sizeof(res.throttles));
+		res.first_expected_ms = first_expected;
+		printf("    throttles:");
+		for (int i = 0; i < w.throttle_calls && i < MAX_THROTTLES; i++)
+			printf(" %u", w.throttles[i]);
+		printf("%s; expected downtime %llu ms (fixed %llu), round 1's %llu ms\n",
+		       w.throttle_calls ? "" : " none", (unsigned long long)R.ss.downtime_expected_ms,
+		       (unsigned long long)R.ss.downtime_fixed_ms, (unsigned long long)first_expected);
+	}
+	run_report(&R, &w);
+	run_free(&R);
+	wl_free(&w);
+	munmap(mem, k->len);
+	return res;
+}
+
+/* 1. Four times what the link drains, over a working set the size of the
+ * region: each round dirties all of it unthrottled, so it converges only
+ * throttled, within the 8 rounds allowed. */
+static void test_outdirty_computed(lm_dirty_source src)
+{
+	conv_case k = {"out-dirty 4x the link", 8 * MIB, 2048, 8192, LM_THROTTLE_COMPUTED, 8, src};
+	conv_result r = run_case(&k);
+
+	CHECK(r.ok);
+	CHECK(r.rounds <= 9); /* 8 pre-copy rounds at most, then the switchover's sync */
+	CHECK(r.throttle_max > 0);
+	CHECK(r.throttle_calls >= 2); /* applied, then set back */
+	CHECK(r.first_expected_ms > LIMIT_MS);
+}
+
+/* 2. Twice the link over 512 pages: computed and QEMU's steps. */
+static void test_modes(lm_dirty_source src)
+{
+	conv_case k = {"out-dirty 2x the link", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED, 40, src};
+	conv_result c, s;
+
+	c = run_case(&k);
+	k.mode = LM_THROTTLE_STEP;
+	s = run_case(&k);
+	CHECK(c.ok && s.ok);
+	CHECK(c.throttle_max > 0);
+	CHECK(s.throttle_max >= 20);
+	/* QEMU's steps: 20, +10 each, then 0 once migrated. */
+	for (uint32_t i = 0; i + 1 < s.throttle_calls && i < MAX_THROTTLES; i++)
+		CHECK_EQ(s.throttles[i], i ? s.throttles[i - 1] + 10 : 20);
+	printf("    rounds: computed %u, step %u\n", c.rounds, s.rounds);
+}
+
+/* 3. A quarter of the link over 2048 pages: round 1's dirty set does not
+ * fit the limit, but each round's is smaller than the last. */
+static void test_converges_alone(lm_dirty_source src)
+{
+	conv_case k = {"converges alone", 8 * MIB, 2048, 512, LM_THROTTLE_COMPUTED, 30, src};
+	conv_result r = run_case(&k);
+
+	CHECK(r.ok);
+	CHECK(r.first_expected_ms > LIMIT_MS); /* it took more than one round */
+	CHECK_EQ(r.throttle_calls, 0);
+	CHECK_EQ(r.throttle_max, 0);
+}
+
+int main(int argc, char **argv)
+{
+	lm_dirty_source srcs[2] = {LM_DIRTY_CALLBACK, LM_DIRTY_UFFD_WP};
+	uint64_t t0 = now_us();
+	int nsrc;
+
+	if (argc == 3 && strcmp(argv[1], "--rx-child") == 0)
+		return rx_child_main(atoi(argv[2]));
+	corpus_init();
+	verbose = getenv("LM_TEST_VERBOSE") && atoi(getenv("LM_TEST_VERBOSE")) > 0;
+	have_uffd = lm_dirty_probe(uffd_why, sizeof(uffd_why)) == 0;
+	nsrc = have_uffd ? 2 : 1;
+	if (!have_uffd)
+		printf("uffd-wp dirty tracking unavailable (%s): uffd cases skipped\n", uffd_why);
+	for (int i = 0; i < nsrc; i++)
+		test_outdirty_computed(srcs[i]);
+	test_modes(srcs[nsrc - 1]);
+	test_converges_alone(srcs[nsrc - 1]);
+	printf("total %.1f s\n", (double)(now_us() - t0) / 1e6);
+	TEST_DONE("test_converge");
+}
