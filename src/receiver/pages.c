@@ -115,6 +115,8 @@ static int populate_run(lm__rx_region *g, uint64_t off, uint64_t len, lm__err *e
 	while (madvise(g->base + off, (size_t)len, MADV_POPULATE_WRITE)) {
 		if ((err = errno) == EINTR)
 			continue;
+		if (err == EINVAL)
+			return 0; /* a mapping it does not apply to (VM_IO, PFNMAP): written as is */
 		/* EFAULT is the fault's SIGBUS: the store refused a page. */
 		lm__err_set(e, "region %u: the destination cannot back bytes 0x%llx..0x%llx: %s", g->id,
 			    (unsigned long long)off, (unsigned long long)(off + len),
@@ -126,9 +128,9 @@ static int populate_run(lm__rx_region *g, uint64_t off, uint64_t len, lm__err *e
 }
 
 /* A fresh region's pages are populated before any is written, one call per
- * run of neighbouring pages: a page fault per page inside readv, a decoder
- * or a ref's memcpy costs more than the whole run populated at once
- * (docs/benchmarks.md, "Receiver on fast links"). It also makes a store
+ * run of neighbouring pages instead of a fault per page inside readv, a
+ * decoder or a ref's memcpy (about the same work in the kernel; see
+ * docs/benchmarks.md, "Receiver on fast links"). Above all it makes a store
  * that cannot back a page (a full tmpfs, no huge page left, a read-only
  * mapping) an error naming the range rather than SIGBUS in a copy: the CLI
  * relies on that instead of fallocate on tmpfs. Zero pages of a fresh
