@@ -414,8 +414,11 @@ void *lm__tx_chan_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
 			ch->state = LM_TX_IDLE;
-		pthread_cond_broadcast(&s->idle_cond);
 		pthread_mutex_unlock(&s->lock);
+		/* After the unlock: a waiter woken under the lock would block on
+		 * it at once (two more futex calls and a switch per packet). The
+		 * state changed under the lock, so no wake-up is lost. */
+		pthread_cond_broadcast(&s->idle_cond);
 	}
 	ch->cpu = lm__thread_cpu() - cpu0;
 	return NULL;

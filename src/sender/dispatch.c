@@ -42,8 +42,10 @@ void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state)
 {
 	pthread_mutex_lock(&s->lock);
 	ch->state = state;
-	pthread_cond_signal(&ch->cond);
 	pthread_mutex_unlock(&s->lock);
+	/* After the unlock, as the channel's own broadcast (channel.c); the
+	 * channel's cond lives until its thread is joined. */
+	pthread_cond_signal(&ch->cond);
 }
 
 /* Waits until no channel is busy; returns the first error, if any. */
