@@ -68,7 +68,8 @@ int lm__sender_take_input(lm__conn *c, void *arg)
 		if (!rc)
 			rc = lm__sender_take_feedback(ch, &ch->held, &e);
 		if (rc) {
-			if (rc == LM_EEOF)
+			/* A TLS alert reads as an end too: its reason stands. */
+			if (rc == LM_EEOF && !e.msg[0])
 				lm__err_set(&e, "the receiver closed the connection");
 			ch->in_rc = rc;
 			ch->in_err = e;
