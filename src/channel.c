@@ -141,6 +141,8 @@ int lm__read_full(lm__conn *c, void *buf, size_t n)
 
 int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 {
+	uint64_t t_prog = lm__now_us(); /* input taken by on_input is not progress */
+
 	iov_advance(&iov, &iovcnt, 0); /* skip empty leading entries */
 	while (iovcnt > 0) {
 		short want = POLLOUT;
@@ -148,6 +150,7 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 		if (r >= 0) {
 			c->bytes_out += (uint64_t)r;
 			iov_advance(&iov, &iovcnt, (size_t)r);
+			t_prog = lm__now_us();
 			continue;
 		}
 		if (r != -EAGAIN)
@@ -157,8 +160,11 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 		 * talking. */
 		int rc = wait_fd(c, want == POLLOUT ? c->wfd : c->rfd, want,
 				 c->watch_in && want == POLLOUT);
-		if (rc == 1 && c->on_input && c->on_input(c, c->input_arg) == 0)
+		if (rc == 1 && c->on_input && c->on_input(c, c->input_arg) == 0) {
+			if (lm__now_us() - t_prog >= (uint64_t)c->timeout_ms * 1000u)
+				return LM_ETIMEDOUT; /* FEEDBACK does not keep a stalled write alive */
 			continue; /* taken (the receiver's FEEDBACK): write on */
+		}
 		if (rc == 1)
 			return LM_EPEER;
 		if (rc < 0)

@@ -182,6 +182,7 @@ typedef struct lm__feedback {
 		uint64_t ns;    /* wall time spent decoding them */
 	} codec[LM_FEEDBACK_CODECS];  /* by codec id */
 } lm__feedback;
+_Static_assert(LM_FEEDBACK_CODECS == LM_MAX_CODECS, "FEEDBACK carries one entry per codec id");
 
 /* A receiver channel sends FEEDBACK after a DATA when this long passed
  * since its last one, and after every SYNC (docs/protocol.md). */

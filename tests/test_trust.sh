@@ -280,12 +280,19 @@ tamper complete --flip-record-len 61
 
 section "5. fake receivers"
 start_tool c5-ack fake-recv --mode ack
-send_to c5-plain-ack "127.0.0.1:$tport" --channels 2
+# --codec none: the fake knows nothing of MIXED, and codec auto (the default)
+# refuses an ack without it.
+send_to c5-plain-ack "127.0.0.1:$tport" --channels 2 --codec none
 stop_tool "$tpid"
 echo "  NOTE: in plaintext a fake receiver that acknowledges everything fools the sender"
 echo "  (docs/security.md); this control shows the fake receiver is a working one."
 check "5: control: plaintext sender 'succeeds' against the acknowledging fake ($send_rc)" \
 	test "$send_rc" = 0
+start_tool c5-nomixed fake-recv --mode ack
+send_to c5-nomixed "127.0.0.1:$tport" --channels 2
+stop_tool "$tpid"
+check "5: codec auto vs a receiver whose ack lacks MIXED fails ($send_rc)" failed_cleanly "$send_rc"
+check "5: ... saying so" has "$tmp/c5-nomixed.send.err" "lacks MIXED"
 start_tool c5-echo fake-recv --mode echo
 send_to c5-echo "127.0.0.1:$tport" --channels 2 "${STLS[@]}"
 stop_tool "$tpid"

@@ -186,6 +186,8 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 	/* It rises at once and falls gently: writes that block behind a busy
 	 * receiver must not be taken for the link (fold_link). */
 	busy = (double)(m->rx_cpu_ns > dec ? m->rx_cpu_ns : dec) / (double)m->rx_wall_ns;
+	if (busy > 1) /* a thread is at most fully busy: the peer's counters are not trusted */
+		busy = 1;
 	a->rx_busy = busy > a->rx_busy ? busy : ewma(a->rx_busy, busy, 0.5);
 	for (int c = 0; c < LM_MAX_CODECS; c++) {
 		uint64_t p = m->rx[c].pages;

@@ -43,12 +43,24 @@ int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e)
 int lm__sender_take_input(lm__conn *c, void *arg)
 {
 	lm__tx_chan *ch = arg;
+	uint64_t end = lm__now_us() + (uint64_t)c->timeout_ms * 1000u;
 
 	if (ch->have_held || ch->in_rc)
 		return 1;
 	while (lm__conn_readable(c)) {
 		lm__err e = {0};
-		int rc = lm__read_frame(c, &ch->held, ch->s->page_size, ch->s->packet_pages, &e);
+		uint64_t now = lm__now_us();
+		int rc;
+
+		if (now >= end || (c->deadline_us && now >= c->deadline_us)) {
+			if (c->deadline_us)
+				return 0; /* a bounded drain (lm__sender_finish) */
+			lm__err_set(&ch->in_err, "the receiver sent FEEDBACK for %d ms without pause",
+				    c->timeout_ms);
+			ch->in_rc = LM_ETIMEDOUT;
+			return 1;
+		}
+		rc = lm__read_frame(c, &ch->held, ch->s->page_size, ch->s->packet_pages, &e);
 		if (!rc && ch->held.kind != LM_KIND_FEEDBACK) {
 			ch->have_held = 1;
 			return 1;
@@ -56,7 +68,8 @@ int lm__sender_take_input(lm__conn *c, void *arg)
 		if (!rc)
 			rc = lm__sender_take_feedback(ch, &ch->held, &e);
 		if (rc) {
-			if (rc == LM_EEOF)
+			/* A TLS alert reads as an end too: its reason stands. */
+			if (rc == LM_EEOF && !e.msg[0])
 				lm__err_set(&e, "the receiver closed the connection");
 			ch->in_rc = rc;
 			ch->in_err = e;
@@ -70,6 +83,7 @@ int lm__sender_take_input(lm__conn *c, void *arg)
  * taken): the one take_input held, if any. */
 static int next_frame(lm__tx_chan *ch, lm__frame *f, lm__err *e)
 {
+	uint64_t end = lm__now_us() + (uint64_t)ch->conn.timeout_ms * 1000u;
 	int rc;
 
 	if (ch->have_held) {
@@ -84,6 +98,11 @@ static int next_frame(lm__tx_chan *ch, lm__frame *f, lm__err *e)
 			return 0;
 		if ((rc = lm__sender_take_feedback(ch, f, e)))
 			return rc;
+		/* FEEDBACK does not stretch the wait for the reason. */
+		if (lm__now_us() >= end) {
+			lm__err_set(e, "only feedback from the receiver for %d ms", ch->conn.timeout_ms);
+			return LM_ETIMEDOUT;
+		}
 	}
 }
 

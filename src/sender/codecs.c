@@ -176,7 +176,10 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 				m->rx[k].ns += fb[i].codec[k].ns - o->codec[k].ns;
 			}
 		}
-		*o = fb[i];
+		/* A frame that went backwards is dropped, and is no baseline:
+		 * alternating values would make every other difference count. */
+		if (sane)
+			*o = fb[i];
 		ch->fb_seen_seq = seq[i];
 	}
 }

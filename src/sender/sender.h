@@ -80,7 +80,9 @@ typedef struct lm__tx_chan {
 	lm__feedback fb_seen;
 	uint32_t fb_seen_seq;
 	/* The receiver's last FEEDBACK on this channel (LM_FEAT_MIXED):
-	 * written by the channel thread under s->lock, read under it. */
+	 * written by whoever owns the conn (the channel thread during data,
+	 * the driving thread in await_ack and finish) under s->lock, read
+	 * under it. */
 	lm__feedback fb;
 	uint32_t fb_seq;
 } lm__tx_chan;

@@ -58,15 +58,23 @@ int lm__sender_await_ack(lm_sender *s, lm__tx_chan *ch, uint8_t kind, lm__ack *a
 	lm__conn *c = &ch->conn;
 	uint8_t b[LM_ACK_LEN];
 	lm__frame f;
+	uint64_t t0 = lm__now_us();
 	int rc, watch = c->watch_in;
 
 	c->watch_in = 0;
 	/* After the handshake FEEDBACK may come before the ACK (MIXED: on
-	 * channel 0 right before every ACK(SYNC)): taken, then read on. */
+	 * channel 0 right before every ACK(SYNC)): taken, then read on,
+	 * within one timeout in all. */
 	while (!(rc = lm__read_frame(c, &f, s->page_size, s->packet_pages, e)) &&
 	       kind != LM_KIND_HELLO && f.kind == LM_KIND_FEEDBACK &&
-	       !(rc = lm__sender_take_feedback(ch, &f, e)))
-		;
+	       !(rc = lm__sender_take_feedback(ch, &f, e))) {
+		if (lm__now_us() - t0 >= (uint64_t)c->timeout_ms * 1000u) {
+			lm__err_set(e, "no ack of %s for %d ms, only feedback", lm__kind_name(kind),
+				    c->timeout_ms);
+			rc = LM_ETIMEDOUT;
+			break;
+		}
+	}
 	c->watch_in = watch;
 	if (rc)
 		return rc;
@@ -267,6 +275,13 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 		lm__err_set(e, "ack.features 0x%llx accepts features we did not offer",
 			    (unsigned long long)a.features);
 		return LM_EFIELD;
+	}
+	if ((offered_features(s) & LM_FEAT_MIXED) && !(a.features & LM_FEAT_MIXED)) {
+		/* Required, so a conforming receiver refuses rather than
+		 * accepts without it: codec auto would send it mixed packets. */
+		lm__err_set(e, "ack.features 0x%llx lacks MIXED, which codec auto requires",
+			    (unsigned long long)a.features);
+		return LM_EFEATURE;
 	}
 	ch->features = a.features;
 	return 0;
@@ -647,6 +662,8 @@ int lm__sender_finish(lm_sender *s, int rc)
 		/* FEEDBACK the receiver wrote after a channel's last packet,
 		 * before its verified reply: taken, so both sides count the
 		 * same bytes and no unread input turns the close into a reset. */
+		s->ch[i].conn.timeout_ms = 200; /* what is left: a frame in flight */
+		s->ch[i].conn.deadline_us = lm__now_us() + 200000u;
 		(void)lm__sender_take_input(&s->ch[i].conn, &s->ch[i]);
 		lm__conn_close(&s->ch[i].conn);
 	}

@@ -569,7 +569,11 @@ static int tls_readable(lm__conn *c)
 
 	if (SSL_pending(ssl))
 		return 1;
-	if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+	/* With read-ahead a record may wait in OpenSSL's buffer, not yet
+	 * decrypted (an ERROR read in one go with the FEEDBACK before it):
+	 * the socket is then quiet, so it is peeked at below. */
+	if (!SSL_has_pending(ssl) &&
+	    (poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR))))
 		return 0;
 	ERR_clear_error();
 	errno = 0;
