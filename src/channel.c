@@ -158,8 +158,10 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 		/* Watching for input only makes sense while waiting to write:
 		 * a TLS stream that wants to read first is not the peer
 		 * talking. */
+		uint64_t t0 = lm__now_us();
 		int rc = wait_fd(c, want == POLLOUT ? c->wfd : c->rfd, want,
 				 c->watch_in && want == POLLOUT);
+		c->wait_out_ns += (lm__now_us() - t0) * 1000u;
 		if (rc == 1 && c->on_input && c->on_input(c, c->input_arg) == 0) {
 			if (lm__now_us() - t_prog >= (uint64_t)c->timeout_ms * 1000u)
 				return LM_ETIMEDOUT; /* FEEDBACK does not keep a stalled write alive */

@@ -31,6 +31,10 @@ typedef struct lm__conn {
 	void *input_arg;
 	/* Owner: the thread driving the conn; read by others only after join. */
 	uint64_t bytes_in, bytes_out;
+	/* Owner: the thread driving the conn. Time writes waited for the
+	 * socket to take more (the link, or the peer, is full): codec auto
+	 * tells a full link from busy CPUs by it. */
+	uint64_t wait_out_ns;
 } lm__conn;
 
 void lm__conn_init(lm__conn *c, int fd, int timeout_ms);

@@ -33,12 +33,13 @@
  *
  * The link: the delivered rate D = wire bytes / window underestimates a
  * link that is not saturated (CPU-bound channels never block in writes).
- * So the share of channel time blocked in writes (a write's wall time less
- * the thread's CPU time in it),
- *   b = (write wall ns - write CPU ns) / (N window),
- * says whether it limits: b >= 0.15, the link is full: L = D at once;
- * 0.05 <= b < 0.15, close to full: L moves halfway to D (never below it);
- * b < 0.05, not full: L = 1.5 max(L, D), probing upward every window
+ * So the share of channel time blocked in writes (time a write waited in
+ * poll for the socket to take more: not a write preempted on a busy CPU),
+ *   b = write ns waiting / (N window),
+ * says whether it limits: b >= 0.15, the link is full: L moves halfway to
+ * D, or to D at once from above 1.5 D (a link that slowed down);
+ * 0.02 <= b < 0.15, close to full: L is kept within D..1.5 D;
+ * b < 0.02, not full: L = 1.4 max(L, D), probing upward every window
  * until compressing less makes the writes block. Writes blocked while the
  * receiver's threads are busy (>= 85%) are the receiver's limit, not the
  * link's: L is then held. L never exceeds the sender's own rate limit.
@@ -79,8 +80,12 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	a->write_ns = 0.3;
 	a->link = 1e9;
 	lm__auto_set_cap(a, rate_cap);
+	/* Until the first (short) window measured something: raw. On a
+	 * fast link that is right; on a slow one the first window blocks
+	 * and the next decision compresses. */
 	a->codec = LM_CODEC_NONE;
-	a->rate = lm__auto_rate(a, LM_CODEC_NONE, 0);
+	a->frac = 0;
+	a->rate = lm__auto_rate(a, a->codec, a->frac);
 }
 
 void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap)
@@ -153,14 +158,18 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	b = b < 0 ? 0 : b > 1 ? 1 : b;
 	a->blocked = b;
 	d = wire * 1e9 / win;
-	if (b < 0.05) {
-		a->link = 1.5 * (a->link > d ? a->link : d);
+	if (b < 0.02) {
+		a->link = 1.4 * (a->link > d ? a->link : d);
 	} else if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
-		a->link = a->link > d ? (a->link + d) / 2 : d;
+		/* Near full (the production rate and the link about even,
+		 * the socket buffers absorb the difference): near D. */
+		a->link = a->link < d ? d : a->link > 1.5 * d ? 1.5 * d : a->link;
 	} else {
-		a->link = d;
+		/* Full: the delivered rate, smoothed, as a shaper's bursts
+		 * make short windows deliver from half to twice the rate. */
+		a->link = a->windows && a->link < 1.5 * d ? ewma(a->link, d, 0.5) : d;
 	}
 	if (a->link > LM__AUTO_LINK_MAX)
 		a->link = LM__AUTO_LINK_MAX;

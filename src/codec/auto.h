@@ -20,6 +20,10 @@
 #include "livemig.h"
 
 #define LM__AUTO_WINDOW_US 100000u /* re-decide every 100 ms */
+/* The first windows are shorter: a whole migration over a fast link can
+ * take a few hundred ms, so the first decision must come sooner. */
+#define LM__AUTO_FIRST_WINDOW_US 25000u
+#define LM__AUTO_FIRST_WINDOWS 8u
 #define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate */
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
@@ -40,7 +44,7 @@ typedef struct lm__auto_ctr {
 	lm__auto_try codec[LM_MAX_CODECS];
 	uint64_t plan_ns, plan_bytes; /* planning (zero scan, refs, deltas); codec page bytes */
 	uint64_t write_ns, wire_bytes; /* wall ns in writev, and every byte it wrote */
-	uint64_t write_cpu_ns;  /* the thread's CPU ns in writev: the rest was waiting */
+	uint64_t write_cpu_ns;  /* ns in writev not waiting for the socket: the rest was */
 } lm__auto_ctr;
 
 /* One window: counters' deltas summed over the channels, and the receiver's

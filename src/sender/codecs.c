@@ -200,7 +200,8 @@ void lm__sender_auto_tick(lm_sender *s)
 		s->auto_t = now;
 		return;
 	}
-	if (now - s->auto_t < LM__AUTO_WINDOW_US)
+	if (now - s->auto_t < (s->au.windows < LM__AUTO_FIRST_WINDOWS ? LM__AUTO_FIRST_WINDOW_US
+									: LM__AUTO_WINDOW_US))
 		return;
 	memset(&m, 0, sizeof(m));
 	m.wall_ns = (now - s->auto_t) * 1000u;
