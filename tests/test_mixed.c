@@ -490,31 +490,67 @@ static int frx_body(frx *f, uint32_t len, int feedback)
 	return 0;
 }
 
+/* The fake's listening socket, its small receive buffer making the sender's
+ * writes block early; its address into addr. */
+static void frx_listen(frx *f, char *addr, size_t n)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof(sa);
+	int small = 64 << 10;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->fd = -1;
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (f->lfd < 0 || setsockopt(f->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) ||
+	    bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(f->lfd, 2) ||
+	    getsockname(f->lfd, (struct sockaddr *)&sa, &sl)) {
+		perror("fake receiver");
+		exit(2);
+	}
+	snprintf(addr, n, "127.0.0.1:%d", ntohs(sa.sin_port));
+}
+
+/* Accepts the sender's connection, reads its hello and regions and acks
+ * it (ROUND_ACK if offered, nothing else); the hello into *h. 0 or -1. */
+static int frx_hello(frx *f, lm__hello *h)
+{
+	uint8_t b[LM_ERROR_FRAME_BOUND];
+	struct timeval tv = {5, 0};
+	struct pollfd pl = {f->lfd, POLLIN, 0};
+	lm__frame fr;
+	lm__ack a;
+	lm__err e;
+
+	if (poll(&pl, 1, 5000) != 1 || (f->fd = accept(f->lfd, NULL, NULL)) < 0)
+		return -1;
+	setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (get_frame(f->fd, &fr, b, sizeof(b)) || fr.kind != LM_KIND_HELLO ||
+	    lm__dec_hello(b, fr.len, h, &e))
+		return -1;
+	for (uint32_t k = 0; k < h->region_count; k++)
+		if (get_frame(f->fd, &fr, b, sizeof(b)))
+			return -1;
+	memset(&a, 0, sizeof(a));
+	a.kind = LM_KIND_HELLO;
+	a.features = h->features & LM_FEAT_ROUND_ACK;
+	memcpy(a.session, h->session, 16);
+	put(f->fd, b, lm__enc_ack(b, &a));
+	return 0;
+}
+
 static void *frx_main(void *arg)
 {
 	frx *f = arg;
 	uint8_t b[LM_ERROR_FRAME_BOUND];
-	struct timeval tv = {5, 0};
-	struct pollfd pl = {f->lfd, POLLIN, 0};
 	lm__frame fr;
 	lm__hello h;
 	lm__ack a;
 	lm__err e;
 
-	if (poll(&pl, 1, 5000) != 1 || (f->fd = accept(f->lfd, NULL, NULL)) < 0)
+	if (frx_hello(f, &h))
 		return NULL;
-	setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (get_frame(f->fd, &fr, b, sizeof(b)) || fr.kind != LM_KIND_HELLO ||
-	    lm__dec_hello(b, fr.len, &h, &e))
-		return NULL;
-	for (uint32_t k = 0; k < h.region_count; k++)
-		if (get_frame(f->fd, &fr, b, sizeof(b)))
-			return NULL;
-	memset(&a, 0, sizeof(a));
-	a.kind = LM_KIND_HELLO;
-	a.features = h.features & LM_FEAT_ROUND_ACK;
-	memcpy(a.session, h.session, 16);
-	put(f->fd, b, lm__enc_ack(b, &a));
 	for (;;) {
 		uint8_t hdr[LM_FRAME_HDR];
 		if (get(f->fd, hdr, sizeof(hdr)) || lm__dec_frame(hdr, &fr, &e))
@@ -559,8 +595,6 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 	const uint64_t len = 8ull << 20;
 	int f0 = lm_test_failures, small = 64 << 10, rc;
 	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
 	lm_sender_config sc;
 	lm_sender *s = NULL;
 	char addr[64];
@@ -575,19 +609,8 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 		fill_page(src + pg * PS, (uint32_t)pg, 9);
 	memset(&f, 0, sizeof(f));
 	memset(&dummy, 0, sizeof(dummy));
-	f.fd = -1;
 	f.refuse_after = refuse_after;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(f.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	if (f.lfd < 0 || bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(f.lfd, 2) ||
-	    getsockname(f.lfd, (struct sockaddr *)&sa, &sl)) {
-		perror("fake receiver");
-		exit(2);
-	}
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+	frx_listen(&f, addr, sizeof(addr));
 	pthread_create(&t, NULL, frx_main, &f);
 	memset(&sc, 0, sizeof(sc));
 	sc.channels = 1;
@@ -628,6 +651,284 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 	munmap(src, len);
 }
 
+/* ---- FEEDBACK never keeps a stalled sender alive --------------------------- */
+
+#define STALL_T 1000         /* the sender's timeout_ms */
+/* A stall ends within this: the timeout (up to 1.5 of it with FEEDBACK
+ * every half), the 200 ms wait for a reason, then the error frame's write
+ * and the drain before the close, up to a second each. */
+#define STALL_BOUND (6 * STALL_T)
+#define STALL_GIVE_UP (2 * STALL_BOUND) /* ms: the fake closes: a sender kept alive ends */
+
+enum stall_mode {
+	ST_WRITE,      /* reads nothing after the hello: the sender's writes block */
+	ST_SYNC,       /* takes the data, never acks the SYNC */
+	ST_COMPLETE,   /* acks the SYNC, never the COMPLETE */
+	ST_TRICKLE,    /* acks everything, then a FEEDBACK one byte at a time */
+	ST_FLOOD_END,  /* acks everything, then FEEDBACK as fast as it can */
+	ST_FLOOD_DATA, /* FEEDBACK as fast as it can from the hello on, reads nothing */
+};
+
+typedef struct stall {
+	frx f;            /* the connection; fb_sent counts whole frames */
+	int mode;
+	int every_ms;     /* FEEDBACK period while stalled (ST_WRITE, ST_SYNC, ST_COMPLETE) */
+	int cancel_ms;    /* ST_FLOOD_DATA: lm_sender_cancel after this long, 0: never */
+	lm_sender *s;     /* set before the thread starts */
+	uint64_t t0;      /* now_ms() at the hello ack: the give-up clock */
+	uint64_t t_ack;   /* atomic: now_ms() when ACK(COMPLETE) went out */
+	int stop;         /* atomic: the run returned */
+	int got_error;    /* the sender's ERROR frame arrived (ST_SYNC, ST_COMPLETE) */
+} stall;
+
+static int stall_over(stall *st)
+{
+	return __atomic_load_n(&st->stop, __ATOMIC_SEQ_CST) || now_ms() - st->t0 > STALL_GIVE_UP;
+}
+
+/* Writes all of p unless the sender is gone or the fake gives up; a full
+ * socket buffer (SO_SNDTIMEO) is waited out. 0, or -1 to stop. */
+static int stall_put(stall *st, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = send(st->f.fd, b, n, MSG_NOSIGNAL);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (stall_over(st))
+				return -1;
+			continue;
+		}
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static size_t stall_fb(stall *st, uint8_t *b)
+{
+	st->f.last.round = ++st->f.fb_sent;
+	st->f.last.wall_ns = 1000ull * st->f.fb_sent;
+	return lm__enc_feedback(b, &st->f.last);
+}
+
+/* A FEEDBACK every every_ms and nothing else, until the sender's ERROR or
+ * close when it reads (watch), until the end otherwise. */
+static void stall_feed(stall *st, int watch)
+{
+	uint8_t b[LM_ERROR_FRAME_BOUND];
+	lm__frame fr;
+
+	while (!stall_over(st)) {
+		struct pollfd p = {st->f.fd, POLLIN, 0};
+		if (watch && poll(&p, 1, st->every_ms) == 1) {
+			st->got_error = get_frame(st->f.fd, &fr, b, sizeof(b)) == 0 &&
+					fr.kind == LM_KIND_ERROR;
+			return;
+		}
+		if (!watch)
+			sleep_ms(st->every_ms);
+		if (stall_put(st, b, stall_fb(st, b)))
+			return;
+	}
+}
+
+/* ACK(COMPLETE), then a FEEDBACK a byte every 50 ms: the first byte goes
+ * with the ack, so the sender's drain meets an unfinished frame. */
+static void stall_trickle(stall *st, const uint8_t *ack, size_t alen)
+{
+	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN + LM_FRAME_HDR + LM_FEEDBACK_LEN];
+	size_t n = alen + stall_fb(st, b + alen);
+
+	memcpy(b, ack, alen);
+	__atomic_store_n(&st->t_ack, now_ms(), __ATOMIC_SEQ_CST);
+	if (stall_put(st, b, alen + 1))
+		return;
+	for (size_t i = alen + 1; i < n && !stall_over(st); i++) {
+		sleep_ms(50);
+		if (stall_put(st, b + i, 1))
+			return;
+	}
+	while (!stall_over(st))
+		sleep_ms(10);
+}
+
+/* FEEDBACK frames back to back, 32 a write (the first write after the ack
+ * if one is given), until the sender resets the connection or the fake
+ * gives up; lm_sender_cancel on the way if asked. */
+static void stall_flood(stall *st, const uint8_t *ack, size_t alen)
+{
+	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN + 32 * (LM_FRAME_HDR + LM_FEEDBACK_LEN)];
+	uint64_t t = now_ms();
+	int cancelled = 0;
+	size_t n = alen;
+
+	if (alen) {
+		memcpy(b, ack, alen);
+		__atomic_store_n(&st->t_ack, now_ms(), __ATOMIC_SEQ_CST);
+	}
+	for (;; n = 0) {
+		for (int k = 0; k < 32; k++)
+			n += stall_fb(st, b + n);
+		if (stall_put(st, b, n))
+			return;
+		if (st->cancel_ms && !cancelled && now_ms() - t >= (uint64_t)st->cancel_ms) {
+			lm_sender_cancel(st->s);
+			cancelled = 1;
+		}
+	}
+}
+
+/* The fake receiver of a stall case: the hello acked, then as its mode
+ * says; at the end its side is shut, so a sender still waiting ends. */
+static void *stall_main(void *arg)
+{
+	stall *st = arg;
+	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN];
+	struct timeval tv = {0, 100000};
+	lm__frame fr;
+	lm__hello h;
+	lm__ack a;
+	lm__err e;
+
+	if (frx_hello(&st->f, &h))
+		return NULL;
+	st->t0 = now_ms();
+	setsockopt(st->f.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (st->mode == ST_WRITE)
+		stall_feed(st, 0);
+	else if (st->mode == ST_FLOOD_DATA)
+		stall_flood(st, NULL, 0);
+	while (st->mode != ST_WRITE && st->mode != ST_FLOOD_DATA) {
+		uint8_t hdr[LM_FRAME_HDR];
+		size_t alen;
+
+		if (get(st->f.fd, hdr, sizeof(hdr)) || lm__dec_frame(hdr, &fr, &e) ||
+		    frx_body(&st->f, fr.len, 0))
+			break;
+		if (fr.kind == LM_KIND_DATA)
+			continue;
+		if (fr.kind != LM_KIND_SYNC && fr.kind != LM_KIND_COMPLETE)
+			break;
+		if ((fr.kind == LM_KIND_SYNC && st->mode == ST_SYNC) ||
+		    (fr.kind == LM_KIND_COMPLETE && st->mode == ST_COMPLETE)) {
+			stall_feed(st, 1); /* the ack never comes */
+			break;
+		}
+		memset(&a, 0, sizeof(a));
+		a.kind = fr.kind;
+		memcpy(a.session, h.session, 16);
+		alen = lm__enc_ack(b, &a);
+		if (fr.kind == LM_KIND_SYNC) {
+			if (stall_put(st, b, alen))
+				break;
+		} else {
+			if (st->mode == ST_TRICKLE)
+				stall_trickle(st, b, alen);
+			else
+				stall_flood(st, b, alen);
+			break;
+		}
+	}
+	shutdown(st->f.fd, SHUT_RDWR);
+	return NULL;
+}
+
+/* The real sender (one channel, codec none, timeout_ms as given) against a
+ * stall fake: the outcome each mode must have, within a bound that only
+ * catches a sender kept alive by FEEDBACK (the fake gives up after
+ * STALL_GIVE_UP ms, far beyond it), not a speed. */
+static void stall_case(const char *name, int mode, int every_ms, int cancel_ms, int timeout_ms)
+{
+	const uint64_t len = 4ull << 20;
+	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int f0 = lm_test_failures, rc;
+	uint64_t t0, end, t_ack;
+	uint32_t taken;
+	lm_sender_config sc;
+	lm_sender *s = NULL;
+	char addr[64];
+	const char *msg;
+	pthread_t t;
+	static stall st;
+	rx dummy;
+
+	CHECK(src != MAP_FAILED);
+	if (src == MAP_FAILED)
+		return;
+	for (uint64_t pg = 0; pg < len / PS; pg++)
+		fill_page(src + pg * PS, (uint32_t)pg, 5);
+	memset(&st, 0, sizeof(st));
+	memset(&dummy, 0, sizeof(dummy));
+	st.mode = mode;
+	st.every_ms = every_ms;
+	st.cancel_ms = cancel_ms;
+	frx_listen(&st.f, addr, sizeof(addr));
+	memset(&sc, 0, sizeof(sc));
+	sc.channels = 1;
+	sc.codec = LM_CODEC_NONE;
+	sc.no_dedup = 1;
+	sc.sndbuf = 64 << 10;
+	sc.timeout_ms = timeout_ms;
+	CHECK_EQ(lm_sender_new(&s, &sc), 0);
+	CHECK_EQ(lm_sender_add_region(s, "ram", src, len), 0);
+	st.s = s;
+	pthread_create(&t, NULL, stall_main, &st);
+	t0 = now_ms();
+	rc = lm_sender_connect(s, addr);
+	CHECK_EQ(rc, 0);
+	if (!rc)
+		rc = lm_sender_run(s);
+	end = now_ms();
+	__atomic_store_n(&st.stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	t_ack = __atomic_load_n(&st.t_ack, __ATOMIC_SEQ_CST);
+	msg = lm_sender_errmsg(s);
+	pthread_mutex_lock(&s->lock);
+	taken = s->ch[0].fb_seq;
+	pthread_mutex_unlock(&s->lock);
+	printf("  %s: lm_sender_run returned %d after %llu ms (%llu after the ack): %s "
+	       "(%u FEEDBACK sent, %u taken)\n", name, rc, (unsigned long long)(end - t0),
+	       t_ack ? (unsigned long long)(end - t_ack) : 0ull, msg, st.f.fb_sent, taken);
+	switch (mode) {
+	case ST_WRITE: /* the write's own timeout, FEEDBACK or not */
+		CHECK_EQ(rc, LM_ETIMEDOUT);
+		CHECK(taken >= 1);
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	case ST_SYNC:
+	case ST_COMPLETE:
+		CHECK_EQ(rc, LM_ETIMEDOUT);
+		CHECK(strstr(msg, "only feedback") != NULL);
+		CHECK(taken >= 2);
+		CHECK(st.got_error); /* and the receiver was told */
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	case ST_TRICKLE: /* a byte every 50 ms: 8 s for the frame, were it waited for */
+	case ST_FLOOD_END: /* drained for timeout_ms, it would end after 5 s */
+		CHECK_EQ(rc, 0);
+		CHECK(t_ack != 0);
+		CHECK(end - t_ack < 3000);
+		CHECK(mode == ST_TRICKLE || st.f.fb_sent >= 64);
+		break;
+	case ST_FLOOD_DATA:
+		CHECK_EQ(rc, cancel_ms ? LM_ECANCELED : LM_ETIMEDOUT);
+		CHECK(cancel_ms || strstr(msg, "without pause") != NULL);
+		CHECK(taken >= 32);
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	}
+	if (st.f.fd >= 0)
+		close(st.f.fd);
+	close(st.f.lfd);
+	dummy.rc = rc;
+	report(name, f0, &dummy);
+	lm_sender_free(s);
+	munmap(src, len);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -640,5 +941,15 @@ int main(void)
 	if (lm__codec_get(LM_CODEC_LZ4))
 		sender_case("sender_feedback_mid_data_lz4", LM_CODEC_LZ4, 0);
 	sender_case("sender_error_after_feedback", LM_CODEC_NONE, 3);
+	stall_case("sender_write_stalled_feedback_every_500ms", ST_WRITE, STALL_T / 2, 0, STALL_T);
+	stall_case("sender_write_stalled_feedback_every_50ms", ST_WRITE, 50, 0, STALL_T);
+	stall_case("sender_no_ack_sync_only_feedback", ST_SYNC, STALL_T / 4, 0, STALL_T);
+	stall_case("sender_no_ack_complete_only_feedback", ST_COMPLETE, STALL_T / 4, 0, STALL_T);
+	/* timeout 5 s: the drain after ACK(COMPLETE) has its own bound. */
+	stall_case("sender_feedback_trickled_after_complete", ST_TRICKLE, 0, 0, 5 * STALL_T);
+	stall_case("sender_feedback_flood_after_complete", ST_FLOOD_END, 0, 0, 5 * STALL_T);
+	stall_case("sender_feedback_flood_mid_data", ST_FLOOD_DATA, 0, 0, STALL_T);
+	/* timeout 20 s: what ends it is the cancel. */
+	stall_case("sender_feedback_flood_mid_data_cancelled", ST_FLOOD_DATA, 0, 300, 20 * STALL_T);
 	TEST_DONE("test_mixed");
 }
