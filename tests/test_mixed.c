@@ -13,12 +13,22 @@
  *  4. the real sender (pinned codec) against a fake receiver that sends
  *     FEEDBACK while it takes the data, also while the sender's writes wait
  *     for buffer space: the run succeeds and keeps the last FEEDBACK; an
- *     ERROR after FEEDBACK is still reported with the receiver's message.
+ *     ERROR after FEEDBACK is still reported with the receiver's message;
+ *  5. FEEDBACK never keeps a stalled sender alive (timeout 1 s, a bound
+ *     that only catches "forever"): a write blocked with FEEDBACK every
+ *     500 ms or 50 ms, no ACK(SYNC) or ACK(COMPLETE) but FEEDBACK, each end
+ *     with LM_ETIMEDOUT; a FEEDBACK trickled a byte at a time or a flood
+ *     after ACK(COMPLETE): the run succeeds at once (the drain is
+ *     bounded); a flood during data ends in LM_ETIMEDOUT, or LM_ECANCELED
+ *     when cancelled; lm__sender_take_input alone stops at its timeout
+ *     and at a drain's deadline however much FEEDBACK is queued.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "fake_peer.h"
+#include "fake_receiver.h"
 
 #include "codec/codec.h"
 #include "receiver/receiver.h"
@@ -447,120 +457,11 @@ static void test_ctx_fails(void)
 
 /* ---- the real sender, FEEDBACK from a fake receiver ------------------------ */
 
-typedef struct frx {
-	int lfd, fd;
-	int refuse_after;   /* 0: take everything; N: after N DATA, FEEDBACK then ERROR */
-	uint32_t fb_sent;   /* FEEDBACK frames sent */
-	lm__feedback last;  /* the last one */
-	int data, ok;
-} frx;
-
-static void frx_feedback(frx *f)
-{
-	uint8_t b[LM_FRAME_HDR + LM_FEEDBACK_LEN];
-
-	f->fb_sent++;
-	f->last.round = f->fb_sent;
-	f->last.wall_ns = 1000ull * f->fb_sent;
-	f->last.codec[LM_CODEC_NONE].pages += 16;
-	f->last.codec[LM_CODEC_LZ4].ns = 7ull * f->fb_sent;
-	put(f->fd, b, lm__enc_feedback(b, &f->last));
-}
-
-/* Reads len body bytes in small pieces with a FEEDBACK every 64 KiB and a
- * short pause after it, so some arrive while the sender's write waits for
- * buffer space. */
-static int frx_body(frx *f, uint32_t len, int feedback)
-{
-	uint8_t sink[16384];
-	uint32_t since = 0;
-
-	while (len) {
-		uint32_t n = len < sizeof(sink) ? len : (uint32_t)sizeof(sink);
-		if (get(f->fd, sink, n))
-			return -1;
-		len -= n;
-		since += n;
-		if (feedback && since >= 65536) {
-			since = 0;
-			frx_feedback(f);
-			sleep_ms(1);
-		}
-	}
-	return 0;
-}
-
-static void *frx_main(void *arg)
-{
-	frx *f = arg;
-	uint8_t b[LM_ERROR_FRAME_BOUND];
-	struct timeval tv = {5, 0};
-	struct pollfd pl = {f->lfd, POLLIN, 0};
-	lm__frame fr;
-	lm__hello h;
-	lm__ack a;
-	lm__err e;
-
-	if (poll(&pl, 1, 5000) != 1 || (f->fd = accept(f->lfd, NULL, NULL)) < 0)
-		return NULL;
-	setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (get_frame(f->fd, &fr, b, sizeof(b)) || fr.kind != LM_KIND_HELLO ||
-	    lm__dec_hello(b, fr.len, &h, &e))
-		return NULL;
-	for (uint32_t k = 0; k < h.region_count; k++)
-		if (get_frame(f->fd, &fr, b, sizeof(b)))
-			return NULL;
-	memset(&a, 0, sizeof(a));
-	a.kind = LM_KIND_HELLO;
-	a.features = h.features & LM_FEAT_ROUND_ACK;
-	memcpy(a.session, h.session, 16);
-	put(f->fd, b, lm__enc_ack(b, &a));
-	for (;;) {
-		uint8_t hdr[LM_FRAME_HDR];
-		if (get(f->fd, hdr, sizeof(hdr)) || lm__dec_frame(hdr, &fr, &e))
-			return NULL;
-		if (fr.kind == LM_KIND_DATA) {
-			if (frx_body(f, fr.len, 1))
-				return NULL;
-			if (++f->data == f->refuse_after) {
-				frx_feedback(f);
-				put(f->fd, b, lm__enc_error(b, LM_EFIELD, 0,
-							    "channel 0: test refusal after feedback"));
-				shutdown(f->fd, SHUT_WR);
-				f->ok = 1;
-				while (recv(f->fd, b, sizeof(b), 0) > 0)
-					;
-				return NULL;
-			}
-			continue;
-		}
-		if (fr.kind != LM_KIND_SYNC && fr.kind != LM_KIND_COMPLETE)
-			return NULL;
-		if (frx_body(f, fr.len, 0))
-			return NULL;
-		memset(&a, 0, sizeof(a));
-		a.kind = fr.kind;
-		a.features = 0; /* the round: one-pass, round 0 */
-		memcpy(a.session, h.session, 16);
-		if (fr.kind == LM_KIND_SYNC)
-			frx_feedback(f); /* as a mixed receiver does, right before the ACK */
-		put(f->fd, b, lm__enc_ack(b, &a));
-		if (fr.kind == LM_KIND_COMPLETE) {
-			f->ok = 1;
-			while (recv(f->fd, b, sizeof(b), 0) > 0)
-				;
-			return NULL;
-		}
-	}
-}
-
 static void sender_case(const char *name, uint16_t codec, int refuse_after)
 {
 	const uint64_t len = 8ull << 20;
 	int f0 = lm_test_failures, small = 64 << 10, rc;
 	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
 	lm_sender_config sc;
 	lm_sender *s = NULL;
 	char addr[64];
@@ -575,19 +476,8 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 		fill_page(src + pg * PS, (uint32_t)pg, 9);
 	memset(&f, 0, sizeof(f));
 	memset(&dummy, 0, sizeof(dummy));
-	f.fd = -1;
 	f.refuse_after = refuse_after;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(f.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	if (f.lfd < 0 || bind(f.lfd, (struct sockaddr *)&sa, sizeof(sa)) || listen(f.lfd, 2) ||
-	    getsockname(f.lfd, (struct sockaddr *)&sa, &sl)) {
-		perror("fake receiver");
-		exit(2);
-	}
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+	frx_listen(&f, addr, sizeof(addr));
 	pthread_create(&t, NULL, frx_main, &f);
 	memset(&sc, 0, sizeof(sc));
 	sc.channels = 1;
@@ -628,6 +518,158 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 	munmap(src, len);
 }
 
+/* ---- FEEDBACK never keeps a stalled sender alive --------------------------- */
+
+/* The real sender (one channel, codec none, timeout_ms as given) against a
+ * stall fake: the outcome each mode must have, within a bound that only
+ * catches a sender kept alive by FEEDBACK (the fake gives up after
+ * STALL_GIVE_UP ms, far beyond it), not a speed. */
+static void stall_case(const char *name, int mode, int every_ms, int cancel_ms, int timeout_ms)
+{
+	const uint64_t len = 4ull << 20;
+	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int f0 = lm_test_failures, rc;
+	uint64_t t0, end, t_ack;
+	uint32_t taken;
+	lm_sender_config sc;
+	lm_sender *s = NULL;
+	char addr[64];
+	const char *msg;
+	pthread_t t;
+	static stall st;
+	rx dummy;
+
+	CHECK(src != MAP_FAILED);
+	if (src == MAP_FAILED)
+		return;
+	for (uint64_t pg = 0; pg < len / PS; pg++)
+		fill_page(src + pg * PS, (uint32_t)pg, 5);
+	memset(&st, 0, sizeof(st));
+	memset(&dummy, 0, sizeof(dummy));
+	st.mode = mode;
+	st.every_ms = every_ms;
+	st.cancel_ms = cancel_ms;
+	frx_listen(&st.f, addr, sizeof(addr));
+	memset(&sc, 0, sizeof(sc));
+	sc.channels = 1;
+	sc.codec = LM_CODEC_NONE;
+	sc.no_dedup = 1;
+	sc.sndbuf = 64 << 10;
+	sc.timeout_ms = timeout_ms;
+	CHECK_EQ(lm_sender_new(&s, &sc), 0);
+	CHECK_EQ(lm_sender_add_region(s, "ram", src, len), 0);
+	st.s = s;
+	pthread_create(&t, NULL, stall_main, &st);
+	t0 = now_ms();
+	rc = lm_sender_connect(s, addr);
+	CHECK_EQ(rc, 0);
+	if (!rc)
+		rc = lm_sender_run(s);
+	end = now_ms();
+	__atomic_store_n(&st.stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(t, NULL);
+	t_ack = __atomic_load_n(&st.t_ack, __ATOMIC_SEQ_CST);
+	msg = lm_sender_errmsg(s);
+	pthread_mutex_lock(&s->lock);
+	taken = s->ch[0].fb_seq;
+	pthread_mutex_unlock(&s->lock);
+	printf("  %s: lm_sender_run returned %d after %llu ms (%llu after the ack): %s "
+	       "(%u FEEDBACK sent, %u taken)\n", name, rc, (unsigned long long)(end - t0),
+	       t_ack ? (unsigned long long)(end - t_ack) : 0ull, msg, st.f.fb_sent, taken);
+	switch (mode) {
+	case ST_WRITE: /* the write's own timeout, FEEDBACK or not */
+		CHECK_EQ(rc, LM_ETIMEDOUT);
+		CHECK(taken >= 1);
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	case ST_SYNC:
+	case ST_COMPLETE:
+		CHECK_EQ(rc, LM_ETIMEDOUT);
+		CHECK(strstr(msg, "only feedback") != NULL);
+		CHECK(taken >= 2);
+		CHECK(st.got_error); /* and the receiver was told */
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	case ST_TRICKLE: /* a byte every 50 ms: 8 s for the frame, were it waited for */
+	case ST_FLOOD_END: /* drained for timeout_ms, it would end after 5 s */
+		CHECK_EQ(rc, 0);
+		CHECK(t_ack != 0);
+		CHECK(end - t_ack < 3000);
+		CHECK(mode == ST_TRICKLE || st.f.fb_sent >= 2 * FLOOD_BATCH);
+		break;
+	case ST_FLOOD_DATA:
+		/* Ended by take_input's own bound, or, when the flood paused,
+		 * by the write's: which one depends on the kernel's timing. */
+		CHECK_EQ(rc, cancel_ms ? LM_ECANCELED : LM_ETIMEDOUT);
+		CHECK(cancel_ms || strstr(msg, "without pause") || strstr(msg, "peer stalled"));
+		CHECK(taken >= FLOOD_BATCH);
+		CHECK(end - t0 < STALL_BOUND);
+		break;
+	}
+	if (st.f.fd >= 0)
+		close(st.f.fd);
+	close(st.f.lfd);
+	dummy.rc = rc;
+	report(name, f0, &dummy);
+	lm_sender_free(s);
+	munmap(src, len);
+}
+
+/* lm__sender_take_input on its own, over a socketpair holding more FEEDBACK
+ * than it can read within its 1 ms timeout: it stops at that timeout
+ * (LM_ETIMEDOUT, frames left unread), then at a drain's deadline (0, frames
+ * left). Without a pause in between, as no TCP flood can promise. */
+static void test_take_input_bounded(void)
+{
+	static lm_sender s;
+	static lm__tx_chan ch;
+	uint8_t b[LM_FRAME_HDR + LM_FEEDBACK_LEN];
+	int f0 = lm_test_failures, sv[2], big = 4 << 20;
+	uint32_t queued = 0, taken;
+	lm__feedback fb;
+	rx dummy;
+
+	memset(&s, 0, sizeof(s));
+	memset(&ch, 0, sizeof(ch));
+	memset(&fb, 0, sizeof(fb));
+	memset(&dummy, 0, sizeof(dummy));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+		perror("socketpair");
+		exit(2);
+	}
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	for (;; queued++) {
+		fb.round = queued;
+		if (send(sv[0], b, lm__enc_feedback(b, &fb), MSG_NOSIGNAL) != (ssize_t)sizeof(b))
+			break; /* full: the partial frame is never reached */
+	}
+	s.page_size = PS;
+	s.packet_pages = PP;
+	pthread_mutex_init(&s.lock, NULL);
+	ch.s = &s;
+	lm__conn_init(&ch.conn, sv[1], 1);
+	CHECK(queued >= 1000);
+	CHECK_EQ(lm__sender_take_input(&ch.conn, &ch), 1);
+	CHECK_EQ(ch.in_rc, LM_ETIMEDOUT);
+	CHECK(strstr(ch.in_err.msg, "without pause") != NULL);
+	taken = ch.fb_seq;
+	CHECK(taken > 0 && taken < queued);
+	ch.in_rc = 0;
+	ch.conn.timeout_ms = 1000;
+	ch.conn.deadline_us = lm__now_us() + 1000; /* a drain: 1 ms */
+	CHECK_EQ(lm__sender_take_input(&ch.conn, &ch), 0);
+	CHECK_EQ(ch.in_rc, 0);
+	CHECK(ch.fb_seq > taken && ch.fb_seq < queued);
+	printf("  take_input_bounded: %u FEEDBACK queued, %u taken in 1 ms, %u by the deadline\n",
+	       queued, taken, ch.fb_seq);
+	lm__conn_close(&ch.conn);
+	close(sv[0]);
+	pthread_mutex_destroy(&s.lock);
+	report("sender_take_input_bounded", f0, &dummy);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -640,5 +682,18 @@ int main(void)
 	if (lm__codec_get(LM_CODEC_LZ4))
 		sender_case("sender_feedback_mid_data_lz4", LM_CODEC_LZ4, 0);
 	sender_case("sender_error_after_feedback", LM_CODEC_NONE, 3);
+	stall_case("sender_write_stalled_feedback_every_500ms", ST_WRITE, STALL_T / 2, 0, STALL_T);
+	stall_case("sender_write_stalled_feedback_every_50ms", ST_WRITE, 50, 0, STALL_T);
+	stall_case("sender_no_ack_sync_only_feedback", ST_SYNC, STALL_T / 4, 0, STALL_T);
+	stall_case("sender_no_ack_complete_only_feedback", ST_COMPLETE, STALL_T / 4, 0, STALL_T);
+	/* timeout 5 s: the drain after ACK(COMPLETE) has its own bound. */
+	stall_case("sender_feedback_trickled_after_complete", ST_TRICKLE, 0, 0, 5 * STALL_T);
+	stall_case("sender_feedback_flood_after_complete", ST_FLOOD_END, 0, 0, 5 * STALL_T);
+	stall_case("sender_feedback_flood_mid_data", ST_FLOOD_DATA, 0, 0, STALL_T);
+	/* A cancel during a flood is seen at the write's next wait (a pause in
+	 * the flood) or when take_input gives up: timeout 2 s keeps the
+	 * latter within the bound. */
+	stall_case("sender_feedback_flood_mid_data_cancelled", ST_FLOOD_DATA, 0, 300, 2 * STALL_T);
+	test_take_input_bounded();
 	TEST_DONE("test_mixed");
 }
