@@ -52,6 +52,12 @@ int lm__sender_take_input(lm__conn *c, void *arg)
 		uint64_t now = lm__now_us();
 		int rc;
 
+		/* A flood must not hide a cancel or another channel's failure. */
+		if (__atomic_load_n(&ch->s->cancelled, __ATOMIC_RELAXED)) {
+			lm__err_set(&ch->in_err, "cancelled");
+			ch->in_rc = -ECANCELED;
+			return 1;
+		}
 		if (now >= end || (c->deadline_us && now >= c->deadline_us)) {
 			if (c->deadline_us)
 				return 0; /* a bounded drain (lm__sender_finish) */
