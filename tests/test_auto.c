@@ -249,7 +249,7 @@ static void pick_shares(void)
 {
 	lm__auto a;
 	lm__auto_chan c;
-	uint32_t n[LM_MAX_CODECS] = {0}, k;
+	uint32_t n[LM_MAX_CODECS] = {0}, k, turns;
 	const uint32_t draws = 16384;
 
 	lm__auto_init(&a, all_cand, PS, 1, 0);
@@ -263,8 +263,12 @@ static void pick_shares(void)
 	k = draws - n[LM_CODEC_ZSTD] - n[LM_CODEC_DEFLATE];
 	CHECK(n[LM_CODEC_LZ4] >= k / 2 - 2 && n[LM_CODEC_LZ4] <= k / 2 + 2);
 	CHECK(n[LM_CODEC_NONE] >= k / 2 - 2 && n[LM_CODEC_NONE] <= k / 2 + 2);
-	/* The samples: zstd every other turn, deflate (slow) 1 turn in 8 of its. */
-	CHECK(n[LM_CODEC_ZSTD] > draws / 32 - 64 && n[LM_CODEC_ZSTD] < draws / 32 + 64);
+	/* The samples: a turn every 16 packets for the first
+	 * LM__AUTO_SAMPLE_FIRST turns, then every 64; zstd every other turn,
+	 * deflate (slow) 1 turn in 8 of its. */
+	turns = LM__AUTO_SAMPLE_FIRST +
+		(draws - LM__AUTO_SAMPLE_FIRST * LM__AUTO_SAMPLE) / LM__AUTO_SAMPLE_LATER;
+	CHECK(n[LM_CODEC_ZSTD] + 8 > turns / 2 && n[LM_CODEC_ZSTD] < turns / 2 + 8);
 	CHECK(n[LM_CODEC_DEFLATE] > 0 && n[LM_CODEC_DEFLATE] < n[LM_CODEC_ZSTD] / 4);
 	CHECK_EQ(n[LM_CODEC_ZLIB], 0); /* not a candidate */
 	/* Pure none: only the samples compress. */
@@ -274,7 +278,7 @@ static void pick_shares(void)
 	memset(n, 0, sizeof(n));
 	for (uint32_t i = 0; i < draws; i++)
 		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0)]++;
-	CHECK(n[LM_CODEC_NONE] >= draws * 15 / 16);
+	CHECK(n[LM_CODEC_NONE] >= draws * 63 / 64);
 	CHECK(n[LM_CODEC_LZ4] > 0 && n[LM_CODEC_ZSTD] > 0 && n[LM_CODEC_DEFLATE] > 0);
 }
 

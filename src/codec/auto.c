@@ -38,14 +38,14 @@
  *   b = write ns waiting / (N window),
  * says whether it limits: b >= 0.15, the link is full: L moves halfway to
  * D, or to D at once from above 1.5 D (a link that slowed down);
- * 0.02 <= b < 0.15, close to full: L is kept within D..1.5 D;
+ * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
  * b < 0.02, not full: L = 1.4 max(L, D), probing upward every window
  * until compressing less makes the writes block. Writes blocked while the
  * receiver's threads are busy (>= 85%) are the receiver's limit, not the
  * link's: L is then held. L never exceeds the sender's own rate limit.
  *
  * Candidates not in use are measured on real packets: 1 in 16 per channel
- * goes with another candidate, round robin; a candidate whose best X is
+ * (1 in 64 after the first 8 turns) goes with another candidate, round robin; a candidate whose best X is
  * below half the decision's is sampled only 1 turn in 8, never dropped, so
  * a link that slows down finds it again.
  */
@@ -165,7 +165,7 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
 		 * the socket buffers absorb the difference): near D. */
-		a->link = a->link < d ? d : a->link > 1.5 * d ? 1.5 * d : a->link;
+		a->link = a->link < d ? d : a->link > 1.25 * d ? 1.25 * d : a->link;
 	} else {
 		/* Full: the delivered rate, smoothed, as a shaper's bursts
 		 * make short windows deliver from half to twice the rate. */
@@ -305,8 +305,10 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel)
 	uint32_t slow = (uint32_t)(snap >> 32 & 0xff);
 	/* Channels sample on different packets, so the samples spread. */
 	uint32_t n = c->n++ + channel * 5u;
+	/* Often while the estimates are priors, seldom once measured. */
+	uint32_t every = c->rot < LM__AUTO_SAMPLE_FIRST ? LM__AUTO_SAMPLE : LM__AUTO_SAMPLE_LATER;
 
-	if (n % LM__AUTO_SAMPLE == LM__AUTO_SAMPLE - 1) {
+	if (n % every == every - 1) {
 		uint16_t id = sample(cand & ~(1u << codec) & ~1u, slow, c);
 		if (id != LM_CODEC_NONE)
 			return id;

@@ -24,7 +24,9 @@
  * take a few hundred ms, so the first decision must come sooner. */
 #define LM__AUTO_FIRST_WINDOW_US 25000u
 #define LM__AUTO_FIRST_WINDOWS 8u
-#define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate */
+#define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate, */
+#define LM__AUTO_SAMPLE_LATER 64u  /* 1 in 64 once each channel took LM__AUTO_SAMPLE_FIRST */
+#define LM__AUTO_SAMPLE_FIRST 8u   /* turns: a sample costs up to 15x a raw packet's CPU */
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
