@@ -195,7 +195,13 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 	int rc = lm__read_full(c, hdr, sizeof(hdr));
 
 	if (rc) {
-		if (rc == LM_EEOF)
+		/* A TLS alert read ahead (a readability check peeked at it)
+		 * leaves only the end to the read: the kept reason names it. */
+		const char *why = rc == LM_EEOF ? lm__tls_failure(c, 0) : NULL;
+
+		if (why && !strstr(why, "the peer closed"))
+			lm__err_set(e, "read: %s: %s", lm_strerror(LM_ETLS), why);
+		else if (rc == LM_EEOF)
 			lm__err_set(e, "peer closed the connection");
 		else if (rc == LM_ETIMEDOUT)
 			lm__err_set(e, "no data for %d ms", c->timeout_ms);
