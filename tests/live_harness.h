@@ -519,19 +519,6 @@ static inline int cb_dirty(void *user, uint32_t region, uint64_t *bitmap, uint64
 
 /* ---- one migration ----------------------------------------------------------------- */
 
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static inline void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
-
 typedef struct run {
 	const char *label;
 	lm_sender_config sc;

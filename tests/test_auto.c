@@ -319,19 +319,6 @@ static void fill_image(uint8_t *p, uint64_t len)
 	}
 }
 
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
-
 typedef struct e2e {
 	double rate;          /* proxy bytes/s from the start, 0 unshaped; <0: no proxy */
 	uint64_t switch_after;/* bytes, then switch_rate */

@@ -38,6 +38,7 @@
 #include "codec/codec.h"
 #include "livemig.h"
 #include "wire.h"
+#include "test_util.h"
 
 static size_t sys_page;
 
@@ -901,19 +902,6 @@ out:
 }
 
 /* ---- end to end --------------------------------------------------------------- */
-
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
 
 #define E2E_LEN (32u << 20)
 #define E2E_PACKET 128u /* LM_DEFAULT_PACKET_PAGES */

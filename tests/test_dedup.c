@@ -292,19 +292,6 @@ static void test_index(void)
 
 /* ---- 2. one-pass images ------------------------------------------------------------ */
 
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
-
 #define SPECIAL 1 /* content 1: its second half is zero (the partial page's twin) */
 
 static void put_content(uint8_t *p, uint64_t id)

@@ -35,6 +35,7 @@
 #include "receiver/receiver.h"
 #include "sender/sender.h"
 #include "wire.h"
+#include "test_util.h"
 
 #ifdef LM_HAVE_QPL
 /* Sanitizer builds with QPL: its first hardware probe (LM_ACCEL_AUTO/QPL
@@ -1257,19 +1258,6 @@ static void test_ctx_new(void)
 }
 
 /* ---- end to end ------------------------------------------------------------------- */
-
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
 
 static void test_end_to_end(int rx_accel, lm_engine_id rx_engine)
 {

@@ -10,19 +10,7 @@
 
 #include "check.h"
 #include "livemig.h"
-
-typedef struct rx_ctx {
-	lm_receiver *r;
-	int rc;
-} rx_ctx;
-
-static void *rx_thread(void *arg)
-{
-	rx_ctx *c = arg;
-
-	c->rc = lm_receiver_run(c->r);
-	return NULL;
-}
+#include "test_util.h"
 
 static void fill(uint8_t *p, uint64_t len, unsigned seed)
 {

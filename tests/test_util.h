@@ -1,6 +1,7 @@
 /*
  * Small helpers the end-to-end C tests share: a monotonic clock, a sleep
- * that survives signals, and a seeded xorshift for reproducible content.
+ * that survives signals, a seeded xorshift for reproducible content, and a
+ * receiver run on its own thread.
  */
 #ifndef LM_TEST_UTIL_H
 #define LM_TEST_UTIL_H
@@ -8,6 +9,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <time.h>
+
+#include "livemig.h"
 
 static inline uint64_t now_us(void)
 {
@@ -32,6 +35,20 @@ static inline uint64_t xs(uint64_t *s)
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
 	return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* pthread_create(&t, NULL, rx_thread, &ctx): lm_receiver_run() there. */
+typedef struct rx_ctx {
+	lm_receiver *r;
+	int rc;
+} rx_ctx;
+
+static inline void *rx_thread(void *arg)
+{
+	rx_ctx *c = arg;
+
+	c->rc = lm_receiver_run(c->r);
+	return NULL;
 }
 
 #endif
