@@ -460,10 +460,11 @@ typedef struct sess {
 	int n;
 } sess;
 
-/* Channel i's hello offers offer[i] in hello.features (offer NULL: none);
- * acked[i] (if not NULL) receives its ACK(HELLO).features. */
-static FP_UNUSED int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_t *offer,
-				 uint64_t *acked)
+/* Channel i's hello offers offer[i] in hello.features (offer NULL: none)
+ * and requires required; codec >= 0 replaces mk_hello's codec; acked[i]
+ * (if not NULL) receives its ACK(HELLO).features. */
+static FP_UNUSED int sess_open_x(sess *s, const rxopt *o, int nch, const uint64_t *offer,
+				 uint64_t required, int codec, uint64_t *acked)
 {
 	int bad = 0;
 
@@ -472,6 +473,9 @@ static FP_UNUSED int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_
 	for (int i = 0; i < nch; i++) {
 		lm__hello h = mk_hello((uint16_t)i, (uint16_t)nch);
 		h.features = offer ? offer[i] : 0;
+		h.required = required;
+		if (codec >= 0)
+			h.codec = (uint16_t)codec;
 		s->fd[i] = fs_connect(s->x.port);
 		send_hello(s->fd[i], &h);
 		if (i == 0)
@@ -486,6 +490,12 @@ static FP_UNUSED int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_
 	}
 	CHECK_EQ(bad, 0);
 	return bad;
+}
+
+static FP_UNUSED int sess_open_f(sess *s, const rxopt *o, int nch, const uint64_t *offer,
+				 uint64_t *acked)
+{
+	return sess_open_x(s, o, nch, offer, 0, -1, acked);
 }
 
 static FP_UNUSED int sess_open(sess *s, const rxopt *o, int nch)

@@ -116,25 +116,15 @@ static uint8_t pay[MAXP * PS * 2];
 
 static int mixed_open(sess *s, const rxopt *o, int nch)
 {
-	int bad = 0;
+	const uint64_t feat = LM_FEAT_ROUND_ACK | LM_FEAT_MIXED;
+	uint64_t offer[4], acked[4];
+	int bad;
 
-	rx_start(&s->x, o);
-	s->n = nch;
-	for (int i = 0; i < nch; i++) {
-		lm__hello h = mk_hello((uint16_t)i, (uint16_t)nch);
-		h.codec = LM_CODEC_AUTO;
-		h.features = LM_FEAT_ROUND_ACK | LM_FEAT_MIXED;
-		h.required = LM_FEAT_MIXED;
-		s->fd[i] = fs_connect(s->x.port);
-		send_hello(s->fd[i], &h);
-		if (i == 0)
-			send_region(s->fd[0], 0, s->x.len, "ram");
-	}
-	for (int i = 0; i < nch; i++) {
-		lm__ack a;
-		int r = expect_ack_a(s->fd[i], LM_KIND_HELLO, &a);
-		bad |= r || a.features != (LM_FEAT_ROUND_ACK | LM_FEAT_MIXED);
-	}
+	for (int i = 0; i < nch; i++)
+		offer[i] = feat;
+	bad = sess_open_x(s, o, nch, offer, LM_FEAT_MIXED, LM_CODEC_AUTO, acked);
+	for (int i = 0; i < nch; i++)
+		bad |= acked[i] != feat;
 	CHECK_EQ(bad, 0);
 	return bad;
 }
