@@ -19,20 +19,32 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t lm__now_us(void)
+static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t lm__now_us(void)
+{
+	return clock_ns(CLOCK_MONOTONIC) / 1000u;
+}
+
+uint64_t lm__now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t lm__thread_cpu_ns(void)
+{
+	return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 double lm__thread_cpu(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)lm__thread_cpu_ns() / 1e9;
 }
 
 void lm__conn_init(lm__conn *c, int fd, int timeout_ms)

@@ -68,7 +68,9 @@ void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const cha
  * timeout and deadline: 0, or LM_ETIMEDOUT, -ECANCELED (wake fd), -errno. */
 int lm__conn_wait(lm__conn *c, short ev);
 
-uint64_t lm__now_us(void);
-double lm__thread_cpu(void);
+uint64_t lm__now_us(void);        /* CLOCK_MONOTONIC */
+uint64_t lm__now_ns(void);
+uint64_t lm__thread_cpu_ns(void); /* this thread's CPU time */
+double lm__thread_cpu(void);      /* the same, in seconds */
 
 #endif

@@ -15,14 +15,6 @@
 #include "receiver/receiver.h"
 #include "zero.h"
 
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- codecs and what they cost --------------------------------------------- */
 
 static int new_ctx(lm__rx_chan *ch, const lm__codec_ops *ops)
@@ -76,7 +68,7 @@ static void decoded(lm__rx_chan *ch, uint16_t codec, uint32_t pages, uint64_t t0
 			;
 	}
 	ch->fb.codec[codec].pages += pages;
-	ch->fb.codec[codec].ns += t0 ? clock_ns(CLOCK_MONOTONIC) - t0 : slow;
+	ch->fb.codec[codec].ns += t0 ? lm__now_ns() - t0 : slow;
 }
 
 /* ---- pages --------------------------------------------------------------- */
@@ -148,7 +140,7 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 	for (uint32_t i = 0; i < d->area; i++)
 		ch->pages[d->normal + i] = ch->area + (size_t)i * ch->r->page_size;
 	e->page = 0;
-	t0 = clock_ns(CLOCK_MONOTONIC);
+	t0 = lm__now_ns();
 	rc = ops->decode(ch->codec_ctx[ops->id], ch->payload, d->payload, ch->plen, ch->pages,
 			 d->normal + d->area, ch->r->page_size, e);
 	if (!rc)
@@ -192,11 +184,11 @@ static int is_finishing(lm_receiver *r);
 static int send_feedback(lm__rx_chan *ch, lm__err *e)
 {
 	uint8_t b[LM_FRAME_HDR + LM_FEEDBACK_LEN];
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	uint64_t now = lm__now_ns();
 	int rc;
 
 	ch->fb.round = ch->round;
-	ch->fb.cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - ch->cpu_hello_ns;
+	ch->fb.cpu_ns = lm__thread_cpu_ns() - ch->cpu_hello_ns;
 	ch->fb.wall_ns = now - ch->t_hello_ns;
 	ch->t_fb_ns = now;
 	rc = lm__write_full(&ch->conn, b, lm__enc_feedback(b, &ch->fb));
@@ -273,7 +265,7 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
 	if ((r->features & LM_FEAT_MIXED) &&
-	    clock_ns(CLOCK_MONOTONIC) - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
+	    lm__now_ns() - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
 		return send_feedback(ch, e);
 	return 0;
 }
@@ -437,8 +429,8 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 	lm_receiver *r = ch->r;
 
 	/* FEEDBACK's clocks start with the channel's data: its hello acked. */
-	ch->t_hello_ns = clock_ns(CLOCK_MONOTONIC);
-	ch->cpu_hello_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	ch->t_hello_ns = lm__now_ns();
+	ch->cpu_hello_ns = lm__thread_cpu_ns();
 	ch->t_fb_ns = ch->t_hello_ns;
 
 	for (;;) {

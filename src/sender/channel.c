@@ -225,14 +225,6 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t want, uint16_
 	return (int64_t)nc * ps;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void add(uint64_t *ctr, uint64_t v)
 {
 	__atomic_add_fetch(ctr, v, __ATOMIC_RELAXED);
@@ -320,7 +312,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint64_t wire = 0, t[7];
 	int iovc = 1, rc;
 
-	t[0] = now_ns();
+	t[0] = lm__now_ns();
 	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
 		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
 			    lm_strerror(rc));
@@ -328,11 +320,11 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	}
 	area = (uint32_t)((pl->area_len + ps - 1) / ps);
 	nc = codec_pages(ch, area);
-	t[1] = now_ns();
+	t[1] = lm__now_ns();
 	if (nc)
 		want = lm__tx_codec_pick(ch);
 	payload = encode_pages(ch, nc, want, &codec);
-	t[2] = now_ns();
+	t[2] = lm__now_ns();
 	if (payload < 0) {
 		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),
 			    lm_strerror((int)payload));
@@ -371,9 +363,9 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	for (int i = 0; i < iovc; i++)
 		wire += ch->iov[i].iov_len;
 	t[5] = ch->conn.wait_out_ns;
-	t[3] = now_ns();
+	t[3] = lm__now_ns();
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
-	t[4] = now_ns();
+	t[4] = lm__now_ns();
 	t[6] = ch->conn.wait_out_ns;
 	/* During data a receiver only speaks to refuse, or with FEEDBACK: a
 	 * channel whose writes never block would otherwise send on until its
