@@ -100,8 +100,8 @@ static void window(const world *w, lm__auto *a, lm__auto_chan *chans)
 	/* What the channels did not spend working they spent blocked in
 	 * writes, unless their own CPU was the limit. */
 	busy = in * (w->plan + enc) + w->write * in * W;
-	m.tx.write_cpu_ns = (uint64_t)(w->write * in * W);
-	m.tx.write_ns = m.tx.write_cpu_ns + (uint64_t)(w->n * win - busy > 0 ? w->n * win - busy : 0);
+	m.tx.write_wait_ns = (uint64_t)(w->n * win - busy > 0 ? w->n * win - busy : 0);
+	m.tx.write_ns = (uint64_t)(w->write * in * W) + m.tx.write_wait_ns;
 	if (w->rx_n) {
 		m.rx_channels = w->rx_n;
 		m.rx_wall_ns = (uint64_t)(w->rx_n * win);

@@ -11,7 +11,7 @@
  *   r_c   payload bytes per input byte with codec c (r_none = 1)
  *   e_c   sender wall ns per input byte encoding with c (e_none = 0)
  *   p     sender wall ns per input byte planning (zero scan, refs, deltas)
- *   w     sender CPU ns per wire byte in writev (the copy, TLS, TCP)
+ *   w     sender ns per wire byte in writev not waiting for the socket (the copy, TLS, TCP)
  *   L     wire bytes per second the link takes
  *   d_c   receiver wall ns per page decoding c (FEEDBACK)
  *   q     receiver ns per page of everything else (its CPU less decoding)
@@ -152,9 +152,12 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 
 	if (!m->tx.wire_bytes || !m->wall_ns)
 		return;
-	per = (double)m->tx.write_cpu_ns / wire;
+	/* Not waiting: the copy, TLS, TCP, and being descheduled on a busy
+	 * CPU, which is no sign of a full link. */
+	per = m->tx.write_ns > m->tx.write_wait_ns
+		      ? (double)(m->tx.write_ns - m->tx.write_wait_ns) / wire : 0;
 	a->write_ns = ewma(a->write_ns, per, 0.5);
-	b = ((double)m->tx.write_ns - (double)m->tx.write_cpu_ns) / (n * win);
+	b = (double)m->tx.write_wait_ns / (n * win);
 	b = b < 0 ? 0 : b > 1 ? 1 : b;
 	a->blocked = b;
 	d = wire * 1e9 / win;

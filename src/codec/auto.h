@@ -46,7 +46,7 @@ typedef struct lm__auto_ctr {
 	lm__auto_try codec[LM_MAX_CODECS];
 	uint64_t plan_ns, plan_bytes; /* planning (zero scan, refs, deltas); codec page bytes */
 	uint64_t write_ns, wire_bytes; /* wall ns in writev, and every byte it wrote */
-	uint64_t write_cpu_ns;  /* ns in writev not waiting for the socket: the rest was */
+	uint64_t write_wait_ns; /* of those, ns waiting for the socket to take more */
 } lm__auto_ctr;
 
 /* One window: counters' deltas summed over the channels, and the receiver's
@@ -73,7 +73,7 @@ typedef struct lm__auto {
 	double enc_ns[LM_MAX_CODECS]; /* sender wall ns per input byte encoding */
 	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
 	double plan_ns;      /* wall ns per input byte planning */
-	double write_ns;     /* CPU ns per wire byte in writev */
+	double write_ns;     /* ns per wire byte in writev, not waiting for the socket */
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per

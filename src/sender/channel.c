@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sender/sender.h"
 #include "zero.h"
@@ -241,9 +240,7 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->plan_ns, t[1] - t[0]);
 	add(&c->plan_bytes, in);
 	add(&c->write_ns, t[4] - t[3]);
-	/* Not waiting for the socket: the copy, TLS, TCP, and being
-	 * descheduled on a busy CPU, which is no sign of a full link. */
-	add(&c->write_cpu_ns, t[4] - t[3] > t[6] - t[5] ? (t[4] - t[3]) - (t[6] - t[5]) : 0);
+	add(&c->write_wait_ns, t[6] - t[5]);
 	add(&c->wire_bytes, wire);
 	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
 		add(&c->codec[want].packets, 1);

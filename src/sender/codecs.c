@@ -138,7 +138,7 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		m->tx.plan_ns += delta(&c->plan_ns, &o->plan_ns);
 		m->tx.plan_bytes += delta(&c->plan_bytes, &o->plan_bytes);
 		m->tx.write_ns += delta(&c->write_ns, &o->write_ns);
-		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
+		m->tx.write_wait_ns += delta(&c->write_wait_ns, &o->write_wait_ns);
 		m->tx.wire_bytes += delta(&c->wire_bytes, &o->wire_bytes);
 	}
 	m->channels = s->nch;
