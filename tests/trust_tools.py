@@ -271,7 +271,9 @@ def proxy(a):
         seen = 0
         rec = b""  # TLS record parser state (c2s of connection 0)
         done = False
-        with open(path, "wb") as out:
+        # Unbuffered: each chunk is in the file before it is forwarded, so a
+        # proxy stopped right after its peers finished has recorded all of it.
+        with open(path, "wb", buffering=0) as out:
             while True:
                 try:
                     buf = bytearray(src.recv(65536))
