@@ -64,11 +64,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < runs; i++) {
-		lm_receiver_config rc = {.timeout_ms = 30000};
-		lm_sender_config sc = {.channels = ch};
+		lm_receiver_config rc = {.size = sizeof(lm_receiver_config), .timeout_ms = 30000};
+		lm_sender_config sc = {.size = sizeof(lm_sender_config), .channels = ch};
 		lm_receiver *r;
 		lm_sender *s;
-		lm_stats ss, rs;
+		lm_stats ss = LM_STATS_INIT, rs = LM_STATS_INIT;
 		pthread_t t;
 		char addr[80];
 		rx x;

@@ -23,10 +23,63 @@
 extern "C" {
 #endif
 
+/* Every function of the API is exported from the shared library; nothing
+ * else is (the library is built with -fvisibility=hidden). Default
+ * visibility on a declaration costs a program using the header nothing. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LM_API __attribute__((visibility("default")))
+#else
+#define LM_API
+#endif
+
+/* ---- version and ABI policy --------------------------------------------- */
+
+/* The version of this header. lm_version() and lm_version_number() give the
+ * library's, which a program linked to the shared library may find newer. */
 #define LM_VERSION_MAJOR 0
 #define LM_VERSION_MINOR 2
 #define LM_VERSION_PATCH 0
+#define LM_VERSION_NUMBER ((LM_VERSION_MAJOR << 16) | (LM_VERSION_MINOR << 8) | LM_VERSION_PATCH)
 #define LM_PROTOCOL_VERSION 2
+
+/* ABI policy.
+ *  - The shared library's SONAME is liblivemig.so.MAJOR (liblivemig.so.0
+ *    -> liblivemig.so.0.2.0): MAJOR changes only when a program built
+ *    against an older header of the same MAJOR could break: a function
+ *    removed or changed, a field moved or retyped, an enum value renumbered.
+ *    MINOR grows with additions (functions, fields at the end of a struct,
+ *    enum values, error codes); PATCH with fixes.
+ *  - The structs the application allocates (lm_sender_config,
+ *    lm_receiver_config, lm_live_config, lm_tls_config, lm_stats) grow only
+ *    at their end, and each begins with `uint32_t size`: the sizeof of the
+ *    struct as the application was compiled. Initialise each with its
+ *    LM_*_INIT macro (which sets size and zeroes the rest, so every field
+ *    not set takes its default), e.g.
+ *        lm_sender_config cfg = LM_SENDER_CONFIG_INIT;
+ *        cfg.channels = 4;
+ *    The library reads only the caller's size bytes (fields past them take
+ *    their defaults) and writes only that many into an lm_stats. A size
+ *    below this ABI's first one (0 included: a struct not initialised so)
+ *    or above the library's own (a program built against a newer header
+ *    than the library it runs with) is refused with LM_EABI, and the
+ *    handle's errmsg, where there is one, names the struct and both sizes.
+ *  - lm_stats handed to a callback (progress) is the library's: its size
+ *    is at least the caller's, fields past the caller's are to be ignored. */
+#ifdef __cplusplus
+#define LM_SIZED_INIT_(type) {sizeof(type)}
+#else /* designated: no -Wmissing-field-initializers */
+#define LM_SIZED_INIT_(type) {.size = sizeof(type)}
+#endif
+#define LM_SENDER_CONFIG_INIT LM_SIZED_INIT_(lm_sender_config)
+#define LM_RECEIVER_CONFIG_INIT LM_SIZED_INIT_(lm_receiver_config)
+#define LM_LIVE_CONFIG_INIT LM_SIZED_INIT_(lm_live_config)
+#define LM_TLS_CONFIG_INIT LM_SIZED_INIT_(lm_tls_config)
+#define LM_STATS_INIT LM_SIZED_INIT_(lm_stats)
+
+/* The library's version, "0.2.0", and the same as MAJOR<<16 | MINOR<<8 |
+ * PATCH (0x000200). Thread-safe. */
+LM_API const char *lm_version(void);
+LM_API uint32_t lm_version_number(void);
 
 /* ---- limits ------------------------------------------------------------ */
 
@@ -68,12 +121,14 @@ enum {
 	LM_ETLS = -4016,          /* TLS handshake or record failure (see errmsg) */
 	LM_EAUTH = -4017,         /* the peer is not the one we accept (see errmsg) */
 	LM_ELIMIT = -4018,        /* a receiver limit was exceeded (see errmsg) */
+	LM_EABI = -4030,          /* a struct's size field is not one this library
+				     knows (ABI policy above; see errmsg) */
 	LM_ECANCELED = -125,      /* lm_*_cancel() (== -ECANCELED) */
 	LM_EINVAL = -22,          /* an argument is invalid (== -EINVAL) */
 };
 
 /* Name of an error code: never NULL, also for system codes (-errno). */
-const char *lm_strerror(int err);
+LM_API const char *lm_strerror(int err);
 
 /* ---- codecs ------------------------------------------------------------ */
 
@@ -92,8 +147,8 @@ typedef enum lm_codec_id {
 #define LM_MAX_CODECS 8 /* codec ids 0..7: the size of lm_stats.codec_mix */
 
 /* "none", "deflate", "zstd", "lz4", "zlib", "auto"; returns 0 or LM_ECODEC. */
-int lm_codec_from_name(const char *name, lm_codec_id *out);
-const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
+LM_API int lm_codec_from_name(const char *name, lm_codec_id *out);
+LM_API const char *lm_codec_name(lm_codec_id id); /* NULL for unknown ids */
 
 /* Accelerator use for deflate: auto = use one when its device is usable. */
 typedef enum lm_accel {
@@ -110,8 +165,8 @@ typedef enum lm_engine_id {
 	LM_ENGINE_QPL_SW = 3,  /* QPL's software path (when built with QPL) */
 } lm_engine_id;
 
-int lm_accel_from_name(const char *name, lm_accel *out);   /* auto|qpl|off */
-int lm_engine_from_name(const char *name, lm_engine_id *out); /* isal|zlib|qpl-sw */
+LM_API int lm_accel_from_name(const char *name, lm_accel *out);   /* auto|qpl|off */
+LM_API int lm_engine_from_name(const char *name, lm_engine_id *out); /* isal|zlib|qpl-sw */
 
 /* ---- statistics (QEMU `info migrate` style) ----------------------------- */
 
@@ -142,6 +197,7 @@ typedef struct lm_codec_mix {
 } lm_codec_mix;
 
 typedef struct lm_stats {
+	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	lm_status status;
 	int is_receiver;
 	uint32_t channels;
@@ -226,12 +282,13 @@ typedef struct lm_stats {
 #define LM_STATS_JSON 1
 /* Formats st into buf (always NUL-terminated when cap > 0); returns the
  * length the full text needs, like snprintf. */
-int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
-const char *lm_status_name(lm_status s);
+/* LM_EABI for an lm_stats whose size this library does not know. */
+LM_API int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap);
+LM_API const char *lm_status_name(lm_status s);
 /* The codec mix of st in one short line, by decreasing share of the page
  * bytes: "lz4 71% none 29%" ("" when no packet went). snprintf semantics,
  * as lm_stats_format(). */
-int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap);
+LM_API int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap);
 
 /* ---- security: TLS 1.3 ---------------------------------------------------- */
 
@@ -244,6 +301,7 @@ int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap);
  * and its strings are read by lm_sender_connect*() / lm_receiver_listen()
  * or lm_receiver_accept_fds() and need not outlive that call. */
 typedef struct lm_tls_config {
+	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	const char *cert_file;   /* PEM: our certificate (chain) */
 	const char *key_file;    /* PEM: its private key */
 	const char *ca_file;     /* PEM: the CA(s) the peer's certificate must chain to */
@@ -270,8 +328,9 @@ typedef struct lm_tls_config {
 
 /* ---- sender ------------------------------------------------------------ */
 
-/* Configuration; zero-initialise and set what you need (0 = default). */
+/* Configuration; LM_SENDER_CONFIG_INIT, then set what you need (0 = default). */
 typedef struct lm_sender_config {
+	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	uint32_t channels;     /* 1..LM_MAX_CHANNELS, default 2 */
 	uint32_t page_size;    /* power of two 4096..65536, default 4096 */
 	uint32_t packet_pages; /* pages per packet 1..LM_MAX_PACKET_PAGES, default 128 */
@@ -298,36 +357,38 @@ typedef struct lm_sender_config {
  * memory must stay mapped and readable until lm_sender_free(). */
 typedef struct lm_sender lm_sender;
 
-int lm_sender_new(lm_sender **out, const lm_sender_config *cfg);
-void lm_sender_free(lm_sender *s);
+LM_API int lm_sender_new(lm_sender **out, const lm_sender_config *cfg);
+LM_API void lm_sender_free(lm_sender *s);
 
 /* Adds a region of len bytes at base. name identifies it to the receiver
  * (1..255 bytes, unique). len need not be a multiple of the page size, but
  * the memory up to the next page boundary must be readable (any mmap is). */
-int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint64_t len);
+LM_API int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint64_t len);
 
 /* Connects all channels to addr and performs the handshake. addr is
  * "HOST:PORT" or "tcp:HOST:PORT" (IPv4, IPv6 in brackets, or a name),
  * "unix:PATH" (a UNIX-domain socket; "unix:@NAME" for the abstract
  * namespace) or "fd:N[,N...]" (pre-connected sockets, one per channel, as
  * lm_sender_connect_fds()). */
-int lm_sender_connect(lm_sender *s, const char *addr);
+LM_API int lm_sender_connect(lm_sender *s, const char *addr);
 /* As lm_sender_connect() over n pre-connected stream sockets (n must equal
  * the channels), channel i on fds[i] (what libvirt hands QEMU's fd:). The
  * sender owns the fds from this call on, also on failure, and closes them. */
-int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
+LM_API int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
 /* Async-signal-safe, any thread: makes a running connect, run or migrate
  * fail soon with LM_ECANCELED (the receiver is told, a live workload is
  * resumed). A later call on the handle also fails with it. */
-int lm_sender_cancel(lm_sender *s);
+LM_API int lm_sender_cancel(lm_sender *s);
 
 /* One-pass migration: sends every page, syncs the channels, sends the region
  * checksums and waits for the receiver's verified reply. */
-int lm_sender_run(lm_sender *s);
+LM_API int lm_sender_run(lm_sender *s);
 
-void lm_sender_stats(const lm_sender *s, lm_stats *out);
+/* Fills out (out->size set by LM_STATS_INIT); 0, or LM_EABI for an unknown
+ * size (nothing written), LM_EINVAL for a NULL s or out. */
+LM_API int lm_sender_stats(const lm_sender *s, lm_stats *out);
 /* Detail of the last failure, "" if none. Valid until the next call. */
-const char *lm_sender_errmsg(const lm_sender *s);
+LM_API const char *lm_sender_errmsg(const lm_sender *s);
 
 /* ---- live migration (pre-copy) -------------------------------------------- */
 
@@ -371,10 +432,11 @@ typedef enum lm_throttle_mode {
 	LM_THROTTLE_STEP = 1,
 } lm_throttle_mode;
 
-/* Live migration of memory the calling process owns. Zero-initialise and set
- * what you need (0 = default). The callbacks run on the thread that called
+/* Live migration of memory the calling process owns. LM_LIVE_CONFIG_INIT,
+ * then set what you need (0 = default). The callbacks run on the thread that called
  * lm_sender_migrate(). */
 typedef struct lm_live_config {
+	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	lm_dirty_source dirty;       /* default auto */
 	lm_dirty_log_cb dirty_log;   /* required for LM_DIRTY_CALLBACK */
 	/* Stop the workload's writers (vCPUs, threads) and return once none
@@ -423,11 +485,11 @@ typedef struct lm_live_config {
  * success the workload stays paused (it now runs on the destination). On any
  * failure the workload is resumed, the source memory is untouched and the
  * error returned. Use instead of lm_sender_run(). */
-int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg);
+LM_API int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg);
 
 /* 0 when this kernel supports LM_DIRTY_UFFD_WP, else a negative code and, if
  * why is not NULL, the reason in why (cap bytes). Thread-safe. */
-int lm_dirty_probe(char *why, size_t cap);
+LM_API int lm_dirty_probe(char *why, size_t cap);
 
 /* ---- receiver ---------------------------------------------------------- */
 
@@ -440,6 +502,7 @@ typedef int (*lm_region_cb)(void *user, uint32_t id, const char *name, uint64_t 
 			    uint32_t page_size, void **base, int *fresh);
 
 typedef struct lm_receiver_config {
+	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	int timeout_ms;         /* stall timeout once a session started, default 30000 */
 	int accept_timeout_ms;  /* wait for the first connection, 0 = forever */
 	int rcvbuf;             /* SO_RCVBUF bytes; 0 = kernel autotuning (up to tcp_rmem's max) */
@@ -490,50 +553,50 @@ typedef struct lm_receiver_config {
  * it; lm_receiver_port() may be called from any thread after listen. */
 typedef struct lm_receiver lm_receiver;
 
-int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg);
-void lm_receiver_free(lm_receiver *r);
+LM_API int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg);
+LM_API void lm_receiver_free(lm_receiver *r);
 
 /* Registers destination memory for the region the sender calls name. The
  * announced length must match exactly. fresh as in lm_region_cb. */
-int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_t len, int fresh);
+LM_API int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_t len, int fresh);
 
 /* Binds and listens on addr: "HOST:PORT" or "tcp:HOST:PORT" (port 0 picks
  * a free one), "unix:PATH" (created 0600; an existing socket file is
  * replaced), or "fd:N" (an already listening socket, e.g. from systemd) or
  * "fd:N[,N...]" of connected sockets (as lm_receiver_accept_fds()). */
-int lm_receiver_listen(lm_receiver *r, const char *addr);
+LM_API int lm_receiver_listen(lm_receiver *r, const char *addr);
 /* Instead of listening: the session's channels arrive on these n connected
  * stream sockets. The receiver owns them from this call on and closes them. */
-int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n);
-int lm_receiver_port(const lm_receiver *r);
+LM_API int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n);
+LM_API int lm_receiver_port(const lm_receiver *r);
 /* Async-signal-safe, any thread: lm_receiver_run() fails soon with
  * LM_ECANCELED, the sender is told. */
-int lm_receiver_cancel(lm_receiver *r);
+LM_API int lm_receiver_cancel(lm_receiver *r);
 
 /* Accepts the session's channels, receives, verifies the region checksums
  * and acknowledges. Returns 0 only when every region verified. */
-int lm_receiver_run(lm_receiver *r);
+LM_API int lm_receiver_run(lm_receiver *r);
 
 /* The memory of the region the sender called name, once lm_receiver_run()
  * returned 0: *base and *len. Memory the receiver mapped (alloc_regions)
  * stays valid until lm_receiver_free(); after a failed run it is unmapped,
  * so nothing half-received is handed on. LM_EREGION if there is no such
  * region, LM_ESTATE before a successful run. */
-int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint64_t *len);
+LM_API int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint64_t *len);
 
-void lm_receiver_stats(const lm_receiver *r, lm_stats *out);
-const char *lm_receiver_errmsg(const lm_receiver *r);
+LM_API int lm_receiver_stats(const lm_receiver *r, lm_stats *out); /* as lm_sender_stats() */
+LM_API const char *lm_receiver_errmsg(const lm_receiver *r);
 
 /* ---- helpers ----------------------------------------------------------- */
 
 /* 1 when addr stays on this host (a loopback address, "unix:", "fd:"), 0
  * when it may cross a network (or names all addresses: "0.0.0.0", ":PORT"),
  * LM_EINVAL when it is not an address. For warnings about plaintext. */
-int lm_address_is_local(const char *addr);
+LM_API int lm_address_is_local(const char *addr);
 
 /* The checksum both sides compute over a region (see docs/protocol.md).
  * Returns 0 or -ENOMEM. Thread-safe. */
-int lm_region_checksum(const void *base, uint64_t len, uint64_t *out);
+LM_API int lm_region_checksum(const void *base, uint64_t len, uint64_t *out);
 
 #ifdef __cplusplus
 }

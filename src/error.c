@@ -25,6 +25,7 @@ const char *lm_strerror(int err)
 	case LM_ETLS: return "TLS failure";
 	case LM_EAUTH: return "peer not authenticated";
 	case LM_ELIMIT: return "over a receiver limit";
+	case LM_EABI: return "struct size unknown to this library (initialise it with its LM_*_INIT; header and library versions differ?)";
 	case LM_ECANCELED: return "cancelled";
 	default: break;
 	}

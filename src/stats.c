@@ -1,5 +1,6 @@
 /* Statistics: derived figures and the human / JSON renderings, modelled on
  * QEMU's `info migrate` so users of either read the same numbers. */
+#include "abi.h"
 #include "stats.h"
 
 #include <stdarg.h>
@@ -333,9 +334,13 @@ int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap)
 {
 	int ord[LM_MAX_CODECS], n, len = 0;
 	uint64_t total;
+	lm_stats own; /* the caller's, at this library's size */
 
 	if (cap)
 		buf[0] = 0;
+	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, "lm_stats", NULL, 0))
+		return LM_EABI;
+	st = &own;
 	n = mix_order(st, ord, &total);
 	for (int i = 0; i < n; i++) {
 		const lm_codec_mix *m = &st->codec_mix[ord[i]];
@@ -369,9 +374,13 @@ static void format_security(const lm_stats *st, int json, char *buf, size_t cap,
 int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 {
 	int len;
+	lm_stats own; /* the caller's, at this library's size */
 
 	if (cap)
 		buf[0] = 0;
+	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, "lm_stats", NULL, 0))
+		return LM_EABI;
+	st = &own;
 	len = format_main(st, format, buf, cap);
 	if (format == LM_STATS_JSON) {
 		len--; /* reopen the object: drop its closing brace */

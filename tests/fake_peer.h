@@ -141,6 +141,7 @@ static FP_UNUSED void rx_start(rx *x, const rxopt *o)
 	memset(x, 0, sizeof(*x));
 	rx_map(x, o && o->len ? o->len : NPAGES * PS);
 	memset(&cfg, 0, sizeof(cfg));
+	cfg.size = sizeof(cfg);
 	cfg.timeout_ms = o && o->timeout_ms ? o->timeout_ms : 2000;
 	cfg.accept_timeout_ms = o && o->accept_timeout_ms ? o->accept_timeout_ms : 5000;
 	cfg.max_channels = o ? o->max_channels : 0;
@@ -638,7 +639,7 @@ static FP_UNUSED void outcome(const char *name, rx *x, int *fds, int nfds, const
 static FP_UNUSED void refused_outcome(const char *name, rx *x, int fd, const want *w)
 {
 	got g;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 
 	collect(&fd, 1, &g);
 	if (!g.frame) {

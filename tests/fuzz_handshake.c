@@ -362,7 +362,7 @@ static void check_success(const lm_receiver *r, const uint8_t *const *stream, co
 	uint32_t count, got = 0;
 	uint16_t channels;
 	int hellos = 0;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 
 	/* Channel 0: the connection whose first frame is HELLO for channel 0. */
 	for (int i = 0; i < n && !s; i++) {
@@ -484,6 +484,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cb.check_max = check_max;
 	cb.last_id = -1;
 	memset(&cfg, 0, sizeof(cfg));
+	cfg.size = sizeof(cfg);
 	cfg.timeout_ms = STALL_MS;
 	cfg.accept_timeout_ms = 100;
 	cfg.max_channels = (data[0] & CFG_MAX_CHANNELS) ? 2 : 0;

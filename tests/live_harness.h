@@ -544,6 +544,7 @@ static inline lm_sender_config sender_cfg(lm_codec_id codec, uint32_t page_size,
 	lm_sender_config c;
 
 	memset(&c, 0, sizeof(c));
+	c.size = sizeof(c);
 	c.codec = codec;
 	c.page_size = page_size;
 	c.channels = channels;
@@ -556,6 +557,7 @@ static inline lm_live_config live_cfg(workload *w, lm_dirty_source src)
 	lm_live_config c;
 
 	memset(&c, 0, sizeof(c));
+	c.size = sizeof(c);
 	c.dirty = src;
 	c.dirty_log = src == LM_DIRTY_CALLBACK ? cb_dirty : NULL;
 	c.pause = cb_pause;
@@ -573,6 +575,7 @@ static inline int rx_child_main(int fd)
 	int port, err;
 
 	memset(&rc, 0, sizeof(rc));
+	rc.size = sizeof(rc);
 	rc.timeout_ms = 20000;
 	rc.accept_timeout_ms = 20000;
 	rc.alloc_regions = 1;
@@ -636,6 +639,7 @@ static inline int run_start(workload *w, run *R)
 			return -1;
 	} else {
 		memset(&rc, 0, sizeof(rc));
+		rc.size = sizeof(rc);
 		rc.timeout_ms = 20000;
 		rc.accept_timeout_ms = 20000;
 		rc.alloc_regions = 1;
@@ -667,6 +671,7 @@ static inline void run_migrate(workload *w, run *R)
 	R->rc = lm_sender_migrate(R->s, &R->lc);
 	R->t_end = now_us();
 	R->ms = (R->t_end - w->t_start) / 1000;
+	R->ss.size = sizeof(R->ss);
 	lm_sender_stats(R->s, &R->ss);
 }
 
@@ -702,6 +707,7 @@ static inline void run_collect(workload *w, run *R)
 		pthread_join(R->rx_th, NULL);
 	R->rx_started = 0;
 	R->rx_rc = R->rx.rc;
+	R->rs.size = sizeof(R->rs);
 	lm_receiver_stats(R->r, &R->rs);
 }
 

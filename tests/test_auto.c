@@ -333,8 +333,8 @@ typedef struct e2e {
 /* Migrates the image with codec auto; 0 when it completed and verified. */
 static int migrate(const uint8_t *src, uint64_t len, e2e *t)
 {
-	lm_receiver_config rc = {.timeout_ms = 20000, .accept_timeout_ms = 20000};
-	lm_sender_config sc = {.channels = 2, .codec = LM_CODEC_AUTO, .timeout_ms = 20000};
+	lm_receiver_config rc = {.size = sizeof(lm_receiver_config), .timeout_ms = 20000, .accept_timeout_ms = 20000};
+	lm_sender_config sc = {.size = sizeof(lm_sender_config), .channels = 2, .codec = LM_CODEC_AUTO, .timeout_ms = 20000};
 	lm_receiver *r = NULL;
 	lm_sender *s = NULL;
 	uint8_t *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -375,6 +375,7 @@ static int migrate(const uint8_t *src, uint64_t len, e2e *t)
 		CHECK_EQ(ctx.rc, 0);
 		CHECK(memcmp(src, dst, len) == 0);
 	}
+	t->st.size = sizeof(t->st);
 	lm_sender_stats(s, &t->st);
 	if (use_proxy) {
 		shaper_stop(&sh);

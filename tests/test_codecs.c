@@ -971,8 +971,8 @@ static void e2e_check_stats(const lm__codec_ops *ops, const lm_stats *ss, const 
 static void test_e2e(const lm__codec_ops *ops, const uint8_t *src, uint32_t rand_packets,
 		     uint64_t normal)
 {
-	lm_receiver_config rc = {0};
-	lm_sender_config sc = {0};
+	lm_receiver_config rc = LM_RECEIVER_CONFIG_INIT;
+	lm_sender_config sc = LM_SENDER_CONFIG_INIT;
 	lm_receiver *r = NULL;
 	lm_sender *s = NULL;
 	uint8_t *dst = mmap(NULL, E2E_LEN, PROT_READ | PROT_WRITE,
@@ -980,7 +980,7 @@ static void test_e2e(const lm__codec_ops *ops, const uint8_t *src, uint32_t rand
 	rx_ctx ctx = {0};
 	pthread_t t;
 	char addr[64];
-	lm_stats ss, rs;
+	lm_stats ss = LM_STATS_INIT, rs = LM_STATS_INIT;
 	int src_rc;
 
 	CHECK(dst != MAP_FAILED);

@@ -342,13 +342,13 @@ static void test_onepass(uint32_t nch, uint32_t pp, int mode, int no_dedup)
 	uint32_t groups[256] = {0}, max_group = 0, ndist = 0;
 	uint8_t *a = map_anon(la), *b = map_anon(lb), *da = map_anon(la), *db = map_anon(lb);
 	static const char *const mnames[] = {"real hash", "first-byte hash", "constant hash"};
-	lm_receiver_config rc = {0};
-	lm_sender_config sc = {0};
+	lm_receiver_config rc = LM_RECEIVER_CONFIG_INIT;
+	lm_sender_config sc = LM_SENDER_CONFIG_INIT;
 	lm_receiver *r = NULL;
 	lm_sender *s = NULL;
 	rx_ctx rx = {0};
 	pthread_t th;
-	lm_stats ss, rs;
+	lm_stats ss = LM_STATS_INIT, rs = LM_STATS_INIT;
 	model M = {0};
 	char addr[64], label[128];
 	int started = 0, src_rc = -1, before = lm_test_failures, exact;
@@ -689,6 +689,7 @@ static void lv_migrate(lv *L, lrun *R, lm_codec_id codec, lm_dirty_source src, u
 
 	memset(R, 0, sizeof(*R));
 	memset(&rc, 0, sizeof(rc));
+	rc.size = sizeof(rc);
 	rc.timeout_ms = 20000;
 	rc.accept_timeout_ms = 20000;
 	rc.alloc_regions = 1;
@@ -701,6 +702,7 @@ static void lv_migrate(lv *L, lrun *R, lm_codec_id codec, lm_dirty_source src, u
 	CHECK(started);
 
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.codec = codec;
 	sc.channels = nch;
 	sc.packet_pages = pp;
@@ -713,6 +715,7 @@ static void lv_migrate(lv *L, lrun *R, lm_codec_id codec, lm_dirty_source src, u
 	H.s = R->s;
 	cur = L;
 	memset(&lc, 0, sizeof(lc));
+	lc.size = sizeof(lc);
 	lc.dirty = src;
 	lc.dirty_log = src == LM_DIRTY_CALLBACK ? cb_dirty : NULL;
 	lc.pause = cb_pause;
@@ -733,11 +736,13 @@ static void lv_migrate(lv *L, lrun *R, lm_codec_id codec, lm_dirty_source src, u
 	/* The workload stays paused from here on (migrate left it so). */
 	cb_pause(L);
 	L->pause_calls--;
+	R->ss.size = sizeof(R->ss);
 	lm_sender_stats(R->s, &R->ss);
 	R->refs_resent = R->s->refs_resent;
 	if (started)
 		pthread_join(th, NULL);
 	R->rx_rc = rx.rc;
+	R->rs.size = sizeof(R->rs);
 	lm_receiver_stats(R->r, &R->rs);
 	cur = NULL;
 }

@@ -1263,14 +1263,14 @@ static void test_end_to_end(int rx_accel, lm_engine_id rx_engine)
 {
 	const uint32_t ps = 4096;
 	const uint64_t len = (128 * 6 + 5) * 4096ull + 123; /* partial last page */
-	lm_receiver_config rc = {0};
-	lm_sender_config sc = {0};
+	lm_receiver_config rc = LM_RECEIVER_CONFIG_INIT;
+	lm_sender_config sc = LM_SENDER_CONFIG_INIT;
 	lm_receiver *r = NULL;
 	lm_sender *s = NULL;
 	rx_ctx ctx;
 	pthread_t t;
 	char addr[64];
-	lm_stats ss, rs;
+	lm_stats ss = LM_STATS_INIT, rs = LM_STATS_INIT;
 	accel_script_counters c;
 	uint8_t *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

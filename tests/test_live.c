@@ -105,6 +105,7 @@ static void test_stats_format(void)
 	int n;
 
 	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
 	st.live = 1;
 	st.page_size = 4096;
 	st.downtime_ms = 42;
@@ -166,6 +167,7 @@ static void test_args(void)
 	lm_sender_free(s);
 
 	memset(&rc, 0, sizeof(rc));
+	rc.size = sizeof(rc);
 	rc.alloc_regions = 1;
 	CHECK_EQ(lm_receiver_new(&r, &rc), 0);
 	CHECK_EQ(lm_receiver_region(r, "ram", &base, &len), LM_ESTATE); /* before a run */
@@ -531,7 +533,9 @@ static void test_patterns(lm_codec_id codec, int negative)
 		 negative == 1 ? " hidden write, verify_source" : negative ? " hidden write, trusted" : "");
 	memset(&P, 0, sizeof(P));
 	memset(&ss, 0, sizeof(ss));
+	ss.size = sizeof(ss);
 	memset(&rs, 0, sizeof(rs));
+	rs.size = sizeof(rs);
 	P.negative = negative;
 	P.len[0] = P_ODD_LEN;
 	P.len[1] = P_EVEN_LEN;
@@ -550,6 +554,7 @@ static void test_patterns(lm_codec_id codec, int negative)
 	}
 
 	memset(&rcfg, 0, sizeof(rcfg));
+	rcfg.size = sizeof(rcfg);
 	rcfg.timeout_ms = 20000;
 	rcfg.accept_timeout_ms = 20000;
 	rcfg.alloc_regions = 1;
@@ -566,6 +571,7 @@ static void test_patterns(lm_codec_id codec, int negative)
 	for (int i = 0; i < 2; i++)
 		CHECK_EQ(lm_sender_add_region(s, names[i], P.base[i], P.len[i]), 0);
 	memset(&lc, 0, sizeof(lc));
+	lc.size = sizeof(lc);
 	lc.dirty = LM_DIRTY_CALLBACK;
 	lc.dirty_log = cb_pattern;
 	lc.pause = pat_pause;

@@ -470,6 +470,7 @@ static void sender_case(const char *name, uint16_t codec, int refuse_after)
 	frx_listen(&f, addr, sizeof(addr));
 	pthread_create(&t, NULL, frx_main, &f);
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.channels = 1;
 	sc.codec = (lm_codec_id)codec;
 	sc.no_dedup = 1;
@@ -541,6 +542,7 @@ static void stall_case(const char *name, int mode, int every_ms, int cancel_ms, 
 	st.cancel_ms = cancel_ms;
 	frx_listen(&st.f, addr, sizeof(addr));
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.channels = 1;
 	sc.codec = LM_CODEC_NONE;
 	sc.no_dedup = 1;

@@ -76,8 +76,8 @@ static void fill(uint8_t *p)
 
 static void run_case(lm_codec_id codec, uint64_t backed, const uint8_t *src)
 {
-	lm_receiver_config rc = {0};
-	lm_sender_config sc = {0};
+	lm_receiver_config rc = LM_RECEIVER_CONFIG_INIT;
+	lm_sender_config sc = LM_SENDER_CONFIG_INIT;
 	rx_ctx ctx = {0};
 	lm_receiver *r;
 	lm_sender *s;

@@ -749,7 +749,7 @@ static void ok_ref_waits(void)
 	int f0 = lm_test_failures;
 	uint8_t *exp = calloc(1, NPAGES * PS), enc[16];
 	uint32_t n, pos = 0;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 	kb b;
 	sess s;
 

@@ -1393,6 +1393,7 @@ static void real_with_intruder(const char *name, const lm__hello *hello, int wan
 	o.timeout_ms = 5000;
 	rx_start(&x, &o);
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.channels = 2;
 	sc.timeout_ms = 10000;
 	CHECK_EQ(lm_sender_new(&s, &sc), 0);
@@ -1777,6 +1778,7 @@ static void reject_sender_stops_after_receiver_error(void)
 	f.drain = 1u << 20;
 	frx_start(&f, &ft, small, addr, sizeof(addr));
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.channels = 2;
 	/* Longer than channel 0 needs to push `drain` bytes under TSan on a
 	 * loaded machine (a 1 s timeout let channel 1's stall win the race
@@ -1867,6 +1869,7 @@ static uint64_t sender_case(const char *name, fake_rx *f, int what, int timeout_
 
 	frx_start(f, &ft, 0, addr, sizeof(addr));
 	memset(&sc, 0, sizeof(sc));
+	sc.size = sizeof(sc);
 	sc.channels = 2;
 	sc.packet_pages = 16;
 	sc.timeout_ms = timeout_ms;
@@ -2073,6 +2076,7 @@ static void reject_sender_migrate_without_round_ack(void)
 	memset(&f, 0, sizeof(f));
 	f.mode = FRX_LISTEN; /* accepts no feature */
 	memset(&lc, 0, sizeof(lc));
+	lc.size = sizeof(lc);
 	lc.dirty = LM_DIRTY_CALLBACK;
 	lc.dirty_log = lc_dirty_log;
 	lc.pause = lc_pause;

@@ -35,8 +35,8 @@ static void *map(uint64_t len)
 /* Migrates nreg regions of the given lengths with ch channels. */
 static void run_case(uint32_t ch, uint32_t page_size, const uint64_t *lens, int nreg, int fill_data)
 {
-	lm_receiver_config rc = {0};
-	lm_sender_config sc = {0};
+	lm_receiver_config rc = LM_RECEIVER_CONFIG_INIT;
+	lm_sender_config sc = LM_SENDER_CONFIG_INIT;
 	lm_receiver *r = NULL;
 	lm_sender *s = NULL;
 	rx_ctx ctx;
@@ -44,7 +44,7 @@ static void run_case(uint32_t ch, uint32_t page_size, const uint64_t *lens, int 
 	uint8_t *src[4], *dst[4];
 	char addr[64], name[16];
 	uint64_t zero = 0, total = 0;
-	lm_stats ss, rs;
+	lm_stats ss = LM_STATS_INIT, rs = LM_STATS_INIT;
 
 	rc.timeout_ms = 10000;
 	rc.accept_timeout_ms = 10000;

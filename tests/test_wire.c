@@ -1874,6 +1874,7 @@ static void test_json_strings(void)
 	char buf[4096];
 
 	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
 	st.live = 1;
 	snprintf(st.dirty_note, sizeof(st.dirty_note), "%s",
 		 "q\"b\\n\nesc\x1b[2Jdel\x7f" "e\xc3\xa9" "bad\xff" "cut\xc3");

@@ -551,12 +551,12 @@ static int dest_receive(lm_receiver *r, uint64_t *sum)
 
 static int dest_main(const demo_opts *o, int fd)
 {
-	lm_tls_config tls = {.psk = o->psk, .psk_len = sizeof(o->psk)};
-	lm_receiver_config cfg = {.accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1,
+	lm_tls_config tls = {.size = sizeof(lm_tls_config), .psk = o->psk, .psk_len = sizeof(o->psk)};
+	lm_receiver_config cfg = {.size = sizeof(lm_receiver_config), .accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1,
 				  .tls = o->plaintext ? NULL : &tls};
 	lm_receiver *r = NULL;
 	uint64_t sum = 0;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 	char *text;
 	int rc;
 
@@ -787,6 +787,7 @@ static void round_mix(demo *d, const lm_stats *st, char *buf, size_t cap)
 	lm_stats r;
 
 	memset(&r, 0, sizeof(r));
+	r.size = sizeof(r);
 	for (int c = 0; c < LM_MAX_CODECS; c++) {
 		r.codec_mix[c].packets = st->codec_mix[c].packets - d->mix_seen[c].packets;
 		r.codec_mix[c].bytes_in = st->codec_mix[c].bytes_in - d->mix_seen[c].bytes_in;
@@ -966,6 +967,7 @@ static int make_workload(demo *d)
 static void live_config(demo *d, lm_live_config *lc)
 {
 	*lc = (lm_live_config){
+		.size = sizeof(lm_live_config),
 		.dirty = d->o.dirty,
 		.dirty_log = d->use_log ? cb_dirty_log : NULL,
 		.pause = cb_pause,
@@ -988,8 +990,8 @@ static void live_config(demo *d, lm_live_config *lc)
  * kept for its statistics. */
 static int migrate(demo *d, int port, lm_sender **s, const char **what)
 {
-	lm_tls_config tls = {.psk = d->o.psk, .psk_len = sizeof(d->o.psk)};
-	lm_sender_config sc = {.channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
+	lm_tls_config tls = {.size = sizeof(lm_tls_config), .psk = d->o.psk, .psk_len = sizeof(d->o.psk)};
+	lm_sender_config sc = {.size = sizeof(lm_sender_config), .channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
 			       .tls = d->o.plaintext ? NULL : &tls, .no_dedup = d->o.no_dedup,
 			       .no_delta = d->o.no_delta, .delta_cache = d->o.delta_cache};
 	lm_live_config lc;
@@ -1074,7 +1076,7 @@ static int verify(demo *d, const dest_result *res, uint64_t *src_sum)
 
 static char *sender_text(demo *d, const lm_sender *s)
 {
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 
 	if (!s)
 		return NULL;

@@ -299,10 +299,10 @@ static void print_stats(const lm_stats *st, const opts *o)
 
 static int cmd_send(int argc, char **argv)
 {
-	opts o = {.codec = LM_CODEC_AUTO};
-	lm_sender_config cfg = {0};
+	opts o = {.codec = LM_CODEC_AUTO, .tls = LM_TLS_CONFIG_INIT};
+	lm_sender_config cfg = LM_SENDER_CONFIG_INIT;
 	lm_sender *s = NULL;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 	struct stat sb;
 	void *base = NULL;
 	int fd = -1, rc, ret = 1;
@@ -651,11 +651,11 @@ static void recv_cleanup(dest *d, lm_receiver *r)
 
 static int cmd_recv(int argc, char **argv)
 {
-	opts o = {0};
-	lm_receiver_config cfg = {0};
+	opts o = {.tls = LM_TLS_CONFIG_INIT};
+	lm_receiver_config cfg = LM_RECEIVER_CONFIG_INIT;
 	lm_receiver *r = NULL;
 	dest d = {0};
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 	int rc, ret = 1;
 
 	d.fd = -1;

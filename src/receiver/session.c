@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "checksum.h"
 #include "receiver/receiver.h"
 #include "stats.h"
@@ -813,8 +814,12 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	if (cfg)
-		r->cfg = *cfg;
+	r->cfg.size = sizeof(r->cfg);
+	if (cfg && lm__abi_in(&r->cfg, sizeof(r->cfg), cfg, LM__RECEIVER_CONFIG_SIZE0,
+			      "lm_receiver_config", NULL, 0)) {
+		free(r);
+		return LM_EABI; /* no handle yet for a message: lm_strerror says it */
+	}
 	if (r->cfg.timeout_ms <= 0)
 		r->cfg.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
 	if (!r->cfg.max_channels || r->cfg.max_channels > LM_MAX_CHANNELS)
@@ -825,8 +830,8 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->cfg.max_handshakes = LM_DEFAULT_MAX_HANDSHAKES;
 	if (!r->cfg.max_handshakes_per_host)
 		r->cfg.max_handshakes_per_host = LM_DEFAULT_MAX_HANDSHAKES_PER_HOST;
+	r->tls_cfg = r->cfg.tls;
 	r->cfg.tls = NULL; /* the caller's struct need not outlive listen */
-	r->tls_cfg = cfg ? cfg->tls : NULL;
 	r->ep = &lm__tcp_endpoint;
 	r->listen_fd = -1;
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1002,13 +1007,12 @@ int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint
 	return LM_EREGION;
 }
 
-void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
+static void receiver_stats(const lm_receiver *r, lm_stats *st)
 {
 	uint64_t end;
 
 	memset(st, 0, sizeof(*st));
-	if (!r)
-		return;
+	st->size = sizeof(*st);
 	end = r->t_end ? r->t_end : lm__now_us();
 	st->is_receiver = 1;
 	st->status = r->status;
@@ -1054,6 +1058,16 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 	memcpy(st->peer, r->tls_peer, sizeof(st->peer));
 	st->tls_resumed = (uint32_t)r->tls_resumed;
 	st->refused = r->refused;
+}
+
+int lm_receiver_stats(const lm_receiver *r, lm_stats *out)
+{
+	lm_stats full;
+
+	if (!r || !out)
+		return LM_EINVAL;
+	receiver_stats(r, &full);
+	return lm__abi_out(out, &full, sizeof(full), LM__STATS_SIZE0);
 }
 
 const char *lm_receiver_errmsg(const lm_receiver *r)

@@ -31,6 +31,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "dirty.h"
 #include "hash.h"
 #include "sender/converge.h"
@@ -58,11 +59,14 @@ typedef struct live {
 	uint64_t r_t0, r_normal, r_zero;
 } live;
 
-static int config(lm_live_config *c, const lm_live_config *in)
+static int config(lm_live_config *c, const lm_live_config *in, char *msg, size_t cap)
 {
-	if (!in || !in->pause || !in->resume)
+	if (!in)
 		return LM_EINVAL;
-	*c = *in;
+	if (lm__abi_in(c, sizeof(*c), in, LM__LIVE_CONFIG_SIZE0, "lm_live_config", msg, cap))
+		return LM_EABI;
+	if (!c->pause || !c->resume)
+		return LM_EINVAL;
 	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER ||
 	    (unsigned)c->throttle_mode > LM_THROTTLE_STEP)
 		return LM_EINVAL;
@@ -318,7 +322,7 @@ static void auto_converge(live *L, uint64_t dirty)
 
 static void progress(live *L)
 {
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 
 	if (!L->c.progress)
 		return;
@@ -407,7 +411,7 @@ static int precopy(live *L, lm__err *e)
 
 static uint64_t transferred(lm_sender *s)
 {
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 
 	lm_sender_stats(s, &st);
 	return st.transferred;
@@ -476,7 +480,7 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	if (!s)
 		return LM_EINVAL;
 	memset(&L, 0, sizeof(L));
-	if ((rc = config(&L.c, cfg)))
+	if ((rc = config(&L.c, cfg, s->errmsg, sizeof(s->errmsg))))
 		return rc;
 	if (!s->ch || s->status != LM_STATUS_ACTIVE || s->live)
 		return LM_ESTATE;

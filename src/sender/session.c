@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "checksum.h"
 #include "codec/dedup.h"
 #include "delta_cache.h"
@@ -346,8 +347,9 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		return LM_EINVAL;
 	*out = NULL;
 	memset(&c, 0, sizeof(c));
-	if (cfg)
-		c = *cfg;
+	c.size = sizeof(c);
+	if (cfg && lm__abi_in(&c, sizeof(c), cfg, LM__SENDER_CONFIG_SIZE0, "lm_sender_config", NULL, 0))
+		return LM_EABI; /* no handle yet for a message: lm_strerror says it */
 	if (!c.channels)
 		c.channels = LM_DEFAULT_CHANNELS;
 	if (!c.page_size)
@@ -742,13 +744,12 @@ static void kinds_stats(const lm_sender *s, lm_stats *st)
 	st->dedup_collisions = d.collisions;
 }
 
-void lm_sender_stats(const lm_sender *s, lm_stats *st)
+static void sender_stats(const lm_sender *s, lm_stats *st)
 {
 	uint64_t end;
 
 	memset(st, 0, sizeof(*st));
-	if (!s)
-		return;
+	st->size = sizeof(*st);
 	end = s->t_end ? s->t_end : lm__now_us();
 	st->status = s->status;
 	st->channels = s->nch;
@@ -819,6 +820,16 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
 	}
+}
+
+int lm_sender_stats(const lm_sender *s, lm_stats *out)
+{
+	lm_stats full;
+
+	if (!s || !out)
+		return LM_EINVAL;
+	sender_stats(s, &full);
+	return lm__abi_out(out, &full, sizeof(full), LM__STATS_SIZE0);
 }
 
 const char *lm_sender_errmsg(const lm_sender *s)

@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "abi.h"
 #include "channel.h"
 #include "wire.h"
 
@@ -385,15 +386,19 @@ static int copy_policy(lm__tls_ctx *t, const lm_tls_config *cfg, char *why, size
 	return 0;
 }
 
-int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *cfg, int server, char *why, size_t cap)
+int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *caller, int server, char *why,
+		    size_t cap)
 {
+	lm_tls_config own, *cfg = &own; /* the caller's, at this library's size */
 	lm__tls_ctx *t;
 	int rc;
 
 	*out = NULL;
 	pthread_once(&ex_once, ex_init);
-	if (!cfg)
+	if (!caller)
 		return LM_EINVAL;
+	if ((rc = lm__abi_in(&own, sizeof(own), caller, LM__TLS_CONFIG_SIZE0, "lm_tls_config", why, cap)))
+		return rc;
 	if ((cfg->psk_file || cfg->psk) && (cfg->cert_file || cfg->key_file || cfg->ca_file)) {
 		snprintf(why, cap, "TLS: give certificates or a PSK, not both");
 		return LM_EINVAL;
