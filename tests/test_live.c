@@ -806,6 +806,7 @@ static void test_rate_small_rounds(void)
 	R.sc = sender_cfg(LM_CODEC_NONE, 4096, 2);
 	R.sc.packet_pages = 16;
 	memset(&R.lc, 0, sizeof(R.lc));
+	R.lc.size = sizeof(R.lc);
 	R.lc.dirty = LM_DIRTY_CALLBACK;
 	R.lc.dirty_log = cb_small;
 	R.lc.pause = small_pause;
