@@ -10,7 +10,7 @@
 # only: no -I into the source tree, no -D.
 # Exit 77 (ctest: skipped) with the reason when it cannot run.
 set -euo pipefail
-bld=$1 prog=$2
+bld=$(cd "$1" && pwd) prog=$(cd "$2" && pwd)
 shift 2
 if [ "${LM_INSTALL_SKIP:-}" ]; then
 	echo "test_install: skipped: $LM_INSTALL_SKIP"
@@ -57,7 +57,7 @@ run() { # name binary...: runs it, which must exit 0
 	local name=$1
 	shift
 	if "$@" >"$work/$name.out" 2>&1; then
-		echo "test_install: $name: ok ($(tail -n1 "$work/$name.out"))"
+		echo "test_install: $name: ok ($(grep . "$work/$name.out" | tail -n1))"
 	else
 		fail "$name exited $?: $(tail -n5 "$work/$name.out")"
 	fi
@@ -81,6 +81,15 @@ if cc -o "$work/pc-static" "${srcs[@]}" $cflags ${libs/-llivemig/-l:liblivemig.a
 	run pkg-config-static "$work/pc-static" "$@"
 else
 	fail "pkg-config --static: does not link ($libs)"
+fi
+# The example of livemig(3), as installed, builds and runs the same way.
+sed -n '/^\.SH EXAMPLE/,/^\.SH SEE ALSO/p' "$root/share/man/man3/livemig.3" |
+	sed -n '/^#include <livemig.h>/,/^\.RE/p' | sed '$d; s/\\e/\\/g' >"$work/example.c"
+if [ -s "$work/example.c" ] &&
+	cc -o "$work/example" "$work/example.c" $cflags $(pkg-config --libs livemig) -pthread; then
+	LD_LIBRARY_PATH=$root/lib run "livemig(3) example" "$work/example"
+else
+	fail "the example of livemig(3) does not compile"
 fi
 # find_package(livemig): a CMake project of the same sources.
 mkdir -p "$work/cm"
