@@ -257,7 +257,7 @@ static void test_interleaved(void)
 	uint8_t body[LM_ERROR_FRAME_BOUND];
 	lm__region_sum sum = {0, REGION_PAGES * PS, 0};
 	lm__frame f;
-	lm_stats st;
+	lm_stats st = LM_STATS_INIT;
 	char text[8192];
 	int fbs0;
 
