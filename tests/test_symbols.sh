@@ -20,6 +20,7 @@ for sym in $exported; do
 	lm__*) fail "internal symbol exported: $sym (give it no LM_API, keep it lm__)" ;;
 	lm_*) ;;
 	_init | _fini) ;; # the ELF constructors' entry points the linker adds
+	__start___sancov_* | __stop___sancov_*) ;; # LM_FUZZ: the coverage sections' bounds
 	*) fail "symbol outside the lm_ namespace exported: $sym" ;;
 	esac
 done
