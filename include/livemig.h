@@ -65,16 +65,16 @@ extern "C" {
  *    handle's errmsg, where there is one, names the struct and both sizes.
  *  - lm_stats handed to a callback (progress) is the library's: its size
  *    is at least the caller's, fields past the caller's are to be ignored. */
-#ifdef __cplusplus
-#define LM_SIZED_INIT_(type) {sizeof(type)}
+#ifdef __cplusplus /* C++11: value-initialised, no missing-initializer warning */
+#define LM__SIZED_INIT(type) ([] { type v_{}; v_.size = sizeof(type); return v_; }())
 #else /* designated: no -Wmissing-field-initializers */
-#define LM_SIZED_INIT_(type) {.size = sizeof(type)}
+#define LM__SIZED_INIT(type) {.size = sizeof(type)}
 #endif
-#define LM_SENDER_CONFIG_INIT LM_SIZED_INIT_(lm_sender_config)
-#define LM_RECEIVER_CONFIG_INIT LM_SIZED_INIT_(lm_receiver_config)
-#define LM_LIVE_CONFIG_INIT LM_SIZED_INIT_(lm_live_config)
-#define LM_TLS_CONFIG_INIT LM_SIZED_INIT_(lm_tls_config)
-#define LM_STATS_INIT LM_SIZED_INIT_(lm_stats)
+#define LM_SENDER_CONFIG_INIT LM__SIZED_INIT(lm_sender_config)
+#define LM_RECEIVER_CONFIG_INIT LM__SIZED_INIT(lm_receiver_config)
+#define LM_LIVE_CONFIG_INIT LM__SIZED_INIT(lm_live_config)
+#define LM_TLS_CONFIG_INIT LM__SIZED_INIT(lm_tls_config)
+#define LM_STATS_INIT LM__SIZED_INIT(lm_stats)
 
 /* The library's version, "0.2.0", and the same as MAJOR<<16 | MINOR<<8 |
  * PATCH (0x000200). Thread-safe. */

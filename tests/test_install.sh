@@ -82,6 +82,16 @@ if cc -o "$work/pc-static" "${srcs[@]}" $cflags ${libs/-llivemig/-l:liblivemig.a
 else
 	fail "pkg-config --static: does not link ($libs)"
 fi
+# The installed header from C++ (extern "C", the LM_*_INIT initialisers).
+if command -v c++ >/dev/null; then
+	printf '%s\n' '#include <livemig.h>' \
+		'int main() { lm_sender_config c = LM_SENDER_CONFIG_INIT; lm_stats st = LM_STATS_INIT;' \
+		'	return c.size == sizeof c && st.size == sizeof st ? 0 : 1; }' >"$work/hdr.cc"
+	c++ -std=c++11 -Wall -Wextra -Werror -c "$work/hdr.cc" -o "$work/hdr.o" $cflags ||
+		fail "livemig.h does not compile as C++11 with -Wall -Wextra -Werror"
+else
+	echo "test_install: C++ not checked: no c++ compiler"
+fi
 # The example of livemig(3), as installed, builds and runs the same way.
 sed -n '/^\.SH EXAMPLE/,/^\.SH SEE ALSO/p' "$root/share/man/man3/livemig.3" |
 	sed -n '/^#include <livemig.h>/,/^\.RE/p' | sed '$d; s/\\e/\\/g' >"$work/example.c"

@@ -37,7 +37,7 @@ fns=$(sed -n 's/^LM_API[^(]*[ *]\(lm_[a-z0-9_]*\)(.*/\1/p' "$header" | sort -u)
 for fn in $fns; do
 	has "$page3" "$fn" || fail "function $fn (include/livemig.h) is missing from docs/man/livemig.3"
 done
-for m in $(grep -oE 'LM_[A-Z_]+_INIT\b' "$header" | sort -u); do
+for m in $(grep -oE 'LM_[A-Z][A-Z_]*_INIT\b' "$header" | sort -u); do
 	has "$page3" "$m" || fail "initialiser $m (include/livemig.h) is missing from docs/man/livemig.3"
 done
 
