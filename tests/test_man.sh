@@ -3,7 +3,8 @@
 #   test_man.sh LIVEMIG_CLI DOCS_MAN_DIR include/livemig.h
 #  - every subcommand `livemig --help` lists has a section in livemig.1;
 #  - every option the help of each subcommand prints appears in livemig.1;
-#  - every function the header declares appears in livemig.3;
+#  - every function, LM_*_INIT initialiser and LM_E* error code the header
+#    declares appears in livemig.3;
 #  - groff (groff-base, scripts/deps.sh test) renders both without warnings.
 # Options or functions added later fail here, named with the page to fix.
 set -euo pipefail
@@ -41,6 +42,9 @@ for m in $(grep -oE 'LM_[A-Z][A-Z_]*_INIT\b' "$header" | sort -u); do
 	has "$page3" "$m" || fail "initialiser $m (include/livemig.h) is missing from docs/man/livemig.3"
 done
 
+for code in $(sed -n 's/^[[:space:]]*\(LM_E[A-Z]*\) = .*/\1/p' "$header"); do
+	has "$page3" "$code" || fail "error code $code (include/livemig.h) is missing from docs/man/livemig.3"
+done
 if command -v groff >/dev/null; then
 	for p in livemig.1 livemig.3; do
 		out=$(groff -man -Tutf8 -ww -z "$man/$p" 2>&1) || fail "groff fails on $p"
