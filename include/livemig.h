@@ -425,6 +425,22 @@ typedef struct lm_live_config {
  * error returned. Use instead of lm_sender_run(). */
 int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg);
 
+/* Control of a running lm_sender_migrate() from any thread (QEMU's
+ * migrate-set-parameters): each is one atomic store, async-signal-safe,
+ * taken by the migration at its next decision or packet; 0 or LM_EINVAL.
+ * A request made before lm_sender_migrate() applies from its start,
+ * over the config; one made after it returned changes nothing.
+ *  - switchover: at the next round's end, pause and complete whatever the
+ *    expected downtime (as raising downtime_limit_ms to anything);
+ *  - set_downtime_limit: a new downtime_limit_ms (> 0) for the next
+ *    decision (after the round being sent) and the throttle's model;
+ *  - set_max_bandwidth: a new max_bandwidth (bytes/s, 0 = unlimited) from
+ *    the next packet on; ignored once the workload is paused (the last
+ *    copy always goes unlimited). */
+int lm_sender_switchover(lm_sender *s);
+int lm_sender_set_downtime_limit(lm_sender *s, uint32_t ms);
+int lm_sender_set_max_bandwidth(lm_sender *s, uint64_t bytes_per_s);
+
 /* 0 when this kernel supports LM_DIRTY_UFFD_WP, else a negative code and, if
  * why is not NULL, the reason in why (cap bytes). Thread-safe. */
 int lm_dirty_probe(char *why, size_t cap);

@@ -334,11 +334,16 @@ static int decide(live *L, uint64_t dirty, lm__err *e)
 	lm_sender *s = L->s;
 	uint64_t exp = s->live_st.expected_downtime_ms;
 	uint64_t elapsed_ms = (lm__now_us() - L->t0) / 1000;
+	uint32_t limit = lm__sender_ctl_downtime(s); /* lm_sender_set_downtime_limit() */
 	int at_limit = s->round >= L->c.max_rounds ||
 		       (L->c.max_time_ms && elapsed_ms >= L->c.max_time_ms);
 	int shrinking = dirty * 5 <= L->prev_dirty * 4 && L->est.var_ms > LM__DOWNTIME_FLOOR_MS &&
 			!L->throttle;
 
+	if (limit)
+		L->c.downtime_limit_ms = L->m.c.limit_ms = limit;
+	if (lm__sender_ctl_switchover(s)) /* lm_sender_switchover() */
+		goto switchover;
 	if (exp <= L->c.downtime_limit_ms && (!shrinking || at_limit))
 		goto switchover;
 	if (exp <= L->c.downtime_limit_ms)
@@ -422,7 +427,7 @@ static int switchover(live *L, lm__err *e)
 	uint64_t t_pause, dirty;
 	int rc;
 
-	s->rate_limit = 0; /* QEMU too lifts max-bandwidth for the last copy */
+	lm__sender_lift_rate(s); /* QEMU too lifts max-bandwidth for the last copy */
 	s->skip = NULL;
 	s->skip_refresh = NULL;
 	l->precopy_bytes = transferred(s);

@@ -156,6 +156,14 @@ struct lm_sender {
 	 * threads read it while busy (send_packet, send_sync): the post() of
 	 * their job, under lock, orders the write before the read. */
 	uint32_t round;
+	/* Control requests from any thread (control.c): atomics the driving
+	 * thread takes at its next decision or packet. ctl_bandwidth is
+	 * LM__CTL_NONE when nothing is asked. rate_lifted: the driving
+	 * thread's, set at the pause (no request applies after it). */
+	int ctl_switchover;
+	uint32_t ctl_downtime_ms;
+	uint64_t ctl_bandwidth;
+	int rate_lifted;
 	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;
@@ -213,6 +221,14 @@ uint16_t lm__tx_codec_pick(lm__tx_chan *ch);
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
 void lm__sender_auto_tick(lm_sender *s);
+/* control.c: the requests of lm_sender_switchover(), _set_downtime_limit()
+ * and _set_max_bandwidth(), taken by the thread driving the sender. */
+#define LM__CTL_NONE UINT64_MAX
+void lm__sender_ctl_reset(lm_sender *s);        /* a migration starts: none pending */
+int lm__sender_ctl_switchover(lm_sender *s);    /* 1: switch over now */
+uint32_t lm__sender_ctl_downtime(lm_sender *s); /* a new limit in ms, 0: none */
+void lm__sender_ctl_rate(lm_sender *s);         /* applies a new max bandwidth */
+void lm__sender_lift_rate(lm_sender *s);        /* the pause: unlimited from now */
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 

@@ -380,6 +380,7 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	s->is_auto = c.codec == LM_CODEC_AUTO;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle_cond, NULL);
+	lm__sender_ctl_reset(s);
 	lm__zero_init();
 	*out = s;
 	return 0;
