@@ -126,6 +126,7 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 	lm__sender_auto_tick(s); /* codec auto re-decides every 100 ms */
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
+	lm__sender_publish(s, 0); /* the channels publish their own */
 	ch->job_region = rid;
 	ch->job_pages = n;
 	ch->job_num = s->next_packet++;
@@ -300,6 +301,7 @@ int lm__sender_sync(lm_sender *s)
 	}
 	s->sync_us = lm__now_us() - t0;
 	s->round++;
+	lm__sender_publish(s, 1);
 	return 0;
 }
 

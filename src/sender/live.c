@@ -322,6 +322,7 @@ static void progress(live *L)
 
 	if (!L->c.progress)
 		return;
+	lm__sender_publish(L->s, 1); /* channels idle: after the round's sync */
 	lm_sender_stats(L->s, &st);
 	L->c.progress(L->c.user, &st);
 }
@@ -414,6 +415,7 @@ static uint64_t transferred(lm_sender *s)
 {
 	lm_stats st;
 
+	lm__sender_publish(s, 1); /* channels idle (after a sync) or joined */
 	lm_sender_stats(s, &st);
 	return st.transferred;
 }
@@ -508,5 +510,6 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	rc = lm__sender_finish(s, rc);
 	if (rc && !L.paused) /* channels joined: the counters are final */
 		s->live_st.precopy_bytes = transferred(s);
+	lm__sender_publish(s, 1);
 	return rc;
 }

@@ -25,6 +25,16 @@ typedef struct lm__tx_region {
 	lm__sumtree sum;
 } lm__tx_region;
 
+/* A channel's counters as of its last packet or sync (lm_sender_stats()
+ * from any thread reads these, never the live counters). */
+typedef struct lm__tx_pub {
+	uint64_t zero_pages, normal_pages, payload, packets, bytes_in, bytes_out;
+	uint64_t ref_pages, delta_pages, delta_bytes, dcache_hits, dcache_misses;
+	double cpu;
+	lm_engine_stats eng[LM_MAX_ENGINES];
+	lm_codec_mix mix[LM_MAX_CODECS];
+} lm__tx_pub;
+
 typedef struct lm__tx_chan {
 	struct lm_sender *s;   /* s, idx: set before the thread starts */
 	uint16_t idx;
@@ -85,6 +95,10 @@ typedef struct lm__tx_chan {
 	 * under it. */
 	lm__feedback fb;
 	uint32_t fb_seq;
+	/* Guarded by s->lock: written by whoever owns the channel's counters
+	 * (the channel thread as it goes idle, the driving thread after it
+	 * used the conn), read by lm_sender_stats(). */
+	lm__tx_pub pub;
 } lm__tx_chan;
 
 /* Fields without a note are set by lm_sender_new(), add_region() or at
@@ -164,6 +178,14 @@ struct lm_sender {
 	uint32_t ctl_downtime_ms;
 	uint64_t ctl_bandwidth;
 	int rate_lifted;
+	/* The stats snapshot (lm_sender_stats() on any thread), guarded by
+	 * lock: the driving thread's part as it last published it
+	 * (lm__sender_publish), with its clocks; the channels' parts are
+	 * their ch->pub, of the pub_nch channels at pub_ch. */
+	lm_stats pub;
+	uint64_t pub_t_start, pub_t_setup, pub_t_end;
+	lm__tx_chan *pub_ch;
+	uint32_t pub_nch;
 	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;
@@ -229,6 +251,13 @@ int lm__sender_ctl_switchover(lm_sender *s);    /* 1: switch over now */
 uint32_t lm__sender_ctl_downtime(lm_sender *s); /* a new limit in ms, 0: none */
 void lm__sender_ctl_rate(lm_sender *s);         /* applies a new max bandwidth */
 void lm__sender_lift_rate(lm_sender *s);        /* the pause: unlimited from now */
+/* Stats snapshots. The thread driving the sender publishes its part
+ * (status, rounds, clocks, live fields, codec auto) and, when every channel
+ * is idle or joined (channels_idle), each channel's counters too; a
+ * channel thread publishes its own (lm__tx_publish, s->lock held) as it
+ * goes idle. */
+void lm__sender_publish(lm_sender *s, int channels_idle);
+void lm__tx_publish(lm__tx_chan *ch);
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 

@@ -139,6 +139,7 @@ fail:
 		lm__err_set(&e, "%s", lm_strerror(rc));
 	lm__sender_error(s, rc, 0, e.msg);
 out:
+	lm__sender_publish(s, 1); /* channels idle: the verified reply counted */
 	free(buf);
 	return rc;
 }
@@ -381,6 +382,7 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle_cond, NULL);
 	lm__sender_ctl_reset(s);
+	lm__sender_publish(s, 1);
 	lm__zero_init();
 	*out = s;
 	return 0;
@@ -403,6 +405,7 @@ int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint6
 	s->regions[s->nregions].base = base;
 	s->regions[s->nregions].len = len;
 	s->nregions++;
+	lm__sender_publish(s, 1); /* total_ram */
 	return 0;
 }
 
@@ -610,6 +613,7 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 	s->t_setup = lm__now_us();
 	s->status = LM_STATUS_ACTIVE;
 	s->main_cpu += lm__thread_cpu() - cpu0;
+	lm__sender_publish(s, 1); /* the channel threads have no job yet */
 	return 0;
 fail:
 	if (!e.msg[0])
@@ -619,6 +623,7 @@ fail:
 	close_unused_fds(s, a);
 	abort_channels(s);
 	s->main_cpu += lm__thread_cpu() - cpu0;
+	lm__sender_publish(s, 1);
 	return rc;
 }
 
@@ -656,6 +661,7 @@ int lm__sender_finish(lm_sender *s, int rc)
 		lm__sender_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
 		s->status = LM_STATUS_FAILED;
 		abort_channels(s);
+		lm__sender_publish(s, 1); /* threads joined: the counters are final */
 		return s->err ? s->err : rc;
 	}
 	s->status = LM_STATUS_COMPLETED;
@@ -668,6 +674,7 @@ int lm__sender_finish(lm_sender *s, int rc)
 		(void)lm__sender_take_input(&s->ch[i].conn, &s->ch[i]);
 		lm__conn_close(&s->ch[i].conn);
 	}
+	lm__sender_publish(s, 1);
 	return 0;
 }
 
@@ -743,61 +750,45 @@ static void kinds_stats(const lm_sender *s, lm_stats *st)
 	st->dedup_collisions = d.collisions;
 }
 
-void lm_sender_stats(const lm_sender *s, lm_stats *st)
+void lm__tx_publish(lm__tx_chan *ch)
 {
-	uint64_t end;
+	lm__tx_pub *p = &ch->pub;
 
+	p->zero_pages = ch->zero_pages;
+	p->normal_pages = ch->normal_pages;
+	p->payload = ch->payload;
+	p->packets = ch->packets;
+	p->bytes_in = ch->conn.bytes_in;
+	p->bytes_out = ch->conn.bytes_out;
+	p->ref_pages = ch->plan.ref_pages;
+	p->delta_pages = ch->plan.delta_pages;
+	p->delta_bytes = ch->plan.delta_bytes;
+	p->dcache_hits = ch->plan.dcache_hits;
+	p->dcache_misses = ch->plan.dcache_misses;
+	p->cpu = ch->cpu; /* 0 until the thread ended */
+	memcpy(p->eng, ch->eng, sizeof(p->eng));
+	memcpy(p->mix, ch->mix, sizeof(p->mix));
+}
+
+/* The driving thread's part of the stats: what no channel thread writes. */
+static void driver_part(const lm_sender *s, lm_stats *st)
+{
 	memset(st, 0, sizeof(*st));
-	if (!s)
-		return;
-	end = s->t_end ? s->t_end : lm__now_us();
 	st->status = s->status;
 	st->channels = s->nch;
 	st->page_size = s->page_size;
 	st->codec = s->cfg.codec;
 	st->rounds = s->round;
-	if (s->t_start) {
-		st->total_time_us = end - s->t_start;
-		st->setup_time_us = (s->t_setup ? s->t_setup : end) - s->t_start;
-	}
 	for (uint32_t i = 0; i < s->nregions; i++)
 		st->total_ram += s->regions[i].len;
-	/* The channel counters (and each conn's byte counts) are written by
-	 * the channel threads while they hold a job or a sync. This reads
-	 * them without s->lock, so it is safe only on the thread driving the
-	 * sender while every channel is idle (as the progress callback and
-	 * live.c call it: after lm__sender_sync's wait_idle) or once the run
-	 * has returned (threads joined, counters final). ch->cpu is written
-	 * as a thread ends: 0 until then. */
-	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
-		const lm__tx_chan *ch = &s->ch[i];
-		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
-		st->duplicate_pages += ch->zero_pages;
-		st->normal_pages += ch->normal_pages;
-		st->payload_bytes += ch->payload;
-		st->packets += ch->packets;
-		st->cpu_seconds += ch->cpu;
-		st->ref_pages += ch->plan.ref_pages;
-		st->delta_pages += ch->plan.delta_pages;
-		st->delta_bytes += ch->plan.delta_bytes;
-		st->delta_cache_hits += ch->plan.dcache_hits;
-		st->delta_cache_misses += ch->plan.dcache_misses;
-		lm__stats_add_engines(st, ch->eng);
-		for (int k = 0; k < LM_MAX_CODECS; k++) {
-			st->codec_mix[k].packets += ch->mix[k].packets;
-			st->codec_mix[k].bytes_in += ch->mix[k].bytes_in;
-			st->codec_mix[k].bytes_out += ch->mix[k].bytes_out;
-		}
-	}
 	if (s->is_auto && s->ch) {
 		st->auto_codec = (lm_codec_id)s->au.codec;
 		st->auto_fraction = (double)s->au.frac / LM__AUTO_FRAC_ONE;
 		st->auto_link_mbps = s->au.link * 8 / 1e6;
 		st->auto_windows = s->au.windows;
 	}
-	st->cpu_seconds += s->main_cpu;
+	st->cpu_seconds = s->main_cpu;
 	kinds_stats(s, st);
-	lm__stats_derive(st);
 	memcpy(st->tls, s->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, s->tls_peer, sizeof(st->peer));
 	st->tls_resumed = s->tls_resumed;
@@ -820,6 +811,72 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
 	}
+}
+
+void lm__sender_publish(lm_sender *s, int channels_idle)
+{
+	lm_stats d;
+
+	driver_part(s, &d); /* outside the lock: it reads only our own fields */
+	pthread_mutex_lock(&s->lock);
+	s->pub = d;
+	s->pub_t_start = s->t_start;
+	s->pub_t_setup = s->t_setup;
+	s->pub_t_end = s->t_end;
+	s->pub_ch = s->ch;
+	s->pub_nch = s->ch ? s->nch : 0;
+	for (uint32_t i = 0; channels_idle && i < s->pub_nch; i++)
+		lm__tx_publish(&s->ch[i]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Any thread: the last published parts, summed. The driving thread
+ * publishes before each of its own reads (the progress callback, live.c's
+ * byte counts) and as a run ends, so there it is exact; another thread sees
+ * the channels as of their last packet and the rest as of the last packet
+ * handed out or round ended. */
+void lm_sender_stats(const lm_sender *s, lm_stats *st)
+{
+	pthread_mutex_t *lock;
+	uint64_t end, t_start, t_setup;
+
+	memset(st, 0, sizeof(*st));
+	if (!s)
+		return;
+	lock = (pthread_mutex_t *)&s->lock; /* the only mutable part of a const sender */
+	pthread_mutex_lock(lock);
+	*st = s->pub;
+	t_start = s->pub_t_start;
+	t_setup = s->pub_t_setup;
+	end = s->pub_t_end;
+	for (uint32_t i = 0; i < s->pub_nch; i++) {
+		const lm__tx_pub *p = &s->pub_ch[i].pub;
+		st->transferred += p->bytes_in + p->bytes_out;
+		st->duplicate_pages += p->zero_pages;
+		st->normal_pages += p->normal_pages;
+		st->payload_bytes += p->payload;
+		st->packets += p->packets;
+		st->cpu_seconds += p->cpu;
+		st->ref_pages += p->ref_pages;
+		st->delta_pages += p->delta_pages;
+		st->delta_bytes += p->delta_bytes;
+		st->delta_cache_hits += p->dcache_hits;
+		st->delta_cache_misses += p->dcache_misses;
+		lm__stats_add_engines(st, p->eng);
+		for (int k = 0; k < LM_MAX_CODECS; k++) {
+			st->codec_mix[k].packets += p->mix[k].packets;
+			st->codec_mix[k].bytes_in += p->mix[k].bytes_in;
+			st->codec_mix[k].bytes_out += p->mix[k].bytes_out;
+		}
+	}
+	pthread_mutex_unlock(lock);
+	if (!end)
+		end = lm__now_us();
+	if (t_start) {
+		st->total_time_us = end - t_start;
+		st->setup_time_us = (t_setup ? t_setup : end) - t_start;
+	}
+	lm__stats_derive(st);
 }
 
 const char *lm_sender_errmsg(const lm_sender *s)
