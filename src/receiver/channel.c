@@ -264,6 +264,12 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->ref_pages += d.ref;
 	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
+	if (lm__now_ns() - ch->t_pub_ns >= LM__RX_PUB_NS) {
+		ch->t_pub_ns = lm__now_ns();
+		pthread_mutex_lock(&r->lock);
+		lm__rx_publish(ch);
+		pthread_mutex_unlock(&r->lock);
+	}
 	if ((r->features & LM_FEAT_MIXED) &&
 	    lm__now_ns() - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
 		return send_feedback(ch, e);

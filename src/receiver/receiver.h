@@ -58,6 +58,17 @@ typedef struct lm__rx_region {
 	uint64_t mapped_len;
 } lm__rx_region;
 
+/* A channel's counters as lm_receiver_stats() on any thread sees them. */
+typedef struct lm__rx_pub {
+	int channel;      /* -1: not a session channel (yet) */
+	uint32_t round;
+	uint64_t bytes_in, bytes_out, zero_pages, normal_pages, payload_bytes, packets;
+	uint64_t ref_pages, delta_pages, delta_bytes;
+	double cpu;
+	lm_engine_stats eng[LM_MAX_ENGINES];
+	lm_codec_mix mix[LM_MAX_CODECS];
+} lm__rx_pub;
+
 /* One accepted connection: a session channel once its hello is accepted. */
 typedef struct lm__rx_chan {
 	struct lm_receiver *r;
@@ -121,6 +132,11 @@ typedef struct lm__rx_chan {
 	struct lm__rx_region *wait_src;
 	uint64_t wait_page;
 	double cpu;
+	/* Guarded by r->lock: the counters as this slot's thread last
+	 * published them (lm__rx_publish: every LM__RX_PUB_NS of data, and
+	 * as it ends); reset by the run thread as it starts the slot. */
+	lm__rx_pub pub;
+	uint64_t t_pub_ns;  /* the slot thread's: its last publish */
 } lm__rx_chan;
 
 struct lm_receiver {
@@ -188,7 +204,8 @@ struct lm_receiver {
 	/* Atomic: channels waiting for a ref's source page to land; a channel
 	 * that lands pages wakes r->cond only when it is not 0. */
 	uint32_t land_waiters;
-	/* Owner: the thread driving the receiver (the run thread). */
+	/* Owner: the thread driving the receiver (the run thread); written
+	 * under lock during a run, for lm_receiver_stats() on any thread. */
 	lm_status status;
 	uint64_t t_end;
 	double main_cpu;
@@ -225,6 +242,9 @@ int lm__rx_land(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__er
  * every thread of the session. */
 void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg);
 void lm__rx_wake(lm_receiver *r);
+/* Slot thread, r->lock held: ch's counters for lm_receiver_stats(). */
+#define LM__RX_PUB_NS 10000000ull /* at most every 10 ms of data */
+void lm__rx_publish(lm__rx_chan *ch);
 /* One escaped line to cfg.log (printf-style); no-op without a log. */
 void lm__rx_log(lm_receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */

@@ -598,6 +598,7 @@ fail:
 out:
 	ch->cpu = lm__thread_cpu() - cpu0;
 	pthread_mutex_lock(&r->lock);
+	lm__rx_publish(ch); /* final: the run thread joins us next */
 	ch->exited = 1;
 	ch->closing = 0;
 	pthread_mutex_unlock(&r->lock);
@@ -704,6 +705,9 @@ static int start_slot(lm_receiver *r, int fd)
 	memcpy(ch->peer, peer, sizeof(peer));
 	memcpy(ch->host, host, sizeof(host));
 	pthread_mutex_lock(&r->lock);
+	memset(&ch->pub, 0, sizeof(ch->pub));
+	ch->pub.channel = -1;
+	ch->t_pub_ns = 0;
 	ch->exited = 0;
 	ch->evicted = 0;
 	ch->closing = 0;
@@ -841,6 +845,7 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->slots[i].conn.rfd = r->slots[i].conn.wfd = -1;
 		r->slots[i].r = r;
 		r->slots[i].channel = -1;
+		r->slots[i].pub.channel = -1;
 	}
 	lm__zero_init();
 	*out = r;
@@ -965,7 +970,9 @@ int lm_receiver_run(lm_receiver *r)
 		return LM_EINVAL;
 	if ((r->listen_fd < 0 && !r->nfds) || r->status != LM_STATUS_NONE)
 		return LM_ESTATE;
+	pthread_mutex_lock(&r->lock);
 	r->status = LM_STATUS_SETUP;
+	pthread_mutex_unlock(&r->lock);
 	rc = accept_loop(r);
 	if (rc)
 		lm__rx_fail(r, rc, -1, "accept failed");
@@ -975,10 +982,15 @@ int lm_receiver_run(lm_receiver *r)
 			r->slots[i].slot_used = 0;
 		}
 	}
-	r->t_end = lm__now_us();
 	close_session(r);
+	pthread_mutex_lock(&r->lock);
+	r->t_end = lm__now_us();
 	r->main_cpu = lm__thread_cpu() - cpu0;
 	r->status = r->err ? LM_STATUS_FAILED : LM_STATUS_COMPLETED;
+	/* close_session's ERROR frames and drains counted too */
+	for (int i = 0; i < LM_RX_SLOTS; i++)
+		lm__rx_publish(&r->slots[i]);
+	pthread_mutex_unlock(&r->lock);
 	/* What we mapped holds a half-received copy: nothing hands it on. */
 	for (uint32_t i = 0; r->err && i < 2 * LM_MAX_REGIONS; i++)
 		unmap_region(&r->regions[i]);
@@ -1002,13 +1014,40 @@ int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint
 	return LM_EREGION;
 }
 
+void lm__rx_publish(lm__rx_chan *ch)
+{
+	lm__rx_pub *p = &ch->pub;
+
+	p->channel = ch->channel;
+	p->round = ch->round;
+	p->bytes_in = ch->conn.bytes_in;
+	p->bytes_out = ch->conn.bytes_out;
+	p->zero_pages = ch->zero_pages;
+	p->normal_pages = ch->normal_pages;
+	p->payload_bytes = ch->payload_bytes;
+	p->packets = ch->packets;
+	p->ref_pages = ch->ref_pages;
+	p->delta_pages = ch->delta_pages;
+	p->delta_bytes = ch->delta_bytes;
+	p->cpu = ch->cpu;
+	memcpy(p->eng, ch->eng, sizeof(p->eng));
+	memcpy(p->mix, ch->mix, sizeof(p->mix));
+}
+
+/* Any thread, under r->lock: the session's shape (written once under it),
+ * the run thread's fields (written under it during a run) and each
+ * channel's published counters (at most LM__RX_PUB_NS old while it runs,
+ * exact once lm_receiver_run() returned). */
 void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 {
+	pthread_mutex_t *lock;
 	uint64_t end;
 
 	memset(st, 0, sizeof(*st));
 	if (!r)
 		return;
+	lock = (pthread_mutex_t *)&r->lock; /* the only mutable part of a const receiver */
+	pthread_mutex_lock(lock);
 	end = r->t_end ? r->t_end : lm__now_us();
 	st->is_receiver = 1;
 	st->status = r->status;
@@ -1019,18 +1058,13 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 		st->total_time_us = end - r->t_start;
 		st->setup_time_us = (r->t_setup ? r->t_setup : end) - r->t_start;
 	}
-	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++)
+	for (uint32_t i = 0; r->regions_ready && i < r->region_count && i < LM_MAX_REGIONS; i++)
 		st->total_ram += r->region_len[i];
-	/* The slots' counters (and channel, conn, round) belong to their
-	 * threads while they run, and this takes no lock: it is safe before
-	 * lm_receiver_run() or once it has returned (every slot joined), as
-	 * the one thread driving the receiver calls it; during a run, from
-	 * another thread, it would race with the channels. */
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
-		const lm__rx_chan *ch = &r->slots[i];
+		const lm__rx_pub *ch = &r->slots[i].pub;
 		if (ch->channel < 0)
 			continue;
-		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
+		st->transferred += ch->bytes_in + ch->bytes_out;
 		st->duplicate_pages += ch->zero_pages;
 		st->ref_pages += ch->ref_pages;
 		st->delta_pages += ch->delta_pages;
@@ -1049,11 +1083,12 @@ void lm_receiver_stats(const lm_receiver *r, lm_stats *st)
 			st->rounds = ch->round;
 	}
 	st->cpu_seconds += r->main_cpu;
-	lm__stats_derive(st);
 	memcpy(st->tls, r->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, r->tls_peer, sizeof(st->peer));
 	st->tls_resumed = (uint32_t)r->tls_resumed;
 	st->refused = r->refused;
+	pthread_mutex_unlock(lock);
+	lm__stats_derive(st);
 }
 
 const char *lm_receiver_errmsg(const lm_receiver *r)
