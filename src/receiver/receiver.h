@@ -151,6 +151,7 @@ struct lm_receiver {
 	char unix_path[512];          /* a socket file we made, removed by free */
 	pthread_mutex_t log_lock;     /* one cfg.log call at a time */
 	int cancelled;            /* atomic: lm_receiver_cancel() was called */
+	int bad_config;           /* new() found the config wrong: every call fails */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	/* Tests: ns of delay per page decoded, by codec id (see
 	 * lm__receiver_slow_decode); set before the run, read-only in it. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "config.h"
 #include "receiver/receiver.h"
 #include "stats.h"
 #include "zero.h"
@@ -807,9 +808,37 @@ static int accept_loop(lm_receiver *r)
 
 /* ---- public API -------------------------------------------------------------- */
 
+/* A call's mistake (config, region, address, state): its message for
+ * lm_receiver_errmsg(), unless a failure is recorded. Only before a run or
+ * after it (no other thread writes errmsg then). Returns code. */
+static int usage(lm_receiver *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int usage(lm_receiver *r, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->err) {
+		va_start(ap, fmt);
+		vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Whether listen or accept_fds may be called now. */
+static int listen_state(lm_receiver *r, const char *call)
+{
+	if (r->bad_config)
+		return r->bad_config; /* errmsg: the config's mistake */
+	if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
+		return usage(r, LM_ESTATE, "%s: the receiver listens or has its channels already", call);
+	return 0;
+}
+
 int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 {
 	lm_receiver *r;
+	lm__err e = {0};
+	int bad = 0;
 
 	if (!out)
 		return LM_EINVAL;
@@ -817,6 +846,8 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	if (cfg && (bad = lm__receiver_config_check(cfg, &e)))
+		cfg = NULL; /* a handle all the same, whose errmsg names the field */
 	if (cfg)
 		r->cfg = *cfg;
 	if (r->cfg.timeout_ms <= 0)
@@ -849,6 +880,10 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 	}
 	lm__zero_init();
 	*out = r;
+	if (bad) {
+		r->bad_config = bad;
+		return usage(r, bad, "lm_receiver_config: %s", e.msg);
+	}
 	return 0;
 }
 
@@ -856,12 +891,24 @@ int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_
 {
 	size_t nl = name ? strlen(name) : 0;
 
-	if (!r || !nl || nl > LM_MAX_REGION_NAME || (!base && len))
+	if (!r)
 		return LM_EINVAL;
+	if (r->bad_config)
+		return r->bad_config;
+	if (!nl || nl > LM_MAX_REGION_NAME)
+		return usage(r, LM_EINVAL, "add_region: name is %zu bytes, not 1..%d", nl,
+			     LM_MAX_REGION_NAME);
+	if (!base && len)
+		return usage(r, LM_EINVAL, "add_region \"%s\": base is NULL, len %llu", name,
+			     (unsigned long long)len);
 	if (r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
-	if (r->nuser >= LM_MAX_REGIONS || find_user_region(r, name))
-		return LM_EREGION;
+		return usage(r, LM_ESTATE, "add_region \"%s\": after lm_receiver_run() began", name);
+	if (r->nuser >= LM_MAX_REGIONS)
+		return usage(r, LM_EREGION, "add_region \"%s\": %d regions already, the most a "
+			     "session has", name, LM_MAX_REGIONS);
+	if (find_user_region(r, name))
+		return usage(r, LM_EREGION, "add_region \"%s\": a region of that name was added already",
+			     name);
 	lm__rx_region *g = &r->regions[r->nuser++];
 	memcpy(g->name, name, nl + 1);
 	g->base = base;
@@ -891,10 +938,12 @@ int lm_receiver_listen(lm_receiver *r, const char *addr)
 	int rc, acc = 0;
 	socklen_t sl = sizeof(acc);
 
-	if (!r || !addr)
+	if (!r)
 		return LM_EINVAL;
-	if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
+	if ((rc = listen_state(r, "listen")))
+		return rc;
+	if (!addr)
+		return usage(r, LM_EINVAL, "listen: addr is NULL");
 	if ((rc = lm__addr_parse(addr, &a, r->errmsg, sizeof(r->errmsg))))
 		return rc;
 	/* fd: connected sockets are the channels themselves. */
@@ -918,10 +967,13 @@ int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n)
 {
 	int rc = 0;
 
-	if (!r || !fds || !n || n > LM_MAX_CHANNELS)
+	if (!r)
 		rc = LM_EINVAL;
-	else if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
-		rc = LM_ESTATE;
+	else if ((rc = listen_state(r, "accept_fds")))
+		;
+	else if (!fds || !n || n > LM_MAX_CHANNELS)
+		rc = usage(r, LM_EINVAL, "accept_fds: %u fds (%s), not 1..%d", n, fds ? "given" : "NULL",
+			   LM_MAX_CHANNELS);
 	else
 		rc = tls_setup(r);
 	for (uint32_t i = 0; i < n && fds && i < LM_MAX_CHANNELS; i++) {
@@ -932,8 +984,9 @@ int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n)
 		r->fds[r->nfds++] = fds[i];
 	}
 	if (!rc && r->nfds != n)
-		rc = LM_EINVAL;
-	r->ep = &lm__fd_endpoint;
+		rc = usage(r, LM_EINVAL, "accept_fds: %u of the %u fds are not sockets we can use", n - r->nfds, n);
+	if (r)
+		r->ep = &lm__fd_endpoint;
 	return rc;
 }
 
@@ -968,8 +1021,12 @@ int lm_receiver_run(lm_receiver *r)
 
 	if (!r)
 		return LM_EINVAL;
-	if ((r->listen_fd < 0 && !r->nfds) || r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
+	if (r->bad_config)
+		return r->bad_config;
+	if (r->listen_fd < 0 && !r->nfds)
+		return usage(r, LM_ESTATE, "run: neither listening nor given fds (lm_receiver_listen first)");
+	if (r->status != LM_STATUS_NONE)
+		return usage(r, LM_ESTATE, "run: this receiver ran already (one session a receiver)");
 	pthread_mutex_lock(&r->lock);
 	r->status = LM_STATUS_SETUP;
 	pthread_mutex_unlock(&r->lock);

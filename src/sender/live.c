@@ -58,16 +58,37 @@ typedef struct live {
 	uint64_t r_t0, r_normal, r_zero;
 } live;
 
-static int config(lm_live_config *c, const lm_live_config *in)
+/* The config with its defaults; a mistake's message names the field. */
+static int config(lm_live_config *c, const lm_live_config *in, lm__err *e)
 {
-	if (!in || !in->pause || !in->resume)
+	if (!in) {
+		lm__err_set(e, "cfg is NULL");
 		return LM_EINVAL;
+	}
+	if (!in->pause || !in->resume) {
+		lm__err_set(e, "%s: required (NULL)", !in->pause ? "pause" : "resume");
+		return LM_EINVAL;
+	}
 	*c = *in;
-	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER ||
-	    (unsigned)c->throttle_mode > LM_THROTTLE_STEP)
+	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK) {
+		lm__err_set(e, "dirty: %d is not an lm_dirty_source (0 auto, 1 uffd-wp, 2 callback)",
+			    (int)c->dirty);
 		return LM_EINVAL;
-	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log)
+	}
+	if ((unsigned)c->on_limit > LM_LIMIT_SWITCHOVER) {
+		lm__err_set(e, "on_limit: %d is not an lm_limit_action (0 fail, 1 switchover)",
+			    (int)c->on_limit);
 		return LM_EINVAL;
+	}
+	if ((unsigned)c->throttle_mode > LM_THROTTLE_STEP) {
+		lm__err_set(e, "throttle_mode: %d is not an lm_throttle_mode (0 computed, 1 step)",
+			    (int)c->throttle_mode);
+		return LM_EINVAL;
+	}
+	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log) {
+		lm__err_set(e, "dirty_log: required (NULL) with dirty = LM_DIRTY_CALLBACK");
+		return LM_EINVAL;
+	}
 	if (!c->downtime_limit_ms)
 		c->downtime_limit_ms = 300;
 	if (!c->max_rounds)
@@ -78,8 +99,15 @@ static int config(lm_live_config *c, const lm_live_config *in)
 		c->throttle_increment = 10;
 	if (!c->throttle_max)
 		c->throttle_max = 99;
-	if (c->throttle_max > 99 || c->throttle_initial > c->throttle_max)
+	if (c->throttle_max > 99) {
+		lm__err_set(e, "throttle_max: %u is out of range 1..99", c->throttle_max);
 		return LM_EINVAL;
+	}
+	if (c->throttle_initial > c->throttle_max) {
+		lm__err_set(e, "throttle_initial: %u is over throttle_max %u", c->throttle_initial,
+			    c->throttle_max);
+		return LM_EINVAL;
+	}
 	return 0;
 }
 
@@ -483,10 +511,12 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	if (!s)
 		return LM_EINVAL;
 	memset(&L, 0, sizeof(L));
-	if ((rc = config(&L.c, cfg)))
+	if (s->bad_config)
+		return s->bad_config;
+	if ((rc = config(&L.c, cfg, &e)))
+		return lm__sender_usage(s, rc, "lm_live_config: %s", e.msg);
+	if ((rc = lm__sender_run_state(s, "migrate")))
 		return rc;
-	if (!s->ch || s->status != LM_STATUS_ACTIVE || s->live)
-		return LM_ESTATE;
 	if (!(s->features & LM_FEAT_ROUND_ACK)) {
 		/* Its rounds could land out of order (no round barrier). */
 		lm__sender_fail(s, LM_EFEATURE,

@@ -174,6 +174,7 @@ struct lm_sender {
 	 * thread takes at its next decision or packet. ctl_bandwidth is
 	 * LM__CTL_NONE when nothing is asked. rate_lifted: the driving
 	 * thread's, set at the pause (no request applies after it). */
+	int bad_config;           /* new() found the config wrong: every call fails */
 	int ctl_switchover;
 	uint32_t ctl_downtime_ms;
 	uint64_t ctl_bandwidth;
@@ -243,6 +244,11 @@ uint16_t lm__tx_codec_pick(lm__tx_chan *ch);
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
 void lm__sender_auto_tick(lm_sender *s);
+/* A call's mistake: its message (printf-style) unless a failure is
+ * recorded; returns code. */
+int lm__sender_usage(lm_sender *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Whether run or migrate (call) may start: 0, or the code with its message. */
+int lm__sender_run_state(lm_sender *s, const char *call);
 /* control.c: the requests of lm_sender_switchover(), _set_downtime_limit()
  * and _set_max_bandwidth(), taken by the thread driving the sender. */
 #define LM__CTL_NONE UINT64_MAX

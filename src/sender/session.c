@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "checksum.h"
 #include "codec/dedup.h"
+#include "config.h"
 #include "delta_cache.h"
 #include "sender/sender.h"
 #include "stats.h"
@@ -48,6 +50,23 @@ void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
 	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
 		/* an eventfd counter cannot overflow here */
 	}
+}
+
+/* A call's mistake (a bad config, region, address or state): its message
+ * for lm_sender_errmsg(), unless a failure is recorded already; the handle
+ * stays usable (but a bad config's, see lm_sender_new). Returns code. */
+int lm__sender_usage(lm_sender *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->err) {
+		va_start(ap, fmt);
+		vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return code;
 }
 
 /* A failed write may be the receiver closing after an error frame: read it,
@@ -342,6 +361,8 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 {
 	lm_sender *s;
 	lm_sender_config c;
+	lm__err e = {0};
+	int bad;
 
 	if (!out)
 		return LM_EINVAL;
@@ -359,13 +380,10 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		c.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
 	if (!c.busy_retries)
 		c.busy_retries = 3;
-	if ((unsigned)c.accel > LM_ACCEL_OFF || (unsigned)c.engine > LM_ENGINE_QPL_SW)
-		return LM_EINVAL;
-	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
-	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
-	    c.packet_pages > LM_MAX_PACKET_PAGES ||
-	    (c.codec != LM_CODEC_AUTO && !lm__codec_get((uint16_t)c.codec)))
-		return LM_EINVAL;
+	bad = lm__sender_config_check(&c, &e);
+	if (bad) /* a handle all the same: its errmsg says which field */
+		c = (lm_sender_config){.channels = 1, .page_size = LM_MIN_PAGE_SIZE,
+				       .packet_pages = 1, .timeout_ms = LM_DEFAULT_TIMEOUT_MS};
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -385,6 +403,10 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	lm__sender_publish(s, 1);
 	lm__zero_init();
 	*out = s;
+	if (bad) {
+		s->bad_config = bad;
+		return lm__sender_usage(s, bad, "lm_sender_config: %s", e.msg);
+	}
 	return 0;
 }
 
@@ -392,15 +414,29 @@ int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint6
 {
 	size_t nl = name ? strlen(name) : 0;
 
-	if (!s || nl == 0 || nl > LM_MAX_REGION_NAME || (!base && len) || len > (UINT64_MAX >> 1))
+	if (!s)
 		return LM_EINVAL;
+	if (s->bad_config)
+		return s->bad_config; /* errmsg: the config's mistake */
+	if (nl == 0 || nl > LM_MAX_REGION_NAME)
+		return lm__sender_usage(s, LM_EINVAL, "add_region: name is %zu bytes, not 1..%d", nl,
+					LM_MAX_REGION_NAME);
+	if (!base && len)
+		return lm__sender_usage(s, LM_EINVAL, "add_region \"%s\": base is NULL, len %llu",
+					name, (unsigned long long)len);
+	if (len > (UINT64_MAX >> 1))
+		return lm__sender_usage(s, LM_EINVAL, "add_region \"%s\": len %llu is over 2^63",
+					name, (unsigned long long)len);
 	if (s->ch)
-		return LM_ESTATE;
+		return lm__sender_usage(s, LM_ESTATE, "add_region \"%s\": after connect (the regions "
+					"are announced at connect)", name);
 	if (s->nregions >= LM_MAX_REGIONS)
-		return LM_EREGION;
+		return lm__sender_usage(s, LM_EREGION, "add_region \"%s\": %d regions already, the most "
+					"a session has", name, LM_MAX_REGIONS);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		if (strcmp(s->regions[i].name, name) == 0)
-			return LM_EREGION;
+			return lm__sender_usage(s, LM_EREGION, "add_region \"%s\": a region of that name "
+						"was added already", name);
 	memcpy(s->regions[s->nregions].name, name, nl + 1);
 	s->regions[s->nregions].base = base;
 	s->regions[s->nregions].len = len;
@@ -503,18 +539,34 @@ static int tls_setup(lm_sender *s, const lm__addr *a, lm__err *e)
 
 static int sender_connect(lm_sender *s, lm__addr *a);
 
+/* Whether connect may be called now; else the code and its message (a
+ * failed connect's own message stays: it is the news). */
+static int connect_state(lm_sender *s)
+{
+	if (s->bad_config)
+		return s->bad_config;
+	if (s->status == LM_STATUS_FAILED)
+		return LM_ESTATE;
+	if (s->ch)
+		return lm__sender_usage(s, LM_ESTATE, "connect: connected already (one session a sender)");
+	return 0;
+}
+
 int lm_sender_connect(lm_sender *s, const char *addr)
 {
 	lm__addr a;
 	char why[256];
 	int rc;
 
-	if (!s || !addr)
+	if (!s)
 		return LM_EINVAL;
-	if (s->ch)
-		return LM_ESTATE;
+	if ((rc = connect_state(s)))
+		return rc;
+	if (!addr)
+		return lm__sender_usage(s, LM_EINVAL, "connect: addr is NULL");
 	if ((rc = lm__addr_parse(addr, &a, why, sizeof(why)))) {
 		lm__sender_error(s, rc, -1, why);
+		s->status = LM_STATUS_FAILED; /* later calls say the connect failed */
 		return rc;
 	}
 	return sender_connect(s, &a);
@@ -528,10 +580,15 @@ int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n)
 	a.ops = &lm__fd_endpoint;
 	for (uint32_t i = 0; fds && i < n && i < LM_ADDR_MAX_FDS; i++)
 		a.fds[a.nfds++] = fds[i];
-	if (!s || !fds || !n || n > LM_ADDR_MAX_FDS || s->ch) {
+	int rc = s ? connect_state(s) : LM_EINVAL;
+
+	if (!rc && (!fds || !n || n > LM_ADDR_MAX_FDS))
+		rc = lm__sender_usage(s, LM_EINVAL, "connect_fds: %u fds (%s), not 1..%d", n,
+				      fds ? "given" : "NULL", LM_ADDR_MAX_FDS);
+	if (rc) {
 		for (uint32_t i = 0; i < a.nfds; i++)
 			close(a.fds[i]); /* ours from the call on, also on failure */
-		return s && s->ch ? LM_ESTATE : LM_EINVAL;
+		return rc;
 	}
 	return sender_connect(s, &a);
 }
@@ -722,8 +779,8 @@ int lm_sender_run(lm_sender *s)
 
 	if (!s)
 		return LM_EINVAL;
-	if (!s->ch || s->status != LM_STATUS_ACTIVE)
-		return LM_ESTATE;
+	if ((rc = lm__sender_run_state(s, "run")))
+		return rc;
 	rc = lm__sender_send_all(s);
 	if (!rc)
 		rc = lm__sender_sync(s);
@@ -877,6 +934,20 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		st->setup_time_us = (t_setup ? t_setup : end) - t_start;
 	}
 	lm__stats_derive(st);
+}
+
+int lm__sender_run_state(lm_sender *s, const char *call)
+{
+	if (s->bad_config)
+		return s->bad_config;
+	if (s->status == LM_STATUS_FAILED)
+		return LM_ESTATE; /* errmsg: why it failed */
+	if (!s->ch || s->status == LM_STATUS_NONE)
+		return lm__sender_usage(s, LM_ESTATE, "%s: not connected (lm_sender_connect first)", call);
+	if (s->status != LM_STATUS_ACTIVE || s->live)
+		return lm__sender_usage(s, LM_ESTATE, "%s: this sender migrated already (one migration a "
+					"sender)", call);
+	return 0;
 }
 
 const char *lm_sender_errmsg(const lm_sender *s)
