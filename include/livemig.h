@@ -500,6 +500,15 @@ typedef struct lm_receiver_config {
 	 * failed; NULL: silent. Called from the receiver's threads, one at a
 	 * time (under a lock of the receiver: do not call into it). */
 	void (*log)(void *user, const char *line);
+	/* Progress, optional: a stats snapshot (as lm_receiver_stats()), on
+	 * the thread that called lm_receiver_run(), once the session began:
+	 * every progress_ms (default 1000), within 20 ms of each round's
+	 * barrier (st->rounds changed), and once as the run ends (status
+	 * COMPLETED or FAILED, also when no session began). It must return
+	 * quickly: that thread accepts the late channels and sees the
+	 * cancel. It may call lm_receiver_stats() and lm_receiver_cancel(). */
+	void (*progress)(void *user, const lm_stats *st);
+	uint32_t progress_ms;
 } lm_receiver_config;
 
 /* A receiver accepts one migration session. Thread safety: one thread drives

@@ -210,6 +210,9 @@ struct lm_receiver {
 	lm_status status;
 	uint64_t t_end;
 	double main_cpu;
+	/* Owner: the run thread: the progress callback's last call. */
+	uint64_t prog_t;
+	uint32_t prog_round;
 };
 
 /* The per-connection loop, exposed so the fuzzer can drive it over a memfd

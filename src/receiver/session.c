@@ -775,6 +775,25 @@ static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 
 /* Accepts connections until the session ends; a session whose channels do
  * not all arrive within the timeout fails. */
+/* The progress callback, on the run thread: every progress_ms once a
+ * session began, when its round changed, and once at the end (final). */
+static void progress_tick(lm_receiver *r, int final)
+{
+	uint64_t now = lm__now_us(), every = (r->cfg.progress_ms ? r->cfg.progress_ms : 1000) * 1000ull;
+	lm_stats st;
+
+	if (!r->cfg.progress)
+		return;
+	lm_receiver_stats(r, &st);
+	if (!st.total_time_us && !final)
+		return; /* no session yet: strangers are no progress */
+	if (!final && st.rounds == r->prog_round && now - r->prog_t < every)
+		return;
+	r->prog_round = st.rounds;
+	r->prog_t = now;
+	r->cfg.progress(r->cfg.user, &st);
+}
+
 static int accept_loop(lm_receiver *r)
 {
 	uint64_t deadline = 0;
@@ -794,8 +813,10 @@ static int accept_loop(lm_receiver *r)
 		}
 		if (!room)
 			p[0].fd = -1; /* poll ignores it: look again soon */
-		if (poll(p, 2, room ? 200 : 20) < 0 && errno != EINTR)
+		/* With a progress callback, a round's end is told within 20 ms. */
+		if (poll(p, 2, room && !r->cfg.progress ? 200 : 20) < 0 && errno != EINTR)
 			return -errno;
+		progress_tick(r, 0);
 		if (out_of_time(r, deadline))
 			break;
 		if (!(p[0].revents & POLLIN))
@@ -1051,6 +1072,7 @@ int lm_receiver_run(lm_receiver *r)
 	/* What we mapped holds a half-received copy: nothing hands it on. */
 	for (uint32_t i = 0; r->err && i < 2 * LM_MAX_REGIONS; i++)
 		unmap_region(&r->regions[i]);
+	progress_tick(r, 1);
 	return r->err;
 }
 
