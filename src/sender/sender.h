@@ -214,6 +214,36 @@ int lm__sender_set_live(lm_sender *s);
  * delta) and zero pages, summed over the channels. */
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
 
+/* The rest of what live.c uses (iface.c): it drives the sender only
+ * through these and the pieces above, never its fields. All for the thread
+ * driving the sender. */
+typedef struct lm__sender_shape {
+	uint32_t page_size, packet_pages, channels, nregions;
+	uint64_t features;       /* accepted by the receiver (LM_FEAT_*) */
+} lm__sender_shape;
+void lm__sender_get_shape(const lm_sender *s, lm__sender_shape *out);
+int lm__sender_bad_config(const lm_sender *s); /* new() refused the config: its code */
+/* Region i's memory, as added. */
+void lm__sender_region(const lm_sender *s, uint32_t i, const uint8_t **base, uint64_t *len);
+uint32_t lm__sender_round(const lm_sender *s);   /* rounds synced so far */
+uint64_t lm__sender_sync_us(const lm_sender *s); /* the last round's SYNC -> ACK */
+/* Pages dirtied again since their round's sync are left for the next round
+ * (skip[r]: region r's bitmap), refresh(user) adds to them every
+ * LM__SKIP_REFRESH_US of dispatching; NULL, NULL, NULL: send everything. */
+void lm__sender_set_skip(lm_sender *s, const uint64_t *const *skip, void (*refresh)(void *),
+			 void *user);
+/* Channels idle: every ref a channel sent since the last call is given to
+ * again(user, dep); those it returns 1 for count as resent refs. Returns
+ * that count. */
+uint64_t lm__sender_recheck_refs(lm_sender *s, int (*again)(void *, const lm__dep *), void *user);
+/* The live fields of the stats (live, dirty, downtime...): live.c's own
+ * lm_stats, copied in; the next snapshot shows them. */
+void lm__sender_set_live_stats(lm_sender *s, const lm_stats *live);
+void lm__sender_set_rate(lm_sender *s, uint64_t bytes_per_s); /* max_bandwidth, 0 = none */
+void lm__sender_add_cpu(lm_sender *s, double secs);  /* the driving thread's CPU */
+/* verify_source: the checksums are computed again over the paused memory. */
+void lm__sender_rehash_all(lm_sender *s);
+
 /* Between the files of the sender (session.c, channel.c, dispatch.c). */
 /* Any thread: records the first failure (channel -1: none named), wakes
  * every waiter and every channel blocked on its peer. */
