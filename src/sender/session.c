@@ -606,6 +606,8 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 		lm__sender_error(s, rc, -1, e.msg);
 		return rc;
 	}
+	a->wake_fd = s->wake_fd; /* a cancel ends a connect in progress */
+	a->has_wake = 1;
 	s->t_start = lm__now_us();
 	s->ch = calloc(s->nch, sizeof(*s->ch));
 	if (!s->ch)

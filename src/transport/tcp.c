@@ -70,17 +70,19 @@ int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t
 	return 0;
 }
 
-int lm__connect_wait(int fd, int timeout_ms)
+int lm__connect_wait(int fd, int timeout_ms, const lm__addr *a)
 {
-	struct pollfd p = {fd, POLLOUT, 0};
+	struct pollfd p[2] = {{fd, POLLOUT, 0}, {a->has_wake ? a->wake_fd : -1, POLLIN, 0}};
 	int err = 0, pr;
 	socklen_t len = sizeof(err);
 
 	do
-		pr = poll(&p, 1, timeout_ms > 0 ? timeout_ms : LM_DEFAULT_TIMEOUT_MS);
+		pr = poll(p, 2, timeout_ms > 0 ? timeout_ms : LM_DEFAULT_TIMEOUT_MS);
 	while (pr < 0 && errno == EINTR);
 	if (pr == 0)
 		return LM_ETIMEDOUT;
+	if (pr > 0 && (p[1].revents & POLLIN))
+		return -ECANCELED; /* a peer that never answers must not hold a cancel */
 	if (pr < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		return -errno;
 	return err ? -err : 0;
@@ -121,7 +123,7 @@ static int tcp_connect(const lm__addr *a, uint32_t idx, int timeout_ms, int sndb
 		}
 		lm__tune_socket(fd, sndbuf, sndbuf);
 		if (connect(fd, p->ai_addr, p->ai_addrlen) == 0 || errno == EINPROGRESS)
-			rc = lm__connect_wait(fd, timeout_ms);
+			rc = lm__connect_wait(fd, timeout_ms, a);
 		else
 			rc = -errno;
 		if (rc == 0) {
