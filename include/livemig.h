@@ -334,10 +334,11 @@ int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
  * LM_ECANCELED and errmsg "cancelled by the application", in every phase
  * (connecting, the handshake, the rounds, the live loop, the switchover,
  * the wait for the verified reply): the receiver is told (ERROR, best
- * effort), a live workload is resumed and its throttle set back to 0. A
- * later call on the handle also fails with it.
- * A connect that failed (or was cancelled) leaves the handle failed: run,
- * migrate and connect return LM_ESTATE, errmsg still says why. */
+ * effort), a live workload is resumed and its throttle set back to 0.
+ * Called before connect, run or migrate, that call fails with it. A call
+ * that failed (a connect, a run, a migration; also by a cancel) leaves the
+ * handle failed: later connect, run and migrate return LM_ESTATE and
+ * errmsg still says why the first one failed. */
 int lm_sender_cancel(lm_sender *s);
 
 /* One-pass migration: sends every page, syncs the channels, sends the region
