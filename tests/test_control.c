@@ -67,6 +67,7 @@ typedef struct killer {
 	int (*ready)(struct killer *); /* when; NULL: after delay_ms */
 	uint32_t delay_ms;
 	int fired, stop;    /* atomics */
+	int rc;             /* the cancel's (checked by the main thread: CHECK is not thread-safe) */
 	pthread_t th;
 } killer;
 
@@ -88,9 +89,9 @@ static void *killer_main(void *arg)
 		pthread_kill(k->target, SIGUSR1);
 	} else {
 		if (k->s)
-			CHECK_EQ(lm_sender_cancel(k->s), 0);
+			k->rc |= lm_sender_cancel(k->s);
 		if (k->r)
-			CHECK_EQ(lm_receiver_cancel(k->r), 0);
+			k->rc |= lm_receiver_cancel(k->r);
 	}
 	__atomic_store_n(&k->fired, 1, __ATOMIC_SEQ_CST);
 	return NULL;
@@ -108,6 +109,7 @@ static int killer_join(killer *k)
 	pthread_join(k->th, NULL);
 	__atomic_store_n(&sig_sender, NULL, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&sig_receiver, NULL, __ATOMIC_SEQ_CST);
+	CHECK_EQ(k->rc, 0);
 	return __atomic_load_n(&k->fired, __ATOMIC_SEQ_CST);
 }
 
@@ -748,6 +750,7 @@ typedef struct ctl {
 	uint32_t at_round;   /* act once the sender's stats show this many rounds */
 	int what;            /* CTL_* */
 	uint32_t rounds_then;
+	int rc;              /* the control call's */
 	int done;            /* atomic */
 	pthread_t th;
 } ctl;
@@ -768,10 +771,11 @@ static void *ctl_main(void *arg)
 		sleep_us(1000);
 	}
 	c->rounds_then = st.rounds;
+	/* Results go to the main thread: CHECK is not thread-safe. */
 	if (c->what == CTL_SWITCHOVER)
-		CHECK_EQ(lm_sender_switchover(c->s), 0);
+		c->rc = lm_sender_switchover(c->s);
 	else
-		CHECK_EQ(lm_sender_set_downtime_limit(c->s, 60000), 0);
+		c->rc = lm_sender_set_downtime_limit(c->s, 60000);
 	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
 	return NULL;
 }
@@ -798,6 +802,7 @@ static void switch_case(int what, int with_change)
 		if (with_change) {
 			pthread_join(c.th, NULL);
 			CHECK(__atomic_load_n(&c.done, __ATOMIC_SEQ_CST));
+			CHECK_EQ(c.rc, 0);
 			check_done(&L.w, &L.R);
 			/* It ended at the round boundary after the request. */
 			CHECK(L.R.ss.rounds <= c.rounds_then + 3);
@@ -817,7 +822,7 @@ typedef struct bw {
 	uint64_t limit, t0;
 	uint64_t bytes_low;  /* transferred when the limit was lifted */
 	double secs_low;
-	int over, done;
+	int over, done, rc;
 	pthread_t th;
 } bw;
 
@@ -838,7 +843,7 @@ static void *bw_main(void *arg)
 	}
 	b->bytes_low = st.transferred;
 	b->secs_low = (double)(now_us() - b->t0) / 1e6;
-	CHECK_EQ(lm_sender_set_max_bandwidth(b->s, 0), 0); /* unlimited from the next packet */
+	b->rc = lm_sender_set_max_bandwidth(b->s, 0); /* unlimited from the next packet */
 	b->done = 1;
 	return NULL;
 }
@@ -859,6 +864,7 @@ static void bandwidth_case(void)
 		run_collect(&L.w, &L.R);
 		pthread_join(b.th, NULL);
 		CHECK(b.done);
+		CHECK_EQ(b.rc, 0);
 		CHECK_EQ(b.over, 0);
 		check_done(&L.w, &L.R);
 		/* Lifted: the rest went far faster than the limit allows (the

@@ -27,6 +27,7 @@
 /* ---- errors ------------------------------------------------------------- */
 
 static void abort_channels(lm_sender *s);
+static void stamp(lm_sender *s, uint64_t *t, uint64_t *pub);
 
 /* Records the first failure; later ones are consequences. */
 void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
@@ -669,7 +670,7 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 				 sizeof(s->tls_peer), &resumed);
 		s->tls_resumed += i > 0 ? (uint32_t)resumed : 0;
 	}
-	s->t_setup = lm__now_us();
+	stamp(s, &s->t_setup, &s->pub_t_setup);
 	s->status = LM_STATUS_ACTIVE;
 	s->main_cpu += lm__thread_cpu() - cpu0;
 	lm__sender_publish(s, 1); /* the channel threads have no job yet */
@@ -712,9 +713,18 @@ static void abort_channels(lm_sender *s)
 	lm__drain_close(cs, n, 1000);
 }
 
+/* *t = now, published at once under the lock: a snapshot taken meanwhile
+ * counted its time up to its own now, which must not pass *t. */
+static void stamp(lm_sender *s, uint64_t *t, uint64_t *pub)
+{
+	pthread_mutex_lock(&s->lock);
+	*t = *pub = lm__now_us();
+	pthread_mutex_unlock(&s->lock);
+}
+
 int lm__sender_finish(lm_sender *s, int rc)
 {
-	s->t_end = lm__now_us();
+	stamp(s, &s->t_end, &s->pub_t_end);
 	stop_threads(s);
 	if (rc) {
 		lm__sender_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
@@ -907,7 +917,7 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 	*st = s->pub;
 	t_start = s->pub_t_start;
 	t_setup = s->pub_t_setup;
-	end = s->pub_t_end;
+	end = s->pub_t_end ? s->pub_t_end : lm__now_us(); /* under the lock: see stamp() */
 	for (uint32_t i = 0; i < s->pub_nch; i++) {
 		const lm__tx_pub *p = &s->pub_ch[i].pub;
 		st->transferred += p->bytes_in + p->bytes_out;
@@ -929,8 +939,6 @@ void lm_sender_stats(const lm_sender *s, lm_stats *st)
 		}
 	}
 	pthread_mutex_unlock(lock);
-	if (!end)
-		end = lm__now_us();
 	if (t_start) {
 		st->total_time_us = end - t_start;
 		st->setup_time_us = (t_setup ? t_setup : end) - t_start;
