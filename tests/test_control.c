@@ -1,22 +1,20 @@
 /*
- * The control surface from other threads (issue 11, item 2):
+ * The control surface from other threads (issue 11, item 2; the messages
+ * of configuration mistakes are test_config's):
  *
- *  1. every configuration mistake has its message: a table of bad sender,
- *     receiver and live configs, bad regions, addresses and call orders,
- *     each with the substring lm_*_errmsg() must hold;
- *  2. lm_sender_cancel() from another thread and from a real sigaction
+ *  1. lm_sender_cancel() from another thread and from a real sigaction
  *     handler, in each phase: connecting (to a listener whose queue is
  *     full, so the SYN is never answered), the handshake (a listener that
  *     never accepts), a one-pass send, the live rounds and the switchover
  *     (from the pause callback); LM_ECANCELED, "cancelled", a live source
  *     resumed with its memory intact and its throttle back at 0, the
  *     receiver failed with nothing handed on;
- *  3. lm_receiver_cancel() likewise: waiting for a sender, a connection in
+ *  2. lm_receiver_cancel() likewise: waiting for a sender, a connection in
  *     its handshake, receiving (a slow decoder holds the data phase open);
- *  4. stats snapshots from a polling thread during a live migration, on
+ *  3. stats snapshots from a polling thread during a live migration, on
  *     both sides (monotone counters; run under TSan in CI), and the
  *     receiver's progress callback (its thread, its rounds, its last call);
- *  5. lm_sender_switchover() ends a migration that cannot converge;
+ *  4. lm_sender_switchover() ends a migration that cannot converge;
  *     lm_sender_set_downtime_limit() makes it converge where the same
  *     migration without the change fails at max_rounds;
  *     lm_sender_set_max_bandwidth(): the bytes sent under a low limit fit
@@ -148,200 +146,7 @@ static void check_cancelled_sender(lm_sender *s, int rc, const char *label)
 	CHECK_EQ(lm_sender_run(s), LM_ESTATE); /* failed for good */
 }
 
-/* ---- 1. configuration mistakes ------------------------------------------------ */
-
-typedef struct bad_sender {
-	lm_sender_config c;
-	const char *want;
-} bad_sender;
-
-typedef struct bad_receiver {
-	lm_receiver_config c;
-	const char *want;
-} bad_receiver;
-
-static void check_msg(const char *label, const char *msg, const char *want)
-{
-	int ok = strstr(msg, want) != NULL;
-
-	CHECK(ok);
-	if (!ok)
-		fprintf(stderr, "%s: errmsg \"%s\" lacks \"%s\"\n", label, msg, want);
-}
-
-static void sender_configs(void)
-{
-	static const bad_sender bad[] = {
-		{{.channels = 65}, "channels: 65 is out of range 1..64"},
-		{{.page_size = 5000}, "page_size: 5000 is not a power of two in 4096..65536"},
-		{{.page_size = 2048}, "page_size: 2048"},
-		{{.page_size = 131072}, "page_size: 131072"},
-		{{.packet_pages = 2000}, "packet_pages: 2000 is out of range 1..1024"},
-		{{.codec = (lm_codec_id)9}, "codec: 9 is not a codec"},
-		{{.accel = (lm_accel)7}, "accel: 7 is not an lm_accel"},
-		{{.engine = (lm_engine_id)9}, "engine: 9 is not an lm_engine_id"},
-		{{.sndbuf = -1}, "sndbuf: -1 is negative"},
-	};
-	uint8_t mem[4096];
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		lm_sender *s = NULL;
-		CHECK_EQ(lm_sender_new(&s, &bad[i].c), LM_EINVAL);
-		CHECK(s != NULL);
-		if (!s)
-			continue;
-		check_msg("sender config", lm_sender_errmsg(s), bad[i].want);
-		check_msg("sender config", lm_sender_errmsg(s), "lm_sender_config: ");
-		/* The handle is failed: every call says the same. */
-		CHECK_EQ(lm_sender_add_region(s, "ram", mem, sizeof(mem)), LM_EINVAL);
-		CHECK_EQ(lm_sender_connect(s, "127.0.0.1:1"), LM_EINVAL);
-		CHECK_EQ(lm_sender_run(s), LM_EINVAL);
-		check_msg("sender config, later", lm_sender_errmsg(s), bad[i].want);
-		lm_sender_free(s);
-	}
-}
-
-static void receiver_configs(void)
-{
-	static const bad_receiver bad[] = {
-		{{.max_channels = 65}, "max_channels: 65 is out of range 1..64"},
-		{{.accel = (lm_accel)5}, "accel: 5 is not an lm_accel"},
-		{{.engine = (lm_engine_id)8}, "engine: 8 is not an lm_engine_id"},
-		{{.rcvbuf = -2}, "rcvbuf: -2 is negative"},
-		{{.accept_timeout_ms = -1}, "accept_timeout_ms: -1 is negative"},
-		{{.session_timeout_ms = -5}, "session_timeout_ms: -5 is negative"},
-		{{.huge_pages = 1}, "huge_pages: applies to the memory alloc_regions maps"},
-	};
-	uint8_t mem[4096];
-
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		lm_receiver *r = NULL;
-		CHECK_EQ(lm_receiver_new(&r, &bad[i].c), LM_EINVAL);
-		CHECK(r != NULL);
-		if (!r)
-			continue;
-		check_msg("receiver config", lm_receiver_errmsg(r), bad[i].want);
-		check_msg("receiver config", lm_receiver_errmsg(r), "lm_receiver_config: ");
-		CHECK_EQ(lm_receiver_add_region(r, "ram", mem, sizeof(mem), 0), LM_EINVAL);
-		CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), LM_EINVAL);
-		CHECK_EQ(lm_receiver_run(r), LM_EINVAL);
-		check_msg("receiver config, later", lm_receiver_errmsg(r), bad[i].want);
-		lm_receiver_free(r);
-	}
-}
-
-static void live_configs(void)
-{
-	workload w;
-	lm_sender *s = NULL;
-	lm_live_config c;
-	uint8_t mem[4096];
-
-	wl_init(&w, 4096);
-	CHECK_EQ(lm_sender_new(&s, NULL), 0);
-	CHECK_EQ(lm_sender_add_region(s, "ram", mem, sizeof(mem)), 0);
-#define LIVE_BAD(stmt, want)                                                          \
-	do {                                                                          \
-		c = live_cfg(&w, LM_DIRTY_CALLBACK);                                  \
-		stmt;                                                                 \
-		CHECK_EQ(lm_sender_migrate(s, &c), LM_EINVAL);                        \
-		check_msg("live config", lm_sender_errmsg(s), "lm_live_config: " want); \
-	} while (0)
-	LIVE_BAD(c.pause = NULL, "pause: required");
-	LIVE_BAD(c.resume = NULL, "resume: required");
-	LIVE_BAD(c.dirty = (lm_dirty_source)7, "dirty: 7 is not an lm_dirty_source");
-	LIVE_BAD(c.on_limit = (lm_limit_action)2, "on_limit: 2 is not an lm_limit_action");
-	LIVE_BAD(c.throttle_mode = (lm_throttle_mode)5, "throttle_mode: 5 is not an lm_throttle_mode");
-	LIVE_BAD(c.dirty_log = NULL, "dirty_log: required");
-	LIVE_BAD(c.throttle_max = 100, "throttle_max: 100 is out of range 1..99");
-	LIVE_BAD((c.throttle_initial = 60, c.throttle_max = 50),
-		 "throttle_initial: 60 is over throttle_max 50");
-#undef LIVE_BAD
-	CHECK_EQ(lm_sender_migrate(s, NULL), LM_EINVAL);
-	check_msg("live config", lm_sender_errmsg(s), "lm_live_config: cfg is NULL");
-	c = live_cfg(&w, LM_DIRTY_CALLBACK);
-	CHECK_EQ(lm_sender_migrate(s, &c), LM_ESTATE);
-	check_msg("migrate unconnected", lm_sender_errmsg(s), "migrate: not connected");
-	CHECK_EQ(w.pause_calls + w.resume_calls, 0);
-	lm_sender_free(s);
-	wl_free(&w);
-}
-
-static void call_mistakes(void)
-{
-	char longname[LM_MAX_REGION_NAME + 2];
-	uint8_t mem[4096];
-	lm_sender *s = NULL;
-	lm_receiver *r = NULL;
-	int fds[1] = {-1};
-
-	memset(longname, 'n', sizeof(longname) - 1);
-	longname[sizeof(longname) - 1] = 0;
-	CHECK_EQ(lm_sender_new(&s, NULL), 0);
-	CHECK_EQ(lm_sender_add_region(s, "", mem, sizeof(mem)), LM_EINVAL);
-	check_msg("add_region", lm_sender_errmsg(s), "add_region: name is 0 bytes, not 1..255");
-	CHECK_EQ(lm_sender_add_region(s, longname, mem, sizeof(mem)), LM_EINVAL);
-	check_msg("add_region", lm_sender_errmsg(s), "name is 256 bytes");
-	CHECK_EQ(lm_sender_add_region(s, "ram", NULL, 4096), LM_EINVAL);
-	check_msg("add_region", lm_sender_errmsg(s), "add_region \"ram\": base is NULL, len 4096");
-	CHECK_EQ(lm_sender_add_region(s, "ram", mem, UINT64_MAX), LM_EINVAL);
-	check_msg("add_region", lm_sender_errmsg(s), "is over 2^63");
-	CHECK_EQ(lm_sender_add_region(s, "ram", mem, sizeof(mem)), 0);
-	CHECK_EQ(lm_sender_add_region(s, "ram", mem, sizeof(mem)), LM_EREGION);
-	check_msg("add_region", lm_sender_errmsg(s), "a region of that name was added already");
-	CHECK_EQ(lm_sender_run(s), LM_ESTATE);
-	check_msg("run", lm_sender_errmsg(s), "run: not connected");
-	CHECK_EQ(lm_sender_connect(s, NULL), LM_EINVAL);
-	check_msg("connect", lm_sender_errmsg(s), "connect: addr is NULL");
-	CHECK_EQ(lm_sender_connect_fds(s, fds, 0), LM_EINVAL);
-	check_msg("connect_fds", lm_sender_errmsg(s), "connect_fds: 0 fds");
-	CHECK_EQ(lm_sender_set_downtime_limit(s, 0), LM_EINVAL);
-	CHECK_EQ(lm_sender_set_downtime_limit(NULL, 5), LM_EINVAL);
-	CHECK_EQ(lm_sender_set_max_bandwidth(NULL, 5), LM_EINVAL);
-	CHECK_EQ(lm_sender_switchover(NULL), LM_EINVAL);
-	/* A failed connect: later calls fail and say why it failed. */
-	CHECK(lm_sender_connect(s, "no-such-transport:x") != 0);
-	{
-		char first[512];
-		snprintf(first, sizeof(first), "%s", lm_sender_errmsg(s));
-		CHECK(first[0] != 0);
-		CHECK_EQ(lm_sender_connect(s, "127.0.0.1:1"), LM_ESTATE);
-		CHECK_EQ(lm_sender_run(s), LM_ESTATE);
-		CHECK(strcmp(lm_sender_errmsg(s), first) == 0);
-	}
-	lm_sender_free(s);
-
-	/* A connect refused (nobody listens on port 1): the same. */
-	CHECK_EQ(lm_sender_new(&s, NULL), 0);
-	CHECK_EQ(lm_sender_add_region(s, "ram", mem, sizeof(mem)), 0);
-	CHECK(lm_sender_connect(s, "127.0.0.1:1") != 0);
-	check_msg("connect refused", lm_sender_errmsg(s), "connect to tcp:127.0.0.1:1");
-	CHECK_EQ(lm_sender_run(s), LM_ESTATE);
-	check_msg("run after a failed connect", lm_sender_errmsg(s), "connect to tcp:127.0.0.1:1");
-	lm_sender_free(s);
-
-	CHECK_EQ(lm_receiver_new(&r, NULL), 0);
-	CHECK_EQ(lm_receiver_add_region(r, "", mem, sizeof(mem), 0), LM_EINVAL);
-	check_msg("rx add_region", lm_receiver_errmsg(r), "add_region: name is 0 bytes");
-	CHECK_EQ(lm_receiver_add_region(r, "ram", NULL, 4096, 0), LM_EINVAL);
-	check_msg("rx add_region", lm_receiver_errmsg(r), "base is NULL, len 4096");
-	CHECK_EQ(lm_receiver_add_region(r, "ram", mem, sizeof(mem), 0), 0);
-	CHECK_EQ(lm_receiver_add_region(r, "ram", mem, sizeof(mem), 0), LM_EREGION);
-	check_msg("rx add_region", lm_receiver_errmsg(r), "was added already");
-	CHECK_EQ(lm_receiver_run(r), LM_ESTATE);
-	check_msg("rx run", lm_receiver_errmsg(r), "run: neither listening nor given fds");
-	CHECK_EQ(lm_receiver_listen(r, NULL), LM_EINVAL);
-	check_msg("rx listen", lm_receiver_errmsg(r), "listen: addr is NULL");
-	CHECK_EQ(lm_receiver_accept_fds(r, fds, 0), LM_EINVAL);
-	check_msg("rx accept_fds", lm_receiver_errmsg(r), "accept_fds: 0 fds");
-	CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), 0);
-	CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), LM_ESTATE);
-	check_msg("rx listen twice", lm_receiver_errmsg(r), "listen: the receiver listens");
-	lm_receiver_free(r);
-	printf("configuration mistakes: messages checked\n");
-}
-
-/* ---- 2. cancelling the sender ---------------------------------------------------- */
+/* ---- 1. cancelling the sender ---------------------------------------------------- */
 
 /* A TCP listener on 127.0.0.1 whose port goes into addr; fill: its accept
  * queue (backlog 0) is filled by connections nobody accepts, so a new
@@ -466,9 +271,9 @@ static void cancel_static(int cancel_rx, int via_signal)
 	CHECK(killer_join(&k));
 	if (cancel_rx) {
 		CHECK_EQ(rx.rc, LM_ECANCELED);
-		check_msg(label, lm_receiver_errmsg(r), "cancelled");
+		check_contains(label, lm_receiver_errmsg(r), "cancelled");
 		CHECK(rc != 0); /* the sender was told */
-		check_msg(label, lm_sender_errmsg(s), "cancelled");
+		check_contains(label, lm_sender_errmsg(s), "cancelled");
 	} else {
 		check_cancelled_sender(s, rc, label);
 		CHECK(rx.rc != 0);
@@ -597,7 +402,7 @@ static void cancel_switchover(int via_signal)
 	live_close(&L);
 }
 
-/* ---- 3. cancelling the receiver ------------------------------------------------- */
+/* ---- 2. cancelling the receiver ------------------------------------------------- */
 
 static void cancel_rx_waiting(int via_signal, int handshake)
 {
@@ -628,7 +433,7 @@ static void cancel_rx_waiting(int via_signal, int handshake)
 	pthread_join(th, NULL);
 	CHECK(killer_join(&k));
 	CHECK_EQ(rx.rc, LM_ECANCELED);
-	check_msg("receiver cancel", lm_receiver_errmsg(r), "cancelled");
+	check_contains("receiver cancel", lm_receiver_errmsg(r), "cancelled");
 	CHECK(now_us() - t0 < 20000000u);
 	printf("cancel: receiver %s%s: rc %d\n", handshake ? "in a handshake" : "waiting",
 	       via_signal ? " (signal)" : "", rx.rc);
@@ -637,7 +442,7 @@ static void cancel_rx_waiting(int via_signal, int handshake)
 	lm_receiver_free(r);
 }
 
-/* ---- 4. stats from another thread, the receiver's progress ---------------------- */
+/* ---- 3. stats from another thread, the receiver's progress ---------------------- */
 
 typedef struct poller {
 	lm_sender *s;
@@ -743,7 +548,7 @@ static void stats_during_live(void)
 	live_close(&L);
 }
 
-/* ---- 5. switchover now, downtime limit and bandwidth mid-migration --------------- */
+/* ---- 4. switchover now, downtime limit and bandwidth mid-migration --------------- */
 
 typedef struct ctl {
 	lm_sender *s;
@@ -895,11 +700,6 @@ int main(int argc, char **argv)
 	corpus_init();
 	verbose = getenv("LM_TEST_VERBOSE") && atoi(getenv("LM_TEST_VERBOSE")) > 0;
 	have_uffd = lm_dirty_probe(uffd_why, sizeof(uffd_why)) == 0;
-
-	sender_configs();
-	receiver_configs();
-	live_configs();
-	call_mistakes();
 
 	for (int sig = 0; sig < 2; sig++) {
 		cancel_before_data(1, sig);
