@@ -656,11 +656,11 @@ static void *bw_main(void *arg)
 static void bandwidth_case(void)
 {
 	static live_case L;
-	bw b = {.limit = 1 * MIB};
+	bw b = {.limit = MIB / 2};
 
 	live_open(&L, "control: lm_sender_set_max_bandwidth", 0);
 	L.R.lc.downtime_limit_ms = 300;
-	L.R.lc.max_bandwidth = b.limit; /* round one alone would take RG_LEN / 1 MiB s */
+	L.R.lc.max_bandwidth = b.limit; /* round one alone would take RG_LEN / limit s */
 	if (!live_start(&L)) {
 		b.s = L.R.s;
 		b.t0 = now_us();
@@ -675,9 +675,10 @@ static void bandwidth_case(void)
 		/* Lifted: the rest went far faster than the limit allows (the
 		 * region alone would take RG_LEN / limit seconds). */
 		CHECK((double)L.R.ms / 1e3 < (double)L.len / (double)b.limit / 2);
-		printf("bandwidth: %.0f KiB in the first %.2f s under 1 MiB/s, then lifted; "
+		printf("bandwidth: %.0f KiB in the first %.2f s under %.0f KiB/s, then lifted; "
 		       "done in %llu ms (at the limit: %.0f s)\n",
-		       (double)b.bytes_low / 1024, b.secs_low, (unsigned long long)L.R.ms,
+		       (double)b.bytes_low / 1024, b.secs_low, (double)b.limit / 1024,
+		       (unsigned long long)L.R.ms,
 		       (double)L.len / (double)b.limit);
 		run_report(&L.R, &L.w);
 	}
