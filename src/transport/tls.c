@@ -19,9 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -33,7 +30,6 @@
 
 #define LM_TLS_RECORD 16384u   /* TLS's largest record payload */
 #define LM_TLS_READ_BUF (4 * (LM_TLS_RECORD + 256)) /* read ahead several records */
-#define LM_TLS_BATCH (16 * LM_TLS_RECORD) /* records per writev call, corked */
 #define LM_TLS_MAX_KEYS 64
 #define LM_TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define LM_TLS_EXPORTER "EXPORTER-livemig-session"
@@ -61,7 +57,6 @@ struct lm__tls {
 	char peer[128];      /* the authenticated identity */
 	char psk_miss[160];  /* receiver: why the PSK did not match */
 	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
-	int no_cork;         /* the socket is not TCP: no TCP_CORK */
 	uint8_t gather[LM_TLS_RECORD]; /* small iovecs become one record */
 };
 
@@ -527,21 +522,19 @@ static ssize_t tls_readv(lm__conn *c, const struct iovec *iov, int n, short *wan
 	return (ssize_t)total;
 }
 
-/* One record (at most): the first piece, or, when it is small (a frame
- * header, the offset tables), it and what follows gathered up to a full
- * record. Retries come with the same iovecs, so the gathered bytes are the
- * same. */
-static ssize_t tls_write_record(lm__conn *c, const struct iovec *iov, int n, size_t off,
-				short *want)
+static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *want)
 {
 	struct lm__tls *st = c->tls;
-	const void *buf = (const uint8_t *)iov[0].iov_base + off;
-	size_t len = iov[0].iov_len - off, w = 0;
+	const void *buf = iov[0].iov_base;
+	size_t len = iov[0].iov_len, w = 0;
 	int r;
 
+	/* A small first piece (a frame header, the offset tables) is sent
+	 * together with what follows, up to one full record. Retries come
+	 * with the same iovecs, so the gathered bytes are the same. */
 	if (len < LM_TLS_RECORD && n > 1) {
-		memcpy(st->gather, buf, len);
-		for (int i = 1; i < n && len < LM_TLS_RECORD; i++) {
+		len = 0;
+		for (int i = 0; i < n && len < LM_TLS_RECORD; i++) {
 			size_t k = iov[i].iov_len < LM_TLS_RECORD - len ? iov[i].iov_len
 								 : LM_TLS_RECORD - len;
 			memcpy(st->gather + len, iov[i].iov_base, k);
@@ -555,43 +548,6 @@ static ssize_t tls_write_record(lm__conn *c, const struct iovec *iov, int n, siz
 	if (r == 1)
 		return w ? (ssize_t)w : -EPIPE;
 	return tls_fail(c, r, want, 1);
-}
-
-/* TCP_CORK around a batch of records: each SSL_write is one write() of one
- * record, which TCP with NODELAY would send as a segment of its own; corked,
- * the batch leaves in full-sized segments (fewer skbs on both hosts). A
- * socket without TCP (UNIX, a pipe) refuses it once and is not asked again. */
-static void tls_cork(lm__conn *c, int on)
-{
-	if (c->tls->no_cork)
-		return;
-	if (setsockopt(c->wfd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) != 0)
-		c->tls->no_cork = 1;
-}
-
-/* Up to LM_TLS_BATCH bytes as records, so one call (and one poll cycle of
- * the loop above) carries many records. A failure after some records went
- * out returns what was written: the next call meets the failure again. */
-static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *want)
-{
-	size_t total = 0, off = 0;
-	ssize_t r = 0;
-
-	tls_cork(c, 1);
-	while (n > 0 && total < LM_TLS_BATCH) {
-		r = tls_write_record(c, iov, n, off, want);
-		if (r <= 0)
-			break;
-		total += (size_t)r;
-		off += (size_t)r;
-		while (n > 0 && off >= iov[0].iov_len) { /* a gathered record spans pieces */
-			off -= iov[0].iov_len;
-			iov++;
-			n--;
-		}
-	}
-	tls_cork(c, 0);
-	return total ? (ssize_t)total : r;
 }
 
 static size_t tls_pending(const lm__conn *c)
