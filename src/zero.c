@@ -6,37 +6,26 @@
  *     8 loads OR-ed per 64-byte step.
  *   - "avx2": 4 x 32-byte loads OR-ed, one vptest per 128 bytes.  Compiled
  *     with __attribute__((target("avx2"))) so the file needs no -mavx2, and
- *     only selected when __builtin_cpu_supports("avx2") says so.
+ *     only run on a CPU with AVX2 (src/cpu.h, x86-64 only).
  *
  * Both check the first bytes of the buffer before the main loop, because a
  * non-zero page almost always has a non-zero byte right at its start.
  *
- * Dispatch: an atomic pointer to an implementation descriptor, set once by
- * lm__zero_init() (pthread_once).  Before initialisation it points at a
- * resolver that runs lm__zero_init() and then re-dispatches, so calling
- * lm__is_zero() first is also safe.
+ * Dispatch: src/cpu.h, as for every SIMD variant: the first call (or
+ * lm__zero_init()) picks the variant, later calls use the cached choice.
  */
 #include "zero.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define LM_ZERO_HAVE_AVX2 1
+#include "cpu.h"
+
+#if LM_CPU_X86
 #include <immintrin.h>
-#else
-#define LM_ZERO_HAVE_AVX2 0
 #endif
 
 typedef bool (*lm__zero_fn)(const void *p, size_t len);
-
-struct lm__zero_impl_desc {
-    const char *name;
-    lm__zero_fn fn;
-};
 
 /* ------------------------------------------------------------------------ */
 /* Portable implementation                                                   */
@@ -107,13 +96,11 @@ static bool zero_portable(const void *ptr, size_t len)
     return true;
 }
 
-static const struct lm__zero_impl_desc zero_impl_portable = { "portable", zero_portable };
-
 /* ------------------------------------------------------------------------ */
 /* AVX2 implementation                                                       */
 /* ------------------------------------------------------------------------ */
 
-#if LM_ZERO_HAVE_AVX2
+#if LM_CPU_X86
 
 __attribute__((target("avx2")))
 static bool zero_avx2(const void *ptr, size_t len)
@@ -158,85 +145,36 @@ static bool zero_avx2(const void *ptr, size_t len)
     return true;
 }
 
-static const struct lm__zero_impl_desc zero_impl_avx2 = { "avx2", zero_avx2 };
-
-static bool zero_cpu_has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-}
-
-#endif /* LM_ZERO_HAVE_AVX2 */
+#endif /* LM_CPU_X86 */
 
 /* ------------------------------------------------------------------------ */
-/* Dispatch                                                                  */
+/* Dispatch (src/cpu.h)                                                      */
 /* ------------------------------------------------------------------------ */
 
-static bool zero_resolve(const void *p, size_t len);
-
-static const struct lm__zero_impl_desc zero_impl_unresolved = { "unresolved", zero_resolve };
-
-static _Atomic(const struct lm__zero_impl_desc *) zero_cur = &zero_impl_unresolved;
-static pthread_once_t zero_once = PTHREAD_ONCE_INIT;
-
-static void zero_set(const struct lm__zero_impl_desc *d)
-{
-    atomic_store_explicit(&zero_cur, d, memory_order_release);
-}
-
-static void zero_init_once(void)
-{
-#if LM_ZERO_HAVE_AVX2
-    if (zero_cpu_has_avx2()) {
-        zero_set(&zero_impl_avx2);
-        return;
-    }
+static const lm__cpu_impl zero_impls[] = {
+#if LM_CPU_X86
+    { "avx2", LM_CPU_AVX2, (lm__cpu_fn)zero_avx2 },
 #endif
-    zero_set(&zero_impl_portable);
-}
+    { "portable", 0, (lm__cpu_fn)zero_portable },
+};
+static lm__cpu_site zero_site = LM_CPU_SITE(zero_impls);
 
 void lm__zero_init(void)
 {
-    (void)pthread_once(&zero_once, zero_init_once);
-}
-
-static bool zero_resolve(const void *p, size_t len)
-{
-    lm__zero_init();
-    return lm__is_zero(p, len);
+    (void)lm__cpu_get(&zero_site);
 }
 
 bool lm__is_zero(const void *p, size_t len)
 {
-    const struct lm__zero_impl_desc *d = atomic_load_explicit(&zero_cur, memory_order_acquire);
-    return d->fn(p, len);
+    return ((lm__zero_fn)lm__cpu_get(&zero_site)->fn)(p, len);
 }
 
 const char *lm__zero_impl(void)
 {
-    lm__zero_init();
-    return atomic_load_explicit(&zero_cur, memory_order_acquire)->name;
+    return lm__cpu_get(&zero_site)->name;
 }
 
 int lm__zero_force(const char *name)
 {
-    /* Run detection first so that a later lm__zero_init() cannot overwrite
-       the forced choice. */
-    lm__zero_init();
-    if (name == NULL)
-        return -ENOTSUP;
-    if (strcmp(name, "portable") == 0) {
-        zero_set(&zero_impl_portable);
-        return 0;
-    }
-    if (strcmp(name, "avx2") == 0) {
-#if LM_ZERO_HAVE_AVX2
-        if (zero_cpu_has_avx2()) {
-            zero_set(&zero_impl_avx2);
-            return 0;
-        }
-#endif
-        return -ENOTSUP;
-    }
-    return -ENOTSUP;
+    return lm__cpu_force(&zero_site, name);
 }
