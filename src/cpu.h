@@ -51,7 +51,8 @@ typedef struct lm__cpu_site {
 	_Atomic(const lm__cpu_impl *) cur;
 } lm__cpu_site;
 
-#define LM_CPU_SITE(impls) {(impls), (int)(sizeof(impls) / sizeof((impls)[0])), NULL}
+/* The number of variants in a site's array: {impls, LM_CPU_N(impls), NULL}. */
+#define LM_CPU_N(impls) ((int)(sizeof(impls) / sizeof((impls)[0])))
 
 /* 1 when this CPU has every feature in mask (0 for an empty mask too: the
  * portable variants need no check). */

@@ -17,7 +17,7 @@ static const lm__cpu_impl hash_impls[] = {
 #endif
 	{"portable", 0, (lm__cpu_fn)lm__hash_generic},
 };
-static lm__cpu_site hash_site = LM_CPU_SITE(hash_impls);
+static lm__cpu_site hash_site = {hash_impls, LM_CPU_N(hash_impls), NULL};
 
 uint64_t lm__hash(const struct iovec *v, int n, uint64_t seed)
 {
