@@ -720,7 +720,7 @@ static void *writer_main(void *arg)
 
 int wl_start(wl *w)
 {
-	int rc = 0;
+	int rc;
 
 	if (!w)
 		return -EINVAL;

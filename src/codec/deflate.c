@@ -110,6 +110,7 @@ static const lm__engine_ops *accelerator(const lm__codec_params *p)
 
 static int deflate_ctx_new(void **out, const lm__codec_params *p)
 {
+	const lm__engine_ops *hw;
 	deflate_ctx *c;
 	int rc;
 
@@ -131,16 +132,19 @@ static int deflate_ctx_new(void **out, const lm__codec_params *p)
 		free(c);
 		return LM_ECODEC;
 	}
-	c->hw = accelerator(p);
-	if (c->hw) {
-		rc = c->hw->ctx_new(&c->hw_ctx, p->level, c->page_size, c->max_jobs);
-		if (rc) {
-			c->hw_ctx = NULL;
-			c->hw = NULL;
-			if (rc == -ENOMEM) {
-				deflate_ctx_free(c);
-				return rc;
-			}
+	/* hw and hw_ctx are set together, only once the context exists. */
+	hw = accelerator(p);
+	if (hw) {
+		void *hw_ctx = NULL;
+
+		rc = hw->ctx_new(&hw_ctx, p->level, c->page_size, c->max_jobs);
+		if (rc == -ENOMEM) {
+			deflate_ctx_free(c);
+			return rc;
+		}
+		if (rc == 0) {
+			c->hw = hw;
+			c->hw_ctx = hw_ctx;
 		}
 	}
 	if (!c->hw && p->accel == LM_ACCEL_QPL) {
