@@ -18,11 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 bld=${1:-out/release}
-db=$bld/compile_commands.json
-if [ ! -f "$db" ]; then
-	echo "lint: $db not found: run scripts/build.sh release first" >&2
+if [ ! -f "$bld/compile_commands.json" ]; then
+	echo "lint: $bld/compile_commands.json not found: run scripts/build.sh release first" >&2
 	exit 2
 fi
+bld=$(cd "$bld" && pwd) # cppcheck matches --file-filter against absolute paths
+db=$bld/compile_commands.json
 for tool in cppcheck clang-tidy-14 clang-format-14; do
 	command -v "$tool" >/dev/null || {
 		echo "lint: $tool not found: run scripts/deps.sh test" >&2
