@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: the ASan+UBSan build (clang) with ~20 s per libFuzzer
-# target, the ThreadSanitizer build (clang, every test, no fuzzers), then the
-# release build (gcc -Werror). Ends with ctest's summary.
+# The whole test suite: static analysis (scripts/lint.sh: cppcheck,
+# clang-tidy, clang-format), the ASan+UBSan build (clang) with ~20 s per
+# libFuzzer target, the ThreadSanitizer build (clang, every test, no
+# fuzzers), then the release build (gcc -Werror). Ends with ctest's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -9,6 +10,8 @@ echo "== building (release: gcc -Werror; asan: clang ASan+UBSan + libFuzzer; tsa
 scripts/build.sh release
 scripts/build.sh asan
 scripts/build.sh tsan
+echo "== static analysis (cppcheck, clang-tidy, clang-format)"
+scripts/lint.sh out/release
 echo "== ASan + UBSan suite, fuzzers included"
 (cd out/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	ctest --output-on-failure)

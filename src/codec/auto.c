@@ -60,6 +60,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "compat.h"
+
 /* Before the first measurements: typical of this class of machine
  * (docs/benchmarks.md), replaced by the first window that measures them. */
 static const double prior_enc_ns[LM_MAX_CODECS] = {
@@ -315,7 +317,7 @@ uint64_t lm__auto_snapshot(const lm__auto *a)
  * NONE when this turn samples nothing. */
 static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c)
 {
-	uint32_t n = (uint32_t)__builtin_popcount(others), k, bits = others;
+	uint32_t n = lm__popcount64(others), k, bits = others;
 	uint16_t id;
 
 	if (!n)
@@ -323,7 +325,7 @@ static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c)
 	k = c->rot % n;
 	while (k--)
 		bits &= bits - 1;
-	id = (uint16_t)__builtin_ctz(bits);
+	id = (uint16_t)lm__ctz64(bits);
 	c->rot++;
 	if ((slow >> id & 1) && (c->rot / n) % LM__AUTO_SLOW_EVERY)
 		return LM_CODEC_NONE;
