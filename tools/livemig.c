@@ -24,6 +24,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "compat.h" /* MADV_POPULATE_WRITE, MAP_POPULATE */
 #include "livemig.h"
 #include "signals.h"
 #include "wire.h" /* lm__escape: what the peer names is shown escaped */
