@@ -10,7 +10,8 @@
  *     resumed with its memory intact and its throttle back at 0, the
  *     receiver failed with nothing handed on;
  *  2. lm_receiver_cancel() likewise: waiting for a sender, a connection in
- *     its handshake, receiving (a slow decoder holds the data phase open);
+ *     its handshake, receiving (a slow decoder holds the data phase open),
+ *     verifying (lm__receiver_slow_verify holds it open);
  *  3. stats snapshots from a polling thread during a live migration, on
  *     both sides (monotone counters; run under TSan in CI), and the
  *     receiver's progress callback (its thread, its rounds, its last call);
@@ -34,7 +35,7 @@
 #include <sys/socket.h>
 
 #include "live_harness.h"
-#include "receiver/receiver.h" /* lm__receiver_slow_decode */
+#include "receiver/receiver.h" /* lm__receiver_slow_decode, _slow_verify, verifying */
 
 #define RG_LEN (LM_TEST_SLOW ? 4 * MIB : 8 * MIB)
 
@@ -442,6 +443,58 @@ static void cancel_rx_waiting(int via_signal, int handshake)
 	lm_receiver_free(r);
 }
 
+/* Verifying: the receiver checks the checksums (made slow here, as many
+ * GiB would be); a cancel then fails it, it never acknowledges, the sender
+ * hears why, nothing is handed on. */
+static int receiver_verifying(killer *k)
+{
+	return __atomic_load_n(&k->r->verifying, __ATOMIC_SEQ_CST) != 0;
+}
+
+static void cancel_rx_verifying(int via_signal)
+{
+	lm_receiver_config rc = {.timeout_ms = 20000, .accept_timeout_ms = 20000, .alloc_regions = 1};
+	uint64_t len = 1 << 20;
+	uint8_t *mem = filled(len);
+	lm_sender_config sc = sender_cfg(LM_CODEC_NONE, 4096, 2);
+	lm_receiver *r = NULL;
+	lm_sender *s = NULL;
+	rx_ctx rx = {0};
+	pthread_t th;
+	killer k = {.via_signal = via_signal, .ready = receiver_verifying};
+	char addr[64];
+	void *base;
+	uint64_t got, t0;
+	int rc_s;
+
+	CHECK_EQ(lm_receiver_new(&r, &rc), 0);
+	CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), 0);
+	lm__receiver_slow_verify(r, 1000);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", lm_receiver_port(r));
+	rx.r = r;
+	CHECK_EQ(pthread_create(&th, NULL, rx_thread, &rx), 0);
+	k.r = r;
+	k.target = th;
+	CHECK_EQ(lm_sender_new(&s, &sc), 0);
+	CHECK_EQ(lm_sender_add_region(s, "ram", mem, len), 0);
+	CHECK_EQ(lm_sender_connect(s, addr), 0);
+	killer_start(&k);
+	t0 = now_us();
+	rc_s = lm_sender_run(s);
+	pthread_join(th, NULL);
+	CHECK(killer_join(&k));
+	CHECK_EQ(rx.rc, LM_ECANCELED);
+	check_contains("receiver verifying", lm_receiver_errmsg(r), "cancelled");
+	CHECK(rc_s != 0);
+	check_contains("receiver verifying: the sender", lm_sender_errmsg(s), "cancelled");
+	CHECK_EQ(lm_receiver_region(r, "ram", &base, &got), LM_ESTATE);
+	printf("cancel: receiver verifying%s: sender rc %d, receiver rc %d after %.2f s\n",
+	       via_signal ? " (signal)" : "", rc_s, rx.rc, (double)(now_us() - t0) / 1e6);
+	lm_sender_free(s);
+	lm_receiver_free(r);
+	munmap(mem, len);
+}
+
 /* ---- 3. stats from another thread, the receiver's progress ---------------------- */
 
 typedef struct poller {
@@ -711,6 +764,7 @@ int main(int argc, char **argv)
 		cancel_switchover(sig);
 		cancel_rx_waiting(sig, 0);
 		cancel_rx_waiting(sig, 1);
+		cancel_rx_verifying(sig);
 	}
 	CHECK(__atomic_load_n(&sig_count, __ATOMIC_SEQ_CST) >= 8); /* the handler ran each time */
 

@@ -156,6 +156,9 @@ struct lm_receiver {
 	/* Tests: ns of delay per page decoded, by codec id (see
 	 * lm__receiver_slow_decode); set before the run, read-only in it. */
 	uint32_t slow_ns[LM_MAX_CODECS];
+	/* Tests: ms channel 0 spends verifying before it hashes (see
+	 * lm__receiver_slow_verify); set before the run. */
+	uint32_t slow_verify_ms;
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;
@@ -227,6 +230,9 @@ void lm__rx_chan_free(lm__rx_chan *ch);
  * lm_receiver_run(); 0 turns it off. For the sender's test that a codec
  * the receiver decodes slowly is avoided. */
 void lm__receiver_slow_decode(lm_receiver *r, uint16_t codec, uint32_t ns_per_page);
+/* Tests only: verifying takes ms longer (a sleep once verifying began, as
+ * hashing many GiB would), so a cancel can come while it verifies. */
+void lm__receiver_slow_verify(lm_receiver *r, uint32_t ms);
 
 #define LM__RESERVE_CHUNK (2u << 20)
 
