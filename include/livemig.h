@@ -11,7 +11,13 @@
  *    lm_strerror() names a code; the handle's lm_*_errmsg() gives the detail
  *    of its last failure (channel, packet, field). There is no global state.
  *  - handles are opaque; every lm_x_new() has an lm_x_free() that accepts NULL.
- *  - thread safety is stated on each type.
+ *  - thread safety is stated on each type, and for each callback the
+ *    thread it runs on.
+ *  - a configuration mistake is LM_EINVAL with a message naming the field
+ *    ("lm_sender_config: channels: 65 is out of range 1..64"): lm_*_new()
+ *    then still gives a handle (in the failed state: every other call
+ *    fails with LM_EINVAL) so that lm_*_errmsg() can say it; free it with
+ *    lm_*_free() as any other. Only -ENOMEM (and a NULL out) leave *out NULL.
  */
 #ifndef LIVEMIG_H
 #define LIVEMIG_H
@@ -353,10 +359,17 @@ typedef struct lm_sender_config {
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a
- * sender at a time; it runs its own channel threads internally. The regions'
- * memory must stay mapped and readable until lm_sender_free(). */
+ * sender at a time (new, add_region, connect, run, migrate, errmsg, free);
+ * it runs its own channel threads internally. From any thread, also while
+ * the driving thread is in a call: lm_sender_cancel(), lm_sender_stats(),
+ * lm_sender_switchover(), lm_sender_set_downtime_limit() and
+ * lm_sender_set_max_bandwidth() (the cancel and the three controls are
+ * async-signal-safe too). The regions' memory must stay mapped and
+ * readable until lm_sender_free(). */
 typedef struct lm_sender lm_sender;
 
+/* LM_EINVAL: *out is a handle whose lm_sender_errmsg() names the field
+ * (see the conventions above); free it. */
 LM_API int lm_sender_new(lm_sender **out, const lm_sender_config *cfg);
 LM_API void lm_sender_free(lm_sender *s);
 
@@ -375,19 +388,31 @@ LM_API int lm_sender_connect(lm_sender *s, const char *addr);
  * the channels), channel i on fds[i] (what libvirt hands QEMU's fd:). The
  * sender owns the fds from this call on, also on failure, and closes them. */
 LM_API int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
-/* Async-signal-safe, any thread: makes a running connect, run or migrate
- * fail soon with LM_ECANCELED (the receiver is told, a live workload is
- * resumed). A later call on the handle also fails with it. */
+/* Async-signal-safe, any thread (only an atomic store and a write(2) to an
+ * eventfd): makes a running connect, run or migrate fail soon with
+ * LM_ECANCELED and errmsg "cancelled by the application", in every phase
+ * (connecting, the handshake, the rounds, the live loop, the switchover,
+ * the wait for the verified reply): the receiver is told (ERROR, best
+ * effort), a live workload is resumed and its throttle set back to 0.
+ * Called before connect, run or migrate, that call fails with it. A call
+ * that failed (a connect, a run, a migration; also by a cancel) leaves the
+ * handle failed: later connect, run and migrate return LM_ESTATE and
+ * errmsg still says why the first one failed. */
 LM_API int lm_sender_cancel(lm_sender *s);
 
 /* One-pass migration: sends every page, syncs the channels, sends the region
  * checksums and waits for the receiver's verified reply. */
 LM_API int lm_sender_run(lm_sender *s);
 
-/* Fills out (out->size set by LM_STATS_INIT); 0, or LM_EABI for an unknown
- * size (nothing written), LM_EINVAL for a NULL s or out. */
+/* Any thread, any time (also during run or migrate, from a progress
+ * thread): a consistent snapshot. While a run goes on it is each channel's
+ * counters as of its last packet and the rest as of the last packet handed
+ * out or round ended; exact once the run returned. out->size must be set
+ * (LM_STATS_INIT): 0, or LM_EABI for a size this library does not know
+ * (nothing written), LM_EINVAL for a NULL s or out. */
 LM_API int lm_sender_stats(const lm_sender *s, lm_stats *out);
-/* Detail of the last failure, "" if none. Valid until the next call. */
+/* Detail of the last failure or mistaken call, "" if none. The driving
+ * thread's; valid until its next call. */
 LM_API const char *lm_sender_errmsg(const lm_sender *s);
 
 /* ---- live migration (pre-copy) -------------------------------------------- */
@@ -433,8 +458,13 @@ typedef enum lm_throttle_mode {
 } lm_throttle_mode;
 
 /* Live migration of memory the calling process owns. LM_LIVE_CONFIG_INIT,
- * then set what you need (0 = default). The callbacks run on the thread that called
- * lm_sender_migrate(). */
+ * then set what you need (0 = default). Every callback here (dirty_log, pause,
+ * resume, throttle, progress) runs on the thread that called
+ * lm_sender_migrate(), one at a time, never on a channel thread; the
+ * migration waits for each, so they must not block long (pause: until no
+ * writer writes). They may call lm_sender_stats() and the any-thread
+ * controls, not the driving calls. A bad value is LM_EINVAL with errmsg
+ * "lm_live_config: FIELD: ...". */
 typedef struct lm_live_config {
 	uint32_t size;          /* sizeof as compiled: set by its LM_*_INIT (ABI policy) */
 	lm_dirty_source dirty;       /* default auto */
@@ -487,6 +517,22 @@ typedef struct lm_live_config {
  * error returned. Use instead of lm_sender_run(). */
 LM_API int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg);
 
+/* Control of a running lm_sender_migrate() from any thread (QEMU's
+ * migrate-set-parameters): each is one atomic store, async-signal-safe,
+ * taken by the migration at its next decision or packet; 0 or LM_EINVAL.
+ * A request made before lm_sender_migrate() applies from its start,
+ * over the config; one made after it returned changes nothing.
+ *  - switchover: at the next round's end, pause and complete whatever the
+ *    expected downtime (as raising downtime_limit_ms to anything);
+ *  - set_downtime_limit: a new downtime_limit_ms (> 0) for the next
+ *    decision (after the round being sent) and the throttle's model;
+ *  - set_max_bandwidth: a new max_bandwidth (bytes/s, 0 = unlimited) from
+ *    the next packet on; ignored once the workload is paused (the last
+ *    copy always goes unlimited). */
+LM_API int lm_sender_switchover(lm_sender *s);
+LM_API int lm_sender_set_downtime_limit(lm_sender *s, uint32_t ms);
+LM_API int lm_sender_set_max_bandwidth(lm_sender *s, uint64_t bytes_per_s);
+
 /* 0 when this kernel supports LM_DIRTY_UFFD_WP, else a negative code and, if
  * why is not NULL, the reason in why (cap bytes). Thread-safe. */
 LM_API int lm_dirty_probe(char *why, size_t cap);
@@ -494,7 +540,10 @@ LM_API int lm_dirty_probe(char *why, size_t cap);
 /* ---- receiver ---------------------------------------------------------- */
 
 /* Called on the receiver when the sender announces a region that was not
- * added with lm_receiver_add_region(). Return 0 with *base pointing at
+ * added with lm_receiver_add_region(), on the receiver's thread of channel
+ * 0 (while it reads the announcements, one region at a time, before any
+ * page arrives; do not call into the receiver but lm_receiver_stats() or
+ * lm_receiver_cancel()). Return 0 with *base pointing at
  * writable memory of at least len rounded up to page_size bytes, and *fresh
  * set to 1 when that memory is known to be all zeros (a new mapping: zero
  * pages are then not written), or a negative code to refuse the region. */
@@ -547,10 +596,22 @@ typedef struct lm_receiver_config {
 	 * failed; NULL: silent. Called from the receiver's threads, one at a
 	 * time (under a lock of the receiver: do not call into it). */
 	void (*log)(void *user, const char *line);
+	/* Progress, optional: a stats snapshot (as lm_receiver_stats()), on
+	 * the thread that called lm_receiver_run(), once the session began:
+	 * every progress_ms (default 1000), within 20 ms of each round's
+	 * barrier (st->rounds changed), and once as the run ends (status
+	 * COMPLETED or FAILED, also when no session began). It must return
+	 * quickly: that thread accepts the late channels and sees the
+	 * cancel. It may call lm_receiver_stats() and lm_receiver_cancel(). */
+	void (*progress)(void *user, const lm_stats *st);
+	uint32_t progress_ms;
 } lm_receiver_config;
 
 /* A receiver accepts one migration session. Thread safety: one thread drives
- * it; lm_receiver_port() may be called from any thread after listen. */
+ * it (new, add_region, listen, accept_fds, run, region, errmsg, free);
+ * from any thread, also while run goes on: lm_receiver_cancel()
+ * (async-signal-safe), lm_receiver_stats(), and lm_receiver_port() after
+ * listen. LM_EINVAL from new: a handle whose errmsg names the field. */
 typedef struct lm_receiver lm_receiver;
 
 LM_API int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg);
@@ -569,8 +630,12 @@ LM_API int lm_receiver_listen(lm_receiver *r, const char *addr);
  * stream sockets. The receiver owns them from this call on and closes them. */
 LM_API int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n);
 LM_API int lm_receiver_port(const lm_receiver *r);
-/* Async-signal-safe, any thread: lm_receiver_run() fails soon with
- * LM_ECANCELED, the sender is told. */
+/* Async-signal-safe, any thread (an atomic store and a write(2)):
+ * lm_receiver_run() fails soon with LM_ECANCELED in every phase (waiting
+ * for the sender, handshakes, data, verifying), the sender is told, and
+ * what was received is discarded: memory the receiver mapped is unmapped,
+ * lm_receiver_region() reports nothing (the CLI removes its temporary
+ * image). Before run, the run that follows fails at once. */
 LM_API int lm_receiver_cancel(lm_receiver *r);
 
 /* Accepts the session's channels, receives, verifies the region checksums
@@ -584,7 +649,11 @@ LM_API int lm_receiver_run(lm_receiver *r);
  * region, LM_ESTATE before a successful run. */
 LM_API int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint64_t *len);
 
-LM_API int lm_receiver_stats(const lm_receiver *r, lm_stats *out); /* as lm_sender_stats() */
+/* Any thread, any time: a consistent snapshot; while run goes on each
+ * channel's counters are at most 10 ms of data old (and current at each
+ * round barrier); exact once run returned. Returns as lm_sender_stats(). */
+LM_API int lm_receiver_stats(const lm_receiver *r, lm_stats *out);
+/* The last failure or mistaken call, "" if none (the driving thread's). */
 LM_API const char *lm_receiver_errmsg(const lm_receiver *r);
 
 /* ---- helpers ----------------------------------------------------------- */

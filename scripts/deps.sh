@@ -14,7 +14,9 @@ if [ "$purpose" = test ]; then
 	# pkg-config: test_install builds a program against the staged install;
 	# groff-base: test_man renders the man pages (warnings fail it);
 	# binutils: test_symbols lists the exports with nm.
-	pkgs+=(clang libclang-rt-14-dev python3 procps openssl pkg-config groff-base binutils)
+	# cppcheck, clang-tidy, clang-format: scripts/lint.sh.
+	pkgs+=(clang libclang-rt-14-dev python3 procps openssl pkg-config groff-base binutils cppcheck
+		clang-tidy clang-format)
 elif [ "$purpose" = bench ]; then
 	# The end-to-end benchmarks (bench/*.sh): iperf3 measures the link,
 	# QEMU 7.2 is the peer (../shared/peer/), time reports each side's

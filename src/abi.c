@@ -10,8 +10,7 @@ static int size_ok(uint32_t size, size_t min, size_t max)
 	return size >= min && size <= max;
 }
 
-int lm__abi_in(void *dst, size_t dst_size, const void *src, size_t min, const char *type, char *msg,
-	       size_t cap)
+int lm__abi_in(void *dst, size_t dst_size, const void *src, size_t min, char *msg, size_t cap)
 {
 	uint32_t size;
 
@@ -19,9 +18,10 @@ int lm__abi_in(void *dst, size_t dst_size, const void *src, size_t min, const ch
 	if (!size_ok(size, min, dst_size)) {
 		if (msg && cap)
 			snprintf(msg, cap,
-				 "%s.size is %u, this library knows %zu..%zu: initialise it with its "
-				 "LM_*_INIT macro and build against this library's livemig.h",
-				 type, size, min, dst_size);
+				 "size: %u is not one this library knows (%zu..%zu): initialise "
+				 "the struct with its LM_*_INIT and build against this library's "
+				 "livemig.h",
+				 size, min, dst_size);
 		return LM_EABI;
 	}
 	memset(dst, 0, dst_size);

@@ -21,9 +21,8 @@
  * library's own of dst_size bytes: the caller's size bytes, the rest zero
  * (defaults), and dst's size set to dst_size. LM_EABI for a size below min
  * or above dst_size, with the reason in msg (cap bytes) when msg is not
- * NULL; type names the struct in it. */
-int lm__abi_in(void *dst, size_t dst_size, const void *src, size_t min, const char *type, char *msg,
-	       size_t cap);
+ * NULL ("size: ...": the caller names the struct before it). */
+int lm__abi_in(void *dst, size_t dst_size, const void *src, size_t min, char *msg, size_t cap);
 
 /* Copies the library's struct src (src_size bytes) into the caller's dst,
  * as many bytes as dst's size field says, and keeps that size. LM_EABI,

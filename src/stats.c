@@ -55,7 +55,7 @@ void lm__stats_derive(lm_stats *st)
 	st->ref_saved_bytes = st->ref_pages * (st->page_size - LM__REF_WIRE);
 	st->delta_saved_bytes = st->delta_pages * st->page_size > st->delta_bytes
 					? st->delta_pages * st->page_size - st->delta_bytes : 0;
-	st->delta_cache_hit_rate = st->delta_cache_hits + st->delta_cache_misses
+	st->delta_cache_hit_rate = (st->delta_cache_hits + st->delta_cache_misses)
 					   ? (double)st->delta_cache_hits /
 						     (double)(st->delta_cache_hits + st->delta_cache_misses)
 					   : 0;
@@ -338,7 +338,7 @@ int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap)
 
 	if (cap)
 		buf[0] = 0;
-	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, "lm_stats", NULL, 0))
+	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, NULL, 0))
 		return LM_EABI;
 	st = &own;
 	n = mix_order(st, ord, &total);
@@ -378,7 +378,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 
 	if (cap)
 		buf[0] = 0;
-	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, "lm_stats", NULL, 0))
+	if (lm__abi_in(&own, sizeof(own), st, LM__STATS_SIZE0, NULL, 0))
 		return LM_EABI;
 	st = &own;
 	len = format_main(st, format, buf, cap);

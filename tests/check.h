@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "livemig.h"
 
@@ -39,6 +40,16 @@ static inline uint64_t region_sum(const void *base, uint64_t len)
 
 	CHECK_EQ(rc, 0);
 	return sum;
+}
+
+/* text holds want; else says so, with label. */
+static inline void check_contains(const char *label, const char *text, const char *want)
+{
+	int ok = strstr(text, want) != NULL;
+
+	CHECK(ok);
+	if (!ok)
+		fprintf(stderr, "%s: \"%s\" lacks \"%s\"\n", label, text, want);
 }
 
 #define TEST_DONE(name)                                                              \

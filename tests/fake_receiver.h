@@ -177,7 +177,8 @@ typedef struct stall {
 	frx f;            /* the connection; fb_sent counts whole frames */
 	int mode;
 	int every_ms;     /* FEEDBACK period while stalled (ST_WRITE, ST_SYNC, ST_COMPLETE) */
-	int cancel_ms;    /* ST_FLOOD_DATA: lm_sender_cancel after this long, 0: never */
+	int cancel_ms;    /* ST_FLOOD_DATA, ST_SYNC, ST_COMPLETE: lm_sender_cancel after
+			     this long (of the flood, of the stall), 0: never */
 	lm_sender *s;     /* set before the thread starts */
 	uint64_t t0;      /* now_ms() at the hello ack: the give-up clock */
 	uint64_t t_ack;   /* atomic: now_ms() when ACK(COMPLETE) went out */
@@ -223,9 +224,15 @@ static size_t stall_fb(stall *st, uint8_t *b)
 static void stall_feed(stall *st, int watch)
 {
 	uint8_t b[LM_ERROR_FRAME_BOUND];
+	uint64_t t = now_ms();
+	int cancelled = 0;
 	lm__frame fr;
 
 	while (!stall_over(st)) {
+		if (st->cancel_ms && !cancelled && now_ms() - t >= (uint64_t)st->cancel_ms) {
+			lm_sender_cancel(st->s); /* from this thread, while the sender waits */
+			cancelled = 1;
+		}
 		struct pollfd p = {st->f.fd, POLLIN, 0};
 		if (watch && poll(&p, 1, st->every_ms) == 1) {
 			st->got_error = get_frame(st->f.fd, &fr, b, sizeof(b)) == 0 &&

@@ -524,6 +524,7 @@ typedef struct run {
 	lm_sender_config sc;
 	lm_live_config lc;
 	int remote;        /* the receiver in a child process */
+	const lm_receiver_config *rx_cfg; /* a thread receiver's config; NULL: the default */
 	int foreign;       /* another userfaultfd owns the memory: AUTO falls back */
 	/* results */
 	lm_sender *s;
@@ -643,6 +644,8 @@ static inline int run_start(workload *w, run *R)
 		rc.timeout_ms = 20000;
 		rc.accept_timeout_ms = 20000;
 		rc.alloc_regions = 1;
+		if (R->rx_cfg)
+			rc = *R->rx_cfg;
 		CHECK_EQ(lm_receiver_new(&R->r, &rc), 0);
 		CHECK_EQ(lm_receiver_listen(R->r, "127.0.0.1:0"), 0);
 		port = lm_receiver_port(R->r);

@@ -24,6 +24,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "compat.h" /* MADV_POPULATE_WRITE, MAP_POPULATE */
 #include "livemig.h"
 #include "signals.h"
 #include "wire.h" /* lm__escape: what the peer names is shown escaped */
@@ -344,12 +345,12 @@ static int cmd_send(int argc, char **argv)
 		goto out;
 	snprintf(namebuf, sizeof(namebuf), "%s", o.image);
 	if ((rc = lm_sender_new(&s, &cfg))) {
-		die("sender", rc, NULL);
+		die("sender", rc, s ? lm_sender_errmsg(s) : NULL);
 		goto out;
 	}
 	sig_watch_sender(s);
 	if ((rc = lm_sender_add_region(s, basename(namebuf), base, (uint64_t)sb.st_size))) {
-		die("region", rc, NULL);
+		die("region", rc, lm_sender_errmsg(s));
 		goto out;
 	}
 	rc = lm_sender_connect(s, o.addr);
@@ -691,7 +692,7 @@ static int cmd_recv(int argc, char **argv)
 		goto out;
 	}
 	if ((rc = lm_receiver_new(&r, &cfg))) {
-		die("listen", rc, o.addr);
+		die("listen", rc, r ? lm_receiver_errmsg(r) : o.addr);
 		goto out;
 	}
 	sig_watch_receiver(r);

@@ -66,6 +66,7 @@ int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e)
 
 	pthread_mutex_lock(&r->lock);
 	r->synced[ch->channel] = ch->round;
+	lm__rx_publish(ch); /* the stats (and the progress callback) see the round */
 	for (uint32_t i = 0; i < r->channels; i++)
 		behind += r->synced[i] < ch->round;
 	if (!behind && !r->err) {

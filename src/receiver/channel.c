@@ -56,6 +56,12 @@ void lm__receiver_slow_decode(lm_receiver *r, uint16_t codec, uint32_t ns_per_pa
 		r->slow_ns[codec] = ns_per_page;
 }
 
+void lm__receiver_slow_verify(lm_receiver *r, uint32_t ms)
+{
+	if (r)
+		r->slow_verify_ms = ms;
+}
+
 /* Counts pages decoded by codec since t0 (ns) for FEEDBACK, after the
  * tests' delay (lm__receiver_slow_decode), which the time includes. */
 static void decoded(lm__rx_chan *ch, uint16_t codec, uint32_t pages, uint64_t t0)
@@ -264,6 +270,12 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->ref_pages += d.ref;
 	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
+	if (lm__now_ns() - ch->t_pub_ns >= LM__RX_PUB_NS) {
+		ch->t_pub_ns = lm__now_ns();
+		pthread_mutex_lock(&r->lock);
+		lm__rx_publish(ch);
+		pthread_mutex_unlock(&r->lock);
+	}
 	if ((r->features & LM_FEAT_MIXED) &&
 	    lm__now_ns() - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
 		return send_feedback(ch, e);
@@ -390,6 +402,12 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		goto out;
 	if ((rc = lm__rx_wait_all_synced(ch, e)))
 		goto out;
+	if (r->slow_verify_ms) { /* tests (lm__receiver_slow_verify) */
+		struct timespec ts = {(time_t)(r->slow_verify_ms / 1000),
+				      (long)(r->slow_verify_ms % 1000) * 1000000};
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
 	if ((rc = verify(ch, sums, n, e)))
 		goto out;
 	pthread_mutex_lock(&r->lock);

@@ -58,6 +58,17 @@ typedef struct lm__rx_region {
 	uint64_t mapped_len;
 } lm__rx_region;
 
+/* A channel's counters as lm_receiver_stats() on any thread sees them. */
+typedef struct lm__rx_pub {
+	int channel;      /* -1: not a session channel (yet) */
+	uint32_t round;
+	uint64_t bytes_in, bytes_out, zero_pages, normal_pages, payload_bytes, packets;
+	uint64_t ref_pages, delta_pages, delta_bytes;
+	double cpu;
+	lm_engine_stats eng[LM_MAX_ENGINES];
+	lm_codec_mix mix[LM_MAX_CODECS];
+} lm__rx_pub;
+
 /* One accepted connection: a session channel once its hello is accepted. */
 typedef struct lm__rx_chan {
 	struct lm_receiver *r;
@@ -121,6 +132,11 @@ typedef struct lm__rx_chan {
 	struct lm__rx_region *wait_src;
 	uint64_t wait_page;
 	double cpu;
+	/* Guarded by r->lock: the counters as this slot's thread last
+	 * published them (lm__rx_publish: every LM__RX_PUB_NS of data, and
+	 * as it ends); reset by the run thread as it starts the slot. */
+	lm__rx_pub pub;
+	uint64_t t_pub_ns;  /* the slot thread's: its last publish */
 } lm__rx_chan;
 
 struct lm_receiver {
@@ -135,10 +151,14 @@ struct lm_receiver {
 	char unix_path[512];          /* a socket file we made, removed by free */
 	pthread_mutex_t log_lock;     /* one cfg.log call at a time */
 	int cancelled;            /* atomic: lm_receiver_cancel() was called */
+	int bad_config;           /* new() found the config wrong: every call fails */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	/* Tests: ns of delay per page decoded, by codec id (see
 	 * lm__receiver_slow_decode); set before the run, read-only in it. */
 	uint32_t slow_ns[LM_MAX_CODECS];
+	/* Tests: ms channel 0 spends verifying before it hashes (see
+	 * lm__receiver_slow_verify); set before the run. */
+	uint32_t slow_verify_ms;
 	/* User-added at [0, nuser); from the callback at LM_MAX_REGIONS + id. */
 	lm__rx_region regions[2 * LM_MAX_REGIONS];
 	uint32_t nuser;
@@ -188,10 +208,14 @@ struct lm_receiver {
 	/* Atomic: channels waiting for a ref's source page to land; a channel
 	 * that lands pages wakes r->cond only when it is not 0. */
 	uint32_t land_waiters;
-	/* Owner: the thread driving the receiver (the run thread). */
+	/* Owner: the thread driving the receiver (the run thread); written
+	 * under lock during a run, for lm_receiver_stats() on any thread. */
 	lm_status status;
 	uint64_t t_end;
 	double main_cpu;
+	/* Owner: the run thread: the progress callback's last call. */
+	uint64_t prog_t;
+	uint32_t prog_round;
 };
 
 /* The per-connection loop, exposed so the fuzzer can drive it over a memfd
@@ -206,6 +230,9 @@ void lm__rx_chan_free(lm__rx_chan *ch);
  * lm_receiver_run(); 0 turns it off. For the sender's test that a codec
  * the receiver decodes slowly is avoided. */
 void lm__receiver_slow_decode(lm_receiver *r, uint16_t codec, uint32_t ns_per_page);
+/* Tests only: verifying takes ms longer (a sleep once verifying began, as
+ * hashing many GiB would), so a cancel can come while it verifies. */
+void lm__receiver_slow_verify(lm_receiver *r, uint32_t ms);
 
 #define LM__RESERVE_CHUNK (2u << 20)
 
@@ -225,6 +252,9 @@ int lm__rx_land(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr *d, lm__er
  * every thread of the session. */
 void lm__rx_fail(lm_receiver *r, int code, int channel, const char *msg);
 void lm__rx_wake(lm_receiver *r);
+/* Slot thread, r->lock held: ch's counters for lm_receiver_stats(). */
+#define LM__RX_PUB_NS 10000000ull /* at most every 10 ms of data */
+void lm__rx_publish(lm__rx_chan *ch);
 /* One escaped line to cfg.log (printf-style); no-op without a log. */
 void lm__rx_log(lm_receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */

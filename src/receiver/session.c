@@ -22,6 +22,7 @@
 
 #include "abi.h"
 #include "checksum.h"
+#include "config.h"
 #include "receiver/receiver.h"
 #include "stats.h"
 #include "zero.h"
@@ -559,6 +560,8 @@ static void *slot_main(void *arg)
 			goto out;
 		}
 		if (ours) {
+			/* cppcheck-suppress uninitStructMember ; ours is set
+			 * only by join_session, after read_hello filled h */
 			lm__rx_fail(r, rc, h.channel, e.msg);
 			pthread_mutex_lock(&r->lock);
 			ch->in_handshake = 0;
@@ -599,6 +602,7 @@ fail:
 out:
 	ch->cpu = lm__thread_cpu() - cpu0;
 	pthread_mutex_lock(&r->lock);
+	lm__rx_publish(ch); /* final: the run thread joins us next */
 	ch->exited = 1;
 	ch->closing = 0;
 	pthread_mutex_unlock(&r->lock);
@@ -705,6 +709,9 @@ static int start_slot(lm_receiver *r, int fd)
 	memcpy(ch->peer, peer, sizeof(peer));
 	memcpy(ch->host, host, sizeof(host));
 	pthread_mutex_lock(&r->lock);
+	memset(&ch->pub, 0, sizeof(ch->pub));
+	ch->pub.channel = -1;
+	ch->t_pub_ns = 0;
 	ch->exited = 0;
 	ch->evicted = 0;
 	ch->closing = 0;
@@ -771,6 +778,25 @@ static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 
 /* Accepts connections until the session ends; a session whose channels do
  * not all arrive within the timeout fails. */
+/* The progress callback, on the run thread: every progress_ms once a
+ * session began, when its round changed, and once at the end (final). */
+static void progress_tick(lm_receiver *r, int final)
+{
+	uint64_t now = lm__now_us(), every = (r->cfg.progress_ms ? r->cfg.progress_ms : 1000) * 1000ull;
+	lm_stats st = LM_STATS_INIT;
+
+	if (!r->cfg.progress)
+		return;
+	lm_receiver_stats(r, &st);
+	if (!st.total_time_us && !final)
+		return; /* no session yet: strangers are no progress */
+	if (!final && st.rounds == r->prog_round && now - r->prog_t < every)
+		return;
+	r->prog_round = st.rounds;
+	r->prog_t = now;
+	r->cfg.progress(r->cfg.user, &st);
+}
+
 static int accept_loop(lm_receiver *r)
 {
 	uint64_t deadline = 0;
@@ -790,8 +816,10 @@ static int accept_loop(lm_receiver *r)
 		}
 		if (!room)
 			p[0].fd = -1; /* poll ignores it: look again soon */
-		if (poll(p, 2, room ? 200 : 20) < 0 && errno != EINTR)
+		/* With a progress callback, a round's end is told within 20 ms. */
+		if (poll(p, 2, room && !r->cfg.progress ? 200 : 20) < 0 && errno != EINTR)
 			return -errno;
+		progress_tick(r, 0);
 		if (out_of_time(r, deadline))
 			break;
 		if (!(p[0].revents & POLLIN))
@@ -804,9 +832,38 @@ static int accept_loop(lm_receiver *r)
 
 /* ---- public API -------------------------------------------------------------- */
 
+/* A call's mistake (config, region, address, state): its message for
+ * lm_receiver_errmsg(), unless a failure is recorded. Only before a run or
+ * after it (no other thread writes errmsg then). Returns code. */
+static int usage(lm_receiver *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int usage(lm_receiver *r, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->err) {
+		va_start(ap, fmt);
+		vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Whether listen or accept_fds may be called now. */
+static int listen_state(lm_receiver *r, const char *call)
+{
+	if (r->bad_config)
+		return r->bad_config; /* errmsg: the config's mistake */
+	if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
+		return usage(r, LM_ESTATE, "%s: the receiver listens or has its channels already", call);
+	return 0;
+}
+
 int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 {
 	lm_receiver *r;
+	lm_receiver_config c; /* the caller's at its size (ABI policy) */
+	lm__err e = {0};
+	int bad = 0;
 
 	if (!out)
 		return LM_EINVAL;
@@ -814,12 +871,16 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	if (cfg && (bad = lm__abi_in(&c, sizeof(c), cfg, LM__RECEIVER_CONFIG_SIZE0, e.msg,
+				     sizeof(e.msg))))
+		cfg = NULL; /* a handle all the same, whose errmsg says it */
+	else if (cfg)
+		cfg = &c;
 	r->cfg.size = sizeof(r->cfg);
-	if (cfg && lm__abi_in(&r->cfg, sizeof(r->cfg), cfg, LM__RECEIVER_CONFIG_SIZE0,
-			      "lm_receiver_config", NULL, 0)) {
-		free(r);
-		return LM_EABI; /* no handle yet for a message: lm_strerror says it */
-	}
+	if (cfg && (bad = lm__receiver_config_check(cfg, &e)))
+		cfg = NULL; /* a handle all the same, whose errmsg names the field */
+	if (cfg)
+		r->cfg = *cfg;
 	if (r->cfg.timeout_ms <= 0)
 		r->cfg.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
 	if (!r->cfg.max_channels || r->cfg.max_channels > LM_MAX_CHANNELS)
@@ -830,8 +891,8 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->cfg.max_handshakes = LM_DEFAULT_MAX_HANDSHAKES;
 	if (!r->cfg.max_handshakes_per_host)
 		r->cfg.max_handshakes_per_host = LM_DEFAULT_MAX_HANDSHAKES_PER_HOST;
-	r->tls_cfg = r->cfg.tls;
 	r->cfg.tls = NULL; /* the caller's struct need not outlive listen */
+	r->tls_cfg = cfg ? cfg->tls : NULL;
 	r->ep = &lm__tcp_endpoint;
 	r->listen_fd = -1;
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -846,9 +907,14 @@ int lm_receiver_new(lm_receiver **out, const lm_receiver_config *cfg)
 		r->slots[i].conn.rfd = r->slots[i].conn.wfd = -1;
 		r->slots[i].r = r;
 		r->slots[i].channel = -1;
+		r->slots[i].pub.channel = -1;
 	}
 	lm__zero_init();
 	*out = r;
+	if (bad) {
+		r->bad_config = bad;
+		return usage(r, bad, "lm_receiver_config: %s", e.msg);
+	}
 	return 0;
 }
 
@@ -856,12 +922,24 @@ int lm_receiver_add_region(lm_receiver *r, const char *name, void *base, uint64_
 {
 	size_t nl = name ? strlen(name) : 0;
 
-	if (!r || !nl || nl > LM_MAX_REGION_NAME || (!base && len))
+	if (!r)
 		return LM_EINVAL;
+	if (r->bad_config)
+		return r->bad_config;
+	if (!nl || nl > LM_MAX_REGION_NAME)
+		return usage(r, LM_EINVAL, "add_region: name is %zu bytes, not 1..%d", nl,
+			     LM_MAX_REGION_NAME);
+	if (!base && len)
+		return usage(r, LM_EINVAL, "add_region \"%s\": base is NULL, len %llu", name,
+			     (unsigned long long)len);
 	if (r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
-	if (r->nuser >= LM_MAX_REGIONS || find_user_region(r, name))
-		return LM_EREGION;
+		return usage(r, LM_ESTATE, "add_region \"%s\": after lm_receiver_run() began", name);
+	if (r->nuser >= LM_MAX_REGIONS)
+		return usage(r, LM_EREGION, "add_region \"%s\": %d regions already, the most a "
+			     "session has", name, LM_MAX_REGIONS);
+	if (find_user_region(r, name))
+		return usage(r, LM_EREGION, "add_region \"%s\": a region of that name was added already",
+			     name);
 	lm__rx_region *g = &r->regions[r->nuser++];
 	memcpy(g->name, name, nl + 1);
 	g->base = base;
@@ -891,10 +969,12 @@ int lm_receiver_listen(lm_receiver *r, const char *addr)
 	int rc, acc = 0;
 	socklen_t sl = sizeof(acc);
 
-	if (!r || !addr)
+	if (!r)
 		return LM_EINVAL;
-	if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
+	if ((rc = listen_state(r, "listen")))
+		return rc;
+	if (!addr)
+		return usage(r, LM_EINVAL, "listen: addr is NULL");
 	if ((rc = lm__addr_parse(addr, &a, r->errmsg, sizeof(r->errmsg))))
 		return rc;
 	/* fd: connected sockets are the channels themselves. */
@@ -918,10 +998,13 @@ int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n)
 {
 	int rc = 0;
 
-	if (!r || !fds || !n || n > LM_MAX_CHANNELS)
+	if (!r)
 		rc = LM_EINVAL;
-	else if (r->listen_fd >= 0 || r->nfds || r->status != LM_STATUS_NONE)
-		rc = LM_ESTATE;
+	else if ((rc = listen_state(r, "accept_fds")))
+		;
+	else if (!fds || !n || n > LM_MAX_CHANNELS)
+		rc = usage(r, LM_EINVAL, "accept_fds: %u fds (%s), not 1..%d", n, fds ? "given" : "NULL",
+			   LM_MAX_CHANNELS);
 	else
 		rc = tls_setup(r);
 	for (uint32_t i = 0; i < n && fds && i < LM_MAX_CHANNELS; i++) {
@@ -932,8 +1015,9 @@ int lm_receiver_accept_fds(lm_receiver *r, const int *fds, uint32_t n)
 		r->fds[r->nfds++] = fds[i];
 	}
 	if (!rc && r->nfds != n)
-		rc = LM_EINVAL;
-	r->ep = &lm__fd_endpoint;
+		rc = usage(r, LM_EINVAL, "accept_fds: %u of the %u fds are not sockets we can use", n - r->nfds, n);
+	if (r)
+		r->ep = &lm__fd_endpoint;
 	return rc;
 }
 
@@ -968,9 +1052,15 @@ int lm_receiver_run(lm_receiver *r)
 
 	if (!r)
 		return LM_EINVAL;
-	if ((r->listen_fd < 0 && !r->nfds) || r->status != LM_STATUS_NONE)
-		return LM_ESTATE;
+	if (r->bad_config)
+		return r->bad_config;
+	if (r->listen_fd < 0 && !r->nfds)
+		return usage(r, LM_ESTATE, "run: neither listening nor given fds (lm_receiver_listen first)");
+	if (r->status != LM_STATUS_NONE)
+		return usage(r, LM_ESTATE, "run: this receiver ran already (one session a receiver)");
+	pthread_mutex_lock(&r->lock);
 	r->status = LM_STATUS_SETUP;
+	pthread_mutex_unlock(&r->lock);
 	rc = accept_loop(r);
 	if (rc)
 		lm__rx_fail(r, rc, -1, "accept failed");
@@ -980,13 +1070,19 @@ int lm_receiver_run(lm_receiver *r)
 			r->slots[i].slot_used = 0;
 		}
 	}
-	r->t_end = lm__now_us();
 	close_session(r);
+	pthread_mutex_lock(&r->lock);
+	r->t_end = lm__now_us();
 	r->main_cpu = lm__thread_cpu() - cpu0;
 	r->status = r->err ? LM_STATUS_FAILED : LM_STATUS_COMPLETED;
+	/* close_session's ERROR frames and drains counted too */
+	for (int i = 0; i < LM_RX_SLOTS; i++)
+		lm__rx_publish(&r->slots[i]);
+	pthread_mutex_unlock(&r->lock);
 	/* What we mapped holds a half-received copy: nothing hands it on. */
 	for (uint32_t i = 0; r->err && i < 2 * LM_MAX_REGIONS; i++)
 		unmap_region(&r->regions[i]);
+	progress_tick(r, 1);
 	return r->err;
 }
 
@@ -1007,12 +1103,40 @@ int lm_receiver_region(const lm_receiver *r, const char *name, void **base, uint
 	return LM_EREGION;
 }
 
+void lm__rx_publish(lm__rx_chan *ch)
+{
+	lm__rx_pub *p = &ch->pub;
+
+	p->channel = ch->channel;
+	p->round = ch->round;
+	p->bytes_in = ch->conn.bytes_in;
+	p->bytes_out = ch->conn.bytes_out;
+	p->zero_pages = ch->zero_pages;
+	p->normal_pages = ch->normal_pages;
+	p->payload_bytes = ch->payload_bytes;
+	p->packets = ch->packets;
+	p->ref_pages = ch->ref_pages;
+	p->delta_pages = ch->delta_pages;
+	p->delta_bytes = ch->delta_bytes;
+	p->cpu = ch->cpu;
+	memcpy(p->eng, ch->eng, sizeof(p->eng));
+	memcpy(p->mix, ch->mix, sizeof(p->mix));
+}
+
+/* Any thread, under r->lock: the session's shape (written once under it),
+ * the run thread's fields (written under it during a run) and each
+ * channel's published counters (at most LM__RX_PUB_NS old while it runs,
+ * exact once lm_receiver_run() returned). */
 static void receiver_stats(const lm_receiver *r, lm_stats *st)
 {
+	pthread_mutex_t *lock;
 	uint64_t end;
 
 	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
+	if (!r)
+		return;
+	lock = (pthread_mutex_t *)&r->lock; /* the only mutable part of a const receiver */
+	pthread_mutex_lock(lock);
 	end = r->t_end ? r->t_end : lm__now_us();
 	st->is_receiver = 1;
 	st->status = r->status;
@@ -1023,18 +1147,13 @@ static void receiver_stats(const lm_receiver *r, lm_stats *st)
 		st->total_time_us = end - r->t_start;
 		st->setup_time_us = (r->t_setup ? r->t_setup : end) - r->t_start;
 	}
-	for (uint32_t i = 0; i < r->region_count && i < LM_MAX_REGIONS; i++)
+	for (uint32_t i = 0; r->regions_ready && i < r->region_count && i < LM_MAX_REGIONS; i++)
 		st->total_ram += r->region_len[i];
-	/* The slots' counters (and channel, conn, round) belong to their
-	 * threads while they run, and this takes no lock: it is safe before
-	 * lm_receiver_run() or once it has returned (every slot joined), as
-	 * the one thread driving the receiver calls it; during a run, from
-	 * another thread, it would race with the channels. */
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
-		const lm__rx_chan *ch = &r->slots[i];
+		const lm__rx_pub *ch = &r->slots[i].pub;
 		if (ch->channel < 0)
 			continue;
-		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
+		st->transferred += ch->bytes_in + ch->bytes_out;
 		st->duplicate_pages += ch->zero_pages;
 		st->ref_pages += ch->ref_pages;
 		st->delta_pages += ch->delta_pages;
@@ -1053,11 +1172,12 @@ static void receiver_stats(const lm_receiver *r, lm_stats *st)
 			st->rounds = ch->round;
 	}
 	st->cpu_seconds += r->main_cpu;
-	lm__stats_derive(st);
 	memcpy(st->tls, r->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, r->tls_peer, sizeof(st->peer));
 	st->tls_resumed = (uint32_t)r->tls_resumed;
 	st->refused = r->refused;
+	pthread_mutex_unlock(lock);
+	lm__stats_derive(st);
 }
 
 int lm_receiver_stats(const lm_receiver *r, lm_stats *out)

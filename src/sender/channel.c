@@ -420,6 +420,7 @@ void *lm__tx_chan_main(void *arg)
 		if (rc)
 			lm__sender_error(s, rc, ch->idx, e.msg);
 		pthread_mutex_lock(&s->lock);
+		lm__tx_publish(ch); /* for lm_sender_stats() on any thread */
 		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
 			ch->state = LM_TX_IDLE;
 		pthread_mutex_unlock(&s->lock);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "codec/dedup.h"
+#include "compat.h"
 #include "sender/sender.h"
 
 /* ---- main thread --------------------------------------------------------- */
@@ -72,16 +73,28 @@ int lm__sender_wait_idle(lm_sender *s)
  * idle time between rounds (dirty scans, syncs) buys no burst. At most the
  * packets in flight on the channels are sent ahead of their charge. Sleeping
  * here, not in the channels, keeps every channel's share even. */
+#define LM__PACE_SLICE_US 20000
+
 static void pace(lm_sender *s)
 {
 	double cap = (double)s->packet_pages * s->page_size;
 
-	if (!s->rate_limit)
-		return;
 	if (cap < 65536)
 		cap = 65536;
 	for (;;) {
 		uint64_t now = lm__now_us(), seen = __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+		double wait_us;
+
+		/* A new limit or a cancel may come while we wait: checked
+		 * every LM__PACE_SLICE_US, not after a sleep a low limit
+		 * would make minutes long. */
+		lm__sender_ctl_rate(s);
+		if (!s->rate_limit) {
+			s->rate_last_us = 0; /* what went unlimited is not owed later */
+			return;
+		}
+		if (__atomic_load_n(&s->cancelled, __ATOMIC_SEQ_CST))
+			return;
 		if (!s->rate_last_us) { /* the bucket starts full */
 			s->rate_last_us = now;
 			s->rate_seen = seen;
@@ -95,7 +108,8 @@ static void pace(lm_sender *s)
 		s->rate_seen = seen;
 		if (s->rate_tokens >= 0)
 			return;
-		usleep((useconds_t)(-s->rate_tokens * 1e6 / (double)s->rate_limit) + 1);
+		wait_us = -s->rate_tokens * 1e6 / (double)s->rate_limit + 1;
+		usleep((useconds_t)(wait_us < LM__PACE_SLICE_US ? wait_us : LM__PACE_SLICE_US));
 	}
 }
 
@@ -107,10 +121,13 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 
 	if (!(ch = idle_channel(s)))
 		return NULL;
-	pace(s); /* after the wait: the packet just finished is charged */
+	/* After the wait: the packet just finished is charged. A new max
+	 * bandwidth (lm_sender_set_max_bandwidth) applies from this packet. */
+	pace(s);
 	lm__sender_auto_tick(s); /* codec auto re-decides every 100 ms */
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
+	lm__sender_publish(s, 0); /* the channels publish their own */
 	ch->job_region = rid;
 	ch->job_pages = n;
 	ch->job_num = s->next_packet++;
@@ -216,7 +233,7 @@ static uint32_t gather(lm_sender *s, uint32_t rid, const uint64_t *bm, uint64_t 
 				*cur = bm[*word];
 			continue;
 		}
-		pg = *word * 64 + (uint64_t)__builtin_ctzll(*cur);
+		pg = *word * 64 + lm__ctz64(*cur);
 		*cur &= *cur - 1;
 		if (skipped(s, rid, pg))
 			s->skipped_pages++;
@@ -285,6 +302,7 @@ int lm__sender_sync(lm_sender *s)
 	}
 	s->sync_us = lm__now_us() - t0;
 	s->round++;
+	lm__sender_publish(s, 1);
 	return 0;
 }
 

@@ -43,6 +43,8 @@
 
 typedef struct live {
 	lm_sender *s;
+	lm__sender_shape sh;    /* the connected sender's page size, regions... */
+	lm_stats st;            /* the live fields of the stats (pushed by push()) */
 	lm_live_config c;
 	lm__dirty *dirty;
 	uint64_t *bm[LM_MAX_REGIONS];   /* the round being sent */
@@ -59,19 +61,38 @@ typedef struct live {
 	uint64_t r_t0, r_normal, r_zero;
 } live;
 
-static int config(lm_live_config *c, const lm_live_config *in, char *msg, size_t cap)
+/* The config with its defaults; a mistake's message names the field. */
+static int config(lm_live_config *c, const lm_live_config *in, lm__err *e)
 {
-	if (!in)
+	if (!in) {
+		lm__err_set(e, "cfg is NULL");
 		return LM_EINVAL;
-	if (lm__abi_in(c, sizeof(*c), in, LM__LIVE_CONFIG_SIZE0, "lm_live_config", msg, cap))
+	}
+	if (lm__abi_in(c, sizeof(*c), in, LM__LIVE_CONFIG_SIZE0, e->msg, sizeof(e->msg)))
 		return LM_EABI;
-	if (!c->pause || !c->resume)
+	if (!c->pause || !c->resume) {
+		lm__err_set(e, "%s: required (NULL)", !c->pause ? "pause" : "resume");
 		return LM_EINVAL;
-	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK || (unsigned)c->on_limit > LM_LIMIT_SWITCHOVER ||
-	    (unsigned)c->throttle_mode > LM_THROTTLE_STEP)
+	}
+	if ((unsigned)c->dirty > LM_DIRTY_CALLBACK) {
+		lm__err_set(e, "dirty: %d is not an lm_dirty_source (0 auto, 1 uffd-wp, 2 callback)",
+			    (int)c->dirty);
 		return LM_EINVAL;
-	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log)
+	}
+	if ((unsigned)c->on_limit > LM_LIMIT_SWITCHOVER) {
+		lm__err_set(e, "on_limit: %d is not an lm_limit_action (0 fail, 1 switchover)",
+			    (int)c->on_limit);
 		return LM_EINVAL;
+	}
+	if ((unsigned)c->throttle_mode > LM_THROTTLE_STEP) {
+		lm__err_set(e, "throttle_mode: %d is not an lm_throttle_mode (0 computed, 1 step)",
+			    (int)c->throttle_mode);
+		return LM_EINVAL;
+	}
+	if (c->dirty == LM_DIRTY_CALLBACK && !c->dirty_log) {
+		lm__err_set(e, "dirty_log: required (NULL) with dirty = LM_DIRTY_CALLBACK");
+		return LM_EINVAL;
+	}
 	if (!c->downtime_limit_ms)
 		c->downtime_limit_ms = 300;
 	if (!c->max_rounds)
@@ -82,8 +103,15 @@ static int config(lm_live_config *c, const lm_live_config *in, char *msg, size_t
 		c->throttle_increment = 10;
 	if (!c->throttle_max)
 		c->throttle_max = 99;
-	if (c->throttle_max > 99 || c->throttle_initial > c->throttle_max)
+	if (c->throttle_max > 99) {
+		lm__err_set(e, "throttle_max: %u is out of range 1..99", c->throttle_max);
 		return LM_EINVAL;
+	}
+	if (c->throttle_initial > c->throttle_max) {
+		lm__err_set(e, "throttle_initial: %u is over throttle_max %u", c->throttle_initial,
+			    c->throttle_max);
+		return LM_EINVAL;
+	}
 	return 0;
 }
 
@@ -102,16 +130,19 @@ static void mid_round_sync(void *user)
 
 /* The checksum's hash speed here and now, for the switchover's hashing:
  * the slowest of four pieces of the first region, 2 MiB at most each. */
-static double hash_rate(const lm_sender *s)
+static double hash_rate(const live *L)
 {
-	const lm__tx_region *r = &s->regions[0];
-	uint64_t piece = (r->len / 4 < (2u << 20) ? r->len / 4 : (2u << 20)) & ~4095ull;
+	const uint8_t *base = NULL;
+	uint64_t len = 0, piece;
 	double slowest = 0;
 
-	if (!s->nregions || !piece)
+	if (L->sh.nregions)
+		lm__sender_region(L->s, 0, &base, &len);
+	piece = (len / 4 < (2u << 20) ? len / 4 : (2u << 20)) & ~4095ull;
+	if (!piece)
 		return 0; /* too little to time: converge.c's default */
 	for (int k = 0; k < 4; k++) {
-		struct iovec v = {(void *)(r->base + (uint64_t)k * piece), (size_t)piece};
+		struct iovec v = {(void *)(base + (uint64_t)k * piece), (size_t)piece};
 		uint64_t t = lm__now_us();
 		double rate;
 		(void)lm__hash(&v, 1, 0);
@@ -125,41 +156,55 @@ static double hash_rate(const lm_sender *s)
 
 static void model_init(live *L)
 {
-	lm_sender *s = L->s;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	lm__conv_setup c = {.page_size = s->page_size, .limit_ms = L->c.downtime_limit_ms,
-			    .hash_threads = s->nch, .verify_source = L->c.verify_source,
-			    .hash_rate = hash_rate(s)};
+	lm__conv_setup c = {.page_size = L->sh.page_size, .limit_ms = L->c.downtime_limit_ms,
+			    .hash_threads = L->sh.channels, .verify_source = L->c.verify_source,
+			    .hash_rate = hash_rate(L)};
 
-	for (uint32_t i = 0; i < s->nregions; i++)
-		c.total_bytes += s->regions[i].len;
+	for (uint32_t i = 0; i < L->sh.nregions; i++) {
+		const uint8_t *base;
+		uint64_t len;
+		lm__sender_region(L->s, i, &base, &len);
+		c.total_bytes += len;
+	}
 	if (cpus > 0 && c.hash_threads > (unsigned long)cpus) /* as lm__sumtree_final */
 		c.hash_threads = (unsigned)cpus;
 	lm__conv_init(&L->m, &c);
+}
+
+/* The live stats go to the sender, for its next snapshot. */
+static void push(live *L)
+{
+	lm__sender_set_live_stats(L->s, &L->st);
 }
 
 static int setup(live *L, lm__err *e)
 {
 	lm_sender *s = L->s;
 	lm__dirty_region rg[LM_MAX_REGIONS];
+	uint32_t ps = L->sh.page_size;
 	int rc;
 
-	for (uint32_t i = 0; i < s->nregions; i++) {
-		rg[i] = (lm__dirty_region){s->regions[i].base, s->regions[i].len};
-		L->bm[i] = calloc(lm__dirty_words(rg[i].len, s->page_size) + 1, sizeof(uint64_t));
-		L->next[i] = calloc(lm__dirty_words(rg[i].len, s->page_size) + 1, sizeof(uint64_t));
+	for (uint32_t i = 0; i < L->sh.nregions; i++) {
+		const uint8_t *base;
+		uint64_t len;
+		lm__sender_region(s, i, &base, &len);
+		rg[i] = (lm__dirty_region){base, len};
+		L->bm[i] = calloc(lm__dirty_words(rg[i].len, ps) + 1, sizeof(uint64_t));
+		L->next[i] = calloc(lm__dirty_words(rg[i].len, ps) + 1, sizeof(uint64_t));
 		if (!L->bm[i] || !L->next[i])
 			return -ENOMEM;
 	}
-	rc = lm__dirty_new(&L->dirty, L->c.dirty, L->c.dirty_log, L->c.user, rg, s->nregions,
-			   s->page_size, e);
+	rc = lm__dirty_new(&L->dirty, L->c.dirty, L->c.dirty_log, L->c.user, rg, L->sh.nregions,
+			   ps, e);
 	if (rc)
 		return rc;
 	/* AUTO fell back to the callback: the reason is news, not an error. */
-	snprintf(s->live_st.dirty_note, sizeof(s->live_st.dirty_note), "%s", e->msg);
+	snprintf(L->st.dirty_note, sizeof(L->st.dirty_note), "%s", e->msg);
 	e->msg[0] = 0;
-	snprintf(s->live_st.dirty_source, sizeof(s->live_st.dirty_source), "%s",
+	snprintf(L->st.dirty_source, sizeof(L->st.dirty_source), "%s",
 		 lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP ? "uffd-wp" : "callback");
+	push(L);
 	if ((rc = lm__sender_set_live(s)))
 		return rc;
 	model_init(L);
@@ -168,12 +213,8 @@ static int setup(live *L, lm__err *e)
 	L->d_t0 = lm__now_us();
 	/* A scan costs milliseconds with uffd-wp; a KVM dirty log walks
 	 * every slot, and callbacks are called once a round, as documented. */
-	if (lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP) {
-		s->skip = (const uint64_t *const *)L->next;
-		s->skip_refresh = mid_round_sync;
-		s->skip_user = L;
-		s->skip_t = lm__now_us();
-	}
+	if (lm__dirty_kind(L->dirty) == LM_DIRTY_UFFD_WP)
+		lm__sender_set_skip(s, (const uint64_t *const *)L->next, mid_round_sync, L);
 	return 0;
 }
 
@@ -193,24 +234,19 @@ static int test_bit(const uint64_t *bm, uint64_t pg)
  * bytes than those compared, so the page goes again. Writes before the
  * round's sync kept the source out of the index (lm__dedup_round); writes
  * after the comparison are harmless. Channels idle. */
+static int ref_again(void *user, const lm__dep *d)
+{
+	live *L = user;
+
+	if (!test_bit(L->next[d->src_rid], d->src_pg) || test_bit(L->next[d->rid], d->pg))
+		return 0;
+	L->next[d->rid][d->pg / 64] |= 1ull << (d->pg % 64);
+	return 1;
+}
+
 static uint64_t recheck_refs(live *L)
 {
-	lm_sender *s = L->s;
-	uint64_t again = 0;
-
-	for (uint32_t c = 0; c < s->nch; c++) {
-		lm__plan *pl = &s->ch[c].plan;
-		for (uint64_t i = 0; i < pl->ndeps; i++) {
-			const lm__dep *d = &pl->deps[i];
-			if (!test_bit(L->next[d->src_rid], d->src_pg) || test_bit(L->next[d->rid], d->pg))
-				continue;
-			L->next[d->rid][d->pg / 64] |= 1ull << (d->pg % 64);
-			again++;
-		}
-		pl->ndeps = 0;
-	}
-	s->refs_resent += again;
-	return again;
+	return lm__sender_recheck_refs(L->s, ref_again, L);
 }
 
 /* Reads the dirty set and measures the round that just ended (its sync
@@ -218,10 +254,11 @@ static uint64_t recheck_refs(live *L)
 static int round_end(live *L, uint64_t *dirty, lm__err *e)
 {
 	lm_sender *s = L->s;
-	lm_stats *l = &s->live_st;
+	lm_stats *l = &L->st;
+	uint32_t ps = L->sh.page_size;
 	uint64_t normal, zero, t_acked = lm__now_us(), t_scanned;
-	lm__conv_round r = {.sync_us = s->sync_us, .pct = L->throttle,
-			    .packet_bytes = s->packet_pages * s->page_size};
+	lm__conv_round r = {.sync_us = lm__sender_sync_us(s), .pct = L->throttle,
+			    .packet_bytes = L->sh.packet_pages * ps};
 	int rc;
 
 	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))
@@ -235,23 +272,24 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	r.dirty = *dirty;
 	r.pages = normal - L->r_normal + zero - L->r_zero;
 	r.secs = (double)(t_acked - L->r_t0) / 1e6;
-	r.page_bytes = (double)(normal - L->r_normal) * s->page_size;
-	r.zero_bytes = (double)(zero - L->r_zero) * s->page_size;
+	r.page_bytes = (double)(normal - L->r_normal) * ps;
+	r.zero_bytes = (double)(zero - L->r_zero) * ps;
 	lm__conv_end_round(&L->m, &r);
 	L->est = lm__conv_expected(&L->m);
 	l->dirty_pages = *dirty;
-	l->remaining_bytes = *dirty * s->page_size;
+	l->remaining_bytes = *dirty * ps;
 	l->dirty_pages_rate = (double)*dirty / ((double)(r.dirty_us ? r.dirty_us : 1) / 1e6);
 	l->bandwidth_mbps = L->m.bw * 8 / 1e6;
 	l->expected_downtime_ms = (uint64_t)(L->est.total_ms + 0.5);
 	l->downtime_fixed_ms = (uint64_t)(L->est.fixed_ms + 0.5);
 	l->throttle_now_pct = L->throttle;
+	push(L);
 	return 0;
 }
 
 static void set_throttle(live *L, uint32_t pct)
 {
-	lm_stats *l = &L->s->live_st;
+	lm_stats *l = &L->st;
 
 	if (pct == L->throttle)
 		return;
@@ -260,12 +298,15 @@ static void set_throttle(live *L, uint32_t pct)
 	l->throttle_now_pct = pct;
 	if (pct > l->throttle_pct)
 		l->throttle_pct = pct;
+	push(L);
 }
 
 /* Rounds and milliseconds left before max_rounds / max_time_ms (0: none). */
 static uint32_t rounds_left(live *L)
 {
-	return L->c.max_rounds > L->s->round ? L->c.max_rounds - L->s->round : 0;
+	uint32_t round = lm__sender_round(L->s);
+
+	return L->c.max_rounds > round ? L->c.max_rounds - round : 0;
 }
 
 static double ms_left(live *L)
@@ -296,7 +337,7 @@ static void step_throttle(live *L, uint64_t dirty)
 
 	/* Under the limit we switch over or shrink without it: a throttle
 	 * would only slow the workload. */
-	if (s->live_st.expected_downtime_ms <= L->c.downtime_limit_ms)
+	if (L->st.expected_downtime_ms <= L->c.downtime_limit_ms)
 		return;
 	lm__sender_counts(s, &normal, &zero);
 	if (dirty * 2 <= (normal - L->r_normal) + (zero - L->r_zero))
@@ -326,6 +367,8 @@ static void progress(live *L)
 
 	if (!L->c.progress)
 		return;
+	push(L);
+	lm__sender_publish(L->s, 1); /* channels idle: after the round's sync */
 	lm_sender_stats(L->s, &st);
 	L->c.progress(L->c.user, &st);
 }
@@ -336,13 +379,19 @@ enum { GO_ON, SWITCHOVER };
 static int decide(live *L, uint64_t dirty, lm__err *e)
 {
 	lm_sender *s = L->s;
-	uint64_t exp = s->live_st.expected_downtime_ms;
+	uint64_t exp = L->st.expected_downtime_ms;
 	uint64_t elapsed_ms = (lm__now_us() - L->t0) / 1000;
-	int at_limit = s->round >= L->c.max_rounds ||
+	uint32_t limit = lm__sender_ctl_downtime(s); /* lm_sender_set_downtime_limit() */
+	uint32_t round = lm__sender_round(s);
+	int at_limit = round >= L->c.max_rounds ||
 		       (L->c.max_time_ms && elapsed_ms >= L->c.max_time_ms);
 	int shrinking = dirty * 5 <= L->prev_dirty * 4 && L->est.var_ms > LM__DOWNTIME_FLOOR_MS &&
 			!L->throttle;
 
+	if (limit)
+		L->c.downtime_limit_ms = L->m.c.limit_ms = limit;
+	if (lm__sender_ctl_switchover(s)) /* lm_sender_switchover() */
+		goto switchover;
 	if (exp <= L->c.downtime_limit_ms && (!shrinking || at_limit))
 		goto switchover;
 	if (exp <= L->c.downtime_limit_ms)
@@ -352,27 +401,30 @@ static int decide(live *L, uint64_t dirty, lm__err *e)
 	if (L->c.on_limit == LM_LIMIT_SWITCHOVER)
 		goto switchover;
 	lm__err_set(e, "did not converge: after %u rounds and %llu ms the expected downtime is %llu ms, over the %u ms limit (%llu dirty pages)",
-		    s->round, (unsigned long long)elapsed_ms, (unsigned long long)exp,
+		    round, (unsigned long long)elapsed_ms, (unsigned long long)exp,
 		    L->c.downtime_limit_ms, (unsigned long long)dirty);
 	return LM_ECONVERGE;
 switchover:
-	s->live_st.downtime_expected_ms = exp;
+	L->st.downtime_expected_ms = exp;
+	push(L);
 	return SWITCHOVER;
 }
 
 static void clear_bitmaps(live *L)
 {
-	lm_sender *s = L->s;
-
-	for (uint32_t i = 0; i < s->nregions; i++)
-		memset(L->bm[i], 0, lm__dirty_words(s->regions[i].len, s->page_size) * 8);
+	for (uint32_t i = 0; i < L->sh.nregions; i++) {
+		const uint8_t *base;
+		uint64_t len;
+		lm__sender_region(L->s, i, &base, &len);
+		memset(L->bm[i], 0, lm__dirty_words(len, L->sh.page_size) * 8);
+	}
 }
 
 /* The next round's set becomes the one to send; the sent one, cleared
  * after its dispatch, collects the following round's. */
 static void swap_sets(live *L)
 {
-	for (uint32_t i = 0; i < L->s->nregions; i++) {
+	for (uint32_t i = 0; i < L->sh.nregions; i++) {
 		uint64_t *t = L->bm[i];
 		L->bm[i] = L->next[i];
 		L->next[i] = t;
@@ -388,8 +440,12 @@ static int precopy(live *L, lm__err *e)
 	round_begin(L);
 	if ((rc = lm__sender_send_all(s)) || (rc = lm__sender_sync(s)))
 		return rc;
-	for (uint32_t i = 0; i < s->nregions; i++)
-		L->prev_dirty += (s->regions[i].len + s->page_size - 1) / s->page_size;
+	for (uint32_t i = 0; i < L->sh.nregions; i++) {
+		const uint8_t *base;
+		uint64_t len;
+		lm__sender_region(s, i, &base, &len);
+		L->prev_dirty += (len + L->sh.page_size - 1) / L->sh.page_size;
+	}
 	for (;;) {
 		if ((rc = round_end(L, &dirty, e)))
 			return rc;
@@ -409,11 +465,13 @@ static int precopy(live *L, lm__err *e)
 	}
 }
 
-static uint64_t transferred(lm_sender *s)
+static uint64_t transferred(live *L)
 {
 	lm_stats st = LM_STATS_INIT;
 
-	lm_sender_stats(s, &st);
+	push(L);
+	lm__sender_publish(L->s, 1); /* channels idle (after a sync) or joined */
+	lm_sender_stats(L->s, &st);
 	return st.transferred;
 }
 
@@ -422,14 +480,13 @@ static uint64_t transferred(lm_sender *s)
 static int switchover(live *L, lm__err *e)
 {
 	lm_sender *s = L->s;
-	lm_stats *l = &s->live_st;
+	lm_stats *l = &L->st;
 	uint64_t t_pause, dirty;
 	int rc;
 
-	s->rate_limit = 0; /* QEMU too lifts max-bandwidth for the last copy */
-	s->skip = NULL;
-	s->skip_refresh = NULL;
-	l->precopy_bytes = transferred(s);
+	lm__sender_lift_rate(s); /* QEMU too lifts max-bandwidth for the last copy */
+	lm__sender_set_skip(s, NULL, NULL, NULL);
+	l->precopy_bytes = transferred(L);
 	t_pause = lm__now_us();
 	if ((rc = L->c.pause(L->c.user))) {
 		lm__err_set(e, "the pause callback failed: %s", lm_strerror(rc));
@@ -439,17 +496,19 @@ static int switchover(live *L, lm__err *e)
 	if ((rc = lm__dirty_sync(L->dirty, L->next, &dirty, e)))
 		return rc;
 	l->dirty_pages = dirty;
-	l->remaining_bytes = dirty * s->page_size;
+	l->remaining_bytes = dirty * L->sh.page_size;
+	push(L);
 	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_sync(s)))
 		return rc;
-	for (uint32_t i = 0; L->c.verify_source && i < s->nregions; i++)
-		lm__sumtree_invalidate(&s->regions[i].sum);
+	if (L->c.verify_source)
+		lm__sender_rehash_all(s);
 	if ((rc = lm__sender_complete(s)))
 		return rc;
 	l->downtime_ms = (lm__now_us() - t_pause + 500) / 1000;
-	l->downtime_bytes = transferred(s) - l->precopy_bytes;
+	l->downtime_bytes = transferred(L) - l->precopy_bytes;
 	l->dirty_pages = 0;
 	l->remaining_bytes = 0;
+	push(L);
 	return 0;
 }
 
@@ -457,15 +516,15 @@ static void teardown(live *L, int failed)
 {
 	lm__dirty_free(L->dirty);
 	L->dirty = NULL;
-	L->s->skip = NULL;
-	L->s->skip_refresh = NULL;
+	lm__sender_set_skip(L->s, NULL, NULL, NULL);
 	for (uint32_t i = 0; i < LM_MAX_REGIONS; i++) {
 		free(L->bm[i]);
 		free(L->next[i]);
 	}
 	if (L->throttle && L->c.throttle)
 		L->c.throttle(L->c.user, 0);
-	L->s->live_st.throttle_now_pct = 0;
+	L->st.throttle_now_pct = 0;
+	push(L);
 	if (failed && L->paused)
 		L->c.resume(L->c.user);
 }
@@ -480,11 +539,14 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	if (!s)
 		return LM_EINVAL;
 	memset(&L, 0, sizeof(L));
-	if ((rc = config(&L.c, cfg, s->errmsg, sizeof(s->errmsg))))
+	if ((rc = lm__sender_bad_config(s)))
 		return rc;
-	if (!s->ch || s->status != LM_STATUS_ACTIVE || s->live)
-		return LM_ESTATE;
-	if (!(s->features & LM_FEAT_ROUND_ACK)) {
+	if ((rc = config(&L.c, cfg, &e)))
+		return lm__sender_usage(s, rc, "lm_live_config: %s", e.msg);
+	if ((rc = lm__sender_run_state(s, "migrate")))
+		return rc;
+	lm__sender_get_shape(s, &L.sh);
+	if (!(L.sh.features & LM_FEAT_ROUND_ACK)) {
 		/* Its rounds could land out of order (no round barrier). */
 		lm__sender_fail(s, LM_EFEATURE,
 				"the receiver does not acknowledge rounds (livemig before 0.2): "
@@ -493,7 +555,7 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	}
 	L.s = s;
 	L.t0 = lm__now_us();
-	s->rate_limit = L.c.max_bandwidth;
+	lm__sender_set_rate(s, L.c.max_bandwidth);
 	rc = setup(&L, &e);
 	if (!rc) {
 		rc = precopy(&L, &e);
@@ -503,9 +565,11 @@ int lm_sender_migrate(lm_sender *s, const lm_live_config *cfg)
 	if (rc && e.msg[0])
 		lm__sender_fail(s, rc, e.msg);
 	teardown(&L, rc != 0);
-	s->main_cpu += lm__thread_cpu() - cpu0;
+	lm__sender_add_cpu(s, lm__thread_cpu() - cpu0);
 	rc = lm__sender_finish(s, rc);
 	if (rc && !L.paused) /* channels joined: the counters are final */
-		s->live_st.precopy_bytes = transferred(s);
+		L.st.precopy_bytes = transferred(&L);
+	push(&L);
+	lm__sender_publish(s, 1);
 	return rc;
 }

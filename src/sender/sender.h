@@ -25,6 +25,16 @@ typedef struct lm__tx_region {
 	lm__sumtree sum;
 } lm__tx_region;
 
+/* A channel's counters as of its last packet or sync (lm_sender_stats()
+ * from any thread reads these, never the live counters). */
+typedef struct lm__tx_pub {
+	uint64_t zero_pages, normal_pages, payload, packets, bytes_in, bytes_out;
+	uint64_t ref_pages, delta_pages, delta_bytes, dcache_hits, dcache_misses;
+	double cpu;
+	lm_engine_stats eng[LM_MAX_ENGINES];
+	lm_codec_mix mix[LM_MAX_CODECS];
+} lm__tx_pub;
+
 typedef struct lm__tx_chan {
 	struct lm_sender *s;   /* s, idx: set before the thread starts */
 	uint16_t idx;
@@ -85,6 +95,10 @@ typedef struct lm__tx_chan {
 	 * under it. */
 	lm__feedback fb;
 	uint32_t fb_seq;
+	/* Guarded by s->lock: written by whoever owns the channel's counters
+	 * (the channel thread as it goes idle, the driving thread after it
+	 * used the conn), read by lm_sender_stats(). */
+	lm__tx_pub pub;
 } lm__tx_chan;
 
 /* Fields without a note are set by lm_sender_new(), add_region() or at
@@ -156,6 +170,23 @@ struct lm_sender {
 	 * threads read it while busy (send_packet, send_sync): the post() of
 	 * their job, under lock, orders the write before the read. */
 	uint32_t round;
+	/* Control requests from any thread (control.c): atomics the driving
+	 * thread takes at its next decision or packet. ctl_bandwidth is
+	 * LM__CTL_NONE when nothing is asked. rate_lifted: the driving
+	 * thread's, set at the pause (no request applies after it). */
+	int bad_config;           /* new() found the config wrong: every call fails */
+	int ctl_switchover;
+	uint32_t ctl_downtime_ms;
+	uint64_t ctl_bandwidth;
+	int rate_lifted;
+	/* The stats snapshot (lm_sender_stats() on any thread), guarded by
+	 * lock: the driving thread's part as it last published it
+	 * (lm__sender_publish), with its clocks; the channels' parts are
+	 * their ch->pub, of the pub_nch channels at pub_ch. */
+	lm_stats pub;
+	uint64_t pub_t_start, pub_t_setup, pub_t_end;
+	lm__tx_chan *pub_ch;
+	uint32_t pub_nch;
 	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;
@@ -182,6 +213,36 @@ int lm__sender_set_live(lm_sender *s);
 /* Main thread, channels idle: pages whose content moved (normal, ref,
  * delta) and zero pages, summed over the channels. */
 void lm__sender_counts(const lm_sender *s, uint64_t *normal, uint64_t *zero);
+
+/* The rest of what live.c uses (iface.c): it drives the sender only
+ * through these and the pieces above, never its fields. All for the thread
+ * driving the sender. */
+typedef struct lm__sender_shape {
+	uint32_t page_size, packet_pages, channels, nregions;
+	uint64_t features;       /* accepted by the receiver (LM_FEAT_*) */
+} lm__sender_shape;
+void lm__sender_get_shape(const lm_sender *s, lm__sender_shape *out);
+int lm__sender_bad_config(const lm_sender *s); /* new() refused the config: its code */
+/* Region i's memory, as added. */
+void lm__sender_region(const lm_sender *s, uint32_t i, const uint8_t **base, uint64_t *len);
+uint32_t lm__sender_round(const lm_sender *s);   /* rounds synced so far */
+uint64_t lm__sender_sync_us(const lm_sender *s); /* the last round's SYNC -> ACK */
+/* Pages dirtied again since their round's sync are left for the next round
+ * (skip[r]: region r's bitmap), refresh(user) adds to them every
+ * LM__SKIP_REFRESH_US of dispatching; NULL, NULL, NULL: send everything. */
+void lm__sender_set_skip(lm_sender *s, const uint64_t *const *skip, void (*refresh)(void *),
+			 void *user);
+/* Channels idle: every ref a channel sent since the last call is given to
+ * again(user, dep); those it returns 1 for count as resent refs. Returns
+ * that count. */
+uint64_t lm__sender_recheck_refs(lm_sender *s, int (*again)(void *, const lm__dep *), void *user);
+/* The live fields of the stats (live, dirty, downtime...): live.c's own
+ * lm_stats, copied in; the next snapshot shows them. */
+void lm__sender_set_live_stats(lm_sender *s, const lm_stats *live);
+void lm__sender_set_rate(lm_sender *s, uint64_t bytes_per_s); /* max_bandwidth, 0 = none */
+void lm__sender_add_cpu(lm_sender *s, double secs);  /* the driving thread's CPU */
+/* verify_source: the checksums are computed again over the paused memory. */
+void lm__sender_rehash_all(lm_sender *s);
 
 /* Between the files of the sender (session.c, channel.c, dispatch.c). */
 /* Any thread: records the first failure (channel -1: none named), wakes
@@ -213,6 +274,26 @@ uint16_t lm__tx_codec_pick(lm__tx_chan *ch);
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
 void lm__sender_auto_tick(lm_sender *s);
+/* A call's mistake: its message (printf-style) unless a failure is
+ * recorded; returns code. */
+int lm__sender_usage(lm_sender *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Whether run or migrate (call) may start: 0, or the code with its message. */
+int lm__sender_run_state(lm_sender *s, const char *call);
+/* control.c: the requests of lm_sender_switchover(), _set_downtime_limit()
+ * and _set_max_bandwidth(), taken by the thread driving the sender. */
+#define LM__CTL_NONE UINT64_MAX
+void lm__sender_ctl_reset(lm_sender *s);        /* a migration starts: none pending */
+int lm__sender_ctl_switchover(lm_sender *s);    /* 1: switch over now */
+uint32_t lm__sender_ctl_downtime(lm_sender *s); /* a new limit in ms, 0: none */
+void lm__sender_ctl_rate(lm_sender *s);         /* applies a new max bandwidth */
+void lm__sender_lift_rate(lm_sender *s);        /* the pause: unlimited from now */
+/* Stats snapshots. The thread driving the sender publishes its part
+ * (status, rounds, clocks, live fields, codec auto) and, when every channel
+ * is idle or joined (channels_idle), each channel's counters too; a
+ * channel thread publishes its own (lm__tx_publish, s->lock held) as it
+ * goes idle. */
+void lm__sender_publish(lm_sender *s, int channels_idle);
+void lm__tx_publish(lm__tx_chan *ch);
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 

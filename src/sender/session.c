@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "abi.h"
 #include "checksum.h"
 #include "codec/dedup.h"
+#include "config.h"
 #include "delta_cache.h"
 #include "sender/sender.h"
 #include "stats.h"
@@ -26,6 +28,7 @@
 /* ---- errors ------------------------------------------------------------- */
 
 static void abort_channels(lm_sender *s);
+static void stamp(lm_sender *s, uint64_t *t, uint64_t *pub);
 
 /* Records the first failure; later ones are consequences. */
 void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
@@ -49,6 +52,23 @@ void lm__sender_error(lm_sender *s, int code, int channel, const char *msg)
 	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
 		/* an eventfd counter cannot overflow here */
 	}
+}
+
+/* A call's mistake (a bad config, region, address or state): its message
+ * for lm_sender_errmsg(), unless a failure is recorded already; the handle
+ * stays usable (but a bad config's, see lm_sender_new). Returns code. */
+int lm__sender_usage(lm_sender *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->err) {
+		va_start(ap, fmt);
+		vsnprintf(s->errmsg, sizeof(s->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return code;
 }
 
 /* A failed write may be the receiver closing after an error frame: read it,
@@ -140,6 +160,7 @@ fail:
 		lm__err_set(&e, "%s", lm_strerror(rc));
 	lm__sender_error(s, rc, 0, e.msg);
 out:
+	lm__sender_publish(s, 1); /* channels idle: the verified reply counted */
 	free(buf);
 	return rc;
 }
@@ -166,15 +187,18 @@ static int kinds_setup(lm_sender *s)
 	int rc;
 
 	s->kinds.page_size = s->page_size;
+	s->kinds.npages = 0;
 	for (uint32_t i = 0; i < s->nregions; i++) {
+		/* Global page numbers: each region starts where the last ended. */
+		uint64_t end = s->kinds.first[i] + (s->regions[i].len + s->page_size - 1) / s->page_size;
+
 		base[i] = s->regions[i].base;
 		len[i] = s->regions[i].len;
 		if (i + 1 < s->nregions)
-			s->kinds.first[i + 1] = s->kinds.first[i] + (len[i] + s->page_size - 1) / s->page_size;
+			s->kinds.first[i + 1] = end;
+		else
+			s->kinds.npages = end;
 	}
-	s->kinds.npages = s->nregions ? s->kinds.first[s->nregions - 1] +
-					    (len[s->nregions - 1] + s->page_size - 1) / s->page_size
-				      : 0;
 	if (s->features & LM_FEAT_DELTA) {
 		if ((rc = lm__dcache_new(&s->kinds.dcache,
 					 s->cfg.delta_cache ? s->cfg.delta_cache : LM_DEFAULT_DELTA_CACHE,
@@ -342,14 +366,17 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 {
 	lm_sender *s;
 	lm_sender_config c;
+	lm__err e = {0};
+	int bad;
 
 	if (!out)
 		return LM_EINVAL;
 	*out = NULL;
 	memset(&c, 0, sizeof(c));
 	c.size = sizeof(c);
-	if (cfg && lm__abi_in(&c, sizeof(c), cfg, LM__SENDER_CONFIG_SIZE0, "lm_sender_config", NULL, 0))
-		return LM_EABI; /* no handle yet for a message: lm_strerror says it */
+	/* The caller's struct at its size (ABI policy): an unknown size is a
+	 * mistake like any other, with a handle to say it. */
+	bad = cfg ? lm__abi_in(&c, sizeof(c), cfg, LM__SENDER_CONFIG_SIZE0, e.msg, sizeof(e.msg)) : 0;
 	if (!c.channels)
 		c.channels = LM_DEFAULT_CHANNELS;
 	if (!c.page_size)
@@ -360,13 +387,11 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 		c.timeout_ms = LM_DEFAULT_TIMEOUT_MS;
 	if (!c.busy_retries)
 		c.busy_retries = 3;
-	if ((unsigned)c.accel > LM_ACCEL_OFF || (unsigned)c.engine > LM_ENGINE_QPL_SW)
-		return LM_EINVAL;
-	if (c.channels > LM_MAX_CHANNELS || c.page_size < LM_MIN_PAGE_SIZE ||
-	    c.page_size > LM_MAX_PAGE_SIZE || (c.page_size & (c.page_size - 1)) ||
-	    c.packet_pages > LM_MAX_PACKET_PAGES ||
-	    (c.codec != LM_CODEC_AUTO && !lm__codec_get((uint16_t)c.codec)))
-		return LM_EINVAL;
+	if (!bad)
+		bad = lm__sender_config_check(&c, &e);
+	if (bad) /* a handle all the same: its errmsg says which field */
+		c = (lm_sender_config){.channels = 1, .page_size = LM_MIN_PAGE_SIZE,
+				       .packet_pages = 1, .timeout_ms = LM_DEFAULT_TIMEOUT_MS};
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -382,8 +407,14 @@ int lm_sender_new(lm_sender **out, const lm_sender_config *cfg)
 	s->is_auto = c.codec == LM_CODEC_AUTO;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->idle_cond, NULL);
+	lm__sender_ctl_reset(s);
+	lm__sender_publish(s, 1);
 	lm__zero_init();
 	*out = s;
+	if (bad) {
+		s->bad_config = bad;
+		return lm__sender_usage(s, bad, "lm_sender_config: %s", e.msg);
+	}
 	return 0;
 }
 
@@ -391,19 +422,34 @@ int lm_sender_add_region(lm_sender *s, const char *name, const void *base, uint6
 {
 	size_t nl = name ? strlen(name) : 0;
 
-	if (!s || nl == 0 || nl > LM_MAX_REGION_NAME || (!base && len) || len > (UINT64_MAX >> 1))
+	if (!s)
 		return LM_EINVAL;
+	if (s->bad_config)
+		return s->bad_config; /* errmsg: the config's mistake */
+	if (nl == 0 || nl > LM_MAX_REGION_NAME)
+		return lm__sender_usage(s, LM_EINVAL, "add_region: name is %zu bytes, not 1..%d", nl,
+					LM_MAX_REGION_NAME);
+	if (!base && len)
+		return lm__sender_usage(s, LM_EINVAL, "add_region \"%s\": base is NULL, len %llu",
+					name, (unsigned long long)len);
+	if (len > (UINT64_MAX >> 1))
+		return lm__sender_usage(s, LM_EINVAL, "add_region \"%s\": len %llu is over 2^63",
+					name, (unsigned long long)len);
 	if (s->ch)
-		return LM_ESTATE;
+		return lm__sender_usage(s, LM_ESTATE, "add_region \"%s\": after connect (the regions "
+					"are announced at connect)", name);
 	if (s->nregions >= LM_MAX_REGIONS)
-		return LM_EREGION;
+		return lm__sender_usage(s, LM_EREGION, "add_region \"%s\": %d regions already, the most "
+					"a session has", name, LM_MAX_REGIONS);
 	for (uint32_t i = 0; i < s->nregions; i++)
 		if (strcmp(s->regions[i].name, name) == 0)
-			return LM_EREGION;
+			return lm__sender_usage(s, LM_EREGION, "add_region \"%s\": a region of that name "
+						"was added already", name);
 	memcpy(s->regions[s->nregions].name, name, nl + 1);
 	s->regions[s->nregions].base = base;
 	s->regions[s->nregions].len = len;
 	s->nregions++;
+	lm__sender_publish(s, 1); /* total_ram */
 	return 0;
 }
 
@@ -501,18 +547,34 @@ static int tls_setup(lm_sender *s, const lm__addr *a, lm__err *e)
 
 static int sender_connect(lm_sender *s, lm__addr *a);
 
+/* Whether connect may be called now; else the code and its message (a
+ * failed connect's own message stays: it is the news). */
+static int connect_state(lm_sender *s)
+{
+	if (s->bad_config)
+		return s->bad_config;
+	if (s->status == LM_STATUS_FAILED)
+		return LM_ESTATE;
+	if (s->ch)
+		return lm__sender_usage(s, LM_ESTATE, "connect: connected already (one session a sender)");
+	return 0;
+}
+
 int lm_sender_connect(lm_sender *s, const char *addr)
 {
 	lm__addr a;
 	char why[256];
 	int rc;
 
-	if (!s || !addr)
+	if (!s)
 		return LM_EINVAL;
-	if (s->ch)
-		return LM_ESTATE;
+	if ((rc = connect_state(s)))
+		return rc;
+	if (!addr)
+		return lm__sender_usage(s, LM_EINVAL, "connect: addr is NULL");
 	if ((rc = lm__addr_parse(addr, &a, why, sizeof(why)))) {
 		lm__sender_error(s, rc, -1, why);
+		s->status = LM_STATUS_FAILED; /* later calls say the connect failed */
 		return rc;
 	}
 	return sender_connect(s, &a);
@@ -526,10 +588,15 @@ int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n)
 	a.ops = &lm__fd_endpoint;
 	for (uint32_t i = 0; fds && i < n && i < LM_ADDR_MAX_FDS; i++)
 		a.fds[a.nfds++] = fds[i];
-	if (!s || !fds || !n || n > LM_ADDR_MAX_FDS || s->ch) {
+	int rc = s ? connect_state(s) : LM_EINVAL;
+
+	if (!rc && (!fds || !n || n > LM_ADDR_MAX_FDS))
+		rc = lm__sender_usage(s, LM_EINVAL, "connect_fds: %u fds (%s), not 1..%d", n,
+				      fds ? "given" : "NULL", LM_ADDR_MAX_FDS);
+	if (rc) {
 		for (uint32_t i = 0; i < a.nfds; i++)
 			close(a.fds[i]); /* ours from the call on, also on failure */
-		return s && s->ch ? LM_ESTATE : LM_EINVAL;
+		return rc;
 	}
 	return sender_connect(s, &a);
 }
@@ -547,6 +614,8 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 		lm__sender_error(s, rc, -1, e.msg);
 		return rc;
 	}
+	a->wake_fd = s->wake_fd; /* a cancel ends a connect in progress */
+	a->has_wake = 1;
 	s->t_start = lm__now_us();
 	s->ch = calloc(s->nch, sizeof(*s->ch));
 	if (!s->ch)
@@ -608,9 +677,10 @@ static int sender_connect(lm_sender *s, lm__addr *a)
 				 sizeof(s->tls_peer), &resumed);
 		s->tls_resumed += i > 0 ? (uint32_t)resumed : 0;
 	}
-	s->t_setup = lm__now_us();
+	stamp(s, &s->t_setup, &s->pub_t_setup);
 	s->status = LM_STATUS_ACTIVE;
 	s->main_cpu += lm__thread_cpu() - cpu0;
+	lm__sender_publish(s, 1); /* the channel threads have no job yet */
 	return 0;
 fail:
 	if (!e.msg[0])
@@ -620,6 +690,7 @@ fail:
 	close_unused_fds(s, a);
 	abort_channels(s);
 	s->main_cpu += lm__thread_cpu() - cpu0;
+	lm__sender_publish(s, 1);
 	return rc;
 }
 
@@ -649,14 +720,24 @@ static void abort_channels(lm_sender *s)
 	lm__drain_close(cs, n, 1000);
 }
 
+/* *t = now, published at once under the lock: a snapshot taken meanwhile
+ * counted its time up to its own now, which must not pass *t. */
+static void stamp(lm_sender *s, uint64_t *t, uint64_t *pub)
+{
+	pthread_mutex_lock(&s->lock);
+	*t = *pub = lm__now_us();
+	pthread_mutex_unlock(&s->lock);
+}
+
 int lm__sender_finish(lm_sender *s, int rc)
 {
-	s->t_end = lm__now_us();
+	stamp(s, &s->t_end, &s->pub_t_end);
 	stop_threads(s);
 	if (rc) {
 		lm__sender_error(s, rc, -1, lm_strerror(rc)); /* kept if one is recorded */
 		s->status = LM_STATUS_FAILED;
 		abort_channels(s);
+		lm__sender_publish(s, 1); /* threads joined: the counters are final */
 		return s->err ? s->err : rc;
 	}
 	s->status = LM_STATUS_COMPLETED;
@@ -669,6 +750,7 @@ int lm__sender_finish(lm_sender *s, int rc)
 		(void)lm__sender_take_input(&s->ch[i].conn, &s->ch[i]);
 		lm__conn_close(&s->ch[i].conn);
 	}
+	lm__sender_publish(s, 1);
 	return 0;
 }
 
@@ -716,8 +798,8 @@ int lm_sender_run(lm_sender *s)
 
 	if (!s)
 		return LM_EINVAL;
-	if (!s->ch || s->status != LM_STATUS_ACTIVE)
-		return LM_ESTATE;
+	if ((rc = lm__sender_run_state(s, "run")))
+		return rc;
 	rc = lm__sender_send_all(s);
 	if (!rc)
 		rc = lm__sender_sync(s);
@@ -744,60 +826,45 @@ static void kinds_stats(const lm_sender *s, lm_stats *st)
 	st->dedup_collisions = d.collisions;
 }
 
-static void sender_stats(const lm_sender *s, lm_stats *st)
+void lm__tx_publish(lm__tx_chan *ch)
 {
-	uint64_t end;
+	lm__tx_pub *p = &ch->pub;
 
+	p->zero_pages = ch->zero_pages;
+	p->normal_pages = ch->normal_pages;
+	p->payload = ch->payload;
+	p->packets = ch->packets;
+	p->bytes_in = ch->conn.bytes_in;
+	p->bytes_out = ch->conn.bytes_out;
+	p->ref_pages = ch->plan.ref_pages;
+	p->delta_pages = ch->plan.delta_pages;
+	p->delta_bytes = ch->plan.delta_bytes;
+	p->dcache_hits = ch->plan.dcache_hits;
+	p->dcache_misses = ch->plan.dcache_misses;
+	p->cpu = ch->cpu; /* 0 until the thread ended */
+	memcpy(p->eng, ch->eng, sizeof(p->eng));
+	memcpy(p->mix, ch->mix, sizeof(p->mix));
+}
+
+/* The driving thread's part of the stats: what no channel thread writes. */
+static void driver_part(const lm_sender *s, lm_stats *st)
+{
 	memset(st, 0, sizeof(*st));
-	st->size = sizeof(*st);
-	end = s->t_end ? s->t_end : lm__now_us();
 	st->status = s->status;
 	st->channels = s->nch;
 	st->page_size = s->page_size;
 	st->codec = s->cfg.codec;
 	st->rounds = s->round;
-	if (s->t_start) {
-		st->total_time_us = end - s->t_start;
-		st->setup_time_us = (s->t_setup ? s->t_setup : end) - s->t_start;
-	}
 	for (uint32_t i = 0; i < s->nregions; i++)
 		st->total_ram += s->regions[i].len;
-	/* The channel counters (and each conn's byte counts) are written by
-	 * the channel threads while they hold a job or a sync. This reads
-	 * them without s->lock, so it is safe only on the thread driving the
-	 * sender while every channel is idle (as the progress callback and
-	 * live.c call it: after lm__sender_sync's wait_idle) or once the run
-	 * has returned (threads joined, counters final). ch->cpu is written
-	 * as a thread ends: 0 until then. */
-	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
-		const lm__tx_chan *ch = &s->ch[i];
-		st->transferred += ch->conn.bytes_in + ch->conn.bytes_out;
-		st->duplicate_pages += ch->zero_pages;
-		st->normal_pages += ch->normal_pages;
-		st->payload_bytes += ch->payload;
-		st->packets += ch->packets;
-		st->cpu_seconds += ch->cpu;
-		st->ref_pages += ch->plan.ref_pages;
-		st->delta_pages += ch->plan.delta_pages;
-		st->delta_bytes += ch->plan.delta_bytes;
-		st->delta_cache_hits += ch->plan.dcache_hits;
-		st->delta_cache_misses += ch->plan.dcache_misses;
-		lm__stats_add_engines(st, ch->eng);
-		for (int k = 0; k < LM_MAX_CODECS; k++) {
-			st->codec_mix[k].packets += ch->mix[k].packets;
-			st->codec_mix[k].bytes_in += ch->mix[k].bytes_in;
-			st->codec_mix[k].bytes_out += ch->mix[k].bytes_out;
-		}
-	}
 	if (s->is_auto && s->ch) {
 		st->auto_codec = (lm_codec_id)s->au.codec;
 		st->auto_fraction = (double)s->au.frac / LM__AUTO_FRAC_ONE;
 		st->auto_link_mbps = s->au.link * 8 / 1e6;
 		st->auto_windows = s->au.windows;
 	}
-	st->cpu_seconds += s->main_cpu;
+	st->cpu_seconds = s->main_cpu;
 	kinds_stats(s, st);
-	lm__stats_derive(st);
 	memcpy(st->tls, s->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, s->tls_peer, sizeof(st->peer));
 	st->tls_resumed = s->tls_resumed;
@@ -822,6 +889,70 @@ static void sender_stats(const lm_sender *s, lm_stats *st)
 	}
 }
 
+void lm__sender_publish(lm_sender *s, int channels_idle)
+{
+	lm_stats d;
+
+	driver_part(s, &d); /* outside the lock: it reads only our own fields */
+	pthread_mutex_lock(&s->lock);
+	s->pub = d;
+	s->pub_t_start = s->t_start;
+	s->pub_t_setup = s->t_setup;
+	s->pub_t_end = s->t_end;
+	s->pub_ch = s->ch;
+	s->pub_nch = s->ch ? s->nch : 0;
+	for (uint32_t i = 0; channels_idle && i < s->pub_nch; i++)
+		lm__tx_publish(&s->ch[i]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Any thread: the last published parts, summed. The driving thread
+ * publishes before each of its own reads (the progress callback, live.c's
+ * byte counts) and as a run ends, so there it is exact; another thread sees
+ * the channels as of their last packet and the rest as of the last packet
+ * handed out or round ended. */
+static void sender_stats(const lm_sender *s, lm_stats *st)
+{
+	pthread_mutex_t *lock;
+	uint64_t end, t_start, t_setup;
+
+	memset(st, 0, sizeof(*st));
+	if (!s)
+		return;
+	lock = (pthread_mutex_t *)&s->lock; /* the only mutable part of a const sender */
+	pthread_mutex_lock(lock);
+	*st = s->pub;
+	t_start = s->pub_t_start;
+	t_setup = s->pub_t_setup;
+	end = s->pub_t_end ? s->pub_t_end : lm__now_us(); /* under the lock: see stamp() */
+	for (uint32_t i = 0; i < s->pub_nch; i++) {
+		const lm__tx_pub *p = &s->pub_ch[i].pub;
+		st->transferred += p->bytes_in + p->bytes_out;
+		st->duplicate_pages += p->zero_pages;
+		st->normal_pages += p->normal_pages;
+		st->payload_bytes += p->payload;
+		st->packets += p->packets;
+		st->cpu_seconds += p->cpu;
+		st->ref_pages += p->ref_pages;
+		st->delta_pages += p->delta_pages;
+		st->delta_bytes += p->delta_bytes;
+		st->delta_cache_hits += p->dcache_hits;
+		st->delta_cache_misses += p->dcache_misses;
+		lm__stats_add_engines(st, p->eng);
+		for (int k = 0; k < LM_MAX_CODECS; k++) {
+			st->codec_mix[k].packets += p->mix[k].packets;
+			st->codec_mix[k].bytes_in += p->mix[k].bytes_in;
+			st->codec_mix[k].bytes_out += p->mix[k].bytes_out;
+		}
+	}
+	pthread_mutex_unlock(lock);
+	if (t_start) {
+		st->total_time_us = end - t_start;
+		st->setup_time_us = (t_setup ? t_setup : end) - t_start;
+	}
+	lm__stats_derive(st);
+}
+
 int lm_sender_stats(const lm_sender *s, lm_stats *out)
 {
 	lm_stats full;
@@ -830,6 +961,20 @@ int lm_sender_stats(const lm_sender *s, lm_stats *out)
 		return LM_EINVAL;
 	sender_stats(s, &full);
 	return lm__abi_out(out, &full, sizeof(full), LM__STATS_SIZE0);
+}
+
+int lm__sender_run_state(lm_sender *s, const char *call)
+{
+	if (s->bad_config)
+		return s->bad_config;
+	if (s->status == LM_STATUS_FAILED)
+		return LM_ESTATE; /* errmsg: why it failed */
+	if (!s->ch || s->status == LM_STATUS_NONE)
+		return lm__sender_usage(s, LM_ESTATE, "%s: not connected (lm_sender_connect first)", call);
+	if (s->status != LM_STATUS_ACTIVE || s->live)
+		return lm__sender_usage(s, LM_ESTATE, "%s: this sender migrated already (one migration a "
+					"sender)", call);
+	return 0;
 }
 
 const char *lm_sender_errmsg(const lm_sender *s)

@@ -53,6 +53,9 @@ typedef struct lm__addr {
 	char host[256];  /* tcp: the host part (the default TLS peer name) */
 	int fds[LM_ADDR_MAX_FDS]; /* fd: the descriptors, in channel order */
 	uint32_t nfds;
+	/* connect: when has_wake, a connect in progress gives up with
+	 * -ECANCELED once wake_fd is readable (the sender's cancel). */
+	int wake_fd, has_wake;
 } lm__addr;
 
 struct lm__endpoint_ops {
@@ -81,7 +84,7 @@ int lm__set_nonblock(int fd);
 void lm__tune_socket(int fd, int sndbuf, int rcvbuf);
 int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap);
 /* Waits for a non-blocking connect to finish. */
-int lm__connect_wait(int fd, int timeout_ms);
+int lm__connect_wait(int fd, int timeout_ms, const lm__addr *a);
 
 /* ---- TLS (tls.c) ---------------------------------------------------------- */
 

@@ -46,7 +46,7 @@ static int unix_connect(const lm__addr *a, uint32_t idx, int timeout_ms, int snd
 	if (connect(fd, (struct sockaddr *)&sun, len) == 0)
 		rc = 0;
 	else if (errno == EINPROGRESS || errno == EAGAIN)
-		rc = lm__connect_wait(fd, timeout_ms);
+		rc = lm__connect_wait(fd, timeout_ms, a);
 	else
 		rc = -errno;
 	if (rc) {
