@@ -10,12 +10,12 @@
 /* The size of a struct as ABI 0 first had it: up to and including its
  * last field then. A field added later lies past it, so older callers
  * (smaller sizes, never below this) keep working. */
-#define LM__SIZE0(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
-#define LM__SENDER_CONFIG_SIZE0 LM__SIZE0(lm_sender_config, delta_cache)
+#define LM__SIZE0(type, last)     (offsetof(type, last) + sizeof(((type *)0)->last))
+#define LM__SENDER_CONFIG_SIZE0   LM__SIZE0(lm_sender_config, delta_cache)
 #define LM__RECEIVER_CONFIG_SIZE0 LM__SIZE0(lm_receiver_config, log)
-#define LM__LIVE_CONFIG_SIZE0 LM__SIZE0(lm_live_config, verify_source)
-#define LM__TLS_CONFIG_SIZE0 LM__SIZE0(lm_tls_config, pin_sha256)
-#define LM__STATS_SIZE0 LM__SIZE0(lm_stats, auto_windows)
+#define LM__LIVE_CONFIG_SIZE0     LM__SIZE0(lm_live_config, verify_source)
+#define LM__TLS_CONFIG_SIZE0      LM__SIZE0(lm_tls_config, pin_sha256)
+#define LM__STATS_SIZE0           LM__SIZE0(lm_stats, auto_windows)
 
 /* Copies the caller's struct at src (its size field first) into dst, the
  * library's own of dst_size bytes: the caller's size bytes, the rest zero

@@ -11,7 +11,8 @@ static void test_version(void)
 {
 	char want[32];
 
-	snprintf(want, sizeof(want), "%d.%d.%d", LM_VERSION_MAJOR, LM_VERSION_MINOR, LM_VERSION_PATCH);
+	snprintf(want, sizeof(want), "%d.%d.%d", LM_VERSION_MAJOR, LM_VERSION_MINOR,
+		 LM_VERSION_PATCH);
 	CHECK(strcmp(lm_version(), want) == 0);
 	CHECK(strcmp(lm_version(), "0.2.0") == 0);
 	CHECK_EQ(lm_version_number(), 0x000200);

@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 #define CHANNELS 2
-#define LEN (4u << 20)
+#define LEN      (4u << 20)
 
 static int fail(const char *what, int rc, const char *detail)
 {
@@ -55,7 +55,8 @@ int main(void)
 		rx_fds[i] = sv[i][1];
 	}
 	rcfg.timeout_ms = 20000;
-	if ((rc = lm_receiver_new(&r, &rcfg)) || (rc = lm_receiver_add_region(r, "ram", dst, LEN, 1)) ||
+	if ((rc = lm_receiver_new(&r, &rcfg)) ||
+	    (rc = lm_receiver_add_region(r, "ram", dst, LEN, 1)) ||
 	    (rc = lm_receiver_accept_fds(r, rx_fds, CHANNELS)))
 		return fail("receiver", rc, r ? lm_receiver_errmsg(r) : NULL);
 	if (pthread_create(&th, NULL, receive, r))
