@@ -25,7 +25,10 @@
 #include <unistd.h>
 
 #include "livemig.h"
+#include "progress.h"
+#include "receiver/receiver.h" /* lm__receiver_progress, until a public progress callback */
 #include "signals.h"
+#include "stream.h"
 #include "wire.h" /* lm__escape: what the peer names is shown escaped */
 
 typedef struct opts {
@@ -44,11 +47,14 @@ typedef struct opts {
 	uint64_t max_size; /* recv: bytes a session may announce, 0 = free space */
 	int no_dedup;      /* send: every copy of a page travels in full */
 	int huge_pages;    /* recv: ask for huge pages on a tmpfs image */
+	int progress_ms;   /* a plain progress line every so often (not a terminal) */
+	uint64_t read_ahead; /* send: bytes read ahead of the channels, 0 = default */
 } opts;
 
-enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES }; /* long-only options */
+enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES, OPT_PROGRESS_INTERVAL, OPT_READ_AHEAD }; /* long-only */
 
 static const char *prog = "livemig";
+static double cmd_t0; /* when the command started (prog_now): the total time's start */
 
 static void usage(FILE *f)
 {
@@ -59,11 +65,13 @@ static void usage(FILE *f)
 		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
 		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
+		"               [--progress-interval S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
+		"               [--read-ahead SIZE] [--progress-interval S]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
 		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
@@ -81,8 +89,15 @@ static void usage(FILE *f)
 		"send: a page whose bytes the destination already holds travels as a 16-byte\n"
 		"ref (compared byte for byte first); --no-dedup sends every copy in full.\n"
 		"--max-size (bytes, or with K, M, G, T: binary) defaults to the free space of\n"
-		"the image's file system.\n",
-		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
+		"the image's file system.\n"
+		"Progress (stderr): a bar redrawn in place on a terminal, else a line every\n"
+		"--progress-interval seconds (default 5, decimals allowed); none with --quiet.\n"
+		"send: the image is read from disk while it is sent, --read-ahead SIZE\n"
+		"(default %lluM) ahead of the channels, and what was sent leaves memory, so\n"
+		"an image larger than the RAM works; a read error (a truncated file, EIO)\n"
+		"fails the migration with the offset named.\n",
+		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000,
+		(unsigned long long)(STREAM_DEFAULT_WINDOW >> 20));
 }
 
 static int die(const char *what, int rc, const char *detail)
@@ -151,6 +166,8 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"no-dedup", no_argument, 0, 14},
 		{"max-size", required_argument, 0, OPT_MAX_SIZE},
 		{"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
+		{"progress-interval", required_argument, 0, OPT_PROGRESS_INTERVAL},
+		{"read-ahead", required_argument, 0, OPT_READ_AHEAD},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -233,6 +250,21 @@ static int parse_opts(int argc, char **argv, opts *o)
 					       prog), -1;
 			break;
 		case OPT_HUGE_PAGES: o->huge_pages = 1; break;
+		case OPT_PROGRESS_INTERVAL: {
+			char *end;
+			double sec = strtod(optarg, &end);
+			if (*end || end == optarg || !(sec >= 0.1 && sec <= 86400))
+				return fprintf(stderr, "%s: --progress-interval is 0.1..86400 seconds\n",
+					       prog), -1;
+			o->progress_ms = (int)(sec * 1000 + 0.5);
+			break;
+		}
+		case OPT_READ_AHEAD:
+			if (parse_size(optarg, &o->read_ahead) || o->read_ahead < (2u << 20) ||
+			    o->read_ahead > (64ull << 30))
+				return fprintf(stderr, "%s: --read-ahead is 2M..64G (bytes, or with K, M, "
+					       "G or T)\n", prog), -1;
+			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -297,16 +329,90 @@ static void print_stats(const lm_stats *st, const opts *o)
 
 /* ---- send ----------------------------------------------------------------- */
 
+/* send's statistics count from the command's start, not from the connect:
+ * the time before it (opening the image, starting up) goes to the total
+ * and to the setup, so the throughput, which leaves the setup out, stays
+ * the link's. The image's open time gets a line of its own ("load time",
+ * "load_time_ms" in JSON) after setup. */
+static void print_send_stats(lm_stats *st, const opts *o, double t_connect, double load_s)
+{
+	char buf[4096], line[64];
+	const char *at;
+	uint64_t before = (uint64_t)((t_connect - cmd_t0) * 1e6);
+	size_t pos;
+
+	if (o->quiet)
+		return;
+	st->total_time_us += before;
+	st->setup_time_us += before;
+	lm_stats_format(st, o->json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, sizeof(buf));
+	if (o->json) {
+		snprintf(line, sizeof(line), "\"load_time_ms\":%.3f,", load_s * 1e3);
+		at = strstr(buf, "\"transferred\":");
+	} else {
+		snprintf(line, sizeof(line), "load time: %.0f ms\n", load_s * 1e3);
+		at = strstr(buf, "\nsetup: ");
+		at = at ? strchr(at + 1, '\n') : NULL;
+		at = at ? at + 1 : NULL;
+	}
+	pos = at ? (size_t)(at - buf) : strlen(buf);
+	printf("%.*s%s%s%s", (int)pos, buf, line, buf + pos, o->json ? "\n" : "");
+	fflush(stdout);
+}
+
+/* The progress line's view of a send: the cursor (any thread). */
+typedef struct send_view {
+	lm_sender *s;
+	uint64_t total;
+	uint32_t page_size;
+} send_view;
+
+static void send_poll(void *user, prog_sample *ps)
+{
+	const send_view *v = user;
+
+	lm_sender_cursor(v->s, &ps->done, NULL);
+	ps->total = v->total;
+	ps->pages = (ps->done + v->page_size - 1) / v->page_size;
+}
+
+/* A read error of the image is what failed the migration (the stream
+ * cancelled it): say so rather than "canceled". */
+static int send_failed(const stream *img, lm_sender *s, int rc)
+{
+	char msg[512];
+	int bad = stream_failed(img, msg, sizeof(msg));
+
+	if (bad)
+		return die(img->path, bad, msg);
+	return die("migration failed", rc, lm_sender_errmsg(s));
+}
+
+static void send_config(const opts *o, lm_sender_config *cfg)
+{
+	cfg->channels = o->channels;
+	cfg->page_size = o->page_size;
+	cfg->packet_pages = o->packet_pages;
+	cfg->codec = o->codec;
+	cfg->level = o->level;
+	cfg->accel = o->accel;
+	cfg->engine = o->engine;
+	cfg->timeout_ms = o->timeout_ms;
+	cfg->no_dedup = o->no_dedup;
+}
+
 static int cmd_send(int argc, char **argv)
 {
 	opts o = {.codec = LM_CODEC_AUTO};
 	lm_sender_config cfg = {0};
 	lm_sender *s = NULL;
 	lm_stats st;
-	struct stat sb;
-	void *base = NULL;
-	int fd = -1, rc, ret = 1;
-	char namebuf[4096];
+	stream img;
+	prog_run pr = {0};
+	send_view view;
+	double load_s, t_connect;
+	int rc, ret = 1;
+	char namebuf[4096], msg[256];
 
 	if (parse_opts(argc, argv, &o))
 		return 2;
@@ -314,31 +420,13 @@ static int cmd_send(int argc, char **argv)
 		fprintf(stderr, "%s: --image and --to are required\n", prog);
 		return 2;
 	}
-	fd = open(o.image, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb) < 0)
-		return die(o.image, -errno, NULL);
-	if (!S_ISREG(sb.st_mode)) {
-		close(fd);
-		return die(o.image, LM_EINVAL, "not a regular file");
+	/* Opened and mapped, not read: the stream reads it while it is sent. */
+	if ((rc = stream_open(&img, o.image, o.read_ahead, msg, sizeof(msg)))) {
+		stream_close(&img);
+		return die(o.image, rc, msg);
 	}
-	if (sb.st_size > 0) {
-		/* Populate: one call maps the whole image instead of a page
-		 * fault per page on the channel threads. */
-		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-		if (base == MAP_FAILED) {
-			close(fd);
-			return die("mmap", -errno, o.image);
-		}
-	}
-	cfg.channels = o.channels;
-	cfg.page_size = o.page_size;
-	cfg.packet_pages = o.packet_pages;
-	cfg.codec = o.codec;
-	cfg.level = o.level;
-	cfg.accel = o.accel;
-	cfg.engine = o.engine;
-	cfg.timeout_ms = o.timeout_ms;
-	cfg.no_dedup = o.no_dedup;
+	load_s = prog_now() - cmd_t0;
+	send_config(&o, &cfg);
 	cfg.tls = trust(&o, &rc);
 	if (rc)
 		goto out;
@@ -348,26 +436,34 @@ static int cmd_send(int argc, char **argv)
 		goto out;
 	}
 	sig_watch_sender(s);
-	if ((rc = lm_sender_add_region(s, basename(namebuf), base, (uint64_t)sb.st_size))) {
+	if ((rc = lm_sender_add_region(s, basename(namebuf), img.base, img.len))) {
 		die("region", rc, NULL);
 		goto out;
 	}
+	if ((rc = stream_start(&img, s))) {
+		die("read-ahead", rc, o.image);
+		goto out;
+	}
+	view = (send_view){s, img.len, o.page_size ? o.page_size : LM_MIN_PAGE_SIZE};
+	prog_start(&pr, prog_mode_for(STDERR_FILENO, o.quiet), stderr, prog, o.progress_ms, cmd_t0,
+		   send_poll, &view); /* without it, just no progress */
+	t_connect = prog_now();
 	rc = lm_sender_connect(s, o.addr);
 	if (!rc)
 		rc = lm_sender_run(s);
+	stream_stop(&img);
+	prog_finish(&pr);
 	lm_sender_stats(s, &st);
-	print_stats(&st, &o);
+	print_send_stats(&st, &o, t_connect, load_s);
 	if (rc) {
-		die("migration failed", rc, lm_sender_errmsg(s));
+		send_failed(&img, s, rc);
 		goto out;
 	}
 	ret = 0;
 out:
 	sig_watch_sender(NULL);
 	lm_sender_free(s);
-	if (base && base != MAP_FAILED)
-		munmap(base, (size_t)sb.st_size);
-	close(fd);
+	stream_close(&img);
 	return sig_status(ret);
 }
 
@@ -389,6 +485,11 @@ typedef struct dest {
 	int64_t room;
 	int huge; /* --huge-pages */
 	int quiet; /* no progress line */
+	/* For the progress thread (atomics): the image's size and page size,
+	 * stored by on_region (channel 0's thread). */
+	uint64_t shown_len;
+	uint32_t shown_page;
+	lm_receiver *r; /* set before the run */
 } dest;
 
 /* The temporary file next to the image: 0600 from its creation (mkostemp),
@@ -552,6 +653,8 @@ static int on_region(void *user, uint32_t id, const char *name, uint64_t len, ui
 	/* len is within cfg.max_bytes: the library checked it before calling. */
 	show_region(d, name, len);
 	d->len = len;
+	__atomic_store_n(&d->shown_page, page_size, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->shown_len, len, __ATOMIC_RELAXED);
 	d->maplen = (len + page_size - 1) / page_size * page_size;
 	if ((rc = make_temp(d)) || (rc = reserve_image(d)) || (rc = map_image(d)))
 		return rc;
@@ -636,6 +739,23 @@ static int free_space(const char *image, uint64_t *out)
 	return 0;
 }
 
+/* The progress line's view of a receive (the progress thread). The pages
+ * come from an internal counter until the receiver has a public progress
+ * callback; a page sent twice counts twice, so a live migration's share is
+ * capped (progress.c). */
+static void recv_poll(void *user, prog_sample *ps)
+{
+	const dest *d = user;
+	uint32_t page = __atomic_load_n(&d->shown_page, __ATOMIC_RELAXED);
+	uint64_t len = __atomic_load_n(&d->shown_len, __ATOMIC_RELAXED);
+
+	ps->pages = lm__receiver_progress(d->r);
+	ps->total = len;
+	ps->done = ps->pages * page;
+	if (ps->done > len && ps->pages * page - len < page)
+		ps->done = len; /* the partial last page */
+}
+
 static void recv_cleanup(dest *d, lm_receiver *r)
 {
 	sig_watch_receiver(NULL);
@@ -656,6 +776,7 @@ static int cmd_recv(int argc, char **argv)
 	lm_receiver *r = NULL;
 	dest d = {0};
 	lm_stats st;
+	prog_run pr = {0};
 	int rc, ret = 1;
 
 	d.fd = -1;
@@ -702,7 +823,11 @@ static int cmd_recv(int argc, char **argv)
 	if (!o.quiet && !o.json) {
 		fprintf(stderr, "%s: listening on %s (port %d)\n", prog, o.addr, lm_receiver_port(r));
 	}
+	d.r = r;
+	prog_start(&pr, prog_mode_for(STDERR_FILENO, o.quiet), stderr, prog, o.progress_ms, cmd_t0,
+		   recv_poll, &d); /* without it, just no progress */
 	rc = lm_receiver_run(r);
+	prog_finish(&pr);
 	/* Verified means done: the sender was told so; a signal from now on
 	 * changes nothing. */
 	sig_watch_receiver(NULL);
@@ -764,6 +889,7 @@ int livemig_demo(int argc, char **argv); /* tools/demo.c */
 
 int main(int argc, char **argv)
 {
+	cmd_t0 = prog_now();
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);

@@ -264,6 +264,8 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	ch->ref_pages += d.ref;
 	ch->delta_pages += d.delta;
 	ch->payload_bytes += d.payload;
+	__atomic_add_fetch(&r->progress_pages, (uint64_t)d.normal + d.zero + d.ref + d.delta,
+			   __ATOMIC_RELAXED);
 	if ((r->features & LM_FEAT_MIXED) &&
 	    lm__now_ns() - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
 		return send_feedback(ch, e);
@@ -542,4 +544,9 @@ void lm__rx_chan_free(lm__rx_chan *ch)
 	ch->plen = NULL;
 	ch->iov = NULL;
 	ch->pages = NULL;
+}
+
+uint64_t lm__receiver_progress(const lm_receiver *r)
+{
+	return r ? __atomic_load_n(&r->progress_pages, __ATOMIC_RELAXED) : 0;
 }

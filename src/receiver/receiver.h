@@ -188,11 +188,20 @@ struct lm_receiver {
 	/* Atomic: channels waiting for a ref's source page to land; a channel
 	 * that lands pages wakes r->cond only when it is not 0. */
 	uint32_t land_waiters;
+	/* Atomic (relaxed adds by the channels, relaxed loads from any
+	 * thread): pages every data packet applied, of any kind, for the
+	 * CLI's progress line (lm__receiver_progress). */
+	uint64_t progress_pages;
 	/* Owner: the thread driving the receiver (the run thread). */
 	lm_status status;
 	uint64_t t_end;
 	double main_cpu;
 };
+
+/* Any thread, while lm_receiver_run() runs: pages applied so far, over
+ * all rounds (a page sent twice counts twice). The CLI's progress line
+ * until the receiver has a public progress callback (issue 11). */
+uint64_t lm__receiver_progress(const lm_receiver *r);
 
 /* The per-connection loop, exposed so the fuzzer can drive it over a memfd
  * with a prepared session (see tests/fuzz_receiver.c). */

@@ -37,6 +37,7 @@ typedef struct lm__tx_chan {
 	uint32_t job_region, job_pages;
 	uint64_t job_num;
 	uint64_t *job_off;
+	uint64_t job_pos;      /* round one: where job_off[0] is in the cursor's terms */
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
@@ -156,6 +157,11 @@ struct lm_sender {
 	 * threads read it while busy (send_packet, send_sync): the post() of
 	 * their job, under lock, orders the write before the read. */
 	uint32_t round;
+	/* lm_sender_cursor(): round one's walk, in bytes into the regions
+	 * taken one after another. Written by the driving thread with
+	 * relaxed atomic stores (cursor_done under lock, where it reads the
+	 * channels' states), read from any thread with relaxed loads. */
+	uint64_t cursor_handed, cursor_done;
 	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;
