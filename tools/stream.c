@@ -16,7 +16,7 @@
 #endif
 
 #define STREAM_CHUNK (2ull << 20) /* one populate or drop: small enough to follow the cursor */
-#define STREAM_REZAP_MS 50
+#define STREAM_REZAP_MS 10
 
 /* The stream SIGBUS is caught for: a lock-free pointer the handler reads. */
 static stream *active;
@@ -135,10 +135,12 @@ static int populate(stream *st, uint64_t off, uint64_t len)
  * sender reads them again (a duplicate page is compared byte for byte
  * with its first copy before it travels as a ref), and a fault maps the
  * whole large folio of the page cache around the page, not one page
- * (about 700 KiB a touch here): 4% of an image's pages read again made it
- * all resident within a second. So every 50 ms all of what is behind is
- * dropped again; what is not mapped costs nothing to drop (0.05 ms for
- * 64 GiB), and a ref compared after that faults once. */
+ * (up to 2 MiB for a file just written): 4% of an image's pages read again
+ * made it all resident within a second. So every 10 ms all of what is
+ * behind is dropped again; what is not mapped costs nothing to drop
+ * (0.05 ms for 64 GiB), and a ref compared after that faults once: a 2 GiB
+ * image's peak RSS went from 317 MiB (every 50 ms) to 190 MiB, its
+ * CPU time did not change. */
 static void drop_behind(stream *st, uint64_t done)
 {
 	uint64_t to = done & ~(STREAM_CHUNK - 1), ms;
