@@ -11,7 +11,8 @@ if [ "$purpose" = test ]; then
 	# procps: test_demo finds the demo's processes with pgrep and ps (not
 	# Essential: a minimal Debian 12 lacks it, and the check would pass empty).
 	# openssl: the TLS tests make their certificates and keys with it.
-	pkgs+=(clang libclang-rt-14-dev python3 procps openssl)
+	# cppcheck, clang-tidy, clang-format: scripts/lint.sh.
+	pkgs+=(clang libclang-rt-14-dev python3 procps openssl cppcheck clang-tidy clang-format)
 elif [ "$purpose" = bench ]; then
 	# The end-to-end benchmarks (bench/*.sh): iperf3 measures the link,
 	# QEMU 7.2 is the peer (../shared/peer/), time reports each side's

@@ -138,6 +138,8 @@ void lm__sumtree_invalidate(lm__sumtree *t)
 static void *work(void *arg)
 {
 	worker *w = arg;
+	/* cppcheck-suppress uninitvar ; lm__sumtree_refresh fills w[k] for
+	 * every k < threads (>= 1) before it runs work(&w[k]) */
 	lm__sumtree *t = w->t;
 
 	for (uint64_t b = w->first; b < t->nblocks; b += w->step) {

@@ -44,6 +44,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "compat.h"
 #include "uffd_compat.h"
 
 #define LM_DIRTY_FEATURES ((__u64)(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED))
@@ -139,7 +140,7 @@ static uint64_t popcount(const uint64_t *map, uint64_t words)
 	uint64_t c = 0;
 
 	for (uint64_t w = 0; w < words; w++)
-		c += (uint64_t)__builtin_popcountll(map[w]);
+		c += lm__popcount64(map[w]);
 	return c;
 }
 

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "livemig.h"
+#include "lm_config.h"
 
 const char *lm_strerror(int err)
 {
@@ -28,11 +29,16 @@ const char *lm_strerror(int err)
 	case LM_ECANCELED: return "cancelled";
 	default: break;
 	}
-	/* strerror() is not thread-safe in general, but glibc's strerror for
-	 * valid codes returns static strings, and sigabbrev-like names are
-	 * enough for a message; strerrordesc_np is the thread-safe form. */
+	/* glibc's strerror may format unknown codes into a static buffer
+	 * shared by every thread; strerrordesc_np (glibc >= 2.32) is the
+	 * thread-safe form. Elsewhere strerror: musl's returns static strings
+	 * for every code. */
 	if (err < 0 && err > -4096) {
+#ifdef LM_HAVE_STRERRORDESC_NP
 		const char *s = strerrordesc_np(-err);
+#else
+		const char *s = strerror(-err);
+#endif
 		if (s)
 			return s;
 	}

@@ -1,6 +1,7 @@
-/* XXH3 dispatch: see hash.h. */
+/* XXH3 dispatch: see hash.h. The variant is chosen by src/cpu.h. */
 #include "hash.h"
 
+#include "cpu.h"
 #include "hash_impl.h"
 
 uint64_t lm__hash_generic(const struct iovec *v, int n, uint64_t seed)
@@ -10,23 +11,25 @@ uint64_t lm__hash_generic(const struct iovec *v, int n, uint64_t seed)
 
 typedef uint64_t (*hash_fn)(const struct iovec *, int, uint64_t);
 
-static hash_fn pick(void)
-{
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	if (__builtin_cpu_supports("avx2"))
-		return lm__hash_avx2;
+static const lm__cpu_impl hash_impls[] = {
+#if LM_CPU_X86
+	{"avx2", LM_CPU_AVX2, (lm__cpu_fn)lm__hash_avx2},
 #endif
-	return lm__hash_generic;
-}
+	{"portable", 0, (lm__cpu_fn)lm__hash_generic},
+};
+static lm__cpu_site hash_site = {hash_impls, LM_CPU_N(hash_impls), NULL};
 
 uint64_t lm__hash(const struct iovec *v, int n, uint64_t seed)
 {
-	static hash_fn fn; /* racing first calls store the same value */
-	hash_fn f = __atomic_load_n(&fn, __ATOMIC_RELAXED);
+	return ((hash_fn)lm__cpu_get(&hash_site)->fn)(v, n, seed);
+}
 
-	if (!f) {
-		f = pick();
-		__atomic_store_n(&fn, f, __ATOMIC_RELAXED);
-	}
-	return f(v, n, seed);
+const char *lm__hash_impl(void)
+{
+	return lm__cpu_get(&hash_site)->name;
+}
+
+int lm__hash_force(const char *name)
+{
+	return lm__cpu_force(&hash_site, name);
 }

@@ -1,9 +1,11 @@
 /* XXH3 for AVX2 CPUs: see hash.h. */
 #include "hash.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu.h"
+
+#if LM_CPU_X86
 /* CMake compiles this file alone with -mavx2; it runs only after the
- * run-time check in hash.c. */
+ * run-time check of src/cpu.h (hash.c lists it as needing LM_CPU_AVX2). */
 #define XXH_VECTOR 2 /* XXH_AVX2 */
 #include "hash_impl.h"
 

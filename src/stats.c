@@ -54,7 +54,7 @@ void lm__stats_derive(lm_stats *st)
 	st->ref_saved_bytes = st->ref_pages * (st->page_size - LM__REF_WIRE);
 	st->delta_saved_bytes = st->delta_pages * st->page_size > st->delta_bytes
 					? st->delta_pages * st->page_size - st->delta_bytes : 0;
-	st->delta_cache_hit_rate = st->delta_cache_hits + st->delta_cache_misses
+	st->delta_cache_hit_rate = (st->delta_cache_hits + st->delta_cache_misses)
 					   ? (double)st->delta_cache_hits /
 						     (double)(st->delta_cache_hits + st->delta_cache_misses)
 					   : 0;

@@ -261,7 +261,6 @@ static int as_submit(void *ctx, lm__engine_job *job)
 	}
 	op = job->op;
 	job->slot = NULL;
-	job->status = -EINPROGRESS;
 	job->out_len = 0;
 	pthread_mutex_lock(&lock);
 	cnt.submits[op]++;
@@ -324,57 +323,55 @@ static int as_submit(void *ctx, lm__engine_job *job)
 	return 0;
 }
 
-/* Does the job's work (outside the lock: the context is one thread's). */
-static void run_job(as_ctx *c, lm__engine_job *job, int action)
+/* Does the job's work (outside the lock: the context is one thread's);
+ * returns its outcome (engine.h). */
+static int run_job(as_ctx *c, lm__engine_job *job, int action)
 {
 	job->out_len = 0;
 	if (action == AS_FAIL) {
 		/* A failing device may leave anything in the output. */
 		uint32_t n = job->out_cap < 97 ? job->out_cap : 97;
 		memset(job->out, 0xEE, n);
-		job->status = -EIO;
-		return;
+		return -EIO;
 	}
 	if (model_on && !model.compress) {
 		job->out_len = job->op == LM_ENGINE_COMPRESS ? job->in_len / 3 + 1 : c->page_size;
-		job->status = 0;
-		return;
+		return 0;
 	}
 	if (job->op == LM_ENGINE_COMPRESS) {
 		z_stream *z = &c->d;
-		job->status = LM_ECODEC;
 		if (deflateReset(z) != Z_OK)
-			return;
+			return LM_ECODEC;
 		z->next_in = (Bytef *)(uintptr_t)job->in;
 		z->avail_in = job->in_len;
 		z->next_out = job->out;
 		z->avail_out = job->out_cap;
 		if (deflate(z, Z_FINISH) != Z_STREAM_END || z->total_out == 0)
-			return;
+			return LM_ECODEC;
 		job->out_len = (uint32_t)z->total_out;
-		job->status = 0;
+		return 0;
 	} else {
 		z_stream *z = &c->i;
 		uint32_t cap = job->out_cap < c->page_size ? job->out_cap : c->page_size;
-		job->status = LM_EDECODE;
 		if (job->in_len == 0 || cap < c->page_size || inflateReset(z) != Z_OK)
-			return;
+			return LM_EDECODE;
 		z->next_in = (Bytef *)(uintptr_t)job->in;
 		z->avail_in = job->in_len;
 		z->next_out = job->out;
 		z->avail_out = cap;
 		if (inflate(z, Z_FINISH) != Z_STREAM_END || z->avail_in || z->total_out != c->page_size)
-			return;
+			return LM_EDECODE;
 		job->out_len = c->page_size;
-		job->status = 0;
+		return 0;
 	}
 }
 
-/* One poll of job: 0 done, LM_EBUSY still running, or an error. */
-static int poll_once(as_ctx *c, lm__engine_job *job, int in_wait)
+/* One completion check of job, a step of wait(): LM_EBUSY still running,
+ * else the job's outcome (engine.h). */
+static int poll_once(as_ctx *c, lm__engine_job *job)
 {
 	as_slot *s;
-	int action, op;
+	int action, op, rc;
 
 	pthread_mutex_lock(&lock);
 	s = job ? job->slot : NULL;
@@ -385,14 +382,9 @@ static int poll_once(as_ctx *c, lm__engine_job *job, int in_wait)
 	}
 	cnt.polls++;
 	if (model_on) {
-		if (in_wait && c->clock < s->finish)
+		/* wait() blocks until the job's completion time. */
+		if (c->clock < s->finish)
 			c->clock = s->finish;
-		if (c->clock < s->finish) {
-			c->clock += model.submit_us;
-			cnt.late_polls++;
-			pthread_mutex_unlock(&lock);
-			return LM_EBUSY;
-		}
 		c->clock += model.wait_us;
 	} else if (s->late_left) {
 		s->late_left--;
@@ -413,21 +405,16 @@ static int poll_once(as_ctx *c, lm__engine_job *job, int in_wait)
 		pthread_mutex_unlock(&lock);
 		return -EIO;
 	}
-	run_job(c, job, action);
+	rc = run_job(c, job, action);
 	pthread_mutex_lock(&lock);
-	if (job->status == 0)
+	if (rc == 0)
 		cnt.ok[op]++;
-	else if (job->status == -EIO)
+	else if (rc == -EIO)
 		cnt.failed[op]++;
 	else
 		cnt.no_fit[op]++;
 	pthread_mutex_unlock(&lock);
-	return 0;
-}
-
-static int as_poll(void *ctx, lm__engine_job *job)
-{
-	return poll_once(ctx, job, 0);
+	return rc;
 }
 
 static int as_wait(void *ctx, lm__engine_job *job)
@@ -437,7 +424,7 @@ static int as_wait(void *ctx, lm__engine_job *job)
 	pthread_mutex_lock(&lock);
 	cnt.waits++;
 	pthread_mutex_unlock(&lock);
-	while ((rc = poll_once(ctx, job, 1)) == LM_EBUSY)
+	while ((rc = poll_once(ctx, job)) == LM_EBUSY)
 		;
 	return rc;
 }
@@ -450,5 +437,4 @@ const lm__engine_ops accel_script_ops = {
 	.ctx_free = as_ctx_free,
 	.submit = as_submit,
 	.wait = as_wait,
-	.poll = as_poll,
 };

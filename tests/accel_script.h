@@ -4,9 +4,8 @@
  *
  * It really compresses and decompresses (zlib, raw DEFLATE, level 1), so its
  * output is valid and decodes with any engine. The work is done when the job
- * completes (the first poll() that finds it done, or wait()), never at
- * submit(): a caller that reads a job's output before completion sees
- * status -EINPROGRESS and an untouched output buffer.
+ * completes (in wait()), never at submit(): a caller that reads a job's
+ * output before completion sees out_len 0 and an untouched output buffer.
  *
  * Two modes, chosen after accel_script_reset():
  *
@@ -14,7 +13,7 @@
  * (0, 1, 2, ... over all submit() calls of all contexts since the reset,
  * retries included): accel_script_set() for one index, accel_script_every()
  * for a periodic pattern (explicit rules win). Unscripted submissions are
- * accepted and complete at their first poll()/wait().
+ * accepted and complete at their first wait().
  *
  * Service model (accel_script_model()): one device shared by every context,
  * with a fixed service rate (pages per simulated microsecond, served first
@@ -40,13 +39,14 @@
 extern const lm__engine_ops accel_script_ops;
 
 enum accel_action {
-	AS_ACCEPT = 0,  /* queued; done at the first poll()/wait() */
+	AS_ACCEPT = 0,  /* queued; done at the first wait() */
 	AS_BUSY,        /* submit() answers LM_EBUSY, nothing queued */
-	AS_FAIL,        /* queued; completes with status -EIO after writing
+	AS_FAIL,        /* queued; wait() answers -EIO after the device wrote
 			   garbage into the output buffer */
-	AS_LATE,        /* queued; poll() answers LM_EBUSY arg times first
-			   (wait() polls until done) */
-	AS_WAIT_ERR,    /* queued; wait()/poll() return -EIO (job lost) */
+	AS_LATE,        /* queued; wait() finds it still running arg times
+			   (late_polls) before it is done */
+	AS_WAIT_ERR,    /* queued; wait() answers -EIO, output untouched
+			   (job lost) */
 	AS_SUBMIT_ERR,  /* submit() answers -EIO (not busy), nothing queued */
 };
 
@@ -67,17 +67,17 @@ typedef struct accel_script_counters {
 	uint64_t busy[2];        /* answered LM_EBUSY */
 	uint64_t submit_errs[2]; /* answered another error */
 	uint64_t accepted[2];    /* queued */
-	uint64_t ok[2];          /* completed with status 0 */
+	uint64_t ok[2];          /* completed with outcome 0 */
 	uint64_t no_fit[2];      /* completed LM_ECODEC (compress: did not fit) or
 				    LM_EDECODE (decompress: bad input) */
 	uint64_t failed[2];      /* completed -EIO (AS_FAIL) */
-	uint64_t lost[2];        /* wait()/poll() error (AS_WAIT_ERR) */
-	uint64_t polls;          /* poll() calls, also those inside wait() */
-	uint64_t late_polls;     /* polls answered "still running" */
+	uint64_t lost[2];        /* wait() lost the job (AS_WAIT_ERR) */
+	uint64_t polls;          /* completion checks, made inside wait() */
+	uint64_t late_polls;     /* checks that found the job still running */
 	uint64_t waits;
 	uint64_t inflight, inflight_max;
 	uint64_t overcommit;     /* submit() with all max_jobs slots in use */
-	uint64_t bad_calls;      /* wait/poll on a job not in flight, NULL args */
+	uint64_t bad_calls;      /* wait on a job not in flight, NULL args */
 } accel_script_counters;
 
 void accel_script_get(accel_script_counters *out);
@@ -92,7 +92,7 @@ typedef struct accel_model {
 	uint32_t depth;    /* device queue depth, shared by all contexts */
 	double submit_us;  /* one submit() call, accepted or refused */
 	double wait_us;    /* collecting one completed job */
-	int compress;      /* 1: really (de)compress at completion; 0: status 0,
+	int compress;      /* 1: really (de)compress at completion; 0: outcome 0,
 			      out_len = in_len / 3 (timing only) */
 } accel_model;
 

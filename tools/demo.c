@@ -466,6 +466,9 @@ static int recv_msg(int fd, int kind, msg *m, char **text, char **err, int64_t d
 	*text = *err = NULL;
 	if ((rc = read_full(fd, m, sizeof(*m), deadline)))
 		return rc;
+	/* read_full returned 0: it filled m (the analyzer cannot tell that
+	 * errno is never 0 after a failed poll or read). */
+	/* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
 	if (m->kind != kind || m->text_len > MAX_TEXT || m->err_len > MAX_TEXT)
 		return LM_EFIELD;
 	*text = calloc(1, m->text_len + 1u);
@@ -527,8 +530,8 @@ static int check_netns(void)
 static char *stats_text(const lm_stats *st, int json)
 {
 	int fmt = json ? LM_STATS_JSON : LM_STATS_HUMAN;
-	char probe[1]; /* measures; (NULL, 0) would do pointer arithmetic on NULL */
-	int n = lm_stats_format(st, fmt, probe, sizeof(probe));
+	char sizer[1]; /* measures; (NULL, 0) would do pointer arithmetic on NULL */
+	int n = lm_stats_format(st, fmt, sizer, sizeof(sizer));
 	char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
 	if (buf)
@@ -1032,7 +1035,7 @@ static int wait_port(demo *d, int *port)
 		fprintf(stderr, "%s: destination did not report its port: %s\n", PROG, lm_strerror(rc));
 	if (!rc)
 		rc = m.rc;
-	*port = (int)m.value;
+	*port = rc ? 0 : (int)m.value;
 	free(text);
 	free(err);
 	return rc;

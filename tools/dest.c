@@ -14,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "compat.h" /* MADV_POPULATE_WRITE */
 #include "signals.h"
 #include "wire.h" /* lm__escape: what the peer names is shown escaped */
 

@@ -16,12 +16,13 @@
 int prog_bytes(char *buf, size_t cap, double bytes)
 {
 	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
-	int u = -1;
+	int u = 0; /* KiB */
 
 	if (!(bytes >= 0))
 		bytes = 0;
 	if (bytes < 1024)
 		return snprintf(buf, cap, "%.0f B", bytes);
+	bytes /= 1024;
 	while (bytes >= 1024 && u < 4) {
 		bytes /= 1024;
 		u++;
@@ -206,10 +207,10 @@ static int term_cols(FILE *out)
 {
 	const char *env = getenv("COLUMNS");
 	struct winsize ws;
-	int c = env ? atoi(env) : 0;
+	long c = env ? strtol(env, NULL, 10) : 0;
 
-	if (c > 0)
-		return c;
+	if (c > 0 && c < 10000)
+		return (int)c;
 	if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
 		return ws.ws_col;
 	return 80;

@@ -11,9 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22 /* Linux 5.14 */
-#endif
+#include "compat.h" /* MADV_POPULATE_READ */
 
 #define STREAM_CHUNK (2ull << 20) /* one populate or drop: small enough to follow the cursor */
 #define STREAM_REZAP_MS 10

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat.h"
+
 #define PAGE WL_PAGE_SIZE
 #define WORDS (PAGE / 8)
 #define TEXT_TEMPLATES 192
@@ -718,7 +720,7 @@ static void *writer_main(void *arg)
 
 int wl_start(wl *w)
 {
-	int rc = 0;
+	int rc;
 
 	if (!w)
 		return -EINVAL;
@@ -860,7 +862,7 @@ int wl_dirty_log(wl *w, uint64_t *bitmap, uint64_t pages, uint32_t page_size)
 			continue;
 		}
 		while (v) {
-			uint64_t p = (i * 64 + (uint64_t)__builtin_ctzll(v)) / ratio;
+			uint64_t p = (i * 64 + lm__ctz64(v)) / ratio;
 
 			bitmap[p / 64] |= 1ull << (p % 64);
 			v &= v - 1;

@@ -30,6 +30,7 @@
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
+#define LM__AUTO_SWITCH 1.03       /* another codec must be this much better */
 
 /* One channel's cumulative counters. Written by its channel thread with
  * relaxed atomic adds, read by the updater with relaxed loads: each field

@@ -16,8 +16,8 @@
  * accelerator's entry). That software work is also the back-off: the next
  * page tries the accelerator first again. After the submit loop the
  * accelerator's jobs are waited for in page order; a failed job goes to
- * software (fallback), a job whose output did not fit (status LM_ECODEC,
- * the engine contract) goes raw. Software that fails or does not fit: raw.
+ * software (fallback), a job whose output did not fit (LM_ECODEC, the
+ * engine contract) goes raw. Software that fails or does not fit: raw.
  * Without an accelerator every page goes straight to software.
  *
  * decode: raw pages (length == page_size) are copied; the others are
@@ -110,6 +110,7 @@ static const lm__engine_ops *accelerator(const lm__codec_params *p)
 
 static int deflate_ctx_new(void **out, const lm__codec_params *p)
 {
+	const lm__engine_ops *hw;
 	deflate_ctx *c;
 	int rc;
 
@@ -131,16 +132,19 @@ static int deflate_ctx_new(void **out, const lm__codec_params *p)
 		free(c);
 		return LM_ECODEC;
 	}
-	c->hw = accelerator(p);
-	if (c->hw) {
-		rc = c->hw->ctx_new(&c->hw_ctx, p->level, c->page_size, c->max_jobs);
-		if (rc) {
-			c->hw_ctx = NULL;
-			c->hw = NULL;
-			if (rc == -ENOMEM) {
-				deflate_ctx_free(c);
-				return rc;
-			}
+	/* hw and hw_ctx are set together, only once the context exists. */
+	hw = accelerator(p);
+	if (hw) {
+		void *hw_ctx = NULL;
+
+		rc = hw->ctx_new(&hw_ctx, p->level, c->page_size, c->max_jobs);
+		if (rc == -ENOMEM) {
+			deflate_ctx_free(c);
+			return rc;
+		}
+		if (rc == 0) {
+			c->hw = hw;
+			c->hw_ctx = hw_ctx;
 		}
 	}
 	if (!c->hw && p->accel == LM_ACCEL_QPL) {
@@ -203,7 +207,7 @@ static uint32_t sw_compress(deflate_ctx *c, const void *page, uint8_t *dst)
 	int rc = c->sw->execute(c->sw_ctx, &job);
 
 	c->ss->jobs++;
-	if (rc == 0 && job.status == 0 && job.out_len > 0 && job.out_len < c->page_size) {
+	if (rc == 0 && job.out_len > 0 && job.out_len < c->page_size) {
 		c->ss->bytes_in += c->page_size;
 		c->ss->bytes_out += job.out_len;
 		return job.out_len;
@@ -247,11 +251,11 @@ static void encode_batch_hw(deflate_ctx *c, const void *const *pages, uint32_t f
 		if (c->how[k] != HOW_HW)
 			continue;
 		rc = c->hw->wait(c->hw_ctx, job);
-		if (rc == 0 && job->status == 0 && job->out_len > 0 && job->out_len < ps) {
+		if (rc == 0 && job->out_len > 0 && job->out_len < ps) {
 			c->hs->bytes_in += ps;
 			c->hs->bytes_out += job->out_len;
 			lens[i] = job->out_len;
-		} else if (rc == 0 && job->status == LM_ECODEC) {
+		} else if (rc == LM_ECODEC) {
 			c->hs->raw++; /* did not fit: incompressible, send raw */
 			lens[i] = ps;
 		} else {
@@ -309,7 +313,7 @@ static int sw_decompress(deflate_ctx *c, const uint8_t *in, uint32_t len, void *
 	int rc = c->sw->execute(c->sw_ctx, &job);
 
 	c->ss->jobs++;
-	if (rc == 0 && job.status == 0 && job.out_len == c->page_size) {
+	if (rc == 0 && job.out_len == c->page_size) {
 		c->ss->bytes_in += len;
 		c->ss->bytes_out += c->page_size;
 		return 1;
@@ -362,7 +366,7 @@ static uint32_t decode_batch_hw(deflate_ctx *c, const uint8_t *in, const uint32_
 		if (c->how[j] != HOW_HW)
 			continue;
 		rc = c->hw->wait(c->hw_ctx, job);
-		if (rc == 0 && job->status == 0 && job->out_len == ps) {
+		if (rc == 0 && job->out_len == ps) {
 			c->hs->bytes_in += job->in_len;
 			c->hs->bytes_out += ps;
 			continue;

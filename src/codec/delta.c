@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "compat.h"
 #include "livemig.h"
 
 #define VARINT_MAX 3u /* bytes: 21 bits hold 65536 */
@@ -34,9 +35,9 @@ static inline void st64(uint8_t *p, uint64_t v)
 static inline unsigned first_byte(uint64_t w)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	return (unsigned)__builtin_clzll(w) / 8;
+	return lm__clz64(w) / 8;
 #else
-	return (unsigned)__builtin_ctzll(w) / 8;
+	return lm__ctz64(w) / 8;
 #endif
 }
 

@@ -4,7 +4,7 @@
  * Compression: isal_deflate_stateless, raw DEFLATE (gzip_flag IGZIP_DEFLATE:
  * no gzip or zlib wrapper), level 1 by default with its level_buf of
  * ISAL_DEF_LVL1_DEFAULT bytes; output capped at job->out_cap (page_size - 1):
- * a page that does not fit is status LM_ECODEC and goes raw.
+ * a page that does not fit is LM_ECODEC and goes raw.
  * Decompression: isal_inflate_stateless, raw DEFLATE (crc_flag
  * ISAL_DEFLATE: no wrapper, no checksum). A job succeeds only when the input
  * is exactly one complete stream (final block ended, no byte left over) that
@@ -76,17 +76,15 @@ static void isal_ctx_free(void *ctx)
 	free(c);
 }
 
-static void isal_compress(isal_ctx *c, lm__engine_job *job)
+static int isal_compress(isal_ctx *c, lm__engine_job *job)
 {
 	struct isal_zstream *zs = &c->zs;
 	int rc;
 
 	if (!c->level_buf && c->level_buf_size) {
 		c->level_buf = malloc(c->level_buf_size);
-		if (!c->level_buf) {
-			job->status = -ENOMEM;
-			return;
-		}
+		if (!c->level_buf)
+			return -ENOMEM;
 	}
 	isal_deflate_stateless_init(zs);
 	zs->next_in = (uint8_t *)(uintptr_t)job->in; /* ISA-L's API has no const */
@@ -102,23 +100,20 @@ static void isal_compress(isal_ctx *c, lm__engine_job *job)
 	zs->hist_bits = 0;
 	rc = isal_deflate_stateless(zs);
 	if (rc != COMP_OK || zs->avail_in != 0 || zs->total_out == 0 ||
-	    zs->total_out > job->out_cap) {
-		job->status = LM_ECODEC; /* STATELESS_OVERFLOW: did not fit, goes raw */
-		return;
-	}
+	    zs->total_out > job->out_cap)
+		return LM_ECODEC; /* STATELESS_OVERFLOW: did not fit, goes raw */
 	job->out_len = zs->total_out;
-	job->status = 0;
+	return 0;
 }
 
-static void isal_decompress(isal_ctx *c, lm__engine_job *job)
+static int isal_decompress(isal_ctx *c, lm__engine_job *job)
 {
 	struct inflate_state *st = &c->is;
 	uint32_t cap = job->out_cap < c->page_size ? job->out_cap : c->page_size;
 	int rc;
 
-	job->status = LM_EDECODE;
 	if (job->in_len == 0 || cap < c->page_size)
-		return;
+		return LM_EDECODE;
 	isal_inflate_init(st);
 	st->next_in = (uint8_t *)(uintptr_t)job->in;
 	st->avail_in = job->in_len;
@@ -132,9 +127,9 @@ static void isal_decompress(isal_ctx *c, lm__engine_job *job)
 	 * every input byte used, exactly one page out. */
 	if (rc != ISAL_DECOMP_OK || st->block_state != ISAL_BLOCK_FINISH || st->avail_in != 0 ||
 	    st->total_out != c->page_size)
-		return;
+		return LM_EDECODE;
 	job->out_len = st->total_out;
-	job->status = 0;
+	return 0;
 }
 
 static int isal_execute(void *ctx, lm__engine_job *job)
@@ -144,17 +139,13 @@ static int isal_execute(void *ctx, lm__engine_job *job)
 	if (!c || !job)
 		return LM_EINVAL;
 	job->out_len = 0;
-	if (!job->in || !job->out) {
-		job->status = LM_EINVAL;
-		return 0;
-	}
+	if (!job->in || !job->out)
+		return LM_EINVAL;
 	if (job->op == LM_ENGINE_COMPRESS)
-		isal_compress(c, job);
-	else if (job->op == LM_ENGINE_DECOMPRESS)
-		isal_decompress(c, job);
-	else
-		job->status = LM_EINVAL;
-	return 0;
+		return isal_compress(c, job);
+	if (job->op == LM_ENGINE_DECOMPRESS)
+		return isal_decompress(c, job);
+	return LM_EINVAL;
 }
 
 const lm__engine_ops lm__engine_isal = {

@@ -154,29 +154,24 @@ static int prepare(qpl_job *q, const lm__engine_job *job, uint32_t page_size,
 	return 0;
 }
 
-/* Sets job->status and out_len from a finished QPL job. */
-static void finish(lm__engine_job *job, const qpl_job *q, qpl_status st, uint32_t page_size)
+/* The outcome of a finished QPL job (engine.h); sets out_len. */
+static int finish(lm__engine_job *job, const qpl_job *q, qpl_status st, uint32_t page_size)
 {
 	job->out_len = 0;
 	if (job->op == LM_ENGINE_COMPRESS) {
 		/* Did not fit: the page goes raw. Any other failure is an
 		 * engine error: the codec retries that page in software. */
 		if (st == QPL_STS_MORE_OUTPUT_NEEDED || st == QPL_STS_DST_IS_SHORT_ERR ||
-		    (st == QPL_STS_OK && (q->total_out == 0 || q->total_out > job->out_cap))) {
-			job->status = LM_ECODEC;
-			return;
-		}
-		if (st != QPL_STS_OK) {
-			job->status = -EIO;
-			return;
-		}
+		    (st == QPL_STS_OK && (q->total_out == 0 || q->total_out > job->out_cap)))
+			return LM_ECODEC;
+		if (st != QPL_STS_OK)
+			return -EIO;
 	} else if (st != QPL_STS_OK || q->total_out != page_size ||
 		   q->total_in != job->in_len) {
-		job->status = LM_EDECODE;
-		return;
+		return LM_EDECODE;
 	}
 	job->out_len = q->total_out;
-	job->status = 0;
+	return 0;
 }
 
 /* ---- qpl-sw: QPL's software path, one job per context ------------------ */
@@ -198,11 +193,11 @@ static int qpl_sw_ctx_new(void **out, int level, uint32_t page_size, uint32_t ma
 		return LM_EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return -12; /* -ENOMEM */
+		return -ENOMEM;
 	c->q = job_new(qpl_path_software, &st);
 	if (!c->q) {
 		free(c);
-		return st == QPL_STS_NO_MEM_ERR ? -12 : LM_ECODEC;
+		return st == QPL_STS_NO_MEM_ERR ? -ENOMEM : LM_ECODEC;
 	}
 	c->page_size = page_size;
 	c->level = map_level(qpl_path_software, level);
@@ -229,12 +224,9 @@ static int qpl_sw_execute(void *ctx, lm__engine_job *job)
 		return LM_EINVAL;
 	job->out_len = 0;
 	rc = prepare(c->q, job, c->page_size, c->level);
-	if (rc) {
-		job->status = rc;
+	if (rc)
 		return rc;
-	}
-	finish(job, c->q, qpl_execute_job(c->q), c->page_size);
-	return 0;
+	return finish(job, c->q, qpl_execute_job(c->q), c->page_size);
 }
 
 const lm__engine_ops lm__engine_qpl_sw = {
@@ -250,7 +242,7 @@ const lm__engine_ops lm__engine_qpl_sw = {
 
 typedef struct qpl_slot {
 	qpl_job *q;
-	int in_flight; /* submitted and not yet waited for or polled done */
+	int in_flight; /* submitted and not yet waited for */
 } qpl_slot;
 
 typedef struct qpl_hw_ctx {
@@ -289,19 +281,19 @@ static int qpl_hw_ctx_new(void **out, int level, uint32_t page_size, uint32_t ma
 		return LM_ECODEC;
 	c = calloc(1, sizeof(*c));
 	if (!c)
-		return -12;
+		return -ENOMEM;
 	c->page_size = page_size;
 	c->slots = calloc(max_jobs, sizeof(*c->slots));
 	c->free_idx = calloc(max_jobs, sizeof(*c->free_idx));
 	if (!c->slots || !c->free_idx) {
 		qpl_hw_ctx_free(c);
-		return -12;
+		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < max_jobs; i++) {
 		c->slots[i].q = job_new(qpl_path_hardware, &st);
 		if (!c->slots[i].q) {
 			qpl_hw_ctx_free(c);
-			return st == QPL_STS_NO_MEM_ERR ? -12 : LM_ECODEC;
+			return st == QPL_STS_NO_MEM_ERR ? -ENOMEM : LM_ECODEC;
 		}
 		c->n++;
 		c->free_idx[c->n_free++] = i;
@@ -330,22 +322,17 @@ static int qpl_hw_submit(void *ctx, lm__engine_job *job)
 		return LM_EINVAL;
 	job->slot = NULL;
 	job->out_len = 0;
-	job->status = LM_ECODEC;
 	if (c->n_free == 0)
 		return LM_EBUSY; /* more than max_jobs in flight */
 	s = &c->slots[c->free_idx[c->n_free - 1]];
 	rc = prepare(s->q, job, c->page_size, qpl_level_1);
-	if (rc) {
-		job->status = rc;
+	if (rc)
 		return rc;
-	}
 	st = qpl_submit_job(s->q);
 	if (st == QPL_STS_QUEUES_ARE_BUSY_ERR)
 		return LM_EBUSY;
-	if (st != QPL_STS_OK) {
-		job->status = job->op == LM_ENGINE_COMPRESS ? -EIO : LM_EDECODE;
-		return job->status;
-	}
+	if (st != QPL_STS_OK)
+		return job->op == LM_ENGINE_COMPRESS ? -EIO : LM_EDECODE;
 	c->n_free--;
 	s->in_flight = 1;
 	job->slot = s;
@@ -356,30 +343,14 @@ static int qpl_hw_wait(void *ctx, lm__engine_job *job)
 {
 	qpl_hw_ctx *c = ctx;
 	qpl_slot *s;
+	int rc;
 
 	if (!c || !job || !job->slot)
 		return LM_EINVAL;
 	s = job->slot;
-	finish(job, s->q, qpl_wait_job(s->q), c->page_size);
+	rc = finish(job, s->q, qpl_wait_job(s->q), c->page_size);
 	slot_release(c, job);
-	return 0;
-}
-
-static int qpl_hw_poll(void *ctx, lm__engine_job *job)
-{
-	qpl_hw_ctx *c = ctx;
-	qpl_slot *s;
-	qpl_status st;
-
-	if (!c || !job || !job->slot)
-		return LM_EINVAL;
-	s = job->slot;
-	st = qpl_check_job(s->q);
-	if (st == QPL_STS_BEING_PROCESSED)
-		return LM_EBUSY;
-	finish(job, s->q, st, c->page_size);
-	slot_release(c, job);
-	return 0;
+	return rc;
 }
 
 const lm__engine_ops lm__engine_qpl = {
@@ -390,5 +361,4 @@ const lm__engine_ops lm__engine_qpl = {
 	.ctx_free = qpl_hw_ctx_free,
 	.submit = qpl_hw_submit,
 	.wait = qpl_hw_wait,
-	.poll = qpl_hw_poll,
 };

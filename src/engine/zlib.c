@@ -8,7 +8,7 @@
  * per context.
  *
  * Compression: deflate(Z_FINISH) into out_cap (page_size - 1) bytes; no
- * Z_STREAM_END means the page did not fit: status LM_ECODEC, it goes raw.
+ * Z_STREAM_END means the page did not fit: LM_ECODEC, it goes raw.
  * Decompression: inflate(Z_FINISH) into at most one page; success only at
  * Z_STREAM_END with every input byte used and exactly page_size bytes out,
  * else LM_EDECODE. zlib never writes past avail_out.
@@ -69,43 +69,41 @@ static int zlib_ctx_new(void **out, int level, uint32_t page_size, uint32_t max_
 	return 0;
 }
 
-static void z_compress(zlib_ctx *c, lm__engine_job *job)
+static int z_compress(zlib_ctx *c, lm__engine_job *job)
 {
 	z_stream *z = &c->d;
 	int rc;
 
-	job->status = LM_ECODEC;
 	if (deflateReset(z) != Z_OK)
-		return;
+		return LM_ECODEC;
 	z->next_in = (Bytef *)(uintptr_t)job->in; /* zlib's API has no const */
 	z->avail_in = job->in_len;
 	z->next_out = job->out;
 	z->avail_out = job->out_cap;
 	rc = deflate(z, Z_FINISH);
 	if (rc != Z_STREAM_END || z->total_out == 0 || z->total_out > job->out_cap)
-		return; /* Z_OK / Z_BUF_ERROR: did not fit, goes raw */
+		return LM_ECODEC; /* Z_OK / Z_BUF_ERROR: did not fit, goes raw */
 	job->out_len = (uint32_t)z->total_out;
-	job->status = 0;
+	return 0;
 }
 
-static void z_decompress(zlib_ctx *c, lm__engine_job *job)
+static int z_decompress(zlib_ctx *c, lm__engine_job *job)
 {
 	z_stream *z = &c->i;
 	uint32_t cap = job->out_cap < c->page_size ? job->out_cap : c->page_size;
 	int rc;
 
-	job->status = LM_EDECODE;
 	if (job->in_len == 0 || cap < c->page_size || inflateReset(z) != Z_OK)
-		return;
+		return LM_EDECODE;
 	z->next_in = (Bytef *)(uintptr_t)job->in;
 	z->avail_in = job->in_len;
 	z->next_out = job->out;
 	z->avail_out = cap;
 	rc = inflate(z, Z_FINISH);
 	if (rc != Z_STREAM_END || z->avail_in != 0 || z->total_out != c->page_size)
-		return;
+		return LM_EDECODE;
 	job->out_len = (uint32_t)z->total_out;
-	job->status = 0;
+	return 0;
 }
 
 static int zlib_execute(void *ctx, lm__engine_job *job)
@@ -115,17 +113,13 @@ static int zlib_execute(void *ctx, lm__engine_job *job)
 	if (!c || !job)
 		return LM_EINVAL;
 	job->out_len = 0;
-	if (!job->in || !job->out) {
-		job->status = LM_EINVAL;
-		return 0;
-	}
+	if (!job->in || !job->out)
+		return LM_EINVAL;
 	if (job->op == LM_ENGINE_COMPRESS)
-		z_compress(c, job);
-	else if (job->op == LM_ENGINE_DECOMPRESS)
-		z_decompress(c, job);
-	else
-		job->status = LM_EINVAL;
-	return 0;
+		return z_compress(c, job);
+	if (job->op == LM_ENGINE_DECOMPRESS)
+		return z_decompress(c, job);
+	return LM_EINVAL;
 }
 
 const lm__engine_ops lm__engine_zlib = {

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "codec/delta.h"
+#include "compat.h" /* MADV_POPULATE_WRITE */
 #include "receiver/receiver.h"
 #include "zero.h"
 

@@ -558,6 +558,8 @@ static void *slot_main(void *arg)
 			goto out;
 		}
 		if (ours) {
+			/* cppcheck-suppress uninitStructMember ; ours is set
+			 * only by join_session, after read_hello filled h */
 			lm__rx_fail(r, rc, h.channel, e.msg);
 			pthread_mutex_lock(&r->lock);
 			ch->in_handshake = 0;

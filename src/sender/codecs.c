@@ -150,15 +150,15 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 static void rx_window(lm_sender *s, lm__auto_meas *m)
 {
 	lm__feedback fb[LM_MAX_CHANNELS];
-	uint32_t seq[LM_MAX_CHANNELS];
+	uint32_t seq[LM_MAX_CHANNELS], n = s->nch;
 
 	pthread_mutex_lock(&s->lock);
-	for (uint32_t i = 0; i < s->nch; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		fb[i] = s->ch[i].fb;
 		seq[i] = s->ch[i].fb_seq;
 	}
 	pthread_mutex_unlock(&s->lock);
-	for (uint32_t i = 0; i < s->nch; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		lm__tx_chan *ch = &s->ch[i];
 		lm__feedback *o = &ch->fb_seen;
 		int sane = fb[i].wall_ns >= o->wall_ns && fb[i].cpu_ns >= o->cpu_ns;
@@ -175,11 +175,11 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 				m->rx[k].pages += fb[i].codec[k].pages - o->codec[k].pages;
 				m->rx[k].ns += fb[i].codec[k].ns - o->codec[k].ns;
 			}
-		}
-		/* A frame that went backwards is dropped, and is no baseline:
-		 * alternating values would make every other difference count. */
-		if (sane)
 			*o = fb[i];
+		}
+		/* A frame that went backwards is dropped, and is no baseline
+		 * (o is left as it was): alternating values would make every
+		 * other difference count. */
 		ch->fb_seen_seq = seq[i];
 	}
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "codec/dedup.h"
+#include "compat.h"
 #include "sender/sender.h"
 
 /* ---- main thread --------------------------------------------------------- */
@@ -253,7 +254,7 @@ static uint32_t gather(lm_sender *s, uint32_t rid, const uint64_t *bm, uint64_t 
 				*cur = bm[*word];
 			continue;
 		}
-		pg = *word * 64 + (uint64_t)__builtin_ctzll(*cur);
+		pg = *word * 64 + lm__ctz64(*cur);
 		*cur &= *cur - 1;
 		if (skipped(s, rid, pg))
 			s->skipped_pages++;

@@ -165,15 +165,18 @@ static int kinds_setup(lm_sender *s)
 	int rc;
 
 	s->kinds.page_size = s->page_size;
+	s->kinds.npages = 0;
 	for (uint32_t i = 0; i < s->nregions; i++) {
+		/* Global page numbers: each region starts where the last ended. */
+		uint64_t end = s->kinds.first[i] + (s->regions[i].len + s->page_size - 1) / s->page_size;
+
 		base[i] = s->regions[i].base;
 		len[i] = s->regions[i].len;
 		if (i + 1 < s->nregions)
-			s->kinds.first[i + 1] = s->kinds.first[i] + (len[i] + s->page_size - 1) / s->page_size;
+			s->kinds.first[i + 1] = end;
+		else
+			s->kinds.npages = end;
 	}
-	s->kinds.npages = s->nregions ? s->kinds.first[s->nregions - 1] +
-					    (len[s->nregions - 1] + s->page_size - 1) / s->page_size
-				      : 0;
 	if (s->features & LM_FEAT_DELTA) {
 		if ((rc = lm__dcache_new(&s->kinds.dcache,
 					 s->cfg.delta_cache ? s->cfg.delta_cache : LM_DEFAULT_DELTA_CACHE,

@@ -12,7 +12,9 @@
 
 static int fd_family(int fd)
 {
-	struct sockaddr_storage ss;
+	/* = {0}: clang-tidy's analyzer does not see getsockname fill it
+	 * (glibc's transparent-union sockaddr argument) */
+	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof(ss);
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)

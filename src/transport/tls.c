@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -63,9 +64,56 @@ struct lm__tls {
 static int ex_index = -1; /* SSL ex_data slot for struct lm__tls */
 static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 
+/* OpenSSL's socket BIO writes with write(2): a peer that closed first
+ * makes that SIGPIPE, which kills a process that embeds the library and
+ * did not ignore it (a receiver that verified and closed while the sender
+ * sent its close_notify did, in the mini VMM). This BIO is the socket BIO
+ * with send(MSG_NOSIGNAL) for its writes: EPIPE is an error code. */
+static BIO_METHOD *nosig_method;
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+	int fd = (int)BIO_get_fd(b, NULL), r;
+
+	errno = 0;
+	r = (int)send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+	if (r < 0 && errno == ENOTSOCK) /* not a socket: no SIGPIPE to avoid */
+		r = (int)write(fd, buf, (size_t)len);
+	BIO_clear_retry_flags(b);
+	if (r <= 0 && BIO_sock_should_retry(r))
+		BIO_set_retry_write(b);
+	return r;
+}
+
 static void ex_init(void)
 {
+	const BIO_METHOD *sock = BIO_s_socket();
+
 	ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	nosig_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+				    "livemig socket");
+	if (nosig_method &&
+	    (!BIO_meth_set_write(nosig_method, nosig_write) ||
+	     !BIO_meth_set_read(nosig_method, BIO_meth_get_read(sock)) ||
+	     !BIO_meth_set_puts(nosig_method, BIO_meth_get_puts(sock)) ||
+	     !BIO_meth_set_ctrl(nosig_method, BIO_meth_get_ctrl(sock)) ||
+	     !BIO_meth_set_create(nosig_method, BIO_meth_get_create(sock)) ||
+	     !BIO_meth_set_destroy(nosig_method, BIO_meth_get_destroy(sock)))) {
+		BIO_meth_free(nosig_method);
+		nosig_method = NULL; /* start() then fails: no TLS stream may SIGPIPE */
+	}
+}
+
+/* The stream's BIO on fd: the socket BIO, writing with MSG_NOSIGNAL. */
+static int set_bio(SSL *ssl, int fd)
+{
+	BIO *bio = nosig_method ? BIO_new(nosig_method) : NULL;
+
+	if (!bio)
+		return 0;
+	BIO_set_fd(bio, fd, BIO_NOCLOSE);
+	SSL_set_bio(ssl, bio, bio);
+	return 1;
 }
 
 static struct lm__tls *state_of(SSL *ssl)
@@ -651,7 +699,7 @@ static int start(lm__tls_ctx *t, lm__conn *c, uint32_t idx, struct lm__tls **out
 	st->t = t;
 	st->idx = idx;
 	st->ssl = SSL_new(t->ctx);
-	if (!st->ssl || !SSL_set_fd(st->ssl, c->rfd) || !SSL_set_ex_data(st->ssl, ex_index, st)) {
+	if (!st->ssl || !set_bio(st->ssl, c->rfd) || !SSL_set_ex_data(st->ssl, ex_index, st)) {
 		tls_reason(NULL, why, cap, "TLS");
 		SSL_free(st->ssl);
 		free(st);
