@@ -415,6 +415,18 @@ LM_API int lm_sender_stats(const lm_sender *s, lm_stats *out);
  * thread's; valid until its next call. */
 LM_API const char *lm_sender_errmsg(const lm_sender *s);
 
+/* Where round one is (lm_sender_run(), or lm_sender_migrate()'s first
+ * round), which walks the regions in the order they were added, each from
+ * its start: with the regions taken one after another as one range of
+ * bytes, every byte below *done was sent (the channel that held its page
+ * finished with it) and every byte below *handed was given to a channel
+ * (done <= handed). Both are 0 before round one and the regions' total
+ * length once it is over. For an application that streams its regions
+ * from disk: read ahead of handed, drop what is below done (the CLI's
+ * send, tools/stream.c). Any thread, at any time (two relaxed atomic
+ * loads, async-signal-safe); either pointer may be NULL. */
+LM_API void lm_sender_cursor(const lm_sender *s, uint64_t *done, uint64_t *handed);
+
 /* ---- live migration (pre-copy) -------------------------------------------- */
 
 /* How the sender learns which pages the workload wrote. */

@@ -78,7 +78,11 @@ static inline unsigned lm__popcount64(uint64_t x)
 }
 
 /* madvise advice of Linux 5.14 (include/uapi/asm-generic/mman-common.h);
- * src/receiver/pages.c and tools/livemig.c probe the kernel for it. */
+ * src/receiver/pages.c, tools/dest.c and tools/stream.c probe the kernel
+ * for it. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif

@@ -13,21 +13,19 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
-#include <linux/magic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "compat.h" /* MADV_POPULATE_WRITE, MAP_POPULATE */
+#include "dest.h"
 #include "livemig.h"
+#include "progress.h"
 #include "signals.h"
-#include "wire.h" /* lm__escape: what the peer names is shown escaped */
+#include "stream.h"
 
 typedef struct opts {
 	const char *image, *addr;
@@ -45,11 +43,14 @@ typedef struct opts {
 	uint64_t max_size; /* recv: bytes a session may announce, 0 = free space */
 	int no_dedup;      /* send: every copy of a page travels in full */
 	int huge_pages;    /* recv: ask for huge pages on a tmpfs image */
+	int progress_ms;   /* a plain progress line every so often (not a terminal) */
+	uint64_t read_ahead; /* send: bytes read ahead of the channels, 0 = default */
 } opts;
 
-enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES }; /* long-only options */
+enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES, OPT_PROGRESS_INTERVAL, OPT_READ_AHEAD }; /* long-only */
 
 static const char *prog = "livemig";
+static double cmd_t0; /* when the command started (prog_now): the total time's start */
 
 static void usage(FILE *f)
 {
@@ -60,11 +61,13 @@ static void usage(FILE *f)
 		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
 		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
+		"               [--progress-interval S]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
+		"               [--read-ahead SIZE] [--progress-interval S]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
 		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
@@ -82,8 +85,15 @@ static void usage(FILE *f)
 		"send: a page whose bytes the destination already holds travels as a 16-byte\n"
 		"ref (compared byte for byte first); --no-dedup sends every copy in full.\n"
 		"--max-size (bytes, or with K, M, G, T: binary) defaults to the free space of\n"
-		"the image's file system.\n",
-		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000);
+		"the image's file system.\n"
+		"Progress (stderr): a bar redrawn in place on a terminal, else a line every\n"
+		"--progress-interval seconds (default 5, decimals allowed); none with --quiet.\n"
+		"send: the image is read from disk while it is sent, --read-ahead SIZE\n"
+		"(default %lluM) ahead of the channels, and what was sent leaves memory, so\n"
+		"an image larger than the RAM works; a read error (a truncated file, EIO)\n"
+		"fails the migration with the offset named.\n",
+		LM_DEFAULT_CHANNELS, LM_MAX_CHANNELS, LM_DEFAULT_TIMEOUT_MS / 1000,
+		(unsigned long long)(STREAM_DEFAULT_WINDOW >> 20));
 }
 
 static int die(const char *what, int rc, const char *detail)
@@ -152,6 +162,8 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"no-dedup", no_argument, 0, 14},
 		{"max-size", required_argument, 0, OPT_MAX_SIZE},
 		{"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
+		{"progress-interval", required_argument, 0, OPT_PROGRESS_INTERVAL},
+		{"read-ahead", required_argument, 0, OPT_READ_AHEAD},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -234,6 +246,21 @@ static int parse_opts(int argc, char **argv, opts *o)
 					       prog), -1;
 			break;
 		case OPT_HUGE_PAGES: o->huge_pages = 1; break;
+		case OPT_PROGRESS_INTERVAL: {
+			char *end;
+			double sec = strtod(optarg, &end);
+			if (*end || end == optarg || !(sec >= 0.1 && sec <= 86400))
+				return fprintf(stderr, "%s: --progress-interval is 0.1..86400 seconds\n",
+					       prog), -1;
+			o->progress_ms = (int)(sec * 1000 + 0.5);
+			break;
+		}
+		case OPT_READ_AHEAD:
+			if (parse_size(optarg, &o->read_ahead) || o->read_ahead < (2u << 20) ||
+			    o->read_ahead > (64ull << 30))
+				return fprintf(stderr, "%s: --read-ahead is 2M..64G (bytes, or with K, M, "
+					       "G or T)\n", prog), -1;
+			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -298,16 +325,90 @@ static void print_stats(const lm_stats *st, const opts *o)
 
 /* ---- send ----------------------------------------------------------------- */
 
+/* send's statistics count from the command's start, not from the connect:
+ * the time before it (opening the image, starting up) goes to the total
+ * and to the setup, so the throughput, which leaves the setup out, stays
+ * the link's. The image's open time gets a line of its own ("load time",
+ * "load_time_ms" in JSON) after setup. */
+static void print_send_stats(lm_stats *st, const opts *o, double t_connect, double load_s)
+{
+	char buf[4096], line[64];
+	const char *at;
+	uint64_t before = (uint64_t)((t_connect - cmd_t0) * 1e6);
+	size_t pos;
+
+	if (o->quiet)
+		return;
+	st->total_time_us += before;
+	st->setup_time_us += before;
+	lm_stats_format(st, o->json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, sizeof(buf));
+	if (o->json) {
+		snprintf(line, sizeof(line), "\"load_time_ms\":%.3f,", load_s * 1e3);
+		at = strstr(buf, "\"transferred\":");
+	} else {
+		snprintf(line, sizeof(line), "load time: %.0f ms\n", load_s * 1e3);
+		at = strstr(buf, "\nsetup: ");
+		at = at ? strchr(at + 1, '\n') : NULL;
+		at = at ? at + 1 : NULL;
+	}
+	pos = at ? (size_t)(at - buf) : strlen(buf);
+	printf("%.*s%s%s%s", (int)pos, buf, line, buf + pos, o->json ? "\n" : "");
+	fflush(stdout);
+}
+
+/* The progress line's view of a send: the cursor (any thread). */
+typedef struct send_view {
+	lm_sender *s;
+	uint64_t total;
+	uint32_t page_size;
+} send_view;
+
+static void send_poll(void *user, prog_sample *ps)
+{
+	const send_view *v = user;
+
+	lm_sender_cursor(v->s, &ps->done, NULL);
+	ps->total = v->total;
+	ps->pages = (ps->done + v->page_size - 1) / v->page_size;
+}
+
+/* A read error of the image is what failed the migration (the stream
+ * cancelled it): say so rather than "canceled". */
+static int send_failed(const stream *img, lm_sender *s, int rc)
+{
+	char msg[512];
+	int bad = stream_failed(img, msg, sizeof(msg));
+
+	if (bad)
+		return die(img->path, bad, msg);
+	return die("migration failed", rc, lm_sender_errmsg(s));
+}
+
+static void send_config(const opts *o, lm_sender_config *cfg)
+{
+	cfg->channels = o->channels;
+	cfg->page_size = o->page_size;
+	cfg->packet_pages = o->packet_pages;
+	cfg->codec = o->codec;
+	cfg->level = o->level;
+	cfg->accel = o->accel;
+	cfg->engine = o->engine;
+	cfg->timeout_ms = o->timeout_ms;
+	cfg->no_dedup = o->no_dedup;
+}
+
 static int cmd_send(int argc, char **argv)
 {
 	opts o = {.codec = LM_CODEC_AUTO, .tls = LM_TLS_CONFIG_INIT};
 	lm_sender_config cfg = LM_SENDER_CONFIG_INIT;
 	lm_sender *s = NULL;
 	lm_stats st = LM_STATS_INIT;
-	struct stat sb;
-	void *base = NULL;
-	int fd = -1, rc, ret = 1;
-	char namebuf[4096];
+	stream img;
+	prog_run pr = {0};
+	send_view view;
+	double load_s, t_connect;
+	int rc, ret = 1;
+	char namebuf[4096], msg[256];
 
 	if (parse_opts(argc, argv, &o))
 		return 2;
@@ -315,31 +416,13 @@ static int cmd_send(int argc, char **argv)
 		fprintf(stderr, "%s: --image and --to are required\n", prog);
 		return 2;
 	}
-	fd = open(o.image, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &sb) < 0)
-		return die(o.image, -errno, NULL);
-	if (!S_ISREG(sb.st_mode)) {
-		close(fd);
-		return die(o.image, LM_EINVAL, "not a regular file");
+	/* Opened and mapped, not read: the stream reads it while it is sent. */
+	if ((rc = stream_open(&img, o.image, o.read_ahead, msg, sizeof(msg)))) {
+		stream_close(&img);
+		return die(o.image, rc, msg);
 	}
-	if (sb.st_size > 0) {
-		/* Populate: one call maps the whole image instead of a page
-		 * fault per page on the channel threads. */
-		base = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-		if (base == MAP_FAILED) {
-			close(fd);
-			return die("mmap", -errno, o.image);
-		}
-	}
-	cfg.channels = o.channels;
-	cfg.page_size = o.page_size;
-	cfg.packet_pages = o.packet_pages;
-	cfg.codec = o.codec;
-	cfg.level = o.level;
-	cfg.accel = o.accel;
-	cfg.engine = o.engine;
-	cfg.timeout_ms = o.timeout_ms;
-	cfg.no_dedup = o.no_dedup;
+	load_s = prog_now() - cmd_t0;
+	send_config(&o, &cfg);
 	cfg.tls = trust(&o, &rc);
 	if (rc)
 		goto out;
@@ -349,271 +432,38 @@ static int cmd_send(int argc, char **argv)
 		goto out;
 	}
 	sig_watch_sender(s);
-	if ((rc = lm_sender_add_region(s, basename(namebuf), base, (uint64_t)sb.st_size))) {
+	if ((rc = lm_sender_add_region(s, basename(namebuf), img.base, img.len))) {
 		die("region", rc, lm_sender_errmsg(s));
 		goto out;
 	}
+	if ((rc = stream_start(&img, s))) {
+		die("read-ahead", rc, o.image);
+		goto out;
+	}
+	view = (send_view){s, img.len, o.page_size ? o.page_size : LM_MIN_PAGE_SIZE};
+	prog_start(&pr, prog_mode_for(STDERR_FILENO, o.quiet), stderr, prog, o.progress_ms, cmd_t0,
+		   send_poll, &view); /* without it, just no progress */
+	t_connect = prog_now();
 	rc = lm_sender_connect(s, o.addr);
 	if (!rc)
 		rc = lm_sender_run(s);
+	stream_stop(&img);
+	prog_finish(&pr);
 	lm_sender_stats(s, &st);
-	print_stats(&st, &o);
+	print_send_stats(&st, &o, t_connect, load_s);
 	if (rc) {
-		die("migration failed", rc, lm_sender_errmsg(s));
+		send_failed(&img, s, rc);
 		goto out;
 	}
 	ret = 0;
 out:
 	sig_watch_sender(NULL);
 	lm_sender_free(s);
-	if (base && base != MAP_FAILED)
-		munmap(base, (size_t)sb.st_size);
-	close(fd);
+	stream_close(&img);
 	return sig_status(ret);
 }
 
 /* ---- recv ----------------------------------------------------------------- */
-
-typedef struct dest {
-	const char *final;
-	char tmp[4096];
-	int fd;
-	void *base;
-	uint64_t len, maplen;
-	uint64_t max_bytes; /* what a session may announce (--max-size) */
-	int regions;
-	int anon;  /* received into anonymous memory, written out at commit */
-	/* On tmpfs: reserved by the receiver's populate, not fallocate (see
-	 * reserve_image); room is the free space left to hand out to pieces
-	 * (atomic, on channel threads). */
-	int shm;
-	int64_t room;
-	int huge; /* --huge-pages */
-	int quiet; /* no progress line */
-} dest;
-
-/* The temporary file next to the image: 0600 from its creation (mkostemp),
- * since it holds the whole image while it arrives. */
-static int make_temp(dest *d)
-{
-	char dirbuf[4096], basebuf[4096];
-
-	snprintf(dirbuf, sizeof(dirbuf), "%s", d->final);
-	snprintf(basebuf, sizeof(basebuf), "%s", d->final);
-	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
-	d->fd = mkostemp(d->tmp, O_CLOEXEC);
-	if (d->fd < 0) {
-		int rc = -errno;
-		d->tmp[0] = 0;
-		fprintf(stderr, "%s: %s: cannot create the temporary file: %s\n", prog, d->final,
-			strerror(-rc));
-		return rc;
-	}
-	sig_watch_file(d->tmp); /* a second signal still removes it */
-	return 0;
-}
-
-/* A page of a MAP_SHARED file that the file system cannot back is SIGBUS
- * when written, so every block is reserved (fallocate) before the receiver
- * writes into it: piece by piece as pages arrive (on_reserve), which
- * overlaps the reservation, and its zeroing of tmpfs pages, with the
- * transfer, and never reserves pieces that only zero pages fall in. A
- * full disk or quota is then an error naming the file, never a signal;
- * the announced size was checked against the free space first (--max-size).
- * fallocated blocks read as zero, so the region stays "fresh". Here the
- * file gets its size, and whether fallocate works at all is tried. */
-static int reserve_image(dest *d)
-{
-	struct statfs fs;
-	int rc, mode = 0;
-
-	if (!d->maplen)
-		return 0;
-	if (fstatfs(d->fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
-		/* Reserved by population (map_shm); fallocate, its fallback,
-		 * is tried without allocating a page. */
-		d->shm = 1;
-		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	}
-	if (fallocate(d->fd, mode, 0, (off_t)(d->maplen < 4096 ? d->maplen : 4096)) == 0)
-		return ftruncate(d->fd, (off_t)d->maplen) < 0 ? -errno : 0;
-	d->shm = 0;
-	if (errno == EOPNOTSUPP) {
-		/* No fallocate here (some FUSE and network file systems):
-		 * receive into anonymous memory instead and write(2) it at
-		 * commit, where a full disk is ENOSPC, never SIGBUS. */
-		d->anon = 1;
-		return 0;
-	}
-	rc = -errno;
-	fprintf(stderr, "%s: %s: cannot reserve space for the image: %s\n", prog, d->final,
-		strerror(-rc));
-	return rc;
-}
-
-/* The library is about to write [off, off + len) of the image. */
-static int on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len)
-{
-	dest *d = user;
-
-	int rc;
-
-	(void)id;
-	if (d->anon)
-		return 0;
-	if (d->shm) {
-		/* Count the piece against the free space, as fallocate would
-		 * have taken it: the refusal below names the file while the
-		 * page population stays the guarantee. */
-		if (__atomic_sub_fetch(&d->room, (int64_t)len, __ATOMIC_RELAXED) >= 0)
-			return 0;
-		errno = ENOSPC;
-	} else if (fallocate(d->fd, 0, (off_t)off, (off_t)len) == 0) {
-		return 0;
-	}
-	rc = -errno;
-	fprintf(stderr, "%s: %s: cannot reserve bytes %llu..%llu of %llu for the image: %s\n", prog,
-		d->final, (unsigned long long)off, (unsigned long long)(off + len),
-		(unsigned long long)d->maplen, strerror(-rc));
-	return rc;
-}
-
-/* On tmpfs the receiver populates every page before it writes it
- * (MADV_POPULATE_WRITE) and fails the migration when the file system
- * cannot supply one, which is what fallocate was there for; allocating
- * each page once, in the fault, instead of fallocating whole pieces first
- * cost the receiver a quarter less CPU (docs/benchmarks.md, "Receiver on
- * fast links"), and zero pages take no memory. A kernel without the
- * advice (before 5.14) gets fallocate. Huge pages come from the mount
- * (huge=within_size or always), or with --huge-pages from huge=advise too:
- * not by default, since on the development VM they were slower (2 MiB
- * blocks are the ones its balloon's free page reporting gave back to the
- * host, so each costs host faults; docs/benchmarks.md). */
-static int map_shm(dest *d)
-{
-	struct statvfs vs;
-
-	if (d->huge)
-		madvise(d->base, (size_t)d->maplen, MADV_HUGEPAGE); /* advice only */
-	if (madvise(d->base, 0, MADV_POPULATE_WRITE) < 0 || fstatvfs(d->fd, &vs) < 0) {
-		d->shm = 0;
-		return 0;
-	}
-	d->room = (int64_t)((uint64_t)vs.f_bavail * vs.f_frsize > INT64_MAX
-				    ? INT64_MAX
-				    : (uint64_t)vs.f_bavail * vs.f_frsize);
-	return 0;
-}
-
-static int map_image(dest *d)
-{
-	if (!d->maplen)
-		return 0;
-	if (d->anon)
-		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	else
-		d->base = mmap(NULL, (size_t)d->maplen, PROT_READ | PROT_WRITE, MAP_SHARED, d->fd, 0);
-	if (d->base == MAP_FAILED) {
-		d->base = NULL;
-		return -errno;
-	}
-	/* Pages arrive in any order and zero pages are never touched:
-	 * readahead would only read blocks we skip on purpose. */
-	if (!d->anon)
-		madvise(d->base, (size_t)d->maplen, MADV_RANDOM);
-	if (d->shm)
-		return map_shm(d);
-	return 0;
-}
-
-/* The sender's name is shown escaped: it must not print lines or
- * terminal controls of its own. */
-static void show_region(const dest *d, const char *name, uint64_t len)
-{
-	char shown[128];
-
-	if (d->quiet)
-		return;
-	lm__escape(shown, sizeof(shown), name, strlen(name));
-	fprintf(stderr, "%s: receiving \"%s\" (%llu bytes) into %s\n", prog, shown,
-		(unsigned long long)len, d->final);
-}
-
-/* The image is created at the size the sender announces, under a temporary
- * name. It is mapped page-rounded: the tail beyond len is cut at the end. */
-static int on_region(void *user, uint32_t id, const char *name, uint64_t len, uint32_t page_size,
-		     void **base, int *fresh)
-{
-	dest *d = user;
-	int rc;
-
-	if (id != 0 || d->regions++)
-		return LM_EREGION; /* one image, one region */
-	/* len is within cfg.max_bytes: the library checked it before calling. */
-	show_region(d, name, len);
-	d->len = len;
-	d->maplen = (len + page_size - 1) / page_size * page_size;
-	if ((rc = make_temp(d)) || (rc = reserve_image(d)) || (rc = map_image(d)))
-		return rc;
-	*base = d->base;
-	*fresh = 1; /* reserved blocks and anonymous memory read as zeros */
-	return 0;
-}
-
-/* Anonymous fallback: the received image goes to the file now. */
-static int write_image(dest *d)
-{
-	const char *p = d->base;
-	uint64_t left = d->len;
-
-	while (left) {
-		ssize_t n = write(d->fd, p, left > (1u << 30) ? (1u << 30) : (size_t)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int rc = -errno;
-			fprintf(stderr, "%s: %s: writing %llu bytes: %s\n", prog, d->final,
-				(unsigned long long)d->len, strerror(-rc));
-			return rc;
-		}
-		p += n;
-		left -= (uint64_t)n;
-	}
-	return 0;
-}
-
-/* The mode the image will have: an existing file's, else 0600 (a memory
- * image is as private as the memory was). */
-static int final_mode(dest *d)
-{
-	struct stat sb;
-	mode_t mode = 0600;
-
-	if (stat(d->final, &sb) == 0)
-		mode = sb.st_mode & 0777;
-	return fchmod(d->fd, mode) < 0 ? -errno : 0;
-}
-
-static int commit_image(dest *d, int do_fsync)
-{
-	int rc;
-
-	if (d->anon && (rc = write_image(d)))
-		return rc;
-	if (d->base && munmap(d->base, (size_t)d->maplen) < 0)
-		return -errno;
-	d->base = NULL;
-	if (ftruncate(d->fd, (off_t)d->len) < 0 || (do_fsync && fsync(d->fd) < 0))
-		return -errno;
-	if ((rc = final_mode(d)))
-		return rc;
-	if (rename(d->tmp, d->final) < 0)
-		return -errno;
-	sig_watch_file(NULL);
-	d->tmp[0] = 0;
-	return 0;
-}
 
 /* The receiver's log: one line per refused connection, already escaped. */
 static void log_line(void *user, const char *line)
@@ -622,31 +472,30 @@ static void log_line(void *user, const char *line)
 	fprintf(stderr, "%s: %s\n", prog, line);
 }
 
-/* --max-size's default: what the file system holding the image can take. */
-static int free_space(const char *image, uint64_t *out)
-{
-	char dirbuf[4096];
-	struct statvfs vs;
 
-	snprintf(dirbuf, sizeof(dirbuf), "%s", image);
-	if (statvfs(dirname(dirbuf), &vs) < 0)
-		return -errno;
-	*out = (uint64_t)vs.f_bavail * vs.f_frsize;
-	if (!*out)
-		*out = 1; /* 0 would mean "no limit" to the library */
-	return 0;
+/* The progress line's view of a receive (the progress thread), from the
+ * receiver's stats snapshot, which any thread may take while it runs; a
+ * page sent twice counts twice, so a live migration's share is capped
+ * (progress.c). */
+static void recv_poll(void *user, prog_sample *ps)
+{
+	const dest *d = user;
+	uint32_t page = __atomic_load_n(&d->shown_page, __ATOMIC_RELAXED);
+	uint64_t len = __atomic_load_n(&d->shown_len, __ATOMIC_RELAXED);
+	lm_stats st = LM_STATS_INIT;
+
+	lm_receiver_stats(d->r, &st);
+	ps->pages = st.normal_pages + st.duplicate_pages + st.ref_pages + st.delta_pages;
+	ps->total = len;
+	ps->done = ps->pages * page;
+	if (ps->done > len && ps->pages * page - len < page)
+		ps->done = len; /* the partial last page */
 }
 
 static void recv_cleanup(dest *d, lm_receiver *r)
 {
 	sig_watch_receiver(NULL);
-	if (d->base)
-		munmap(d->base, (size_t)d->maplen);
-	if (d->tmp[0])
-		unlink(d->tmp); /* never leave a partial image behind */
-	sig_watch_file(NULL);
-	if (d->fd >= 0)
-		close(d->fd);
+	dest_discard(d);
 	lm_receiver_free(r);
 }
 
@@ -657,6 +506,7 @@ static int cmd_recv(int argc, char **argv)
 	lm_receiver *r = NULL;
 	dest d = {0};
 	lm_stats st = LM_STATS_INIT;
+	prog_run pr = {0};
 	int rc, ret = 1;
 
 	d.fd = -1;
@@ -666,19 +516,20 @@ static int cmd_recv(int argc, char **argv)
 		fprintf(stderr, "%s: --listen and --image are required\n", prog);
 		return 2;
 	}
+	d.prog = prog;
 	d.final = o.image;
 	d.quiet = o.quiet || o.json;
 	d.huge = o.huge_pages;
 	d.max_bytes = o.max_size;
-	if (!d.max_bytes && (rc = free_space(o.image, &d.max_bytes)))
+	if (!d.max_bytes && (rc = dest_free_space(o.image, &d.max_bytes)))
 		return die("the image's file system", rc, o.image);
 	cfg.timeout_ms = o.timeout_ms;
 	cfg.accept_timeout_ms = o.accept_timeout_ms;
 	cfg.max_channels = o.channels;
 	cfg.accel = o.accel;
 	cfg.engine = o.engine;
-	cfg.on_region = on_region;
-	cfg.reserve = on_reserve;
+	cfg.on_region = dest_on_region;
+	cfg.reserve = dest_on_reserve;
 	cfg.user = &d;
 	cfg.max_bytes = d.max_bytes;
 	cfg.log = log_line;
@@ -703,13 +554,17 @@ static int cmd_recv(int argc, char **argv)
 	if (!o.quiet && !o.json) {
 		fprintf(stderr, "%s: listening on %s (port %d)\n", prog, o.addr, lm_receiver_port(r));
 	}
+	d.r = r;
+	prog_start(&pr, prog_mode_for(STDERR_FILENO, o.quiet), stderr, prog, o.progress_ms, cmd_t0,
+		   recv_poll, &d); /* without it, just no progress */
 	rc = lm_receiver_run(r);
+	prog_finish(&pr);
 	/* Verified means done: the sender was told so; a signal from now on
 	 * changes nothing. */
 	sig_watch_receiver(NULL);
 	if (!rc && !d.regions)
 		rc = LM_EREGION;
-	if (!rc && (rc = commit_image(&d, o.fsync_out)))
+	if (!rc && (rc = dest_commit(&d, o.fsync_out)))
 		die("writing the image", rc, d.final);
 	lm_receiver_stats(r, &st);
 	print_stats(&st, &o);
@@ -765,6 +620,7 @@ int livemig_demo(int argc, char **argv); /* tools/demo.c */
 
 int main(int argc, char **argv)
 {
+	cmd_t0 = prog_now();
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);

@@ -42,7 +42,10 @@
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
  * b < 0.02, not full: sending raw, L = 1.4 max(L, D) (nothing is lighter,
  * so an estimate too high costs nothing); compressing, L is kept within
- * 1.2 D..1.5 D, so it grows with
+ * 1.2 D..1.5 D, except every LM__AUTO_CALM-th window in a row that did not
+ * wait, which probes 1.4 max(L, D) (channels CPU-bound compressing never
+ * show a fast link: the cap alone grows only with what they deliver).
+ * The cap makes L grow with
  * what the decisions deliver, window by window, until compressing less
  * makes the writes block; it never runs ahead of them (channels that are
  * CPU-bound compressing never block, and an estimate that kept growing
@@ -152,6 +155,16 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
+static void clamp_link(lm__auto *a)
+{
+	if (a->link > LM__AUTO_LINK_MAX)
+		a->link = LM__AUTO_LINK_MAX;
+	if (a->link < LM__AUTO_LINK_MIN)
+		a->link = LM__AUTO_LINK_MIN;
+	if (a->rate_cap && a->link > (double)a->rate_cap)
+		a->link = (double)a->rate_cap;
+}
+
 static void fold_link(lm__auto *a, const lm__auto_meas *m)
 {
 	double n = m->channels ? m->channels : a->channels;
@@ -173,11 +186,21 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		/* Not full: room above what was delivered, but only that
 		 * much: an estimate that kept growing while CPU-bound channels
 		 * never block would soon make the model compress too little. */
-		if (a->codec == LM_CODEC_NONE || !a->frac)
-			a->link = 1.4 * (a->link > d ? a->link : d); /* raw: nothing lighter to pick */
-		else
+		if (a->codec == LM_CODEC_NONE || !a->frac || ++a->calm >= LM__AUTO_CALM) {
+			/* Raw: nothing lighter to pick. Compressing for several
+			 * windows without a wait: the link may be far faster
+			 * than the CPU-bound channels show (the cap below alone
+			 * grows only with what they deliver). */
+			a->link = 1.4 * (a->link > d ? a->link : d);
+			a->calm = 0;
+		} else {
 			a->link = a->link < 1.2 * d ? 1.2 * d : a->link > 1.5 * d ? 1.5 * d : a->link;
-	} else if (a->rx_channels && a->rx_busy >= 0.85) {
+		}
+		clamp_link(a);
+		return;
+	}
+	a->calm = 0;
+	if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
@@ -188,12 +211,7 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		 * make short windows deliver from half to twice the rate. */
 		a->link = a->windows && a->link < 1.5 * d ? ewma(a->link, d, 0.5) : d;
 	}
-	if (a->link > LM__AUTO_LINK_MAX)
-		a->link = LM__AUTO_LINK_MAX;
-	if (a->link < LM__AUTO_LINK_MIN)
-		a->link = LM__AUTO_LINK_MIN;
-	if (a->rate_cap && a->link > (double)a->rate_cap)
-		a->link = (double)a->rate_cap;
+	clamp_link(a);
 }
 
 static void fold_receiver(lm__auto *a, const lm__auto_meas *m)

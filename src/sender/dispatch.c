@@ -16,6 +16,20 @@
 
 /* ---- main thread --------------------------------------------------------- */
 
+/* Under s->lock, round one: every byte below the lowest page a busy
+ * channel holds is sent (round one hands pages out in order). */
+static void cursor_update(lm_sender *s)
+{
+	uint64_t done = __atomic_load_n(&s->cursor_handed, __ATOMIC_RELAXED);
+
+	if (s->round)
+		return;
+	for (uint32_t i = 0; i < s->nch; i++)
+		if (s->ch[i].state == LM_TX_JOB && s->ch[i].job_pos < done)
+			done = s->ch[i].job_pos;
+	__atomic_store_n(&s->cursor_done, done, __ATOMIC_RELAXED);
+}
+
 /* Next idle channel, round robin; NULL once the migration has failed. */
 static lm__tx_chan *idle_channel(lm_sender *s)
 {
@@ -35,6 +49,8 @@ static lm__tx_chan *idle_channel(lm_sender *s)
 		if (!found)
 			pthread_cond_wait(&s->idle_cond, &s->lock);
 	}
+	if (found)
+		cursor_update(s);
 	pthread_mutex_unlock(&s->lock);
 	return found;
 }
@@ -154,18 +170,24 @@ static int skipped(const lm_sender *s, uint32_t rid, uint64_t pg)
 	return s->skip && (s->skip[rid][pg / 64] >> (pg % 64)) & 1;
 }
 
-/* Hands n gathered pages to the next idle channel. reopen: a later round,
- * so each page's block is hashed again once the page lands (the channel
+/* Hands n gathered pages to the next idle channel. span: round one, the
+ * packet covers the cursor's [span[0], span[1]). NULL: a later round, so
+ * each page's block is hashed again once the page lands (the channel
  * that lands it is idle until post(), which orders the reopening first). */
-static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t n, int reopen)
+static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t n,
+		      const uint64_t *span)
 {
 	lm__tx_chan *ch = next_job(s, rid, n);
 
 	if (!ch)
 		return s->err;
-	for (uint32_t i = 0; reopen && i < n; i++)
+	for (uint32_t i = 0; !span && i < n; i++)
 		lm__sumtree_reopen(&s->regions[rid].sum, off[i]);
 	memcpy(ch->job_off, off, sizeof(uint64_t) * n);
+	if (span) {
+		ch->job_pos = span[0];
+		__atomic_store_n(&s->cursor_handed, span[1], __ATOMIC_RELAXED);
+	}
 	lm__sender_post(s, ch, LM_TX_JOB);
 	return 0;
 }
@@ -173,17 +195,18 @@ static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t 
 /* Round one: every page in order, less the skip set. A skipped page still
  * counts as landed for the checksum, so its block is hashed again, from the
  * page's next copy, when that lands. */
-static int dispatch_region(lm_sender *s, uint32_t rid)
+static int dispatch_region(lm_sender *s, uint32_t rid, uint64_t pos)
 {
 	lm__tx_region *r = &s->regions[rid];
 	uint64_t pages = (r->len + s->page_size - 1) / s->page_size, pg = 0;
-	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages);
+	uint64_t *off = malloc(sizeof(uint64_t) * s->packet_pages), span[2];
 	int rc = 0;
 
 	if (!off)
 		return -ENOMEM;
 	while (pg < pages && !rc) {
 		uint32_t n = 0;
+		uint64_t first = pg * s->page_size;
 		skip_refresh(s);
 		for (; pg < pages && n < s->packet_pages; pg++) {
 			uint64_t o = pg * s->page_size;
@@ -194,8 +217,10 @@ static int dispatch_region(lm_sender *s, uint32_t rid)
 			lm__sumtree_land(&r->sum, &o, 1);
 			s->skipped_pages++;
 		}
+		span[0] = pos + first;
+		span[1] = pos + (pg * s->page_size < r->len ? pg * s->page_size : r->len);
 		if (n)
-			rc = post_pages(s, rid, off, n, 0);
+			rc = post_pages(s, rid, off, n, span);
 	}
 	free(off);
 	return rc;
@@ -208,13 +233,25 @@ void lm__sender_round_begin(lm_sender *s, const uint64_t *const *set)
 		lm__dedup_round(s->kinds.dedup, s->round, set);
 }
 
+void lm_sender_cursor(const lm_sender *s, uint64_t *done, uint64_t *handed)
+{
+	uint64_t d = s ? __atomic_load_n(&s->cursor_done, __ATOMIC_RELAXED) : 0;
+	uint64_t h = s ? __atomic_load_n(&s->cursor_handed, __ATOMIC_RELAXED) : 0;
+
+	if (done)
+		*done = d;
+	if (handed) /* loaded second: never behind done */
+		*handed = h > d ? h : d;
+}
+
 int lm__sender_send_all(lm_sender *s)
 {
 	int rc = 0;
+	uint64_t pos = 0;
 
 	lm__sender_round_begin(s, NULL);
-	for (uint32_t i = 0; i < s->nregions && !rc; i++)
-		rc = dispatch_region(s, i);
+	for (uint32_t i = 0; i < s->nregions && !rc; pos += s->regions[i++].len)
+		rc = dispatch_region(s, i, pos);
 	return rc;
 }
 
@@ -258,7 +295,7 @@ static int dispatch_dirty(lm_sender *s, uint32_t rid, const uint64_t *bm)
 		skip_refresh(s);
 		if (!(n = gather(s, rid, bm, words, &word, &cur, off)))
 			break;
-		rc = post_pages(s, rid, off, n, 1);
+		rc = post_pages(s, rid, off, n, NULL);
 	}
 	free(off);
 	return rc;
@@ -283,6 +320,9 @@ int lm__sender_sync(lm_sender *s)
 
 	if (rc)
 		return rc;
+	if (!s->round) /* round one's pages are all sent */
+		__atomic_store_n(&s->cursor_done, __atomic_load_n(&s->cursor_handed, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
 	t0 = lm__now_us();
 	for (uint32_t i = 0; i < s->nch; i++)
 		lm__sender_post(s, &s->ch[i], LM_TX_SYNC);

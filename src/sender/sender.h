@@ -47,6 +47,7 @@ typedef struct lm__tx_chan {
 	uint32_t job_region, job_pages;
 	uint64_t job_num;
 	uint64_t *job_off;
+	uint64_t job_pos;      /* round one: where job_off[0] is in the cursor's terms */
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
@@ -187,6 +188,11 @@ struct lm_sender {
 	uint64_t pub_t_start, pub_t_setup, pub_t_end;
 	lm__tx_chan *pub_ch;
 	uint32_t pub_nch;
+	/* lm_sender_cursor(): round one's walk, in bytes into the regions
+	 * taken one after another. Written by the driving thread with
+	 * relaxed atomic stores (cursor_done under lock, where it reads the
+	 * channels' states), read from any thread with relaxed loads. */
+	uint64_t cursor_handed, cursor_done;
 	/* From here on again only the driving thread's. */
 	uint64_t next_packet;
 	lm_status status;

@@ -1,0 +1,53 @@
+/*
+ * `livemig recv`'s image file: created under a temporary name next to the
+ * final one, reserved piece by piece as pages arrive, mapped for the
+ * receiver to write into, and renamed into place only once every region
+ * verified (tools/livemig.c drives it through the receiver's callbacks).
+ */
+#ifndef LM_TOOLS_DEST_H
+#define LM_TOOLS_DEST_H
+
+#include <stdint.h>
+
+#include "livemig.h"
+
+/* Set up by the CLI before the run (prog, final, max_bytes, huge, quiet,
+ * fd = -1); the rest by the callbacks, on channel 0's thread (on_region)
+ * or any channel thread (on_reserve: room), and by the run's thread after
+ * the run. */
+typedef struct dest {
+	const char *prog;  /* the messages' prefix, "livemig recv" */
+	const char *final;
+	char tmp[4096];
+	int fd;
+	void *base;
+	uint64_t len, maplen;
+	uint64_t max_bytes; /* what a session may announce (--max-size) */
+	int regions;
+	int anon;  /* received into anonymous memory, written out at commit */
+	/* On tmpfs: reserved by the receiver's populate, not fallocate (see
+	 * reserve_image); room is the free space left to hand out to pieces
+	 * (atomic, on channel threads). */
+	int shm;
+	int64_t room;
+	int huge; /* --huge-pages */
+	int quiet; /* no "receiving" line */
+	/* For the progress thread (atomics): the image's size and page size,
+	 * stored by on_region (channel 0's thread). */
+	uint64_t shown_len;
+	uint32_t shown_page;
+	lm_receiver *r; /* set before the run */
+} dest;
+
+/* lm_receiver_config.on_region and .reserve, with user = the dest. */
+int dest_on_region(void *user, uint32_t id, const char *name, uint64_t len, uint32_t page_size,
+		   void **base, int *fresh);
+int dest_on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len);
+/* After a verified run: the image to its file, renamed into place. */
+int dest_commit(dest *d, int do_fsync);
+/* After a failed one (or after dest_commit): nothing partial is left. */
+void dest_discard(dest *d);
+/* --max-size's default: the free space of the file system holding image. */
+int dest_free_space(const char *image, uint64_t *out);
+
+#endif
