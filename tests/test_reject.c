@@ -163,11 +163,11 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	/* Bits 0..3 (ROUND_ACK, REF, DELTA, MIXED) are known; bit 4 is the
-	 * first unknown one (bit 3 was, before MIXED). */
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 16}, LM_EFEATURE, "hello.required");
-	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 16}, {HB + 28, 2, LM_CODEC_AUTO}};
-	hello_case_n("hello_required_feature_known_and_bit_4", known4, 2, LM_EFEATURE,
+	/* Bits 0..4 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE) are known; bit
+	 * 5 is the first unknown one (bit 4 was, before DEVSTATE). */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 32}, LM_EFEATURE, "hello.required");
+	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 32}, {HB + 28, 2, LM_CODEC_AUTO}};
+	hello_case_n("hello_required_feature_known_and_bit_5", known4, 2, LM_EFEATURE,
 		     "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");

@@ -436,7 +436,9 @@ static int switchover(live *L, lm__err *e)
 		return rc;
 	l->dirty_pages = dirty;
 	l->remaining_bytes = dirty * s->page_size;
-	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_sync(s)))
+	/* The device state is the paused workload's, after its last pages. */
+	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_devstate(s)) ||
+	    (rc = lm__sender_sync(s)))
 		return rc;
 	for (uint32_t i = 0; L->c.verify_source && i < s->nregions; i++)
 		lm__sumtree_invalidate(&s->regions[i].sum);
