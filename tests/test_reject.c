@@ -79,11 +79,13 @@ static void reject_hello_bad_magic(void)
 
 static void reject_hello_unknown_kind(void)
 {
-	hello_case("hello_unknown_kind_9", (edit){4, 1, 9}, LM_EKIND, "frame.kind");
+	hello_case("hello_unknown_kind_11", (edit){4, 1, 11}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_0", (edit){4, 1, 0}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_255", (edit){4, 1, 255}, LM_EKIND, "frame.kind");
 	/* known kinds that are not a hello */
 	hello_case("hello_first_frame_data", (edit){4, 1, LM_KIND_DATA}, LM_EKIND, "expected hello");
+	hello_case("hello_first_frame_devstate", (edit){4, 1, LM_KIND_DEVSTATE}, LM_EKIND,
+		   "expected hello");
 	hello_case("hello_first_frame_feedback", (edit){4, 1, LM_KIND_FEEDBACK}, LM_EKIND,
 		   "first frame is feedback");
 	{

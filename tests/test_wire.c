@@ -497,7 +497,7 @@ static void test_hello(void)
 		be(b + 36, 4, bad_rc[i]);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.region_count");
 	}
-	for (int bit = 4; bit < 64; bit += 20) { /* bits 0..3: ROUND_ACK, REF, DELTA, MIXED */
+	for (int bit = 5; bit < 64; bit += 20) { /* bits 0..4: ROUND_ACK, REF, DELTA, MIXED, DEVSTATE */
 		memcpy(b, v, 64);
 		be(b + 48, 8, 1ull << bit);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
