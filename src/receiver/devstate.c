@@ -62,8 +62,8 @@ static int others_stuck(const lm__rx_chan *ch)
 		const lm__rx_chan *o = r->chan[i];
 		if ((int)i == ch->channel)
 			continue;
-		if (!o || (o->ds_wait && o->ds_wait_off == r->ds_next) ||
-		    (!o->ds_wait && r->synced[i] <= ch->round))
+		if (o && ((o->ds_wait && o->ds_wait_off == r->ds_next) ||
+			  (!o->ds_wait && r->synced[i] <= ch->round)))
 			return 0;
 	}
 	return 1;
