@@ -225,7 +225,9 @@ typedef struct lm_stats {
 	/* Device state (lm_sender_config.device_state): bytes sent (received
 	 * and handed to the application), and on the sender the time from
 	 * the device state callback's start until its last piece was written
-	 * to a socket: a live migration's share of the downtime it cost. */
+	 * to a socket: a live migration's share of the downtime it cost (the
+	 * last round's pages, still being written while the callback runs,
+	 * are in it too: they share the channels). */
 	uint64_t device_state_bytes;
 	uint64_t device_state_us;
 } lm_stats;
