@@ -13,7 +13,8 @@
  *    (a plaintext proxy): both sides fail, nothing is acknowledged, the
  *    application's end call never comes;
  *  - a live migration: the state callback runs after the pause, resume
- *    does not run on success.
+ *    does not run on success;
+ *  - a few MiB under TLS 1.3 (a PSK made here).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,6 +129,7 @@ typedef struct opts {
 	uint64_t sender_max, receiver_max;
 	int live;
 	int proxy;           /* 1: tamper a byte of state, 2: cut mid-state */
+	int tls;             /* TLS 1.3 with a PSK made here */
 	int timeout_ms;
 } opts;
 
@@ -311,7 +313,9 @@ static void migrate(const opts *o, src_state *ss, dst_state *ds, result *res)
 	lm_sender *s = NULL;
 	uint8_t *src = mmap(NULL, RLEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *dst = mmap(NULL, RLEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint64_t before;
+	uint64_t before, x = 0x1234567;
+	uint8_t psk[32];
+	lm_tls_config tls = {.psk = psk, .psk_len = sizeof(psk)};
 	char addr[64];
 	rx_ctx ctx;
 	pthread_t t;
@@ -322,6 +326,8 @@ static void migrate(const opts *o, src_state *ss, dst_state *ds, result *res)
 	for (uint32_t i = 0; i < RLEN; i += 64)
 		src[i] = (uint8_t)(i / 4096 * 7 + 1);
 	before = region_sum(src, RLEN);
+	for (size_t i = 0; i < sizeof(psk); i++)
+		psk[i] = (uint8_t)xs(&x);
 	g_paused = g_resumed = 0;
 	ss->paused = o->live ? &g_paused : NULL;
 
@@ -330,6 +336,7 @@ static void migrate(const opts *o, src_state *ss, dst_state *ds, result *res)
 	rc.device_state = o->receiver_state ? load_state : NULL;
 	rc.device_state_max = o->receiver_max;
 	rc.user = ds;
+	rc.tls = o->tls ? &tls : NULL;
 	CHECK_EQ(lm_receiver_new(&r, &rc), 0);
 	CHECK_EQ(lm_receiver_add_region(r, "ram", dst, RLEN, 1), 0);
 	CHECK_EQ(lm_receiver_listen(r, "127.0.0.1:0"), 0);
@@ -346,6 +353,7 @@ static void migrate(const opts *o, src_state *ss, dst_state *ds, result *res)
 	sc.device_state = o->sender_state ? save_state : NULL;
 	sc.device_state_user = ss;
 	sc.device_state_max = o->sender_max;
+	sc.tls = o->tls ? &tls : NULL;
 	CHECK_EQ(lm_sender_new(&s, &sc), 0);
 	CHECK_EQ(lm_sender_add_region(s, "ram", src, RLEN), 0);
 	res->src_rc = lm_sender_connect(s, addr);
@@ -393,10 +401,11 @@ static void init_states(src_state *s, dst_state *d, uint64_t size, size_t chunk,
 }
 
 /* A migration with size bytes of state that must succeed. */
-static void good_case(const char *name, uint64_t size, size_t chunk, uint32_t channels, int live)
+static void good_case_x(const char *name, uint64_t size, size_t chunk, uint32_t channels, int live,
+			int tls)
 {
 	opts o = {.channels = channels, .sender_state = 1, .receiver_state = 1, .live = live,
-		  .timeout_ms = 60000};
+		  .timeout_ms = 60000, .tls = tls};
 	src_state s;
 	dst_state d;
 	result res;
@@ -424,7 +433,14 @@ static void good_case(const char *name, uint64_t size, size_t chunk, uint32_t ch
 		CHECK_EQ(res.resumed, 0);  /* it runs at the destination now */
 		CHECK(res.ss.device_state_us <= res.ss.downtime_ms * 1000 + 1000);
 	}
+	if (tls)
+		CHECK(res.ss.tls[0] && res.rs.tls[0]);
 	pthread_mutex_destroy(&d.lock);
+}
+
+static void good_case(const char *name, uint64_t size, size_t chunk, uint32_t channels, int live)
+{
+	good_case_x(name, size, chunk, channels, live, 0);
 }
 
 static void test_sizes(void)
@@ -435,6 +451,7 @@ static void test_sizes(void)
 	/* Hundreds of MiB, in odd-sized writes, over four channels. */
 	good_case("large", LM_TEST_SLOW ? 32ull << 20 : 256ull << 20, 65536 + 13, 4, 0);
 	good_case("live", 100000, 333, 2, 1);
+	good_case_x("under TLS", 3u << 20, 4000, 3, 0, 1);
 }
 
 static int contains(const char *s, const char *part)
