@@ -102,6 +102,7 @@ LM_API uint32_t lm_version_number(void);
 #define LM_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define LM_DEFAULT_MAX_HANDSHAKES 16
 #define LM_DEFAULT_MAX_HANDSHAKES_PER_HOST 4
+#define LM_DEFAULT_DEVICE_STATE_MAX (1ull << 30) /* bytes of device state, both sides */
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -126,7 +127,8 @@ enum {
 	LM_ECONVERGE = -4015,     /* live: the limits came before convergence */
 	LM_ETLS = -4016,          /* TLS handshake or record failure (see errmsg) */
 	LM_EAUTH = -4017,         /* the peer is not the one we accept (see errmsg) */
-	LM_ELIMIT = -4018,        /* a receiver limit was exceeded (see errmsg) */
+	LM_ELIMIT = -4018,        /* a limit was exceeded (see errmsg): a receiver's,
+				     or device_state_max on either side */
 	LM_EABI = -4030,          /* a struct's size field is not one this library
 				     knows (ABI policy above; see errmsg) */
 	LM_ECANCELED = -125,      /* lm_*_cancel() (== -ECANCELED) */
@@ -282,6 +284,14 @@ typedef struct lm_stats {
 	double auto_fraction;
 	double auto_link_mbps;
 	uint64_t auto_windows;
+	/* Device state (lm_sender_config.device_state): bytes sent (received
+	 * and handed to the application), and on the sender the time from
+	 * the device state callback's start until its last piece was written
+	 * to a socket: a live migration's share of the downtime it cost (the
+	 * last round's pages, still being written while the callback runs,
+	 * are in it too: they share the channels). */
+	uint64_t device_state_bytes;
+	uint64_t device_state_us;
 } lm_stats;
 
 #define LM_STATS_HUMAN 0
@@ -332,6 +342,44 @@ typedef struct lm_tls_config {
 	const char *pin_sha256;
 } lm_tls_config;
 
+/* ---- device state --------------------------------------------------------- */
+
+/* The application's own state at the switchover (a VMM's vCPU registers and
+ * device models): it travels after the last pages, inside the downtime, on
+ * the migration's channels, under the same TLS, and is covered by the
+ * verification (a checksum of all of it, checked before the destination
+ * acknowledges). Its size need not be known in advance; it is written and
+ * received in pieces, so neither side holds all of it (docs/protocol.md,
+ * "DEVSTATE"). */
+typedef struct lm_devstate_writer lm_devstate_writer;
+
+/* Sender: writes the device state with lm_devstate_write(), in as many calls
+ * as it likes, and returns 0; a non-zero return fails the migration (a live
+ * workload is resumed). Called once, on the thread that called
+ * lm_sender_run() or lm_sender_migrate(): after every page was queued, and
+ * in a live migration after the pause callback returned, so the state is
+ * the paused workload's. What it writes is in flight when it returns. */
+typedef int (*lm_device_state_cb)(void *user, lm_devstate_writer *w);
+
+/* Within the device state callback only, on its thread: appends len bytes
+ * (buf may be reused once this returns; len 0 is a no-op). Returns 0, or
+ * LM_ELIMIT past device_state_max, or the migration's failure (the receiver
+ * refused, a channel broke, lm_sender_cancel()): the callback should then
+ * return that code; the migration fails with it whatever it returns. */
+LM_API int lm_devstate_write(lm_devstate_writer *w, const void *buf, size_t len);
+
+/* Receiver: the device state, in order, in pieces as they arrive: off is the
+ * number of bytes before this piece (0, then the sum of the earlier lens).
+ * The end is one more call with buf NULL, len 0 and off = the total size
+ * (0 for an empty state), made once the checksum of all of it verified and
+ * before the receiver acknowledges the migration; pieces are not verified
+ * when they are handed over, so apply the state only at the end call.
+ * Return 0, or non-zero to refuse it: the migration fails on both sides (the
+ * sender is told "device state refused by the destination", a live source
+ * resumes). Called on the receiver's channel threads, one call at a time, in
+ * order, not under a lock of the receiver (do not call into it). */
+typedef int (*lm_device_state_load_cb)(void *user, uint64_t off, const void *buf, size_t len);
+
 /* ---- sender ------------------------------------------------------------ */
 
 /* Configuration; LM_SENDER_CONFIG_INIT, then set what you need (0 = default). */
@@ -356,6 +404,12 @@ typedef struct lm_sender_config {
 	 * cache of the last-sent versions (QEMU's xbzrle-cache-size). */
 	int no_delta;          /* 1: send re-sent pages in full */
 	uint64_t delta_cache;  /* cache bytes, default 64 MiB */
+	/* Device state (above): NULL sends none. A receiver that takes none
+	 * refuses a sender that sends some, and the reverse. */
+	lm_device_state_cb device_state;
+	void *device_state_user;
+	uint64_t device_state_max; /* bytes, default LM_DEFAULT_DEVICE_STATE_MAX:
+				      more fails the migration with LM_ELIMIT */
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a
@@ -617,6 +671,12 @@ typedef struct lm_receiver_config {
 	 * cancel. It may call lm_receiver_stats() and lm_receiver_cancel(). */
 	void (*progress)(void *user, const lm_stats *st);
 	uint32_t progress_ms;
+	/* Device state (above), called with user. NULL: this receiver takes
+	 * none, and refuses a sender that sends some (LM_EFEATURE); set, it
+	 * refuses a sender that sends none. */
+	lm_device_state_load_cb device_state;
+	uint64_t device_state_max; /* bytes, default LM_DEFAULT_DEVICE_STATE_MAX:
+				      more fails the migration with LM_ELIMIT */
 } lm_receiver_config;
 
 /* A receiver accepts one migration session. Thread safety: one thread drives

@@ -183,6 +183,19 @@ int lm__sumtree_refresh(lm__sumtree *t, unsigned threads)
 	return 0;
 }
 
+/* Block hash b as the final pass reads it: 8 bytes, little-endian. */
+static void put_le(uint8_t *le, uint64_t b, uint64_t h)
+{
+	for (int k = 0; k < 8; k++)
+		le[b * 8 + (uint64_t)k] = (uint8_t)(h >> (8 * k));
+}
+
+/* The final pass: the block hashes, hashed with the length as the seed. */
+static uint64_t combine(const uint8_t *le, uint64_t blocks, uint64_t len)
+{
+	return hash_one(le, blocks * 8, len);
+}
+
 int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 {
 	uint8_t *le = malloc(t->nblocks * 8 + 1);
@@ -191,10 +204,68 @@ int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out)
 		return -ENOMEM;
 	lm__sumtree_refresh(t, threads);
 	for (uint64_t b = 0; b < t->nblocks; b++)
-		for (int k = 0; k < 8; k++)
-			le[b * 8 + (uint64_t)k] = (uint8_t)(t->hash[b] >> (8 * k));
-	*out = hash_one(le, t->nblocks * 8, t->len);
+		put_le(le, b, t->hash[b]);
+	*out = combine(le, t->nblocks, t->len);
 	free(le);
+	return 0;
+}
+
+void lm__sumstream_init(lm__sumstream *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void lm__sumstream_free(lm__sumstream *t)
+{
+	free(t->le);
+	t->le = NULL;
+	t->blocks = t->cap = 0;
+}
+
+/* Appends the hash of the block in part (fill bytes). */
+static int stream_block(lm__sumstream *t)
+{
+	if (t->blocks == t->cap) {
+		uint64_t cap = t->cap ? t->cap * 2 : 64;
+		uint8_t *le = realloc(t->le, cap * 8);
+		if (!le)
+			return -ENOMEM;
+		t->le = le;
+		t->cap = cap;
+	}
+	put_le(t->le, t->blocks++, hash_one(t->part, t->fill, 0));
+	t->fill = 0;
+	return 0;
+}
+
+int lm__sumstream_update(lm__sumstream *t, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n) {
+		size_t k;
+		int rc;
+		/* A full block is hashed only once more follows: the last one
+		 * may be full or short, as a region's. */
+		if (t->fill == LM_SUM_BLOCK && (rc = stream_block(t)))
+			return rc;
+		k = LM_SUM_BLOCK - t->fill < n ? LM_SUM_BLOCK - t->fill : n;
+		memcpy(t->part + t->fill, b, k);
+		t->fill += (uint32_t)k;
+		t->len += k;
+		b += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int lm__sumstream_final(lm__sumstream *t, uint64_t *out)
+{
+	int rc;
+
+	if (t->fill && (rc = stream_block(t)))
+		return rc;
+	*out = combine(t->le ? t->le : t->part, t->blocks, t->len);
 	return 0;
 }
 

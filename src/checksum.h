@@ -58,4 +58,21 @@ int lm__sumtree_refresh(lm__sumtree *t, unsigned threads);
  * threads (at most the online CPUs), combines. */
 int lm__sumtree_final(lm__sumtree *t, unsigned threads, uint64_t *out);
 
+/* The same checksum of bytes that arrive in order, their total not known
+ * in advance (the device state: docs/protocol.md, DEVSTATE_END). Keeps the
+ * block being filled and the hashes of the blocks before it (8 bytes per
+ * 4 KiB: grows with what arrived, never with what is announced). */
+typedef struct lm__sumstream {
+	uint8_t part[LM_SUM_BLOCK];
+	uint32_t fill;   /* bytes in part */
+	uint8_t *le;     /* block hashes, little-endian, as the final pass wants */
+	uint64_t blocks, cap; /* in le: used, allocated (blocks) */
+	uint64_t len;    /* bytes so far */
+} lm__sumstream;
+
+void lm__sumstream_init(lm__sumstream *t);
+int lm__sumstream_update(lm__sumstream *t, const void *p, size_t n); /* 0 or -ENOMEM */
+int lm__sumstream_final(lm__sumstream *t, uint64_t *out);
+void lm__sumstream_free(lm__sumstream *t);
+
 #endif

@@ -350,6 +350,25 @@ int lm_stats_mix_line(const lm_stats *st, char *buf, size_t cap)
 	return len;
 }
 
+/* The application's device state: its bytes, and on the sender the time it
+ * took (in a live migration, part of the downtime). */
+static void format_devstate(const lm_stats *st, int json, char *buf, size_t cap, int *len)
+{
+	if (json) {
+		put(buf, cap, len, ",\"device_state_bytes\":%llu,\"device_state_ms\":%.3f",
+		    (unsigned long long)st->device_state_bytes, st->device_state_us / 1e3);
+		return;
+	}
+	if (!st->device_state_bytes && !st->device_state_us)
+		return;
+	if (st->is_receiver)
+		put(buf, cap, len, "device state: %llu bytes\n",
+		    (unsigned long long)st->device_state_bytes);
+	else
+		put(buf, cap, len, "device state: %llu bytes in %.1f ms\n",
+		    (unsigned long long)st->device_state_bytes, st->device_state_us / 1e3);
+}
+
 /* The channel's protection, and who the peer proved to be. */
 static void format_security(const lm_stats *st, int json, char *buf, size_t cap, int *len)
 {
@@ -388,6 +407,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 			format_live(st, 1, buf, cap, &len);
 		format_kinds(st, 1, buf, cap, &len);
 		format_mix(st, 1, buf, cap, &len);
+		format_devstate(st, 1, buf, cap, &len);
 		format_security(st, 1, buf, cap, &len);
 		put(buf, cap, &len, ",\"engines\":[");
 		format_engines(st, 1, buf, cap, &len);
@@ -397,6 +417,7 @@ int lm_stats_format(const lm_stats *st, int format, char *buf, size_t cap)
 			format_live(st, 0, buf, cap, &len);
 		format_kinds(st, 0, buf, cap, &len);
 		format_mix(st, 0, buf, cap, &len);
+		format_devstate(st, 0, buf, cap, &len);
 		format_security(st, 0, buf, cap, &len);
 		format_engines(st, 0, buf, cap, &len);
 	}

@@ -78,7 +78,8 @@ static int pow2(uint32_t v) { return v && !(v & (v - 1)); }
 const char *lm__kind_name(uint8_t kind)
 {
 	static const char *const names[] = {"?", "hello", "region", "data", "sync",
-					    "complete", "error", "ack", "feedback"};
+					    "complete", "error", "ack", "feedback", "devstate",
+					    "devstate_end"};
 	return kind <= LM_KIND_MAX ? names[kind] : "unknown";
 }
 
@@ -234,6 +235,8 @@ uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages)
 	case LM_KIND_ERROR: return LM_ERROR_FIXED + LM_ERROR_MAX_MSG;
 	case LM_KIND_ACK: return LM_ACK_LEN;
 	case LM_KIND_FEEDBACK: return LM_FEEDBACK_LEN;
+	case LM_KIND_DEVSTATE: return LM_DEVSTATE_FIXED + LM_DEVSTATE_MAX_PIECE;
+	case LM_KIND_DEVSTATE_END: return LM_DEVSTATE_END_LEN;
 	default: return 0;
 	}
 }
@@ -717,5 +720,62 @@ int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e)
 	lm__escape(m->msg, sizeof(m->msg), (const char *)p + 12, m->msg_len);
 	if (m->code >= 0 || m->code < -5000)
 		m->code = LM_EPEER;
+	return 0;
+}
+
+/* ---- device state ----------------------------------------------------- */
+
+size_t lm__enc_devstate(uint8_t *p, const lm__devstate *d)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_DEVSTATE, 0, LM_DEVSTATE_FIXED + d->len);
+
+	lm__put64(b, d->off);
+	lm__put32(b + 8, d->len);
+	lm__put32(b + 12, 0);
+	return LM_FRAME_HDR + LM_DEVSTATE_FIXED;
+}
+
+size_t lm__enc_devstate_end(uint8_t *p, const lm__devstate_end *d)
+{
+	uint8_t *b = p + lm__enc_frame(p, LM_KIND_DEVSTATE_END, 0, LM_DEVSTATE_END_LEN);
+
+	lm__put64(b, d->total);
+	lm__put64(b + 8, d->checksum);
+	return LM_FRAME_HDR + LM_DEVSTATE_END_LEN;
+}
+
+int lm__dec_devstate(const uint8_t *p, uint32_t len, lm__devstate *d, lm__err *e)
+{
+	if (len <= LM_DEVSTATE_FIXED || len - LM_DEVSTATE_FIXED > LM_DEVSTATE_MAX_PIECE) {
+		lm__err_set(e, "devstate.length %u outside %u..%u", len, LM_DEVSTATE_FIXED + 1,
+			    LM_DEVSTATE_FIXED + LM_DEVSTATE_MAX_PIECE);
+		return LM_EFIELD;
+	}
+	d->off = lm__get64(p);
+	d->len = lm__get32(p + 8);
+	if (lm__get32(p + 12))
+		return fail(e, LM_EFIELD, "devstate.reserved not zero");
+	if (d->len != len - LM_DEVSTATE_FIXED) {
+		lm__err_set(e, "devstate.len %u does not match the frame length %u", d->len, len);
+		return LM_EFIELD;
+	}
+	/* Offsets stay far from wrapping: no cap is near 2^63. */
+	if (d->off > (UINT64_MAX >> 1)) {
+		lm__err_set(e, "devstate.offset 0x%llx too large", (unsigned long long)d->off);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+int lm__dec_devstate_end(const uint8_t *p, uint32_t len, lm__devstate_end *d, lm__err *e)
+{
+	int rc = want_len(len, LM_DEVSTATE_END_LEN, "devstate_end", e);
+
+	if (rc)
+		return rc;
+	d->total = lm__get64(p);
+	d->checksum = lm__get64(p + 8);
+	if (d->total > (UINT64_MAX >> 1))
+		return fail(e, LM_EFIELD, "devstate_end.total too large");
 	return 0;
 }

@@ -23,7 +23,9 @@ enum lm__kind {
 	LM_KIND_ERROR = 6,
 	LM_KIND_ACK = 7,
 	LM_KIND_FEEDBACK = 8,
-	LM_KIND_MAX = 8,
+	LM_KIND_DEVSTATE = 9,     /* a piece of the device state (LM_FEAT_DEVSTATE) */
+	LM_KIND_DEVSTATE_END = 10,/* its size and checksum, before COMPLETE */
+	LM_KIND_MAX = 10,
 };
 
 /* Fixed sizes of the frame header and of each kind's fixed body part. */
@@ -39,6 +41,9 @@ enum lm__kind {
 #define LM_ERROR_MAX_MSG 1024u
 #define LM_FEEDBACK_CODECS 8u /* codec ids 0..7 */
 #define LM_FEEDBACK_LEN (24u + 16u * LM_FEEDBACK_CODECS)
+#define LM_DEVSTATE_FIXED 16u
+#define LM_DEVSTATE_MAX_PIECE (1u << 20) /* data bytes in one DEVSTATE frame */
+#define LM_DEVSTATE_END_LEN 16u
 
 /* Feature bits (hello.features / hello.required). The receiver refuses any
  * required bit it does not know and ignores unknown optional ones.
@@ -57,7 +62,13 @@ enum lm__kind {
  * hello.codec is 255 exactly when hello.required has it; offered without
  * being required (with another codec) it is not accepted. */
 #define LM_FEAT_MIXED (1ull << 3)
-#define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED)
+/* DEVSTATE: the session carries the application's device state, in
+ * DEVSTATE pieces before the last round's SYNC and a DEVSTATE_END before
+ * COMPLETE (docs/protocol.md). A sender with device state requires it, so
+ * a receiver that does not know it refuses the session. */
+#define LM_FEAT_DEVSTATE (1ull << 4)
+#define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED | \
+		       LM_FEAT_DEVSTATE)
 /* Fixed sizes of a ref and a delta table entry. */
 #define LM_REF_ENTRY 16u
 #define LM_DELTA_ENTRY 8u
@@ -184,6 +195,19 @@ typedef struct lm__feedback {
 } lm__feedback;
 _Static_assert(LM_FEEDBACK_CODECS == LM_MAX_CODECS, "FEEDBACK carries one entry per codec id");
 
+/* DEVSTATE: len bytes of device state at byte offset off follow the
+ * 16-byte fixed part. DEVSTATE_END: the state's size and its checksum
+ * (the region checksum of docs/protocol.md over its bytes). */
+typedef struct lm__devstate {
+	uint64_t off;
+	uint32_t len;
+} lm__devstate;
+
+typedef struct lm__devstate_end {
+	uint64_t total;
+	uint64_t checksum;
+} lm__devstate_end;
+
 /* A receiver channel sends FEEDBACK after a DATA when this long passed
  * since its last one, and after every SYNC (docs/protocol.md). */
 #define LM__FEEDBACK_US 100000u
@@ -230,6 +254,9 @@ size_t lm__complete_bound(uint32_t n);
 size_t lm__enc_ack(uint8_t *p, const lm__ack *a);
 size_t lm__enc_error(uint8_t *p, int32_t code, uint16_t channel, const char *msg);
 size_t lm__enc_feedback(uint8_t *p, const lm__feedback *f); /* LM_FRAME_HDR + LM_FEEDBACK_LEN */
+/* DEVSTATE: header and fixed part only, the len data bytes follow. */
+size_t lm__enc_devstate(uint8_t *p, const lm__devstate *d); /* LM_FRAME_HDR + LM_DEVSTATE_FIXED */
+size_t lm__enc_devstate_end(uint8_t *p, const lm__devstate_end *d);
 #define LM_ERROR_FRAME_BOUND (LM_FRAME_HDR + LM_ERROR_FIXED + LM_ERROR_MAX_MSG)
 
 /* Body length a data packet with these counts must announce (64-bit: the
@@ -259,6 +286,9 @@ int lm__dec_complete(const uint8_t *p, uint32_t len, lm__region_sum *sums, uint3
 int lm__dec_ack(const uint8_t *p, uint32_t len, lm__ack *a, lm__err *e);
 int lm__dec_feedback(const uint8_t *p, uint32_t len, lm__feedback *f, lm__err *e);
 int lm__dec_error(const uint8_t *p, uint32_t len, lm__error_msg *m, lm__err *e);
+/* p: the 16-byte fixed part of a DEVSTATE frame whose body is len bytes. */
+int lm__dec_devstate(const uint8_t *p, uint32_t len, lm__devstate *d, lm__err *e);
+int lm__dec_devstate_end(const uint8_t *p, uint32_t len, lm__devstate_end *d, lm__err *e);
 
 /* Largest body a frame of this kind may announce for this page/packet size. */
 uint64_t lm__max_body(uint8_t kind, uint32_t page_size, uint32_t packet_pages);

@@ -68,6 +68,9 @@ typedef struct rxopt {
 	uint32_t max_channels;
 	/* Called with the receiver before its run starts (test hooks). */
 	void (*before_run)(lm_receiver *r);
+	/* Device state: the receiver's callback (user: the rx) and cap. */
+	lm_device_state_load_cb device_state;
+	uint64_t device_state_max;
 } rxopt;
 
 typedef struct rx {
@@ -149,6 +152,10 @@ static FP_UNUSED void rx_start(rx *x, const rxopt *o)
 	cfg.log = rx_log;
 	if (o && o->use_cb)
 		cfg.on_region = on_region;
+	if (o) {
+		cfg.device_state = o->device_state;
+		cfg.device_state_max = o->device_state_max;
+	}
 	CHECK_EQ(lm_receiver_new(&x->r, &cfg), 0);
 	if (!o || !o->no_region)
 		CHECK_EQ(lm_receiver_add_region(x->r, "ram", x->base, x->len, 1), 0);

@@ -19,6 +19,10 @@
  *            auto): DATA may name any codec, a channel's decoding context
  *            is made on its codec's first packet, FEEDBACK goes to
  *            /dev/null; codec none alone stays covered without bit 3.
+ *            Bit 3 with shape 7 also agrees DEVSTATE: DEVSTATE pieces go
+ *            to a callback that checks their order (and refuses a piece
+ *            that starts with 0xee), the receiver's device_state_max is
+ *            1 MiB, and COMPLETE needs a right DEVSTATE_END.
  *   rest     what the sender would send after the hello ack: DATA, SYNC,
  *            COMPLETE, ERROR frames. It is put in a memfd the conn reads;
  *            the conn writes (the completion ack) go to /dev/null.
@@ -216,6 +220,7 @@ static int expected_code(int rc)
 	case LM_EPEER:
 	case LM_EEOF:
 	case LM_EDECODE:
+	case LM_ELIMIT:
 		return 1;
 	default:
 		return 0;
@@ -226,12 +231,28 @@ static int expected_code(int rc)
 static int names_field(const char *msg)
 {
 	static const char *const kinds[] = {"frame.", "hello.", "region.", "data.",
-					    "sync.", "complete.", "error.", "ack."};
+					    "sync.", "complete.", "error.", "ack.", "devstate.",
+					    "devstate_end."};
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (strstr(msg, kinds[i]))
 			return 1;
 	return 0;
+}
+
+/* DEVSTATE sessions: the pieces must come in order, whole; a piece that
+ * starts with 0xee is refused (the application's refusal). */
+static uint64_t fz_ds_next;
+
+static int fz_load_state(void *user, uint64_t off, const void *buf, size_t len)
+{
+	(void)user;
+	if (!buf)
+		return off == fz_ds_next ? 0 : (__builtin_trap(), 0);
+	if (off != fz_ds_next || !len || len > LM_DEVSTATE_MAX_PIECE)
+		__builtin_trap();
+	fz_ds_next += len;
+	return ((const uint8_t *)buf)[0] == 0xee ? LM_EPEER : 0;
 }
 
 static void setup_accel(int pattern)
@@ -291,6 +312,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if ((cfg & CFG_ROUND_ACK) && sh->codec == LM_CODEC_NONE) {
 		r->features |= LM_FEAT_MIXED; /* codec auto: see the layout above */
 		r->codec = LM_CODEC_AUTO;
+	}
+	fz_ds_next = 0;
+	if ((cfg & CFG_ROUND_ACK) && ((cfg >> 4) & 7) == 7) {
+		r->features |= LM_FEAT_DEVSTATE; /* see the layout above */
+		r->cfg.device_state = fz_load_state;
+		r->cfg.device_state_max = 1u << 20;
 	}
 	r->region_count = NREGIONS;
 	for (int i = 0; i < NREGIONS; i++) {
@@ -380,6 +407,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lm__conn_close(&ch->conn);
 	ch->tail = NULL; /* ours */
 	lm__rx_chan_free(ch);
+	lm__sumstream_free(&r->ds_sum);
 	for (int i = 0; i < NREGIONS; i++) {
 		free(r->regions[i].written);
 		free(r->regions[i].claimed);
@@ -794,6 +822,31 @@ static void gen_kinds_session(gen *g, uint8_t *const *content, int bad)
 	gen_complete(g, content, 0);
 }
 
+/* A DEVSTATE session: every page, the state in two pieces, sync, the
+ * state's end (its checksum xor wrong), complete. */
+static void gen_devstate_session(gen *g, uint8_t *const *content, uint64_t wrong)
+{
+	static const char st[] = "vcpu0 rip=0x1000 rsp=0x8000; vcpu1 halted; uart lcr=3";
+	uint8_t b[LM_FRAME_HDR + LM_DEVSTATE_FIXED];
+	lm__devstate d = {0, 20};
+	lm__devstate_end de = {sizeof(st) - 1, 0};
+
+	for (uint32_t id = 0; id < NREGIONS; id++)
+		gen_all_pages(g, id, content[id], region_len[id]);
+	gen_put(g, b, lm__enc_devstate(b, &d));
+	gen_put(g, st, d.len);
+	d.off = 20;
+	d.len = (uint32_t)(sizeof(st) - 1 - 20);
+	gen_put(g, b, lm__enc_devstate(b, &d));
+	gen_put(g, st + 20, d.len);
+	gen_sync(g);
+	if (lm_region_checksum(st, de.total, &de.checksum))
+		abort();
+	de.checksum ^= wrong;
+	gen_put(g, b, lm__enc_devstate_end(b, &de));
+	gen_complete(g, content, 0);
+}
+
 static const char *outdir;
 
 #define ANY_FAILURE 1
@@ -1069,6 +1122,16 @@ int main(int argc, char **argv)
 	gen_reset(&g, 4);
 	gen_kinds_session(&g, content, 1);
 	write_seed("kinds-ref-chain", CFG_ROUND_ACK, &g, LM_EFIELD);
+
+	/* Device state (raw pages: a deflate session takes them). */
+	init_content(content, 0);
+	gen_reset(&g, 128);
+	gen_devstate_session(&g, content, 0);
+	write_seed("devstate", CFG_ROUND_ACK | CFG_CODEC(7), &g, 0);
+	write_seed("devstate-not-agreed", CFG_ROUND_ACK, &g, LM_EKIND);
+	gen_reset(&g, 128);
+	gen_devstate_session(&g, content, 1);
+	write_seed("devstate-bad-checksum", CFG_ROUND_ACK | CFG_CODEC(7), &g, LM_ECHECKSUM);
 
 	for (int i = 0; i < NREGIONS; i++)
 		free(content[i]);

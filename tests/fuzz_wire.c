@@ -417,6 +417,49 @@ static void do_feedback(const uint8_t *p, size_t n)
 	free(q);
 }
 
+/* DEVSTATE: the fixed part of a body of n bytes (the data after it is
+ * opaque); what decodes names a piece of 1..LM_DEVSTATE_MAX_PIECE bytes at
+ * an offset that cannot wrap, and round-trips. */
+static void do_devstate(const uint8_t *p, size_t n)
+{
+	uint8_t *q = dup_exact(p, n < LM_DEVSTATE_FIXED ? n : LM_DEVSTATE_FIXED);
+	uint8_t buf[LM_FRAME_HDR + LM_DEVSTATE_FIXED];
+	lm__devstate d, d2;
+	lm__err e = {0};
+
+	if (n <= UINT32_MAX && lm__dec_devstate(q, (uint32_t)n, &d, &e) == 0) {
+		fz_decoded++;
+		CHECK(n > LM_DEVSTATE_FIXED && n - LM_DEVSTATE_FIXED <= LM_DEVSTATE_MAX_PIECE);
+		CHECK(d.len == n - LM_DEVSTATE_FIXED);
+		CHECK(d.off <= (UINT64_MAX >> 1));
+		CHECK(lm__enc_devstate(buf, &d) == sizeof(buf));
+		CHECK(lm__get32(buf + 8) == n);
+		CHECK(memcmp(buf + LM_FRAME_HDR, q, LM_DEVSTATE_FIXED) == 0);
+		CHECK(lm__dec_devstate(buf + LM_FRAME_HDR, (uint32_t)n, &d2, &e) == 0);
+		CHECK(d2.off == d.off && d2.len == d.len);
+	}
+	free(q);
+}
+
+static void do_devstate_end(const uint8_t *p, size_t n)
+{
+	uint8_t *q = dup_exact(p, n);
+	uint8_t buf[LM_FRAME_HDR + LM_DEVSTATE_END_LEN];
+	lm__devstate_end d, d2;
+	lm__err e = {0};
+
+	if (n <= UINT32_MAX && lm__dec_devstate_end(q, (uint32_t)n, &d, &e) == 0) {
+		fz_decoded++;
+		CHECK(n == LM_DEVSTATE_END_LEN);
+		CHECK(d.total <= (UINT64_MAX >> 1));
+		CHECK(lm__enc_devstate_end(buf, &d) == sizeof(buf));
+		CHECK(memcmp(buf + LM_FRAME_HDR, q, LM_DEVSTATE_END_LEN) == 0);
+		CHECK(lm__dec_devstate_end(buf + LM_FRAME_HDR, LM_DEVSTATE_END_LEN, &d2, &e) == 0);
+		CHECK(d2.total == d.total && d2.checksum == d.checksum);
+	}
+	free(q);
+}
+
 static void do_ack(const uint8_t *p, size_t n)
 {
 	uint8_t *q = dup_exact(p, n);
@@ -728,6 +771,8 @@ static void do_stream(const uint8_t *p, size_t n, const fz_limits *fl)
 		case LM_KIND_ERROR: do_error(b, f.len); break;
 		case LM_KIND_ACK: do_ack(b, f.len); break;
 		case LM_KIND_FEEDBACK: do_feedback(b, f.len); break;
+		case LM_KIND_DEVSTATE: do_devstate(b, f.len); break;
+		case LM_KIND_DEVSTATE_END: do_devstate_end(b, f.len); break;
 		default: CHECK(0);
 		}
 		p += f.len;
@@ -982,6 +1027,24 @@ int main(int argc, char **argv)
 	q += lm__enc_ack(q, &a);
 	q += lm__enc_error(q, LM_EPEER, 1, "bye");
 	put_seed("stream", OP_STREAM, 0, b, (size_t)(q - b));
+
+	/* The device state's frames: two pieces, the end (in a stream: they
+	 * have no op of their own). */
+	{
+		lm__devstate ds = {0, 5};
+		lm__devstate_end de = {12, 0x1234};
+		q = b;
+		q += lm__enc_devstate(q, &ds);
+		memcpy(q, "hello", 5);
+		q += 5;
+		ds.off = 5;
+		ds.len = 7;
+		q += lm__enc_devstate(q, &ds);
+		memcpy(q, " device", 7);
+		q += 7;
+		q += lm__enc_devstate_end(q, &de);
+		put_seed("stream-devstate", OP_STREAM, 0, b, (size_t)(q - b));
+	}
 	return 0;
 }
 #endif

@@ -111,6 +111,11 @@ for src in "${sources[@]}"; do
 	run "$src" "${small[@]}" --dirty "$src"
 	check "$src: exits 0" test "$rc" = 0
 	check "$src: verified line" verified "$tmp/$src.out"
+	check "$src: the writers' state travelled as device state" grep -qE \
+		"^demo: device state: [0-9]+ bytes \(the writers' state: [0-9]+ generators?, [0-9]+ pages written\) continues the source$" \
+		"$tmp/$src.out"
+	check "$src: device state in both sides' statistics" \
+		test "$(grep -c '^device state: [0-9]* bytes' "$tmp/$src.out")" = 2
 	check "$src: header names the dirty source" grep -q "^demo: dirty tracking: " "$tmp/$src.out"
 	check "$src: one progress line per round" grep -q "^round 1 sent \[#*\]: dirty" "$tmp/$src.out"
 	check "$src: both sides' statistics" \

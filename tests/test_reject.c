@@ -79,11 +79,13 @@ static void reject_hello_bad_magic(void)
 
 static void reject_hello_unknown_kind(void)
 {
-	hello_case("hello_unknown_kind_9", (edit){4, 1, 9}, LM_EKIND, "frame.kind");
+	hello_case("hello_unknown_kind_11", (edit){4, 1, 11}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_0", (edit){4, 1, 0}, LM_EKIND, "frame.kind");
 	hello_case("hello_unknown_kind_255", (edit){4, 1, 255}, LM_EKIND, "frame.kind");
 	/* known kinds that are not a hello */
 	hello_case("hello_first_frame_data", (edit){4, 1, LM_KIND_DATA}, LM_EKIND, "expected hello");
+	hello_case("hello_first_frame_devstate", (edit){4, 1, LM_KIND_DEVSTATE}, LM_EKIND,
+		   "expected hello");
 	hello_case("hello_first_frame_feedback", (edit){4, 1, LM_KIND_FEEDBACK}, LM_EKIND,
 		   "first frame is feedback");
 	{
@@ -163,11 +165,11 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	/* Bits 0..3 (ROUND_ACK, REF, DELTA, MIXED) are known; bit 4 is the
-	 * first unknown one (bit 3 was, before MIXED). */
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 16}, LM_EFEATURE, "hello.required");
-	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 16}, {HB + 28, 2, LM_CODEC_AUTO}};
-	hello_case_n("hello_required_feature_known_and_bit_4", known4, 2, LM_EFEATURE,
+	/* Bits 0..4 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE) are known; bit
+	 * 5 is the first unknown one (bit 4 was, before DEVSTATE). */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 32}, LM_EFEATURE, "hello.required");
+	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 32}, {HB + 28, 2, LM_CODEC_AUTO}};
+	hello_case_n("hello_required_feature_known_and_bit_5", known4, 2, LM_EFEATURE,
 		     "hello.required");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");

@@ -75,12 +75,15 @@ enum { MSG_PORT = 1, MSG_RESULT = 2 };
 typedef struct msg {
 	int32_t kind, rc;
 	uint64_t value; /* the port, or the received region's checksum */
+	/* MSG_RESULT: the device state's bytes and the pages written that
+	 * the writers' state in it says (dest_state). */
+	uint64_t state_bytes, state_pages;
 	uint32_t text_len, err_len;
 } msg;
 
 typedef struct dest_result {
 	int have, rc;
-	uint64_t sum;
+	uint64_t sum, state_bytes, state_pages;
 	char *text, *err;
 } dest_result;
 
@@ -446,9 +449,18 @@ static int read_full(int fd, void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
+/* The destination's view of the device state (the writers' state), filled
+ * by dest_load_state in the child, sent with its result. */
+static struct {
+	uint8_t buf[4096];
+	uint64_t bytes, pages;
+	const demo_opts *o;
+} dest_state;
+
 static int send_msg(int fd, int kind, int rc, uint64_t value, const char *text, const char *err)
 {
-	msg m = {.kind = kind, .rc = rc, .value = value};
+	msg m = {.kind = kind, .rc = rc, .value = value, .state_bytes = dest_state.bytes,
+		 .state_pages = dest_state.pages};
 	int r;
 
 	m.text_len = text ? (uint32_t)strnlen(text, MAX_TEXT) : 0;
@@ -552,17 +564,46 @@ static int dest_receive(lm_receiver *r, uint64_t *sum)
 	return rc;
 }
 
+/* The device state is the writers' state: kept whole (it is small: the
+ * receiver's cap is the buffer), checked at the end call, before the
+ * destination acknowledges, so a state that does not continue this
+ * workload fails the migration. */
+static int dest_load_state(void *user, uint64_t off, const void *buf, size_t len)
+{
+	char why[256];
+	uint64_t pages;
+
+	(void)user;
+	if (buf) {
+		memcpy(dest_state.buf + off, buf, len); /* off + len <= the cap */
+		return 0;
+	}
+	if (wl_check_state(dest_state.buf, (size_t)off, dest_state.o->seed, dest_state.o->threads,
+			   &pages, why, sizeof(why))) {
+		fprintf(stderr, "%s: destination: device state: %s\n", PROG, why);
+		return -EINVAL;
+	}
+	dest_state.bytes = off;
+	dest_state.pages = pages;
+	return 0;
+}
+
 static int dest_main(const demo_opts *o, int fd)
 {
 	lm_tls_config tls = {.size = sizeof(lm_tls_config), .psk = o->psk, .psk_len = sizeof(o->psk)};
-	lm_receiver_config cfg = {.size = sizeof(lm_receiver_config), .accept_timeout_ms = ACCEPT_TIMEOUT_MS, .alloc_regions = 1,
-				  .tls = o->plaintext ? NULL : &tls};
+	lm_receiver_config cfg = {.size = sizeof(lm_receiver_config),
+				  .accept_timeout_ms = ACCEPT_TIMEOUT_MS,
+				  .alloc_regions = 1,
+				  .tls = o->plaintext ? NULL : &tls,
+				  .device_state = dest_load_state,
+				  .device_state_max = sizeof(dest_state.buf)};
 	lm_receiver *r = NULL;
 	uint64_t sum = 0;
 	lm_stats st = LM_STATS_INIT;
 	char *text;
 	int rc;
 
+	dest_state.o = o;
 	if (o->netns && (rc = join_netns(NS_DST))) {
 		send_msg(fd, MSG_PORT, rc, 0, NULL, "cannot join netns " NS_DST);
 		goto out;
@@ -648,6 +689,8 @@ static void read_result(demo *d, dest_result *res, int ms)
 	res->have = 1;
 	res->rc = m.rc;
 	res->sum = m.value;
+	res->state_bytes = m.state_bytes;
+	res->state_pages = m.state_pages;
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -967,6 +1010,17 @@ static int make_workload(demo *d)
 	return 0;
 }
 
+/* At the switchover, after the pause: the writers' state is the device
+ * state (the workload's "vCPUs"). */
+static int cb_device_state(void *u, lm_devstate_writer *w)
+{
+	demo *d = u;
+	uint8_t buf[4096];
+	int n = wl_save_state(d->w, buf, sizeof(buf));
+
+	return n < 0 ? n : lm_devstate_write(w, buf, (size_t)n);
+}
+
 static void live_config(demo *d, lm_live_config *lc)
 {
 	*lc = (lm_live_config){
@@ -996,7 +1050,8 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 	lm_tls_config tls = {.size = sizeof(lm_tls_config), .psk = d->o.psk, .psk_len = sizeof(d->o.psk)};
 	lm_sender_config sc = {.size = sizeof(lm_sender_config), .channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
 			       .tls = d->o.plaintext ? NULL : &tls, .no_dedup = d->o.no_dedup,
-			       .no_delta = d->o.no_delta, .delta_cache = d->o.delta_cache};
+			       .no_delta = d->o.no_delta, .delta_cache = d->o.delta_cache,
+			       .device_state = cb_device_state, .device_state_user = d};
 	lm_live_config lc;
 	char addr[64];
 	int rc;
@@ -1074,6 +1129,14 @@ static int verify(demo *d, const dest_result *res, uint64_t *src_sum)
 	}
 	fprintf(d->txt, "demo: verified: destination memory equals the source at the pause (checksum 0x%016" PRIx64 ")\n",
 		*src_sum);
+	/* Paused: the count the writers' state carried is still the source's. */
+	if (res->state_pages != wl_pages_written(d->w)) {
+		fprintf(d->txt, "demo: MISMATCH: the device state says %" PRIu64 " pages written, the source %" PRIu64 "\n",
+			res->state_pages, wl_pages_written(d->w));
+		return 0;
+	}
+	fprintf(d->txt, "demo: device state: %" PRIu64 " bytes (the writers' state: %u generator%s, %" PRIu64 " pages written) continues the source\n",
+		res->state_bytes, d->o.threads, d->o.threads > 1 ? "s" : "", res->state_pages);
 	return 1;
 }
 

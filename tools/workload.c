@@ -870,3 +870,89 @@ int wl_dirty_log(wl *w, uint64_t *bitmap, uint64_t pages, uint32_t page_size)
 	}
 	return 0;
 }
+
+/* ---- the writers' state (device state) ---------------------------------- */
+
+#define WL_STATE_MAGIC 0x4c4d574cu /* "LMWL" */
+#define WL_STATE_HDR 32u           /* magic, version, threads, seed, written, reserved */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+size_t wl_state_size(const wl *w)
+{
+	return WL_STATE_HDR + 32u * (w ? w->nthreads : 0);
+}
+
+int wl_save_state(wl *w, uint8_t *buf, size_t cap)
+{
+	size_t n = wl_state_size(w);
+
+	if (!w || cap < n)
+		return -EINVAL;
+	/* Paused: no writer moves its generator or the count meanwhile. */
+	pthread_mutex_lock(&w->mu);
+	put64(buf, (uint64_t)WL_STATE_MAGIC << 32 | 1u << 16 | w->nthreads);
+	put64(buf + 8, w->seed);
+	put64(buf + 16, atomic_load(&w->written));
+	put64(buf + 24, 0);
+	for (uint32_t i = 0; i < w->nthreads; i++) {
+		rng r;
+		/* Writers not started (idle workload) would start seeded. */
+		if (i < w->started)
+			r = w->writers[i].r;
+		else
+			rng_seed(&r, w->seed, 7 + i);
+		for (int k = 0; k < 4; k++)
+			put64(buf + WL_STATE_HDR + 32u * i + 8u * (unsigned)k, r.s[k]);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return (int)n;
+}
+
+int wl_check_state(const uint8_t *buf, size_t len, uint64_t seed, uint32_t threads,
+		   uint64_t *written, char *why, size_t cap)
+{
+	uint64_t h;
+
+	if (len < WL_STATE_HDR) {
+		snprintf(why, cap, "writer state of %zu bytes, below its %u-byte header", len, WL_STATE_HDR);
+		return -EINVAL;
+	}
+	h = get64(buf);
+	if (h >> 32 != WL_STATE_MAGIC || (h >> 16 & 0xffff) != 1 || get64(buf + 24)) {
+		snprintf(why, cap, "not a writer state (header 0x%016llx)", (unsigned long long)h);
+		return -EINVAL;
+	}
+	if ((h & 0xffff) != threads || len != WL_STATE_HDR + 32u * threads) {
+		snprintf(why, cap, "writer state of %llu writers in %zu bytes, expected %u writers",
+			 (unsigned long long)(h & 0xffff), len, threads);
+		return -EINVAL;
+	}
+	if (get64(buf + 8) != seed) {
+		snprintf(why, cap, "writer state seeded %llu, the workload %llu",
+			 (unsigned long long)get64(buf + 8), (unsigned long long)seed);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < threads; i++) {
+		const uint8_t *g = buf + WL_STATE_HDR + 32u * i;
+		if (!(get64(g) | get64(g + 8) | get64(g + 16) | get64(g + 24))) {
+			snprintf(why, cap, "writer %u has no generator state", i);
+			return -EINVAL;
+		}
+	}
+	*written = get64(buf + 16);
+	return 0;
+}

@@ -26,6 +26,7 @@
 #ifndef LM_WORKLOAD_H
 #define LM_WORKLOAD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define WL_PAGE_SIZE 4096u /* the workload writes 4 KiB pages */
@@ -91,5 +92,16 @@ void wl_fill_info(const wl *w, wl_fill_stats *out);
  * -ENODATA without cfg.dirty_log, -EINVAL if pages or page_size do not
  * match the memory. */
 int wl_dirty_log(wl *w, uint64_t *bitmap, uint64_t pages, uint32_t page_size);
+
+/* The writers' state, as a VMM's vCPU state: what the destination needs to
+ * go on where the source stopped (the seed, each writer's generator, the
+ * pages written so far). Save it while paused: wl_state_size() bytes into
+ * buf, or -EINVAL if cap is smaller. wl_check_state() parses a saved state
+ * (any bytes: it comes over the network) against the seed and writer count
+ * the destination expects: 0 with *written set, or -EINVAL and why. */
+size_t wl_state_size(const wl *w);
+int wl_save_state(wl *w, uint8_t *buf, size_t cap);
+int wl_check_state(const uint8_t *buf, size_t len, uint64_t seed, uint32_t threads,
+		   uint64_t *written, char *why, size_t cap);
 
 #endif

@@ -408,7 +408,7 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
 	}
-	if ((rc = verify(ch, sums, n, e)))
+	if ((rc = verify(ch, sums, n, e)) || (rc = lm__rx_devstate_finish(ch, e)))
 		goto out;
 	pthread_mutex_lock(&r->lock);
 	rc = r->err; /* another channel may have failed meanwhile */
@@ -474,6 +474,8 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 				return 0; /* acknowledged already: not applied, not an error */
 			break;
 		case LM_KIND_SYNC: rc = rx_sync(ch, &f, e); break;
+		case LM_KIND_DEVSTATE: rc = lm__rx_devstate(ch, &f, e); break;
+		case LM_KIND_DEVSTATE_END: rc = lm__rx_devstate_end(ch, &f, e); break;
 		case LM_KIND_COMPLETE:
 			rc = rx_complete(ch, &f, e);
 			if (!rc)
@@ -551,6 +553,9 @@ void lm__rx_chan_free(lm__rx_chan *ch)
 	free(ch->refs);
 	free(ch->deltas);
 	free(ch->area);
+	free(ch->ds_buf);
+	ch->ds_buf = NULL;
+	ch->ds_cap = 0;
 	ch->refs = NULL;
 	ch->deltas = NULL;
 	ch->area = NULL;

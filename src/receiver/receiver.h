@@ -137,6 +137,14 @@ typedef struct lm__rx_chan {
 	 * as it ends); reset by the run thread as it starts the slot. */
 	lm__rx_pub pub;
 	uint64_t t_pub_ns;  /* the slot thread's: its last publish */
+	/* Device state (devstate.c): the piece being read and handed over,
+	 * owner: this slot's thread (as the other buffers). ds_wait, guarded
+	 * by r->lock: this channel holds a piece whose turn has not come,
+	 * the one at ds_wait_off. */
+	uint8_t *ds_buf;
+	uint32_t ds_cap;
+	int ds_wait;
+	uint64_t ds_wait_off;
 } lm__rx_chan;
 
 struct lm_receiver {
@@ -208,6 +216,16 @@ struct lm_receiver {
 	/* Atomic: channels waiting for a ref's source page to land; a channel
 	 * that lands pages wakes r->cond only when it is not 0. */
 	uint32_t land_waiters;
+	/* Device state (devstate.c). Guarded by lock: ds_next, the bytes
+	 * handed to the application so far (pieces go in order), and
+	 * ds_busy, set while one channel hands a piece over (unlocked, so
+	 * ds_sum, which it feeds, has one writer at a time). ds_end and
+	 * ds_have_end: channel 0's thread's (its DEVSTATE_END). */
+	uint64_t ds_next;
+	int ds_busy;
+	lm__sumstream ds_sum;
+	lm__devstate_end ds_end;
+	int ds_have_end;
 	/* Owner: the thread driving the receiver (the run thread); written
 	 * under lock during a run, for lm_receiver_stats() on any thread. */
 	lm_status status;
@@ -263,5 +281,17 @@ struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */
 int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e);
 /* Channel 0 at COMPLETE: every channel synced, no data lands from now. */
 int lm__rx_wait_all_synced(lm__rx_chan *ch, lm__err *e);
+
+/* devstate.c. The first hello: a session with device state needs the
+ * application's callback, and a receiver with one needs the state
+ * (LM_EFEATURE otherwise: the connection is refused). */
+int lm__rx_devstate_hello(const lm_receiver *r, const lm__hello *h, lm__err *e);
+/* A DEVSTATE frame on ch: read, waits for its turn, handed over. */
+int lm__rx_devstate(lm__rx_chan *ch, const lm__frame *f, lm__err *e);
+/* A DEVSTATE_END frame (channel 0, after its SYNC): kept for COMPLETE. */
+int lm__rx_devstate_end(lm__rx_chan *ch, const lm__frame *f, lm__err *e);
+/* Channel 0 at COMPLETE, all synced and the regions verified: the state
+ * is whole and its checksum right, then the application's end call. */
+int lm__rx_devstate_finish(lm__rx_chan *ch, lm__err *e);
 
 #endif

@@ -313,6 +313,8 @@ static int join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err 
 			rc = LM_EFIELD;
 			goto out;
 		}
+		if ((rc = lm__rx_devstate_hello(r, h, e)))
+			goto out;
 		r->have_session = 1;
 		r->t_start = lm__now_us(); /* the session's clock starts here */
 		memcpy(r->session, h->session, 16);
@@ -1171,6 +1173,7 @@ static void receiver_stats(const lm_receiver *r, lm_stats *st)
 		if (ch->channel == 0)
 			st->rounds = ch->round;
 	}
+	st->device_state_bytes = r->ds_next; /* final once the run returned */
 	st->cpu_seconds += r->main_cpu;
 	memcpy(st->tls, r->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, r->tls_peer, sizeof(st->peer));
@@ -1221,6 +1224,7 @@ void lm_receiver_free(lm_receiver *r)
 	for (uint32_t i = 0; i < r->nfds; i++)
 		close(r->fds[i]);
 	lm__tls_ctx_free(r->tls);
+	lm__sumstream_free(&r->ds_sum);
 	pthread_mutex_destroy(&r->log_lock);
 	close(r->wake_fd);
 	pthread_cond_destroy(&r->cond);

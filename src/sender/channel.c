@@ -416,7 +416,9 @@ void *lm__tx_chan_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		if (st == LM_TX_QUIT)
 			break;
-		rc = st == LM_TX_JOB ? send_packet(ch, &e) : send_sync(ch, &e);
+		rc = st == LM_TX_JOB        ? send_packet(ch, &e)
+		     : st == LM_TX_DEVSTATE ? lm__tx_devstate_piece(ch, &e)
+					    : send_sync(ch, &e);
 		if (rc)
 			lm__sender_error(s, rc, ch->idx, e.msg);
 		pthread_mutex_lock(&s->lock);

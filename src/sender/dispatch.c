@@ -55,6 +55,11 @@ static lm__tx_chan *idle_channel(lm_sender *s)
 	return found;
 }
 
+lm__tx_chan *lm__sender_idle_channel(lm_sender *s)
+{
+	return idle_channel(s);
+}
+
 void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state)
 {
 	pthread_mutex_lock(&s->lock);

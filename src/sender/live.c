@@ -498,7 +498,9 @@ static int switchover(live *L, lm__err *e)
 	l->dirty_pages = dirty;
 	l->remaining_bytes = dirty * L->sh.page_size;
 	push(L);
-	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_sync(s)))
+	/* The device state is the paused workload's, after its last pages. */
+	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_devstate(s)) ||
+	    (rc = lm__sender_sync(s)))
 		return rc;
 	if (L->c.verify_source)
 		lm__sender_rehash_all(s);

@@ -11,7 +11,7 @@
 #include "codec/kinds.h"
 #include "livemig.h"
 
-enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT };
+enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT, LM_TX_DEVSTATE };
 
 /* name, base, len: set before connect by the thread driving the sender,
  * read-only from then on. */
@@ -100,6 +100,12 @@ typedef struct lm__tx_chan {
 	 * (the channel thread as it goes idle, the driving thread after it
 	 * used the conn), read by lm_sender_stats(). */
 	lm__tx_pub pub;
+	/* A piece of the device state (devstate.c): ds_len bytes at ds_off
+	 * of the state in ds_buf (LM__DEVSTATE_PIECE bytes, made on the
+	 * channel's first piece). Owner: as the job's fields. */
+	uint8_t *ds_buf;
+	uint32_t ds_len;
+	uint64_t ds_off;
 } lm__tx_chan;
 
 /* Fields without a note are set by lm_sender_new(), add_region() or at
@@ -198,6 +204,10 @@ struct lm_sender {
 	lm_status status;
 	uint64_t t_start, t_setup, t_first_data, t_end;
 	double main_cpu;
+	/* Device state (devstate.c), the driving thread's: written once the
+	 * callback returned; ds_sent says the END is due before COMPLETE. */
+	int ds_sent;
+	uint64_t ds_bytes, ds_sum, ds_us;
 };
 
 /* The pieces of a migration, for lm_sender_run() and live.c (the thread
@@ -300,6 +310,20 @@ void lm__sender_lift_rate(lm_sender *s);        /* the pause: unlimited from now
  * goes idle. */
 void lm__sender_publish(lm_sender *s, int channels_idle);
 void lm__tx_publish(lm__tx_chan *ch);
+/* devstate.c. The feature bit a hello offers and requires: DEVSTATE with a
+ * device state callback, else 0. */
+uint64_t lm__sender_devstate_feature(const lm_sender *s);
+/* Thread driving the sender, after the last round's pages were posted and
+ * before its SYNC: the device state callback, its pieces posted to the
+ * channels as it writes them; returns once every piece was written. */
+int lm__sender_devstate(lm_sender *s);
+/* Thread driving the sender, channels idle, before COMPLETE on channel 0:
+ * the DEVSTATE_END (size, checksum) when a state was sent, else nothing. */
+int lm__sender_devstate_end(lm_sender *s, lm__err *e);
+/* Channel thread, state LM_TX_DEVSTATE: writes its piece. */
+int lm__tx_devstate_piece(lm__tx_chan *ch, lm__err *e);
+/* dispatch.c: the next idle channel, round robin; NULL once the run failed. */
+lm__tx_chan *lm__sender_idle_channel(lm_sender *s);
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 

@@ -145,6 +145,8 @@ int lm__sender_complete(lm_sender *s)
 		if (rc)
 			goto out;
 	}
+	if ((rc = lm__sender_devstate_end(s, &e)))
+		goto fail;
 	rc = lm__write_full(&ch0->conn, buf, lm__enc_complete(buf, sums, s->nregions));
 	if (rc) {
 		rc = lm__sender_peer_reason(ch0, rc, &e);
@@ -176,7 +178,8 @@ out:
 static uint64_t offered_features(const lm_sender *s)
 {
 	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
-	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA) | (s->is_auto ? LM_FEAT_MIXED : 0);
+	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA) | (s->is_auto ? LM_FEAT_MIXED : 0) |
+	       lm__sender_devstate_feature(s);
 }
 
 /* After the handshake: the content index when the receiver takes refs. */
@@ -257,6 +260,8 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__e
 	/* Codec auto sends packets of any codec: a receiver that cannot take
 	 * them must refuse the session, not a packet later. */
 	h.required = s->is_auto ? LM_FEAT_MIXED : 0;
+	/* Device state cannot be left behind: a receiver must take it. */
+	h.required |= lm__sender_devstate_feature(s);
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
 	if (rc) {
 		/* Under TLS 1.3 the receiver checks our certificate after our
@@ -475,6 +480,7 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->plan.pins);
 	free(ch->plan.deps);
 	free(ch->bounce);
+	free(ch->ds_buf);
 }
 
 static int plan_alloc(const lm_sender *s, lm__plan *pl)
@@ -802,6 +808,8 @@ int lm_sender_run(lm_sender *s)
 		return rc;
 	rc = lm__sender_send_all(s);
 	if (!rc)
+		rc = lm__sender_devstate(s);
+	if (!rc)
 		rc = lm__sender_sync(s);
 	if (!rc)
 		rc = lm__sender_complete(s);
@@ -868,6 +876,8 @@ static void driver_part(const lm_sender *s, lm_stats *st)
 	memcpy(st->tls, s->tls_suite, sizeof(st->tls));
 	memcpy(st->peer, s->tls_peer, sizeof(st->peer));
 	st->tls_resumed = s->tls_resumed;
+	st->device_state_bytes = s->ds_bytes;
+	st->device_state_us = s->ds_us;
 	if (s->live) {
 		const lm_stats *l = &s->live_st;
 		st->live = 1;
