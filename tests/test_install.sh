@@ -7,7 +7,8 @@
 #   test_install.sh BUILD_DIR PROGRAM_DIR [ARGS...]
 # PROGRAM_DIR holds the program's .c files (one program; examples/ reuse
 # this); ARGS are passed to each run. Compiled with the installed header
-# only: no -I into the source tree, no -D.
+# only: no -I into the source tree, no -D. A PROGRAM_DIR with its own
+# CMakeLists.txt or Makefile is also built with those (program: the dir's name).
 # Exit 77 (ctest: skipped) with the reason when it cannot run.
 set -euo pipefail
 bld=$(cd "$1" && pwd) prog=$(cd "$2" && pwd)
@@ -118,6 +119,31 @@ if cmake -S "$work/cm" -B "$work/cm/b" -DCMAKE_PREFIX_PATH="$root" >"$work/cm.lo
 	run cmake-static "$work/cm/b/prog_static" "$@"
 else
 	fail "find_package(livemig) project does not build: $(tail -n 15 "$work/cm.log")"
+fi
+# A program that comes with its own build files (examples/) builds with
+# them too: its CMakeLists.txt (find_package) and its Makefile (pkg-config).
+name=$(basename "$prog")
+if [ -f "$prog/CMakeLists.txt" ]; then
+	if cmake -S "$prog" -B "$work/own" -DCMAKE_PREFIX_PATH="$root" >"$work/own.log" 2>&1 &&
+		cmake --build "$work/own" >>"$work/own.log" 2>&1; then
+		LD_LIBRARY_PATH=$root/lib run "its CMakeLists.txt" "$work/own/$name" "$@"
+	else
+		fail "$name's CMakeLists.txt does not build: $(tail -n 15 "$work/own.log")"
+	fi
+fi
+if [ -f "$prog/Makefile" ]; then
+	cp -r "$prog" "$work/mk"
+	rm -f "$work/mk/$name"
+	if make -C "$work/mk" >"$work/mk.log" 2>&1; then
+		LD_LIBRARY_PATH=$root/lib run "its Makefile" "$work/mk/$name" "$@"
+	else
+		fail "$name's Makefile does not build: $(tail -n 15 "$work/mk.log")"
+	fi
+fi
+# LM_INSTALL_KEEP=DIR: the statically linked build is kept there as DIR/NAME,
+# for a caller's further runs (it needs nothing of the stage).
+if [ "${LM_INSTALL_KEEP:-}" ] && [ -x "$work/pc-static" ]; then
+	cp "$work/pc-static" "$LM_INSTALL_KEEP/$name"
 fi
 echo "test_install: $fails failed"
 [ "$fails" -eq 0 ]
