@@ -42,9 +42,6 @@ typedef struct world {
 	double enc[LM_MAX_CODECS], ratio[LM_MAX_CODECS];
 	uint32_t rx_n;                     /* receiver channels, 0: no FEEDBACK */
 	double rx_base, rx_dec[LM_MAX_CODECS]; /* ns per page */
-	double jitter;                     /* the link's rate varies by +-jitter per window */
-	uint32_t seed;                     /* (a shaper's bursts, other traffic) */
-	double last_link;                  /* the last window's rate */
 } world;
 
 static world typical(double link)
@@ -63,12 +60,11 @@ static world typical(double link)
 static const uint32_t all_cand =
 	1u << LM_CODEC_NONE | 1u << LM_CODEC_LZ4 | 1u << LM_CODEC_ZSTD | 1u << LM_CODEC_DEFLATE;
 
-/* One 100 ms window of world w under the model's current decision; the
- * input bytes/s the world delivered. */
-static double window(world *w, lm__auto *a, lm__auto_chan *chans)
+/* One 100 ms window of world w under the model's current decision. */
+static void window(const world *w, lm__auto *a, lm__auto_chan *chans)
 {
 	const double win = 1e8;
-	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, busy, link;
+	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, busy;
 	uint64_t snap = lm__auto_snapshot(a);
 	lm__auto_meas m;
 	const int draws = 512;
@@ -83,14 +79,8 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		rxp += share[c] * w->rx_dec[c];
 	}
 	x = w->n * 1e9 / (w->plan + enc + w->write * W);
-	link = w->link;
-	if (w->jitter) {
-		w->seed = w->seed * 1103515245u + 12345u;
-		link *= 1 + w->jitter * ((double)(w->seed >> 8 & 0xffff) / 32768.0 - 1);
-	}
-	w->last_link = link;
-	if (link / W < x)
-		x = link / W;
+	if (w->link / W < x)
+		x = w->link / W;
 	if (w->rx_n && w->rx_n * 1e9 * PS / (w->rx_base + rxp) < x)
 		x = w->rx_n * 1e9 * PS / (w->rx_base + rxp);
 	in = x * win / 1e9;
@@ -122,16 +112,15 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		}
 	}
 	lm__auto_update(a, &m);
-	return x;
 }
 
-static void run_world(world *w, lm__auto *a, lm__auto_chan *chans, int windows)
+static void run_world(const world *w, lm__auto *a, lm__auto_chan *chans, int windows)
 {
 	for (int i = 0; i < windows; i++)
 		window(w, a, chans);
 }
 
-static void settle(world *w, lm__auto *a)
+static void settle(const world *w, lm__auto *a)
 {
 	lm__auto_chan chans[8];
 
@@ -216,8 +205,7 @@ static void model_loaded_cpu(void)
 	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < free_frac);
 }
 
-/* A link that changes is followed: slower within 10 windows, faster at
- * once and all the way to none within 16 (1.6 s). */
+/* A link that changes is followed within 10 windows, both ways. */
 static void model_link_change(void)
 {
 	world fast = typical(10e9), slow = typical(40e6);
@@ -234,60 +222,10 @@ static void model_link_change(void)
 	printf("model: fast -> slow followed after %d windows\n", k);
 	CHECK(k <= 10);
 	run_world(&slow, &a, chans, 20);
-	/* Faster: the first window lightens the choice; none comes as the
-	 * estimate grows with what each lighter choice delivers (1.5x a
-	 * window while compressing: it never runs ahead of the channels). */
-	window(&fast, &a, chans);
-	CHECK(a.codec == LM_CODEC_NONE || a.frac < LM__AUTO_FRAC_ONE || a.codec == LM_CODEC_LZ4);
-	for (k = 1; k < 30 && a.codec != LM_CODEC_NONE; k++)
+	for (k = 0; k < 30 && a.codec != LM_CODEC_NONE; k++)
 		window(&fast, &a, chans);
 	printf("model: slow -> fast followed after %d windows\n", k);
-	CHECK(k <= 16);
-}
-
-/* A link the channels nearly fill with their best codec, whose rate
- * jitters window to window as a shaper's does: the decision holds steady
- * (an estimate that wandered off made it swing between codecs and shares,
- * which cost 11% at 1gbit) and the world delivers close to what the best
- * fixed choice for the link's average would. */
-static void model_jittery_balance(void)
-{
-	world w = typical(120e6);
-	lm__auto_chan chans[8];
-	lm__auto a;
-	double got = 0, best = 0, links[100];
-	int switches = 0;
-	uint16_t last;
-
-	w.enc[LM_CODEC_ZSTD] = 5.0; /* zstd's input rate nearly fills the link */
-	w.jitter = 0.3;
-	w.seed = 7;
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, w.n, 0);
-	run_world(&w, &a, chans, 20);
-	last = a.codec;
-	for (int i = 0; i < 100; i++) {
-		got += window(&w, &a, chans) / 100;
-		links[i] = w.last_link;
-		switches += a.codec != last;
-		last = a.codec;
-	}
-	/* The best fixed choice (codec, share) over the same windows. */
-	for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
-		if (!(all_cand >> c & 1))
-			continue;
-		for (uint32_t f = c ? 16 : 0; f <= (c ? LM__AUTO_FRAC_ONE : 0); f += 16) {
-			double W = f / 1024.0 * w.ratio[c] + (1 - f / 1024.0), sum = 0;
-			double x = w.n * 1e9 / (w.plan + f / 1024.0 * w.enc[c] + w.write * W);
-			for (int i = 0; i < 100; i++)
-				sum += (links[i] / W < x ? links[i] / W : x) / 100;
-			best = sum > best ? sum : best;
-		}
-	}
-	printf("model: jittery 120 MB/s link: %d codec switches in 100 windows, %.0f MB/s of the "
-	       "best fixed choice's %.0f\n", switches, got / 1e6, best / 1e6);
-	CHECK(switches <= 6);
-	CHECK(got >= 0.93 * best);
+	CHECK(k <= 10);
 }
 
 /* The sender's own rate limit caps the link estimate. */
@@ -588,7 +526,6 @@ int main(void)
 	model_slow_decoder();
 	model_loaded_cpu();
 	model_link_change();
-	model_jittery_balance();
 	model_rate_cap();
 	pick_shares();
 	img = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

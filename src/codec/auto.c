@@ -27,8 +27,7 @@
  *                                     channel threads, P-byte pages
  * The decision is the (c, f) with the largest X, f in steps of 1/64; within
  * 2% of it the one costing the least sender CPU (p + f e_c), so CPU is not
- * spent for nothing. It moves to another codec only when that is
- * LM__AUTO_SWITCH (3%) better than the best share of the current one. With a slow link L/W binds and compression wins; with
+ * spent for nothing. With a slow link L/W binds and compression wins; with
  * a fast one N/T binds and none wins; in between the link bound rises with
  * f and the CPU bound falls, and the best f is where they cross: a mix.
  *
@@ -40,16 +39,8 @@
  * says whether it limits: b >= 0.15, the link is full: L moves halfway to
  * D, or to D at once from above 1.5 D (a link that slowed down);
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
- * b < 0.02, not full: sending raw, L = 1.4 max(L, D) (nothing is lighter,
- * so an estimate too high costs nothing); compressing, L is kept within
- * 1.2 D..1.5 D, except every LM__AUTO_CALM-th window in a row that did not
- * wait, which probes 1.4 max(L, D) (channels CPU-bound compressing never
- * show a fast link: the cap alone grows only with what they deliver).
- * The cap makes L grow with
- * what the decisions deliver, window by window, until compressing less
- * makes the writes block; it never runs ahead of them (channels that are
- * CPU-bound compressing never block, and an estimate that kept growing
- * would soon make the model compress too little). Writes blocked while the
+ * b < 0.02, not full: L = 1.4 max(L, D), probing upward every window
+ * until compressing less makes the writes block. Writes blocked while the
  * receiver's threads are busy (>= 85%) are the receiver's limit, not the
  * link's: L is then held. L never exceeds the sender's own rate limit.
  *
@@ -155,16 +146,6 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
-static void clamp_link(lm__auto *a)
-{
-	if (a->link > LM__AUTO_LINK_MAX)
-		a->link = LM__AUTO_LINK_MAX;
-	if (a->link < LM__AUTO_LINK_MIN)
-		a->link = LM__AUTO_LINK_MIN;
-	if (a->rate_cap && a->link > (double)a->rate_cap)
-		a->link = (double)a->rate_cap;
-}
-
 static void fold_link(lm__auto *a, const lm__auto_meas *m)
 {
 	double n = m->channels ? m->channels : a->channels;
@@ -183,24 +164,8 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	a->blocked = b;
 	d = wire * 1e9 / win;
 	if (b < 0.02) {
-		/* Not full: room above what was delivered, but only that
-		 * much: an estimate that kept growing while CPU-bound channels
-		 * never block would soon make the model compress too little. */
-		if (a->codec == LM_CODEC_NONE || !a->frac || ++a->calm >= LM__AUTO_CALM) {
-			/* Raw: nothing lighter to pick. Compressing for several
-			 * windows without a wait: the link may be far faster
-			 * than the CPU-bound channels show (the cap below alone
-			 * grows only with what they deliver). */
-			a->link = 1.4 * (a->link > d ? a->link : d);
-			a->calm = 0;
-		} else {
-			a->link = a->link < 1.2 * d ? 1.2 * d : a->link > 1.5 * d ? 1.5 * d : a->link;
-		}
-		clamp_link(a);
-		return;
-	}
-	a->calm = 0;
-	if (a->rx_channels && a->rx_busy >= 0.85) {
+		a->link = 1.4 * (a->link > d ? a->link : d);
+	} else if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
@@ -211,7 +176,12 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		 * make short windows deliver from half to twice the rate. */
 		a->link = a->windows && a->link < 1.5 * d ? ewma(a->link, d, 0.5) : d;
 	}
-	clamp_link(a);
+	if (a->link > LM__AUTO_LINK_MAX)
+		a->link = LM__AUTO_LINK_MAX;
+	if (a->link < LM__AUTO_LINK_MIN)
+		a->link = LM__AUTO_LINK_MIN;
+	if (a->rate_cap && a->link > (double)a->rate_cap)
+		a->link = (double)a->rate_cap;
 }
 
 static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
@@ -254,24 +224,6 @@ static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac)
 	return codec == LM_CODEC_NONE ? 0 : (double)frac * a->enc_ns[codec];
 }
 
-/* Of codec c's shares whose rate reaches floor, the one costing the least
- * sender CPU, if it costs less than *least. */
-static void cheapest(const lm__auto *a, uint16_t c, double floor, double *least, uint16_t *codec,
-		     uint32_t *frac)
-{
-	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
-	uint32_t f0 = c ? step : 0, f1 = c ? LM__AUTO_FRAC_ONE : 0;
-
-	for (uint32_t f = f0; f <= f1; f += step) {
-		double cost = cpu_cost(a, c, f);
-		if (lm__auto_rate(a, c, f) >= floor && cost < *least) {
-			*least = cost;
-			*codec = c;
-			*frac = f;
-		}
-	}
-}
-
 static void decide(lm__auto *a)
 {
 	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
@@ -293,17 +245,18 @@ static void decide(lm__auto *a)
 		}
 	}
 	/* Within 2% of the best, the cheapest in sender CPU (none first). */
-	for (uint16_t c = 0; c < LM_MAX_CODECS; c++)
-		if (a->cand & (1u << c))
-			cheapest(a, c, 0.98 * best, &least, &codec, &frac);
-	/* Another codec only when clearly better: estimates that wobble
-	 * near a tie would switch every window, and each switch costs (a
-	 * codec's ratio on the next packets is not the average's). */
-	if (a->windows && codec != a->codec && (a->cand & (1u << a->codec)) &&
-	    lm__auto_rate(a, codec, frac) < LM__AUTO_SWITCH * cbest[a->codec]) {
-		least = INFINITY;
-		codec = a->codec;
-		cheapest(a, codec, 0.98 * cbest[codec], &least, &codec, &frac);
+	for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
+		uint32_t f0 = c ? step : 0, f1 = c ? LM__AUTO_FRAC_ONE : 0;
+		if (!(a->cand & (1u << c)))
+			continue;
+		for (uint32_t f = f0; f <= f1; f += step) {
+			double cost = cpu_cost(a, c, f);
+			if (lm__auto_rate(a, c, f) >= 0.98 * best && cost < least) {
+				least = cost;
+				codec = c;
+				frac = f;
+			}
+		}
 	}
 	a->codec = codec;
 	a->frac = codec == LM_CODEC_NONE ? 0 : frac;

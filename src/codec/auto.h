@@ -30,8 +30,6 @@
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
-#define LM__AUTO_SWITCH 1.03       /* another codec must be this much better */
-#define LM__AUTO_CALM 3u           /* compressing, every 3rd window without waits probes */
 
 /* One channel's cumulative counters. Written by its channel thread with
  * relaxed atomic adds, read by the updater with relaxed loads: each field
@@ -78,7 +76,6 @@ typedef struct lm__auto {
 	double write_ns;     /* ns per wire byte in writev, not waiting for the socket */
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes */
-	uint32_t calm;       /* windows in a row compressing without a write waiting */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per
 	 * page of everything else its channel threads do, how busy they are. */
 	double rx_dec_ns[LM_MAX_CODECS];
