@@ -182,7 +182,7 @@ static inline void *shaper_pipe_main(void *arg)
 			shaper_take(pp->sh, (size_t)n);
 		}
 		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(pp->to, buf + off, (size_t)(n - off));
+			ssize_t w = send(pp->to, buf + off, (size_t)(n - off), MSG_NOSIGNAL);
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w <= 0)

@@ -189,7 +189,7 @@ static int full_read(int fd, uint8_t *p, size_t n)
 static int full_write(int fd, const uint8_t *p, size_t n)
 {
 	while (n) {
-		ssize_t k = write(fd, p, n);
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL); /* the peer may close first */
 		if (k <= 0)
 			return -1;
 		p += k;
