@@ -12,37 +12,10 @@ mkimage=${2:?usage: $0 path/to/livemig path/to/lm-mkimage}
 [ -x "$mkimage" ] || { echo "FAIL: $mkimage is not executable"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_hygiene.XXXXXX")
-bg_pids=()
 mnt=
-cleanup() {
-	local p
-	for p in "${bg_pids[@]}"; do
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	[ -z "$mnt" ] || umount "$mnt" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-forget_pid() { # a reaped job; its pid may be reused, never kill it later
-	local p keep=()
-	for p in "${bg_pids[@]}"; do
-		[ "$p" = "$1" ] || keep+=("$p")
-	done
-	bg_pids=("${keep[@]}")
-}
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
-}
-not() { ! "$@"; }
+harness_cleanup() { [ -z "$mnt" ] || umount "$mnt" 2>/dev/null || true; }
+name=test_hygiene
+. "$(dirname "$0")/shell_harness.sh"
 
 # listen_port PID: the TCP port PID listens on, from /proc (up to 10 s).
 listen_port() {

@@ -15,28 +15,8 @@ mkimage=${2:?usage: $0 path/to/livemig path/to/lm-mkimage}
 [ -x "$mkimage" ] || { echo "FAIL: $mkimage is not executable"; exit 1; }
 command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_progress.XXXXXX")
-bg_pids=()
-cleanup() {
-	local p
-	for p in "${bg_pids[@]}"; do
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-passed=0
-failed=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-check() {
-	local what=$1
-	shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
-}
-not() { ! "$@"; }
+name=test_progress
+. "$(dirname "$0")/shell_harness.sh"
 
 # A slow migration without a shaper: zstd at level 19 on one channel moves
 # a few MiB a second, so a 24 MiB image takes seconds (longer under the

@@ -16,37 +16,8 @@ tools=$here/trust_tools.py
 command -v python3 >/dev/null || { echo "FAIL: python3 not found"; exit 1; }
 command -v openssl >/dev/null || { echo "FAIL: openssl not found (scripts/deps.sh test)"; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_trust.XXXXXX")
-bg_pids=()
-cleanup() {
-	local p
-	for p in "${bg_pids[@]}"; do
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-forget_pid() { # a reaped job; its pid may be reused, never kill it later
-	local p keep=()
-	for p in "${bg_pids[@]}"; do
-		[ "$p" = "$1" ] || keep+=("$p")
-	done
-	bg_pids=("${keep[@]}")
-}
-
-passed=0
-failed=0
-skipped=0
-pass() { echo "PASS: $*"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $*"; failed=$((failed + 1)); }
-skip() { echo "SKIP: $*"; skipped=$((skipped + 1)); }
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then pass "$what"; else fail "$what"; fi
-}
-not() { ! "$@"; }
+name=test_trust
+. "$(dirname "$0")/shell_harness.sh"
 section() { echo "== $* ($SECONDS s)"; }
 
 # wait_exit PID SECONDS: sets rc to the job's exit status (137: killed
