@@ -17,6 +17,7 @@
 typedef struct lm__conn {
 	const lm__stream_ops *ops; /* plain (lm__conn_init) or TLS */
 	struct lm__tls *tls;       /* the TLS stream's state, NULL in plaintext */
+	struct lm__seal *seal;     /* sealed records after the hello (TLS), else NULL */
 	int rfd, wfd;    /* the same socket, or a memfd + /dev/null under the fuzzer */
 	int wake_fd;     /* readable = give up waiting (-ECANCELED); -1 = none */
 	int timeout_ms;  /* longest wait for any progress */

@@ -67,8 +67,13 @@ enum lm__kind {
  * COMPLETE (docs/protocol.md). A sender with device state requires it, so
  * a receiver that does not know it refuses the session. */
 #define LM_FEAT_DEVSTATE (1ull << 4)
+/* SEALED: under TLS, once a channel's hello was acknowledged, its frames
+ * travel in livemig's sealed records keyed from the channel's TLS exporter
+ * instead of TLS records (src/transport/seal.c, docs/protocol.md). Required
+ * by a TLS sender, refused in plaintext. */
+#define LM_FEAT_SEALED (1ull << 5)
 #define LM_FEAT_KNOWN (LM_FEAT_ROUND_ACK | LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED | \
-		       LM_FEAT_DEVSTATE)
+		       LM_FEAT_DEVSTATE | LM_FEAT_SEALED)
 /* Fixed sizes of a ref and a delta table entry. */
 #define LM_REF_ENTRY 16u
 #define LM_DELTA_ENTRY 8u

@@ -165,12 +165,17 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	/* Bits 0..4 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE) are known; bit
-	 * 5 is the first unknown one (bit 4 was, before DEVSTATE). */
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 32}, LM_EFEATURE, "hello.required");
-	edit known4[] = {{HB + 48, 8, LM_FEAT_KNOWN | 32}, {HB + 28, 2, LM_CODEC_AUTO}};
-	hello_case_n("hello_required_feature_known_and_bit_5", known4, 2, LM_EFEATURE,
+	/* Bits 0..5 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE, SEALED) are
+	 * known; bit 6 is the first unknown one (bit 5 was, before SEALED). */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 64}, LM_EFEATURE, "hello.required");
+	edit known[] = {{HB + 48, 8, (LM_FEAT_KNOWN & ~LM_FEAT_SEALED) | 64},
+			{HB + 28, 2, LM_CODEC_AUTO}};
+	hello_case_n("hello_required_feature_known_and_bit_6", known, 2, LM_EFEATURE,
 		     "hello.required");
+	/* SEALED needs TLS's exporter: a plaintext receiver refuses it. */
+	edit sealed[] = {{HB + 40, 8, LM_FEAT_ROUND_ACK | LM_FEAT_SEALED},
+			 {HB + 48, 8, LM_FEAT_SEALED}};
+	hello_case_n("hello_sealed_in_plaintext", sealed, 2, LM_EFEATURE, "SEALED");
 	hello_case("hello_required_feature_top", (edit){HB + 48, 8, 1ull << 63}, LM_EFEATURE,
 		   "hello.required");
 }
@@ -1047,8 +1052,8 @@ static void reject_round_ack(void)
 /* Unknown optional bits are not accepted, and enable nothing. */
 static void reject_features_unknown_bits(void)
 {
-	const uint64_t with[2] = {LM_FEAT_ROUND_ACK | 1u << 5, LM_FEAT_ROUND_ACK | 1u << 5};
-	const uint64_t only[2] = {1u << 5 | 1ull << 63, 1u << 5 | 1ull << 63};
+	const uint64_t with[2] = {LM_FEAT_ROUND_ACK | 1u << 6, LM_FEAT_ROUND_ACK | 1u << 6};
+	const uint64_t only[2] = {1u << 6 | 1ull << 63, 1u << 6 | 1ull << 63};
 
 	round_ack_case("features_unknown_bit_with_round_ack", 2, with, LM_FEAT_ROUND_ACK);
 	round_ack_case("features_unknown_bits_only", 2, only, 0);

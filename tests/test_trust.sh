@@ -244,8 +244,8 @@ tamper() {
 }
 section "4. tampering proxy under TLS"
 tamper page-data --flip-offset 300000
-# COMPLETE is one record of 12 + 32 bytes (one region): 44 + 1 + 16 on the wire.
-tamper complete --flip-record-len 61
+# COMPLETE is one sealed record of 12 + 32 bytes (one region): length 44 + 16 (the tag).
+tamper complete --flip-record-len 60
 
 # ---- 5. a fake receiver cannot make the sender report success -------------------
 

@@ -368,6 +368,10 @@ static int send_hello_ack(lm__rx_chan *ch, lm__err *e)
 	rc = lm__write_full(&ch->conn, b, lm__enc_ack(b, &a));
 	if (rc)
 		lm__err_set(e, "sending hello ack: %s", lm_strerror(rc));
+	/* The ack was our last TLS record on this channel (SEALED, which
+	 * read_hello required under TLS). */
+	else if (ch->conn.tls && (rc = lm__tls_seal(&ch->conn, 0)))
+		lm__err_set(e, "TLS: starting sealed records: %s", lm_strerror(rc));
 	return rc;
 }
 
@@ -448,7 +452,19 @@ static int read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
 		lm__err_set(e, "reading hello: %s", lm_strerror(rc));
 		return rc;
 	}
-	return lm__dec_hello(b, f.len, h, e);
+	if ((rc = lm__dec_hello(b, f.len, h, e)))
+		return rc;
+	/* Sealed records need the TLS exporter: required under TLS (the data
+	 * phase never falls back to TLS records), impossible without. */
+	if (ch->conn.tls && !(h->required & LM_FEAT_SEALED)) {
+		lm__err_set(e, "hello.required lacks SEALED, which TLS requires");
+		return LM_EFEATURE;
+	}
+	if (!ch->conn.tls && (lm__hello_features(h) & LM_FEAT_SEALED)) {
+		lm__err_set(e, "hello.features has SEALED, which needs TLS: this receiver is plaintext");
+		return LM_EFEATURE;
+	}
+	return 0;
 }
 
 /* ---- strangers ------------------------------------------------------------ */

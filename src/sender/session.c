@@ -179,7 +179,7 @@ static uint64_t offered_features(const lm_sender *s)
 {
 	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
 	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA) | (s->is_auto ? LM_FEAT_MIXED : 0) |
-	       lm__sender_devstate_feature(s);
+	       lm__sender_devstate_feature(s) | (s->tls ? LM_FEAT_SEALED : 0);
 }
 
 /* After the handshake: the content index when the receiver takes refs. */
@@ -262,6 +262,8 @@ static int hello_channel(lm_sender *s, lm__tx_chan *ch, const lm__addr *a, lm__e
 	h.required = s->is_auto ? LM_FEAT_MIXED : 0;
 	/* Device state cannot be left behind: a receiver must take it. */
 	h.required |= lm__sender_devstate_feature(s);
+	/* Under TLS the data phase is sealed records: one way only. */
+	h.required |= s->tls ? LM_FEAT_SEALED : 0;
 	rc = lm__write_full(&ch->conn, buf, lm__enc_hello(buf, &h));
 	if (rc) {
 		/* Under TLS 1.3 the receiver checks our certificate after our
@@ -313,7 +315,17 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 			    (unsigned long long)a.features);
 		return LM_EFEATURE;
 	}
+	if (s->tls && !(a.features & LM_FEAT_SEALED)) {
+		lm__err_set(e, "ack.features 0x%llx lacks SEALED, which TLS requires",
+			    (unsigned long long)a.features);
+		return LM_EFEATURE;
+	}
 	ch->features = a.features;
+	/* The ack was the last TLS record from the receiver on this channel. */
+	if (s->tls && (rc = lm__tls_seal(&ch->conn, 1))) {
+		lm__err_set(e, "TLS: starting sealed records: %s", lm_strerror(rc));
+		return rc;
+	}
 	return 0;
 }
 

@@ -31,10 +31,10 @@
 #include "wire.h"
 
 #define LM_TLS_RECORD 16384u   /* TLS's largest record payload */
-#define LM_TLS_READ_BUF (4 * (LM_TLS_RECORD + 256)) /* read ahead several records */
 #define LM_TLS_MAX_KEYS 64
 #define LM_TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define LM_TLS_EXPORTER "EXPORTER-livemig-session"
+#define LM_SEAL_EXPORTER "EXPORTER-livemig-records"
 
 
 struct lm__tls_ctx {
@@ -472,8 +472,11 @@ int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *caller, int server, 
 	 * out, so the poll loop above keeps its timeouts. Moving buffer: a
 	 * retried write may come from our gather buffer or the caller's. */
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_read_ahead(t->ctx, 1);
-	SSL_CTX_set_default_read_buffer_len(t->ctx, LM_TLS_READ_BUF);
+	/* No read-ahead: OpenSSL reads exactly one record at a time, so when
+	 * a channel switches to sealed records (lm__tls_seal) none of them
+	 * sits in OpenSSL's buffer. TLS records carry only the handshake's
+	 * few frames. */
+	SSL_CTX_set_read_ahead(t->ctx, 0);
 	SSL_CTX_set_options(t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
 	if (server) {
 		/* One ticket: channel 0's, for its siblings to resume. */
@@ -654,13 +657,18 @@ static void tls_shutdown(lm__conn *c)
 		shutdown(c->wfd, SHUT_WR);
 }
 
-static void tls_close(lm__conn *c)
+void lm__tls_release(lm__conn *c)
 {
 	if (!c->tls)
 		return;
 	SSL_free(c->tls->ssl);
 	free(c->tls);
 	c->tls = NULL;
+}
+
+static void tls_close(lm__conn *c)
+{
+	lm__tls_release(c);
 }
 
 static const lm__stream_ops tls_ops = {
@@ -905,6 +913,8 @@ const char *lm__tls_failure(lm__conn *c, int wait_ms)
 	char b;
 	size_t got;
 
+	if (c->seal)
+		return lm__seal_failure(c);
 	if (!st)
 		return NULL;
 	/* After a failed write, the alert the peer sent before it closed may
@@ -945,4 +955,42 @@ void lm__tls_describe(const lm__conn *c, char *suite, size_t scap, char *peer, s
 		 SSL_CIPHER_get_name(SSL_get_current_cipher(c->tls->ssl)));
 	snprintf(peer, pcap, "%s", c->tls->peer);
 	*resumed = SSL_session_reused(c->tls->ssl);
+}
+
+int lm__tls_seal(lm__conn *c, int client)
+{
+	struct lm__tls *st = c->tls;
+	uint8_t k[2 * LM_SEAL_SECRET];
+	const char *cipher;
+	lm__seal *seal;
+	int rc;
+
+	if (!st || c->seal)
+		return LM_EINVAL;
+	/* Nothing may follow the hello's acknowledgement in a TLS record:
+	 * after it each side speaks sealed records only. */
+	if (SSL_has_pending(st->ssl)) {
+		snprintf(st->fail, sizeof(st->fail), "TLS data after the hello's acknowledgement");
+		return LM_ETLS;
+	}
+	switch (SSL_CIPHER_get_cipher_nid(SSL_get_current_cipher(st->ssl))) {
+	case NID_aes_128_gcm: cipher = "AES-128-GCM"; break;
+	case NID_aes_256_gcm: cipher = "AES-256-GCM"; break;
+	case NID_chacha20_poly1305: cipher = "ChaCha20-Poly1305"; break;
+	default: return LM_ETLS;
+	}
+	/* The sender's secret first, then the receiver's: each end seals
+	 * with its own and opens with the other's. */
+	if (SSL_export_keying_material(st->ssl, k, sizeof(k), LM_SEAL_EXPORTER,
+				       strlen(LM_SEAL_EXPORTER), NULL, 0, 0) != 1) {
+		ERR_clear_error();
+		return LM_ETLS;
+	}
+	rc = lm__seal_new(&seal, cipher, client ? k : k + LM_SEAL_SECRET,
+			  client ? k + LM_SEAL_SECRET : k, 0);
+	OPENSSL_cleanse(k, sizeof(k));
+	if (rc)
+		return rc;
+	lm__seal_adopt(c, seal);
+	return 0;
 }

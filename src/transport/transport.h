@@ -124,5 +124,33 @@ const char *lm__tls_failure(struct lm__conn *c, int wait_ms);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256", the peer's identity, resumed or not. */
 void lm__tls_describe(const struct lm__conn *c, char *suite, size_t scap, char *peer,
 		      size_t pcap, int *resumed);
+/* After the hello's acknowledgement (LM_FEAT_SEALED): c's frames travel in
+ * sealed records from now on, keyed from its TLS exporter (label
+ * "EXPORTER-livemig-records"); client: the sender's end. */
+int lm__tls_seal(struct lm__conn *c, int client);
+/* Frees c's TLS state (the sealed stream's close). */
+void lm__tls_release(struct lm__conn *c);
+
+/* ---- sealed records (seal.c) -------------------------------------------- */
+
+#define LM_SEAL_HDR 5      /* type, 'l', 'm', length u16 */
+#define LM_SEAL_TAG 16
+#define LM_SEAL_OVERHEAD (LM_SEAL_HDR + LM_SEAL_TAG)
+#define LM_SEAL_MAX_CT 65535u /* ciphertext and tag, the largest a header can say */
+#define LM_SEAL_RECORD 65280u /* plaintext in the largest record this side makes */
+#define LM_SEAL_SECRET 32
+
+typedef struct lm__seal lm__seal;
+/* cipher: an OpenSSL AEAD name with a 12-byte IV ("AES-128-GCM",
+ * "AES-256-GCM", "ChaCha20-Poly1305"); tx, rx: the secrets this end seals
+ * and opens with; epoch_records: records per key (0 = the default, 2^20). */
+int lm__seal_new(lm__seal **out, const char *cipher, const uint8_t tx[LM_SEAL_SECRET],
+		 const uint8_t rx[LM_SEAL_SECRET], uint64_t epoch_records);
+void lm__seal_free(lm__seal *s);
+/* c's stream becomes sealed records with s (the conn owns s from now on). */
+void lm__seal_adopt(struct lm__conn *c, lm__seal *s);
+/* Why the sealed stream failed (a forged record), NULL if it did not. */
+const char *lm__seal_failure(const struct lm__conn *c);
+extern const lm__stream_ops lm__sealed_ops;
 
 #endif
