@@ -155,6 +155,7 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 {
 	uint64_t t_prog = lm__now_us(); /* input taken by on_input is not progress */
 
+	c->write_gen++;
 	iov_advance(&iov, &iovcnt, 0); /* skip empty leading entries */
 	while (iovcnt > 0) {
 		short want = POLLOUT;

@@ -36,6 +36,10 @@ typedef struct lm__conn {
 	 * socket to take more (the link, or the peer, is full): codec auto
 	 * tells a full link from busy CPUs by it. */
 	uint64_t wait_out_ns;
+	/* Owner: the thread driving the conn. Counts lm__writev_full calls:
+	 * a stream that keeps a write's bytes across an -EAGAIN (sealed
+	 * records) tells the call's retry from the next call by it. */
+	uint64_t write_gen;
 } lm__conn;
 
 void lm__conn_init(lm__conn *c, int fd, int timeout_ms);

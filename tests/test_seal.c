@@ -199,6 +199,10 @@ static int feed(const uint8_t *bytes, size_t len, const uint8_t *rx_key, size_t 
 	CHECK_EQ(lm__seal_new(&s, "AES-128-GCM", key_b, rx_key, 0), 0);
 	lm__seal_adopt(&c, s);
 	rc = lm__read_full(&c, out, want);
+	if (rc == LM_ETLS) { /* a failed stream stays failed */
+		uint8_t b;
+		CHECK_EQ(lm__read_full(&c, &b, 1), LM_ETLS);
+	}
 	*why = lm__seal_failure(&c);
 	static char keep[160];
 	snprintf(keep, sizeof(keep), "%s", *why ? *why : "");
@@ -243,8 +247,14 @@ static void tampering(void)
 	/* The whole record read into one buffer: nothing of a forged record is
 	 * reported as read (the read fails, the count never covers it). */
 	w.buf[w.rec[1] + 200] ^= 1;
+	memset(out, 0xaa, sizeof(out));
 	CHECK_EQ(feed(w.buf, w.len, key_a, 100 + 65280, out, &why), LM_ETLS);
 	CHECK(strstr(why, "authentication failed") != NULL);
+	/* It was opened into the buffer, then wiped there again. */
+	size_t nonzero = 0;
+	for (size_t i = 100; i < 100 + 65280; i++)
+		nonzero += out[i] != 0;
+	CHECK_EQ(nonzero, 0);
 	w.buf[w.rec[1] + 200] ^= 1;
 
 	/* Another key (another channel's, another session's): refused at once. */
@@ -280,6 +290,14 @@ static void tampering(void)
 	CHECK(strstr(why, "bad header") != NULL);
 	uint8_t shortlen[LM_SEAL_HDR + 8] = {23, 'l', 'm', 0, 8};
 	CHECK_EQ(feed(shortlen, sizeof(shortlen), key_a, 4, out, &why), LM_ETLS);
+	CHECK(strstr(why, "bad length") != NULL);
+	/* A data record without data (only its tag): refused before its tag. */
+	uint8_t empty[LM_SEAL_HDR + LM_SEAL_TAG] = {23, 'l', 'm', 0, LM_SEAL_TAG};
+	CHECK_EQ(feed(empty, sizeof(empty), key_a, 4, out, &why), LM_ETLS);
+	CHECK(strstr(why, "bad length") != NULL);
+	/* A close record longer than its tag. */
+	uint8_t longclose[LM_SEAL_HDR + 20] = {21, 'l', 'm', 0, 20};
+	CHECK_EQ(feed(longclose, sizeof(longclose), key_a, 4, out, &why), LM_ETLS);
 	CHECK(strstr(why, "bad length") != NULL);
 	free(w.buf);
 }

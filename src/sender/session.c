@@ -303,6 +303,12 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 
 	if (rc)
 		return rc;
+	/* The ack was the receiver's last TLS record on this channel: from
+	 * here on it reads sealed records, an ERROR about the ack too. */
+	if (s->tls && (rc = lm__tls_seal(&ch->conn, 1))) {
+		lm__err_set(e, "TLS: starting sealed records: %s", lm_strerror(rc));
+		return rc;
+	}
 	if (a.features & ~offered_features(s)) {
 		lm__err_set(e, "ack.features 0x%llx accepts features we did not offer",
 			    (unsigned long long)a.features);
@@ -321,11 +327,6 @@ static int await_hello_ack(lm_sender *s, lm__tx_chan *ch, lm__err *e)
 		return LM_EFEATURE;
 	}
 	ch->features = a.features;
-	/* The ack was the last TLS record from the receiver on this channel. */
-	if (s->tls && (rc = lm__tls_seal(&ch->conn, 1))) {
-		lm__err_set(e, "TLS: starting sealed records: %s", lm_strerror(rc));
-		return rc;
-	}
 	return 0;
 }
 

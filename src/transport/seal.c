@@ -13,7 +13,7 @@
  * several records leave in one send, and a record is decrypted straight
  * from the receive buffer into the caller's iovecs whenever they take the
  * whole record (the payload of a DATA frame: into the destination pages).
- * Nothing is handed to the caller before its record's tag verified.
+ * No byte of a record counts as read before its tag verified.
  *
  * A record (docs/protocol.md, "Sealed records"):
  *   type (23 data, 21 close), 'l', 'm', length u16 (ciphertext + tag)
@@ -75,7 +75,9 @@ struct lm__seal {
 	 * record ends at rec_end). */
 	uint8_t *ibuf;
 	size_t ihead, itail, pout, pend, rec_end;
-	int eof; /* the peer's close record, or its end of stream */
+	int eof;         /* the peer's close record, or its end of stream */
+	int rfail, wfail; /* a direction failed: it stays failed (fail says why) */
+	uint64_t ogen;   /* the lm__conn write call the pending batch belongs to */
 	char fail[160];
 };
 
@@ -92,34 +94,54 @@ static int failed(lm__seal *s, const char *why)
 	return LM_ETLS;
 }
 
-/* The key and IV of d's current epoch: HKDF-Expand(secret, label || epoch). */
-static int set_key(lm__seal *s, seal_dir *d)
+/* HKDF-Expand (SHA-256) of secret with label || be64(epoch): n bytes. */
+static int expand(const uint8_t *secret, const char *label, uint64_t epoch, uint8_t *out,
+		  size_t n)
 {
-	static const char label[] = "livemig record key";
-	uint8_t info[sizeof(label) - 1 + 8], km[64 + 12];
+	uint8_t info[64];
+	size_t l = strlen(label);
 	OSSL_PARAM p[5];
 	EVP_KDF_CTX *k = NULL;
 	EVP_KDF *kdf;
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok = 0;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
 
-	memcpy(info, label, sizeof(label) - 1);
+	memcpy(info, label, l);
 	for (int i = 0; i < 8; i++)
-		info[sizeof(label) - 1 + i] = (uint8_t)(d->epoch >> (56 - 8 * i));
+		info[l + (size_t)i] = (uint8_t)(epoch >> (56 - 8 * i));
 	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
 	p[1] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
-	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, d->secret, sizeof(d->secret));
-	p[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info));
+	p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret,
+						 LM_SEAL_SECRET);
+	p[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, l + 8);
 	p[4] = OSSL_PARAM_construct_end();
-	if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) && (k = EVP_KDF_CTX_new(kdf)) &&
-	    EVP_KDF_derive(k, km, (size_t)s->klen + 12, p) == 1 &&
+	ok = (kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) && (k = EVP_KDF_CTX_new(kdf)) &&
+	     EVP_KDF_derive(k, out, n, p) == 1;
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : LM_ETLS;
+}
+
+/* The key and IV of d's current epoch. From epoch 1 on, the secret itself
+ * moves on first (and the old one is gone): a later look at this memory
+ * opens no earlier epoch's records. */
+static int set_key(lm__seal *s, seal_dir *d)
+{
+	uint8_t km[64 + 12], next[LM_SEAL_SECRET];
+	int ok = 0;
+
+	if (d->epoch) {
+		if (expand(d->secret, "livemig record next", d->epoch, next, sizeof(next)))
+			return LM_ETLS;
+		memcpy(d->secret, next, sizeof(next));
+		OPENSSL_cleanse(next, sizeof(next));
+	}
+	if (!expand(d->secret, "livemig record key", d->epoch, km, (size_t)s->klen + 12) &&
 	    EVP_CipherInit_ex(d->ctx, s->cipher, NULL, km, NULL, d->enc) == 1) {
 		memcpy(d->iv, km + s->klen, 12);
 		d->seq = 0;
 		ok = 1;
 	}
 	OPENSSL_cleanse(km, sizeof(km));
-	EVP_KDF_CTX_free(k);
-	EVP_KDF_free(kdf);
 	return ok ? 0 : LM_ETLS;
 }
 
@@ -182,6 +204,8 @@ void lm__seal_free(lm__seal *s)
 	EVP_CIPHER_CTX_free(s->rx.ctx);
 	EVP_CIPHER_free(s->cipher);
 	free(s->obuf);
+	if (s->ibuf)
+		OPENSSL_cleanse(s->ibuf, SEAL_IBUF); /* records opened in place */
 	free(s->ibuf);
 	OPENSSL_cleanse(s, sizeof(*s)); /* the secrets and IVs */
 	free(s);
@@ -304,12 +328,15 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 	size_t total;
 	int rc;
 
+	if (s->wfail)
+		return LM_ETLS;
 	if (s->olen) {
-		/* Retried with the same iovecs (nothing was reported written):
-		 * the batch sealed from them goes on. A different call (an
-		 * ERROR after a failed write) first sends the old batch, so
-		 * the stream of records stays whole. */
-		int same = n == s->on && iov[0].iov_base == s->obase && iov[0].iov_len == s->olen0;
+		/* Retried within the same write call, with the same iovecs
+		 * (nothing was reported written): the batch sealed from them
+		 * goes on. Another call (an ERROR after a failed write) first
+		 * sends the old batch, so the stream of records stays whole. */
+		int same = s->ogen == c->write_gen && n == s->on && iov[0].iov_base == s->obase &&
+			   iov[0].iov_len == s->olen0;
 		if ((rc = flush(c, want)))
 			return rc;
 		if (same)
@@ -318,12 +345,14 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 	total = seal_batch(s, iov, n, &rc);
 	if (rc || !total) {
 		s->olen = 0;
+		s->wfail = rc != 0;
 		return rc ? rc : 0;
 	}
 	s->oplain = total;
 	s->obase = iov[0].iov_base;
 	s->olen0 = iov[0].iov_len;
 	s->on = n;
+	s->ogen = c->write_gen;
 	if ((rc = flush(c, want)))
 		return rc;
 	return (ssize_t)total;
@@ -346,7 +375,10 @@ static int whole_record(lm__seal *s, size_t at, size_t *plen, uint8_t *type, siz
 	ct = (size_t)h[3] << 8 | h[4];
 	if ((h[0] != SEAL_TYPE_DATA && h[0] != SEAL_TYPE_CLOSE) || h[1] != 'l' || h[2] != 'm')
 		return failed(s, "sealed record: bad header (damaged or not from the peer)");
-	if (ct < LM_SEAL_TAG || (h[0] == SEAL_TYPE_CLOSE && ct != LM_SEAL_TAG))
+	/* A data record holds data: an empty one would be input that is
+	 * none (readable, then nothing to read). */
+	if ((h[0] == SEAL_TYPE_DATA && ct <= LM_SEAL_TAG) ||
+	    (h[0] == SEAL_TYPE_CLOSE && ct != LM_SEAL_TAG))
 		return failed(s, "sealed record: bad length (damaged or not from the peer)");
 	*need = LM_SEAL_HDR + ct;
 	if (s->itail - at < *need)
@@ -356,11 +388,32 @@ static int whole_record(lm__seal *s, size_t at, size_t *plen, uint8_t *type, siz
 	return 1;
 }
 
+/* Zeroes what a record that failed had decrypted into the caller's iovecs
+ * from cursor position (i, off) on, plen bytes. */
+static void wipe(const cursor *from, size_t plen)
+{
+	cursor c = *from;
+
+	while (plen && c.i < c.n) {
+		const struct iovec *v = &c.iov[c.i];
+		size_t k = v->iov_len - c.off < plen ? v->iov_len - c.off : plen;
+		memset((uint8_t *)v->iov_base + c.off, 0, k);
+		plen -= k;
+		c.i++;
+		c.off = 0;
+	}
+}
+
 /* Opens the record at ihead (plen bytes) into the cursor's iovecs, or in
- * place when cur is NULL. 0 only when its tag verified. */
+ * place when cur is NULL. 0 only when its tag verified. Into the iovecs
+ * the plaintext lands before the tag is checked (as kernel TLS decrypts
+ * into the reader's buffer): a record that fails is wiped there again and
+ * fails the stream, and the caller is never told those bytes were read. */
 static int open_record(lm__seal *s, size_t plen, cursor *cur)
 {
 	uint8_t *rec = s->ibuf + s->ihead, *in = rec + LM_SEAL_HDR, *tag = in + plen;
+	cursor start = cur ? *cur : (cursor){NULL, 0, 0, 0};
+	size_t len = plen;
 	int n;
 
 	if (begin(s, &s->rx, rec))
@@ -384,9 +437,12 @@ static int open_record(lm__seal *s, size_t plen, cursor *cur)
 		}
 	}
 	if (EVP_CIPHER_CTX_ctrl(s->rx.ctx, EVP_CTRL_AEAD_SET_TAG, LM_SEAL_TAG, tag) != 1 ||
-	    EVP_DecryptFinal_ex(s->rx.ctx, tag, &n) != 1)
+	    EVP_DecryptFinal_ex(s->rx.ctx, tag, &n) != 1) {
+		if (cur)
+			wipe(&start, len);
 		return failed(s, "sealed record: authentication failed (bad record mac: damaged "
 				 "or forged on the way)");
+	}
 	return 0;
 }
 
@@ -451,6 +507,8 @@ static ssize_t seal_readv(lm__conn *c, const struct iovec *iov, int n, short *wa
 	cursor cur = {iov, n, 0, 0};
 	size_t total = 0, room = cursor_left(&cur, 0);
 
+	if (s->rfail)
+		return LM_ETLS;
 	while (cur.i < n && !cur.iov[cur.i].iov_len)
 		cur.i++;
 	for (;;) {
@@ -463,15 +521,19 @@ static ssize_t seal_readv(lm__conn *c, const struct iovec *iov, int n, short *wa
 		if (s->pend || total == room || s->eof)
 			return (ssize_t)total;
 		rc = whole_record(s, s->ihead, &plen, &type, &need);
-		if (rc < 0)
+		if (rc < 0) {
+			s->rfail = 1;
 			return rc;
+		}
 		if (rc) {
-			/* The caller gets nothing of a record before its tag
+			/* No byte of a record counts as read before its tag
 			 * verified, whether it opens into the caller's iovecs
-			 * (it takes it whole) or in place (taken in parts). */
+			 * (they take it whole) or in place (taken in parts). */
 			int direct = type == SEAL_TYPE_DATA && room - total >= plen;
-			if ((rc = open_record(s, plen, direct ? &cur : NULL)))
+			if ((rc = open_record(s, plen, direct ? &cur : NULL))) {
+				s->rfail = 1;
 				return rc;
+			}
 			if (type == SEAL_TYPE_CLOSE) {
 				s->eof = 1;
 				s->ihead += need;
@@ -499,8 +561,10 @@ static ssize_t seal_readv(lm__conn *c, const struct iovec *iov, int n, short *wa
 			return r;
 		if (r == 0) {
 			s->eof = 1;
-			if (s->itail > s->ihead)
+			if (s->itail > s->ihead) {
+				s->rfail = 1;
 				return failed(s, "sealed record: the peer closed inside a record");
+			}
 			return 0;
 		}
 	}
@@ -532,7 +596,7 @@ static int seal_readable(lm__conn *c)
 	ssize_t r;
 	int rc;
 
-	if (s->pend || s->eof || s->fail[0])
+	if (s->pend || s->eof || s->rfail)
 		return 1;
 	if ((rc = whole_record(s, s->ihead, &plen, &type, &need)) != 0)
 		return 1;

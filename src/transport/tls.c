@@ -4,12 +4,13 @@
  * (EC)DHE. Owns the SSL_CTX of a sender or receiver and the SSL of each
  * channel; the frame I/O above it (channel.c) sees only a stream.
  *
- * Speed: records are written straight from the caller's buffers (the
- * region's pages, the codec's output), small iovecs are gathered into one
- * record so a frame header does not cost a record of its own; reads land
- * in the caller's buffer from OpenSSL's record buffer, read ahead in large
- * chunks. Channels 1..N resume channel 0's session (a ticket), so they pay
- * an ECDHE but no certificate signature or verification.
+ * TLS records carry only a channel's handshake frames (HELLO, REGIONs,
+ * the ack, an ERROR before it): once the hello was acknowledged the
+ * channel's stream becomes sealed records keyed from this connection's
+ * exporter (lm__tls_seal, seal.c), which avoid OpenSSL's copies of every
+ * page. The SSL stays for the exporter, the suite's name and the peer's
+ * identity. Channels 1..N resume channel 0's session (a ticket), so they
+ * pay an ECDHE but no certificate signature or verification.
  */
 #include <errno.h>
 #include <poll.h>
@@ -992,5 +993,6 @@ int lm__tls_seal(lm__conn *c, int client)
 	if (rc)
 		return rc;
 	lm__seal_adopt(c, seal);
+	SSL_free_buffers(st->ssl); /* its record buffers are not used again */
 	return 0;
 }
