@@ -30,10 +30,10 @@
 
 #include "channel.h"
 
-#define TRAP(cond)                              \
-	do {                                    \
-		if (!(cond))                    \
-			__builtin_trap();       \
+#define TRAP(cond)                        \
+	do {                              \
+		if (!(cond))              \
+			__builtin_trap(); \
 	} while (0)
 
 static const uint8_t key_a[LM_SEAL_SECRET] = "sender secret, 32 bytes long...";

@@ -154,8 +154,8 @@ typedef struct wire {
 
 /* Seals msgs (one writev each, as given) on one end and collects the bytes
  * from the other end's socket, split into records. */
-static void capture(wire *out, const char *cipher, uint64_t epoch, const struct iovec *msgs,
-		    int n, int with_close)
+static void capture(wire *out, const char *cipher, uint64_t epoch, const struct iovec *msgs, int n,
+		    int with_close)
 {
 	lm__conn a, b;
 	size_t cap = 1 << 22;
@@ -184,8 +184,8 @@ static void capture(wire *out, const char *cipher, uint64_t epoch, const struct 
 
 /* Feeds bytes to a fresh receiving end: the result of reading want bytes,
  * and how many of them arrived. */
-static int feed(const uint8_t *bytes, size_t len, const uint8_t *rx_key, size_t want,
-		uint8_t *out, const char **why)
+static int feed(const uint8_t *bytes, size_t len, const uint8_t *rx_key, size_t want, uint8_t *out,
+		const char **why)
 {
 	int sv[2], rc;
 	lm__conn c;
@@ -234,8 +234,8 @@ static void tampering(void)
 	/* Any byte changed, anywhere in any record: refused. */
 	for (int r = 0; r < w.nrec; r++) {
 		size_t start = w.rec[r], end = r + 1 < w.nrec ? w.rec[r + 1] : w.len;
-		size_t pos[] = {start, start + 1, start + 3, start + 4, start + 5, (start + end) / 2,
-				end - 1};
+		size_t pos[] = {start,     start + 1,         start + 3, start + 4,
+				start + 5, (start + end) / 2, end - 1};
 		for (size_t p = 0; p < sizeof(pos) / sizeof(pos[0]); p++) {
 			w.buf[pos[p]] ^= 0x20;
 			int rc = feed(w.buf, w.len, key_a, total + 1, out, &why);

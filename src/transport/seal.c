@@ -40,11 +40,11 @@
 
 #include "channel.h"
 
-#define SEAL_TYPE_DATA 23
-#define SEAL_TYPE_CLOSE 21
-#define SEAL_BATCH (4 * LM_SEAL_RECORD) /* plaintext sealed per write call */
-#define SEAL_OBUF (SEAL_BATCH + 8 * LM_SEAL_OVERHEAD)
-#define SEAL_IBUF (4 * (LM_SEAL_HDR + LM_SEAL_MAX_CT)) /* several records per read */
+#define SEAL_TYPE_DATA     23
+#define SEAL_TYPE_CLOSE    21
+#define SEAL_BATCH         (4 * LM_SEAL_RECORD) /* plaintext sealed per write call */
+#define SEAL_OBUF          (SEAL_BATCH + 8 * LM_SEAL_OVERHEAD)
+#define SEAL_IBUF          (4 * (LM_SEAL_HDR + LM_SEAL_MAX_CT)) /* several records per read */
 #define SEAL_DEFAULT_EPOCH (1ull << 20) /* records per key: 64 GiB of full records */
 
 /* One direction. Owner: the conn's owner, like the conn. */
@@ -75,9 +75,9 @@ struct lm__seal {
 	 * record ends at rec_end). */
 	uint8_t *ibuf;
 	size_t ihead, itail, pout, pend, rec_end;
-	int eof;         /* the peer's close record, or its end of stream */
+	int eof;          /* the peer's close record, or its end of stream */
 	int rfail, wfail; /* a direction failed: it stays failed (fail says why) */
-	uint64_t ogen;   /* the lm__conn write call the pending batch belongs to */
+	uint64_t ogen;    /* the lm__conn write call the pending batch belongs to */
 	char fail[160];
 };
 
@@ -95,8 +95,7 @@ static int failed(lm__seal *s, const char *why)
 }
 
 /* HKDF-Expand (SHA-256) of secret with label || be64(epoch): n bytes. */
-static int expand(const uint8_t *secret, const char *label, uint64_t epoch, uint8_t *out,
-		  size_t n)
+static int expand(const uint8_t *secret, const char *label, uint64_t epoch, uint8_t *out, size_t n)
 {
 	uint8_t info[64];
 	size_t l = strlen(label);
@@ -249,8 +248,8 @@ static int seal_record(lm__seal *s, uint8_t type, cursor *cur, size_t len, uint8
 		size_t k = v->iov_len - cur->off;
 		if (k > len)
 			k = len;
-		if (k && (EVP_EncryptUpdate(s->tx.ctx, p, &n, (const uint8_t *)v->iov_base + cur->off,
-					    (int)k) != 1 ||
+		if (k && (EVP_EncryptUpdate(s->tx.ctx, p, &n,
+					    (const uint8_t *)v->iov_base + cur->off, (int)k) != 1 ||
 			  (size_t)n != k)) /* AEADs here encrypt as they go */
 			return failed(s, "sealing a record failed");
 		p += k;
@@ -594,11 +593,10 @@ static int seal_readable(lm__conn *c)
 	size_t plen, need;
 	uint8_t type;
 	ssize_t r;
-	int rc;
 
 	if (s->pend || s->eof || s->rfail)
 		return 1;
-	if ((rc = whole_record(s, s->ihead, &plen, &type, &need)) != 0)
+	if (whole_record(s, s->ihead, &plen, &type, &need) != 0)
 		return 1;
 	if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
 		return 0;
