@@ -22,7 +22,7 @@
 static const uint8_t key_a[LM_SEAL_SECRET] = "sender secret, 32 bytes long...";
 static const uint8_t key_b[LM_SEAL_SECRET] = "receiver secret, 32 bytes long.";
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static __thread uint64_t rng = 0x9e3779b97f4a7c15ull; /* per thread: writer and reader */
 static uint32_t rnd(void)
 {
 	rng ^= rng << 13;
