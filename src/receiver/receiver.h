@@ -276,6 +276,23 @@ void lm__rx_publish(lm__rx_chan *ch);
 /* One escaped line to cfg.log (printf-style); no-op without a log. */
 void lm__rx_log(lm_receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct timespec lm__rx_deadline(long ms); /* now + ms on r->cond's clock */
+
+/* handshake.c, on a connection's slot thread. The hello, read and checked
+ * (under TLS: SEALED required); its TLS binding (channel 0: this
+ * connection's own; channels 1..N wait for channel 0's session); joining
+ * the session: 0 = ch is channel h->channel now, > 0 refuse this stranger,
+ * < 0 refuse it with that code (*ours = 1: the session's own sender is
+ * wrong, fatal). */
+int lm__rx_read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e);
+int lm__rx_check_binding(lm__rx_chan *ch, const lm__hello *h, lm__err *e);
+int lm__rx_join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err *e);
+/* Channel 0: reads and binds every region the hello announced. */
+int lm__rx_read_regions(lm__rx_chan *ch, lm__err *e);
+/* Waits for all channels and the regions, then sends the ack (and a TLS
+ * channel switches to sealed records). */
+int lm__rx_wait_session_ready(lm__rx_chan *ch, lm__err *e);
+lm__rx_region *lm__rx_find_user_region(lm_receiver *r, const char *name);
+void lm__rx_unmap_region(lm__rx_region *g);
 /* After ch's SYNC of round ch->round - 1: waits until every channel synced
  * it; the last to arrive rehashes what the round changed. */
 int lm__rx_round_barrier(lm__rx_chan *ch, lm__err *e);
