@@ -7,7 +7,8 @@
  *   B   drain rate: non-zero page bytes per second the channels moved in
  *       the last round of four packets or more, from its first packet to
  *       the destination's ACK(SYNC), so compression, pacing (max_bandwidth)
- *       and the link are all in it
+ *       and the link are all in it; a smaller round's rate (mostly its
+ *       latency: a lower bound) only raises it
  *   H   bytes per second the checksum's hash does on one thread (timed on
  *       the first region at setup; the destination's is taken to be alike)
  *   S   the last dirty scan: the slower of the last two rounds' scans
@@ -156,9 +157,16 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	/* A tiny round measures mostly the sync's latency: it keeps the
 	 * previous figure. Zero pages cost next to nothing, and the pages a
 	 * workload dirties are rarely zero. */
+	double drained = r->page_bytes > 0 ? r->page_bytes / secs
+					   : (r->zero_bytes + m->c.page_size) / secs;
 	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0)
-		m->bw = r->page_bytes > 0 ? r->page_bytes / secs
-					  : (r->zero_bytes + m->c.page_size) / secs;
+		m->bw = drained;
+	else if (drained > m->bw)
+		/* Its latency makes a tiny round's rate a lower bound: above
+		 * the figure kept, the figure is stale (a bandwidth limit
+		 * lifted, lm_sender_set_max_bandwidth), and small rounds
+		 * alone would never correct it. */
+		m->bw = drained;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;
 	m->scan_ms[1] = m->scan_ms[0];
