@@ -155,17 +155,14 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 		sync_ms = 0.05;
 
 	/* A tiny round measures mostly the sync's latency: it keeps the
-	 * previous figure. Zero pages cost next to nothing, and the pages a
-	 * workload dirties are rarely zero. */
+	 * previous figure unless its rate, then a lower bound, is above it
+	 * (the figure is stale: a bandwidth limit lifted by
+	 * lm_sender_set_max_bandwidth, which small rounds alone would never
+	 * correct). Zero pages cost next to nothing, and the pages a workload
+	 * dirties are rarely zero. */
 	double drained = r->page_bytes > 0 ? r->page_bytes / secs
 					   : (r->zero_bytes + m->c.page_size) / secs;
-	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0)
-		m->bw = drained;
-	else if (drained > m->bw)
-		/* Its latency makes a tiny round's rate a lower bound: above
-		 * the figure kept, the figure is stale (a bandwidth limit
-		 * lifted, lm_sender_set_max_bandwidth), and small rounds
-		 * alone would never correct it. */
+	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 || drained > m->bw)
 		m->bw = drained;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;
