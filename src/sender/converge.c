@@ -7,8 +7,7 @@
  *   B   drain rate: non-zero page bytes per second the channels moved in
  *       the last round of four packets or more, from its first packet to
  *       the destination's ACK(SYNC), so compression, pacing (max_bandwidth)
- *       and the link are all in it; a smaller round's rate (mostly its
- *       latency: a lower bound) only raises it
+ *       and the link are all in it
  *   H   bytes per second the checksum's hash does on one thread (timed on
  *       the first region at setup; the destination's is taken to be alike)
  *   S   the last dirty scan: the slower of the last two rounds' scans
@@ -155,15 +154,11 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 		sync_ms = 0.05;
 
 	/* A tiny round measures mostly the sync's latency: it keeps the
-	 * previous figure unless its rate, then a lower bound, is above it
-	 * (the figure is stale: a bandwidth limit lifted by
-	 * lm_sender_set_max_bandwidth, which small rounds alone would never
-	 * correct). Zero pages cost next to nothing, and the pages a workload
-	 * dirties are rarely zero. */
-	double drained = r->page_bytes > 0 ? r->page_bytes / secs
-					   : (r->zero_bytes + m->c.page_size) / secs;
-	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 || drained > m->bw)
-		m->bw = drained;
+	 * previous figure. Zero pages cost next to nothing, and the pages a
+	 * workload dirties are rarely zero. */
+	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0)
+		m->bw = r->page_bytes > 0 ? r->page_bytes / secs
+					  : (r->zero_bytes + m->c.page_size) / secs;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;
 	m->scan_ms[1] = m->scan_ms[0];
