@@ -64,12 +64,10 @@ struct lm__seal {
 	uint64_t epoch_records;
 	seal_dir tx, rx;
 	/* Out: a sealed batch not yet all sent, [osent, olen) of obuf. It
-	 * covers oplain bytes of a write call whose first iovec was
-	 * (obase, olen0) of on iovecs: the retry of that call gets the count. */
+	 * covers oplain bytes of the conn's write call ogen (lm__conn's
+	 * write_gen): that call's retry gets the count. */
 	uint8_t *obuf;
-	size_t olen, osent, oplain, olen0;
-	const void *obase;
-	int on;
+	size_t olen, osent, oplain;
 	/* In: received bytes [ihead, itail) of ibuf; a record opened in place
 	 * whose plaintext [pout, pend) the caller has not taken yet (its
 	 * record ends at rec_end). */
@@ -273,21 +271,12 @@ static int flush(lm__conn *c, short *want)
 	lm__seal *s = c->seal;
 
 	while (s->osent < s->olen) {
-		/* MSG_NOSIGNAL: a closed peer is an error code, not SIGPIPE. */
-		ssize_t r = send(c->wfd, s->obuf + s->osent, s->olen - s->osent, MSG_NOSIGNAL);
-		if (r < 0 && errno == ENOTSOCK)
-			r = write(c->wfd, s->obuf + s->osent, s->olen - s->osent);
-		if (r > 0) {
-			s->osent += (size_t)r;
-			continue;
-		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			*want = POLLOUT;
-			return -EAGAIN;
-		}
-		return r < 0 ? -errno : -EPIPE;
+		/* The plain stream's write: MSG_NOSIGNAL, EINTR, EAGAIN. */
+		struct iovec v = {s->obuf + s->osent, s->olen - s->osent};
+		ssize_t r = lm__plain_ops.writev(c, &v, 1, want);
+		if (r <= 0)
+			return r < 0 ? (int)r : -EPIPE;
+		s->osent += (size_t)r;
 	}
 	s->olen = s->osent = 0;
 	return 0;
@@ -334,8 +323,7 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 		 * (nothing was reported written): the batch sealed from them
 		 * goes on. Another call (an ERROR after a failed write) first
 		 * sends the old batch, so the stream of records stays whole. */
-		int same = s->ogen == c->write_gen && n == s->on && iov[0].iov_base == s->obase &&
-			   iov[0].iov_len == s->olen0;
+		int same = s->ogen == c->write_gen;
 		if ((rc = flush(c, want)))
 			return rc;
 		if (same)
@@ -348,9 +336,6 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 		return rc ? rc : 0;
 	}
 	s->oplain = total;
-	s->obase = iov[0].iov_base;
-	s->olen0 = iov[0].iov_len;
-	s->on = n;
 	s->ogen = c->write_gen;
 	if ((rc = flush(c, want)))
 		return rc;
@@ -487,17 +472,13 @@ static void make_room(lm__seal *s, size_t need)
 static ssize_t fill(lm__conn *c)
 {
 	lm__seal *s = c->seal;
+	struct iovec v = {s->ibuf + s->itail, SEAL_IBUF - s->itail};
+	short want;
+	ssize_t r = lm__plain_ops.readv(c, &v, 1, &want); /* the plain stream's read */
 
-	for (;;) {
-		ssize_t r = read(c->rfd, s->ibuf + s->itail, SEAL_IBUF - s->itail);
-		if (r > 0)
-			s->itail += (size_t)r;
-		if (r >= 0)
-			return r;
-		if (errno == EINTR)
-			continue;
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	}
+	if (r > 0)
+		s->itail += (size_t)r;
+	return r;
 }
 
 static ssize_t seal_readv(lm__conn *c, const struct iovec *iov, int n, short *want)
