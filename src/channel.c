@@ -151,19 +151,22 @@ int lm__read_full(lm__conn *c, void *buf, size_t n)
 	return n ? lm__readv_full(c, &v, 1) : 0;
 }
 
-int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
+/* How long a write cancelled mid-frame may take to finish that frame. */
+#define LM__CANCEL_FINISH_MS 250
+
+/* Writes until iov is empty or a failure; *moved: some bytes went out. */
+static int write_some(lm__conn *c, struct iovec **iov, int *iovcnt, int *moved)
 {
 	uint64_t t_prog = lm__now_us(); /* input taken by on_input is not progress */
 
-	c->write_gen++;
-	iov_advance(&iov, &iovcnt, 0); /* skip empty leading entries */
-	while (iovcnt > 0) {
+	while (*iovcnt > 0) {
 		short want = POLLOUT;
-		ssize_t r = c->ops->writev(c, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt, &want);
+		ssize_t r = c->ops->writev(c, *iov, *iovcnt > IOV_MAX ? IOV_MAX : *iovcnt, &want);
 		if (r >= 0) {
 			c->bytes_out += (uint64_t)r;
-			iov_advance(&iov, &iovcnt, (size_t)r);
+			iov_advance(iov, iovcnt, (size_t)r);
 			t_prog = lm__now_us();
+			*moved |= r > 0;
 			continue;
 		}
 		if (r != -EAGAIN)
@@ -176,8 +179,9 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 				 c->watch_in && want == POLLOUT);
 		c->wait_out_ns += (lm__now_us() - t0) * 1000u;
 		if (rc == 1 && c->on_input && c->on_input(c, c->input_arg) == 0) {
+			/* FEEDBACK does not keep a stalled write alive */
 			if (lm__now_us() - t_prog >= (uint64_t)c->timeout_ms * 1000u)
-				return LM_ETIMEDOUT; /* FEEDBACK does not keep a stalled write alive */
+				return LM_ETIMEDOUT;
 			continue; /* taken (the receiver's FEEDBACK): write on */
 		}
 		if (rc == 1)
@@ -186,6 +190,42 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 			return rc;
 	}
 	return 0;
+}
+
+/* Cancelled partway through a frame: the rest of it goes out first, for a
+ * moment, deaf to the wake fd, so the peer can still read our ERROR after
+ * it (every channel of a busy sender is mid-frame when the user cancels).
+ * The call still reports the cancel. */
+static int finish_frame(lm__conn *c, struct iovec **iov, int *iovcnt, int *moved)
+{
+	int wake = c->wake_fd;
+	uint64_t deadline = c->deadline_us, end = lm__now_us() + LM__CANCEL_FINISH_MS * 1000u;
+
+	c->wake_fd = -1;
+	if (!deadline || end < deadline)
+		c->deadline_us = end;
+	(void)write_some(c, iov, iovcnt, moved);
+	c->wake_fd = wake;
+	c->deadline_us = deadline;
+	return -ECANCELED;
+}
+
+int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
+{
+	int moved = 0, rc;
+
+	if (c->frame_broken)
+		return -EPIPE;
+	c->write_gen++;
+	iov_advance(&iov, &iovcnt, 0); /* skip empty leading entries */
+	rc = write_some(c, &iov, &iovcnt, &moved);
+	if (rc == -ECANCELED && (moved || c->ops->write_held(c)))
+		rc = finish_frame(c, &iov, &iovcnt, &moved);
+	/* Failed with part of the frame out, or held by the stream to go out
+	 * first: the peer's frame stream is cut here for good. */
+	if (rc && (c->ops->write_held(c) || (moved && iovcnt > 0)))
+		c->frame_broken = 1;
+	return rc;
 }
 
 int lm__conn_readable(lm__conn *c)
@@ -256,7 +296,7 @@ void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg)
 	uint8_t buf[LM_ERROR_FRAME_BOUND];
 	size_t n = lm__enc_error(buf, code, channel, msg);
 
-	if (c->wfd < 0)
+	if (c->wfd < 0 || c->frame_broken)
 		return;
 	c->timeout_ms = 1000;
 	c->watch_in = 0;

@@ -40,6 +40,12 @@ typedef struct lm__conn {
 	 * a stream that keeps a write's bytes across an -EAGAIN (sealed
 	 * records) tells the call's retry from the next call by it. */
 	uint64_t write_gen;
+	/* Owner: the thread driving the conn (then the one closing it, after
+	 * join). A write call failed partway through its bytes: the peer's
+	 * next byte would be read as the rest of that frame, so nothing more
+	 * is written (lm__send_error stays silent here; another channel tells
+	 * the peer). Sticky: a failed write is never resumed. */
+	int frame_broken;
 } lm__conn;
 
 void lm__conn_init(lm__conn *c, int fd, int timeout_ms);
@@ -48,7 +54,9 @@ void lm__conn_close(lm__conn *c);
 int lm__read_full(lm__conn *c, void *buf, size_t n);
 int lm__readv_full(lm__conn *c, struct iovec *iov, int iovcnt);
 int lm__write_full(lm__conn *c, const void *buf, size_t n);
-/* Consumes iov (advances bases/lengths as bytes go out). */
+/* Consumes iov (advances bases/lengths as bytes go out). Cancelled (the
+ * wake fd) partway through, it first finishes the frame for a moment, then
+ * returns -ECANCELED. */
 int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt);
 
 /* The peer sent something (or closed) that nobody read yet: no wait. TLS
@@ -62,7 +70,8 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 /* Reads the body of an ERROR frame already announced by f. */
 int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e);
 
-/* Best effort: sends an ERROR frame and half-closes. */
+/* Best effort: sends an ERROR frame and half-closes; nothing on a conn
+ * whose last write broke off mid-frame (frame_broken). */
 void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg);
 /* Drains the conns together for at most ms, then closes them, so each peer
  * reads our last frame before it sees the close (no RST eating it). */

@@ -550,6 +550,14 @@ static ssize_t seal_readv(lm__conn *c, const struct iovec *iov, int n, short *wa
 	}
 }
 
+/* The failed call's sealed batch is still (partly) unsent: the next call
+ * sends it first, so the record stream stays whole but the plaintext is
+ * cut where the batch ends. */
+static int seal_write_held(const lm__conn *c)
+{
+	return c->seal->olen > 0 && c->seal->ogen == c->write_gen;
+}
+
 /* Plaintext that a read returns without waiting for the socket: what an
  * opened record has left, else the next record if it is all here. */
 static size_t seal_pending(const lm__conn *c)
@@ -616,6 +624,7 @@ const lm__stream_ops lm__sealed_ops = {
 	.name = "sealed",
 	.readv = seal_readv,
 	.writev = seal_writev,
+	.write_held = seal_write_held,
 	.pending = seal_pending,
 	.readable = seal_readable,
 	.shutdown = seal_shutdown,

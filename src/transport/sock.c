@@ -45,6 +45,12 @@ static ssize_t plain_writev(lm__conn *c, const struct iovec *iov, int n, short *
 	}
 }
 
+static int plain_write_held(const lm__conn *c)
+{
+	(void)c; /* the kernel took whole bytes or none */
+	return 0;
+}
+
 static size_t plain_pending(const lm__conn *c)
 {
 	(void)c;
@@ -73,6 +79,7 @@ const lm__stream_ops lm__plain_ops = {
 	.name = "plain",
 	.readv = plain_readv,
 	.writev = plain_writev,
+	.write_held = plain_write_held,
 	.pending = plain_pending,
 	.readable = plain_readable,
 	.shutdown = plain_shutdown,

@@ -60,6 +60,7 @@ struct lm__tls {
 	char peer[128];      /* the authenticated identity */
 	char psk_miss[160];  /* receiver: why the PSK did not match */
 	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
+	int wheld;           /* an SSL_write wants its retry: its record may be partly out */
 	uint8_t gather[LM_TLS_RECORD]; /* small iovecs become one record */
 };
 
@@ -605,9 +606,15 @@ static ssize_t tls_writev(lm__conn *c, const struct iovec *iov, int n, short *wa
 	ERR_clear_error();
 	errno = 0;
 	r = SSL_write_ex(st->ssl, buf, len, &w);
+	st->wheld = r != 1;
 	if (r == 1)
 		return w ? (ssize_t)w : -EPIPE;
 	return tls_fail(c, r, want, 1);
+}
+
+static int tls_write_held(const lm__conn *c)
+{
+	return c->tls->wheld;
 }
 
 static size_t tls_pending(const lm__conn *c)
@@ -676,6 +683,7 @@ static const lm__stream_ops tls_ops = {
 	.name = "tls",
 	.readv = tls_readv,
 	.writev = tls_writev,
+	.write_held = tls_write_held,
 	.pending = tls_pending,
 	.readable = tls_readable,
 	.shutdown = tls_shutdown,

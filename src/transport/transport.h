@@ -30,6 +30,11 @@ typedef struct lm__stream_ops {
 	 * with the same (advanced) iovecs; else a negative code. */
 	ssize_t (*readv)(struct lm__conn *c, const struct iovec *iov, int n, short *want);
 	ssize_t (*writev)(struct lm__conn *c, const struct iovec *iov, int n, short *want);
+	/* After a write call failed: 1 when the stream still owes the wire
+	 * bytes of it (a record sealed or encrypted, maybe partly sent) that
+	 * the next write sends first, so the bytes after it would land
+	 * mid-write; 0 when nothing of the call is held. */
+	int (*write_held)(const struct lm__conn *c);
 	/* Bytes readable without waiting for the fd (decrypted, buffered). */
 	size_t (*pending)(const struct lm__conn *c);
 	/* No wait: 1 when the peer sent bytes nobody read yet (or closed, or
