@@ -447,7 +447,8 @@ LM_API int lm_sender_connect_fds(lm_sender *s, const int *fds, uint32_t n);
  * LM_ECANCELED and errmsg "cancelled by the application", in every phase
  * (connecting, the handshake, the rounds, the live loop, the switchover,
  * the wait for the verified reply): the receiver is told (ERROR, best
- * effort), a live workload is resumed and its throttle set back to 0.
+ * effort: a packet half written is finished first, for 250 ms at most, so
+ * that the ERROR after it can be read), a live workload is resumed and its throttle set back to 0.
  * Called before connect, run or migrate, that call fails with it. A call
  * that failed (a connect, a run, a migration; also by a cancel) leaves the
  * handle failed: later connect, run and migrate return LM_ESTATE and
