@@ -256,6 +256,8 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 			lm__err_set(e, "read: %s: %s", lm_strerror(LM_ETLS), why);
 		else if (rc == LM_EEOF)
 			lm__err_set(e, "peer closed the connection");
+		else if (rc == LM_ETIMEDOUT && c->deadline_us && lm__now_us() >= c->deadline_us)
+			lm__err_set(e, "the frame did not arrive before the deadline");
 		else if (rc == LM_ETIMEDOUT)
 			lm__err_set(e, "no data for %d ms", c->timeout_ms);
 		else if (rc == LM_ETLS && lm__tls_failure(c, 0))

@@ -357,7 +357,7 @@ check "receiver gone: send exits non-zero ($rc2: $(tail -n 1 "$tmp/gone.send.err
 check "receiver gone: old file untouched" cmp "$dst" "$tmp/keep.orig"
 
 # 2. Garbage instead of a hello.
-start_recv "$dst" junk --accept-timeout 10 --timeout 5
+start_recv "$dst" junk --accept-timeout 2 --timeout 5
 if [ -n "$port" ]; then
 	python3 - "$port" <<'EOF'
 import socket, sys, time

@@ -151,6 +151,9 @@ static void *slot_main(void *arg)
 	if (!rc)
 		rc = lm__rx_join_session(ch, &h, &ours, &e);
 	if (rc && ch->channel < 0) {
+		if (rc == LM_ETIMEDOUT && lm__now_us() >= ch->conn.deadline_us)
+			lm__err_set(&e, "handshake not done within the handshake timeout (%d ms)",
+				    r->cfg.handshake_timeout_ms);
 		if (!e.msg[0])
 			lm__err_set(&e, "%s", lm_strerror(rc));
 		if (rc == -ECANCELED) {
