@@ -19,10 +19,10 @@ name=test_progress
 . "$(dirname "$0")/shell_harness.sh"
 
 # A slow migration without a shaper: zstd at level 19 on one channel moves
-# a few MiB a second, so a 24 MiB image takes seconds (longer under the
+# a few MiB a second, so a 12 MiB image takes seconds (longer under the
 # sanitizers: only lower bounds of line counts are checked).
 slow=(--codec zstd --level 19 --channels 1)
-"$mkimage" --size 24M --out "$tmp/small" --seed 7 --quiet
+"$mkimage" --size 12M --out "$tmp/small" --seed 7 --quiet
 
 # start_recv NAME [options]: a receiver on unix:$tmp/NAME.sock into
 # $tmp/NAME.out; sets rpid once the socket exists.
@@ -80,7 +80,7 @@ check "plain: send's lines are 0.3 s apart" spaced "$tmp/plain.send.err" send 0.
 check "plain: recv's lines are 0.3 s apart" spaced "$tmp/plain.recv.err" recv 0.25
 check "plain: no \\r nor bar in a log" not grep -q $'\r\\|\\[#' "$tmp/plain.send.err"
 check "plain: lines name bytes, rate, ETA and pages" \
-	grep -qE '^livemig send: [0-9]+%, [0-9.]+ [KMG]iB of 24.0 MiB, .*/s, ETA [^,]+, [0-9]+ pages, ' \
+	grep -qE '^livemig send: [0-9]+%, [0-9.]+ [KMG]iB of 12.0 MiB, .*/s, ETA [^,]+, [0-9]+ pages, ' \
 	"$tmp/plain.send.err"
 check "plain: the stats show the load time" grep -qE '^load time: [0-9]+ ms$' "$tmp/plain.send.out"
 after_setup() { grep -A1 '^setup: ' "$1" | grep -q '^load time: '; }
