@@ -725,11 +725,7 @@ static void bandwidth_case(void)
 	bw b = {.limit = MIB / 2};
 
 	live_open(&L, "control: lm_sender_set_max_bandwidth", 0);
-	/* Under the sanitizers (slow hashing in the switchover's fixed costs)
-	 * the expected downtime here stays about 500-570 ms: rounds under four
-	 * packets never refresh the drain rate measured under the limit (a
-	 * model weakness left for the live work, see the closing note). */
-	L.R.lc.downtime_limit_ms = LM_TEST_SLOW ? 1000 : 300;
+	L.R.lc.downtime_limit_ms = 300;
 	L.R.lc.max_bandwidth = b.limit; /* round one alone would take RG_LEN / limit s */
 	if (!live_start(&L)) {
 		b.s = L.R.s;

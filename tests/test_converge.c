@@ -25,6 +25,7 @@
  * LM_TEST_VERBOSE=1 prints every round's progress.
  */
 #include "live_harness.h"
+#include "sender/converge.h"
 
 #define LINK (8 * MIB)     /* max_bandwidth: 2048 pages a second */
 #define LIMIT_MS 100       /* the downtime limit of every run */
@@ -192,6 +193,41 @@ static void test_converges_alone(lm_dirty_source src)
 	CHECK_EQ(r.throttle_max, 0);
 }
 
+/* The drain rate B (src/sender/converge.c): a round of four packets or more
+ * measures it; an unpaced tiny round's rate is mostly its latency, a lower
+ * bound, which raises a figure it exceeds (a bandwidth limit lifted: small
+ * rounds must not keep the paced figure for ever) and never lowers one. A
+ * paced tiny round's burst is the token bucket's credit: it changes
+ * nothing. */
+static void drain_rate_model(void)
+{
+	lm__conv_setup c = {.page_size = 4096, .limit_ms = 300, .total_bytes = 8 * MIB,
+			    .hash_threads = 1, .hash_rate = 4e9};
+	lm__conv_round big = {.dirty = 100, .pages = 1024, .dirty_us = 100000, .secs = 8.0,
+			      .page_bytes = 4.0 * MIB, .packet_bytes = 512 * 1024,
+			      .sync_us = 1000, .scan_us = 1000, .paced = 1};
+	lm__conv_round tiny = big;
+	lm__conv m;
+
+	lm__conv_init(&m, &c);
+	lm__conv_end_round(&m, &big); /* paced: 0.5 MiB/s */
+	CHECK(m.bw > 0.49 * MIB && m.bw < 0.51 * MIB);
+	tiny.pages = 100;
+	tiny.page_bytes = 100 * 4096.0;
+	tiny.secs = 0.004; /* 100 MB/s in a burst, still paced */
+	lm__conv_end_round(&m, &tiny);
+	CHECK(m.bw > 0.49 * MIB && m.bw < 0.51 * MIB);
+	tiny.paced = 0; /* the limit lifted */
+	lm__conv_end_round(&m, &tiny);
+	CHECK(m.bw > 90e6);
+	tiny.secs = 0.04; /* 10 MB/s: latency, not the link */
+	lm__conv_end_round(&m, &tiny);
+	CHECK(m.bw > 90e6);
+	big.secs = 0.4; /* a big round measures it again, lower too */
+	lm__conv_end_round(&m, &big);
+	CHECK(m.bw > 9.9 * MIB && m.bw < 10.1 * MIB);
+}
+
 int main(int argc, char **argv)
 {
 	lm_dirty_source srcs[2] = {LM_DIRTY_CALLBACK, LM_DIRTY_UFFD_WP};
@@ -200,6 +236,7 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "--rx-child") == 0)
 		return rx_child_main(atoi(argv[2]));
+	drain_rate_model();
 	corpus_init();
 	verbose = getenv("LM_TEST_VERBOSE") && atoi(getenv("LM_TEST_VERBOSE")) > 0;
 	have_uffd = lm_dirty_probe(uffd_why, sizeof(uffd_why)) == 0;

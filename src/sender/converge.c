@@ -7,7 +7,8 @@
  *   B   drain rate: non-zero page bytes per second the channels moved in
  *       the last round of four packets or more, from its first packet to
  *       the destination's ACK(SYNC), so compression, pacing (max_bandwidth)
- *       and the link are all in it
+ *       and the link are all in it; an unpaced smaller round's rate (mostly
+ *       its latency: a lower bound) only raises it
  *   H   bytes per second the checksum's hash does on one thread (timed on
  *       the first region at setup; the destination's is taken to be alike)
  *   S   the last dirty scan: the slower of the last two rounds' scans
@@ -144,7 +145,7 @@ static double round_rate(const lm__conv *m, double w_before, int *lower)
 
 void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 {
-	double w_before = m->wset, secs = r->secs > 1e-6 ? r->secs : 1e-6, rate, r0;
+	double w_before = m->wset, secs = r->secs > 1e-6 ? r->secs : 1e-6, rate, r0, drained;
 	double sync_ms = (double)r->sync_us / 1e3;
 	int lower;
 
@@ -153,12 +154,15 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	if (sync_ms < 0.05)
 		sync_ms = 0.05;
 
-	/* A tiny round measures mostly the sync's latency: it keeps the
-	 * previous figure. Zero pages cost next to nothing, and the pages a
-	 * workload dirties are rarely zero. */
-	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0)
-		m->bw = r->page_bytes > 0 ? r->page_bytes / secs
-					  : (r->zero_bytes + m->c.page_size) / secs;
+	/* A tiny round measures mostly the sync's latency: a lower bound, it
+	 * only raises the figure kept, which is then stale (a bandwidth limit
+	 * lifted, lm_sender_set_max_bandwidth: small rounds alone would keep
+	 * the paced figure for ever). Not while paced: a small round's burst
+	 * is the token bucket's credit, not a rate. Zero pages cost next to
+	 * nothing, and the pages a workload dirties are rarely zero. */
+	drained = r->page_bytes > 0 ? r->page_bytes / secs : (r->zero_bytes + m->c.page_size) / secs;
+	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 || (!r->paced && drained > m->bw))
+		m->bw = drained;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;
 	m->scan_ms[1] = m->scan_ms[0];

@@ -35,6 +35,7 @@ typedef struct lm__conv_round {
 	uint64_t sync_us;      /* its SYNC -> ACK latency */
 	uint64_t scan_us;      /* its dirty sync */
 	uint32_t pct;          /* the throttle in effect while it ran */
+	int paced;             /* a max_bandwidth was in effect at its end */
 } lm__conv_round;
 
 typedef struct lm__conv {

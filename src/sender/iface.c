@@ -69,6 +69,11 @@ void lm__sender_set_rate(lm_sender *s, uint64_t bytes_per_s)
 	s->rate_limit = bytes_per_s;
 }
 
+uint64_t lm__sender_rate(const lm_sender *s)
+{
+	return s->rate_limit;
+}
+
 void lm__sender_add_cpu(lm_sender *s, double secs)
 {
 	s->main_cpu += secs;

@@ -258,7 +258,8 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	uint32_t ps = L->sh.page_size;
 	uint64_t normal, zero, t_acked = lm__now_us(), t_scanned;
 	lm__conv_round r = {.sync_us = lm__sender_sync_us(s), .pct = L->throttle,
-			    .packet_bytes = L->sh.packet_pages * ps};
+			    .packet_bytes = L->sh.packet_pages * ps,
+			    .paced = lm__sender_rate(s) != 0};
 	int rc;
 
 	if ((rc = lm__dirty_sync(L->dirty, L->next, dirty, e)))

@@ -256,6 +256,7 @@ uint64_t lm__sender_recheck_refs(lm_sender *s, int (*again)(void *, const lm__de
  * lm_stats, copied in; the next snapshot shows them. */
 void lm__sender_set_live_stats(lm_sender *s, const lm_stats *live);
 void lm__sender_set_rate(lm_sender *s, uint64_t bytes_per_s); /* max_bandwidth, 0 = none */
+uint64_t lm__sender_rate(const lm_sender *s);                 /* the one in effect */
 void lm__sender_add_cpu(lm_sender *s, double secs);  /* the driving thread's CPU */
 /* verify_source: the checksums are computed again over the paused memory. */
 void lm__sender_rehash_all(lm_sender *s);
