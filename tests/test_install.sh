@@ -11,6 +11,8 @@
 # CMakeLists.txt or Makefile is also built with those (program: the dir's name).
 # Exit 77 (ctest: skipped) with the reason when it cannot run.
 set -euo pipefail
+# (No "| grep -q" here: under pipefail, grep -q leaving early gives the
+# writer SIGPIPE and the pipeline fails although it matched.)
 bld=$(cd "$1" && pwd) prog=$(cd "$2" && pwd)
 shift 2
 if [ "${LM_INSTALL_SKIP:-}" ]; then
@@ -41,7 +43,7 @@ soname=$(readelf -d "$root"/lib/liblivemig.so | sed -n 's/.*SONAME.*\[\(.*\)\]/\
 [ "$soname" = liblivemig.so.0 ] || fail "SONAME is '$soname', not liblivemig.so.0"
 [ -e "$root/lib/$soname" ] || fail "no $prefix/lib/$soname"
 # The installed CLI runs from the prefix alone: nothing of the build tree.
-if readelf -d "$root/bin/livemig" | grep -q 'NEEDED.*liblivemig'; then
+if readelf -d "$root/bin/livemig" | grep 'NEEDED.*liblivemig' >/dev/null; then
 	fail "the installed livemig needs liblivemig.so (it links the static library)"
 fi
 "$root/bin/livemig" version >/dev/null || fail "the installed livemig does not run"
@@ -66,8 +68,8 @@ run() { # name binary...: runs it, which must exit 0
 # pkg-config, shared: the staged library is found through LD_LIBRARY_PATH
 # (it is not at its prefix yet); ldd shows that it is the one used.
 if cc -o "$work/pc-shared" "${srcs[@]}" $cflags $(pkg-config --libs livemig) -pthread; then
-	ldd "$work/pc-shared" | grep -q "liblivemig.so.0 => $root/lib/" ||
-		LD_LIBRARY_PATH=$root/lib ldd "$work/pc-shared" | grep -q "liblivemig.so.0 => $root/lib/" ||
+	ldd "$work/pc-shared" | grep "liblivemig.so.0 => $root/lib/" >/dev/null ||
+		LD_LIBRARY_PATH=$root/lib ldd "$work/pc-shared" | grep "liblivemig.so.0 => $root/lib/" >/dev/null ||
 		fail "pkg-config (shared): not linked to the staged liblivemig.so.0"
 	LD_LIBRARY_PATH=$root/lib run pkg-config-shared "$work/pc-shared" "$@"
 else
@@ -77,7 +79,7 @@ fi
 # the .so beside it), the dependencies from Libs.private / Requires.private.
 libs=$(pkg-config --static --libs livemig)
 if cc -o "$work/pc-static" "${srcs[@]}" $cflags ${libs/-llivemig/-l:liblivemig.a}; then
-	readelf -d "$work/pc-static" | grep -q 'NEEDED.*liblivemig' &&
+	readelf -d "$work/pc-static" | grep 'NEEDED.*liblivemig' >/dev/null &&
 		fail "pkg-config --static: the program still needs liblivemig.so"
 	run pkg-config-static "$work/pc-static" "$@"
 else

@@ -83,7 +83,7 @@ check "plain: lines name bytes, rate, ETA and pages" \
 	grep -qE '^livemig send: [0-9]+%, [0-9.]+ [KMG]iB of 12.0 MiB, .*/s, ETA [^,]+, [0-9]+ pages, ' \
 	"$tmp/plain.send.err"
 check "plain: the stats show the load time" grep -qE '^load time: [0-9]+ ms$' "$tmp/plain.send.out"
-after_setup() { grep -A1 '^setup: ' "$1" | grep -q '^load time: '; }
+after_setup() { grep -A1 '^setup: ' "$1" | grep '^load time: ' >/dev/null; }
 check "plain: the load time is the line after setup" after_setup "$tmp/plain.send.out"
 
 # ---- --quiet: none; --json: the load time as a field ---------------------
