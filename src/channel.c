@@ -278,6 +278,18 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 	return 0;
 }
 
+void lm__err_read(lm__err *e, lm__conn *c, const char *what, int rc)
+{
+	const char *why = rc == LM_ETLS || rc == LM_EEOF ? lm__tls_failure(c, 0) : NULL;
+
+	if (why && rc == LM_EEOF && strstr(why, "the peer closed"))
+		why = NULL; /* a plain end */
+	if (why)
+		lm__err_set(e, "reading %s: %s: %s", what, lm_strerror(LM_ETLS), why);
+	else
+		lm__err_set(e, "reading %s: %s", what, lm_strerror(rc));
+}
+
 int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e)
 {
 	uint8_t buf[LM_ERROR_FIXED + LM_ERROR_MAX_MSG] = {0};

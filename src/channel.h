@@ -67,6 +67,10 @@ int lm__conn_readable(lm__conn *c);
  * the announced body length against lm__max_body(). */
 int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packet_pages,
 		   lm__err *e);
+/* "reading WHAT: why" for a read that failed with rc, with the stream's
+ * own reason where it has one (a sealed record that failed its check, the
+ * peer's TLS alert), so the message names the channel's real failure. */
+void lm__err_read(lm__err *e, lm__conn *c, const char *what, int rc);
 /* Reads the body of an ERROR frame already announced by f. */
 int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e);
 

@@ -236,8 +236,9 @@ tamper() {
 	check "4 $name: the proxy did tamper" has "$tmp/c4-$name.tool.err" "flipped"
 	check "4 $name: send fails cleanly ($send_rc)" failed_cleanly "$send_rc"
 	check "4 $name: recv fails cleanly ($rc)" failed_cleanly "$rc"
-	check "4 $name: recv names a TLS failure" has "$tmp/c4-$name.recv.err" \
-		"TLS failure|bad record mac|decrypt"
+	check "4 $name: recv names the failed record check" has "$tmp/c4-$name.recv.err" \
+		"TLS failure: sealed record: authentication failed \\(bad record mac"
+	echo "  recv: $(grep -m1 -E 'failed:' "$tmp/c4-$name.recv.err")"
 	check "4 $name: send names a TLS failure" has "$tmp/c4-$name.send.err" \
 		"TLS failure|bad record mac|decrypt"
 	check "4 $name: no image, no temp file" eval 'absent "$tmp/c4-$name.img" && no_temp_files "$tmp"'

@@ -121,7 +121,7 @@ static int read_raw_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hdr 
 	/* Fresh memory was populated by lm__rx_claim(). */
 	rc = lm__readv_full(&ch->conn, ch->iov, iovc);
 	if (rc) {
-		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "data.payload", rc);
 		return rc;
 	}
 	decoded(ch, LM_CODEC_NONE, d->normal + d->area, 0); /* nothing to decode: 0 ns */
@@ -135,7 +135,7 @@ static int read_coded_pages(lm__rx_chan *ch, lm__rx_region *g, const lm__data_hd
 	uint64_t t0;
 
 	if (rc) {
-		lm__err_set(e, "reading data.payload: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "data.payload", rc);
 		return rc;
 	}
 	for (uint32_t i = 0; i < d->normal; i++) {
@@ -221,7 +221,7 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EFIELD;
 	}
 	if ((rc = lm__read_full(&ch->conn, hb, sizeof(hb)))) {
-		lm__err_set(e, "reading data header: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "data header", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_data_hdr(hb, f->len, &lim, &d, e)))
@@ -233,7 +233,7 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	}
 	tab = (size_t)lm__data_tables_len(&d);
 	if ((rc = lm__read_full(&ch->conn, ch->tab, tab))) {
-		lm__err_set(e, "reading data tables: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "data tables", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
@@ -312,7 +312,7 @@ static int rx_sync(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EFIELD;
 	}
 	if ((rc = lm__read_full(&ch->conn, b, sizeof(b)))) {
-		lm__err_set(e, "reading sync: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "sync", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_sync(b, f->len, &s, e)))
@@ -395,7 +395,7 @@ static int rx_complete(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		goto out;
 	}
 	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
-		lm__err_set(e, "reading complete: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "complete", rc);
 		goto out;
 	}
 	if ((rc = lm__dec_complete(b, f->len, sums, r->region_count, &n, e)))

@@ -154,7 +154,7 @@ int lm__rx_devstate(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	if (f->len <= LM_DEVSTATE_FIXED) /* the decoder's message, before reading past it */
 		return lm__dec_devstate(b, f->len, &d, e);
 	if ((rc = lm__read_full(&ch->conn, b, sizeof(b)))) {
-		lm__err_set(e, "reading devstate: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "devstate", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_devstate(b, f->len, &d, e)))
@@ -181,7 +181,7 @@ int lm__rx_devstate(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		ch->ds_cap = d.len;
 	}
 	if ((rc = lm__read_full(&ch->conn, ch->ds_buf, d.len))) {
-		lm__err_set(e, "reading devstate data: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "devstate data", rc);
 		return rc;
 	}
 	if ((rc = wait_turn(ch, d.off, e)))
@@ -204,7 +204,7 @@ int lm__rx_devstate_end(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 	if (f->len != LM_DEVSTATE_END_LEN)
 		return lm__dec_devstate_end(b, f->len, &r->ds_end, e);
 	if ((rc = lm__read_full(&ch->conn, b, sizeof(b)))) {
-		lm__err_set(e, "reading devstate_end: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "devstate_end", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_devstate_end(b, f->len, &r->ds_end, e)))

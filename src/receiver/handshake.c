@@ -147,7 +147,7 @@ int lm__rx_read_regions(lm__rx_chan *ch, lm__err *e)
 			return LM_EKIND;
 		}
 		if ((rc = lm__read_full(&ch->conn, b, f.len))) {
-			lm__err_set(e, "reading region: %s", lm_strerror(rc));
+			lm__err_read(e, &ch->conn, "region", rc);
 			return rc;
 		}
 		if ((rc = lm__dec_region(b, f.len, &m, e)))
@@ -407,7 +407,7 @@ int lm__rx_read_hello(lm__rx_chan *ch, lm__hello *h, lm__err *e)
 		return LM_EKIND;
 	}
 	if ((rc = lm__read_full(&ch->conn, b, f.len))) {
-		lm__err_set(e, "reading hello: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "hello", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_hello(b, f.len, h, e)))

@@ -25,7 +25,7 @@ int lm__sender_take_feedback(lm__tx_chan *ch, const lm__frame *f, lm__err *e)
 		return LM_EFIELD;
 	}
 	if ((rc = lm__read_full(&ch->conn, b, f->len))) {
-		lm__err_set(e, "reading feedback: %s", lm_strerror(rc));
+		lm__err_read(e, &ch->conn, "feedback", rc);
 		return rc;
 	}
 	if ((rc = lm__dec_feedback(b, f->len, &fb, e)))
