@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -395,6 +396,50 @@ static void readiness(void)
 	free(w.buf);
 }
 
+static size_t heap_bytes(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd; /* small chunks and mmapped ones */
+}
+
+/* The send buffer is sized by the writes: a side that sends only small
+ * frames (a receiver's acks and feedback) keeps 4 KiB of it, not the 256
+ * KiB a batch of full records takes. */
+static void send_buffer_size(void)
+{
+	static uint8_t big[200000], out[sizeof(big)];
+	uint8_t small[100], got[sizeof(small)];
+	size_t h0 = heap_bytes(), h1, h2;
+	lm__conn a, b;
+	pthread_t t;
+	writer w;
+
+	if (LM_TEST_SLOW) { /* their allocators keep no glibc statistics */
+		printf("send_buffer_size: skipped: mallinfo2 counts glibc's heap, not a "
+		       "sanitizer's\n");
+		return;
+	}
+	memset(small, 's', sizeof(small));
+	pair(&a, &b, "AES-128-GCM", 0, 0);
+	h1 = heap_bytes();
+	/* two receive buffers of 4 records (2 x 262 160 bytes), the contexts */
+	CHECK(h1 - h0 < 2 * 300 * 1024);
+	CHECK_EQ(lm__write_full(&a, small, sizeof(small)), 0);
+	CHECK_EQ(read_all(&b, got, sizeof(got)), 0);
+	CHECK(memcmp(got, small, sizeof(small)) == 0);
+	CHECK(heap_bytes() - h1 < 8 * 1024);
+	w = (writer){&a, big, sizeof(big), 0};
+	pthread_create(&t, NULL, write_all, &w);
+	CHECK_EQ(read_all(&b, out, sizeof(out)), 0);
+	pthread_join(t, NULL);
+	CHECK_EQ(w.rc, 0);
+	h2 = heap_bytes();
+	CHECK(h2 - h1 >= 4 * 65280); /* grown to a batch of full records */
+	lm__conn_close(&a);
+	lm__conn_close(&b);
+}
+
 int main(void)
 {
 	const char *ciphers[] = {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"};
@@ -410,6 +455,7 @@ int main(void)
 	epochs();
 	retries();
 	readiness();
+	send_buffer_size();
 	CHECK_EQ(lm__seal_new(&s, "AES-128-CBC", key_a, key_b, 0), LM_ETLS); /* not an AEAD */
 	CHECK(s == NULL);
 	TEST_DONE("test_seal");

@@ -184,7 +184,7 @@ static int lz4_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, cons
 	return 0;
 }
 
-static const lm__stream_ops lz4_stream = {
+static const lm__codec_stream_ops lz4_stream = {
 	.name = "lz4",
 	.unit = "frame",
 	.buffer = "blocks", /* LZ4F allocates buffers of the block size */

@@ -14,7 +14,7 @@
 #include "../wire.h"
 
 typedef struct lm__stream {
-	const lm__stream_ops *ops;
+	const lm__codec_stream_ops *ops;
 	lm_engine_stats *st;
 	lm_engine_stats sink; /* counts go here when the stats table is full */
 	max_align_t lib[];    /* the codec's state: ops->lib_size bytes */
@@ -29,7 +29,7 @@ void lm__stream_ctx_free(void *ctx)
 	free(s);
 }
 
-int lm__stream_ctx_new(void **ctx, const lm__stream_ops *ops, const lm__codec_params *p)
+int lm__stream_ctx_new(void **ctx, const lm__codec_stream_ops *ops, const lm__codec_params *p)
 {
 	lm__stream *s;
 	int rc;
@@ -146,7 +146,7 @@ static int check_header(const lm__stream *s, const lm__frame_info *fi, size_t ra
 static int fill_page(lm__stream *s, lm__cbuf *in, uint8_t *page, uint32_t page_size, uint32_t i,
 		     uint32_t n, int *ended, lm__err *e)
 {
-	const lm__stream_ops *ops = s->ops;
+	const lm__codec_stream_ops *ops = s->ops;
 	lm__sbuf ob = {page, page_size, 0};
 	const char *why = "";
 	int rc;
@@ -170,7 +170,7 @@ static int fill_page(lm__stream *s, lm__cbuf *in, uint8_t *page, uint32_t page_s
  * to say it is complete, so it decodes into one spare byte. */
 static int finish(lm__stream *s, lm__cbuf *in, int ended, uint32_t n, lm__err *e)
 {
-	const lm__stream_ops *ops = s->ops;
+	const lm__codec_stream_ops *ops = s->ops;
 	const char *why = "";
 	int rc;
 
@@ -197,7 +197,7 @@ int lm__stream_decode(void *ctx, const uint8_t *in, size_t in_len, const uint32_
 		      void *const *pages, uint32_t n, uint32_t page_size, lm__err *e)
 {
 	lm__stream *s = ctx;
-	const lm__stream_ops *ops = s->ops;
+	const lm__codec_stream_ops *ops = s->ops;
 	size_t raw = (size_t)n * page_size;
 	lm__cbuf ib = {in, in_len, 0};
 	lm__frame_info fi = {0, 0, LM__SIZE_UNSTATED, 0};

@@ -6,7 +6,7 @@
  * It also owns the rules the codecs share (protocol.md "Codecs in DATA"):
  * the length table, a packet that does not shrink, a frame that ends
  * before, inside or after the pages, trailing bytes, and the messages,
- * which name the page. A codec supplies a const lm__stream_ops of its
+ * which name the page. A codec supplies a const lm__codec_stream_ops of its
  * library calls and points its lm__codec_ops at the lm__stream_* below.
  *
  * Stats (under the codec's name): jobs = packets encoded or decoded; raw =
@@ -39,7 +39,7 @@ typedef struct lm__frame_info {
 
 #define LM__SIZE_UNSTATED UINT64_MAX
 
-typedef struct lm__stream_ops {
+typedef struct lm__codec_stream_ops {
 	const char *name; /* the stats entry; messages say "<name> <unit>" */
 	const char *unit; /* "frame", "stream" */
 	/* info.buffer is allowed up to max(buffer_floor, the packet's bytes):
@@ -67,10 +67,10 @@ typedef struct lm__stream_ops {
 	 * progress may return 0: the driver calls that truncated. */
 	int (*dec_begin)(void *lib, lm__cbuf *in, lm__frame_info *fi, const char **why);
 	int (*dec_step)(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, const char **why);
-} lm__stream_ops;
+} lm__codec_stream_ops;
 
 /* A codec's ctx_new is this with its table; the rest go in lm__codec_ops. */
-int lm__stream_ctx_new(void **ctx, const lm__stream_ops *ops, const lm__codec_params *p);
+int lm__stream_ctx_new(void **ctx, const lm__codec_stream_ops *ops, const lm__codec_params *p);
 void lm__stream_ctx_free(void *ctx);
 int lm__stream_encode(void *ctx, const void *const *pages, uint32_t n, uint32_t page_size,
 		      uint8_t *out, size_t cap, uint32_t *lens, size_t *out_len);

@@ -136,7 +136,7 @@ static int zlib_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, con
 	}
 }
 
-static const lm__stream_ops zlib_stream = {
+static const lm__codec_stream_ops zlib_stream = {
 	.name = "zlib",
 	.unit = "stream",
 	.lib_size = sizeof(zlib_lib),

@@ -149,7 +149,7 @@ static int zstd_dec_step(void *lib, lm__cbuf *in, lm__sbuf *out, int *ended, con
 	return 0;
 }
 
-static const lm__stream_ops zstd_stream = {
+static const lm__codec_stream_ops zstd_stream = {
 	.name = "zstd",
 	.unit = "frame",
 	.buffer = "window", /* the encoder pledges the size: window <= packet */

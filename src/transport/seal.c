@@ -44,6 +44,7 @@
 #define SEAL_TYPE_CLOSE    21
 #define SEAL_BATCH         (4 * LM_SEAL_RECORD) /* plaintext sealed per write call */
 #define SEAL_OBUF          (SEAL_BATCH + 8 * LM_SEAL_OVERHEAD)
+#define SEAL_OBUF_SMALL    4096u /* what a side that sends only small frames needs */
 #define SEAL_IBUF          (4 * (LM_SEAL_HDR + LM_SEAL_MAX_CT)) /* several records per read */
 #define SEAL_DEFAULT_EPOCH (1ull << 20) /* records per key: 64 GiB of full records */
 
@@ -68,6 +69,8 @@ struct lm__seal {
 	 * write_gen): that call's retry gets the count. */
 	uint8_t *obuf;
 	size_t olen, osent, oplain;
+	size_t ocap; /* obuf's size: SEAL_OBUF_SMALL until a write needs more
+			(a receiver sends acks and feedback: it stays small) */
 	/* In: received bytes [ihead, itail) of ibuf; a record opened in place
 	 * whose plaintext [pout, pend) the caller has not taken yet (its
 	 * record ends at rec_end). */
@@ -176,7 +179,7 @@ int lm__seal_new(lm__seal **out, const char *cipher, const uint8_t tx[LM_SEAL_SE
 	memcpy(s->tx.secret, tx, LM_SEAL_SECRET);
 	memcpy(s->rx.secret, rx, LM_SEAL_SECRET);
 	s->tx.enc = 1;
-	if (!(s->obuf = malloc(SEAL_OBUF)) || !(s->ibuf = malloc(SEAL_IBUF))) {
+	if (!(s->ibuf = malloc(SEAL_IBUF))) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -265,6 +268,24 @@ static int seal_record(lm__seal *s, uint8_t type, cursor *cur, size_t len, uint8
 	return 0;
 }
 
+/* Room in obuf to seal plain bytes (at most SEAL_BATCH) as records, with
+ * nothing pending in it. */
+static int obuf_reserve(lm__seal *s, size_t plain)
+{
+	size_t need = plain + 8 * LM_SEAL_OVERHEAD, cap;
+	uint8_t *p;
+
+	if (need <= s->ocap)
+		return 0;
+	cap = need <= SEAL_OBUF_SMALL ? SEAL_OBUF_SMALL : SEAL_OBUF;
+	if (!(p = malloc(cap)))
+		return -ENOMEM;
+	free(s->obuf);
+	s->obuf = p;
+	s->ocap = cap;
+	return 0;
+}
+
 /* Sends what is left of the sealed batch: 0 once all of it went out. */
 static int flush(lm__conn *c, short *want)
 {
@@ -328,6 +349,14 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 			return rc;
 		if (same)
 			return (ssize_t)s->oplain;
+	}
+	total = 0;
+	for (int i = 0; i < n && total < SEAL_BATCH; i++)
+		total += iov[i].iov_len;
+	if ((rc = obuf_reserve(s, total < SEAL_BATCH ? total : SEAL_BATCH))) {
+		s->wfail = 1;
+		(void)failed(s, "no memory for the send buffer");
+		return rc;
 	}
 	total = seal_batch(s, iov, n, &rc);
 	if (rc || !total) {
@@ -607,7 +636,8 @@ static void seal_shutdown(lm__conn *c)
 
 	if (c->wfd < 0)
 		return;
-	if (!flush(c, &want) && !seal_record(s, SEAL_TYPE_CLOSE, &none, 0, s->obuf))
+	if (!flush(c, &want) && !obuf_reserve(s, 0) &&
+	    !seal_record(s, SEAL_TYPE_CLOSE, &none, 0, s->obuf))
 		flush(c, &want);
 	if (c->wfd == c->rfd)
 		shutdown(c->wfd, SHUT_WR);
