@@ -198,14 +198,18 @@ static int write_some(lm__conn *c, struct iovec **iov, int *iovcnt, int *moved)
  * The call still reports the cancel. */
 static int finish_frame(lm__conn *c, struct iovec **iov, int *iovcnt, int *moved)
 {
-	int wake = c->wake_fd;
+	int wake = c->wake_fd, watch = c->watch_in;
 	uint64_t deadline = c->deadline_us, end = lm__now_us() + LM__CANCEL_FINISH_MS * 1000u;
 
+	/* Deaf to the peer's input too: its hook sees the cancel and would
+	 * end the write at the first FEEDBACK. */
 	c->wake_fd = -1;
+	c->watch_in = 0;
 	if (!deadline || end < deadline)
 		c->deadline_us = end;
 	(void)write_some(c, iov, iovcnt, moved);
 	c->wake_fd = wake;
+	c->watch_in = watch;
 	c->deadline_us = deadline;
 	return -ECANCELED;
 }
@@ -280,12 +284,12 @@ int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packe
 
 void lm__err_read(lm__err *e, lm__conn *c, const char *what, int rc)
 {
-	const char *why = rc == LM_ETLS || rc == LM_EEOF ? lm__tls_failure(c, 0) : NULL;
+	/* Only a read that failed as TLS has its reason there: after a
+	 * failed write, an end read later is just the end. */
+	const char *why = rc == LM_ETLS ? lm__tls_failure(c, 0) : NULL;
 
-	if (why && rc == LM_EEOF && strstr(why, "the peer closed"))
-		why = NULL; /* a plain end */
 	if (why)
-		lm__err_set(e, "reading %s: %s: %s", what, lm_strerror(LM_ETLS), why);
+		lm__err_set(e, "reading %s: %s: %s", what, lm_strerror(rc), why);
 	else
 		lm__err_set(e, "reading %s: %s", what, lm_strerror(rc));
 }

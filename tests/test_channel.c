@@ -103,6 +103,9 @@ static void *read_frame_then_error(void *arg)
 	lm__error_msg m;
 	lm__err e = {0};
 
+	/* Input while the cancelled write finishes (the receiver's FEEDBACK):
+	 * the write must not stop for it. */
+	CHECK_EQ(lm__write_full(r->c, "f", 1), 0);
 	usleep(20000); /* the writer finds the socket full and waits */
 	r->data_ok = lm__read_full(r->c, got, r->len) == 0;
 	for (size_t i = 0; r->data_ok && i < r->len; i++)
@@ -112,8 +115,17 @@ static void *read_frame_then_error(void *arg)
 	return NULL;
 }
 
-/* Cancelled while the peer reads on: the frame goes out whole, the call
- * still says cancelled, and the ERROR after it is read as one. */
+/* The sender's input hook once cancelled: any input ends the write. */
+static int refuse_input(lm__conn *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return 1;
+}
+
+/* Cancelled while the peer reads on (and sends something meanwhile, as a
+ * receiver's FEEDBACK): the frame goes out whole, the call still says
+ * cancelled, and the ERROR after it is read as one. */
 static void cancel_finishes(int sealed)
 {
 	static uint8_t big[128 << 10];
@@ -127,6 +139,8 @@ static void cancel_finishes(int sealed)
 	CHECK(pipe(wake) == 0);
 	CHECK(write(wake[1], "x", 1) == 1);
 	a.wake_fd = wake[0];
+	a.watch_in = 1;
+	a.on_input = refuse_input;
 	CHECK(pthread_create(&t, NULL, read_frame_then_error, &r) == 0);
 	CHECK_EQ(lm__write_full(&a, big, sizeof(big)), -ECANCELED);
 	CHECK_EQ(a.bytes_out, sizeof(big));

@@ -225,6 +225,14 @@ static void drain_rate_model(void)
 	tiny.secs = 0.04; /* 10 MB/s: latency, not the link */
 	lm__conv_end_round(&m, &tiny);
 	CHECK(m.bw > 90e6);
+	{ /* zero pages alone cost next to nothing on the wire: no rate */
+		lm__conv_round zeros = tiny;
+		zeros.page_bytes = 0;
+		zeros.zero_bytes = 1000 * 4096.0;
+		zeros.secs = 0.001; /* 4 GB/s */
+		lm__conv_end_round(&m, &zeros);
+		CHECK(m.bw < 200e6);
+	}
 	big.secs = 0.4; /* a big round measures it again, lower too */
 	lm__conv_end_round(&m, &big);
 	CHECK(m.bw > 9.9 * MIB && m.bw < 10.1 * MIB);

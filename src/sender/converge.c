@@ -158,10 +158,12 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	 * only raises the figure kept, which is then stale (a bandwidth limit
 	 * lifted, lm_sender_set_max_bandwidth: small rounds alone would keep
 	 * the paced figure for ever). Not while paced: a small round's burst
-	 * is the token bucket's credit, not a rate. Zero pages cost next to
-	 * nothing, and the pages a workload dirties are rarely zero. */
+	 * is the token bucket's credit, not a rate; nor a round of zero pages
+	 * alone, which cost next to nothing on the wire (and the pages a
+	 * workload dirties are rarely zero). */
 	drained = r->page_bytes > 0 ? r->page_bytes / secs : (r->zero_bytes + m->c.page_size) / secs;
-	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 || (!r->paced && drained > m->bw))
+	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 ||
+	    (!r->paced && r->page_bytes > 0 && drained > m->bw))
 		m->bw = drained;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;

@@ -636,7 +636,9 @@ static void seal_shutdown(lm__conn *c)
 
 	if (c->wfd < 0)
 		return;
-	if (!flush(c, &want) && !obuf_reserve(s, 0) &&
+	/* Not after a failed seal: the records it made are gone, so the
+	 * close record's number would be one the peer does not expect. */
+	if (!s->wfail && !flush(c, &want) && !obuf_reserve(s, 0) &&
 	    !seal_record(s, SEAL_TYPE_CLOSE, &none, 0, s->obuf))
 		flush(c, &want);
 	if (c->wfd == c->rfd)
