@@ -309,7 +309,7 @@ int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__e
 	return lm__dec_error(buf, f->len, m, e);
 }
 
-void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg)
+void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg, uint64_t until_us)
 {
 	uint8_t buf[LM_ERROR_FRAME_BOUND];
 	size_t n = lm__enc_error(buf, code, channel, msg);
@@ -319,7 +319,7 @@ void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg)
 	c->timeout_ms = 1000;
 	c->watch_in = 0;
 	c->wake_fd = -1;
-	c->deadline_us = 0;
+	c->deadline_us = until_us ? until_us : lm__now_us() + 1000000u;
 	if (lm__write_full(c, buf, n) == 0)
 		c->ops->shutdown(c);
 }
@@ -359,6 +359,6 @@ void lm__drain_close(lm__conn *const *cs, int n, int ms)
 
 void lm__send_error_and_close(lm__conn *c, int code, uint16_t channel, const char *msg)
 {
-	lm__send_error(c, code, channel, msg);
+	lm__send_error(c, code, channel, msg, 0);
 	lm__drain_close(&c, 1, 1000);
 }

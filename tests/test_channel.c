@@ -75,7 +75,7 @@ static void error_heard(int sealed)
 	int ended;
 
 	pair(&a, &b, sealed);
-	lm__send_error(&a, LM_ECANCELED, 3, "cancelled by the user");
+	lm__send_error(&a, LM_ECANCELED, 3, "cancelled by the user", 0);
 	CHECK_EQ(a.frame_broken, 0);
 	CHECK_EQ(lm__read_frame(&b, &f, 4096, 64, &e), 0);
 	CHECK_EQ(f.kind, LM_KIND_ERROR);
@@ -145,7 +145,7 @@ static void cancel_finishes(int sealed)
 	CHECK_EQ(lm__write_full(&a, big, sizeof(big)), -ECANCELED);
 	CHECK_EQ(a.bytes_out, sizeof(big));
 	CHECK_EQ(a.frame_broken, 0);
-	lm__send_error(&a, LM_ECANCELED, 0, "cancelled by the user");
+	lm__send_error(&a, LM_ECANCELED, 0, "cancelled by the user", 0);
 	pthread_join(t, NULL);
 	CHECK(r.data_ok);
 	CHECK(r.error_ok);
@@ -187,12 +187,31 @@ static void cut_frame(int sealed, int cancel)
 	else
 		CHECK_EQ(seen, a.bytes_out);
 	CHECK_EQ(ended, 0);
-	lm__send_error(&a, LM_ECANCELED, 0, "cancelled by the user");
+	lm__send_error(&a, LM_ECANCELED, 0, "cancelled by the user", 0);
 	CHECK_EQ(drain(&b, &ended), 0);
 	CHECK_EQ(ended, 0);
 	CHECK_EQ(lm__write_full(&a, "more", 4), -EPIPE);
 	close(wake[0]);
 	close(wake[1]);
+	lm__conn_close(&a);
+	lm__conn_close(&b);
+}
+
+/* A peer that reads nothing holds an ERROR only until the deadline given
+ * (an abort shares one across its channels), not a second per channel. */
+static void error_deadline(void)
+{
+	static uint8_t fill[1 << 16];
+	lm__conn a, b;
+	uint64_t t0;
+
+	pair(&a, &b, 0);
+	while (write(a.wfd, fill, sizeof(fill)) > 0) /* the socket full, frames whole */
+		;
+	t0 = lm__now_us();
+	lm__send_error(&a, LM_ECANCELED, 0, "cancelled by the user", t0 + 100000u);
+	CHECK(lm__now_us() - t0 < 600000u); /* 100 ms, well under the second */
+	CHECK_EQ(a.frame_broken, 0);        /* nothing of it went out */
 	lm__conn_close(&a);
 	lm__conn_close(&b);
 }
@@ -205,5 +224,6 @@ int main(void)
 		cut_frame(sealed, 1);
 		cut_frame(sealed, 0);
 	}
+	error_deadline();
 	TEST_DONE("test_channel");
 }

@@ -645,6 +645,7 @@ int lm_receiver_port(const lm_receiver *r)
 static void close_session(lm_receiver *r)
 {
 	lm__conn *cs[LM_RX_SLOTS];
+	uint64_t until = lm__now_us() + 1000000u; /* for all of them */
 	int n = 0;
 
 	for (int i = 0; i < LM_RX_SLOTS; i++) {
@@ -652,7 +653,7 @@ static void close_session(lm_receiver *r)
 		if (ch->conn.wfd < 0)
 			continue;
 		if (r->err && ch->channel >= 0)
-			lm__send_error(&ch->conn, r->err, (uint16_t)ch->channel, r->errmsg);
+			lm__send_error(&ch->conn, r->err, (uint16_t)ch->channel, r->errmsg, until);
 		cs[n++] = &ch->conn;
 	}
 	lm__drain_close(cs, n, r->err ? 1000 : 0);

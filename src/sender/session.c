@@ -729,12 +729,13 @@ static void stop_threads(lm_sender *s)
 static void abort_channels(lm_sender *s)
 {
 	lm__conn *cs[LM_MAX_CHANNELS];
+	uint64_t until = lm__now_us() + 1000000u; /* for all of them */
 	int n = 0;
 
 	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
 		if (s->ch[i].conn.wfd < 0)
 			continue;
-		lm__send_error(&s->ch[i].conn, s->err, (uint16_t)i, s->errmsg);
+		lm__send_error(&s->ch[i].conn, s->err, (uint16_t)i, s->errmsg, until);
 		cs[n++] = &s->ch[i].conn;
 	}
 	lm__drain_close(cs, n, 1000);
