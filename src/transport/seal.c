@@ -342,17 +342,17 @@ static ssize_t seal_writev(lm__conn *c, const struct iovec *iov, int n, short *w
 	if (s->olen) {
 		/* Retried within the same write call, with the same iovecs
 		 * (nothing was reported written): the batch sealed from them
-		 * goes on. Another call (an ERROR after a failed write) first
-		 * sends the old batch, so the stream of records stays whole. */
+		 * goes on. Another call first sends the old batch, so the
+		 * stream of records stays whole (lm__writev_full makes none
+		 * after a failed call left a batch held: the conn is then
+		 * frame_broken; a caller of the ops table directly may). */
 		int same = s->ogen == c->write_gen;
 		if ((rc = flush(c, want)))
 			return rc;
 		if (same)
 			return (ssize_t)s->oplain;
 	}
-	total = 0;
-	for (int i = 0; i < n && total < SEAL_BATCH; i++)
-		total += iov[i].iov_len;
+	total = cursor_left(&(cursor){iov, n, 0, 0}, 0);
 	if ((rc = obuf_reserve(s, total < SEAL_BATCH ? total : SEAL_BATCH))) {
 		s->wfail = 1;
 		(void)failed(s, "no memory for the send buffer");
