@@ -319,7 +319,7 @@ void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg, ui
 	c->timeout_ms = 1000;
 	c->watch_in = 0;
 	c->wake_fd = -1;
-	c->deadline_us = until_us ? until_us : lm__now_us() + 1000000u;
+	c->deadline_us = until_us ? until_us : lm__now_us() + LM__SEND_ERROR_US;
 	if (lm__write_full(c, buf, n) == 0)
 		c->ops->shutdown(c);
 }

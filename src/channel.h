@@ -74,10 +74,13 @@ void lm__err_read(lm__err *e, lm__conn *c, const char *what, int rc);
 /* Reads the body of an ERROR frame already announced by f. */
 int lm__read_error_body(lm__conn *c, const lm__frame *f, lm__error_msg *m, lm__err *e);
 
+/* How long an abort may spend telling its peers why (all channels
+ * together: lm__send_error's until_us). */
+#define LM__SEND_ERROR_US 1000000u
 /* Best effort: sends an ERROR frame and half-closes, giving up at until_us
- * (lm__now_us(); 0 = a second from now: a peer that trickles cannot hold
- * an abort, and several channels' share one deadline); nothing on a conn
- * whose last write broke off mid-frame (frame_broken). */
+ * (lm__now_us(); 0 = LM__SEND_ERROR_US from now: a peer that trickles
+ * cannot hold an abort, and several channels' share one deadline); nothing
+ * on a conn whose last write broke off mid-frame (frame_broken). */
 void lm__send_error(lm__conn *c, int code, uint16_t channel, const char *msg, uint64_t until_us);
 /* Drains the conns together for at most ms, then closes them, so each peer
  * reads our last frame before it sees the close (no RST eating it). */

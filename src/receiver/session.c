@@ -645,7 +645,7 @@ int lm_receiver_port(const lm_receiver *r)
 static void close_session(lm_receiver *r)
 {
 	lm__conn *cs[LM_RX_SLOTS];
-	uint64_t until = lm__now_us() + 1000000u; /* for all of them */
+	uint64_t until = lm__now_us() + LM__SEND_ERROR_US; /* for all of them */
 	int n = 0;
 
 	for (int i = 0; i < LM_RX_SLOTS; i++) {

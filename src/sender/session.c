@@ -729,7 +729,7 @@ static void stop_threads(lm_sender *s)
 static void abort_channels(lm_sender *s)
 {
 	lm__conn *cs[LM_MAX_CHANNELS];
-	uint64_t until = lm__now_us() + 1000000u; /* for all of them */
+	uint64_t until = lm__now_us() + LM__SEND_ERROR_US; /* for all of them */
 	int n = 0;
 
 	for (uint32_t i = 0; s->ch && i < s->nch; i++) {
