@@ -191,7 +191,7 @@ typedef struct lm__error_msg {
  * decode speed per codec and how busy the receiver is from it. */
 typedef struct lm__feedback {
 	uint32_t round;   /* the channel's current round */
-	uint64_t cpu_ns;  /* the channel thread's CPU time */
+	uint64_t cpu_ns;  /* the channel thread's busy time: CPU, and waiting for a CPU */
 	uint64_t wall_ns; /* wall time since the channel's hello */
 	struct {
 		uint64_t pages; /* pages decoded (normal + delta area) */

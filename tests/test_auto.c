@@ -8,7 +8,10 @@
  *     compression; fast link -> none; in between -> a mix that beats both
  *     pure choices; a codec the receiver decodes slowly is avoided; a loaded
  *     CPU -> less compression; a link that changes is followed within 10
- *     windows (a second).
+ *     windows (a second); the CPU budget: sender and receiver on the same
+ *     cores -> raw, a machine with little idle CPU -> less compression,
+ *     no /proc/stat -> no budget; channels that cannot fill the link for
+ *     their CPU do not raise the estimate of the link.
  *  2. The per-packet pick: the mix's shares and the sampling.
  *  3. End to end, sender and receiver in this process, through the
  *     rate-limited proxy of shaper.h: at 40 MB/s most page bytes are
@@ -42,11 +45,18 @@ typedef struct world {
 	double enc[LM_MAX_CODECS], ratio[LM_MAX_CODECS];
 	uint32_t rx_n;                     /* receiver channels, 0: no FEEDBACK */
 	double rx_base, rx_dec[LM_MAX_CODECS]; /* ns per page */
+	/* The machine: cores the sender may run on (0: /proc/stat not
+	 * readable, idle unknown), cores other work keeps busy, and whether
+	 * the receiver runs on the same cores. */
+	double cpus, load;
+	int rx_shared;
+	int rx_cpu_only; /* its FEEDBACK counts CPU time only, not run-queue waits */
 } world;
 
 static world typical(double link)
 {
-	world w = {.link = link, .n = 2, .plan = 0.3, .write = 0.3, .rx_n = 2, .rx_base = 1500};
+	world w = {.link = link, .n = 2, .plan = 0.3, .write = 0.3, .rx_n = 2, .rx_base = 1500,
+		   .cpus = 8};
 
 	for (int c = 0; c < LM_MAX_CODECS; c++)
 		w.ratio[c] = 1;
@@ -60,12 +70,20 @@ static world typical(double link)
 static const uint32_t all_cand =
 	1u << LM_CODEC_NONE | 1u << LM_CODEC_LZ4 | 1u << LM_CODEC_ZSTD | 1u << LM_CODEC_DEFLATE;
 
-/* One 100 ms window of world w under the model's current decision. */
+/* One 100 ms window of world w under the model's current decision. The
+ * rate is the smallest of the sender channels' CPU, the link, the
+ * receiver's channels and the machine's cores. Channel time not on a CPU
+ * is write waits when the link or the receiver is the limit; when the
+ * cores are, it is run-queue wait (the wall time of every step grows),
+ * and half of it write waits if the receiver shares the cores (starved,
+ * it reads slowly), as on one host. */
 static void window(const world *w, lm__auto *a, lm__auto_chan *chans)
 {
 	const double win = 1e8;
-	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, busy;
+	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, s, r, spare, g;
+	double block, runq = 0;
 	uint64_t snap = lm__auto_snapshot(a);
+	int machine = 0;
 	lm__auto_meas m;
 	const int draws = 512;
 
@@ -78,12 +96,26 @@ static void window(const world *w, lm__auto *a, lm__auto_chan *chans)
 		enc += share[c] * w->enc[c];
 		rxp += share[c] * w->rx_dec[c];
 	}
-	x = w->n * 1e9 / (w->plan + enc + w->write * W);
+	s = w->plan + enc + w->write * W; /* sender CPU ns per input byte */
+	r = w->rx_n ? (w->rx_base + rxp) / PS : 0;
+	x = w->n * 1e9 / s;
 	if (w->link / W < x)
 		x = w->link / W;
-	if (w->rx_n && w->rx_n * 1e9 * PS / (w->rx_base + rxp) < x)
-		x = w->rx_n * 1e9 * PS / (w->rx_base + rxp);
+	if (w->rx_n && w->rx_n * 1e9 / r < x)
+		x = w->rx_n * 1e9 / r;
+	if (w->cpus > 0 && (w->cpus - w->load) * 1e9 / (s + (w->rx_shared ? r : 0)) < x) {
+		x = (w->cpus - w->load) * 1e9 / (s + (w->rx_shared ? r : 0));
+		machine = 1;
+	}
 	in = x * win / 1e9;
+	spare = w->n * win - in * s;
+	spare = spare > 0 ? spare : 0;
+	block = spare;
+	if (machine) {
+		block = w->rx_shared ? spare / 2 : 0;
+		runq = spare - block;
+	}
+	g = (in * s + runq) / (in * s); /* wall per CPU ns */
 	memset(&m, 0, sizeof(m));
 	m.wall_ns = (uint64_t)win;
 	m.channels = w->n;
@@ -91,21 +123,31 @@ static void window(const world *w, lm__auto *a, lm__auto_chan *chans)
 		double ic = share[c] * in;
 		m.tx.codec[c].in = (uint64_t)ic;
 		m.tx.codec[c].out = (uint64_t)(ic * w->ratio[c]);
-		m.tx.codec[c].ns = (uint64_t)(ic * w->enc[c]);
+		m.tx.codec[c].cpu_ns = (uint64_t)(ic * w->enc[c]);
+		m.tx.codec[c].ns = (uint64_t)(ic * w->enc[c] * g);
 		m.tx.codec[c].packets = ic > 0 ? (uint64_t)(ic / PKT) + 1 : 0;
 	}
 	m.tx.plan_bytes = (uint64_t)in;
-	m.tx.plan_ns = (uint64_t)(in * w->plan);
+	m.tx.plan_ns = (uint64_t)(in * w->plan * g);
 	m.tx.wire_bytes = (uint64_t)(in * W);
-	/* What the channels did not spend working they spent blocked in
-	 * writes, unless their own CPU was the limit. */
-	busy = in * (w->plan + enc) + w->write * in * W;
-	m.tx.write_wait_ns = (uint64_t)(w->n * win - busy > 0 ? w->n * win - busy : 0);
-	m.tx.write_ns = (uint64_t)(w->write * in * W) + m.tx.write_wait_ns;
+	m.tx.write_wait_ns = (uint64_t)block;
+	m.tx.write_ns = (uint64_t)(w->write * in * W * g) + m.tx.write_wait_ns;
+	m.tx.cpu_ns = (uint64_t)(in * s);
+	m.tx.write_cpu_ns = (uint64_t)(w->write * in * W);
+	if (w->cpus > 0) {
+		double idle = (w->cpus - w->load) * win - in * (s + (w->rx_shared ? r : 0));
+		m.idle_ns = (uint64_t)(idle > 0 ? idle : 0);
+		m.idle_known = 1;
+	}
 	if (w->rx_n) {
+		double busy = in * r;
+		/* FEEDBACK counts run-queue wait as busy: a starved
+		 * receiver's threads are runnable all the time. */
+		if (machine && w->rx_shared && !w->rx_cpu_only && busy < 0.95 * w->rx_n * win)
+			busy = 0.95 * w->rx_n * win;
 		m.rx_channels = w->rx_n;
 		m.rx_wall_ns = (uint64_t)(w->rx_n * win);
-		m.rx_cpu_ns = (uint64_t)(in / PS * (w->rx_base + rxp));
+		m.rx_cpu_ns = (uint64_t)busy;
 		for (int c = 0; c < LM_MAX_CODECS; c++) {
 			m.rx[c].pages = (uint64_t)(share[c] * in / PS);
 			m.rx[c].ns = (uint64_t)(m.rx[c].pages * w->rx_dec[c]);
@@ -226,6 +268,87 @@ static void model_link_change(void)
 		window(&fast, &a, chans);
 	printf("model: slow -> fast followed after %d windows\n", k);
 	CHECK(k <= 10);
+}
+
+/* Sender and receiver on the same two cores, a link faster than both: the
+ * cores are the limit, compressing only takes more of them, so auto stays
+ * raw though the starved receiver makes the sender's writes wait. */
+static void model_shared_cpu(void)
+{
+	world w = typical(10e9);
+	lm__auto a;
+
+	w.cpus = 2;
+	w.rx_shared = 1;
+	settle(&w, &a);
+	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
+	CHECK(a.cores > 0 && a.cores < 2);
+	/* The budget alone, with a receiver whose busy time hides its
+	 * run-queue waits (no schedstat): the waits look like a full link. */
+	w.rx_cpu_only = 1;
+	settle(&w, &a);
+	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
+}
+
+/* A link that raw pages would fill, and a machine whose other work leaves
+ * the sender less than a core: auto compresses less than with the idle
+ * cores, since each compressed byte costs CPU the link does not lack. */
+static void model_busy_machine(void)
+{
+	world idle = typical(600e6), busy;
+	lm__auto a;
+	uint32_t idle_frac;
+
+	idle.cpus = 2;
+	busy = idle;
+	busy.load = 1.6;
+	settle(&idle, &a);
+	idle_frac = a.codec == LM_CODEC_NONE ? 0 : a.frac;
+	settle(&busy, &a);
+	CHECK(idle_frac > LM__AUTO_FRAC_ONE / 8);
+	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < idle_frac / 8);
+	CHECK(a.cores < 1);
+	/* Without /proc/stat (idle unknown) there is no budget: the model
+	 * is the channels' own CPU, as on a machine with cores to spare. */
+	busy.cpus = 0;
+	settle(&busy, &a);
+	CHECK_EQ(a.cores, 0);
+	CHECK(a.codec != LM_CODEC_NONE && a.frac > LM__AUTO_FRAC_ONE / 8);
+}
+
+/* Channels whose CPU, not the link, holds their rate never fill the link:
+ * such windows must not raise the estimate of it (it ran away 1.4x a
+ * window to 2-3x the link while zstd was CPU-bound at 1gbit, and the
+ * decision flipped as it came back). Windows without write waits that
+ * deliver what the link was thought to take do probe upward. */
+static void model_probe_cpu_bound(void)
+{
+	lm__auto a;
+	lm__auto_meas m;
+	double before;
+
+	lm__auto_init(&a, all_cand, PS, 2, 0);
+	a.link = 119e6;
+	memset(&m, 0, sizeof(m));
+	m.wall_ns = 100000000;
+	m.channels = 2;
+	m.tx.codec[LM_CODEC_ZSTD].packets = 80;
+	m.tx.codec[LM_CODEC_ZSTD].in = 40000000; /* 400 MB/s of pages */
+	m.tx.codec[LM_CODEC_ZSTD].out = 6000000; /* 60 MB/s on the wire */
+	m.tx.codec[LM_CODEC_ZSTD].ns = m.tx.codec[LM_CODEC_ZSTD].cpu_ns = 190000000;
+	m.tx.plan_bytes = 40000000;
+	m.tx.plan_ns = 8000000;
+	m.tx.wire_bytes = 6000000;
+	m.tx.write_ns = m.tx.write_cpu_ns = 2000000;
+	m.tx.cpu_ns = 200000000; /* both channels busy all the window, no waits */
+	for (int i = 0; i < 20; i++)
+		lm__auto_update(&a, &m);
+	printf("model: CPU-bound channels at half the link, estimate %.0f MB/s\n", a.link / 1e6);
+	CHECK(a.link <= 119e6 && a.link >= 100e6);
+	before = a.link;
+	m.tx.codec[LM_CODEC_ZSTD].out = m.tx.wire_bytes = 11000000; /* 110 MB/s: ~full */
+	lm__auto_update(&a, &m);
+	CHECK(a.link > 1.3 * before);
 }
 
 /* The sender's own rate limit caps the link estimate. */
@@ -530,6 +653,9 @@ int main(void)
 	model_loaded_cpu();
 	model_link_change();
 	model_rate_cap();
+	model_shared_cpu();
+	model_busy_machine();
+	model_probe_cpu_bound();
 	pick_shares();
 	img = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(img != MAP_FAILED);

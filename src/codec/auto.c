@@ -14,19 +14,29 @@
  *   w     sender ns per wire byte in writev not waiting for the socket (the copy, TLS, TCP)
  *   L     wire bytes per second the link takes
  *   d_c   receiver wall ns per page decoding c (FEEDBACK)
- *   q     receiver ns per page of everything else (its CPU less decoding)
- * Wall times, not CPU times: a CPU loaded from elsewhere makes every
- * measured cost bigger, which is the CPU left over.
+ *   q     receiver ns per page of everything else (its busy time less decoding)
+ * Wall times: a CPU loaded from elsewhere makes every measured cost bigger.
+ * And the CPU budget, from the channel threads' CPU time:
+ *   k_c   CPU ns per input byte encoding with c
+ *   o     CPU ns per input byte of everything else but the write
+ *   v     CPU ns per wire byte writing
+ *   K     the cores the channels can have: the CPU they used in the window
+ *         plus half the machine's idle CPU on the CPUs they may run on
+ *         (/proc/stat), within 0.05..N. Half: the guest, a receiver on
+ *         the same host and the network stack grow with our rate too.
  *
  * Compressing a share f of the packets with c and sending the rest raw:
  *   W(f) = f r_c + (1 - f)            wire bytes per input byte
  *   T(f) = p + f e_c + w W(f)         channel ns per input byte
+ *   C(f) = o + f k_c + v W(f)         channel CPU ns per input byte
  *   X(c, f) = min(N 1e9 / T(f),       the N sender channel threads
+ *                 K 1e9 / C(f),       the CPU left over (no term when the
+ *                                     idle CPU is not known)
  *                 L / W(f),           the link
  *                 M 1e9 P / (q + f d_c + (1 - f) d_none))  the M receiver
  *                                     channel threads, P-byte pages
  * The decision is the (c, f) with the largest X, f in steps of 1/64; within
- * 2% of it the one costing the least sender CPU (p + f e_c), so CPU is not
+ * 2% of it the one costing the least sender CPU (f k_c), so CPU is not
  * spent for nothing. With a slow link L/W binds and compression wins; with
  * a fast one N/T binds and none wins; in between the link bound rises with
  * f and the CPU bound falls, and the best f is where they cross: a mix.
@@ -39,10 +49,14 @@
  * says whether it limits: b >= 0.15, the link is full: L moves halfway to
  * D, or to D at once from above 1.5 D (a link that slowed down);
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
- * b < 0.02, not full: L = 1.4 max(L, D), probing upward every window
- * until compressing less makes the writes block. Writes blocked while the
- * receiver's threads are busy (>= 85%) are the receiver's limit, not the
- * link's: L is then held. L never exceeds the sender's own rate limit.
+ * b < 0.02, not full: L = 1.4 max(L, D), probing upward, if the window
+ * delivered D >= 0.8 L (channels held back by their CPU say nothing of
+ * the link; probing on them ran L away to 2-3x a 1gbit link), until
+ * compressing less makes the writes block. Writes blocked while the
+ * receiver's threads are busy (>= 85%: their CPU time and run-queue wait,
+ * so a receiver starved of CPU on the sender's host counts) are the
+ * receiver's limit, not the link's: L is then held. L never exceeds the
+ * sender's own rate limit.
  *
  * Candidates not in use are measured on real packets: 1 in 16 per channel
  * (1 in 64 after the first 8 turns) goes with another candidate, round robin; a candidate whose best X is
@@ -77,9 +91,10 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	for (int c = 0; c < LM_MAX_CODECS; c++) {
 		a->ratio[c] = c == LM_CODEC_NONE ? 1.0 : 0.5;
 		a->enc_ns[c] = prior_enc_ns[c] ? prior_enc_ns[c] : (c ? 4.0 : 0);
+		a->enc_cpu[c] = a->enc_ns[c];
 	}
-	a->plan_ns = 0.3;
-	a->write_ns = 0.3;
+	a->plan_ns = a->cpu_other = 0.3;
+	a->write_ns = a->cpu_write = 0.3;
 	a->link = 1e9;
 	lm__auto_set_cap(a, rate_cap);
 	/* Until the first (short) window measured something: raw. On a
@@ -103,7 +118,10 @@ double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac)
 	double wire = f * a->ratio[codec] + (1 - f);
 	double t = a->plan_ns + f * a->enc_ns[codec] + a->write_ns * wire;
 	double x = t > 0 ? a->channels * 1e9 / t : INFINITY;
+	double cpu = a->cpu_other + f * a->enc_cpu[codec] + a->cpu_write * wire;
 
+	if (a->cores > 0 && cpu > 0 && a->cores * 1e9 / cpu < x)
+		x = a->cores * 1e9 / cpu;
 	if (a->link / wire < x)
 		x = a->link / wire;
 	if (a->rx_channels) {
@@ -140,6 +158,7 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		w = weight(a->seen[c], k->packets);
 		a->ratio[c] = ewma(a->ratio[c], (double)k->out / (double)k->in, w);
 		a->enc_ns[c] = ewma(a->enc_ns[c], (double)k->ns / (double)k->in, w);
+		a->enc_cpu[c] = ewma(a->enc_cpu[c], (double)k->cpu_ns / (double)k->in, w);
 		a->seen[c] += k->packets;
 	}
 	if (m->tx.plan_bytes)
@@ -164,7 +183,11 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	a->blocked = b;
 	d = wire * 1e9 / win;
 	if (b < 0.02) {
-		a->link = 1.4 * (a->link > d ? a->link : d);
+		/* Not full. Probe upward only when the link took about all
+		 * it was thought to take: channels that could not fill it
+		 * (their CPU the limit) say nothing of what it could take. */
+		if (d >= 0.8 * a->link)
+			a->link = 1.4 * (a->link > d ? a->link : d);
 	} else if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
@@ -182,6 +205,36 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		a->link = LM__AUTO_LINK_MIN;
 	if (a->rate_cap && a->link > (double)a->rate_cap)
 		a->link = (double)a->rate_cap;
+}
+
+/* The CPU budget. The channels' CPU per input byte, less encoding and
+ * writing, and per wire byte writing; the cores they can have: what they
+ * used and a share of what the machine left idle (not all: the guest, a
+ * receiver on the same host, the network stack rise with our rate). */
+static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
+{
+	double enc = 0, other, cores;
+
+	if (!m->tx.cpu_ns || !m->tx.plan_bytes || !m->wall_ns)
+		return;
+	for (int c = 1; c < LM_MAX_CODECS; c++)
+		enc += (double)m->tx.codec[c].cpu_ns;
+	other = (double)m->tx.cpu_ns - enc - (double)m->tx.write_cpu_ns;
+	a->cpu_other = ewma(a->cpu_other, other > 0 ? other / (double)m->tx.plan_bytes : 0, 0.5);
+	if (m->tx.wire_bytes)
+		a->cpu_write = ewma(a->cpu_write,
+				    (double)m->tx.write_cpu_ns / (double)m->tx.wire_bytes, 0.5);
+	if (!m->idle_known) {
+		a->cores = 0;
+		return;
+	}
+	cores = ((double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns) /
+		(double)m->wall_ns;
+	if (cores > a->channels)
+		cores = a->channels;
+	if (cores < LM__AUTO_CORES_MIN)
+		cores = LM__AUTO_CORES_MIN;
+	a->cores = a->cores > 0 ? ewma(a->cores, cores, 0.5) : cores;
 }
 
 static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
@@ -221,7 +274,7 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 /* Sender CPU per input byte of a choice: what the tie-break minimises. */
 static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac)
 {
-	return codec == LM_CODEC_NONE ? 0 : (double)frac * a->enc_ns[codec];
+	return codec == LM_CODEC_NONE ? 0 : (double)frac * a->enc_cpu[codec];
 }
 
 static void decide(lm__auto *a)
@@ -270,6 +323,7 @@ static void decide(lm__auto *a)
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
 {
 	fold_codecs(a, m);
+	fold_cpu(a, m);
 	fold_receiver(a, m);
 	fold_link(a, m);
 	decide(a);

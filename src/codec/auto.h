@@ -28,6 +28,8 @@
 #define LM__AUTO_SAMPLE_LATER 64u  /* 1 in 64 once each channel took LM__AUTO_SAMPLE_FIRST */
 #define LM__AUTO_SAMPLE_FIRST 8u   /* turns: a sample costs up to 15x a raw packet's CPU */
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
+#define LM__AUTO_IDLE_SHARE 0.5    /* of the machine's idle CPU, what the CPU budget counts */
+#define LM__AUTO_CORES_MIN 0.05    /* the budget never falls below this (a CPU fully taken) */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
 
@@ -40,6 +42,7 @@ typedef struct lm__auto_try {
 	uint64_t in;      /* their codec page bytes */
 	uint64_t out;     /* their payload bytes (in, if they did not shrink) */
 	uint64_t ns;      /* wall ns encoding them */
+	uint64_t cpu_ns;  /* the thread's CPU ns encoding them */
 } lm__auto_try;
 
 typedef struct lm__auto_ctr {
@@ -47,6 +50,8 @@ typedef struct lm__auto_ctr {
 	uint64_t plan_ns, plan_bytes; /* planning (zero scan, refs, deltas); codec page bytes */
 	uint64_t write_ns, wire_bytes; /* wall ns in writev, and every byte it wrote */
 	uint64_t write_wait_ns; /* of those, ns waiting for the socket to take more */
+	uint64_t cpu_ns;       /* the thread's CPU ns over its packets, all of it */
+	uint64_t write_cpu_ns; /* of those, from the encoding's end to the write's */
 } lm__auto_ctr;
 
 /* One window: counters' deltas summed over the channels, and the receiver's
@@ -55,6 +60,10 @@ typedef struct lm__auto_meas {
 	uint64_t wall_ns;  /* the window's length */
 	uint32_t channels; /* sender channel threads */
 	lm__auto_ctr tx;
+	/* The machine's idle CPU ns in the window on the CPUs the sender may
+	 * run on (idle_known 0: not known, the CPU budget is the channels). */
+	uint64_t idle_ns;
+	int idle_known;
 	uint32_t rx_channels;
 	uint64_t rx_cpu_ns, rx_wall_ns;
 	struct {
@@ -74,6 +83,12 @@ typedef struct lm__auto {
 	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
 	double plan_ns;      /* wall ns per input byte planning */
 	double write_ns;     /* ns per wire byte in writev, not waiting for the socket */
+	/* The CPU budget: CPU ns per input byte encoding with each codec,
+	 * of everything else per input byte and per wire byte, and the
+	 * cores the channels can have (0: not known). */
+	double enc_cpu[LM_MAX_CODECS];
+	double cpu_other, cpu_write;
+	double cores;
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per

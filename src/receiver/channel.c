@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "checksum.h"
+#include "cpuidle.h"
 #include "receiver/receiver.h"
 #include "zero.h"
 
@@ -194,7 +195,7 @@ static int send_feedback(lm__rx_chan *ch, lm__err *e)
 	int rc;
 
 	ch->fb.round = ch->round;
-	ch->fb.cpu_ns = lm__thread_cpu_ns() - ch->cpu_hello_ns;
+	ch->fb.cpu_ns = lm__thread_busy_ns() - ch->cpu_hello_ns;
 	ch->fb.wall_ns = now - ch->t_hello_ns;
 	ch->t_fb_ns = now;
 	rc = lm__write_full(&ch->conn, b, lm__enc_feedback(b, &ch->fb));
@@ -448,7 +449,7 @@ int lm__rx_data_loop(lm__rx_chan *ch, lm__err *e)
 
 	/* FEEDBACK's clocks start with the channel's data: its hello acked. */
 	ch->t_hello_ns = lm__now_ns();
-	ch->cpu_hello_ns = lm__thread_cpu_ns();
+	ch->cpu_hello_ns = lm__thread_busy_ns();
 	ch->t_fb_ns = ch->t_hello_ns;
 
 	for (;;) {

@@ -122,7 +122,7 @@ typedef struct lm__rx_chan {
 	 * wall_ns are filled as each frame goes out. */
 	lm__feedback fb;
 	uint64_t t_hello_ns;  /* CLOCK_MONOTONIC at the channel's hello */
-	uint64_t cpu_hello_ns;/* the thread's CPU time then */
+	uint64_t cpu_hello_ns;/* the thread's busy time then (lm__thread_busy_ns) */
 	uint64_t t_fb_ns;     /* the last FEEDBACK sent, 0 = none yet */
 	uint64_t zero_pages, normal_pages, payload_bytes, packets;
 	uint64_t ref_pages, delta_pages, delta_bytes, ref_waits;

@@ -231,22 +231,28 @@ static void add(uint64_t *ctr, uint64_t v)
 
 /* A packet went: codec auto's counters (t[]: before the plan, after it,
  * after the encoding, before and after the write, and the conn's time
- * waiting for the socket before and after the write) and the codec mix. */
+ * waiting for the socket before and after the write; cpu[]: the thread's
+ * CPU time at the plan's start, after the plan, after the encoding, after
+ * the write and now) and the codec mix. */
 static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t in,
-			 uint64_t payload, uint64_t wire, const uint64_t *t)
+			 uint64_t payload, uint64_t wire, const uint64_t *t, uint64_t *cpu)
 {
 	lm__auto_ctr *c = &ch->ctr;
 
+	cpu[4] = lm__thread_cpu_ns();
 	add(&c->plan_ns, t[1] - t[0]);
 	add(&c->plan_bytes, in);
 	add(&c->write_ns, t[4] - t[3]);
 	add(&c->write_wait_ns, t[6] - t[5]);
 	add(&c->wire_bytes, wire);
+	add(&c->cpu_ns, cpu[4] - cpu[0]);
+	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
 		add(&c->codec[want].packets, 1);
 		add(&c->codec[want].in, in);
 		add(&c->codec[want].out, payload);
 		add(&c->codec[want].ns, t[2] - t[1]);
+		add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
 	}
 	ch->mix[codec].packets++;
 	ch->mix[codec].bytes_in += in;
@@ -306,9 +312,15 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	lm__data_hdr d;
 	uint16_t codec, want = LM_CODEC_NONE;
 	int64_t payload;
-	uint64_t wire = 0, t[7];
+	uint64_t wire = 0, t[7], cpu[5];
 	int iovc = 1, rc;
 
+	/* Wall and CPU time both: codec auto learns from the wall times how
+	 * long a channel takes, from the CPU times what it costs the machine
+	 * (a thread off the CPU, or waiting for an accelerator, spends wall
+	 * time but no CPU). Four clock reads of the thread's CPU time are a
+	 * few microseconds a packet, against the packet's milliseconds. */
+	cpu[0] = lm__thread_cpu_ns();
 	t[0] = lm__now_ns();
 	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
 		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
@@ -318,10 +330,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	area = (uint32_t)((pl->area_len + ps - 1) / ps);
 	nc = codec_pages(ch, area);
 	t[1] = lm__now_ns();
+	cpu[1] = nc ? lm__thread_cpu_ns() : cpu[0];
 	if (nc)
 		want = lm__tx_codec_pick(ch);
 	payload = encode_pages(ch, nc, want, &codec);
 	t[2] = lm__now_ns();
+	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];
 	if (payload < 0) {
 		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),
 			    lm_strerror((int)payload));
@@ -364,6 +378,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	rc = lm__writev_full(&ch->conn, ch->iov, iovc);
 	t[4] = lm__now_ns();
 	t[6] = ch->conn.wait_out_ns;
+	cpu[3] = lm__thread_cpu_ns();
 	/* During data a receiver only speaks to refuse, or with FEEDBACK: a
 	 * channel whose writes never block would otherwise send on until its
 	 * peer stops reading, and another channel blocked on the same
@@ -381,7 +396,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	ch->payload += d.payload;
 	ch->packets++;
 	ch->round_packets++;
-	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t);
+	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t, cpu);
 out:
 	lm__plan_done(&s->kinds, pl);
 	return rc;

@@ -111,6 +111,7 @@ void lm__sender_auto_start(lm_sender *s)
 		if (s->ch[0].cops[i])
 			cand |= 1u << i;
 	lm__auto_init(&s->au, cand, s->page_size, s->nch, s->rate_limit);
+	s->idle_have = lm__cpuidle_open(&s->idle) == 0;
 	s->auto_rate_limit = s->rate_limit;
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }
@@ -134,12 +135,15 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 			m->tx.codec[k].in += delta(&c->codec[k].in, &o->codec[k].in);
 			m->tx.codec[k].out += delta(&c->codec[k].out, &o->codec[k].out);
 			m->tx.codec[k].ns += delta(&c->codec[k].ns, &o->codec[k].ns);
+			m->tx.codec[k].cpu_ns += delta(&c->codec[k].cpu_ns, &o->codec[k].cpu_ns);
 		}
 		m->tx.plan_ns += delta(&c->plan_ns, &o->plan_ns);
 		m->tx.plan_bytes += delta(&c->plan_bytes, &o->plan_bytes);
 		m->tx.write_ns += delta(&c->write_ns, &o->write_ns);
 		m->tx.write_wait_ns += delta(&c->write_wait_ns, &o->write_wait_ns);
 		m->tx.wire_bytes += delta(&c->wire_bytes, &o->wire_bytes);
+		m->tx.cpu_ns += delta(&c->cpu_ns, &o->cpu_ns);
+		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
 	}
 	m->channels = s->nch;
 }
@@ -184,6 +188,22 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 	}
 }
 
+/* The machine's idle CPU since the last window; unknown without /proc. */
+static void idle_window(lm_sender *s, lm__auto_meas *m)
+{
+	uint64_t now;
+
+	if (!s->idle_have)
+		return;
+	if (lm__cpuidle_read(&s->idle, &now) || now < s->idle_seen) {
+		s->idle_have = 0;
+		return;
+	}
+	m->idle_ns = now - s->idle_seen;
+	m->idle_known = 1;
+	s->idle_seen = now;
+}
+
 void lm__sender_auto_tick(lm_sender *s)
 {
 	uint64_t now;
@@ -198,6 +218,7 @@ void lm__sender_auto_tick(lm_sender *s)
 	}
 	if (!s->auto_t) {
 		s->auto_t = now;
+		s->idle_have = s->idle_have && lm__cpuidle_read(&s->idle, &s->idle_seen) == 0;
 		return;
 	}
 	if (now - s->auto_t < (s->au.windows < LM__AUTO_FIRST_WINDOWS ? LM__AUTO_FIRST_WINDOW_US
@@ -208,6 +229,7 @@ void lm__sender_auto_tick(lm_sender *s)
 	s->auto_t = now;
 	tx_window(s, &m);
 	rx_window(s, &m);
+	idle_window(s, &m);
 	lm__auto_update(&s->au, &m);
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }

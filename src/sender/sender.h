@@ -9,6 +9,7 @@
 #include "codec/auto.h"
 #include "codec/codec.h"
 #include "codec/kinds.h"
+#include "cpuidle.h"
 #include "livemig.h"
 
 enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT, LM_TX_DEVSTATE };
@@ -149,6 +150,9 @@ struct lm_sender {
 	lm__auto au;
 	uint64_t auto_t, auto_rate_limit;
 	uint64_t auto_snap;
+	lm__cpuidle idle;   /* the machine's idle CPU: the updater's */
+	uint64_t idle_seen; /* its last reading, valid while idle_have */
+	int idle_have;
 	/* Owner: the thread driving the sender (channel threads never read
 	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */

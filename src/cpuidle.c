@@ -1,0 +1,96 @@
+/* The CPU left over: see cpuidle.h. */
+#include "cpuidle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+
+#define LM__CPUIDLE_MAX 1024
+
+int lm__cpuidle_open(lm__cpuidle *st)
+{
+	cpu_set_t set;
+
+	memset(st, 0, sizeof(*st));
+	CPU_ZERO(&set);
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return -errno;
+	for (int i = 0; i < LM__CPUIDLE_MAX && i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &set))
+			st->mask[i / 64] |= 1ull << (i % 64);
+	st->ok = 1;
+	st->stat = "/proc/stat";
+	return 0;
+}
+
+/* "cpuN user nice system idle iowait ...": N's idle + iowait ticks. */
+static int parse_line(const char *l, unsigned *cpu, uint64_t *ticks)
+{
+	unsigned long long v[5];
+
+	if (strncmp(l, "cpu", 3) != 0 || l[3] < '0' || l[3] > '9')
+		return 0;
+	if (sscanf(l + 3, "%u %llu %llu %llu %llu %llu", cpu, &v[0], &v[1], &v[2], &v[3],
+		   &v[4]) != 6)
+		return 0;
+	*ticks = (uint64_t)v[3] + (uint64_t)v[4];
+	return 1;
+}
+
+int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	uint64_t ticks = 0, t;
+	char line[512];
+	unsigned cpu;
+	int any = 0;
+	FILE *f;
+
+	if (!st->ok || hz <= 0)
+		return -ENOTSUP;
+	if (!(f = fopen(st->stat, "re")))
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (!parse_line(line, &cpu, &t) || cpu >= LM__CPUIDLE_MAX)
+			continue;
+		if (st->mask[cpu / 64] >> (cpu % 64) & 1) {
+			ticks += t;
+			any = 1;
+		}
+	}
+	fclose(f);
+	if (!any)
+		return -ENOENT;
+	*ns = ticks * (1000000000ull / (uint64_t)hz);
+	return 0;
+}
+
+uint64_t lm__thread_busy_ns(void)
+{
+	return lm__thread_busy_ns_from("/proc/thread-self/schedstat");
+}
+
+/* "run_ns wait_ns timeslices": the first two. */
+uint64_t lm__thread_busy_ns_from(const char *path)
+{
+	unsigned long long run, wait;
+	char buf[128];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return lm__thread_cpu_ns();
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return lm__thread_cpu_ns();
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
+		return lm__thread_cpu_ns();
+	return (uint64_t)run + (uint64_t)wait;
+}

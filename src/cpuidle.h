@@ -1,0 +1,36 @@
+/*
+ * The CPU left over, for codec auto. The machine's idle CPU time, for the
+ * sender's CPU budget: compressing pays only with CPU that nobody else
+ * wants (the guest, a receiver on the same host, other tenants), as
+ * Hyper-V throttles its compression to idle CPU; Linux's /proc/stat,
+ * summed over the CPUs this process may run on. And a thread's busy time,
+ * for the receiver's FEEDBACK: its CPU time and the time it waited,
+ * runnable, for a CPU, so a receiver starved of CPU reads as busy, not as
+ * a full link.
+ */
+#ifndef LM_CPUIDLE_H
+#define LM_CPUIDLE_H
+
+#include <stdint.h>
+
+/* Not thread-safe: one owner (the sender's updater). */
+typedef struct lm__cpuidle {
+	uint64_t mask[16]; /* the CPUs this process may run on (0-1023) */
+	int ok;            /* the mask is known */
+	const char *stat;  /* "/proc/stat" (a test's file in tests) */
+} lm__cpuidle;
+
+/* Reads the affinity mask; 0, or a negative errno (then reads fail). */
+int lm__cpuidle_open(lm__cpuidle *st);
+/* Cumulative idle and iowait ns on those CPUs since boot; 0, or a
+ * negative errno (no /proc, or no line for any of them). */
+int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns);
+
+/* This thread's CPU time and run-queue wait (/proc/thread-self/schedstat),
+ * ns; its CPU time alone where the kernel does not say. Any thread. */
+uint64_t lm__thread_busy_ns(void);
+/* The same from a schedstat file at path (tests: a missing or garbled
+ * one falls back to the CPU time). */
+uint64_t lm__thread_busy_ns_from(const char *path);
+
+#endif
