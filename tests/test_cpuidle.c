@@ -31,6 +31,8 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+static volatile uint64_t spin_sink; /* what the spin computes, so it is not elided */
+
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -100,11 +102,10 @@ static void busy_time(const char *dir)
 {
 	char path[512];
 	uint64_t b0 = lm__thread_busy_ns(), c0 = lm__thread_cpu_ns(), b1, c1, fb;
-	volatile uint64_t x = 0;
 
 	while (lm__thread_cpu_ns() - c0 < 50000000ull) /* 50 ms of CPU */
 		for (int i = 0; i < 100000; i++)
-			x += (uint64_t)i;
+			spin_sink += (uint64_t)i;
 	b1 = lm__thread_busy_ns();
 	c1 = lm__thread_cpu_ns();
 	CHECK(b1 >= b0 + 45000000ull); /* schedstat's run time trails a little */
