@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,17 +29,38 @@ int lm__cpuidle_open(lm__cpuidle *st)
 	return 0;
 }
 
+/* Up to n decimal numbers separated by blanks from *p; how many were read. */
+static int numbers(const char *p, uint64_t *v, int n)
+{
+	int k = 0;
+	char *end;
+
+	while (k < n) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p < '0' || *p > '9')
+			break;
+		errno = 0;
+		v[k] = strtoull(p, &end, 10);
+		if (errno || end == p)
+			break;
+		k++;
+		p = end;
+	}
+	return k;
+}
+
 /* "cpuN user nice system idle iowait ...": N's idle + iowait ticks. */
 static int parse_line(const char *l, unsigned *cpu, uint64_t *ticks)
 {
-	unsigned long long v[5];
+	uint64_t v[6];
 
 	if (strncmp(l, "cpu", 3) != 0 || l[3] < '0' || l[3] > '9')
 		return 0;
-	if (sscanf(l + 3, "%u %llu %llu %llu %llu %llu", cpu, &v[0], &v[1], &v[2], &v[3],
-		   &v[4]) != 6)
+	if (numbers(l + 3, v, 6) != 6 || v[0] > UINT32_MAX)
 		return 0;
-	*ticks = (uint64_t)v[3] + (uint64_t)v[4];
+	*cpu = (unsigned)v[0];
+	*ticks = v[4] + v[5];
 	return 1;
 }
 
@@ -78,7 +100,7 @@ uint64_t lm__thread_busy_ns(void)
 /* "run_ns wait_ns timeslices": the first two. */
 uint64_t lm__thread_busy_ns_from(const char *path)
 {
-	unsigned long long run, wait;
+	uint64_t v[2];
 	char buf[128];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -90,7 +112,7 @@ uint64_t lm__thread_busy_ns_from(const char *path)
 	if (n <= 0)
 		return lm__thread_cpu_ns();
 	buf[n] = 0;
-	if (sscanf(buf, "%llu %llu", &run, &wait) != 2)
+	if (numbers(buf, v, 2) != 2)
 		return lm__thread_cpu_ns();
-	return (uint64_t)run + (uint64_t)wait;
+	return v[0] + v[1];
 }
