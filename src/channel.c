@@ -15,6 +15,8 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,6 +237,15 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt)
 int lm__conn_readable(lm__conn *c)
 {
 	return c->ops->readable(c);
+}
+
+int64_t lm__conn_unsent(const lm__conn *c)
+{
+	int n = 0;
+
+	if (c->wfd < 0 || ioctl(c->wfd, SIOCOUTQ, &n) < 0 || n < 0)
+		return -1;
+	return n;
 }
 
 int lm__write_full(lm__conn *c, const void *buf, size_t n)

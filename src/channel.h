@@ -63,6 +63,13 @@ int lm__writev_full(lm__conn *c, struct iovec *iov, int iovcnt);
  * records without data (tickets, key updates) do not count. */
 int lm__conn_readable(lm__conn *c);
 
+/* Bytes written to the socket that its peer has not taken yet (TCP: not
+ * acknowledged; SIOCOUTQ), -1 when the descriptor cannot tell (a pipe, the
+ * fuzzer's memfd). What a sender wrote less the growth of this is what
+ * crossed the link: socket buffers of several MB take a burst of writes
+ * at memory speed. */
+int64_t lm__conn_unsent(const lm__conn *c);
+
 /* Reads and checks a frame header (magic, kind, flags, reserved) and checks
  * the announced body length against lm__max_body(). */
 int lm__read_frame(lm__conn *c, lm__frame *f, uint32_t page_size, uint32_t packet_pages,

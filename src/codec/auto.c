@@ -35,22 +35,29 @@
  *                 L / W(f),           the link
  *                 M 1e9 P / (q + f d_c + (1 - f) d_none))  the M receiver
  *                                     channel threads, P-byte pages
- * The decision is the (c, f) with the largest X, f in steps of 1/64; within
- * 2% of it the one costing the least sender CPU (f k_c), so CPU is not
- * spent for nothing. With a slow link L/W binds and compression wins; with
+ * The model's pick is the (c, f) with the largest X, f in steps of 1/64;
+ * within 2% of it the one costing the least sender CPU (f k_c), so CPU is
+ * not spent for nothing. The decision is that pick steered by the last
+ * window (steer() below): a mix's best f is sensitive to errors in the
+ * costs, and the window says which side of the crossover it was on. With a slow link L/W binds and compression wins; with
  * a fast one N/T binds and none wins; in between the link bound rises with
  * f and the CPU bound falls, and the best f is where they cross: a mix.
  *
- * The link: the delivered rate D = wire bytes / window underestimates a
- * link that is not saturated (CPU-bound channels never block in writes).
+ * The link: the delivered rate D = wire bytes that crossed the link in the
+ * window / its length: those written less the growth of the sockets'
+ * queues of unacknowledged bytes (lm__conn_unsent), as a socket's buffer of
+ * several MB takes a burst of writes at memory speed (counting writes put
+ * the first 25 ms of a 1gbit link at 3x its rate). D underestimates a link
+ * that is not saturated (CPU-bound channels never block in writes).
  * So the share of channel time blocked in writes (time a write waited in
  * poll for the socket to take more: not a write preempted on a busy CPU),
  *   b = write ns waiting / (N window),
  * says whether it limits: b >= 0.15, the link is full: L moves halfway to
  * D, or to D at once from above 1.5 D (a link that slowed down);
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
- * b < 0.02, not full: L = 1.4 max(L, D), probing upward, if the window
- * delivered D >= 0.8 L (channels held back by their CPU say nothing of
+ * b < 0.02, not full: L = 1.4 max(L, D) (1.15 for the first such window
+ * in a row), probing upward, if the window
+ * delivered D >= 0.9 L (channels held back by their CPU say nothing of
  * the link; probing on them ran L away to 2-3x a 1gbit link), until
  * compressing less makes the writes block. Writes blocked while the
  * receiver's threads are busy (>= 85%: their CPU time and run-queue wait,
@@ -59,7 +66,7 @@
  * sender's own rate limit.
  *
  * Candidates not in use are measured on real packets: 1 in 16 per channel
- * (1 in 64 after the first 8 turns) goes with another candidate, round robin; a candidate whose best X is
+ * (1 in 128 after the first 4 turns) goes with another candidate, round robin; a candidate whose best X is
  * below half the decision's is sampled only 1 turn in 8, never dropped, so
  * a link that slows down finds it again.
  */
@@ -96,12 +103,14 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	a->plan_ns = a->cpu_other = 0.3;
 	a->write_ns = a->cpu_write = 0.3;
 	a->link = 1e9;
+	a->idle = -1;
+	a->steer = 1;
 	lm__auto_set_cap(a, rate_cap);
 	/* Until the first (short) window measured something: raw. On a
 	 * fast link that is right; on a slow one the first window blocks
 	 * and the next decision compresses. */
-	a->codec = LM_CODEC_NONE;
-	a->frac = 0;
+	a->codec = a->model_codec = LM_CODEC_NONE;
+	a->frac = a->model_frac = 0;
 	a->rate = lm__auto_rate(a, a->codec, a->frac);
 }
 
@@ -169,7 +178,9 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 {
 	double n = m->channels ? m->channels : a->channels;
 	double win = (double)m->wall_ns, wire = (double)m->tx.wire_bytes;
+	double dlv = (double)m->tx.delivered;
 	double per, b, d;
+	uint32_t run;
 
 	if (!m->tx.wire_bytes || !m->wall_ns)
 		return;
@@ -181,13 +192,17 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	b = (double)m->tx.write_wait_ns / (n * win);
 	b = b < 0 ? 0 : b > 1 ? 1 : b;
 	a->blocked = b;
-	d = wire * 1e9 / win;
+	d = dlv * 1e9 / win;
+	run = a->unblocked;
+	a->unblocked = b >= 0.02 ? 0 : run < 1000 ? run + 1 : run;
 	if (b < 0.02) {
 		/* Not full. Probe upward only when the link took about all
 		 * it was thought to take: channels that could not fill it
-		 * (their CPU the limit) say nothing of what it could take. */
-		if (d >= 0.8 * a->link)
-			a->link = 1.4 * (a->link > d ? a->link : d);
+		 * (their CPU the limit) say nothing of what it could take.
+		 * One such window is often a moment of the CPU (the link
+		 * full before and after it): a small step; in a row, bigger. */
+		if (d >= 0.9 * a->link)
+			a->link = (run ? 1.4 : 1.15) * (a->link > d ? a->link : d);
 	} else if (a->rx_channels && a->rx_busy >= 0.85) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
@@ -226,8 +241,11 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 				    (double)m->tx.write_cpu_ns / (double)m->tx.wire_bytes, 0.5);
 	if (!m->idle_known) {
 		a->cores = 0;
+		a->idle = -1;
 		return;
 	}
+	cores = (double)m->idle_ns / (double)m->wall_ns;
+	a->idle = a->idle >= 0 ? ewma(a->idle, cores, 0.5) : cores;
 	cores = ((double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns) /
 		(double)m->wall_ns;
 	if (cores > a->channels)
@@ -311,13 +329,56 @@ static void decide(lm__auto *a)
 			}
 		}
 	}
-	a->codec = codec;
-	a->frac = codec == LM_CODEC_NONE ? 0 : frac;
-	a->rate = lm__auto_rate(a, codec, a->frac);
+	a->model_codec = codec;
+	a->model_frac = codec == LM_CODEC_NONE ? 0 : frac;
 	a->slow = 0;
 	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
 		if ((a->cand & (1u << c)) && cbest[c] < 0.5 * best)
 			a->slow |= 1u << c;
+}
+
+/* Steering: the model's pick moved by what the window measured under the
+ * decision in force. The model's costs are measured at the operating point
+ * and extrapolated to the others; near the crossover of the link and CPU
+ * bounds, where the decision is a mix, an error of 10-20% in them moves the
+ * best share by a quarter (at 1gbit on two shared cores it put pure lz4 at
+ * 200 MB/s of pages where lz4 moved 270, and sent 20% raw). The window says
+ * on which side of the crossover the decision is: channels that waited for
+ * the socket (b >= 0.05) had CPU the link could not take: compress more, if
+ * the machine had idle CPU; channels that never waited (b < 0.02) left the
+ * link room: compress less. In between the share holds. The model stays
+ * the prior: its codec, its share when the steered one is more than 1/4
+ * away (a link that changed) and its pick when the receiver is the limit
+ * (its receiver term knows the decode costs) are taken as they are. */
+static void steer(lm__auto *a, const lm__auto_meas *m)
+{
+	uint32_t f = a->codec == LM_CODEC_NONE ? 0 : a->frac, mf = a->model_frac;
+	uint32_t lo = mf > LM__AUTO_STEER_MAX ? mf - LM__AUTO_STEER_MAX : 0;
+	uint32_t hi = mf + LM__AUTO_STEER_MAX;
+	/* Waits are the link's only with a receiver that had time to spare
+	 * (on one host a starved one makes them too, at 75-85% busy). */
+	int room = (a->idle < 0 || a->idle >= 0.1) && (!a->rx_channels || a->rx_busy < 0.7);
+
+	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
+	    (f && a->codec != a->model_codec) || f < lo || f > hi ||
+	    (a->rx_channels && a->rx_busy >= 0.85)) {
+		a->codec = a->model_codec;
+		a->frac = a->model_frac;
+		return;
+	}
+	/* A step the way the window says, or to the model's share where
+	 * that is further the same way. */
+	if (a->blocked >= 0.05 && room) {
+		f += a->blocked >= 0.3 ? 2 * LM__AUTO_STEER_STEP : LM__AUTO_STEER_STEP;
+		f = f < mf ? mf : f;
+	} else if (a->blocked < 0.02) {
+		f = f > LM__AUTO_STEER_STEP ? f - LM__AUTO_STEER_STEP : 0;
+		f = f > mf ? mf : f;
+	}
+	f = f < lo ? lo : f > hi ? hi : f;
+	f = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;
+	a->codec = f ? a->model_codec : LM_CODEC_NONE;
+	a->frac = f;
 }
 
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
@@ -327,6 +388,8 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
 	fold_receiver(a, m);
 	fold_link(a, m);
 	decide(a);
+	steer(a, m);
+	a->rate = lm__auto_rate(a, a->codec, a->frac);
 	a->windows++;
 }
 

@@ -25,13 +25,15 @@
 #define LM__AUTO_FIRST_WINDOW_US 25000u
 #define LM__AUTO_FIRST_WINDOWS 8u
 #define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate, */
-#define LM__AUTO_SAMPLE_LATER 64u  /* 1 in 64 once each channel took LM__AUTO_SAMPLE_FIRST */
-#define LM__AUTO_SAMPLE_FIRST 8u   /* turns: a sample costs up to 15x a raw packet's CPU */
+#define LM__AUTO_SAMPLE_LATER 128u /* 1 in 128 once each channel took LM__AUTO_SAMPLE_FIRST */
+#define LM__AUTO_SAMPLE_FIRST 4u   /* turns: a sample costs up to 15x a raw packet's CPU */
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_IDLE_SHARE 0.5    /* of the machine's idle CPU, what the CPU budget counts */
 #define LM__AUTO_CORES_MIN 0.05    /* the budget never falls below this (a CPU fully taken) */
 #define LM__AUTO_FRAC_ONE 1024u    /* fractions are in 1/1024 */
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
+#define LM__AUTO_STEER_MAX 256u    /* steering keeps within 1/4 of the model's share */
+#define LM__AUTO_STEER_STEP 32u    /* a window's step (twice it when far off) */
 
 /* One channel's cumulative counters. Written by its channel thread with
  * relaxed atomic adds, read by the updater with relaxed loads: each field
@@ -52,6 +54,12 @@ typedef struct lm__auto_ctr {
 	uint64_t write_wait_ns; /* of those, ns waiting for the socket to take more */
 	uint64_t cpu_ns;       /* the thread's CPU ns over its packets, all of it */
 	uint64_t write_cpu_ns; /* of those, from the encoding's end to the write's */
+	/* Not cumulative: the socket's unsent bytes after the last write
+	 * (lm__conn_unsent, 0 unknown). In a window's sum (lm__auto_meas):
+	 * wire bytes that crossed the link, those written less the growth
+	 * of the channels' unsent bytes. */
+	uint64_t unsent;
+	uint64_t delivered;
 } lm__auto_ctr;
 
 /* One window: counters' deltas summed over the channels, and the receiver's
@@ -91,13 +99,19 @@ typedef struct lm__auto {
 	double cores;
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes */
+	uint32_t unblocked;  /* windows in a row not blocked */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per
 	 * page of everything else its channel threads do, how busy they are. */
 	double rx_dec_ns[LM_MAX_CODECS];
 	uint64_t rx_seen[LM_MAX_CODECS];
 	double rx_base_ns, rx_busy;
 	uint32_t rx_channels;
-	/* The decision. */
+	double idle;         /* the machine's idle cores (EWMA; < 0: not known) */
+	/* The model's pick (the largest X), and the decision: that pick
+	 * steered by what the last window measured (auto.c). */
+	uint16_t model_codec;
+	uint32_t model_frac;
+	int steer;           /* 1 (lm__auto_init): steer; 0: the model's pick as it is */
 	uint16_t codec;      /* compress with this ... */
 	uint32_t frac;       /* ... this share of packets (1/1024), the rest raw */
 	double rate;         /* its model throughput, input bytes/s */

@@ -238,6 +238,7 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 			 uint64_t payload, uint64_t wire, const uint64_t *t, uint64_t *cpu)
 {
 	lm__auto_ctr *c = &ch->ctr;
+	int64_t unsent = lm__conn_unsent(&ch->conn);
 
 	cpu[4] = lm__thread_cpu_ns();
 	add(&c->plan_ns, t[1] - t[0]);
@@ -247,6 +248,7 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->wire_bytes, wire);
 	add(&c->cpu_ns, cpu[4] - cpu[0]);
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
+	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
 	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
 		add(&c->codec[want].packets, 1);
 		add(&c->codec[want].in, in);

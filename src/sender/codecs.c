@@ -130,6 +130,7 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 	for (uint32_t i = 0; i < s->nch; i++) {
 		lm__tx_chan *ch = &s->ch[i];
 		lm__auto_ctr *c = &ch->ctr, *o = &ch->ctr_seen;
+		uint64_t wire, unsent;
 		for (int k = 0; k < LM_MAX_CODECS; k++) {
 			m->tx.codec[k].packets += delta(&c->codec[k].packets, &o->codec[k].packets);
 			m->tx.codec[k].in += delta(&c->codec[k].in, &o->codec[k].in);
@@ -141,7 +142,13 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		m->tx.plan_bytes += delta(&c->plan_bytes, &o->plan_bytes);
 		m->tx.write_ns += delta(&c->write_ns, &o->write_ns);
 		m->tx.write_wait_ns += delta(&c->write_wait_ns, &o->write_wait_ns);
-		m->tx.wire_bytes += delta(&c->wire_bytes, &o->wire_bytes);
+		wire = delta(&c->wire_bytes, &o->wire_bytes);
+		unsent = __atomic_load_n(&c->unsent, __ATOMIC_RELAXED);
+		/* The growth of the queue did not cross the link yet; what it
+		 * shrank by did. */
+		m->tx.wire_bytes += wire;
+		m->tx.delivered += wire + o->unsent > unsent ? wire + o->unsent - unsent : 0;
+		o->unsent = unsent;
 		m->tx.cpu_ns += delta(&c->cpu_ns, &o->cpu_ns);
 		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
 	}
