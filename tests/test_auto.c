@@ -100,18 +100,26 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	const double win = w->win > 0 ? w->win : 1e8;
 	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, s, r, spare, g;
 	double block, runq = 0, link = w->link, delivered, err;
+	/* Samples per packet of each candidate, and a sample's share of a
+	 * packet's input. */
+	double probe[LM_MAX_CODECS] = {0}, pin = LM__AUTO_SAMPLE_PAGES / (double)(PKT / PS);
+	uint16_t pr;
 	uint64_t snap = lm__auto_snapshot(a);
 	int machine = 0;
 	lm__auto_meas m;
 	const int draws = 512;
 
-	/* The shares the channels would send with, from the real pick. */
+	/* The shares the channels would send with, and sample, from the
+	 * real pick. */
 	for (uint32_t ch = 0; ch < w->n; ch++)
-		for (int i = 0; i < draws; i++)
-			share[lm__auto_pick(snap, &chans[ch], (uint16_t)ch)] += 1.0 / (draws * w->n);
+		for (int i = 0; i < draws; i++) {
+			share[lm__auto_pick(snap, &chans[ch], (uint16_t)ch, &pr)] += 1.0 / (draws * w->n);
+			if (pr != LM_CODEC_NONE)
+				probe[pr] += 1.0 / (draws * w->n);
+		}
 	for (int c = 0; c < LM_MAX_CODECS; c++) {
 		W += share[c] * w->ratio[c];
-		enc += share[c] * w->enc[c];
+		enc += (share[c] + probe[c] * pin) * w->enc[c];
 		rxp += share[c] * w->rx_dec[c];
 	}
 	s = w->plan + enc + w->write * W; /* sender CPU ns per input byte */
@@ -142,12 +150,13 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	m.wall_ns = (uint64_t)win;
 	m.channels = w->n;
 	for (int c = 1; c < LM_MAX_CODECS; c++) {
-		double ic = share[c] * in;
+		double sent = share[c] * in, sc = probe[c] * pin * in, ic = sent + sc;
 		m.tx.codec[c].in = (uint64_t)ic;
 		m.tx.codec[c].out = (uint64_t)(ic * w->ratio[c]);
 		m.tx.codec[c].cpu_ns = (uint64_t)(ic * w->enc[c] * err);
 		m.tx.codec[c].ns = (uint64_t)(ic * w->enc[c] * g * err);
-		m.tx.codec[c].packets = ic > 0 ? (uint64_t)(ic / PKT) + 1 : 0;
+		m.tx.codec[c].packets = (sent > 0 ? (uint64_t)(sent / PKT) + 1 : 0) +
+					(sc > 0 ? (uint64_t)(sc / (PS * LM__AUTO_SAMPLE_PAGES)) + 1 : 0);
 	}
 	m.tx.plan_bytes = (uint64_t)in;
 	m.tx.plan_ns = (uint64_t)(in * w->plan * g);
@@ -558,37 +567,44 @@ static void pick_shares(void)
 {
 	lm__auto a;
 	lm__auto_chan c;
-	uint32_t n[LM_MAX_CODECS] = {0}, k, turns;
+	uint32_t n[LM_MAX_CODECS] = {0}, smp[LM_MAX_CODECS] = {0}, turns;
 	const uint32_t draws = 16384;
+	uint16_t pr;
 
 	lm__auto_init(&a, all_cand, PS, 1, 0);
 	a.codec = LM_CODEC_LZ4;
 	a.frac = 512;
 	a.slow = 1u << LM_CODEC_DEFLATE;
 	memset(&c, 0, sizeof(c));
-	for (uint32_t i = 0; i < draws; i++)
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0)]++;
-	/* What the samples leave follows the mix: half lz4, half none. */
-	k = draws - n[LM_CODEC_ZSTD] - n[LM_CODEC_DEFLATE];
-	CHECK(n[LM_CODEC_LZ4] >= k / 2 - 2 && n[LM_CODEC_LZ4] <= k / 2 + 2);
-	CHECK(n[LM_CODEC_NONE] >= k / 2 - 2 && n[LM_CODEC_NONE] <= k / 2 + 2);
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
+		smp[pr]++;
+	}
+	/* The packets follow the mix: half lz4, half none, samples aside. */
+	CHECK(n[LM_CODEC_LZ4] >= draws / 2 - 2 && n[LM_CODEC_LZ4] <= draws / 2 + 2);
+	CHECK(n[LM_CODEC_NONE] >= draws / 2 - 2 && n[LM_CODEC_NONE] <= draws / 2 + 2);
 	/* The samples: a turn every 16 packets for the first
-	 * LM__AUTO_SAMPLE_FIRST turns, then every 128; zstd every other turn,
-	 * deflate (slow) 1 turn in 8 of its. */
+	 * LM__AUTO_SAMPLE_FIRST turns, then every LM__AUTO_SAMPLE_LATER; zstd
+	 * every other turn, deflate (slow) 1 turn in 8 of its; never the
+	 * decision's codec. */
 	turns = LM__AUTO_SAMPLE_FIRST +
 		(draws - LM__AUTO_SAMPLE_FIRST * LM__AUTO_SAMPLE) / LM__AUTO_SAMPLE_LATER;
-	CHECK(n[LM_CODEC_ZSTD] + 8 > turns / 2 && n[LM_CODEC_ZSTD] < turns / 2 + 8);
-	CHECK(n[LM_CODEC_DEFLATE] > 0 && n[LM_CODEC_DEFLATE] < n[LM_CODEC_ZSTD] / 4);
-	CHECK_EQ(n[LM_CODEC_ZLIB], 0); /* not a candidate */
-	/* Pure none: only the samples compress. */
+	CHECK(smp[LM_CODEC_ZSTD] + 8 > turns / 2 && smp[LM_CODEC_ZSTD] < turns / 2 + 8);
+	CHECK(smp[LM_CODEC_DEFLATE] > 0 && smp[LM_CODEC_DEFLATE] < smp[LM_CODEC_ZSTD] / 4);
+	CHECK_EQ(smp[LM_CODEC_ZLIB], 0); /* not a candidate */
+	CHECK_EQ(smp[LM_CODEC_LZ4], 0);
+	/* Pure none: every packet raw, the samples beside them. */
 	a.codec = LM_CODEC_NONE;
 	a.frac = 0;
 	a.slow = 0;
 	memset(n, 0, sizeof(n));
-	for (uint32_t i = 0; i < draws; i++)
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0)]++;
-	CHECK(n[LM_CODEC_NONE] >= draws * 63 / 64);
-	CHECK(n[LM_CODEC_LZ4] > 0 && n[LM_CODEC_ZSTD] > 0 && n[LM_CODEC_DEFLATE] > 0);
+	memset(smp, 0, sizeof(smp));
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
+		smp[pr]++;
+	}
+	CHECK_EQ(n[LM_CODEC_NONE], draws);
+	CHECK(smp[LM_CODEC_LZ4] > 0 && smp[LM_CODEC_ZSTD] > 0 && smp[LM_CODEC_DEFLATE] > 0);
 }
 
 /* ---- 3. end to end ----------------------------------------------------------- */

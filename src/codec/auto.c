@@ -56,17 +56,22 @@
  * D, or to D at once from above 1.5 D (a link that slowed down);
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
  * b < 0.02, not full: L = 1.4 max(L, D) (1.15 for the first such window
- * in a row), probing upward, if the window
- * delivered D >= 0.9 L (channels held back by their CPU say nothing of
- * the link; probing on them ran L away to 2-3x a 1gbit link), until
- * compressing less makes the writes block. Writes blocked while the
- * receiver's threads are busy (>= 85%: their CPU time and run-queue wait,
+ * in a row), probing upward, if the window delivered D >= 0.9 L and more
+ * than 1.05x what the link took when last full within 10 windows
+ * (channels held back by their CPU say nothing of the link; probing on
+ * them ran L away to 2-3x a 1gbit link, and at a link just full they
+ * made auto send a third raw), until compressing less makes the writes
+ * block. Writes blocked while the
+ * receiver's threads are busy (>= 70%: their CPU time and run-queue wait,
  * so a receiver starved of CPU on the sender's host counts) are the
  * receiver's limit, not the link's: L is then held. L never exceeds the
  * sender's own rate limit.
  *
- * Candidates not in use are measured on real packets: 1 in 16 per channel
- * (1 in 128 after the first 4 turns) goes with another candidate, round robin; a candidate whose best X is
+ * Candidates not in use are measured on real pages: 1 packet in 16 per
+ * channel (1 in 64 after the first 8 turns, from each channel's first
+ * packet on) has its first 16 codec pages encoded with another candidate
+ * after it went, round robin, and the result dropped (whole packets as
+ * samples cost a fast link 5-10%); a candidate whose best X is
  * below half the decision's is sampled only 1 turn in 8, never dropped, so
  * a link that slows down finds it again.
  */
@@ -86,6 +91,11 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
 
 #define LM__AUTO_LINK_MAX 1e12
 #define LM__AUTO_LINK_MIN 1e4
+/* Writes blocked while the receiver's threads were this busy are its
+ * limit, not the link's: on one host a receiver short of CPU makes the
+ * sender's writes wait at 70-90% busy. */
+#define LM__AUTO_RX_BUSY 0.7
+#define LM__AUTO_FULL_MEMORY 10 /* windows a full link's rate is remembered */
 
 void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t channels,
 		   uint64_t rate_cap)
@@ -195,15 +205,19 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	d = dlv * 1e9 / win;
 	run = a->unblocked;
 	a->unblocked = b >= 0.02 ? 0 : run < 1000 ? run + 1 : run;
+	a->full_age = a->full_age < 1000 ? a->full_age + 1 : a->full_age;
 	if (b < 0.02) {
 		/* Not full. Probe upward only when the link took about all
 		 * it was thought to take: channels that could not fill it
-		 * (their CPU the limit) say nothing of what it could take.
-		 * One such window is often a moment of the CPU (the link
-		 * full before and after it): a small step; in a row, bigger. */
-		if (d >= 0.9 * a->link)
+		 * (their CPU the limit) say nothing of what it could take;
+		 * nor does delivering what it delivered when last full, in
+		 * the last second (production and link even: both at their
+		 * limit). One such window is often a moment of the CPU: a
+		 * small step; in a row, bigger. */
+		if (d >= 0.9 * a->link &&
+		    (a->full_age > LM__AUTO_FULL_MEMORY || d > 1.05 * a->full))
 			a->link = (run ? 1.4 : 1.15) * (a->link > d ? a->link : d);
-	} else if (a->rx_channels && a->rx_busy >= 0.85) {
+	} else if (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
@@ -213,6 +227,8 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		/* Full: the delivered rate, smoothed, as a shaper's bursts
 		 * make short windows deliver from half to twice the rate. */
 		a->link = a->windows && a->link < 1.5 * d ? ewma(a->link, d, 0.5) : d;
+		a->full = a->link;
+		a->full_age = 0;
 	}
 	if (a->link > LM__AUTO_LINK_MAX)
 		a->link = LM__AUTO_LINK_MAX;
@@ -355,13 +371,11 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	uint32_t f = a->codec == LM_CODEC_NONE ? 0 : a->frac, mf = a->model_frac;
 	uint32_t lo = mf > LM__AUTO_STEER_MAX ? mf - LM__AUTO_STEER_MAX : 0;
 	uint32_t hi = mf + LM__AUTO_STEER_MAX;
-	/* Waits are the link's only with a receiver that had time to spare
-	 * (on one host a starved one makes them too, at 75-85% busy). */
-	int room = (a->idle < 0 || a->idle >= 0.1) && (!a->rx_channels || a->rx_busy < 0.7);
+	int room = (a->idle < 0 || a->idle >= 0.1);
 
 	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
 	    (f && a->codec != a->model_codec) || f < lo || f > hi ||
-	    (a->rx_channels && a->rx_busy >= 0.85)) {
+	    (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY)) {
 		a->codec = a->model_codec;
 		a->frac = a->model_frac;
 		return;
@@ -403,14 +417,14 @@ uint64_t lm__auto_snapshot(const lm__auto *a)
 /* The sampling turn: the next candidate other than the decision's, round
  * robin; a slow one takes its turn only every LM__AUTO_SLOW_EVERY rounds.
  * NONE when this turn samples nothing. */
-static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c)
+static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c, uint16_t channel)
 {
 	uint32_t n = lm__popcount64(others), k, bits = others;
 	uint16_t id;
 
 	if (!n)
 		return LM_CODEC_NONE;
-	k = c->rot % n;
+	k = (c->rot + channel) % n; /* the channels start on different candidates */
 	while (k--)
 		bits &= bits - 1;
 	id = (uint16_t)lm__ctz64(bits);
@@ -420,21 +434,19 @@ static uint16_t sample(uint32_t others, uint32_t slow, lm__auto_chan *c)
 	return id;
 }
 
-uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel)
+uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16_t *probe)
 {
 	uint16_t codec = (uint16_t)(snap & 0xff);
 	uint32_t frac = (uint32_t)(snap >> 8 & 0x7ff), cand = (uint32_t)(snap >> 24 & 0xff);
 	uint32_t slow = (uint32_t)(snap >> 32 & 0xff);
-	/* Channels sample on different packets, so the samples spread. */
-	uint32_t n = c->n++ + channel * 5u;
+	/* From the first packet on: the first decision comes after
+	 * LM__AUTO_START_WINDOW_US and should see the candidates measured. */
+	uint32_t n = c->n++;
 	/* Often while the estimates are priors, seldom once measured. */
 	uint32_t every = c->rot < LM__AUTO_SAMPLE_FIRST ? LM__AUTO_SAMPLE : LM__AUTO_SAMPLE_LATER;
 
-	if (n % every == every - 1) {
-		uint16_t id = sample(cand & ~(1u << codec) & ~1u, slow, c);
-		if (id != LM_CODEC_NONE)
-			return id;
-	}
+	*probe = n % every == 0 ? sample(cand & ~(1u << codec) & ~1u, slow, c, channel)
+				: LM_CODEC_NONE;
 	if (codec == LM_CODEC_NONE || codec >= LM_MAX_CODECS)
 		return LM_CODEC_NONE;
 	c->acc += frac;

@@ -24,9 +24,17 @@
  * take a few hundred ms, so the first decision must come sooner. */
 #define LM__AUTO_FIRST_WINDOW_US 25000u
 #define LM__AUTO_FIRST_WINDOWS 8u
+/* The very first, raw (nothing measured yet): at 1gbit a 25 ms one queued
+ * 7 MB of raw pages in the socket buffers. */
+#define LM__AUTO_START_WINDOW_US 10000u
 #define LM__AUTO_SAMPLE 16u        /* 1 packet in 16 per channel samples another candidate, */
-#define LM__AUTO_SAMPLE_LATER 128u /* 1 in 128 once each channel took LM__AUTO_SAMPLE_FIRST */
-#define LM__AUTO_SAMPLE_FIRST 4u   /* turns: a sample costs up to 15x a raw packet's CPU */
+#define LM__AUTO_SAMPLE_LATER 64u  /* 1 in 64 once each channel took LM__AUTO_SAMPLE_FIRST */
+#define LM__AUTO_SAMPLE_FIRST 8u   /* turns */
+/* A sample encodes the first pages of a packet's codec pages with the
+ * candidate, after the packet went with the decision: whole packets of a
+ * slow codec as samples cost 5-15x a raw packet's CPU, and on a fast link
+ * where every packet goes raw they were most of what auto cost. */
+#define LM__AUTO_SAMPLE_PAGES 16u
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_IDLE_SHARE 0.5    /* of the machine's idle CPU, what the CPU budget counts */
 #define LM__AUTO_CORES_MIN 0.05    /* the budget never falls below this (a CPU fully taken) */
@@ -100,6 +108,8 @@ typedef struct lm__auto {
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes */
 	uint32_t unblocked;  /* windows in a row not blocked */
+	double full;         /* L when the link was last full (b >= 0.15) ... */
+	uint32_t full_age;   /* ... that many windows ago */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per
 	 * page of everything else its channel threads do, how busy they are. */
 	double rx_dec_ns[LM_MAX_CODECS];
@@ -141,7 +151,9 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
 double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac);
 /* The decision, packed for lm__auto_pick(). */
 uint64_t lm__auto_snapshot(const lm__auto *a);
-/* Channel thread, per packet with codec pages: the codec to use. */
-uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel);
+/* Channel thread, per packet with codec pages: the codec to use, and in
+ * *sample a candidate to measure on the packet's first pages (NONE: no
+ * sample this packet). */
+uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16_t *sample);
 
 #endif

@@ -261,6 +261,43 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	ch->mix[codec].bytes_out += payload;
 }
 
+/* Codec auto's sample: the packet's first codec pages encoded with another
+ * candidate, after the packet went (its buffers are free again), counted
+ * as that codec's measurement and then dropped. A failure only means no
+ * measurement: the migration does not depend on it. */
+static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
+{
+	const lm__codec_ops *ops = codec < LM_MAX_CODECS ? ch->cops[codec] : NULL;
+	uint32_t ps = ch->s->page_size, k = nc < LM__AUTO_SAMPLE_PAGES ? nc : LM__AUTO_SAMPLE_PAGES;
+	lm__auto_try *c = &ch->ctr.codec[codec];
+	uint64_t t0, c0, out = (uint64_t)k * ps;
+	size_t len = 0;
+	int rc;
+
+	if (!ops || ops->raw_only || !k)
+		return;
+	c0 = lm__thread_cpu_ns();
+	t0 = lm__now_ns();
+	rc = ops->encode(ch->cctx[codec], (const void *const *)ch->pages, k, ps, ch->enc,
+			 ch->enc_cap, ch->lens, &len);
+	if (rc && rc != LM_ECODEC)
+		return;
+	if (!rc && !ops->per_page) {
+		out = len;
+	} else if (!rc) {
+		out = 0;
+		for (uint32_t i = 0; i < k; i++)
+			out += ch->lens[i];
+	}
+	add(&c->ns, lm__now_ns() - t0);
+	c0 = lm__thread_cpu_ns() - c0;
+	add(&c->cpu_ns, c0);
+	add(&ch->ctr.cpu_ns, c0); /* the channel's CPU: the budget counts it */
+	add(&c->in, (uint64_t)k * ps);
+	add(&c->out, out);
+	add(&c->packets, 1);
+}
+
 /* The frame header and tables: offsets (normal, zero, ref, delta), the ref
  * and delta tables, the lengths. Returns the end. */
 static uint8_t *put_tables(lm__tx_chan *ch, const lm__data_hdr *d, uint32_t nc)
@@ -312,7 +349,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint32_t ps = s->page_size, n = ch->job_pages, area, nc;
 	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
-	uint16_t codec, want = LM_CODEC_NONE;
+	uint16_t codec, want = LM_CODEC_NONE, probe = LM_CODEC_NONE;
 	int64_t payload;
 	uint64_t wire = 0, t[7], cpu[5];
 	int iovc = 1, rc;
@@ -334,7 +371,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	t[1] = lm__now_ns();
 	cpu[1] = nc ? lm__thread_cpu_ns() : cpu[0];
 	if (nc)
-		want = lm__tx_codec_pick(ch);
+		want = lm__tx_codec_pick(ch, &probe);
 	payload = encode_pages(ch, nc, want, &codec);
 	t[2] = lm__now_ns();
 	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];
@@ -399,6 +436,8 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	ch->packets++;
 	ch->round_packets++;
 	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t, cpu);
+	if (probe != LM_CODEC_NONE)
+		sample_codec(ch, nc, probe);
 out:
 	lm__plan_done(&s->kinds, pl);
 	return rc;

@@ -90,13 +90,15 @@ void lm__tx_codecs_free(lm__tx_chan *ch)
 	ch->enc_cap = 0;
 }
 
-uint16_t lm__tx_codec_pick(lm__tx_chan *ch)
+uint16_t lm__tx_codec_pick(lm__tx_chan *ch, uint16_t *sample)
 {
 	lm_sender *s = ch->s;
 
+	*sample = LM_CODEC_NONE;
 	if (!s->is_auto)
 		return (uint16_t)s->cfg.codec;
-	return lm__auto_pick(__atomic_load_n(&s->auto_snap, __ATOMIC_RELAXED), &ch->pick, ch->idx);
+	return lm__auto_pick(__atomic_load_n(&s->auto_snap, __ATOMIC_RELAXED), &ch->pick, ch->idx,
+			     sample);
 }
 
 /* ---- codec auto's updater (the thread driving the sender) ---------------- */
@@ -228,7 +230,8 @@ void lm__sender_auto_tick(lm_sender *s)
 		s->idle_have = s->idle_have && lm__cpuidle_read(&s->idle, &s->idle_seen) == 0;
 		return;
 	}
-	if (now - s->auto_t < (s->au.windows < LM__AUTO_FIRST_WINDOWS ? LM__AUTO_FIRST_WINDOW_US
+	if (now - s->auto_t < (!s->au.windows			     ? LM__AUTO_START_WINDOW_US
+			       : s->au.windows < LM__AUTO_FIRST_WINDOWS ? LM__AUTO_FIRST_WINDOW_US
 									: LM__AUTO_WINDOW_US))
 		return;
 	memset(&m, 0, sizeof(m));

@@ -289,8 +289,9 @@ int lm__sender_wait_idle(lm_sender *s);      /* no channel busy; the first error
  * freed with the channel. */
 int lm__tx_codecs_open(lm_sender *s, lm__tx_chan *ch, lm__err *e);
 void lm__tx_codecs_free(lm__tx_chan *ch);
-/* Channel thread: the codec to try on its next packet. */
-uint16_t lm__tx_codec_pick(lm__tx_chan *ch);
+/* Channel thread: the codec to try on its next packet, and codec auto's
+ * sample to measure after it (NONE: none). */
+uint16_t lm__tx_codec_pick(lm__tx_chan *ch, uint16_t *sample);
 /* Thread driving the sender: codec auto's model starts (after the
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
