@@ -97,22 +97,25 @@ uint64_t lm__thread_busy_ns(void)
 	return lm__thread_busy_ns_from("/proc/thread-self/schedstat");
 }
 
-/* "run_ns wait_ns timeslices": the first two. */
+/* "run_ns wait_ns timeslices": the wait. The CPU time comes from the
+ * thread's clock, never from the file: a read that fails later (EMFILE on a
+ * loaded server) must not take the earlier waits back out of the sum, and
+ * kernels without schedstats print "0 0 0". */
 uint64_t lm__thread_busy_ns_from(const char *path)
 {
-	uint64_t v[2];
+	uint64_t v[2], cpu = lm__thread_cpu_ns();
 	char buf[128];
 	ssize_t n;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return lm__thread_cpu_ns();
+		return cpu;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return lm__thread_cpu_ns();
+		return cpu;
 	buf[n] = 0;
 	if (numbers(buf, v, 2) != 2)
-		return lm__thread_cpu_ns();
-	return v[0] + v[1];
+		return cpu;
+	return cpu + v[1];
 }

@@ -15,7 +15,8 @@
 
 /* Not thread-safe: one owner (the sender's updater). */
 typedef struct lm__cpuidle {
-	uint64_t mask[16]; /* the CPUs this process may run on (0-1023) */
+	uint64_t mask[16]; /* the CPUs the calling thread of lm__cpuidle_open
+			      may run on (0-1023); threads it creates inherit it */
 	int ok;            /* the mask is known */
 	const char *stat;  /* "/proc/stat" (a test's file in tests) */
 } lm__cpuidle;
@@ -26,8 +27,10 @@ int lm__cpuidle_open(lm__cpuidle *st);
  * negative errno (no /proc, or no line for any of them). */
 int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns);
 
-/* This thread's CPU time and run-queue wait (/proc/thread-self/schedstat),
- * ns; its CPU time alone where the kernel does not say. Any thread. */
+/* This thread's CPU time (its clock) and run-queue wait
+ * (/proc/thread-self/schedstat), ns; its CPU time alone where the kernel
+ * does not say. Not monotonic if the wait becomes unreadable: callers that
+ * report a cumulative count keep it from going back. Any thread. */
 uint64_t lm__thread_busy_ns(void);
 /* The same from a schedstat file at path (tests: a missing or garbled
  * one falls back to the CPU time). */

@@ -214,8 +214,11 @@ typedef struct lm__devstate_end {
 } lm__devstate_end;
 
 /* A receiver channel sends FEEDBACK after a DATA when this long passed
- * since its last one, and after every SYNC (docs/protocol.md). */
+ * since its last one (LM__FEEDBACK_FIRST_US in its first 200 ms of data,
+ * as the sender decides every 10-25 ms then), and after every SYNC
+ * (docs/protocol.md). */
 #define LM__FEEDBACK_US 100000u
+#define LM__FEEDBACK_FIRST_US 20000u
 
 /* The features a hello asks for: offered or required (a required bit is
  * offered too), known to this build, MIXED only with codec auto. */

@@ -22,7 +22,8 @@
  *     after ACK(COMPLETE): the run succeeds at once (the drain is
  *     bounded); a flood during data ends in LM_ETIMEDOUT, or LM_ECANCELED
  *     when cancelled; lm__sender_take_input alone stops at its timeout
- *     and at a drain's deadline however much FEEDBACK is queued.
+ *     and at a drain's deadline however much FEEDBACK is queued;
+ *  6. the sender's check of each FEEDBACK against the last one it took.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -665,9 +666,46 @@ static void test_take_input_bounded(void)
 	report("sender_take_input_bounded", f0, &dummy);
 }
 
+/* The sender's check of a FEEDBACK against the last one it took: counts
+ * that went back, or a busy time longer than the wall time (a receiver's
+ * busy count that wrapped: 2^64 - 48 ms), are dropped, and the next sane
+ * frame still counts from the old baseline. */
+static void test_feedback_sane(void)
+{
+	lm__feedback seen, f;
+
+	memset(&seen, 0, sizeof(seen));
+	seen.wall_ns = 1000000000;
+	seen.cpu_ns = 500000000;
+	seen.codec[LM_CODEC_LZ4].pages = 100;
+	seen.codec[LM_CODEC_LZ4].ns = 200000;
+	f = seen;
+	f.wall_ns += 100000000; /* 100 ms later: busy 90 ms, 20 ms decoding */
+	f.cpu_ns += 90000000;
+	f.codec[LM_CODEC_LZ4].pages += 5000;
+	f.codec[LM_CODEC_LZ4].ns += 20000000;
+	CHECK(lm__feedback_sane(&f, &seen));
+	f.cpu_ns = seen.cpu_ns + 100000000 + 4000000; /* two clocks: a little over */
+	CHECK(lm__feedback_sane(&f, &seen));
+	f.cpu_ns = UINT64_MAX - 48000000; /* wrapped */
+	CHECK(!lm__feedback_sane(&f, &seen));
+	f.cpu_ns = seen.cpu_ns - 1; /* backwards */
+	CHECK(!lm__feedback_sane(&f, &seen));
+	f.cpu_ns = seen.cpu_ns + 90000000;
+	f.codec[LM_CODEC_LZ4].ns = UINT64_MAX; /* decoding longer than it ran */
+	CHECK(!lm__feedback_sane(&f, &seen));
+	f.codec[LM_CODEC_LZ4].ns = seen.codec[LM_CODEC_LZ4].ns + 20000000;
+	f.codec[LM_CODEC_LZ4].pages = 99; /* backwards */
+	CHECK(!lm__feedback_sane(&f, &seen));
+	f.codec[LM_CODEC_LZ4].pages = 5100;
+	f.wall_ns = UINT64_MAX; /* any span: a busy time within it is fine */
+	CHECK(lm__feedback_sane(&f, &seen));
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+	test_feedback_sane();
 	test_interleaved();
 	test_slow_decode();
 	test_unknown_codec();

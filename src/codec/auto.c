@@ -55,9 +55,9 @@
  * says whether it limits: b >= 0.15, the link is full: L moves halfway to
  * D, or to D at once from above 1.5 D (a link that slowed down);
  * 0.02 <= b < 0.15, close to full: L is kept within D..1.25 D;
- * b < 0.02, not full: L = 1.4 max(L, D) (1.15 for the first such window
- * in a row), probing upward, if the window delivered D >= 0.9 L and more
- * than 1.05x what the link took when last full within 10 windows
+ * b < 0.02, not full: L = 1.4 max(L, D) (1.15 unless the last window
+ * probed too), probing upward, if the window delivered D >= 0.9 L and more
+ * than 1.05x what the link took when last full within 50 windows
  * (channels held back by their CPU say nothing of the link; probing on
  * them ran L away to 2-3x a 1gbit link, and at a link just full they
  * made auto send a third raw), until compressing less makes the writes
@@ -95,7 +95,10 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
  * limit, not the link's: on one host a receiver short of CPU makes the
  * sender's writes wait at 70-90% busy. */
 #define LM__AUTO_RX_BUSY 0.7
-#define LM__AUTO_FULL_MEMORY 10 /* windows a full link's rate is remembered */
+/* Windows a full link's rate holds steering (then it tries a step more
+ * raw), and holds the link probe. */
+#define LM__AUTO_FULL_MEMORY 10
+#define LM__AUTO_FULL_PROBE 50
 
 void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t channels,
 		   uint64_t rate_cap)
@@ -190,7 +193,7 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	double win = (double)m->wall_ns, wire = (double)m->tx.wire_bytes;
 	double dlv = (double)m->tx.delivered;
 	double per, b, d;
-	uint32_t run;
+	int probing;
 
 	if (!m->tx.wire_bytes || !m->wall_ns)
 		return;
@@ -202,27 +205,33 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 	b = (double)m->tx.write_wait_ns / (n * win);
 	b = b < 0 ? 0 : b > 1 ? 1 : b;
 	a->blocked = b;
-	d = dlv * 1e9 / win;
-	run = a->unblocked;
-	a->unblocked = b >= 0.02 ? 0 : run < 1000 ? run + 1 : run;
+	d = a->delivered = dlv * 1e9 / win;
+	probing = a->probing;
+	a->probing = 0;
 	a->full_age = a->full_age < 1000 ? a->full_age + 1 : a->full_age;
 	if (b < 0.02) {
 		/* Not full. Probe upward only when the link took about all
 		 * it was thought to take: channels that could not fill it
 		 * (their CPU the limit) say nothing of what it could take;
-		 * nor does delivering what it delivered when last full, in
-		 * the last second (production and link even: both at their
-		 * limit). One such window is often a moment of the CPU: a
-		 * small step; in a row, bigger. */
+		 * nor does delivering what it delivered when last full
+		 * (production and link even: both at their limit; steering
+		 * sends a little more raw now and then to see whether the
+		 * link takes more, which then shows here). A first probe is a
+		 * small step (often a moment of the CPU); one after a probe
+		 * that did not fill the link, bigger. */
 		if (d >= 0.9 * a->link &&
-		    (a->full_age > LM__AUTO_FULL_MEMORY || d > 1.05 * a->full))
-			a->link = (run ? 1.4 : 1.15) * (a->link > d ? a->link : d);
+		    (a->full_age > LM__AUTO_FULL_PROBE || d > 1.05 * a->full)) {
+			a->link = (probing ? 1.4 : 1.15) * (a->link > d ? a->link : d);
+			a->probing = 1;
+		}
 	} else if (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
 		 * the socket buffers absorb the difference): near D. */
 		a->link = a->link < d ? d : a->link > 1.25 * d ? 1.25 * d : a->link;
+		a->full = d;
+		a->full_age = 0;
 	} else {
 		/* Full: the delivered rate, smoothed, as a shaper's bursts
 		 * make short windows deliver from half to twice the rate. */
@@ -255,6 +264,8 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 	if (m->tx.wire_bytes)
 		a->cpu_write = ewma(a->cpu_write,
 				    (double)m->tx.write_cpu_ns / (double)m->tx.wire_bytes, 0.5);
+	if (m->idle_known < 0)
+		return;
 	if (!m->idle_known) {
 		a->cores = 0;
 		a->idle = -1;
@@ -360,9 +371,11 @@ static void decide(lm__auto *a)
  * best share by a quarter (at 1gbit on two shared cores it put pure lz4 at
  * 200 MB/s of pages where lz4 moved 270, and sent 20% raw). The window says
  * on which side of the crossover the decision is: channels that waited for
- * the socket (b >= 0.05) had CPU the link could not take: compress more, if
+ * the socket (b >= 0.03) had CPU the link could not take: compress more, if
  * the machine had idle CPU; channels that never waited (b < 0.02) left the
- * link room: compress less. In between the share holds. The model stays
+ * link room: compress less, unless the link delivered what it took when
+ * last full (at 1gbit such windows came every few, and stepping down on
+ * them sent 5% raw). In between the share holds. The model stays
  * the prior: its codec, its share when the steered one is more than 1/4
  * away (a link that changed) and its pick when the receiver is the limit
  * (its receiver term knows the decode costs) are taken as they are. */
@@ -372,6 +385,11 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	uint32_t lo = mf > LM__AUTO_STEER_MAX ? mf - LM__AUTO_STEER_MAX : 0;
 	uint32_t hi = mf + LM__AUTO_STEER_MAX;
 	int room = (a->idle < 0 || a->idle >= 0.1);
+	/* Not waiting, yet delivering what the link took when last full:
+	 * production and link even, the best place; raw pages would only
+	 * queue. */
+	int full = a->full_age <= LM__AUTO_FULL_MEMORY && a->delivered >= 0.95 * a->full &&
+		   a->delivered <= 1.05 * a->full;
 
 	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
 	    (f && a->codec != a->model_codec) || f < lo || f > hi ||
@@ -381,13 +399,14 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 		return;
 	}
 	/* A step the way the window says, or to the model's share where
-	 * that is further the same way. */
-	if (a->blocked >= 0.05 && room) {
+	 * that is more than two steps further the same way (the link
+	 * changed: follow at once). */
+	if (a->blocked >= 0.03 && room) {
 		f += a->blocked >= 0.3 ? 2 * LM__AUTO_STEER_STEP : LM__AUTO_STEER_STEP;
-		f = f < mf ? mf : f;
-	} else if (a->blocked < 0.02) {
+		f = f + 2 * LM__AUTO_STEER_STEP < mf ? mf : f;
+	} else if (a->blocked < 0.02 && !full) {
 		f = f > LM__AUTO_STEER_STEP ? f - LM__AUTO_STEER_STEP : 0;
-		f = f > mf ? mf : f;
+		f = f > mf + 2 * LM__AUTO_STEER_STEP ? mf : f;
 	}
 	f = f < lo ? lo : f > hi ? hi : f;
 	f = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;

@@ -77,7 +77,8 @@ typedef struct lm__auto_meas {
 	uint32_t channels; /* sender channel threads */
 	lm__auto_ctr tx;
 	/* The machine's idle CPU ns in the window on the CPUs the sender may
-	 * run on (idle_known 0: not known, the CPU budget is the channels). */
+	 * run on (idle_known 0: not known, the CPU budget is the channels;
+	 * -1: not in this window, the budget stays as it was). */
 	uint64_t idle_ns;
 	int idle_known;
 	uint32_t rx_channels;
@@ -106,8 +107,9 @@ typedef struct lm__auto {
 	double cpu_other, cpu_write;
 	double cores;
 	double link;         /* wire bytes/s the link takes */
-	double blocked;      /* last window: share of channel time blocked in writes */
-	uint32_t unblocked;  /* windows in a row not blocked */
+	double blocked;      /* last window: share of channel time blocked in writes, */
+	double delivered;    /* and the wire bytes/s that crossed the link */
+	int probing;         /* the last window raised L, not blocked */
 	double full;         /* L when the link was last full (b >= 0.15) ... */
 	uint32_t full_age;   /* ... that many windows ago */
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per

@@ -191,11 +191,14 @@ static int is_finishing(lm_receiver *r);
 static int send_feedback(lm__rx_chan *ch, lm__err *e)
 {
 	uint8_t b[LM_FRAME_HDR + LM_FEEDBACK_LEN];
-	uint64_t now = lm__now_ns();
+	uint64_t now = lm__now_ns(), busy = lm__thread_busy_ns();
 	int rc;
 
 	ch->fb.round = ch->round;
-	ch->fb.cpu_ns = lm__thread_busy_ns() - ch->cpu_hello_ns;
+	/* Cumulative: never below what was sent (the wait may become
+	 * unreadable, and a sender takes a count that went back as a bug). */
+	busy = busy > ch->cpu_hello_ns ? busy - ch->cpu_hello_ns : 0;
+	ch->fb.cpu_ns = busy > ch->fb.cpu_ns ? busy : ch->fb.cpu_ns;
 	ch->fb.wall_ns = now - ch->t_hello_ns;
 	ch->t_fb_ns = now;
 	rc = lm__write_full(&ch->conn, b, lm__enc_feedback(b, &ch->fb));
@@ -278,7 +281,9 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		pthread_mutex_unlock(&r->lock);
 	}
 	if ((r->features & LM_FEAT_MIXED) &&
-	    lm__now_ns() - ch->t_fb_ns >= LM__FEEDBACK_US * 1000ull)
+	    lm__now_ns() - ch->t_fb_ns >= (lm__now_ns() - ch->t_hello_ns < 200000000ull
+						    ? LM__FEEDBACK_FIRST_US
+						    : LM__FEEDBACK_US) * 1000ull)
 		return send_feedback(ch, e);
 	return 0;
 }

@@ -157,6 +157,29 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 	m->channels = s->nch;
 }
 
+/* A time of the receiver's thread over a span of wall time: at most the
+ * span, twice and 5 ms for two clocks read at different moments. */
+static int within(uint64_t t, uint64_t wall)
+{
+	return t / 2 <= wall || t / 2 - wall <= 5000000u;
+}
+
+int lm__feedback_sane(const lm__feedback *now, const lm__feedback *seen)
+{
+	uint64_t wall;
+
+	if (now->wall_ns < seen->wall_ns || now->cpu_ns < seen->cpu_ns)
+		return 0;
+	wall = now->wall_ns - seen->wall_ns;
+	if (!within(now->cpu_ns - seen->cpu_ns, wall))
+		return 0;
+	for (int k = 0; k < LM_MAX_CODECS; k++)
+		if (now->codec[k].pages < seen->codec[k].pages || now->codec[k].ns < seen->codec[k].ns ||
+		    !within(now->codec[k].ns - seen->codec[k].ns, wall))
+			return 0;
+	return 1;
+}
+
 /* The receiver's FEEDBACK since the last window: cumulative per channel,
  * so the difference from the last one seen is what that channel did. A
  * counter that went backwards is a receiver's bug, not ours to trust. */
@@ -174,13 +197,9 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 	for (uint32_t i = 0; i < n; i++) {
 		lm__tx_chan *ch = &s->ch[i];
 		lm__feedback *o = &ch->fb_seen;
-		int sane = fb[i].wall_ns >= o->wall_ns && fb[i].cpu_ns >= o->cpu_ns;
 		if (seq[i] == ch->fb_seen_seq)
 			continue;
-		for (int k = 0; k < LM_MAX_CODECS && sane; k++)
-			sane = fb[i].codec[k].pages >= o->codec[k].pages &&
-			       fb[i].codec[k].ns >= o->codec[k].ns;
-		if (sane) {
+		if (lm__feedback_sane(&fb[i], o)) {
 			m->rx_channels++;
 			m->rx_cpu_ns += fb[i].cpu_ns - o->cpu_ns;
 			m->rx_wall_ns += fb[i].wall_ns - o->wall_ns;
@@ -190,12 +209,16 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 			}
 			*o = fb[i];
 		}
-		/* A frame that went backwards is dropped, and is no baseline
-		 * (o is left as it was): alternating values would make every
-		 * other difference count. */
+		/* A frame that went backwards, or says its thread was busy
+		 * longer than it ran, is dropped, and is no baseline (o is
+		 * left as it was): alternating values would make every other
+		 * difference count, and one wrapped count would make every
+		 * later frame look backwards. */
 		ch->fb_seen_seq = seq[i];
 	}
 }
+
+#define LM__IDLE_FAILS 10 /* /proc/stat reads failed in a row: no budget */
 
 /* The machine's idle CPU since the last window; unknown without /proc. */
 static void idle_window(lm_sender *s, lm__auto_meas *m)
@@ -204,12 +227,18 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
 
 	if (!s->idle_have)
 		return;
-	if (lm__cpuidle_read(&s->idle, &now) || now < s->idle_seen) {
-		s->idle_have = 0;
+	/* A read that failed (EMFILE) or a sum that went back (a CPU taken
+	 * offline) costs one window, not the budget: the next window counts
+	 * from this reading. /proc gone for good: no budget. */
+	if (lm__cpuidle_read(&s->idle, &now)) {
+		m->idle_known = -1;
+		s->idle_have = ++s->idle_fails < LM__IDLE_FAILS;
+		s->idle_seen = 0;
 		return;
 	}
-	m->idle_ns = now - s->idle_seen;
-	m->idle_known = 1;
+	s->idle_fails = 0;
+	m->idle_known = s->idle_seen && now >= s->idle_seen ? 1 : -1;
+	m->idle_ns = m->idle_known > 0 ? now - s->idle_seen : 0;
 	s->idle_seen = now;
 }
 

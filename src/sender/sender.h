@@ -153,6 +153,7 @@ struct lm_sender {
 	lm__cpuidle idle;   /* the machine's idle CPU: the updater's */
 	uint64_t idle_seen; /* its last reading, valid while idle_have */
 	int idle_have;
+	uint32_t idle_fails; /* reads failed in a row */
 	/* Owner: the thread driving the sender (channel threads never read
 	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */
@@ -292,6 +293,9 @@ void lm__tx_codecs_free(lm__tx_chan *ch);
 /* Channel thread: the codec to try on its next packet, and codec auto's
  * sample to measure after it (NONE: none). */
 uint16_t lm__tx_codec_pick(lm__tx_chan *ch, uint16_t *sample);
+/* A FEEDBACK frame after the last one taken from that channel: 1 when its
+ * counts only grew and its busy and decode times fit in its wall time. */
+int lm__feedback_sane(const lm__feedback *now, const lm__feedback *seen);
 /* Thread driving the sender: codec auto's model starts (after the
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
