@@ -409,9 +409,8 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 		f = f > mf + 2 * LM__AUTO_STEER_STEP ? mf : f;
 	}
 	f = f < lo ? lo : f > hi ? hi : f;
-	f = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;
-	a->codec = f ? a->model_codec : LM_CODEC_NONE;
-	a->frac = f;
+	a->frac = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;
+	a->codec = a->frac ? a->model_codec : LM_CODEC_NONE; /* stepped down to raw */
 }
 
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m)

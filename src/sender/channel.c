@@ -261,10 +261,11 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	ch->mix[codec].bytes_out += payload;
 }
 
-/* Codec auto's sample: the packet's first codec pages encoded with another
- * candidate, after the packet went (its buffers are free again), counted
- * as that codec's measurement and then dropped. A failure only means no
- * measurement: the migration does not depend on it. */
+/* Codec auto's sample: the packet's first codec pages (nc > 0: the pick
+ * samples only packets with some) encoded with another candidate, after
+ * the packet went (its buffers are free again), counted as that codec's
+ * measurement and then dropped. A failure only means no measurement: the
+ * migration does not depend on it. */
 static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 {
 	const lm__codec_ops *ops = codec < LM_MAX_CODECS ? ch->cops[codec] : NULL;
@@ -274,7 +275,7 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	size_t len = 0;
 	int rc;
 
-	if (!ops || ops->raw_only || !k)
+	if (!ops || ops->raw_only)
 		return;
 	c0 = lm__thread_cpu_ns();
 	t0 = lm__now_ns();
