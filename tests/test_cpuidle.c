@@ -3,7 +3,8 @@
  * budget and the receiver's FEEDBACK read.
  *  1. The idle CPU from a /proc/stat the test writes: idle + iowait of the
  *     CPUs in the mask only, the aggregate "cpu" line and garbled lines
- *     ignored; a missing file or no CPU of the mask is an error (the
+ *     ignored; a missing file, or a CPU of the mask without its line (a
+ *     container numbering its CPUs from 0), is an error (the
  *     sender then has no budget, never a made-up one).
  *  2. The real /proc/stat: readings never go back, and the idle time over
  *     a sleep is at most the mask's CPUs times the time slept.
@@ -66,6 +67,10 @@ static void idle_from_file(const char *dir)
 	/* A mask whose CPUs have no line (cpu3's is garbled): an error. */
 	st.mask[0] = 1u << 3 | 1u << 9;
 	st.mask[1] = 0;
+	CHECK_EQ(lm__cpuidle_read(&st, &ns), -ENOENT);
+	/* Some of them (a container's /proc/stat numbering its CPUs from 0
+	 * while the mask holds the host's ids): not their idle time either. */
+	st.mask[0] = 1u << 0 | 1u << 9;
 	CHECK_EQ(lm__cpuidle_read(&st, &ns), -ENOENT);
 	/* No file: an error, not zero idle. */
 	snprintf(path, sizeof(path), "%s/missing", dir);
