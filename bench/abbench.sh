@@ -20,29 +20,26 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
+. "$here/lib.sh"
 peer=${LM_PEER_DIR:-$top/../shared/peer}
 dest=${LM_DEST:-/dev/shm/abbench-dest.img}
 links=1gbit runs=3 ch=2 res= img=
 specs=()
 
-usage() {
-	sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
-	exit 2
-}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--links) links=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
 	--channels) ch=$2; shift 2 ;;
 	--out) res=$2; shift 2 ;;
-	-h | --help) usage ;;
-	-*) echo "abbench: unknown option $1" >&2; usage ;;
+	-h | --help) bench_usage ;;
+	-*) echo "abbench: unknown option $1" >&2; bench_usage ;;
 	*) if [ -z "$img" ]; then img=$1; else specs+=("$1"); fi; shift ;;
 	esac
 done
 case "$runs$ch" in *[!0-9]*) echo "abbench: --runs and --channels take numbers" >&2; exit 2 ;; esac
-[ -n "$img" ] && [ -f "$img" ] || { echo "abbench: no image '$img'" >&2; usage; }
-[ ${#specs[@]} -ge 1 ] || { echo "abbench: no NAME=BUILD:CODEC" >&2; usage; }
+[ -n "$img" ] && [ -f "$img" ] || { echo "abbench: no image '$img'" >&2; bench_usage; }
+[ ${#specs[@]} -ge 1 ] || { echo "abbench: no NAME=BUILD:CODEC" >&2; bench_usage; }
 for s in "${specs[@]}"; do
 	[[ $s =~ ^[A-Za-z0-9_.-]+=[^:]+:[a-z0-9:-]+$ ]] ||
 		{ echo "abbench: '$s' is not NAME=BUILD:CODEC" >&2; exit 2; }
@@ -54,7 +51,6 @@ mkdir -p "$res"
 : >"$res/runs.jsonl"
 out=$(mktemp -d /tmp/abbench.XXXXXX)
 
-. "$here/lib.sh"
 
 cleanup() {
 	bench_link_down

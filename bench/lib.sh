@@ -10,6 +10,13 @@
 # and the destination's host), host (the destination's address), qns
 # (qemu_mig.py's namespace argument) and plain (livemig's plaintext flag).
 
+# bench_usage: the calling script's head comment (its lines 2 up to the
+# first that is not a comment) as its usage, on stderr; exits 2.
+bench_usage() {
+	sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
+	exit 2
+}
+
 # bench_link_up RATE: RATE a tc rate (1gbit, 10gbit), "none" (an unshaped
 # veth between the namespaces lmA and lmB) or "lo" (loopback, no namespaces).
 bench_link_up() {

@@ -36,6 +36,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
+. "$here/lib.sh"
 peer=${LM_PEER_DIR:-$top/../shared/peer}
 bin=${LM_BIN:-$top/out/release}
 dest=${LM_DEST:-/dev/shm/linkbench-dest.img}
@@ -45,10 +46,6 @@ codecs="auto none lz4 zstd deflate"
 qemu="none zstd zlib"
 runs=3 ch=2 itime=3 res= img=
 
-usage() {
-	sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" >&2
-	exit 2
-}
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--links) links=$2; shift 2 ;;
@@ -58,9 +55,9 @@ while [ $# -gt 0 ]; do
 	--channels) ch=$2; shift 2 ;;
 	--iperf-time) itime=$2; shift 2 ;;
 	--out) res=$2; shift 2 ;;
-	-h | --help) usage ;;
-	-*) echo "linkbench: unknown option $1" >&2; usage ;;
-	*) [ -z "$img" ] || usage; img=$1; shift ;;
+	-h | --help) bench_usage ;;
+	-*) echo "linkbench: unknown option $1" >&2; bench_usage ;;
+	*) [ -z "$img" ] || bench_usage; img=$1; shift ;;
 	esac
 done
 case "$runs$ch$itime" in *[!0-9]*) echo "linkbench: --runs, --channels and --iperf-time take numbers" >&2; exit 2 ;; esac
@@ -82,7 +79,6 @@ mkdir -p "$res"
 : >"$res/runs.jsonl"
 out=$(mktemp -d /tmp/linkbench.XXXXXX)
 
-. "$here/lib.sh"
 
 cleanup() {
 	bench_link_down
