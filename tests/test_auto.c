@@ -491,6 +491,28 @@ static void model_steer(void)
 	CHECK(x1 >= 0.97 * best);
 }
 
+/* A receiver that stops sending FEEDBACK (or whose frames are all dropped)
+ * loses its term after LM__AUTO_RX_QUIET windows: its last busy value
+ * (>= 70% holds the link estimate and steering) is not kept for good. */
+static void model_rx_quiet(void)
+{
+	world w = typical(50e6);
+	lm__auto_chan chans[8];
+	lm__auto a;
+
+	memset(chans, 0, sizeof(chans));
+	lm__auto_init(&a, all_cand, PS, 2, 0);
+	run_world(&w, &a, chans, 10);
+	CHECK_EQ(a.rx_channels, 2);
+	CHECK(a.rx_busy > 0);
+	w.rx_n = 0;
+	run_world(&w, &a, chans, LM__AUTO_RX_QUIET);
+	CHECK_EQ(a.rx_channels, 2); /* a second's silence is tolerated */
+	run_world(&w, &a, chans, 1);
+	CHECK_EQ(a.rx_channels, 0);
+	CHECK_EQ(a.rx_busy, 0);
+}
+
 /* The sender's own rate limit caps the link estimate. */
 static void model_rate_cap(void)
 {
@@ -860,6 +882,7 @@ int main(void)
 	model_rate_cap();
 	model_socket_buffers();
 	model_steer();
+	model_rx_quiet();
 	unsent_tcp();
 	model_shared_cpu();
 	model_busy_machine();

@@ -287,8 +287,15 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 	uint64_t pages = 0, dec = 0;
 	double busy;
 
-	if (!m->rx_wall_ns || !m->rx_channels)
+	if (!m->rx_wall_ns || !m->rx_channels) {
+		/* A second without word (a receiver that stopped sending, or
+		 * whose frames the sender drops): no receiver term, rather
+		 * than its last busy value held for the rest of the session. */
+		if (++a->rx_quiet > LM__AUTO_RX_QUIET)
+			a->rx_channels = 0, a->rx_busy = 0;
 		return;
+	}
+	a->rx_quiet = 0;
 	a->rx_channels = m->rx_channels;
 	for (int c = 0; c < LM_MAX_CODECS; c++)
 		dec += m->rx[c].ns;

@@ -42,6 +42,7 @@
 #define LM__AUTO_STEPS 64u         /* fractions tried per candidate */
 #define LM__AUTO_STEER_MAX 256u    /* steering keeps within 1/4 of the model's share */
 #define LM__AUTO_STEER_STEP 32u    /* a window's step (twice it when far off) */
+#define LM__AUTO_RX_QUIET 10u      /* windows without FEEDBACK: the receiver term dropped */
 
 /* One channel's cumulative counters. Written by its channel thread with
  * relaxed atomic adds, read by the updater with relaxed loads: each field
@@ -62,8 +63,11 @@ typedef struct lm__auto_ctr {
 	uint64_t write_wait_ns; /* of those, ns waiting for the socket to take more */
 	uint64_t cpu_ns;       /* the thread's CPU ns over its packets, all of it */
 	uint64_t write_cpu_ns; /* of those, from the encoding's end to the write's */
-	/* Not cumulative: the socket's unsent bytes after the last write
-	 * (lm__conn_unsent, 0 unknown). In a window's sum (lm__auto_meas):
+	/* Not cumulative: the socket's unsent bytes (lm__conn_unsent, 0
+	 * unknown) after the channel's last write, written by the channel
+	 * thread; or as the updater read them while the channel was idle
+	 * (its conn the updater's then: the state change under s->lock
+	 * orders the two). In a window's sum (lm__auto_meas):
 	 * wire bytes that crossed the link, those written less the growth
 	 * of the channels' unsent bytes. */
 	uint64_t unsent;
@@ -118,6 +122,7 @@ typedef struct lm__auto {
 	uint64_t rx_seen[LM_MAX_CODECS];
 	double rx_base_ns, rx_busy;
 	uint32_t rx_channels;
+	uint32_t rx_quiet;   /* windows in a row without a FEEDBACK taken */
 	double idle;         /* the machine's idle cores (EWMA; < 0: not known) */
 	/* The model's pick (the largest X), and the decision: that pick
 	 * steered by what the last window measured (auto.c). */

@@ -238,7 +238,7 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 			 uint64_t payload, uint64_t wire, const uint64_t *t, uint64_t *cpu)
 {
 	lm__auto_ctr *c = &ch->ctr;
-	int64_t unsent = lm__conn_unsent(&ch->conn);
+	int64_t unsent = ch->s->is_auto ? lm__conn_unsent(&ch->conn) : 0;
 
 	cpu[4] = lm__thread_cpu_ns();
 	add(&c->plan_ns, t[1] - t[0]);
@@ -272,15 +272,19 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	uint32_t ps = ch->s->page_size, k = nc < LM__AUTO_SAMPLE_PAGES ? nc : LM__AUTO_SAMPLE_PAGES;
 	lm__auto_try *c = &ch->ctr.codec[codec];
 	uint64_t t0, c0, out = (uint64_t)k * ps;
+	lm_engine_stats eng[LM_MAX_ENGINES];
 	size_t len = 0;
 	int rc;
 
 	if (!ops || ops->raw_only)
 		return;
+	/* The engines' statistics count what was sent: a sample is not. */
+	memcpy(eng, ch->eng, sizeof(eng));
 	c0 = lm__thread_cpu_ns();
 	t0 = lm__now_ns();
 	rc = ops->encode(ch->cctx[codec], (const void *const *)ch->pages, k, ps, ch->enc,
 			 ch->enc_cap, ch->lens, &len);
+	memcpy(ch->eng, eng, sizeof(eng));
 	if (rc && rc != LM_ECODEC)
 		return;
 	if (!rc && !ops->per_page) {

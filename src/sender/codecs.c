@@ -126,6 +126,23 @@ static uint64_t delta(const uint64_t *now, uint64_t *seen)
 	return d;
 }
 
+/* A channel's unsent bytes: an idle channel's conn is this thread's, so
+ * its queue is read now (a round's end drains it while no packet is
+ * written, and the last packet's reading would credit that drain to the
+ * next round's first window); a busy one's as its last packet left it. */
+static uint64_t unsent_now(lm_sender *s, lm__tx_chan *ch)
+{
+	int idle;
+	int64_t q;
+
+	pthread_mutex_lock(&s->lock);
+	idle = ch->state == LM_TX_IDLE;
+	pthread_mutex_unlock(&s->lock);
+	if (idle && (q = lm__conn_unsent(&ch->conn)) >= 0)
+		__atomic_store_n(&ch->ctr.unsent, (uint64_t)q, __ATOMIC_RELAXED);
+	return __atomic_load_n(&ch->ctr.unsent, __ATOMIC_RELAXED);
+}
+
 /* The channels' counters since the last window. */
 static void tx_window(lm_sender *s, lm__auto_meas *m)
 {
@@ -145,7 +162,7 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		m->tx.write_ns += delta(&c->write_ns, &o->write_ns);
 		m->tx.write_wait_ns += delta(&c->write_wait_ns, &o->write_wait_ns);
 		wire = delta(&c->wire_bytes, &o->wire_bytes);
-		unsent = __atomic_load_n(&c->unsent, __ATOMIC_RELAXED);
+		unsent = unsent_now(s, ch);
 		/* The growth of the queue did not cross the link yet; what it
 		 * shrank by did. */
 		m->tx.wire_bytes += wire;
@@ -223,7 +240,7 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 /* The machine's idle CPU since the last window; unknown without /proc. */
 static void idle_window(lm_sender *s, lm__auto_meas *m)
 {
-	uint64_t now;
+	uint64_t now, cpus = 0;
 
 	if (!s->idle_have)
 		return;
@@ -239,6 +256,12 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
 	s->idle_fails = 0;
 	m->idle_known = s->idle_seen && now >= s->idle_seen ? 1 : -1;
 	m->idle_ns = m->idle_known > 0 ? now - s->idle_seen : 0;
+	/* More idle time than the CPUs had (one back online, with its idle
+	 * time since boot): a glitch too. */
+	for (int i = 0; i < 16 && m->idle_known > 0; i++)
+		cpus += (uint64_t)__builtin_popcountll(s->idle.mask[i]);
+	if (m->idle_known > 0 && m->idle_ns > cpus * (m->wall_ns + m->wall_ns / 2) + 20000000u)
+		m->idle_known = -1, m->idle_ns = 0;
 	s->idle_seen = now;
 }
 
