@@ -64,18 +64,25 @@ static int parse_line(const char *l, unsigned *cpu, uint64_t *ticks)
 	return 1;
 }
 
+unsigned lm__cpuidle_cpus(const lm__cpuidle *st)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < LM__CPUIDLE_MAX / 64; i++)
+		n += (unsigned)__builtin_popcountll(st->mask[i]);
+	return n;
+}
+
 int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns)
 {
 	long hz = sysconf(_SC_CLK_TCK);
 	uint64_t ticks = 0, t;
 	char line[512];
-	unsigned cpu, want = 0, any = 0;
+	unsigned cpu, any = 0;
 	FILE *f;
 
 	if (!st->ok || hz <= 0)
 		return -ENOTSUP;
-	for (int i = 0; i < LM__CPUIDLE_MAX / 64; i++)
-		want += (unsigned)__builtin_popcountll(st->mask[i]);
 	if (!(f = fopen(st->stat, "re")))
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
@@ -90,7 +97,7 @@ int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns)
 	/* Every CPU of the mask, or the sum is not theirs: in a container
 	 * (lxcfs) /proc/stat numbers its CPUs from 0 whatever the host's
 	 * ids the mask holds, and an offline CPU has no line. */
-	if (!any || any != want)
+	if (!any || any != lm__cpuidle_cpus(st))
 		return -ENOENT;
 	*ns = ticks * (1000000000ull / (uint64_t)hz);
 	return 0;

@@ -23,6 +23,8 @@ typedef struct lm__cpuidle {
 
 /* Reads the affinity mask; 0, or a negative errno (then reads fail). */
 int lm__cpuidle_open(lm__cpuidle *st);
+/* The CPUs of the mask. */
+unsigned lm__cpuidle_cpus(const lm__cpuidle *st);
 /* Cumulative idle and iowait ns on those CPUs since boot; 0, or a
  * negative errno (no /proc, or no line for some of them: -ENOENT). */
 int lm__cpuidle_read(const lm__cpuidle *st, uint64_t *ns);

@@ -193,6 +193,13 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	return x;
 }
 
+/* A model and its channels' pick state, as lm__sender_auto_start makes them. */
+static void start(lm__auto *a, lm__auto_chan *chans, uint32_t cand, uint32_t n, uint64_t cap)
+{
+	memset(chans, 0, 8 * sizeof(*chans));
+	lm__auto_init(a, cand, PS, n, cap);
+}
+
 static void run_world(world *w, lm__auto *a, lm__auto_chan *chans, int windows)
 {
 	for (int i = 0; i < windows; i++)
@@ -203,8 +210,7 @@ static void settle(world *w, lm__auto *a)
 {
 	lm__auto_chan chans[8];
 
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(a, all_cand, PS, w->n, 0);
+	start(a, chans, all_cand, w->n, 0);
 	run_world(w, a, chans, 40);
 	printf("model: link %.0f MB/s -> %s %u/1024, %.0f MB/s (link estimate %.0f MB/s)\n",
 	       w->link / 1e6, lm_codec_name((lm_codec_id)a->codec), a->frac, a->rate / 1e6,
@@ -292,8 +298,7 @@ static void model_link_change(void)
 	lm__auto a;
 	int k;
 
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, 2, 0);
+	start(&a, chans, all_cand, 2, 0);
 	run_world(&fast, &a, chans, 30);
 	CHECK_EQ(a.codec, LM_CODEC_NONE);
 	for (k = 0; k < 30 && a.codec == LM_CODEC_NONE; k++)
@@ -407,16 +412,14 @@ static void model_socket_buffers(void)
 	w.win = LM__AUTO_FIRST_WINDOW_US * 1000.0;
 	blind = w;
 	blind.no_unsent = 1;
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, 2, 0);
+	start(&a, chans, all_cand, 2, 0);
 	window(&w, &a, chans);
 	printf("model: first window with socket buffers, link estimate %.0f MB/s\n", a.link / 1e6);
 	CHECK(a.link > 0.8 * 125e6 && a.link < 1.25 * 125e6);
 	CHECK(a.codec != LM_CODEC_NONE && a.frac >= LM__AUTO_FRAC_ONE * 3 / 4);
 	run_world(&w, &a, chans, 4);
 	CHECK(a.codec != LM_CODEC_NONE && a.frac >= LM__AUTO_FRAC_ONE * 3 / 4);
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, 2, 0);
+	start(&a, chans, all_cand, 2, 0);
 	window(&blind, &a, chans);
 	printf("model: the same counting written bytes, link estimate %.0f MB/s\n", a.link / 1e6);
 	CHECK(a.link > 2.5 * 125e6);
@@ -435,8 +438,7 @@ static double oracle(const world *w, uint16_t *best_c, uint32_t *best_f)
 			lm__auto a;
 			lm__auto_chan chans[8];
 			double x;
-			memset(chans, 0, sizeof(chans));
-			lm__auto_init(&a, 1u << c, PS, w->n, 0); /* no samples */
+			start(&a, chans, 1u << c, w->n, 0); /* no samples */
 			a.codec = c;
 			a.frac = f;
 			x = window(&t, &a, chans);
@@ -458,8 +460,7 @@ static double steered(world *w, int steer, uint32_t *frac)
 	lm__auto a;
 	double sum = 0;
 
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, w->n, 0);
+	start(&a, chans, all_cand, w->n, 0);
 	a.steer = steer;
 	run_world(w, &a, chans, 30);
 	for (int i = 0; i < 20; i++)
@@ -500,8 +501,7 @@ static void model_rx_quiet(void)
 	lm__auto_chan chans[8];
 	lm__auto a;
 
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, 2, 0);
+	start(&a, chans, all_cand, 2, 0);
 	run_world(&w, &a, chans, 10);
 	CHECK_EQ(a.rx_channels, 2);
 	CHECK(a.rx_busy > 0);
@@ -520,8 +520,7 @@ static void model_rate_cap(void)
 	lm__auto_chan chans[8];
 	lm__auto a;
 
-	memset(chans, 0, sizeof(chans));
-	lm__auto_init(&a, all_cand, PS, 2, 50000000);
+	start(&a, chans, all_cand, 2, 50000000);
 	w.link = 50e6; /* what pacing makes of it */
 	run_world(&w, &a, chans, 20);
 	CHECK(a.link <= 50e6);

@@ -253,7 +253,7 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
  * receiver on the same host, the network stack rise with our rate). */
 static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 {
-	double enc = 0, other, cores;
+	double enc = 0, other, cores, idle;
 
 	if (!m->tx.cpu_ns || !m->tx.plan_bytes || !m->wall_ns)
 		return;
@@ -271,8 +271,8 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 		a->idle = -1;
 		return;
 	}
-	cores = (double)m->idle_ns / (double)m->wall_ns;
-	a->idle = a->idle >= 0 ? ewma(a->idle, cores, 0.5) : cores;
+	idle = (double)m->idle_ns / (double)m->wall_ns;
+	a->idle = a->idle >= 0 ? ewma(a->idle, idle, 0.5) : idle;
 	cores = ((double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns) /
 		(double)m->wall_ns;
 	if (cores > a->channels)

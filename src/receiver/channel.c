@@ -280,11 +280,13 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 		lm__rx_publish(ch);
 		pthread_mutex_unlock(&r->lock);
 	}
-	if ((r->features & LM_FEAT_MIXED) &&
-	    lm__now_ns() - ch->t_fb_ns >= (lm__now_ns() - ch->t_hello_ns < 200000000ull
-						    ? LM__FEEDBACK_FIRST_US
-						    : LM__FEEDBACK_US) * 1000ull)
-		return send_feedback(ch, e);
+	if (r->features & LM_FEAT_MIXED) {
+		uint64_t now = lm__now_ns();
+		uint64_t every = now - ch->t_hello_ns < 200000000ull ? LM__FEEDBACK_FIRST_US
+								     : LM__FEEDBACK_US;
+		if (now - ch->t_fb_ns >= every * 1000ull)
+			return send_feedback(ch, e);
+	}
 	return 0;
 }
 

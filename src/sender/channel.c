@@ -271,10 +271,10 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	const lm__codec_ops *ops = codec < LM_MAX_CODECS ? ch->cops[codec] : NULL;
 	uint32_t ps = ch->s->page_size, k = nc < LM__AUTO_SAMPLE_PAGES ? nc : LM__AUTO_SAMPLE_PAGES;
 	lm__auto_try *c = &ch->ctr.codec[codec];
-	uint64_t t0, c0, out = (uint64_t)k * ps;
 	lm_engine_stats eng[LM_MAX_ENGINES];
-	size_t len = 0;
-	int rc;
+	uint64_t t0, c0;
+	uint16_t got;
+	int64_t out;
 
 	if (!ops || ops->raw_only)
 		return;
@@ -282,24 +282,16 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	memcpy(eng, ch->eng, sizeof(eng));
 	c0 = lm__thread_cpu_ns();
 	t0 = lm__now_ns();
-	rc = ops->encode(ch->cctx[codec], (const void *const *)ch->pages, k, ps, ch->enc,
-			 ch->enc_cap, ch->lens, &len);
+	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
 	memcpy(ch->eng, eng, sizeof(eng));
-	if (rc && rc != LM_ECODEC)
+	if (out < 0)
 		return;
-	if (!rc && !ops->per_page) {
-		out = len;
-	} else if (!rc) {
-		out = 0;
-		for (uint32_t i = 0; i < k; i++)
-			out += ch->lens[i];
-	}
 	add(&c->ns, lm__now_ns() - t0);
 	c0 = lm__thread_cpu_ns() - c0;
 	add(&c->cpu_ns, c0);
 	add(&ch->ctr.cpu_ns, c0); /* the channel's CPU: the budget counts it */
 	add(&c->in, (uint64_t)k * ps);
-	add(&c->out, out);
+	add(&c->out, (uint64_t)out);
 	add(&c->packets, 1);
 }
 

@@ -240,7 +240,7 @@ static void rx_window(lm_sender *s, lm__auto_meas *m)
 /* The machine's idle CPU since the last window; unknown without /proc. */
 static void idle_window(lm_sender *s, lm__auto_meas *m)
 {
-	uint64_t now, cpus = 0;
+	uint64_t now, cpus;
 
 	if (!s->idle_have)
 		return;
@@ -258,8 +258,7 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
 	m->idle_ns = m->idle_known > 0 ? now - s->idle_seen : 0;
 	/* More idle time than the CPUs had (one back online, with its idle
 	 * time since boot): a glitch too. */
-	for (int i = 0; i < 16 && m->idle_known > 0; i++)
-		cpus += (uint64_t)__builtin_popcountll(s->idle.mask[i]);
+	cpus = lm__cpuidle_cpus(&s->idle);
 	if (m->idle_known > 0 && m->idle_ns > cpus * (m->wall_ns + m->wall_ns / 2) + 20000000u)
 		m->idle_known = -1, m->idle_ns = 0;
 	s->idle_seen = now;
