@@ -10,7 +10,8 @@
  *     CPU -> less compression; a link that changes is followed within 10
  *     windows (a second); the CPU budget: sender and receiver on the same
  *     cores -> raw, a machine with little idle CPU -> less compression,
- *     no /proc/stat -> no budget; channels that cannot fill the link for
+ *     no /proc/stat -> no budget, a cgroup CPU quota (a container's CPU
+ *     limit) bounds it whatever the host's idle CPU; channels that cannot fill the link for
  *     their CPU do not raise the estimate of the link.
  *  2. The per-packet pick: the mix's shares and the sampling.
  *  3. End to end, sender and receiver in this process, through the
@@ -55,6 +56,9 @@ typedef struct world {
 	 * readable, idle unknown), cores other work keeps busy, and whether
 	 * the receiver runs on the same cores. */
 	double cpus, load;
+	/* A cgroup CPU quota (a container's CPU limit, 0: none) and what
+	 * the rest of the cgroup uses of it, cores. */
+	double quota, cg_load;
 	int rx_shared;
 	int rx_cpu_only; /* its FEEDBACK counts CPU time only, not run-queue waits */
 	/* Socket buffers (bytes, all channels; 0: none) take writes at the
@@ -136,6 +140,10 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		x = (w->cpus - w->load) * 1e9 / (s + (w->rx_shared ? r : 0));
 		machine = 1;
 	}
+	if (w->quota > 0 && (w->quota - w->cg_load) * 1e9 / s < x) {
+		x = (w->quota - w->cg_load) * 1e9 / s; /* throttled: no write waits */
+		machine = 1;
+	}
 	in = x * win / 1e9;
 	spare = w->n * win - in * s;
 	spare = spare > 0 ? spare : 0;
@@ -174,6 +182,11 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		double idle = (w->cpus - w->load) * win - in * (s + (w->rx_shared ? r : 0));
 		m.idle_ns = (uint64_t)(idle > 0 ? idle : 0);
 		m.idle_known = 1;
+	}
+	if (w->quota > 0) {
+		m.quota = w->quota;
+		m.cg_known = 1;
+		m.cg_ns = (uint64_t)(in * s + w->cg_load * win);
 	}
 	if (w->rx_n) {
 		double busy = in * r;
@@ -356,6 +369,46 @@ static void model_busy_machine(void)
 	settle(&busy, &a);
 	CHECK_EQ(a.cores, 0);
 	CHECK(a.codec != LM_CODEC_NONE && a.frac > LM__AUTO_FRAC_ONE / 8);
+}
+
+/* In a container with a CPU limit the host's idle CPUs are not the
+ * sender's: the cgroup's quota, less what the rest of the cgroup uses, is
+ * the budget, and a quota the raw pages already use up leaves nothing to
+ * compress with; without /proc/stat the quota alone is the budget. */
+static void model_quota(void)
+{
+	world host = typical(600e6), pod, shared;
+	lm__auto a;
+	uint32_t host_frac;
+
+	host.cpus = 8;
+	settle(&host, &a);
+	host_frac = a.codec == LM_CODEC_NONE ? 0 : a.frac;
+	CHECK(host_frac > LM__AUTO_FRAC_ONE / 8);
+	CHECK(a.cores > 1);
+	pod = host;
+	pod.quota = 0.3; /* 500 MB/s of raw pages: below the link */
+	settle(&pod, &a);
+	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	CHECK(a.cores > 0.2 && a.cores <= 0.31);
+	/* A quota of a core, 0.7 of it used by the rest of the cgroup. */
+	shared = host;
+	shared.quota = 1.0;
+	shared.cg_load = 0.7;
+	settle(&shared, &a);
+	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	CHECK(a.cores_quota > 0.2 && a.cores_quota <= 0.31);
+	/* No /proc/stat: the quota still bounds the budget. */
+	pod.cpus = 0;
+	settle(&pod, &a);
+	CHECK_EQ(a.cores_idle, 0);
+	CHECK(a.cores > 0.2 && a.cores <= 0.31);
+	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	/* A quota the sender does not reach takes nothing away. */
+	pod = host;
+	pod.quota = 6;
+	settle(&pod, &a);
+	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) >= host_frac * 3 / 4);
 }
 
 /* Channels whose CPU, not the link, holds their rate never fill the link:
@@ -885,6 +938,7 @@ int main(void)
 	unsent_tcp();
 	model_shared_cpu();
 	model_busy_machine();
+	model_quota();
 	model_probe_cpu_bound();
 	pick_shares();
 	img = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

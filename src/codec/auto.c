@@ -24,6 +24,10 @@
  *         plus half the machine's idle CPU on the CPUs they may run on
  *         (/proc/stat), within 0.05..N. Half: the guest, a receiver on
  *         the same host and the network stack grow with our rate too.
+ *         Under a cgroup CPU quota (a container's CPU limit) at most the
+ *         quota less what the rest of the cgroup used: idle host CPUs
+ *         are not ours there, and going past the quota throttles all of
+ *         the cgroup.
  *
  * Compressing a share f of the packets with c and sending the rest raw:
  *   W(f) = f r_c + (1 - f)            wire bytes per input byte
@@ -247,6 +251,16 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		a->link = (double)a->rate_cap;
 }
 
+/* Cores from CPU ns over a window, within what the budget allows. */
+static double budget(const lm__auto *a, double cpu_ns, uint64_t wall_ns)
+{
+	double cores = cpu_ns / (double)wall_ns;
+
+	if (cores > a->channels)
+		cores = a->channels;
+	return cores < LM__AUTO_CORES_MIN ? LM__AUTO_CORES_MIN : cores;
+}
+
 /* The CPU budget. The channels' CPU per input byte, less encoding and
  * writing, and per wire byte writing; the cores they can have: what they
  * used and a share of what the machine left idle (not all: the guest, a
@@ -264,22 +278,28 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 	if (m->tx.wire_bytes)
 		a->cpu_write = ewma(a->cpu_write,
 				    (double)m->tx.write_cpu_ns / (double)m->tx.wire_bytes, 0.5);
-	if (m->idle_known < 0)
-		return;
-	if (!m->idle_known) {
-		a->cores = 0;
+	if (m->idle_known > 0) {
+		idle = (double)m->idle_ns / (double)m->wall_ns;
+		a->idle = a->idle >= 0 ? ewma(a->idle, idle, 0.5) : idle;
+		cores = budget(a, (double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns,
+			       m->wall_ns);
+		a->cores_idle = a->cores_idle > 0 ? ewma(a->cores_idle, cores, 0.5) : cores;
+	} else if (!m->idle_known) {
+		a->cores_idle = 0;
 		a->idle = -1;
-		return;
 	}
-	idle = (double)m->idle_ns / (double)m->wall_ns;
-	a->idle = a->idle >= 0 ? ewma(a->idle, idle, 0.5) : idle;
-	cores = ((double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns) /
-		(double)m->wall_ns;
-	if (cores > a->channels)
-		cores = a->channels;
-	if (cores < LM__AUTO_CORES_MIN)
-		cores = LM__AUTO_CORES_MIN;
-	a->cores = a->cores > 0 ? ewma(a->cores, cores, 0.5) : cores;
+	if (m->quota > 0) {
+		double others = m->cg_known > 0 && m->cg_ns > m->tx.cpu_ns
+					? (double)(m->cg_ns - m->tx.cpu_ns)
+					: 0;
+		cores = budget(a, m->quota * (double)m->wall_ns - others, m->wall_ns);
+		a->cores_quota = a->cores_quota > 0 ? ewma(a->cores_quota, cores, 0.5) : cores;
+	} else {
+		a->cores_quota = 0;
+	}
+	a->cores = a->cores_idle;
+	if (a->cores_quota > 0 && (!a->cores || a->cores_quota < a->cores))
+		a->cores = a->cores_quota;
 }
 
 static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
@@ -379,7 +399,7 @@ static void decide(lm__auto *a)
  * 200 MB/s of pages where lz4 moved 270, and sent 20% raw). The window says
  * on which side of the crossover the decision is: channels that waited for
  * the socket (b >= 0.03) had CPU the link could not take: compress more, if
- * the machine had idle CPU; channels that never waited (b < 0.02) left the
+ * the machine had idle CPU (and the cgroup quota room); channels that never waited (b < 0.02) left the
  * link room: compress less, unless the link delivered what it took when
  * last full (at 1gbit such windows came every few, and stepping down on
  * them sent 5% raw). In between the share holds. The model stays
@@ -391,7 +411,11 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	uint32_t f = a->codec == LM_CODEC_NONE ? 0 : a->frac, mf = a->model_frac;
 	uint32_t lo = mf > LM__AUTO_STEER_MAX ? mf - LM__AUTO_STEER_MAX : 0;
 	uint32_t hi = mf + LM__AUTO_STEER_MAX;
-	int room = (a->idle < 0 || a->idle >= 0.1);
+	/* Room for more compression: idle CPU, and under a quota CPU time
+	 * left in it (the channels below their share of it). */
+	int room = (a->idle < 0 || a->idle >= 0.1) &&
+		   (a->cores_quota <= 0 ||
+		    (double)m->tx.cpu_ns < (a->cores_quota - 0.1) * (double)m->wall_ns);
 	/* Not waiting, yet delivering what the link took when last full:
 	 * production and link even, the best place; raw pages would only
 	 * queue. */

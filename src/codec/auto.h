@@ -85,6 +85,11 @@ typedef struct lm__auto_meas {
 	 * -1: not in this window, the budget stays as it was). */
 	uint64_t idle_ns;
 	int idle_known;
+	/* The cgroup's CPU quota in CPUs (0: none) and its CPU ns in the
+	 * window (cg_known 1; 0: its usage not known, the quota alone). */
+	double quota;
+	uint64_t cg_ns;
+	int cg_known;
 	uint32_t rx_channels;
 	uint64_t rx_cpu_ns, rx_wall_ns;
 	struct {
@@ -109,7 +114,9 @@ typedef struct lm__auto {
 	 * cores the channels can have (0: not known). */
 	double enc_cpu[LM_MAX_CODECS];
 	double cpu_other, cpu_write;
-	double cores;
+	double cores;        /* the smaller of the two below that are known */
+	double cores_idle;   /* from the machine's idle CPU (0: not known) */
+	double cores_quota;  /* from the cgroup's quota (0: none) */
 	double link;         /* wire bytes/s the link takes */
 	double blocked;      /* last window: share of channel time blocked in writes, */
 	double delivered;    /* and the wire bytes/s that crossed the link */

@@ -114,6 +114,8 @@ void lm__sender_auto_start(lm_sender *s)
 			cand |= 1u << i;
 	lm__auto_init(&s->au, cand, s->page_size, s->nch, s->rate_limit);
 	s->idle_have = lm__cpuidle_open(&s->idle) == 0;
+	s->cg_have = lm__cgroup_open(&s->cg, "/proc/self/cgroup", "/sys/fs/cgroup") == 0;
+	s->cg_seen = 0;
 	s->auto_rate_limit = s->rate_limit;
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }
@@ -264,6 +266,25 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
 	s->idle_seen = now;
 }
 
+/* The cgroup's quota now and its CPU use since the last window. A quota
+ * that became unreadable (the cgroup moved) drops the term this window. */
+static void quota_window(lm_sender *s, lm__auto_meas *m)
+{
+	uint64_t use = 0;
+	double cpus = 0;
+
+	if (!s->cg_have)
+		return;
+	if (lm__cgroup_read(&s->cg, &cpus, &use)) {
+		s->cg_seen = 0;
+		return;
+	}
+	m->quota = cpus;
+	m->cg_known = use && s->cg_seen && use >= s->cg_seen;
+	m->cg_ns = m->cg_known ? use - s->cg_seen : 0;
+	s->cg_seen = use;
+}
+
 void lm__sender_auto_tick(lm_sender *s)
 {
 	uint64_t now;
@@ -279,6 +300,8 @@ void lm__sender_auto_tick(lm_sender *s)
 	if (!s->auto_t) {
 		s->auto_t = now;
 		s->idle_have = s->idle_have && lm__cpuidle_read(&s->idle, &s->idle_seen) == 0;
+		memset(&m, 0, sizeof(m));
+		quota_window(s, &m); /* the usage's baseline */
 		return;
 	}
 	if (now - s->auto_t < (!s->au.windows			     ? LM__AUTO_START_WINDOW_US
@@ -291,6 +314,7 @@ void lm__sender_auto_tick(lm_sender *s)
 	tx_window(s, &m);
 	rx_window(s, &m);
 	idle_window(s, &m);
+	quota_window(s, &m);
 	lm__auto_update(&s->au, &m);
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }

@@ -9,6 +9,7 @@
 #include "codec/auto.h"
 #include "codec/codec.h"
 #include "codec/kinds.h"
+#include "cgroup.h"
 #include "cpuidle.h"
 #include "livemig.h"
 
@@ -154,6 +155,9 @@ struct lm_sender {
 	uint64_t idle_seen; /* its last reading, valid while idle_have */
 	int idle_have;
 	uint32_t idle_fails; /* reads failed in a row */
+	lm__cgroup cg;      /* the cgroup's CPU quota: the updater's, */
+	int cg_have;        /* found when auto started */
+	uint64_t cg_seen;   /* its last usage reading (0: none) */
 	/* Owner: the thread driving the sender (channel threads never read
 	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */
