@@ -11,7 +11,7 @@
 /* The whole of a small file, NUL-terminated; its length or a negative errno. */
 static ssize_t slurp(const char *path, char *buf, size_t cap)
 {
-	ssize_t n, got = 0;
+	ssize_t n = 0, got = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
@@ -42,42 +42,220 @@ static int number(const char **p, int64_t *v)
 	return 0;
 }
 
-/* The quota in CPUs (0: none, "max" or -1), from cpu.max ("QUOTA PERIOD")
- * or from cpu.cfs_quota_us and cpu.cfs_period_us; negative errno when
- * unreadable. */
-static double quota_cpus(const lm__cgroup *cg, int *err)
+/* Does the comma-separated list [p, end) hold the word w? */
+static int has_word(const char *p, const char *end, const char *w)
+{
+	size_t n = strlen(w);
+
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *stop = comma ? comma : end;
+		if ((size_t)(stop - p) == n && memcmp(p, w, n) == 0)
+			return 1;
+		p = stop + 1;
+	}
+	return 0;
+}
+
+/* mountinfo's octal escapes (\040 a blank, \134 a backslash), in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+/* One hierarchy's mount and the cgroup's directory in it. */
+typedef struct where {
+	char dir[LM__CGROUP_PATH];
+	size_t top;    /* strlen of the mount point: the walk up stops there */
+	int comounted; /* v1: the mount holds cpuacct too */
+} where;
+
+/* The mount showing cgroup path: cgroup2 (ctrl NULL), or cgroup v1 with
+ * ctrl among its options. Its root is the part of the path it does not
+ * show (a container's own cgroup mounted as the root); a mount whose root
+ * is not a prefix of path does not hold it. 0, or -ENOENT. */
+static int locate(const char *mountinfo, const char *ctrl, const char *path, where *w)
+{
+	FILE *f = fopen(mountinfo, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (rc && getline(&line, &cap, f) > 0) {
+		/* "ID PARENT MAJ:MIN ROOT POINT OPTS [TAGS...] - TYPE SOURCE SUPER" */
+		char *fld[5], *sep = strstr(line, " - "), *save = NULL, *type, *super;
+		size_t rl;
+		int k = 0, n;
+		if (!sep)
+			continue;
+		*sep = 0;
+		for (char *t = strtok_r(line, " ", &save); t && k < 5;
+		     t = strtok_r(NULL, " ", &save))
+			fld[k++] = t;
+		if (k < 5 || !(type = strtok_r(sep + 3, " ", &save)) ||
+		    !strtok_r(NULL, " ", &save) || !(super = strtok_r(NULL, " \n", &save)))
+			continue;
+		if (ctrl ? strcmp(type, "cgroup") != 0 ||
+				    !has_word(super, super + strlen(super), ctrl)
+			 : strcmp(type, "cgroup2") != 0)
+			continue;
+		unescape(fld[3]);
+		unescape(fld[4]);
+		rl = strcmp(fld[3], "/") == 0 ? 0 : strlen(fld[3]);
+		if (strncmp(path, fld[3], rl) != 0 || (path[rl] != 0 && path[rl] != '/'))
+			continue;
+		n = snprintf(w->dir, sizeof(w->dir), "%s%s", fld[4], path[rl] ? path + rl : "");
+		if (n < 0 || (size_t)n >= sizeof(w->dir))
+			continue;
+		while (n > 1 && w->dir[n - 1] == '/') /* the path "/" */
+			w->dir[--n] = 0;
+		w->top = strlen(fld[4]);
+		w->comounted = ctrl && has_word(super, super + strlen(super), "cpuacct");
+		rc = 0;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* dir's parent, not above the mount point; 0 when dir is the mount point. */
+static int up(where *w)
+{
+	char *slash;
+
+	if (strlen(w->dir) <= w->top || !(slash = strrchr(w->dir, '/')) ||
+	    (size_t)(slash - w->dir) < w->top)
+		return 0;
+	*slash = 0;
+	return 1;
+}
+
+static int file_at(char *out, const char *dir, const char *name)
+{
+	int n = snprintf(out, LM__CGROUP_PATH, "%s/%s", dir, name);
+
+	return n > 0 && (size_t)n < LM__CGROUP_PATH;
+}
+
+/* Each level from w's cgroup up to its mount that has a quota file.
+ * acct: v1's cpuacct hierarchy walked beside it (NULL: none, or usage
+ * beside the quota: v2, or cpu and cpuacct mounted together). */
+static void add_levels(lm__cgroup *cg, where *w, where *acct, int v2)
+{
+	int acct_ok = acct != NULL;
+
+	do {
+		lm__cgroup_level *l;
+		if (cg->n >= LM__CGROUP_LEVELS)
+			return;
+		l = &cg->level[cg->n];
+		memset(l, 0, sizeof(*l));
+		l->v2 = v2;
+		if (file_at(l->quota, w->dir, v2 ? "cpu.max" : "cpu.cfs_quota_us") &&
+		    access(l->quota, R_OK) == 0 &&
+		    (v2 || file_at(l->period, w->dir, "cpu.cfs_period_us"))) {
+			const char *udir = acct ? (acct_ok ? acct->dir : NULL) : w->dir;
+			if (!udir || (!v2 && !acct && !w->comounted) ||
+			    !file_at(l->usage, udir, v2 ? "cpu.stat" : "cpuacct.usage"))
+				l->usage[0] = 0;
+			cg->n++;
+		}
+		if (acct_ok)
+			acct_ok = up(acct);
+	} while (up(w));
+}
+
+int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
+{
+	char buf[4096], cpu_path[LM__CGROUP_PATH] = "", acct_path[LM__CGROUP_PATH] = "";
+	ssize_t len;
+	where w, a;
+
+	memset(cg, 0, sizeof(*cg));
+	if ((len = slurp(self, buf, sizeof(buf))) < 0)
+		return (int)len;
+	/* "ID:CONTROLLERS:PATH" per line; v2's is "0::PATH". */
+	for (char *line = buf, *next; line && *line; line = next) {
+		char *nl = strchr(line, '\n'), *c1, *c2;
+		next = nl ? nl + 1 : NULL;
+		if (nl)
+			*nl = 0;
+		if (!(c1 = strchr(line, ':')) || !(c2 = strchr(c1 + 1, ':')) || c2[1] != '/' ||
+		    strlen(c2 + 1) >= sizeof(cpu_path))
+			continue;
+		if (c2 == c1 + 1 && strncmp(line, "0:", 2) == 0) {
+			if (locate(mountinfo, NULL, c2 + 1, &w) == 0)
+				add_levels(cg, &w, NULL, 1);
+			continue;
+		}
+		if (has_word(c1 + 1, c2, "cpu"))
+			strcpy(cpu_path, c2 + 1);
+		if (has_word(c1 + 1, c2, "cpuacct"))
+			strcpy(acct_path, c2 + 1);
+	}
+	if (cpu_path[0] && locate(mountinfo, "cpu", cpu_path, &w) == 0) {
+		/* cpuacct apart: its cgroup is the same one only under the
+		 * same path, as systemd and container runtimes make them. */
+		int apart = !w.comounted && strcmp(cpu_path, acct_path) == 0 &&
+			    locate(mountinfo, "cpuacct", acct_path, &a) == 0;
+		add_levels(cg, &w, apart ? &a : NULL, 0);
+	}
+	return cg->n ? 0 : -ENOENT;
+}
+
+/* A level's quota now into u (cpus 0: none; period_us its period): 0, or a
+ * negative errno when its files cannot be read or parsed. */
+static int quota_of(const lm__cgroup_level *l, lm__cgroup_use *u)
 {
 	char buf[128];
 	const char *p = buf;
 	int64_t q, per;
+	ssize_t n;
 
-	*err = 0;
-	if (slurp(cg->quota, buf, sizeof(buf)) < 0)
-		return *err = -ENOENT, 0;
-	if (cg->v2 && strncmp(buf, "max", 3) == 0)
+	u->cpus = 0;
+	u->period_us = 0;
+	if ((n = slurp(l->quota, buf, sizeof(buf))) < 0)
+		return (int)n;
+	if (l->v2 && strncmp(buf, "max", 3) == 0)
 		return 0;
 	if (number(&p, &q))
-		return *err = -EINVAL, 0;
-	if (!cg->v2) {
-		if (slurp(cg->period, buf, sizeof(buf)) < 0)
-			return *err = -ENOENT, 0;
+		return -EINVAL;
+	if (q <= 0) /* v1's -1: none */
+		return 0;
+	if (!l->v2) {
+		if ((n = slurp(l->period, buf, sizeof(buf))) < 0)
+			return (int)n;
 		p = buf;
 	}
 	if (number(&p, &per) || per <= 0)
-		return *err = -EINVAL, 0;
-	return q > 0 ? (double)q / (double)per : 0;
+		return -EINVAL;
+	u->period_us = (uint64_t)per;
+	u->cpus = (double)q / (double)per;
+	return 0;
 }
 
-static uint64_t usage_ns(const lm__cgroup *cg)
+static uint64_t usage_of(const lm__cgroup_level *l)
 {
 	char buf[2048];
-	const char *p;
+	const char *p = buf;
 	int64_t v;
 
-	if (!cg->usage[0] || slurp(cg->usage, buf, sizeof(buf)) < 0)
+	if (!l->usage[0] || slurp(l->usage, buf, sizeof(buf)) < 0)
 		return 0;
-	p = buf;
-	if (cg->v2) { /* cpu.stat: "usage_usec N" among other lines */
+	if (l->v2) { /* cpu.stat: "usage_usec N" among other lines */
 		if (strncmp(buf, "usage_usec ", 11) == 0)
 			p = buf + 11;
 		else if ((p = strstr(buf, "\nusage_usec ")))
@@ -87,127 +265,18 @@ static uint64_t usage_ns(const lm__cgroup *cg)
 	}
 	if (number(&p, &v) || v < 0)
 		return 0;
-	return cg->v2 ? (uint64_t)v * 1000u : (uint64_t)v;
+	return l->v2 ? (uint64_t)v * 1000u : (uint64_t)v;
 }
 
-/* One candidate: base/level/{cpu.max | cpu.cfs_quota_us}; kept in *best
- * when its quota is tighter. usage_bases: where v1's cpuacct.usage may be. */
-static void try_level(lm__cgroup *best, double *best_cpus, const char *base, const char *level,
-		      int v2, const char *const *usage_bases)
+int lm__cgroup_read(const lm__cgroup *cg, lm__cgroup_use *out)
 {
-	lm__cgroup c;
-	double cpus;
-	int err, n;
+	int any = 0, rc;
 
-	memset(&c, 0, sizeof(c));
-	c.v2 = v2;
-	n = snprintf(c.quota, sizeof(c.quota), "%s%s/%s", base, level,
-		     v2 ? "cpu.max" : "cpu.cfs_quota_us");
-	if (n < 0 || (size_t)n >= sizeof(c.quota))
-		return;
-	if (!v2) {
-		n = snprintf(c.period, sizeof(c.period), "%s%s/cpu.cfs_period_us", base, level);
-		if (n < 0 || (size_t)n >= sizeof(c.period))
-			return;
+	for (uint32_t i = 0; i < cg->n; i++) {
+		if ((rc = quota_of(&cg->level[i], &out[i])))
+			return rc;
+		out[i].usage_ns = out[i].cpus > 0 ? usage_of(&cg->level[i]) : 0;
+		any |= out[i].cpus > 0;
 	}
-	cpus = quota_cpus(&c, &err);
-	if (err || cpus <= 0 || (*best_cpus > 0 && cpus >= *best_cpus))
-		return;
-	for (int i = 0; v2 ? i == 0 : usage_bases[i] != NULL; i++) {
-		/* v2: beside cpu.max; v1: in the cpuacct hierarchy */
-		n = snprintf(c.usage, sizeof(c.usage), "%s%s/%s", v2 ? base : usage_bases[i], level,
-			     v2 ? "cpu.stat" : "cpuacct.usage");
-		if (n > 0 && (size_t)n < sizeof(c.usage) && access(c.usage, R_OK) == 0)
-			break;
-		c.usage[0] = 0;
-	}
-	*best = c;
-	*best_cpus = cpus;
-}
-
-/* The cgroup at path and each ancestor up to the hierarchy's root: a
- * container sees its own cgroup as "/" (a cgroup namespace) or under a path
- * whose upper part is not mounted (v1 without one), so every level that
- * exists is tried. */
-static void walk(lm__cgroup *best, double *best_cpus, const char *const *bases, int v2,
-		 const char *const *usage_bases, const char *path)
-{
-	char level[LM__CGROUP_PATH];
-	size_t n = strlen(path);
-
-	if (n >= sizeof(level))
-		return;
-	memcpy(level, path, n + 1);
-	while (n > 0 && level[n - 1] == '/') /* "/" is the root: "" */
-		level[--n] = 0;
-	for (;;) {
-		for (int i = 0; bases[i]; i++)
-			try_level(best, best_cpus, bases[i], level, v2, usage_bases);
-		char *slash = strrchr(level, '/');
-		if (!slash)
-			break;
-		*slash = 0;
-	}
-}
-
-/* Does the comma-separated controller list (ending at end) name "cpu"? */
-static int names_cpu(const char *list, const char *end)
-{
-	for (const char *p = list; p < end;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *stop = comma ? comma : end;
-		if (stop - p == 3 && memcmp(p, "cpu", 3) == 0)
-			return 1;
-		p = stop + 1;
-	}
-	return 0;
-}
-
-int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *root)
-{
-	char buf[4096], b2[2][LM__CGROUP_PATH], b1[3][LM__CGROUP_PATH];
-	const char *v2_bases[3] = {b2[0], b2[1], NULL};
-	const char *v1_bases[3] = {b1[0], b1[1], NULL};
-	const char *v1_usage[4] = {b1[2], b1[1], b1[0], NULL};
-	double cpus = 0;
-	ssize_t len;
-
-	memset(cg, 0, sizeof(*cg));
-	if ((len = slurp(self, buf, sizeof(buf))) < 0)
-		return (int)len;
-	snprintf(b2[0], sizeof(b2[0]), "%s", root);
-	snprintf(b2[1], sizeof(b2[1]), "%s/unified", root);
-	snprintf(b1[0], sizeof(b1[0]), "%s/cpu", root);
-	snprintf(b1[1], sizeof(b1[1]), "%s/cpu,cpuacct", root);
-	snprintf(b1[2], sizeof(b1[2]), "%s/cpuacct", root);
-	/* "ID:CONTROLLERS:PATH" per line; v2's is "0::PATH". */
-	for (char *line = buf, *next; line && *line; line = next) {
-		char *nl = strchr(line, '\n'), *c1, *c2;
-		next = nl ? nl + 1 : NULL;
-		if (nl)
-			*nl = 0;
-		if (!(c1 = strchr(line, ':')) || !(c2 = strchr(c1 + 1, ':')) || c2[1] != '/')
-			continue;
-		if (c2 == c1 + 1 && strncmp(line, "0:", 2) == 0)
-			walk(cg, &cpus, v2_bases, 1, NULL, c2 + 1);
-		else if (names_cpu(c1 + 1, c2))
-			walk(cg, &cpus, v1_bases, 0, v1_usage, c2 + 1);
-	}
-	return cpus > 0 ? 0 : -ENOENT;
-}
-
-int lm__cgroup_read(const lm__cgroup *cg, double *cpus, uint64_t *usage)
-{
-	int err;
-
-	*usage = 0;
-	if (!cg->quota[0])
-		return -ENOENT;
-	*cpus = quota_cpus(cg, &err);
-	if (err)
-		return err;
-	if (*cpus <= 0)
-		return -ENOENT;
-	*usage = usage_ns(cg);
-	return 0;
+	return any ? 0 : -ENOENT;
 }

@@ -59,6 +59,7 @@ typedef struct world {
 	/* A cgroup CPU quota (a container's CPU limit, 0: none) and what
 	 * the rest of the cgroup uses of it, cores. */
 	double quota, cg_load;
+	int quota_unreadable; /* the sender cannot read it this window */
 	int rx_shared;
 	int rx_cpu_only; /* its FEEDBACK counts CPU time only, not run-queue waits */
 	/* Socket buffers (bytes, all channels; 0: none) take writes at the
@@ -141,7 +142,10 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		machine = 1;
 	}
 	if (w->quota > 0 && (w->quota - w->cg_load) * 1e9 / s < x) {
-		x = (w->quota - w->cg_load) * 1e9 / s; /* throttled: no write waits */
+		/* throttled: no write waits; others taking it all leave the
+		 * channels a sliver (the kernel's fairness within the cgroup) */
+		double q = w->quota - w->cg_load;
+		x = (q > 0.02 ? q : 0.02) * 1e9 / s;
 		machine = 1;
 	}
 	in = x * win / 1e9;
@@ -184,9 +188,8 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		m.idle_known = 1;
 	}
 	if (w->quota > 0) {
-		m.quota = w->quota;
-		m.cg_known = 1;
-		m.cg_ns = (uint64_t)(in * s + w->cg_load * win);
+		m.quota_known = w->quota_unreadable ? -1 : 1;
+		m.quota_free = w->quota - w->cg_load;
 	}
 	if (w->rx_n) {
 		double busy = in * r;
@@ -404,11 +407,34 @@ static void model_quota(void)
 	CHECK_EQ(a.cores_idle, 0);
 	CHECK(a.cores > 0.2 && a.cores <= 0.31);
 	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	/* The rest of the cgroup takes all of it: the least budget, raw. */
+	shared.cg_load = 1.2;
+	settle(&shared, &a);
+	CHECK_EQ(a.cores_quota, LM__AUTO_CORES_MIN);
+	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
 	/* A quota the sender does not reach takes nothing away. */
 	pod = host;
 	pod.quota = 6;
 	settle(&pod, &a);
 	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) >= host_frac * 3 / 4);
+	/* Windows that cannot read it keep the budget; a quota lifted
+	 * mid-migration leaves the idle CPU's. */
+	{
+		lm__auto_chan chans[8];
+		start(&a, chans, all_cand, 2, 0);
+		pod.quota = 0.3;
+		pod.quota_unreadable = 0;
+		run_world(&pod, &a, chans, 30);
+		CHECK(a.cores_quota > 0.2 && a.cores_quota <= 0.31);
+		pod.quota_unreadable = 1;
+		run_world(&pod, &a, chans, 10);
+		CHECK(a.cores_quota > 0.2 && a.cores_quota <= 0.31);
+		CHECK(a.cores <= 0.31);
+		run_world(&host, &a, chans, 30);
+		CHECK_EQ(a.cores_quota, 0);
+		CHECK(a.cores > 1);
+		CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) >= host_frac * 3 / 4);
+	}
 }
 
 /* Channels whose CPU, not the link, holds their rate never fill the link:

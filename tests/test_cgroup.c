@@ -1,18 +1,20 @@
 /*
  * test_cgroup: the cgroup CPU quota codec auto's budget reads
  * (src/cgroup.c).
- *  1. From cgroup trees the test writes: v2 in a cgroup namespace (the
- *     container's cgroup is "/"), v2 nested with the tighter quota on an
- *     ancestor or on the cgroup itself, v2 beside v1 (hybrid, at
- *     unified/), v1 with cpu and cpuacct co-mounted and a path whose upper
- *     part is not mounted (a container without a cgroup namespace), v1
- *     with separate cpu and cpuacct mounts. The quota in CPUs and the
- *     usage in ns from the binding cgroup; a quota changed after open is
- *     read as it is now; "max", -1, garbled files and a missing
- *     /proc/self/cgroup are no quota, never a made-up one.
+ *  1. From cgroup trees and a mountinfo the test writes: v2 in a cgroup
+ *     namespace (the container's cgroup is "/"), v2 nested (each level,
+ *     the process's own first; a quota lifted on one, the ancestor's
+ *     still read), v2 beside v1 (hybrid, at unified/), v1 with cpu and
+ *     cpuacct co-mounted and a process below a mount whose root is its
+ *     container's cgroup (no cgroup namespace), v1 with cpu and cpuacct
+ *     mounted apart (the usage only from the same path), a mount point
+ *     with an escaped blank, "cpuset" not taken for "cpu". A quota
+ *     changed after open is read as it is now; "max" and -1 are none,
+ *     garbled files an error, never a made-up quota.
  *  2. The real kernel, as root where a cpu controller can be written: a
- *     child process in a new cgroup with a quota of 0.25 CPUs reads 0.25
- *     and a usage that grows as it spins. Skipped, saying why, elsewhere.
+ *     child process in a new cgroup with a quota of 0.25 CPUs finds it
+ *     through /proc/self/mountinfo and reads 0.25 and a usage that grows
+ *     as it spins. Skipped, saying why, elsewhere.
  */
 #include <errno.h>
 #include <signal.h>
@@ -56,122 +58,198 @@ static void clean(void)
 	CHECK_EQ(system(cmd), 0);
 }
 
-/* Opens with top/self as /proc/self/cgroup and top/fs as the root. */
-static int open_tree(lm__cgroup *cg)
+/* top/mountinfo with one line per mount: "TYPE ROOT POINT SUPER", POINT
+ * under top (its blanks escaped as mountinfo does). */
+static void mounts(const char *const *m)
 {
-	char self[512], root[512];
+	char text[4096] = "", line[1024], point[512];
 
-	snprintf(self, sizeof(self), "%s/self", top);
-	snprintf(root, sizeof(root), "%s/fs", top);
-	return lm__cgroup_open(cg, self, root);
+	for (int i = 0; m[i]; i += 4) {
+		size_t k = 0;
+		for (const char *p = m[i + 2]; *p && k + 5 < sizeof(point); p++) {
+			if (*p == ' ') {
+				memcpy(point + k, "\\040", 4);
+				k += 4;
+			} else {
+				point[k++] = *p;
+			}
+		}
+		point[k] = 0;
+		snprintf(line, sizeof(line), "%d 1 0:%d %s %s/%s rw,nosuid shared:%d - %s %s %s\n",
+			 30 + i, 20 + i, m[i + 1], top, point, i, m[i], m[i], m[i + 3]);
+		strncat(text, line, sizeof(text) - strlen(text) - 1);
+	}
+	put("mountinfo", text);
 }
 
-static void expect(double cpus, uint64_t usage)
+static int open_tree(lm__cgroup *cg)
+{
+	char self[512], mi[512];
+
+	snprintf(self, sizeof(self), "%s/self", top);
+	snprintf(mi, sizeof(mi), "%s/mountinfo", top);
+	return lm__cgroup_open(cg, self, mi);
+}
+
+/* Opens, expects n levels, and level i's quota and usage now. */
+static void expect(uint32_t n, uint32_t i, double cpus, uint64_t usage)
 {
 	lm__cgroup cg;
-	double got = -1;
-	uint64_t use = 1;
+	lm__cgroup_use u[LM__CGROUP_LEVELS];
 
+	memset(u, 0xff, sizeof(u));
 	CHECK_EQ(open_tree(&cg), 0);
-	CHECK_EQ(lm__cgroup_read(&cg, &got, &use), 0);
-	CHECK(got > cpus - 1e-9 && got < cpus + 1e-9);
-	CHECK_EQ(use, usage);
+	CHECK_EQ(cg.n, n);
+	CHECK_EQ(lm__cgroup_read(&cg, u), 0);
+	CHECK(i < cg.n);
+	if (i >= cg.n)
+		return;
+	CHECK(u[i].cpus > cpus - 1e-9 && u[i].cpus < cpus + 1e-9);
+	CHECK_EQ(u[i].usage_ns, usage);
 }
 
 static void expect_none(void)
 {
 	lm__cgroup cg;
-	double got;
-	uint64_t use;
 
 	CHECK_EQ(open_tree(&cg), -ENOENT);
-	CHECK(lm__cgroup_read(&cg, &got, &use) < 0);
+	CHECK_EQ(cg.n, 0);
 }
 
-static void trees(void)
+static void v2(void)
 {
+	static const char *const ns[] = {"cgroup2", "/", "fs", "rw,nsdelegate", NULL};
+	static const char *const hybrid[] = {"cgroup",         "/",       "fs/cpu,cpuacct",
+					     "rw,cpu,cpuacct", "cgroup2", "/",
+					     "fs/unified",     "rw",      NULL};
 	lm__cgroup cg;
-	double cpus;
-	uint64_t use;
+	lm__cgroup_use u[LM__CGROUP_LEVELS];
 
-	/* v2, a cgroup namespace: the container's cgroup is the root. */
+	/* A cgroup namespace: the container's cgroup is the root. */
 	put("self", "0::/\n");
+	mounts(ns);
 	put("fs/cpu.max", "150000 100000\n");
 	put("fs/cpu.stat", "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\n");
-	expect(1.5, 5000000);
-	/* Unlimited, then garbled: no quota. */
+	expect(1, 0, 1.5, 5000000);
+	CHECK_EQ(open_tree(&cg), 0);
+	CHECK_EQ(lm__cgroup_read(&cg, u), 0);
+	CHECK_EQ(u[0].period_us, 100000);
+	/* Unlimited: the level is kept (a quota set later counts), none now. */
 	put("fs/cpu.max", "max 100000\n");
-	expect_none();
+	CHECK_EQ(open_tree(&cg), 0);
+	CHECK_EQ(lm__cgroup_read(&cg, u), -ENOENT);
+	/* Garbled: an error, not "no quota". */
 	put("fs/cpu.max", "lots\n");
-	expect_none();
+	CHECK_EQ(lm__cgroup_read(&cg, u), -EINVAL);
 	put("fs/cpu.max", "100000 0\n");
-	expect_none();
+	CHECK_EQ(lm__cgroup_read(&cg, u), -EINVAL);
 	clean();
 
-	/* v2 nested: the ancestor's quota binds, then the cgroup's own. */
+	/* Nested, the process's own cgroup first. */
 	put("self", "0::/pod/ctr\n");
+	mounts(ns);
 	put("fs/pod/cpu.max", "200000 100000\n");
 	put("fs/pod/cpu.stat", "nr_periods 3\nusage_usec 7\n");
 	put("fs/pod/ctr/cpu.max", "max 100000\n");
 	put("fs/pod/ctr/cpu.stat", "usage_usec 3\n");
-	expect(2.0, 7000);
+	expect(2, 1, 2.0, 7000);
 	put("fs/pod/ctr/cpu.max", "50000 100000\n");
-	expect(0.5, 3000);
-	/* Changed after open: read as it is now (an in-place resize). */
+	expect(2, 0, 0.5, 3000);
+	/* Resized after open, then lifted: the ancestor's still holds. */
 	CHECK_EQ(open_tree(&cg), 0);
 	put("fs/pod/ctr/cpu.max", "75000 100000\n");
-	CHECK_EQ(lm__cgroup_read(&cg, &cpus, &use), 0);
-	CHECK(cpus > 0.749 && cpus < 0.751);
-	/* Lifted: no quota term any more. */
+	CHECK_EQ(lm__cgroup_read(&cg, u), 0);
+	CHECK(u[0].cpus > 0.749 && u[0].cpus < 0.751);
 	put("fs/pod/ctr/cpu.max", "max 100000\n");
-	CHECK(lm__cgroup_read(&cg, &cpus, &use) < 0);
+	CHECK_EQ(lm__cgroup_read(&cg, u), 0);
+	CHECK(u[0].cpus == 0);
+	CHECK(u[1].cpus > 1.999 && u[1].cpus < 2.001);
 	/* A usage file without usage_usec: the quota alone. */
 	put("fs/pod/ctr/cpu.max", "50000 100000\n");
 	put("fs/pod/ctr/cpu.stat", "user_usec 3\n");
-	expect(0.5, 0);
+	expect(2, 0, 0.5, 0);
 	clean();
 
-	/* Hybrid: v2 at unified/, the cpu controller on v1. */
+	/* Hybrid: v2 at unified/ beside v1's cpu hierarchy. */
 	put("self", "12:cpu,cpuacct:/job\n0::/job\n");
+	mounts(hybrid);
+	put("fs/unified/job/cpu.max", "50000 100000\n");
 	put("fs/unified/job/cpu.stat", "usage_usec 1\n");
-	put("fs/cpu,cpuacct/job/cpu.cfs_quota_us", "-1\n");
-	put("fs/cpu,cpuacct/job/cpu.cfs_period_us", "100000\n");
-	expect_none();
-	put("fs/cpu,cpuacct/job/cpu.cfs_quota_us", "300000\n");
-	put("fs/cpu,cpuacct/job/cpuacct.usage", "123456789\n");
-	expect(3.0, 123456789);
+	expect(1, 0, 0.5, 1000);
 	clean();
+}
 
-	/* v1 in a container without a cgroup namespace: its path is the
-	 * host's, the mount is its own cgroup. */
-	put("self", "4:cpu,cpuacct:/docker/abc\n3:memory:/docker/abc\n0::/\n");
+static void v1(void)
+{
+	static const char *const sub[] = {"cgroup", "/docker/abc", "fs/cpu,cpuacct",
+					  "rw,cpu,cpuacct", NULL};
+	static const char *const apart[] = {"cgroup",     "/",          "fs/cpu",
+					    "rw,cpu",     "cgroup",     "/",
+					    "fs/cpuacct", "rw,cpuacct", NULL};
+	static const char *const blank[] = {"cgroup", "/", "fs/c g", "rw,cpu,cpuacct", NULL};
+	static const char *const cpuset[] = {"cgroup", "/", "fs/cpuset", "rw,cpuset", NULL};
+	lm__cgroup cg;
+	lm__cgroup_use u[LM__CGROUP_LEVELS];
+
+	/* A container without a cgroup namespace: its cgroup is the
+	 * mount's root, and the process is in a child of it. */
+	put("self", "4:cpu,cpuacct:/docker/abc/sub\n3:memory:/docker/abc\n0::/\n");
+	mounts(sub);
+	put("fs/cpu,cpuacct/sub/cpu.cfs_quota_us", "25000\n");
+	put("fs/cpu,cpuacct/sub/cpu.cfs_period_us", "100000\n");
+	put("fs/cpu,cpuacct/sub/cpuacct.usage", "42\n");
 	put("fs/cpu,cpuacct/cpu.cfs_quota_us", "100000\n");
 	put("fs/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-	put("fs/cpu,cpuacct/cpuacct.usage", "42\n");
-	expect(1.0, 42);
+	put("fs/cpu,cpuacct/cpuacct.usage", "99\n");
+	expect(2, 0, 0.25, 42);
+	expect(2, 1, 1.0, 99);
+	put("fs/cpu,cpuacct/sub/cpu.cfs_quota_us", "-1\n");
+	expect(2, 1, 1.0, 99);
+	/* A process outside the mount's root: not this hierarchy's view. */
+	put("self", "4:cpu,cpuacct:/other\n");
+	expect_none();
 	clean();
 
-	/* v1, cpu and cpuacct mounted apart. */
+	/* cpu and cpuacct mounted apart: the usage from cpuacct under the
+	 * same path; under another path it is not the same cgroup. */
 	put("self", "5:cpuacct:/x\n4:cpu:/x\n");
+	mounts(apart);
 	put("fs/cpu/x/cpu.cfs_quota_us", "250000\n");
 	put("fs/cpu/x/cpu.cfs_period_us", "100000\n");
 	put("fs/cpuacct/x/cpuacct.usage", "99\n");
-	expect(2.5, 99);
-	/* A period missing: no quota. */
+	expect(1, 0, 2.5, 99);
+	put("self", "5:cpuacct:/y\n4:cpu:/x\n");
+	expect(1, 0, 2.5, 0);
+	/* A period unreadable: an error. */
+	put("self", "5:cpuacct:/x\n4:cpu:/x\n");
 	put("fs/cpu/x/cpu.cfs_period_us", "\n");
-	expect_none();
+	CHECK_EQ(open_tree(&cg), 0);
+	CHECK_EQ(lm__cgroup_read(&cg, u), -EINVAL);
 	clean();
 
-	/* A controller list that only contains "cpu" as part of a name. */
+	/* A mount point with a blank, escaped in mountinfo. */
+	put("self", "4:cpu,cpuacct:/\n");
+	mounts(blank);
+	put("fs/c g/cpu.cfs_quota_us", "300000\n");
+	put("fs/c g/cpu.cfs_period_us", "100000\n");
+	put("fs/c g/cpuacct.usage", "7\n");
+	expect(1, 0, 3.0, 7);
+	clean();
+
+	/* "cpu" only as part of another controller's name. */
 	put("self", "6:cpuset:/y\n");
+	mounts(cpuset);
 	put("fs/cpuset/y/cpu.cfs_quota_us", "100000\n");
 	put("fs/cpuset/y/cpu.cfs_period_us", "100000\n");
 	expect_none();
 	clean();
 
-	/* No /proc/self/cgroup, or one of garbage. */
-	expect_none();
+	/* No /proc/self/cgroup or mountinfo, or garbage in them. */
+	CHECK(open_tree(&cg) < 0);
 	put("self", "garbage\n:::\n0:\n");
+	put("mountinfo", "garbage\n1 2 3\n - \n");
+	expect_none();
+	put("self", "0::/\n");
 	expect_none();
 	clean();
 }
@@ -182,27 +260,28 @@ static volatile uint64_t spin_sink;
 static int quota_child(void)
 {
 	lm__cgroup cg;
-	double cpus = 0;
-	uint64_t u0 = 0, u1 = 0;
+	lm__cgroup_use u[LM__CGROUP_LEVELS];
+	uint64_t u0 = 0;
 	struct timespec t0, t;
 
-	if (lm__cgroup_open(&cg, "/proc/self/cgroup", "/sys/fs/cgroup")) {
-		fprintf(stderr, "test_cgroup: the child found no quota\n");
+	if (lm__cgroup_open(&cg, "/proc/self/cgroup", "/proc/self/mountinfo")) {
+		fprintf(stderr, "test_cgroup: the child found no cgroup that can hold a quota\n");
 		return 1;
 	}
-	if (lm__cgroup_read(&cg, &cpus, &u0) || cpus < 0.249 || cpus > 0.251) {
-		fprintf(stderr, "test_cgroup: the child read %.3f CPUs\n", cpus);
+	if (lm__cgroup_read(&cg, u) || u[0].cpus < 0.249 || u[0].cpus > 0.251) {
+		fprintf(stderr, "test_cgroup: the child read %.3f CPUs\n", u[0].cpus);
 		return 2;
 	}
+	u0 = u[0].usage_ns;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do { /* 300 ms of wall time: at least 50 ms of CPU under the quota */
 		for (int i = 0; i < 100000; i++)
 			spin_sink += (uint64_t)i;
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	} while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 300000000L);
-	if (lm__cgroup_read(&cg, &cpus, &u1) || !u1 || u1 < u0 + 20000000u) {
+	if (lm__cgroup_read(&cg, u) || !u[0].usage_ns || u[0].usage_ns < u0 + 20000000u) {
 		fprintf(stderr, "test_cgroup: usage %llu -> %llu\n", (unsigned long long)u0,
-			(unsigned long long)u1);
+			(unsigned long long)u[0].usage_ns);
 		return 3;
 	}
 	return 0;
@@ -296,7 +375,8 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	trees();
+	v2();
+	v1();
 	real_kernel();
 	rmdir(top);
 	TEST_DONE("test_cgroup");

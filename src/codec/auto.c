@@ -24,10 +24,11 @@
  *         plus half the machine's idle CPU on the CPUs they may run on
  *         (/proc/stat), within 0.05..N. Half: the guest, a receiver on
  *         the same host and the network stack grow with our rate too.
- *         Under a cgroup CPU quota (a container's CPU limit) at most the
- *         quota less what the rest of the cgroup used: idle host CPUs
- *         are not ours there, and going past the quota throttles all of
- *         the cgroup.
+ *         Under a cgroup CPU quota (a container's CPU limit) at most what
+ *         it leaves the channels, the quota less what the rest of the
+ *         cgroup used (the tightest cgroup on the way up, the sender's
+ *         quota_window): idle host CPUs are not ours there, and going
+ *         past the quota throttles all of the cgroup.
  *
  * Compressing a share f of the packets with c and sending the rest raw:
  *   W(f) = f r_c + (1 - f)            wire bytes per input byte
@@ -43,8 +44,9 @@
  * within 2% of it the one costing the least sender CPU (f k_c), so CPU is
  * not spent for nothing. The decision is that pick steered by the last
  * window (steer() below): a mix's best f is sensitive to errors in the
- * costs, and the window says which side of the crossover it was on. With a slow link L/W binds and compression wins; with
- * a fast one N/T binds and none wins; in between the link bound rises with
+ * costs, and the window says which side of the crossover it was on. With
+ * a slow link L/W binds and compression wins; with a fast one N/T binds
+ * and none wins; in between the link bound rises with
  * f and the CPU bound falls, and the best f is where they cross: a mix.
  *
  * The link: the delivered rate D = wire bytes that crossed the link in the
@@ -288,13 +290,10 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 		a->cores_idle = 0;
 		a->idle = -1;
 	}
-	if (m->quota > 0) {
-		double others = m->cg_known > 0 && m->cg_ns > m->tx.cpu_ns
-					? (double)(m->cg_ns - m->tx.cpu_ns)
-					: 0;
-		cores = budget(a, m->quota * (double)m->wall_ns - others, m->wall_ns);
+	if (m->quota_known > 0) {
+		cores = budget(a, m->quota_free * (double)m->wall_ns, m->wall_ns);
 		a->cores_quota = a->cores_quota > 0 ? ewma(a->cores_quota, cores, 0.5) : cores;
-	} else {
+	} else if (!m->quota_known) {
 		a->cores_quota = 0;
 	}
 	a->cores = a->cores_idle;
@@ -399,8 +398,8 @@ static void decide(lm__auto *a)
  * 200 MB/s of pages where lz4 moved 270, and sent 20% raw). The window says
  * on which side of the crossover the decision is: channels that waited for
  * the socket (b >= 0.03) had CPU the link could not take: compress more, if
- * the machine had idle CPU (and the cgroup quota room); channels that never waited (b < 0.02) left the
- * link room: compress less, unless the link delivered what it took when
+ * the machine had idle CPU (and a cgroup quota room); channels that never
+ * waited (b < 0.02) left the link room: compress less, unless the link delivered what it took when
  * last full (at 1gbit such windows came every few, and stepping down on
  * them sent 5% raw). In between the share holds. The model stays
  * the prior: its codec, its share when the steered one is more than 1/4

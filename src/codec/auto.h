@@ -85,11 +85,13 @@ typedef struct lm__auto_meas {
 	 * -1: not in this window, the budget stays as it was). */
 	uint64_t idle_ns;
 	int idle_known;
-	/* The cgroup's CPU quota in CPUs (0: none) and its CPU ns in the
-	 * window (cg_known 1; 0: its usage not known, the quota alone). */
-	double quota;
-	uint64_t cg_ns;
-	int cg_known;
+	/* The cores a cgroup CPU quota leaves the channels: the quota less
+	 * what the rest of the cgroup used, the tightest of the cgroups on
+	 * the way up, over the last span of at least a quota period
+	 * (quota_known 1; 0: no quota, -1: not in this window, the budget
+	 * stays as it was). May be <= 0: others use all of it. */
+	double quota_free;
+	int quota_known;
 	uint32_t rx_channels;
 	uint64_t rx_cpu_ns, rx_wall_ns;
 	struct {

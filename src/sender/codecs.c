@@ -7,6 +7,7 @@
  * decision.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,8 +115,9 @@ void lm__sender_auto_start(lm_sender *s)
 			cand |= 1u << i;
 	lm__auto_init(&s->au, cand, s->page_size, s->nch, s->rate_limit);
 	s->idle_have = lm__cpuidle_open(&s->idle) == 0;
-	s->cg_have = lm__cgroup_open(&s->cg, "/proc/self/cgroup", "/sys/fs/cgroup") == 0;
-	s->cg_seen = 0;
+	lm__cgroup_open(&s->cg, "/proc/self/cgroup", "/proc/self/mountinfo");
+	s->cg_t = 0;
+	s->cg_windows = 0;
 	s->auto_rate_limit = s->rate_limit;
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }
@@ -266,23 +268,69 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
 	s->idle_seen = now;
 }
 
-/* The cgroup's quota now and its CPU use since the last window. A quota
- * that became unreadable (the cgroup moved) drops the term this window. */
-static void quota_window(lm_sender *s, lm__auto_meas *m)
-{
-	uint64_t use = 0;
-	double cpus = 0;
+/* Windows between looking again for the cgroups that can hold a quota: a
+ * process moved, a quota set on an ancestor that had none. */
+#define LM__CGROUP_REFIND 20u
 
-	if (!s->cg_have)
-		return;
-	if (lm__cgroup_read(&s->cg, &cpus, &use)) {
-		s->cg_seen = 0;
+/* The cores the cgroups' quotas leave the channels, over a span of at
+ * least the longest quota period: within one period the kernel lets a
+ * cgroup run in a burst and then throttles it, so a 10 or 25 ms window
+ * would read all or nothing. Each level: its quota less what the rest of
+ * it used (its usage less the channels' CPU); the tightest counts. */
+static void quota_window(lm_sender *s, lm__auto_meas *m, uint64_t now)
+{
+	lm__cgroup_use use[LM__CGROUP_LEVELS];
+	uint64_t span, period = 0;
+	double free = INFINITY;
+	int rc;
+
+	if (++s->cg_windows >= LM__CGROUP_REFIND) {
+		lm__cgroup found;
+		s->cg_windows = 0;
+		lm__cgroup_open(&found, "/proc/self/cgroup", "/proc/self/mountinfo");
+		if (memcmp(&found, &s->cg, sizeof(found)) != 0) {
+			s->cg = found;
+			s->cg_t = 0;
+		}
+	}
+	m->quota_known = -1;
+	if ((rc = lm__cgroup_read(&s->cg, use))) {
+		/* None now: no quota term. Unreadable: this window says
+		 * nothing, and the span starts again. */
+		m->quota_known = rc == -ENOENT ? 0 : -1;
+		s->cg_t = 0;
 		return;
 	}
-	m->quota = cpus;
-	m->cg_known = use && s->cg_seen && use >= s->cg_seen;
-	m->cg_ns = m->cg_known ? use - s->cg_seen : 0;
-	s->cg_seen = use;
+	if (!s->cg_t) {
+		s->cg_t = now;
+		s->cg_tx = 0;
+		for (uint32_t i = 0; i < s->cg.n; i++)
+			s->cg_seen[i] = use[i].usage_ns;
+		return;
+	}
+	s->cg_tx += m->tx.cpu_ns;
+	span = now - s->cg_t;
+	for (uint32_t i = 0; i < s->cg.n; i++)
+		if (use[i].cpus > 0 && use[i].period_us > period)
+			period = use[i].period_us;
+	if (span < period || !span)
+		return;
+	for (uint32_t i = 0; i < s->cg.n; i++) {
+		double others = 0, f;
+		if (use[i].cpus <= 0)
+			continue;
+		if (use[i].usage_ns && s->cg_seen[i] && use[i].usage_ns >= s->cg_seen[i] &&
+		    use[i].usage_ns - s->cg_seen[i] > s->cg_tx)
+			others = (double)(use[i].usage_ns - s->cg_seen[i] - s->cg_tx);
+		f = use[i].cpus - others / ((double)span * 1000.0);
+		free = f < free ? f : free;
+	}
+	m->quota_known = 1;
+	m->quota_free = free;
+	s->cg_t = now;
+	s->cg_tx = 0;
+	for (uint32_t i = 0; i < s->cg.n; i++)
+		s->cg_seen[i] = use[i].usage_ns;
 }
 
 void lm__sender_auto_tick(lm_sender *s)
@@ -301,7 +349,7 @@ void lm__sender_auto_tick(lm_sender *s)
 		s->auto_t = now;
 		s->idle_have = s->idle_have && lm__cpuidle_read(&s->idle, &s->idle_seen) == 0;
 		memset(&m, 0, sizeof(m));
-		quota_window(s, &m); /* the usage's baseline */
+		quota_window(s, &m, now); /* the span's start */
 		return;
 	}
 	if (now - s->auto_t < (!s->au.windows			     ? LM__AUTO_START_WINDOW_US
@@ -314,7 +362,7 @@ void lm__sender_auto_tick(lm_sender *s)
 	tx_window(s, &m);
 	rx_window(s, &m);
 	idle_window(s, &m);
-	quota_window(s, &m);
+	quota_window(s, &m, now);
 	lm__auto_update(&s->au, &m);
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }

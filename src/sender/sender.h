@@ -155,9 +155,13 @@ struct lm_sender {
 	uint64_t idle_seen; /* its last reading, valid while idle_have */
 	int idle_have;
 	uint32_t idle_fails; /* reads failed in a row */
-	lm__cgroup cg;      /* the cgroup's CPU quota: the updater's, */
-	int cg_have;        /* found when auto started */
-	uint64_t cg_seen;   /* its last usage reading (0: none) */
+	/* The cgroups' CPU quotas: the updater's. A span of windows of at
+	 * least a quota period from cg_t (us; 0: none begun), what each
+	 * level had used at its start, and the channels' CPU since. */
+	lm__cgroup cg;
+	uint64_t cg_t, cg_tx;
+	uint64_t cg_seen[LM__CGROUP_LEVELS];
+	uint32_t cg_windows; /* windows since the cgroups were last found */
 	/* Owner: the thread driving the sender (channel threads never read
 	 * these; lm_sender_stats() does, from that thread). */
 	int live;                 /* pages may change while they are sent */
