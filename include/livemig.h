@@ -277,7 +277,7 @@ typedef struct lm_stats {
 	 * shows it and none for the packets that did not shrink). */
 	lm_codec_mix codec_mix[LM_MAX_CODECS];
 	/* Sender, codec auto: its last decision (compress auto_fraction of the
-	 * packets with auto_codec, send the rest raw), the link rate it
+	 * packets with auto_codec, the rest with auto_rest below), the link rate it
 	 * estimated, and how many times it decided (every 100 ms of sending).
 	 * Zero for a pinned codec and on the receiver. */
 	lm_codec_id auto_codec;
@@ -292,6 +292,10 @@ typedef struct lm_stats {
 	 * are in it too: they share the channels). */
 	uint64_t device_state_bytes;
 	uint64_t device_state_us;
+	/* Sender, codec auto: the codec of the rest of the packets in its
+	 * last decision (LM_CODEC_NONE: raw; or a second codec that packs
+	 * less than auto_codec, e.g. zstd on a share, lz4 on the rest). */
+	lm_codec_id auto_rest;
 } lm_stats;
 
 #define LM_STATS_HUMAN 0

@@ -302,9 +302,10 @@ static void format_mix(const lm_stats *st, int json, char *buf, size_t cap, int 
 		put(buf, cap, len, "}");
 		if (st->codec == LM_CODEC_AUTO && !st->is_receiver)
 			put(buf, cap, len,
-			    ",\"auto\":{\"codec\":\"%s\",\"fraction\":%.3f,\"link_mbps\":%.1f,"
-			    "\"windows\":%llu}",
-			    codec_label(st->auto_codec), st->auto_fraction, st->auto_link_mbps,
+			    ",\"auto\":{\"codec\":\"%s\",\"fraction\":%.3f,\"rest\":\"%s\","
+			    "\"link_mbps\":%.1f,\"windows\":%llu}",
+			    codec_label(st->auto_codec), st->auto_fraction,
+			    codec_label(st->auto_rest), st->auto_link_mbps,
 			    (unsigned long long)st->auto_windows);
 		return;
 	}
@@ -324,9 +325,10 @@ static void format_mix(const lm_stats *st, int json, char *buf, size_t cap, int 
 	}
 	if (st->codec == LM_CODEC_AUTO && !st->is_receiver)
 		put(buf, cap, len,
-		    "codec auto: last %s on %.0f%% of the packets, link estimate %.0f Mbit/s, "
-		    "%llu decisions\n",
-		    codec_label(st->auto_codec), st->auto_fraction * 100, st->auto_link_mbps,
+		    "codec auto: last %s on %.0f%% of the packets, the rest %s, link estimate "
+		    "%.0f Mbit/s, %llu decisions\n",
+		    codec_label(st->auto_codec), st->auto_fraction * 100,
+		    st->auto_rest ? codec_label(st->auto_rest) : "raw", st->auto_link_mbps,
 		    (unsigned long long)st->auto_windows);
 }
 

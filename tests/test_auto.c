@@ -228,9 +228,10 @@ static void settle(world *w, lm__auto *a)
 
 	start(a, chans, all_cand, w->n, 0);
 	run_world(w, a, chans, 40);
-	printf("model: link %.0f MB/s -> %s %u/1024, %.0f MB/s (link estimate %.0f MB/s)\n",
-	       w->link / 1e6, lm_codec_name((lm_codec_id)a->codec), a->frac, a->rate / 1e6,
-	       a->link / 1e6);
+	printf("model: link %.0f MB/s -> %s %u/1024, the rest %s, %.0f MB/s (link estimate %.0f "
+	       "MB/s)\n",
+	       w->link / 1e6, lm_codec_name((lm_codec_id)a->codec), a->frac,
+	       lm_codec_name((lm_codec_id)a->rest), a->rate / 1e6, a->link / 1e6);
 }
 
 static void model_slow_link(void)
@@ -304,6 +305,51 @@ static void model_loaded_cpu(void)
 	settle(&loaded, &a);
 	CHECK(free_frac > 0);
 	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < free_frac);
+}
+
+/* The world's rate with candidates cand, over the last 20 of 60 windows. */
+static double settled_rate(world w, uint32_t cand, lm__auto *a)
+{
+	lm__auto_chan chans[8];
+	double sum = 0;
+
+	start(a, chans, cand, w.n, 0);
+	run_world(&w, a, chans, 40);
+	for (int i = 0; i < 20; i++)
+		sum += window(&w, a, chans);
+	return sum / 20;
+}
+
+/* Where the CPU cannot keep up with zstd on every packet but has more
+ * than lz4 needs to fill the link, zstd on a share and lz4 on the rest
+ * moves more than either alone, and more than either with the rest raw. */
+static void model_two_codecs(void)
+{
+	world w = typical(120e6);
+	lm__auto a;
+	double both, zstd, lz4;
+	const uint32_t none = 1u << LM_CODEC_NONE;
+
+	w.cpus = 2;
+	w.load = 0.9;
+	zstd = settled_rate(w, none | 1u << LM_CODEC_ZSTD, &a);
+	lz4 = settled_rate(w, none | 1u << LM_CODEC_LZ4, &a);
+	both = settled_rate(w, none | 1u << LM_CODEC_ZSTD | 1u << LM_CODEC_LZ4, &a);
+	printf("model: zstd and lz4 on a CPU-short 120 MB/s link: %s %u/1024, the rest %s; "
+	       "%.0f MB/s, zstd alone %.0f, lz4 alone %.0f\n",
+	       lm_codec_name((lm_codec_id)a.codec), a.frac, lm_codec_name((lm_codec_id)a.rest),
+	       both / 1e6, zstd / 1e6, lz4 / 1e6);
+	CHECK_EQ(a.codec, LM_CODEC_ZSTD);
+	CHECK_EQ(a.rest, LM_CODEC_LZ4);
+	CHECK(a.frac > 0 && a.frac < LM__AUTO_FRAC_ONE);
+	CHECK(both > 1.05 * zstd && both > 1.05 * lz4);
+	/* On a fast link the rest stays raw, on a slow one there is none. */
+	w = typical(10e9);
+	settle(&w, &a);
+	CHECK_EQ(a.rest, LM_CODEC_NONE);
+	w = typical(50e6);
+	settle(&w, &a);
+	CHECK_EQ(a.rest, LM_CODEC_NONE);
 }
 
 /* A link that changes is followed within 10 windows, both ways. */
@@ -954,6 +1000,7 @@ int main(void)
 	model_slow_link();
 	model_fast_link();
 	model_mix();
+	model_two_codecs();
 	model_slow_decoder();
 	model_loaded_cpu();
 	model_link_change();

@@ -30,19 +30,24 @@
  *         quota_window): idle host CPUs are not ours there, and going
  *         past the quota throttles all of the cgroup.
  *
- * Compressing a share f of the packets with c and sending the rest raw:
- *   W(f) = f r_c + (1 - f)            wire bytes per input byte
- *   T(f) = p + f e_c + w W(f)         channel ns per input byte
- *   C(f) = o + f k_c + v W(f)         channel CPU ns per input byte
- *   X(c, f) = min(N 1e9 / T(f),       the N sender channel threads
+ * Compressing a share f of the packets with c and the rest with s (none:
+ * raw, r_none = 1, e_none = k_none = 0; or a candidate that packs less
+ * than c, so a larger f always means fewer wire bytes):
+ *   W(f) = f r_c + (1 - f) r_s        wire bytes per input byte
+ *   T(f) = p + f e_c + (1 - f) e_s + w W(f)   channel ns per input byte
+ *   C(f) = o + f k_c + (1 - f) k_s + v W(f)   channel CPU ns per input byte
+ *   X(c, f, s) = min(N 1e9 / T(f),    the N sender channel threads
  *                 K 1e9 / C(f),       the CPU left over (no term when the
  *                                     idle CPU is not known)
  *                 L / W(f),           the link
- *                 M 1e9 P / (q + f d_c + (1 - f) d_none))  the M receiver
+ *                 M 1e9 P / (q + f d_c + (1 - f) d_s))  the M receiver
  *                                     channel threads, P-byte pages
- * The model's pick is the (c, f) with the largest X, f in steps of 1/64;
- * within 2% of it the one costing the least sender CPU (f k_c), so CPU is
- * not spent for nothing. The decision is that pick steered by the last
+ * The model's pick is the (c, f, s) with the largest X, f in steps of
+ * 1/64; within 2% of it the one costing the least sender CPU, so CPU is
+ * not spent for nothing. A rest that compresses: at 1gbit on two shared
+ * cores zstd alone is CPU-bound and lz4 alone link-bound, and a share of
+ * zstd with the rest lz4 beats both, where zstd with the rest raw does
+ * not. The decision is that pick steered by the last
  * window (steer() below): a mix's best f is sensitive to errors in the
  * costs, and the window says which side of the crossover it was on. With
  * a slow link L/W binds and compression wins; with a fast one N/T binds
@@ -127,8 +132,13 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	lm__auto_set_cap(a, rate_cap);
 	/* Until the first (short) window measured something: raw. On a
 	 * fast link that is right; on a slow one the first window blocks
-	 * and the next decision compresses. */
+	 * and the next decision compresses. (Starting with lz4 saved the
+	 * 6-9 MB of raw pages the sockets' buffers take at 1gbit, but
+	 * anchored the link estimate to lz4's output where a starved
+	 * receiver's waits look like a full link: test_auto's shared-CPU
+	 * world then stayed on lz4.) */
 	a->codec = a->model_codec = LM_CODEC_NONE;
+	a->rest = a->model_rest = LM_CODEC_NONE;
 	a->frac = a->model_frac = 0;
 	a->rate = lm__auto_rate(a, a->codec, a->frac);
 }
@@ -142,19 +152,24 @@ void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap)
 
 double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac)
 {
-	double f = codec == LM_CODEC_NONE ? 0 : (double)frac / LM__AUTO_FRAC_ONE;
-	double wire = f * a->ratio[codec] + (1 - f);
-	double t = a->plan_ns + f * a->enc_ns[codec] + a->write_ns * wire;
+	return lm__auto_rate_mix(a, codec, frac, LM_CODEC_NONE);
+}
+
+double lm__auto_rate_mix(const lm__auto *a, uint16_t codec, uint32_t frac, uint16_t rest)
+{
+	double f = codec == LM_CODEC_NONE ? 0 : (double)frac / LM__AUTO_FRAC_ONE, g = 1 - f;
+	double wire = f * a->ratio[codec] + g * a->ratio[rest];
+	double t = a->plan_ns + f * a->enc_ns[codec] + g * a->enc_ns[rest] + a->write_ns * wire;
 	double x = t > 0 ? a->channels * 1e9 / t : INFINITY;
-	double cpu = a->cpu_other + f * a->enc_cpu[codec] + a->cpu_write * wire;
+	double cpu = a->cpu_other + f * a->enc_cpu[codec] + g * a->enc_cpu[rest] +
+		     a->cpu_write * wire;
 
 	if (a->cores > 0 && cpu > 0 && a->cores * 1e9 / cpu < x)
 		x = a->cores * 1e9 / cpu;
 	if (a->link / wire < x)
 		x = a->link / wire;
 	if (a->rx_channels) {
-		double per_page = a->rx_base_ns + f * a->rx_dec_ns[codec] +
-				  (1 - f) * a->rx_dec_ns[LM_CODEC_NONE];
+		double per_page = a->rx_base_ns + f * a->rx_dec_ns[codec] + g * a->rx_dec_ns[rest];
 		double rx = per_page > 0 ? a->rx_channels * 1e9 * a->page_size / per_page : INFINITY;
 		if (rx < x)
 			x = rx;
@@ -162,11 +177,15 @@ double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac)
 	return x;
 }
 
-/* The weight of a window's estimate: more packets, more weight; the first
- * measurement replaces the prior. */
-static double weight(uint64_t seen, uint64_t packets)
+/* The weight of a window's estimate: more measured, more weight (units of
+ * a 128-page packet: a window of a few 16-page samples of a codec not in
+ * use weighs a tenth of one that sent it, as their ratio swings with the
+ * pages they happen to hold: 0.30 to 0.41 for lz4 at 1gbit, window to
+ * window, enough to flip the decision); the first measurement replaces
+ * the prior. */
+static double weight(uint64_t seen, double units)
 {
-	double w = 1 - pow(0.7, (double)packets);
+	double w = 1 - pow(0.7, units);
 
 	return seen ? (w > 0.5 ? 0.5 : w) : 1;
 }
@@ -183,7 +202,7 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		double w;
 		if (!k->packets || !k->in)
 			continue;
-		w = weight(a->seen[c], k->packets);
+		w = weight(a->seen[c], (double)k->in / (128.0 * a->page_size));
 		a->ratio[c] = ewma(a->ratio[c], (double)k->out / (double)k->in, w);
 		a->enc_ns[c] = ewma(a->enc_ns[c], (double)k->ns / (double)k->in, w);
 		a->enc_cpu[c] = ewma(a->enc_cpu[c], (double)k->cpu_ns / (double)k->in, w);
@@ -332,7 +351,7 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 		if (!p)
 			continue;
 		a->rx_dec_ns[c] = ewma(a->rx_dec_ns[c], (double)m->rx[c].ns / (double)p,
-				       weight(a->rx_seen[c], (p + 127) / 128));
+				       weight(a->rx_seen[c], (double)p / 128));
 		a->rx_seen[c] += p;
 		pages += p;
 	}
@@ -343,47 +362,77 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 }
 
 /* Sender CPU per input byte of a choice: what the tie-break minimises. */
-static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac)
+static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac, uint16_t rest)
 {
-	return codec == LM_CODEC_NONE ? 0 : (double)frac * a->enc_cpu[codec];
+	double f = codec == LM_CODEC_NONE ? 0 : (double)frac / LM__AUTO_FRAC_ONE;
+
+	return f * a->enc_cpu[codec] + (1 - f) * a->enc_cpu[rest];
 }
 
+/* The rests a codec may mix with: none, and the candidates that pack less
+ * than it (so a larger share of it always means fewer wire bytes: the
+ * steering's "compress more"). */
+static int rest_ok(const lm__auto *a, uint16_t c, uint16_t r)
+{
+	return r == LM_CODEC_NONE ||
+	       (r != c && (a->cand & (1u << r)) && a->ratio[r] > a->ratio[c]);
+}
+
+/* The largest X over every (codec, share, rest), and within 2% of it the
+ * cheapest in sender CPU (none first). A compressed rest only when it
+ * beats the best with the rest raw by LM__AUTO_REST_GAIN: where it gains
+ * less it mostly runs a second resource to its limit (a receiver that
+ * decodes one of them slowly, taken to its last page per second). */
 static void decide(lm__auto *a)
 {
 	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
 	double best = lm__auto_rate(a, LM_CODEC_NONE, 0), cbest[LM_MAX_CODECS] = {0};
-	double least = INFINITY;
-	uint16_t codec = LM_CODEC_NONE;
+	double least = INFINITY, raw_best = best;
+	uint16_t codec = LM_CODEC_NONE, rest = LM_CODEC_NONE;
 	uint32_t frac = 0;
+	int mixes;
 
 	cbest[LM_CODEC_NONE] = best;
-	for (uint16_t c = 1; c < LM_MAX_CODECS; c++) {
-		if (!(a->cand & (1u << c)))
-			continue;
-		for (uint32_t f = step; f <= LM__AUTO_FRAC_ONE; f += step) {
-			double x = lm__auto_rate(a, c, f);
-			if (x > cbest[c])
-				cbest[c] = x;
-			if (x > best)
-				best = x;
-		}
-	}
-	/* Within 2% of the best, the cheapest in sender CPU (none first). */
-	for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
-		uint32_t f0 = c ? step : 0, f1 = c ? LM__AUTO_FRAC_ONE : 0;
-		if (!(a->cand & (1u << c)))
-			continue;
-		for (uint32_t f = f0; f <= f1; f += step) {
-			double cost = cpu_cost(a, c, f);
-			if (lm__auto_rate(a, c, f) >= 0.98 * best && cost < least) {
-				least = cost;
-				codec = c;
-				frac = f;
+	for (int pass = 0; pass < 2; pass++) {
+		mixes = pass && best >= LM__AUTO_REST_GAIN * raw_best;
+		if (pass && !mixes)
+			best = raw_best;
+		for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
+			if (!(a->cand & (1u << c)))
+				continue;
+			for (uint16_t r = 0; r < LM_MAX_CODECS; r++) {
+				if (c ? !rest_ok(a, c, r) : r != LM_CODEC_NONE)
+					continue;
+				if (pass && r != LM_CODEC_NONE && !mixes)
+					continue;
+				for (uint32_t f = c ? step : 0; f <= (c ? LM__AUTO_FRAC_ONE : 0);
+				     f += step) {
+					double x = lm__auto_rate_mix(a, c, f, r), cost;
+					if (!pass) {
+						cbest[c] = x > cbest[c] ? x : cbest[c];
+						cbest[r] = x > cbest[r] ? x : cbest[r];
+						best = x > best ? x : best;
+						if (r == LM_CODEC_NONE && x > raw_best)
+							raw_best = x;
+						continue;
+					}
+					cost = cpu_cost(a, c, f, r);
+					if (x >= 0.98 * best && cost < least) {
+						least = cost;
+						codec = c;
+						frac = f;
+						rest = r;
+					}
+				}
 			}
 		}
 	}
+	/* All of it with one codec: no rest. */
+	if (frac >= LM__AUTO_FRAC_ONE)
+		rest = LM_CODEC_NONE;
 	a->model_codec = codec;
 	a->model_frac = codec == LM_CODEC_NONE ? 0 : frac;
+	a->model_rest = codec == LM_CODEC_NONE ? LM_CODEC_NONE : rest;
 	a->slow = 0;
 	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
 		if ((a->cand & (1u << c)) && cbest[c] < 0.5 * best)
@@ -422,10 +471,11 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 		   a->delivered <= 1.05 * a->full;
 
 	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
-	    (f && a->codec != a->model_codec) || f < lo || f > hi ||
+	    (f && a->codec != a->model_codec) || a->rest != a->model_rest || f < lo || f > hi ||
 	    (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY)) {
 		a->codec = a->model_codec;
 		a->frac = a->model_frac;
+		a->rest = a->model_rest;
 		return;
 	}
 	/* A step the way the window says, or to the model's share where
@@ -441,6 +491,11 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	f = f < lo ? lo : f > hi ? hi : f;
 	a->frac = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;
 	a->codec = a->frac ? a->model_codec : LM_CODEC_NONE; /* stepped down to raw */
+	if (!a->frac && a->rest != LM_CODEC_NONE) { /* ... or to all of the rest */
+		a->codec = a->rest;
+		a->frac = LM__AUTO_FRAC_ONE;
+		a->rest = LM_CODEC_NONE;
+	}
 }
 
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
@@ -451,15 +506,16 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
 	fold_link(a, m);
 	decide(a);
 	steer(a, m);
-	a->rate = lm__auto_rate(a, a->codec, a->frac);
+	a->rate = lm__auto_rate_mix(a, a->codec, a->frac, a->rest);
 	a->windows++;
 }
 
-/* bits 0-7 codec, 8-18 share (1/1024), 24-31 candidates, 32-39 slow ones. */
+/* bits 0-7 codec, 8-18 share (1/1024), 24-31 candidates, 32-39 slow ones,
+ * 40-47 the rest's codec. */
 uint64_t lm__auto_snapshot(const lm__auto *a)
 {
 	return (uint64_t)a->codec | (uint64_t)a->frac << 8 | (uint64_t)(a->cand & 0xff) << 24 |
-	       (uint64_t)(a->slow & 0xff) << 32;
+	       (uint64_t)(a->slow & 0xff) << 32 | (uint64_t)(a->rest & 0xff) << 40;
 }
 
 /* The sampling turn: the next candidate other than the decision's, round
@@ -487,19 +543,23 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16
 	uint16_t codec = (uint16_t)(snap & 0xff);
 	uint32_t frac = (uint32_t)(snap >> 8 & 0x7ff), cand = (uint32_t)(snap >> 24 & 0xff);
 	uint32_t slow = (uint32_t)(snap >> 32 & 0xff);
+	uint16_t rest = (uint16_t)(snap >> 40 & 0xff);
 	/* From the first packet on: the first decision comes after
 	 * LM__AUTO_START_WINDOW_US and should see the candidates measured. */
 	uint32_t n = c->n++;
 	/* Often while the estimates are priors, seldom once measured. */
 	uint32_t every = c->rot < LM__AUTO_SAMPLE_FIRST ? LM__AUTO_SAMPLE : LM__AUTO_SAMPLE_LATER;
 
-	*probe = n % every == 0 ? sample(cand & ~(1u << codec) & ~1u, slow, c, channel)
-				: LM_CODEC_NONE;
+	if (rest >= LM_MAX_CODECS)
+		rest = LM_CODEC_NONE;
+	*probe = n % every == 0
+			 ? sample(cand & ~(1u << codec) & ~(1u << rest) & ~1u, slow, c, channel)
+			 : LM_CODEC_NONE;
 	if (codec == LM_CODEC_NONE || codec >= LM_MAX_CODECS)
 		return LM_CODEC_NONE;
 	c->acc += frac;
 	if (c->acc < LM__AUTO_FRAC_ONE)
-		return LM_CODEC_NONE;
+		return rest;
 	c->acc -= LM__AUTO_FRAC_ONE;
 	return codec;
 }

@@ -43,6 +43,7 @@
 #define LM__AUTO_STEER_MAX 256u    /* steering keeps within 1/4 of the model's share */
 #define LM__AUTO_STEER_STEP 32u    /* a window's step (twice it when far off) */
 #define LM__AUTO_RX_QUIET 10u      /* windows without FEEDBACK: the receiver term dropped */
+#define LM__AUTO_REST_GAIN 1.03    /* a compressed rest must beat the rest raw by this */
 
 /* One channel's cumulative counters. Written by its channel thread with
  * relaxed atomic adds, read by the updater with relaxed loads: each field
@@ -137,9 +138,11 @@ typedef struct lm__auto {
 	 * steered by what the last window measured (auto.c). */
 	uint16_t model_codec;
 	uint32_t model_frac;
+	uint16_t model_rest;
 	int steer;           /* 1 (lm__auto_init): steer; 0: the model's pick as it is */
 	uint16_t codec;      /* compress with this ... */
-	uint32_t frac;       /* ... this share of packets (1/1024), the rest raw */
+	uint32_t frac;       /* ... this share of packets (1/1024), */
+	uint16_t rest;       /* ... the rest with this one (none: raw) */
 	double rate;         /* its model throughput, input bytes/s */
 	uint32_t slow;       /* candidates far too slow to sample often (bits) */
 	uint64_t windows;    /* windows folded in */
@@ -165,6 +168,8 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
  * packets with codec and sending the rest raw: the smallest of the link,
  * sender CPU and receiver limits. */
 double lm__auto_rate(const lm__auto *a, uint16_t codec, uint32_t frac);
+/* The same with the rest of the packets compressed with codec rest. */
+double lm__auto_rate_mix(const lm__auto *a, uint16_t codec, uint32_t frac, uint16_t rest);
 /* The decision, packed for lm__auto_pick(). */
 uint64_t lm__auto_snapshot(const lm__auto *a);
 /* Channel thread, per packet with codec pages: the codec to use, and in

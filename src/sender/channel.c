@@ -250,11 +250,15 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
 	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
-		add(&c->codec[want].packets, 1);
-		add(&c->codec[want].in, in);
-		add(&c->codec[want].out, payload);
-		add(&c->codec[want].ns, t[2] - t[1]);
-		add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
+		if (!(ch->warm >> want & 1)) {
+			ch->warm |= 1u << want; /* its first encode: no measurement (sender.h) */
+		} else {
+			add(&c->codec[want].packets, 1);
+			add(&c->codec[want].in, in);
+			add(&c->codec[want].out, payload);
+			add(&c->codec[want].ns, t[2] - t[1]);
+			add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
+		}
 	}
 	ch->mix[codec].packets++;
 	ch->mix[codec].bytes_in += in;
@@ -286,6 +290,10 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	memcpy(ch->eng, eng, sizeof(eng));
 	if (out < 0)
 		return;
+	if (!(ch->warm >> codec & 1)) { /* the context's first encode (sender.h) */
+		ch->warm |= 1u << codec;
+		return;
+	}
 	add(&c->ns, lm__now_ns() - t0);
 	c0 = lm__thread_cpu_ns() - c0;
 	add(&c->cpu_ns, c0);

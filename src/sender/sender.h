@@ -70,6 +70,11 @@ typedef struct lm__tx_chan {
 	uint8_t *enc;          /* encoded payload, enc_cap = the largest bound */
 	size_t enc_cap;
 	lm__auto_chan pick;    /* codec auto: where this channel is in the mix */
+	/* Codec auto: the codecs this channel has encoded with (bits; owner:
+	 * the channel thread). A context's first encode allocates its
+	 * workspace and faults it in, at 10-20x its cost after: that one is
+	 * not a measurement of the codec. */
+	uint32_t warm;
 	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */

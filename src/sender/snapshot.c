@@ -65,6 +65,7 @@ static void driver_part(const lm_sender *s, lm_stats *st)
 	if (s->is_auto && s->ch) {
 		st->auto_codec = (lm_codec_id)s->au.codec;
 		st->auto_fraction = (double)s->au.frac / LM__AUTO_FRAC_ONE;
+		st->auto_rest = (lm_codec_id)s->au.rest;
 		st->auto_link_mbps = s->au.link * 8 / 1e6;
 		st->auto_windows = s->au.windows;
 	}
