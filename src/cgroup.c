@@ -183,10 +183,13 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
 	char buf[4096], cpu_path[LM__CGROUP_PATH] = "", acct_path[LM__CGROUP_PATH] = "";
 	ssize_t len;
 	where w, a;
+	int rc;
 
 	memset(cg, 0, sizeof(*cg));
 	if ((len = slurp(self, buf, sizeof(buf))) < 0)
 		return (int)len;
+	if ((size_t)len >= sizeof(buf) - 1) /* cut: its last line may be the cpu one */
+		return -E2BIG;
 	/* "ID:CONTROLLERS:PATH" per line; v2's is "0::PATH". */
 	for (char *line = buf, *next; line && *line; line = next) {
 		char *nl = strchr(line, '\n'), *c1, *c2;
@@ -197,8 +200,10 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
 		    strlen(c2 + 1) >= sizeof(cpu_path))
 			continue;
 		if (c2 == c1 + 1 && strncmp(line, "0:", 2) == 0) {
-			if (locate(mountinfo, NULL, c2 + 1, &w) == 0)
+			if ((rc = locate(mountinfo, NULL, c2 + 1, &w)) == 0)
 				add_levels(cg, &w, NULL, 1);
+			else if (rc != -ENOENT)
+				return rc;
 			continue;
 		}
 		if (has_word(c1 + 1, c2, "cpu"))
@@ -206,12 +211,14 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
 		if (has_word(c1 + 1, c2, "cpuacct"))
 			strcpy(acct_path, c2 + 1);
 	}
-	if (cpu_path[0] && locate(mountinfo, "cpu", cpu_path, &w) == 0) {
+	if (cpu_path[0] && (rc = locate(mountinfo, "cpu", cpu_path, &w)) == 0) {
 		/* cpuacct apart: its cgroup is the same one only under the
 		 * same path, as systemd and container runtimes make them. */
 		int apart = !w.comounted && strcmp(cpu_path, acct_path) == 0 &&
 			    locate(mountinfo, "cpuacct", acct_path, &a) == 0;
 		add_levels(cg, &w, apart ? &a : NULL, 0);
+	} else if (cpu_path[0] && rc != -ENOENT) {
+		return rc;
 	}
 	return cg->n ? 0 : -ENOENT;
 }

@@ -209,6 +209,15 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	return x;
 }
 
+/* The share of packets the decision compresses (1/1024): its codec's,
+ * and all the others where the rest is a codec too. */
+static uint32_t shrunk(const lm__auto *a)
+{
+	if (a->codec == LM_CODEC_NONE)
+		return 0;
+	return a->rest == LM_CODEC_NONE ? a->frac : LM__AUTO_FRAC_ONE;
+}
+
 /* A model and its channels' pick state, as lm__sender_auto_start makes them. */
 static void start(lm__auto *a, lm__auto_chan *chans, uint32_t cand, uint32_t n, uint64_t cap)
 {
@@ -268,7 +277,7 @@ static void model_mix(void)
 	settle(&w, &a);
 	CHECK(a.codec != LM_CODEC_NONE);
 	CHECK(a.frac > 0 && a.frac < LM__AUTO_FRAC_ONE);
-	x = lm__auto_rate(&a, a.codec, a.frac);
+	x = lm__auto_rate_mix(&a, a.codec, a.frac, a.rest);
 	CHECK(x > lm__auto_rate(&a, LM_CODEC_NONE, 0));
 	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
 		if (all_cand >> c & 1)
@@ -296,7 +305,7 @@ static void model_loaded_cpu(void)
 	uint32_t free_frac;
 
 	settle(&w, &a);
-	free_frac = a.codec == LM_CODEC_NONE ? 0 : a.frac;
+	free_frac = shrunk(&a);
 	/* Other work on the CPUs: every measured sender cost is 4x. */
 	loaded.plan *= 4;
 	loaded.write *= 4;
@@ -304,7 +313,7 @@ static void model_loaded_cpu(void)
 		loaded.enc[c] *= 4;
 	settle(&loaded, &a);
 	CHECK(free_frac > 0);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < free_frac);
+	CHECK(shrunk(&a) < free_frac);
 }
 
 /* The world's rate with candidates cand, over the last 20 of 60 windows. */
@@ -385,13 +394,13 @@ static void model_shared_cpu(void)
 	w.cpus = 2;
 	w.rx_shared = 1;
 	settle(&w, &a);
-	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
+	CHECK(shrunk(&a) <= LM__AUTO_FRAC_ONE / 32);
 	CHECK(a.cores > 0 && a.cores < 2);
 	/* The budget alone, with a receiver whose busy time hides its
 	 * run-queue waits (no schedstat): the waits look like a full link. */
 	w.rx_cpu_only = 1;
 	settle(&w, &a);
-	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
+	CHECK(shrunk(&a) <= LM__AUTO_FRAC_ONE / 32);
 }
 
 /* A link that raw pages would fill, and a machine whose other work leaves
@@ -407,10 +416,10 @@ static void model_busy_machine(void)
 	busy = idle;
 	busy.load = 1.6;
 	settle(&idle, &a);
-	idle_frac = a.codec == LM_CODEC_NONE ? 0 : a.frac;
+	idle_frac = shrunk(&a);
 	settle(&busy, &a);
 	CHECK(idle_frac > LM__AUTO_FRAC_ONE / 8);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < idle_frac / 8);
+	CHECK(shrunk(&a) < idle_frac / 8);
 	CHECK(a.cores < 1);
 	/* Without /proc/stat (idle unknown) there is no budget: the model
 	 * is the channels' own CPU, as on a machine with cores to spare. */
@@ -432,37 +441,37 @@ static void model_quota(void)
 
 	host.cpus = 8;
 	settle(&host, &a);
-	host_frac = a.codec == LM_CODEC_NONE ? 0 : a.frac;
+	host_frac = shrunk(&a);
 	CHECK(host_frac > LM__AUTO_FRAC_ONE / 8);
 	CHECK(a.cores > 1);
 	pod = host;
 	pod.quota = 0.3; /* 500 MB/s of raw pages: below the link */
 	settle(&pod, &a);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	CHECK(shrunk(&a) < host_frac / 8);
 	CHECK(a.cores > 0.2 && a.cores <= 0.31);
 	/* A quota of a core, 0.7 of it used by the rest of the cgroup. */
 	shared = host;
 	shared.quota = 1.0;
 	shared.cg_load = 0.7;
 	settle(&shared, &a);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	CHECK(shrunk(&a) < host_frac / 8);
 	CHECK(a.cores_quota > 0.2 && a.cores_quota <= 0.31);
 	/* No /proc/stat: the quota still bounds the budget. */
 	pod.cpus = 0;
 	settle(&pod, &a);
 	CHECK_EQ(a.cores_idle, 0);
 	CHECK(a.cores > 0.2 && a.cores <= 0.31);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) < host_frac / 8);
+	CHECK(shrunk(&a) < host_frac / 8);
 	/* The rest of the cgroup takes all of it: the least budget, raw. */
 	shared.cg_load = 1.2;
 	settle(&shared, &a);
 	CHECK_EQ(a.cores_quota, LM__AUTO_CORES_MIN);
-	CHECK(a.codec == LM_CODEC_NONE || a.frac <= LM__AUTO_FRAC_ONE / 32);
+	CHECK(shrunk(&a) <= LM__AUTO_FRAC_ONE / 32);
 	/* A quota the sender does not reach takes nothing away. */
 	pod = host;
 	pod.quota = 6;
 	settle(&pod, &a);
-	CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) >= host_frac * 3 / 4);
+	CHECK(shrunk(&a) >= host_frac * 3 / 4);
 	/* Windows that cannot read it keep the budget; a quota lifted
 	 * mid-migration leaves the idle CPU's. */
 	{
@@ -479,7 +488,7 @@ static void model_quota(void)
 		run_world(&host, &a, chans, 30);
 		CHECK_EQ(a.cores_quota, 0);
 		CHECK(a.cores > 1);
-		CHECK((a.codec == LM_CODEC_NONE ? 0 : a.frac) >= host_frac * 3 / 4);
+		CHECK(shrunk(&a) >= host_frac * 3 / 4);
 	}
 }
 
@@ -754,6 +763,40 @@ static void pick_shares(void)
 	}
 	CHECK_EQ(n[LM_CODEC_NONE], draws);
 	CHECK(smp[LM_CODEC_LZ4] > 0 && smp[LM_CODEC_ZSTD] > 0 && smp[LM_CODEC_DEFLATE] > 0);
+	/* A quarter zstd, the rest lz4: no raw packet, neither sampled. */
+	a.codec = LM_CODEC_ZSTD;
+	a.frac = 256;
+	a.rest = LM_CODEC_LZ4;
+	memset(n, 0, sizeof(n));
+	memset(smp, 0, sizeof(smp));
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
+		smp[pr]++;
+	}
+	CHECK(n[LM_CODEC_ZSTD] >= draws / 4 - 2 && n[LM_CODEC_ZSTD] <= draws / 4 + 2);
+	CHECK_EQ(n[LM_CODEC_ZSTD] + n[LM_CODEC_LZ4], draws);
+	CHECK(smp[LM_CODEC_DEFLATE] > 0);
+	CHECK_EQ(smp[LM_CODEC_ZSTD] + smp[LM_CODEC_LZ4], 0);
+	/* Stepped down to none of zstd: every packet lz4, zstd sampled
+	 * again; up to all of it: the rest is no longer in use. */
+	a.frac = 0;
+	memset(n, 0, sizeof(n));
+	memset(smp, 0, sizeof(smp));
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
+		smp[pr]++;
+	}
+	CHECK_EQ(n[LM_CODEC_LZ4], draws);
+	CHECK(smp[LM_CODEC_ZSTD] > 0 && smp[LM_CODEC_LZ4] == 0);
+	a.frac = LM__AUTO_FRAC_ONE;
+	memset(n, 0, sizeof(n));
+	memset(smp, 0, sizeof(smp));
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
+		smp[pr]++;
+	}
+	CHECK_EQ(n[LM_CODEC_ZSTD], draws);
+	CHECK(smp[LM_CODEC_LZ4] > 0 && smp[LM_CODEC_ZSTD] == 0);
 }
 
 /* ---- 3. end to end ----------------------------------------------------------- */

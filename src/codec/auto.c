@@ -7,7 +7,7 @@
  * the delta area); zero and ref pages cost about the same whatever the
  * codec, so maximising input bytes per second maximises pages per second.
  *
- * Estimates (EWMA; a codec's weight grows with the packets it was tried on):
+ * Estimates (EWMA; a window's weight grows with the bytes it measured):
  *   r_c   payload bytes per input byte with codec c (r_none = 1)
  *   e_c   sender wall ns per input byte encoding with c (e_none = 0)
  *   p     sender wall ns per input byte planning (zero scan, refs, deltas)
@@ -417,6 +417,8 @@ static void decide(lm__auto *a)
 						continue;
 					}
 					cost = cpu_cost(a, c, f, r);
+					if (r != LM_CODEC_NONE && x < LM__AUTO_REST_GAIN * raw_best)
+						continue; /* the gain, in what is picked too */
 					if (x >= 0.98 * best && cost < least) {
 						least = cost;
 						codec = c;
@@ -490,12 +492,12 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	}
 	f = f < lo ? lo : f > hi ? hi : f;
 	a->frac = f > LM__AUTO_FRAC_ONE ? LM__AUTO_FRAC_ONE : f;
-	a->codec = a->frac ? a->model_codec : LM_CODEC_NONE; /* stepped down to raw */
-	if (!a->frac && a->rest != LM_CODEC_NONE) { /* ... or to all of the rest */
-		a->codec = a->rest;
-		a->frac = LM__AUTO_FRAC_ONE;
+	/* Stepped down to none of it: raw, or every packet with the rest
+	 * (still the model's decision, so steering climbs back from there);
+	 * up to all of it: no rest. */
+	a->codec = a->frac || a->rest != LM_CODEC_NONE ? a->model_codec : LM_CODEC_NONE;
+	if (a->frac >= LM__AUTO_FRAC_ONE)
 		a->rest = LM_CODEC_NONE;
-	}
 }
 
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
@@ -550,12 +552,17 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16
 	/* Often while the estimates are priors, seldom once measured. */
 	uint32_t every = c->rot < LM__AUTO_SAMPLE_FIRST ? LM__AUTO_SAMPLE : LM__AUTO_SAMPLE_LATER;
 
-	if (rest >= LM_MAX_CODECS)
+	uint32_t in_use = 1u; /* none, and what the packets go with */
+
+	if (codec >= LM_MAX_CODECS)
+		codec = LM_CODEC_NONE;
+	if (rest >= LM_MAX_CODECS || codec == LM_CODEC_NONE || frac >= LM__AUTO_FRAC_ONE)
 		rest = LM_CODEC_NONE;
-	*probe = n % every == 0
-			 ? sample(cand & ~(1u << codec) & ~(1u << rest) & ~1u, slow, c, channel)
-			 : LM_CODEC_NONE;
-	if (codec == LM_CODEC_NONE || codec >= LM_MAX_CODECS)
+	if (frac)
+		in_use |= 1u << codec;
+	in_use |= 1u << rest;
+	*probe = n % every == 0 ? sample(cand & ~in_use, slow, c, channel) : LM_CODEC_NONE;
+	if (codec == LM_CODEC_NONE)
 		return LM_CODEC_NONE;
 	c->acc += frac;
 	if (c->acc < LM__AUTO_FRAC_ONE)

@@ -240,7 +240,15 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	lm__auto_ctr *c = &ch->ctr;
 	int64_t unsent = ch->s->is_auto ? lm__conn_unsent(&ch->conn) : 0;
 
+	/* A codec's first packet on this channel: no measurement of it, nor
+	 * of the rest (its encode would read as planning CPU). */
+	int cold = in && want != LM_CODEC_NONE && want < LM_MAX_CODECS && !(ch->warm >> want & 1);
+
 	cpu[4] = lm__thread_cpu_ns();
+	if (cold) {
+		ch->warm |= 1u << want;
+		cpu[0] += cpu[2] - cpu[1];
+	}
 	add(&c->plan_ns, t[1] - t[0]);
 	add(&c->plan_bytes, in);
 	add(&c->write_ns, t[4] - t[3]);
@@ -249,16 +257,12 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->cpu_ns, cpu[4] - cpu[0]);
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
-	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS) {
-		if (!(ch->warm >> want & 1)) {
-			ch->warm |= 1u << want; /* its first encode: no measurement (sender.h) */
-		} else {
-			add(&c->codec[want].packets, 1);
-			add(&c->codec[want].in, in);
-			add(&c->codec[want].out, payload);
-			add(&c->codec[want].ns, t[2] - t[1]);
-			add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
-		}
+	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS && !cold) {
+		add(&c->codec[want].packets, 1);
+		add(&c->codec[want].in, in);
+		add(&c->codec[want].out, payload);
+		add(&c->codec[want].ns, t[2] - t[1]);
+		add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
 	}
 	ch->mix[codec].packets++;
 	ch->mix[codec].bytes_in += in;
@@ -290,8 +294,8 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	memcpy(ch->eng, eng, sizeof(eng));
 	if (out < 0)
 		return;
-	if (!(ch->warm >> codec & 1)) { /* the context's first encode (sender.h) */
-		ch->warm |= 1u << codec;
+	if (!(ch->warm_sample >> codec & 1)) { /* the first at this size (sender.h) */
+		ch->warm_sample |= 1u << codec;
 		return;
 	}
 	add(&c->ns, lm__now_ns() - t0);

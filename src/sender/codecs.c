@@ -286,9 +286,12 @@ static void quota_window(lm_sender *s, lm__auto_meas *m, uint64_t now)
 
 	if (++s->cg_windows >= LM__CGROUP_REFIND) {
 		lm__cgroup found;
+		int got = lm__cgroup_open(&found, "/proc/self/cgroup", "/proc/self/mountinfo");
 		s->cg_windows = 0;
-		lm__cgroup_open(&found, "/proc/self/cgroup", "/proc/self/mountinfo");
-		if (memcmp(&found, &s->cg, sizeof(found)) != 0) {
+		/* A read that failed (EMFILE) keeps what was found before.
+		 * Both zeroed by open: comparing the whole struct compares
+		 * the levels. */
+		if ((got == 0 || got == -ENOENT) && memcmp(&found, &s->cg, sizeof(found)) != 0) {
 			s->cg = found;
 			s->cg_t = 0;
 		}

@@ -70,11 +70,12 @@ typedef struct lm__tx_chan {
 	uint8_t *enc;          /* encoded payload, enc_cap = the largest bound */
 	size_t enc_cap;
 	lm__auto_chan pick;    /* codec auto: where this channel is in the mix */
-	/* Codec auto: the codecs this channel has encoded with (bits; owner:
-	 * the channel thread). A context's first encode allocates its
-	 * workspace and faults it in, at 10-20x its cost after: that one is
-	 * not a measurement of the codec. */
-	uint32_t warm;
+	/* Codec auto: the codecs this channel has sent packets with, and
+	 * sampled with (bits; owner: the channel thread). A context's first
+	 * encode at a size allocates its workspace for it (zstd sizes it from
+	 * the input's) and faults it in, at 10-20x its cost after: that one
+	 * is not a measurement of the codec. */
+	uint32_t warm, warm_sample;
 	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */
