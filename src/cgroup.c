@@ -14,8 +14,9 @@ static ssize_t slurp(const char *path, char *buf, size_t cap)
 	ssize_t n = 0, got = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+	buf[0] = 0;
 	if (fd < 0)
-		return -errno;
+		return errno ? -errno : -EIO;
 	while ((size_t)got < cap - 1 && (n = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
 		got += n;
 	close(fd);
@@ -227,7 +228,7 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
  * negative errno when its files cannot be read or parsed. */
 static int quota_of(const lm__cgroup_level *l, lm__cgroup_use *u)
 {
-	char buf[128];
+	char buf[128] = {0};
 	const char *p = buf;
 	int64_t q, per;
 	ssize_t n;
@@ -256,7 +257,7 @@ static int quota_of(const lm__cgroup_level *l, lm__cgroup_use *u)
 
 static uint64_t usage_of(const lm__cgroup_level *l)
 {
-	char buf[2048];
+	char buf[2048] = {0};
 	const char *p = buf;
 	int64_t v;
 

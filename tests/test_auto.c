@@ -721,23 +721,33 @@ static void unsent_tcp(void)
 
 /* ---- 2. the per-packet pick ------------------------------------------------- */
 
+/* draws picks of a's decision on channel c: n[] the packets' codecs,
+ * smp[] the samples' (both zeroed first). */
+static void draw(const lm__auto *a, lm__auto_chan *c, uint32_t draws, uint32_t *n, uint32_t *smp)
+{
+	uint16_t pr;
+
+	memset(n, 0, LM_MAX_CODECS * sizeof(*n));
+	memset(smp, 0, LM_MAX_CODECS * sizeof(*smp));
+	for (uint32_t i = 0; i < draws; i++) {
+		n[lm__auto_pick(lm__auto_snapshot(a), c, 0, &pr)]++;
+		smp[pr]++;
+	}
+}
+
 static void pick_shares(void)
 {
 	lm__auto a;
 	lm__auto_chan c;
 	uint32_t n[LM_MAX_CODECS] = {0}, smp[LM_MAX_CODECS] = {0}, turns;
 	const uint32_t draws = 16384;
-	uint16_t pr;
 
 	lm__auto_init(&a, all_cand, PS, 1, 0);
 	a.codec = LM_CODEC_LZ4;
 	a.frac = 512;
 	a.slow = 1u << LM_CODEC_DEFLATE;
 	memset(&c, 0, sizeof(c));
-	for (uint32_t i = 0; i < draws; i++) {
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
-		smp[pr]++;
-	}
+	draw(&a, &c, draws, n, smp);
 	/* The packets follow the mix: half lz4, half none, samples aside. */
 	CHECK(n[LM_CODEC_LZ4] >= draws / 2 - 2 && n[LM_CODEC_LZ4] <= draws / 2 + 2);
 	CHECK(n[LM_CODEC_NONE] >= draws / 2 - 2 && n[LM_CODEC_NONE] <= draws / 2 + 2);
@@ -755,24 +765,14 @@ static void pick_shares(void)
 	a.codec = LM_CODEC_NONE;
 	a.frac = 0;
 	a.slow = 0;
-	memset(n, 0, sizeof(n));
-	memset(smp, 0, sizeof(smp));
-	for (uint32_t i = 0; i < draws; i++) {
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
-		smp[pr]++;
-	}
+	draw(&a, &c, draws, n, smp);
 	CHECK_EQ(n[LM_CODEC_NONE], draws);
 	CHECK(smp[LM_CODEC_LZ4] > 0 && smp[LM_CODEC_ZSTD] > 0 && smp[LM_CODEC_DEFLATE] > 0);
 	/* A quarter zstd, the rest lz4: no raw packet, neither sampled. */
 	a.codec = LM_CODEC_ZSTD;
 	a.frac = 256;
 	a.rest = LM_CODEC_LZ4;
-	memset(n, 0, sizeof(n));
-	memset(smp, 0, sizeof(smp));
-	for (uint32_t i = 0; i < draws; i++) {
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
-		smp[pr]++;
-	}
+	draw(&a, &c, draws, n, smp);
 	CHECK(n[LM_CODEC_ZSTD] >= draws / 4 - 2 && n[LM_CODEC_ZSTD] <= draws / 4 + 2);
 	CHECK_EQ(n[LM_CODEC_ZSTD] + n[LM_CODEC_LZ4], draws);
 	CHECK(smp[LM_CODEC_DEFLATE] > 0);
@@ -780,21 +780,11 @@ static void pick_shares(void)
 	/* Stepped down to none of zstd: every packet lz4, zstd sampled
 	 * again; up to all of it: the rest is no longer in use. */
 	a.frac = 0;
-	memset(n, 0, sizeof(n));
-	memset(smp, 0, sizeof(smp));
-	for (uint32_t i = 0; i < draws; i++) {
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
-		smp[pr]++;
-	}
+	draw(&a, &c, draws, n, smp);
 	CHECK_EQ(n[LM_CODEC_LZ4], draws);
 	CHECK(smp[LM_CODEC_ZSTD] > 0 && smp[LM_CODEC_LZ4] == 0);
 	a.frac = LM__AUTO_FRAC_ONE;
-	memset(n, 0, sizeof(n));
-	memset(smp, 0, sizeof(smp));
-	for (uint32_t i = 0; i < draws; i++) {
-		n[lm__auto_pick(lm__auto_snapshot(&a), &c, 0, &pr)]++;
-		smp[pr]++;
-	}
+	draw(&a, &c, draws, n, smp);
 	CHECK_EQ(n[LM_CODEC_ZSTD], draws);
 	CHECK(smp[LM_CODEC_LZ4] > 0 && smp[LM_CODEC_ZSTD] == 0);
 }

@@ -179,6 +179,22 @@ static void v2(void)
 	clean();
 }
 
+/* A v1 cgroup directory under top/fs: its quota and period, and where
+ * usage is not NULL its cpuacct.usage in acct (NULL: beside them). */
+static void v1_dir(const char *dir, const char *quota, const char *acct, const char *usage)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "fs/%s/cpu.cfs_quota_us", dir);
+	put(path, quota);
+	snprintf(path, sizeof(path), "fs/%s/cpu.cfs_period_us", dir);
+	put(path, "100000\n");
+	if (usage) {
+		snprintf(path, sizeof(path), "fs/%s/cpuacct.usage", acct ? acct : dir);
+		put(path, usage);
+	}
+}
+
 static void v1(void)
 {
 	static const char *const sub[] = {"cgroup", "/docker/abc", "fs/cpu,cpuacct",
@@ -195,12 +211,8 @@ static void v1(void)
 	 * mount's root, and the process is in a child of it. */
 	put("self", "4:cpu,cpuacct:/docker/abc/sub\n3:memory:/docker/abc\n0::/\n");
 	mounts(sub);
-	put("fs/cpu,cpuacct/sub/cpu.cfs_quota_us", "25000\n");
-	put("fs/cpu,cpuacct/sub/cpu.cfs_period_us", "100000\n");
-	put("fs/cpu,cpuacct/sub/cpuacct.usage", "42\n");
-	put("fs/cpu,cpuacct/cpu.cfs_quota_us", "100000\n");
-	put("fs/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-	put("fs/cpu,cpuacct/cpuacct.usage", "99\n");
+	v1_dir("cpu,cpuacct/sub", "25000\n", NULL, "42\n");
+	v1_dir("cpu,cpuacct", "100000\n", NULL, "99\n");
 	expect(2, 0, 0.25, 42);
 	expect(2, 1, 1.0, 99);
 	put("fs/cpu,cpuacct/sub/cpu.cfs_quota_us", "-1\n");
@@ -214,9 +226,7 @@ static void v1(void)
 	 * same path; under another path it is not the same cgroup. */
 	put("self", "5:cpuacct:/x\n4:cpu:/x\n");
 	mounts(apart);
-	put("fs/cpu/x/cpu.cfs_quota_us", "250000\n");
-	put("fs/cpu/x/cpu.cfs_period_us", "100000\n");
-	put("fs/cpuacct/x/cpuacct.usage", "99\n");
+	v1_dir("cpu/x", "250000\n", "cpuacct/x", "99\n");
 	expect(1, 0, 2.5, 99);
 	put("self", "5:cpuacct:/y\n4:cpu:/x\n");
 	expect(1, 0, 2.5, 0);
@@ -230,17 +240,14 @@ static void v1(void)
 	/* A mount point with a blank, escaped in mountinfo. */
 	put("self", "4:cpu,cpuacct:/\n");
 	mounts(blank);
-	put("fs/c g/cpu.cfs_quota_us", "300000\n");
-	put("fs/c g/cpu.cfs_period_us", "100000\n");
-	put("fs/c g/cpuacct.usage", "7\n");
+	v1_dir("c g", "300000\n", NULL, "7\n");
 	expect(1, 0, 3.0, 7);
 	clean();
 
 	/* "cpu" only as part of another controller's name. */
 	put("self", "6:cpuset:/y\n");
 	mounts(cpuset);
-	put("fs/cpuset/y/cpu.cfs_quota_us", "100000\n");
-	put("fs/cpuset/y/cpu.cfs_period_us", "100000\n");
+	v1_dir("cpuset/y", "100000\n", NULL, NULL);
 	expect_none();
 	clean();
 
