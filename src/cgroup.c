@@ -1,47 +1,12 @@
 /* The CPU quota of this process's cgroup: see cgroup.h. */
 #include "cgroup.h"
+#include "cpuidle.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* The whole of a small file, NUL-terminated; its length or a negative errno. */
-static ssize_t slurp(const char *path, char *buf, size_t cap)
-{
-	ssize_t n = 0, got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	buf[0] = 0;
-	if (fd < 0)
-		return errno ? -errno : -EIO;
-	while ((size_t)got < cap - 1 && (n = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
-		got += n;
-	close(fd);
-	buf[got] = 0;
-	return n < 0 ? -EIO : got;
-}
-
-/* A decimal at *p (blanks before it skipped); 0, or -EINVAL. */
-static int number(const char **p, int64_t *v)
-{
-	char *end;
-	long long x;
-
-	while (**p == ' ' || **p == '\t')
-		(*p)++;
-	if ((**p < '0' || **p > '9') && **p != '-')
-		return -EINVAL;
-	errno = 0;
-	x = strtoll(*p, &end, 10);
-	if (errno || end == *p)
-		return -EINVAL;
-	*p = end;
-	*v = x;
-	return 0;
-}
 
 /* Does the comma-separated list [p, end) hold the word w? */
 static int has_word(const char *p, const char *end, const char *w)
@@ -187,7 +152,7 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
 	int rc;
 
 	memset(cg, 0, sizeof(*cg));
-	if ((len = slurp(self, buf, sizeof(buf))) < 0)
+	if ((len = lm__read_small(self, buf, sizeof(buf))) < 0)
 		return (int)len;
 	if ((size_t)len >= sizeof(buf) - 1) /* cut: its last line may be the cpu one */
 		return -E2BIG;
@@ -224,34 +189,42 @@ int lm__cgroup_open(lm__cgroup *cg, const char *self, const char *mountinfo)
 	return cg->n ? 0 : -ENOENT;
 }
 
+/* Is p, past blanks, a negative number (v1's -1 quota: none)? */
+static int negative(const char *p)
+{
+	p += strspn(p, " \t");
+	return p[0] == '-' && p[1] >= '0' && p[1] <= '9';
+}
+
 /* A level's quota now into u (cpus 0: none; period_us its period): 0, or a
  * negative errno when its files cannot be read or parsed. */
 static int quota_of(const lm__cgroup_level *l, lm__cgroup_use *u)
 {
 	char buf[128] = {0};
-	const char *p = buf;
-	int64_t q, per;
+	uint64_t v[2];
 	ssize_t n;
 
 	u->cpus = 0;
 	u->period_us = 0;
-	if ((n = slurp(l->quota, buf, sizeof(buf))) < 0)
+	if ((n = lm__read_small(l->quota, buf, sizeof(buf))) < 0)
 		return (int)n;
-	if (l->v2 && strncmp(buf, "max", 3) == 0)
+	if ((l->v2 && strncmp(buf, "max", 3) == 0) || (!l->v2 && negative(buf)))
 		return 0;
-	if (number(&p, &q))
+	/* v2: "QUOTA PERIOD" in one file; v1: the period in its own. */
+	if (lm__numbers(buf, v, l->v2 ? 2 : 1) != (l->v2 ? 2 : 1))
 		return -EINVAL;
-	if (q <= 0) /* v1's -1: none */
+	if (!v[0])
 		return 0;
 	if (!l->v2) {
-		if ((n = slurp(l->period, buf, sizeof(buf))) < 0)
+		if ((n = lm__read_small(l->period, buf, sizeof(buf))) < 0)
 			return (int)n;
-		p = buf;
+		if (lm__numbers(buf, &v[1], 1) != 1)
+			return -EINVAL;
 	}
-	if (number(&p, &per) || per <= 0)
+	if (!v[1])
 		return -EINVAL;
-	u->period_us = (uint64_t)per;
-	u->cpus = (double)q / (double)per;
+	u->period_us = v[1];
+	u->cpus = (double)v[0] / (double)v[1];
 	return 0;
 }
 
@@ -259,9 +232,9 @@ static uint64_t usage_of(const lm__cgroup_level *l)
 {
 	char buf[2048] = {0};
 	const char *p = buf;
-	int64_t v;
+	uint64_t v;
 
-	if (!l->usage[0] || slurp(l->usage, buf, sizeof(buf)) < 0)
+	if (!l->usage[0] || lm__read_small(l->usage, buf, sizeof(buf)) < 0)
 		return 0;
 	if (l->v2) { /* cpu.stat: "usage_usec N" among other lines */
 		if (strncmp(buf, "usage_usec ", 11) == 0)
@@ -271,9 +244,9 @@ static uint64_t usage_of(const lm__cgroup_level *l)
 		else
 			return 0;
 	}
-	if (number(&p, &v) || v < 0)
+	if (lm__numbers(p, &v, 1) != 1)
 		return 0;
-	return l->v2 ? (uint64_t)v * 1000u : (uint64_t)v;
+	return l->v2 ? v * 1000u : v;
 }
 
 int lm__cgroup_read(const lm__cgroup *cg, lm__cgroup_use *out)

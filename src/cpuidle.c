@@ -29,8 +29,7 @@ int lm__cpuidle_open(lm__cpuidle *st)
 	return 0;
 }
 
-/* Up to n decimal numbers separated by blanks from *p; how many were read. */
-static int numbers(const char *p, uint64_t *v, int n)
+int lm__numbers(const char *p, uint64_t *v, int n)
 {
 	int k = 0;
 	char *end;
@@ -57,7 +56,7 @@ static int parse_line(const char *l, unsigned *cpu, uint64_t *ticks)
 
 	if (strncmp(l, "cpu", 3) != 0 || l[3] < '0' || l[3] > '9')
 		return 0;
-	if (numbers(l + 3, v, 6) != 6 || v[0] > UINT32_MAX)
+	if (lm__numbers(l + 3, v, 6) != 6 || v[0] > UINT32_MAX)
 		return 0;
 	*cpu = (unsigned)v[0];
 	*ticks = v[4] + v[5];
@@ -116,17 +115,23 @@ uint64_t lm__thread_busy_ns_from(const char *path)
 {
 	uint64_t v[2], cpu = lm__thread_cpu_ns();
 	char buf[128];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return cpu;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return cpu;
-	buf[n] = 0;
-	if (numbers(buf, v, 2) != 2)
+	if (lm__read_small(path, buf, sizeof(buf)) <= 0 || lm__numbers(buf, v, 2) != 2)
 		return cpu;
 	return cpu + v[1];
+}
+
+ssize_t lm__read_small(const char *path, char *buf, size_t cap)
+{
+	ssize_t n = 0, got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf[0] = 0;
+	if (fd < 0)
+		return errno ? -errno : -EIO;
+	while ((size_t)got < cap - 1 && (n = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fd);
+	buf[got] = 0;
+	return n < 0 ? -EIO : got;
 }

@@ -11,7 +11,9 @@
 #ifndef LM_CPUIDLE_H
 #define LM_CPUIDLE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Not thread-safe: one owner (the sender's updater). */
 typedef struct lm__cpuidle {
@@ -37,5 +39,12 @@ uint64_t lm__thread_busy_ns(void);
 /* The same from a schedstat file at path (tests: a missing or garbled
  * one falls back to the CPU time). */
 uint64_t lm__thread_busy_ns_from(const char *path);
+
+/* Readers of the kernel's small text files (here and cgroup.c). Up to n
+ * decimal numbers separated by blanks from p; how many were read. */
+int lm__numbers(const char *p, uint64_t *v, int n);
+/* The whole of a small file at path into buf (cap > 0), NUL-terminated,
+ * cut at cap - 1 bytes; its length, or a negative errno. */
+ssize_t lm__read_small(const char *path, char *buf, size_t cap);
 
 #endif
