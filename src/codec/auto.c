@@ -272,11 +272,9 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 		a->link = (double)a->rate_cap;
 }
 
-/* Cores from CPU ns over a window, within what the budget allows. */
-static double budget(const lm__auto *a, double cpu_ns, uint64_t wall_ns)
+/* Cores within what the budget allows: LM__AUTO_CORES_MIN..channels. */
+static double budget(const lm__auto *a, double cores)
 {
-	double cores = cpu_ns / (double)wall_ns;
-
 	if (cores > a->channels)
 		cores = a->channels;
 	return cores < LM__AUTO_CORES_MIN ? LM__AUTO_CORES_MIN : cores;
@@ -302,15 +300,15 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 	if (m->idle_known > 0) {
 		idle = (double)m->idle_ns / (double)m->wall_ns;
 		a->idle = a->idle >= 0 ? ewma(a->idle, idle, 0.5) : idle;
-		cores = budget(a, (double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns,
-			       m->wall_ns);
+		cores = budget(a, ((double)m->tx.cpu_ns + LM__AUTO_IDLE_SHARE * (double)m->idle_ns) /
+					  (double)m->wall_ns);
 		a->cores_idle = a->cores_idle > 0 ? ewma(a->cores_idle, cores, 0.5) : cores;
 	} else if (!m->idle_known) {
 		a->cores_idle = 0;
 		a->idle = -1;
 	}
 	if (m->quota_known > 0) {
-		cores = budget(a, m->quota_free * (double)m->wall_ns, m->wall_ns);
+		cores = budget(a, m->quota_free);
 		a->cores_quota = a->cores_quota > 0 ? ewma(a->cores_quota, cores, 0.5) : cores;
 	} else if (!m->quota_known) {
 		a->cores_quota = 0;

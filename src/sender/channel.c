@@ -240,9 +240,10 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	lm__auto_ctr *c = &ch->ctr;
 	int64_t unsent = ch->s->is_auto ? lm__conn_unsent(&ch->conn) : 0;
 
+	int coded = in && want != LM_CODEC_NONE && want < LM_MAX_CODECS;
 	/* A codec's first packet on this channel: no measurement of it, nor
 	 * of the rest (its encode would read as planning CPU). */
-	int cold = in && want != LM_CODEC_NONE && want < LM_MAX_CODECS && !(ch->warm >> want & 1);
+	int cold = coded && !(ch->warm >> want & 1);
 
 	cpu[4] = lm__thread_cpu_ns();
 	if (cold) {
@@ -257,7 +258,7 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->cpu_ns, cpu[4] - cpu[0]);
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
-	if (in && want != LM_CODEC_NONE && want < LM_MAX_CODECS && !cold) {
+	if (coded && !cold) {
 		add(&c->codec[want].packets, 1);
 		add(&c->codec[want].in, in);
 		add(&c->codec[want].out, payload);

@@ -272,6 +272,15 @@ static void idle_window(lm_sender *s, lm__auto_meas *m)
  * process moved, a quota set on an ancestor that had none. */
 #define LM__CGROUP_REFIND 20u
 
+/* A span of quota windows begins now, from each level's usage. */
+static void quota_span(lm_sender *s, const lm__cgroup_use *use, uint64_t now)
+{
+	s->cg_t = now;
+	s->cg_tx = 0;
+	for (uint32_t i = 0; i < s->cg.n; i++)
+		s->cg_seen[i] = use[i].usage_ns;
+}
+
 /* The cores the cgroups' quotas leave the channels, over a span of at
  * least the longest quota period: within one period the kernel lets a
  * cgroup run in a burst and then throttles it, so a 10 or 25 ms window
@@ -305,10 +314,7 @@ static void quota_window(lm_sender *s, lm__auto_meas *m, uint64_t now)
 		return;
 	}
 	if (!s->cg_t) {
-		s->cg_t = now;
-		s->cg_tx = 0;
-		for (uint32_t i = 0; i < s->cg.n; i++)
-			s->cg_seen[i] = use[i].usage_ns;
+		quota_span(s, use, now);
 		return;
 	}
 	s->cg_tx += m->tx.cpu_ns;
@@ -330,10 +336,7 @@ static void quota_window(lm_sender *s, lm__auto_meas *m, uint64_t now)
 	}
 	m->quota_known = 1;
 	m->quota_free = free;
-	s->cg_t = now;
-	s->cg_tx = 0;
-	for (uint32_t i = 0; i < s->cg.n; i++)
-		s->cg_seen[i] = use[i].usage_ns;
+	quota_span(s, use, now);
 }
 
 void lm__sender_auto_tick(lm_sender *s)
