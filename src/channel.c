@@ -248,6 +248,11 @@ int64_t lm__conn_unsent(const lm__conn *c)
 	return n;
 }
 
+int64_t lm__conn_rwnd_limited_us(const lm__conn *c)
+{
+	return lm__tcp_rwnd_limited_us(c->wfd);
+}
+
 int lm__write_full(lm__conn *c, const void *buf, size_t n)
 {
 	struct iovec v = {(void *)buf, n};

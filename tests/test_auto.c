@@ -67,6 +67,10 @@ typedef struct world {
 	 * no_unsent: the sender cannot see its queue (delivered = written). */
 	double sndbuf, queued;
 	int no_unsent;
+	/* The sender reads TCP_INFO: the write waits a receiver that cannot
+	 * keep up causes (its window closed) are told from a full link's;
+	 * behind a TCP proxy the link's close the window too. */
+	int tcp_info, proxy;
 	double win; /* window ns, 0: 100 ms */
 	/* The model's error near the crossover: the codecs' costs as the
 	 * sender measures them are (1 + cost_err x the raw share) times the
@@ -104,7 +108,7 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 {
 	const double win = w->win > 0 ? w->win : 1e8;
 	double share[LM_MAX_CODECS] = {0}, W = 0, enc = 0, rxp = 0, x, in, s, r, spare, g;
-	double block, runq = 0, link = w->link, delivered, err;
+	double block, runq = 0, link = w->link, delivered, err, rwnd = 0;
 	/* Samples per packet of each candidate, and a sample's share of a
 	 * packet's input. */
 	double probe[LM_MAX_CODECS] = {0}, pin = LM__AUTO_SAMPLE_PAGES / (double)(PKT / PS);
@@ -135,11 +139,14 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	x = w->n * 1e9 / s;
 	if (link / W < x)
 		x = link / W;
-	if (w->rx_n && w->rx_n * 1e9 / r < x)
+	if (w->rx_n && w->rx_n * 1e9 / r < x) {
 		x = w->rx_n * 1e9 / r;
+		rwnd = 1; /* its waits: the receiver's window */
+	}
 	if (w->cpus > 0 && (w->cpus - w->load) * 1e9 / (s + (w->rx_shared ? r : 0)) < x) {
 		x = (w->cpus - w->load) * 1e9 / (s + (w->rx_shared ? r : 0));
 		machine = 1;
+		rwnd = w->rx_shared; /* a starved receiver reads slowly */
 	}
 	if (w->quota > 0 && (w->quota - w->cg_load) * 1e9 / s < x) {
 		/* throttled: no write waits; others taking it all leave the
@@ -147,6 +154,7 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 		double q = w->quota - w->cg_load;
 		x = (q > 0.02 ? q : 0.02) * 1e9 / s;
 		machine = 1;
+		rwnd = 0;
 	}
 	in = x * win / 1e9;
 	spare = w->n * win - in * s;
@@ -179,6 +187,12 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	w->queued += in * W - delivered;
 	m.tx.delivered = w->no_unsent ? m.tx.wire_bytes : (uint64_t)delivered;
 	m.tx.write_wait_ns = (uint64_t)block;
+	if (w->proxy && !machine)
+		rwnd = 1;
+	if (w->tcp_info) {
+		m.tx.rwnd_known = w->n;
+		m.tx.rwnd_us = (uint64_t)(rwnd * block / 1e3);
+	}
 	m.tx.write_ns = (uint64_t)(w->write * in * W * g) + m.tx.write_wait_ns;
 	m.tx.cpu_ns = (uint64_t)(in * s);
 	m.tx.write_cpu_ns = (uint64_t)(w->write * in * W);
@@ -559,6 +573,55 @@ static void model_socket_buffers(void)
 	CHECK(a.link > 2.5 * 125e6);
 }
 
+/* A link that is the limit, and a receiver whose threads are 80% busy at
+ * its rate (3gbit on two shared cores): the busy time says "receiver" when
+ * the writes wait, and the link estimate stays where the first window's
+ * prior or a probe put it, above the link, so that raw pages look cheaper
+ * than they are. The kernel's word (the receiver's window never closed)
+ * lets the estimate follow the link, and auto compresses what the
+ * receiver can take. Where the receiver is the limit, the window closes
+ * and it still is; behind a TCP proxy a slow link closes the window while
+ * the receiver idles, and the link is still found. */
+static void model_rwnd(void)
+{
+	world w = typical(375e6);
+	lm__auto blind, told;
+	double x_blind, x_told;
+	lm__auto_chan chans[8];
+
+	w.rx_base = 17500; /* 80% busy at 375 MB/s of raw pages */
+	settle(&w, &blind);
+	memset(chans, 0, sizeof(chans));
+	x_blind = window(&w, &blind, chans);
+	w.tcp_info = 1;
+	settle(&w, &told);
+	memset(chans, 0, sizeof(chans));
+	x_told = window(&w, &told, chans);
+	printf("model: receiver 80%% busy at the link: busy time %.0f MB/s (link estimate %.0f), "
+	       "TCP_INFO %.0f MB/s (%.0f)\n",
+	       x_blind / 1e6, blind.link / 1e6, x_told / 1e6, told.link / 1e6);
+	CHECK(blind.link > 1.15 * 375e6);
+	CHECK(told.link > 0.85 * 375e6 && told.link < 1.15 * 375e6);
+	CHECK(told.rwnd >= 0); /* known; high again once the receiver is the limit */
+	CHECK(shrunk(&told) > shrunk(&blind));
+	CHECK(x_told > 1.1 * x_blind);
+	/* The receiver the limit (a fast link): the window held the writes. */
+	w = typical(10e9);
+	w.rx_base = 17500;
+	w.tcp_info = 1;
+	settle(&w, &told);
+	CHECK(told.rwnd >= 0.2);
+	CHECK(told.link < 1.5e9); /* held near what it delivered */
+	/* A proxy in front of a 50 MB/s link, the receiver idle. */
+	w = typical(50e6);
+	w.tcp_info = 1;
+	w.proxy = 1;
+	settle(&w, &told);
+	CHECK(told.rwnd >= 0.2);
+	CHECK_EQ(shrunk(&told), LM__AUTO_FRAC_ONE);
+	CHECK(told.link < 60e6 && told.link > 40e6);
+}
+
 /* The input rate of the best fixed decision (codec, share) in world w. */
 static double oracle(const world *w, uint16_t *best_c, uint32_t *best_f)
 {
@@ -675,6 +738,7 @@ static void unsent_tcp(void)
 	size_t wrote = 0, got = 0;
 	lm__conn conn, pc;
 	uint64_t t0;
+	int64_t rwnd0, rwnd1;
 	ssize_t n;
 
 	CHECK(l >= 0 && c >= 0);
@@ -687,6 +751,8 @@ static void unsent_tcp(void)
 	CHECK_EQ(fcntl(c, F_SETFL, O_NONBLOCK), 0);
 	lm__conn_init(&conn, c, 2000);
 	CHECK_EQ(lm__conn_unsent(&conn), 0);
+	rwnd0 = lm__conn_rwnd_limited_us(&conn);
+	CHECK(rwnd0 >= 0);
 	/* The peer reads nothing: writes stop once its window and our
 	 * buffer are full, and what our buffer holds is unacknowledged. */
 	while ((n = write(c, buf, sizeof(buf))) > 0)
@@ -696,6 +762,12 @@ static void unsent_tcp(void)
 	       (long long)lm__conn_unsent(&conn));
 	CHECK(lm__conn_unsent(&conn) > 0);
 	CHECK(lm__conn_unsent(&conn) <= (int64_t)wrote);
+	/* Its window is closed: the kernel counts the time it holds us. */
+	sleep_us(100000);
+	rwnd1 = lm__conn_rwnd_limited_us(&conn);
+	printf("rwnd: %lld us limited by the peer's window after 100 ms\n",
+	       (long long)(rwnd1 - rwnd0));
+	CHECK(rwnd1 - rwnd0 >= 50000);
 	/* It reads everything: the acks leave nothing unsent. */
 	t0 = now_us();
 	while (got < wrote && now_us() - t0 < 5000000) {
@@ -715,6 +787,7 @@ static void unsent_tcp(void)
 	CHECK_EQ(pipe(fds), 0);
 	lm__conn_init(&pc, fds[1], 2000);
 	CHECK_EQ(lm__conn_unsent(&pc), -1);
+	CHECK_EQ(lm__conn_rwnd_limited_us(&pc), -1);
 	lm__conn_close(&pc);
 	close(fds[0]);
 }
@@ -1039,6 +1112,7 @@ int main(void)
 	model_link_change();
 	model_rate_cap();
 	model_socket_buffers();
+	model_rwnd();
 	model_steer();
 	model_rx_quiet();
 	unsent_tcp();

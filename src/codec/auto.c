@@ -72,11 +72,17 @@
  * (channels held back by their CPU say nothing of the link; probing on
  * them ran L away to 2-3x a 1gbit link, and at a link just full they
  * made auto send a third raw), until compressing less makes the writes
- * block. Writes blocked while the
- * receiver's threads are busy (>= 70%: their CPU time and run-queue wait,
- * so a receiver starved of CPU on the sender's host counts) are the
- * receiver's limit, not the link's: L is then held. L never exceeds the
- * sender's own rate limit.
+ * block. Writes blocked by the receiver are its limit, not the link's: L
+ * is then held. The receiver is the limit when its threads are busy >= 70%
+ * (their CPU time and run-queue wait, so a receiver starved of CPU on the
+ * sender's host counts) and, where the kernel tells (TCP_INFO's time
+ * limited by the receive window), its window held the sockets >= 20% of
+ * the channels' time: a receiver that cannot keep up fills its socket
+ * buffer and closes its window, a full link leaves it open. Busy time
+ * alone held L at a probe's 1.2x a 3gbit link on two shared cores, the
+ * receiver's threads 80% busy with the link the limit; the window alone
+ * would take a TCP proxy in front of a slow link for a slow receiver. L
+ * never exceeds the sender's own rate limit.
  *
  * Candidates not in use are measured on real pages: 1 packet in 16 per
  * channel (1 in 64 after the first 8 turns, from each channel's first
@@ -106,6 +112,12 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
  * limit, not the link's: on one host a receiver short of CPU makes the
  * sender's writes wait at 70-90% busy. */
 #define LM__AUTO_RX_BUSY 0.7
+/* Where the kernel tells (TCP_INFO), a busy receiver is the limit only
+ * if its window held the sockets this share of the channels' time: at
+ * 3gbit on two shared cores its threads were 80% busy with the window
+ * never closed (the link the limit); unshaped and at 10gbit the window
+ * held the sockets 70-100% of the time. */
+#define LM__AUTO_RWND 0.2
 /* Windows a full link's rate holds steering (then it tries a step more
  * raw), and holds the link probe. */
 #define LM__AUTO_FULL_MEMORY 10
@@ -128,6 +140,7 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	a->write_ns = a->cpu_write = 0.3;
 	a->link = 1e9;
 	a->idle = -1;
+	a->rwnd = -1;
 	a->steer = 1;
 	lm__auto_set_cap(a, rate_cap);
 	/* Until the first (short) window measured something: raw. On a
@@ -212,6 +225,33 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
+/* The receiver's window held the sockets: its share of the channels'
+ * time, where they know it. */
+static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
+{
+	double r;
+
+	if (!m->tx.rwnd_known || !m->wall_ns) {
+		a->rwnd = -1;
+		return;
+	}
+	r = (double)m->tx.rwnd_us * 1e3 / ((double)m->tx.rwnd_known * (double)m->wall_ns);
+	r = r > 1 ? 1 : r;
+	a->rwnd = a->rwnd < 0 || r > a->rwnd ? r : ewma(a->rwnd, r, 0.5);
+}
+
+/* Writes that wait are the receiver's limit, not the link's: its threads
+ * are busy, and where the kernel tells, they closed its window (a full
+ * link leaves it open). Not the window alone: a TCP proxy in front of a
+ * slow link (ssh -L, stunnel, the tests' shaper) closes its window while
+ * the receiver idles. */
+static int rx_limited(const lm__auto *a)
+{
+	if (!a->rx_channels || a->rx_busy < LM__AUTO_RX_BUSY)
+		return 0;
+	return a->rwnd < 0 || a->rwnd >= LM__AUTO_RWND;
+}
+
 static void fold_link(lm__auto *a, const lm__auto_meas *m)
 {
 	double n = m->channels ? m->channels : a->channels;
@@ -249,7 +289,7 @@ static void fold_link(lm__auto *a, const lm__auto_meas *m)
 			a->link = (probing ? 1.4 : 1.15) * (a->link > d ? a->link : d);
 			a->probing = 1;
 		}
-	} else if (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY) {
+	} else if (rx_limited(a)) {
 		a->link = a->link > d ? a->link : d;
 	} else if (b < 0.15) {
 		/* Near full (the production rate and the link about even,
@@ -472,7 +512,7 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 
 	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
 	    (f && a->codec != a->model_codec) || a->rest != a->model_rest || f < lo || f > hi ||
-	    (a->rx_channels && a->rx_busy >= LM__AUTO_RX_BUSY)) {
+	    rx_limited(a)) {
 		a->codec = a->model_codec;
 		a->frac = a->model_frac;
 		a->rest = a->model_rest;
@@ -503,6 +543,7 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
 	fold_codecs(a, m);
 	fold_cpu(a, m);
 	fold_receiver(a, m);
+	fold_rwnd(a, m);
 	fold_link(a, m);
 	decide(a);
 	steer(a, m);

@@ -130,20 +130,25 @@ static uint64_t delta(const uint64_t *now, uint64_t *seen)
 	return d;
 }
 
-/* A channel's unsent bytes: an idle channel's conn is this thread's, so
- * its queue is read now (a round's end drains it while no packet is
- * written, and the last packet's reading would credit that drain to the
- * next round's first window); a busy one's as its last packet left it. */
+/* A channel's unsent bytes and the time its socket waited for the
+ * receiver's window: an idle channel's conn is this thread's, so they are
+ * read now (a round's end drains the queue while no packet is written,
+ * and the last packet's reading would credit that drain to the next
+ * round's first window); a busy one's as its last packet left them. */
 static uint64_t unsent_now(lm_sender *s, lm__tx_chan *ch)
 {
 	int idle;
-	int64_t q;
+	int64_t q, r;
 
 	pthread_mutex_lock(&s->lock);
 	idle = ch->state == LM_TX_IDLE;
 	pthread_mutex_unlock(&s->lock);
 	if (idle && (q = lm__conn_unsent(&ch->conn)) >= 0)
 		__atomic_store_n(&ch->ctr.unsent, (uint64_t)q, __ATOMIC_RELAXED);
+	if (idle && (r = lm__conn_rwnd_limited_us(&ch->conn)) >= 0) {
+		__atomic_store_n(&ch->ctr.rwnd_us, (uint64_t)r, __ATOMIC_RELAXED);
+		__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELAXED);
+	}
 	return __atomic_load_n(&ch->ctr.unsent, __ATOMIC_RELAXED);
 }
 
@@ -174,6 +179,14 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		o->unsent = unsent;
 		m->tx.cpu_ns += delta(&c->cpu_ns, &o->cpu_ns);
 		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
+		/* The kernel's counter is the socket's (from its connect,
+		 * only growing): a smaller one is another socket's start. */
+		if (__atomic_load_n(&c->rwnd_known, __ATOMIC_RELAXED)) {
+			uint64_t r = __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED);
+			m->tx.rwnd_us += r >= o->rwnd_us ? r - o->rwnd_us : 0;
+			m->tx.rwnd_known++;
+			o->rwnd_us = r;
+		}
 	}
 	m->channels = s->nch;
 }
