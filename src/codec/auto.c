@@ -416,6 +416,48 @@ static int rest_ok(const lm__auto *a, uint16_t c, uint16_t r)
 	       (r != c && (a->cand & (1u << r)) && a->ratio[r] > a->ratio[c]);
 }
 
+/* decide()'s search: the best rates of its first pass, the pick of its
+ * second. */
+typedef struct lm__auto_search {
+	double best, raw_best, cbest[LM_MAX_CODECS];
+	int mixes; /* second pass: a compressed rest may be picked */
+	double least;
+	uint16_t codec, rest;
+	uint32_t frac;
+} lm__auto_search;
+
+/* One (codec, rest) pair over its shares. First pass: the largest X, of
+ * each codec in it and with the rest raw. Second: within 2% of the
+ * largest, the cheapest in sender CPU; a compressed rest only where it
+ * beats the best with the rest raw by LM__AUTO_REST_GAIN (in what is
+ * picked too). */
+static void search_pair(const lm__auto *a, uint16_t c, uint16_t r, int pass, lm__auto_search *q)
+{
+	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
+	uint32_t f = c ? step : 0, last = c ? LM__AUTO_FRAC_ONE : 0;
+
+	for (; f <= last; f += step) {
+		double x = lm__auto_rate_mix(a, c, f, r), cost;
+		if (!pass) {
+			q->cbest[c] = x > q->cbest[c] ? x : q->cbest[c];
+			q->cbest[r] = x > q->cbest[r] ? x : q->cbest[r];
+			q->best = x > q->best ? x : q->best;
+			if (r == LM_CODEC_NONE && x > q->raw_best)
+				q->raw_best = x;
+			continue;
+		}
+		if (r != LM_CODEC_NONE && x < LM__AUTO_REST_GAIN * q->raw_best)
+			continue;
+		cost = cpu_cost(a, c, f, r);
+		if (x >= 0.98 * q->best && cost < q->least) {
+			q->least = cost;
+			q->codec = c;
+			q->frac = f;
+			q->rest = r;
+		}
+	}
+}
+
 /* The largest X over every (codec, share, rest), and within 2% of it the
  * cheapest in sender CPU (none first). A compressed rest only when it
  * beats the best with the rest raw by LM__AUTO_REST_GAIN: where it gains
@@ -423,59 +465,33 @@ static int rest_ok(const lm__auto *a, uint16_t c, uint16_t r)
  * decodes one of them slowly, taken to its last page per second). */
 static void decide(lm__auto *a)
 {
-	uint32_t step = LM__AUTO_FRAC_ONE / LM__AUTO_STEPS;
-	double best = lm__auto_rate(a, LM_CODEC_NONE, 0), cbest[LM_MAX_CODECS] = {0};
-	double least = INFINITY, raw_best = best;
-	uint16_t codec = LM_CODEC_NONE, rest = LM_CODEC_NONE;
-	uint32_t frac = 0;
-	int mixes;
+	lm__auto_search q = {.least = INFINITY};
 
-	cbest[LM_CODEC_NONE] = best;
+	q.best = q.raw_best = q.cbest[LM_CODEC_NONE] = lm__auto_rate(a, LM_CODEC_NONE, 0);
 	for (int pass = 0; pass < 2; pass++) {
-		mixes = pass && best >= LM__AUTO_REST_GAIN * raw_best;
-		if (pass && !mixes)
-			best = raw_best;
+		if (pass) {
+			q.mixes = q.best >= LM__AUTO_REST_GAIN * q.raw_best;
+			if (!q.mixes)
+				q.best = q.raw_best;
+		}
 		for (uint16_t c = 0; c < LM_MAX_CODECS; c++) {
 			if (!(a->cand & (1u << c)))
 				continue;
-			for (uint16_t r = 0; r < LM_MAX_CODECS; r++) {
-				if (c ? !rest_ok(a, c, r) : r != LM_CODEC_NONE)
-					continue;
-				if (pass && r != LM_CODEC_NONE && !mixes)
-					continue;
-				for (uint32_t f = c ? step : 0; f <= (c ? LM__AUTO_FRAC_ONE : 0);
-				     f += step) {
-					double x = lm__auto_rate_mix(a, c, f, r), cost;
-					if (!pass) {
-						cbest[c] = x > cbest[c] ? x : cbest[c];
-						cbest[r] = x > cbest[r] ? x : cbest[r];
-						best = x > best ? x : best;
-						if (r == LM_CODEC_NONE && x > raw_best)
-							raw_best = x;
-						continue;
-					}
-					cost = cpu_cost(a, c, f, r);
-					if (r != LM_CODEC_NONE && x < LM__AUTO_REST_GAIN * raw_best)
-						continue; /* the gain, in what is picked too */
-					if (x >= 0.98 * best && cost < least) {
-						least = cost;
-						codec = c;
-						frac = f;
-						rest = r;
-					}
-				}
-			}
+			for (uint16_t r = 0; r < LM_MAX_CODECS; r++)
+				if ((c ? rest_ok(a, c, r) : r == LM_CODEC_NONE) &&
+				    (!pass || r == LM_CODEC_NONE || q.mixes))
+					search_pair(a, c, r, pass, &q);
 		}
 	}
 	/* All of it with one codec: no rest. */
-	if (frac >= LM__AUTO_FRAC_ONE)
-		rest = LM_CODEC_NONE;
-	a->model_codec = codec;
-	a->model_frac = codec == LM_CODEC_NONE ? 0 : frac;
-	a->model_rest = codec == LM_CODEC_NONE ? LM_CODEC_NONE : rest;
+	if (q.frac >= LM__AUTO_FRAC_ONE)
+		q.rest = LM_CODEC_NONE;
+	a->model_codec = q.codec;
+	a->model_frac = q.codec == LM_CODEC_NONE ? 0 : q.frac;
+	a->model_rest = q.codec == LM_CODEC_NONE ? LM_CODEC_NONE : q.rest;
 	a->slow = 0;
 	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
-		if ((a->cand & (1u << c)) && cbest[c] < 0.5 * best)
+		if ((a->cand & (1u << c)) && q.cbest[c] < 0.5 * q.best)
 			a->slow |= 1u << c;
 }
 
