@@ -248,9 +248,9 @@ int64_t lm__conn_unsent(const lm__conn *c)
 	return n;
 }
 
-int64_t lm__conn_rwnd_limited_us(const lm__conn *c)
+int lm__conn_limits(const lm__conn *c, uint64_t *busy_us, uint64_t *rwnd_us)
 {
-	return lm__tcp_rwnd_limited_us(c->wfd);
+	return lm__tcp_limits(c->wfd, busy_us, rwnd_us);
 }
 
 int lm__write_full(lm__conn *c, const void *buf, size_t n)

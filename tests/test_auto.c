@@ -190,7 +190,11 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 	if (w->proxy && !machine)
 		rwnd = 1;
 	if (w->tcp_info) {
+		/* Sockets that made the writes wait always had data to
+		 * send; the others as much as the link was busy. */
+		double busy = block > 0 ? w->n * win : in * W / (link * win / 1e9) * w->n * win;
 		m.tx.rwnd_known = w->n;
+		m.tx.tcp_busy_us = (uint64_t)((busy < w->n * win ? busy : w->n * win) / 1e3);
 		m.tx.rwnd_us = (uint64_t)(rwnd * block / 1e3);
 	}
 	m.tx.write_ns = (uint64_t)(w->write * in * W * g) + m.tx.write_wait_ns;
@@ -602,7 +606,7 @@ static void model_rwnd(void)
 	       x_blind / 1e6, blind.link / 1e6, x_told / 1e6, told.link / 1e6);
 	CHECK(blind.link > 1.15 * 375e6);
 	CHECK(told.link > 0.85 * 375e6 && told.link < 1.15 * 375e6);
-	CHECK(told.rwnd >= 0); /* known; high again once the receiver is the limit */
+	CHECK(told.rwnd >= 0); /* known (high again once the receiver is the limit) */
 	CHECK(shrunk(&told) > shrunk(&blind));
 	CHECK(x_told > 1.1 * x_blind);
 	/* The receiver the limit (a fast link): the window held the writes. */
@@ -738,7 +742,7 @@ static void unsent_tcp(void)
 	size_t wrote = 0, got = 0;
 	lm__conn conn, pc;
 	uint64_t t0;
-	int64_t rwnd0, rwnd1;
+	uint64_t busy0 = 0, rwnd0 = 0, busy1 = 0, rwnd1 = 0;
 	ssize_t n;
 
 	CHECK(l >= 0 && c >= 0);
@@ -751,8 +755,7 @@ static void unsent_tcp(void)
 	CHECK_EQ(fcntl(c, F_SETFL, O_NONBLOCK), 0);
 	lm__conn_init(&conn, c, 2000);
 	CHECK_EQ(lm__conn_unsent(&conn), 0);
-	rwnd0 = lm__conn_rwnd_limited_us(&conn);
-	CHECK(rwnd0 >= 0);
+	CHECK_EQ(lm__conn_limits(&conn, &busy0, &rwnd0), 0);
 	/* The peer reads nothing: writes stop once its window and our
 	 * buffer are full, and what our buffer holds is unacknowledged. */
 	while ((n = write(c, buf, sizeof(buf))) > 0)
@@ -764,10 +767,11 @@ static void unsent_tcp(void)
 	CHECK(lm__conn_unsent(&conn) <= (int64_t)wrote);
 	/* Its window is closed: the kernel counts the time it holds us. */
 	sleep_us(100000);
-	rwnd1 = lm__conn_rwnd_limited_us(&conn);
-	printf("rwnd: %lld us limited by the peer's window after 100 ms\n",
-	       (long long)(rwnd1 - rwnd0));
+	CHECK_EQ(lm__conn_limits(&conn, &busy1, &rwnd1), 0);
+	printf("rwnd: %llu of %llu us busy limited by the peer's window after 100 ms\n",
+	       (unsigned long long)(rwnd1 - rwnd0), (unsigned long long)(busy1 - busy0));
 	CHECK(rwnd1 - rwnd0 >= 50000);
+	CHECK(busy1 - busy0 >= rwnd1 - rwnd0);
 	/* It reads everything: the acks leave nothing unsent. */
 	t0 = now_us();
 	while (got < wrote && now_us() - t0 < 5000000) {
@@ -787,7 +791,7 @@ static void unsent_tcp(void)
 	CHECK_EQ(pipe(fds), 0);
 	lm__conn_init(&pc, fds[1], 2000);
 	CHECK_EQ(lm__conn_unsent(&pc), -1);
-	CHECK_EQ(lm__conn_rwnd_limited_us(&pc), -1);
+	CHECK_EQ(lm__conn_limits(&pc, &busy0, &rwnd0), -1);
 	lm__conn_close(&pc);
 	close(fds[0]);
 }

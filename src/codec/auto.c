@@ -77,8 +77,10 @@
  * (their CPU time and run-queue wait, so a receiver starved of CPU on the
  * sender's host counts) and, where the kernel tells (TCP_INFO's time
  * limited by the receive window), its window held the sockets >= 20% of
- * the channels' time: a receiver that cannot keep up fills its socket
- * buffer and closes its window, a full link leaves it open. Busy time
+ * the time they had data to send: a receiver that cannot keep up fills
+ * its socket buffer and closes its window, a full link mostly leaves it
+ * open (not always: a path whose delay times rate exceeds the receive
+ * buffer holds the window too, and then the busy time decides). Busy time
  * alone held L at a probe's 1.2x a 3gbit link on two shared cores, the
  * receiver's threads 80% busy with the link the limit; the window alone
  * would take a TCP proxy in front of a slow link for a slow receiver. L
@@ -113,11 +115,12 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
  * sender's writes wait at 70-90% busy. */
 #define LM__AUTO_RX_BUSY 0.7
 /* Where the kernel tells (TCP_INFO), a busy receiver is the limit only
- * if its window held the sockets this share of the channels' time: at
+ * if its window held the sockets this share of their busy time: at
  * 3gbit on two shared cores its threads were 80% busy with the window
  * never closed (the link the limit); unshaped and at 10gbit the window
  * held the sockets 70-100% of the time. */
 #define LM__AUTO_RWND 0.2
+#define LM__AUTO_RWND_MIN_US 20000u /* busy time over the channels a share needs */
 /* Windows a full link's rate holds steering (then it tries a step more
  * raw), and holds the link probe. */
 #define LM__AUTO_FULL_MEMORY 10
@@ -225,17 +228,21 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
-/* The receiver's window held the sockets: its share of the channels'
- * time, where they know it. */
+/* The receiver's window held the sockets: its share of their busy time
+ * (data to send; idle channels say nothing), where they know it. Both
+ * counters move in the kernel's ticks (4 ms at HZ=250): a window with
+ * fewer than LM__AUTO_RWND_MIN_US of busy time keeps the last share. */
 static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 {
 	double r;
 
-	if (!m->tx.rwnd_known || !m->wall_ns) {
+	if (!m->tx.rwnd_known) {
 		a->rwnd = -1;
 		return;
 	}
-	r = (double)m->tx.rwnd_us * 1e3 / ((double)m->tx.rwnd_known * (double)m->wall_ns);
+	if (m->tx.tcp_busy_us < LM__AUTO_RWND_MIN_US)
+		return;
+	r = (double)m->tx.rwnd_us / (double)m->tx.tcp_busy_us;
 	r = r > 1 ? 1 : r;
 	a->rwnd = a->rwnd < 0 || r > a->rwnd ? r : ewma(a->rwnd, r, 0.5);
 }

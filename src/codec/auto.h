@@ -73,11 +73,13 @@ typedef struct lm__auto_ctr {
 	 * of the channels' unsent bytes. */
 	uint64_t unsent;
 	uint64_t delivered;
-	/* Not ours either: the kernel's microseconds the socket's sending
-	 * waited for the receiver's window (lm__conn_rwnd_limited_us),
-	 * read where unsent is, and rwnd_known 1 once it was read. In a
-	 * window's sum: their growth, and the channels that know it. */
-	uint64_t rwnd_us;
+	/* Not ours either: the kernel's microseconds the socket had data to
+	 * send and, of those, waited for the receiver's window
+	 * (lm__conn_limits), read where unsent is; rwnd_known set (release)
+	 * after both were first stored. In a window's sum: their growth over
+	 * the channels read before (a channel's first reading is its start:
+	 * the counters run from the connect), rwnd_known those channels. */
+	uint64_t tcp_busy_us, rwnd_us;
 	uint64_t rwnd_known;
 } lm__auto_ctr;
 
@@ -140,9 +142,9 @@ typedef struct lm__auto {
 	uint32_t rx_channels;
 	uint32_t rx_quiet;   /* windows in a row without a FEEDBACK taken */
 	double idle;         /* the machine's idle cores (EWMA; < 0: not known) */
-	/* Share of the channels' time their sockets waited for the
-	 * receiver's window (TCP_INFO; rises at once, falls gently; < 0:
-	 * not known): a receiver that cannot keep up, not the link. */
+	/* Share of the sockets' busy time (data to send) they waited for the
+	 * receiver's window (TCP_INFO; rises at once, falls gently; < 0: not
+	 * known): a receiver that cannot keep up, not the link. */
 	double rwnd;
 	/* The model's pick (the largest X), and the decision: that pick
 	 * steered by what the last window measured (auto.c). */

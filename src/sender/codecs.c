@@ -138,18 +138,42 @@ static uint64_t delta(const uint64_t *now, uint64_t *seen)
 static uint64_t unsent_now(lm_sender *s, lm__tx_chan *ch)
 {
 	int idle;
-	int64_t q, r;
+	int64_t q;
+	uint64_t busy, rwnd;
 
 	pthread_mutex_lock(&s->lock);
 	idle = ch->state == LM_TX_IDLE;
 	pthread_mutex_unlock(&s->lock);
 	if (idle && (q = lm__conn_unsent(&ch->conn)) >= 0)
 		__atomic_store_n(&ch->ctr.unsent, (uint64_t)q, __ATOMIC_RELAXED);
-	if (idle && (r = lm__conn_rwnd_limited_us(&ch->conn)) >= 0) {
-		__atomic_store_n(&ch->ctr.rwnd_us, (uint64_t)r, __ATOMIC_RELAXED);
-		__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELAXED);
+	if (idle && lm__conn_limits(&ch->conn, &busy, &rwnd) == 0) {
+		__atomic_store_n(&ch->ctr.tcp_busy_us, busy, __ATOMIC_RELAXED);
+		__atomic_store_n(&ch->ctr.rwnd_us, rwnd, __ATOMIC_RELAXED);
+		__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELEASE);
 	}
 	return __atomic_load_n(&ch->ctr.unsent, __ATOMIC_RELAXED);
+}
+
+/* A channel's TCP_INFO counters since the last window. They are the
+ * socket's, from its connect (an fd: transport's socket may be old): the
+ * first reading only starts the count. Only growing: a smaller one would
+ * be another socket's start. */
+static void tcp_window(lm__auto_ctr *c, lm__auto_ctr *o, lm__auto_meas *m)
+{
+	uint64_t busy, rwnd;
+
+	if (!__atomic_load_n(&c->rwnd_known, __ATOMIC_ACQUIRE))
+		return;
+	busy = __atomic_load_n(&c->tcp_busy_us, __ATOMIC_RELAXED);
+	rwnd = __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED);
+	if (o->rwnd_known && busy >= o->tcp_busy_us && rwnd >= o->rwnd_us) {
+		m->tx.tcp_busy_us += busy - o->tcp_busy_us;
+		m->tx.rwnd_us += rwnd - o->rwnd_us;
+		m->tx.rwnd_known++;
+	}
+	o->tcp_busy_us = busy;
+	o->rwnd_us = rwnd;
+	o->rwnd_known = 1;
 }
 
 /* The channels' counters since the last window. */
@@ -179,14 +203,7 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		o->unsent = unsent;
 		m->tx.cpu_ns += delta(&c->cpu_ns, &o->cpu_ns);
 		m->tx.write_cpu_ns += delta(&c->write_cpu_ns, &o->write_cpu_ns);
-		/* The kernel's counter is the socket's (from its connect,
-		 * only growing): a smaller one is another socket's start. */
-		if (__atomic_load_n(&c->rwnd_known, __ATOMIC_RELAXED)) {
-			uint64_t r = __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED);
-			m->tx.rwnd_us += r >= o->rwnd_us ? r - o->rwnd_us : 0;
-			m->tx.rwnd_known++;
-			o->rwnd_us = r;
-		}
+		tcp_window(c, o, m);
 	}
 	m->channels = s->nch;
 }

@@ -1,7 +1,9 @@
 /*
  * The kernel's account of what held a TCP connection back (TCP_INFO's
- * chrono counters, Linux 4.10): the time the sender was held by the
- * receiver's window. Codec auto reads it to tell a receiver that cannot
+ * chrono counters, Linux 4.10): the time the socket had data to send, and
+ * of that the time it was held by the receiver's window. Both in the
+ * kernel's ticks (4 ms at HZ=250): a share of one over the other is read
+ * over many of them. Codec auto reads it to tell a receiver that cannot
  * keep up (its socket buffer full, its window closed) from a full link
  * (the congestion window the limit): both make the sender's writes wait.
  *
@@ -16,7 +18,7 @@
 
 #include "transport.h"
 
-int64_t lm__tcp_rwnd_limited_us(int fd)
+int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
@@ -27,5 +29,7 @@ int64_t lm__tcp_rwnd_limited_us(int fd)
 	/* An older kernel fills less of the struct. */
 	if (len < offsetof(struct tcp_info, tcpi_rwnd_limited) + sizeof(ti.tcpi_rwnd_limited))
 		return -1;
-	return ti.tcpi_rwnd_limited > INT64_MAX ? INT64_MAX : (int64_t)ti.tcpi_rwnd_limited;
+	*busy_us = ti.tcpi_busy_time;
+	*rwnd_us = ti.tcpi_rwnd_limited;
+	return 0;
 }

@@ -90,10 +90,10 @@ void lm__tune_socket(int fd, int sndbuf, int rcvbuf);
 int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t pcap);
 /* Waits for a non-blocking connect to finish. */
 int lm__connect_wait(int fd, int timeout_ms, const lm__addr *a);
-/* tcpinfo.c: microseconds a TCP socket's sending was held by the peer's
- * receive window since it connected (TCP_INFO), -1 when fd is no TCP
- * socket or the kernel does not count it. */
-int64_t lm__tcp_rwnd_limited_us(int fd);
+/* tcpinfo.c: microseconds since a TCP socket connected that it had data to
+ * send, and of those that it was held by the peer's receive window
+ * (TCP_INFO); -1 when fd is no TCP socket or the kernel does not count them. */
+int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us);
 
 /* ---- TLS (tls.c) ---------------------------------------------------------- */
 
