@@ -16,8 +16,10 @@
 #include <sys/socket.h>
 #include <linux/tcp.h>
 
+#include "lm_config.h"
 #include "transport.h"
 
+#ifdef LM_HAVE_TCPI_RWND_LIMITED
 int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us)
 {
 	struct tcp_info ti;
@@ -33,3 +35,13 @@ int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us)
 	*rwnd_us = ti.tcpi_rwnd_limited;
 	return 0;
 }
+#else
+/* Headers older than the counters: not known, as on an older kernel. */
+int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us)
+{
+	(void)fd;
+	(void)busy_us;
+	(void)rwnd_us;
+	return -1;
+}
+#endif
