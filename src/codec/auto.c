@@ -249,9 +249,9 @@ static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 
 /* Writes that wait are the receiver's limit, not the link's: its threads
  * are busy, and where the kernel tells, they closed its window (a full
- * link leaves it open). Not the window alone: a TCP proxy in front of a
- * slow link (ssh -L, stunnel, the tests' shaper) closes its window while
- * the receiver idles. */
+ * link mostly leaves it open). Not the window alone: a TCP proxy in front
+ * of a slow link (ssh -L, stunnel, the tests' shaper) closes its window
+ * while the receiver idles. */
 static int rx_limited(const lm__auto *a)
 {
 	if (!a->rx_channels || a->rx_busy < LM__AUTO_RX_BUSY)
