@@ -239,14 +239,13 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 {
 	lm__auto_ctr *c = &ch->ctr;
 	int64_t unsent = ch->s->is_auto ? lm__conn_unsent(&ch->conn) : 0;
-	uint64_t busy_us, rwnd_us;
-	int tcp = ch->s->is_auto ? lm__conn_limits(&ch->conn, &busy_us, &rwnd_us) : -1;
-
 	int coded = in && want != LM_CODEC_NONE && want < LM_MAX_CODECS;
 	/* A codec's first packet on this channel: no measurement of it, nor
 	 * of the rest (its encode would read as planning CPU). */
 	int cold = coded && !(ch->warm >> want & 1);
 
+	if (ch->s->is_auto) /* read with the queue, before the CPU time ends */
+		lm__sender_auto_read_tcp(ch);
 	cpu[4] = lm__thread_cpu_ns();
 	if (cold) {
 		ch->warm |= 1u << want;
@@ -260,11 +259,6 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->cpu_ns, cpu[4] - cpu[0]);
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
-	if (tcp == 0) {
-		__atomic_store_n(&c->tcp_busy_us, busy_us, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->rwnd_us, rwnd_us, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->rwnd_known, 1, __ATOMIC_RELEASE);
-	}
 	if (coded && !cold) {
 		add(&c->codec[want].packets, 1);
 		add(&c->codec[want].in, in);

@@ -130,6 +130,17 @@ static uint64_t delta(const uint64_t *now, uint64_t *seen)
 	return d;
 }
 
+void lm__sender_auto_read_tcp(lm__tx_chan *ch)
+{
+	uint64_t busy, rwnd;
+
+	if (lm__conn_limits(&ch->conn, &busy, &rwnd))
+		return;
+	__atomic_store_n(&ch->ctr.tcp_busy_us, busy, __ATOMIC_RELAXED);
+	__atomic_store_n(&ch->ctr.rwnd_us, rwnd, __ATOMIC_RELAXED);
+	__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELEASE);
+}
+
 /* A channel's unsent bytes and the time its socket waited for the
  * receiver's window: an idle channel's conn is this thread's, so they are
  * read now (a round's end drains the queue while no packet is written,
@@ -139,18 +150,14 @@ static uint64_t unsent_now(lm_sender *s, lm__tx_chan *ch)
 {
 	int idle;
 	int64_t q;
-	uint64_t busy, rwnd;
 
 	pthread_mutex_lock(&s->lock);
 	idle = ch->state == LM_TX_IDLE;
 	pthread_mutex_unlock(&s->lock);
 	if (idle && (q = lm__conn_unsent(&ch->conn)) >= 0)
 		__atomic_store_n(&ch->ctr.unsent, (uint64_t)q, __ATOMIC_RELAXED);
-	if (idle && lm__conn_limits(&ch->conn, &busy, &rwnd) == 0) {
-		__atomic_store_n(&ch->ctr.tcp_busy_us, busy, __ATOMIC_RELAXED);
-		__atomic_store_n(&ch->ctr.rwnd_us, rwnd, __ATOMIC_RELAXED);
-		__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELEASE);
-	}
+	if (idle)
+		lm__sender_auto_read_tcp(ch);
 	return __atomic_load_n(&ch->ctr.unsent, __ATOMIC_RELAXED);
 }
 

@@ -314,6 +314,10 @@ int lm__feedback_sane(const lm__feedback *now, const lm__feedback *seen);
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
 void lm__sender_auto_tick(lm_sender *s);
+/* The owner of ch's conn (its channel thread while it works, the updater
+ * while it is idle): the socket's TCP_INFO counters into ch->ctr, when
+ * the socket tells them. */
+void lm__sender_auto_read_tcp(lm__tx_chan *ch);
 /* A call's mistake: its message (printf-style) unless a failure is
  * recorded; returns code. */
 int lm__sender_usage(lm_sender *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
