@@ -92,7 +92,13 @@
  * after it went, round robin, and the result dropped (whole packets as
  * samples cost a fast link 5-10%); a candidate whose best X is
  * below half the decision's is sampled only 1 turn in 8, never dropped, so
- * a link that slows down finds it again.
+ * a link that slows down finds it again. A sample's cost and output per
+ * byte are not a packet's (16 pages give a codec less to match against
+ * and more fixed cost per byte): each is scaled by what pairs of this
+ * migration measured (auto.h, LM__AUTO_CAL), a whole packet's per byte
+ * over its first pages'. Without that the codec in use, measured on its
+ * packets, looked 10-30% better than one measured on samples, and kept
+ * its place where the other was the better pick.
  */
 #include "codec/auto.h"
 
@@ -138,6 +144,7 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 		a->ratio[c] = c == LM_CODEC_NONE ? 1.0 : 0.5;
 		a->enc_ns[c] = prior_enc_ns[c] ? prior_enc_ns[c] : (c ? 4.0 : 0);
 		a->enc_cpu[c] = a->enc_ns[c];
+		a->fac_ratio[c] = a->fac_ns[c] = a->fac_cpu[c] = 1;
 	}
 	a->plan_ns = a->cpu_other = 0.3;
 	a->write_ns = a->cpu_write = 0.3;
@@ -211,18 +218,74 @@ static double ewma(double old, double v, double w)
 	return old + w * (v - old);
 }
 
+static void add_try(lm__auto_try *to, const lm__auto_try *t)
+{
+	to->packets += t->packets;
+	to->in += t->in;
+	to->out += t->out;
+	to->ns += t->ns;
+	to->cpu_ns += t->cpu_ns;
+}
+
+static void halve_try(lm__auto_try *t)
+{
+	t->packets /= 2;
+	t->in /= 2;
+	t->out /= 2;
+	t->ns /= 2;
+	t->cpu_ns /= 2;
+}
+
+/* A whole's cost per byte over its part's: x/in of each. */
+static double factor(uint64_t wx, uint64_t win, uint64_t px, uint64_t pin, double old)
+{
+	double f;
+
+	if (!wx || !win || !px || !pin)
+		return old;
+	f = ((double)wx / (double)win) / ((double)px / (double)pin);
+	return f > LM__AUTO_CAL_MAX       ? LM__AUTO_CAL_MAX
+	       : f < 1 / LM__AUTO_CAL_MAX ? 1 / LM__AUTO_CAL_MAX
+					  : f;
+}
+
+/* The window's pairs into codec c's sums, and its factors from them. */
+static void fold_pairs(lm__auto *a, const lm__auto_meas *m, int c)
+{
+	lm__auto_try *w = &a->pair_whole[c], *p = &a->pair_part[c];
+
+	add_try(w, &m->tx.pair_whole[c]);
+	add_try(p, &m->tx.pair_part[c]);
+	if (w->packets > LM__AUTO_CAL_KEEP) {
+		halve_try(w);
+		halve_try(p);
+	}
+	if (w->packets < LM__AUTO_CAL_MIN)
+		return;
+	a->fac_ratio[c] = factor(w->out, w->in, p->out, p->in, a->fac_ratio[c]);
+	a->fac_ns[c] = factor(w->ns, w->in, p->ns, p->in, a->fac_ns[c]);
+	a->fac_cpu[c] = factor(w->cpu_ns, w->in, p->cpu_ns, p->in, a->fac_cpu[c]);
+}
+
+/* The window's whole packets and its samples, scaled by the pairs'
+ * factors: the cost of c as a packet would see it. */
 static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 {
 	for (int c = 1; c < LM_MAX_CODECS; c++) {
-		const lm__auto_try *k = &m->tx.codec[c];
-		double w;
-		if (!k->packets || !k->in)
+		const lm__auto_try *k = &m->tx.codec[c], *s = &m->tx.sample[c];
+		double in = (double)(k->in + s->in), w;
+		fold_pairs(a, m, c);
+		if (!(k->packets + s->packets) || !in)
 			continue;
-		w = weight(a->seen[c], (double)k->in / (128.0 * a->page_size));
-		a->ratio[c] = ewma(a->ratio[c], (double)k->out / (double)k->in, w);
-		a->enc_ns[c] = ewma(a->enc_ns[c], (double)k->ns / (double)k->in, w);
-		a->enc_cpu[c] = ewma(a->enc_cpu[c], (double)k->cpu_ns / (double)k->in, w);
-		a->seen[c] += k->packets;
+		w = weight(a->seen[c], in / (128.0 * a->page_size));
+		a->ratio[c] = ewma(a->ratio[c],
+				   ((double)k->out + a->fac_ratio[c] * (double)s->out) / in, w);
+		a->enc_ns[c] = ewma(a->enc_ns[c],
+				    ((double)k->ns + a->fac_ns[c] * (double)s->ns) / in, w);
+		a->enc_cpu[c] = ewma(a->enc_cpu[c],
+				     ((double)k->cpu_ns + a->fac_cpu[c] * (double)s->cpu_ns) / in,
+				     w);
+		a->seen[c] += k->packets + s->packets;
 	}
 	if (m->tx.plan_bytes)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
@@ -338,7 +401,8 @@ static void fold_cpu(lm__auto *a, const lm__auto_meas *m)
 	if (!m->tx.cpu_ns || !m->tx.plan_bytes || !m->wall_ns)
 		return;
 	for (int c = 1; c < LM_MAX_CODECS; c++)
-		enc += (double)m->tx.codec[c].cpu_ns;
+		enc += (double)(m->tx.codec[c].cpu_ns + m->tx.sample[c].cpu_ns +
+				m->tx.pair_part[c].cpu_ns);
 	other = (double)m->tx.cpu_ns - enc - (double)m->tx.write_cpu_ns;
 	a->cpu_other = ewma(a->cpu_other, other > 0 ? other / (double)m->tx.plan_bytes : 0, 0.5);
 	if (m->tx.wire_bytes)
@@ -575,11 +639,17 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
 }
 
 /* bits 0-7 codec, 8-18 share (1/1024), 24-31 candidates, 32-39 slow ones,
- * 40-47 the rest's codec. */
+ * 40-47 the rest's codec, 48-55 the codecs short of pairs. */
 uint64_t lm__auto_snapshot(const lm__auto *a)
 {
+	uint64_t few = 0;
+
+	for (int c = 1; c < LM_MAX_CODECS; c++)
+		if (a->pair_whole[c].packets < LM__AUTO_CAL_MIN)
+			few |= 1u << c;
 	return (uint64_t)a->codec | (uint64_t)a->frac << 8 | (uint64_t)(a->cand & 0xff) << 24 |
-	       (uint64_t)(a->slow & 0xff) << 32 | (uint64_t)(a->rest & 0xff) << 40;
+	       (uint64_t)(a->slow & 0xff) << 32 | (uint64_t)(a->rest & 0xff) << 40 |
+	       (few & 0xff) << 48;
 }
 
 /* The sampling turn: the next candidate other than the decision's, round
@@ -607,7 +677,8 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16
 	uint16_t codec = (uint16_t)(snap & 0xff);
 	uint32_t frac = (uint32_t)(snap >> 8 & 0x7ff), cand = (uint32_t)(snap >> 24 & 0xff);
 	uint32_t slow = (uint32_t)(snap >> 32 & 0xff);
-	uint16_t rest = (uint16_t)(snap >> 40 & 0xff);
+	uint16_t rest = (uint16_t)(snap >> 40 & 0xff), got;
+	uint32_t few = (uint32_t)(snap >> 48 & 0xff);
 	/* From the first packet on: the first decision comes after
 	 * LM__AUTO_START_WINDOW_US and should see the candidates measured. */
 	uint32_t n = c->n++;
@@ -624,11 +695,24 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16
 		in_use |= 1u << codec;
 	in_use |= 1u << rest;
 	*probe = n % every == 0 ? sample(cand & ~in_use, slow, c, channel) : LM_CODEC_NONE;
-	if (codec == LM_CODEC_NONE)
-		return LM_CODEC_NONE;
-	c->acc += frac;
-	if (c->acc < LM__AUTO_FRAC_ONE)
-		return rest;
-	c->acc -= LM__AUTO_FRAC_ONE;
-	return codec;
+	if (*probe != LM_CODEC_NONE && (few >> *probe & 1))
+		*probe |= LM__AUTO_WHOLE;
+	got = LM_CODEC_NONE;
+	if (codec != LM_CODEC_NONE) {
+		c->acc += frac;
+		got = rest;
+		if (c->acc >= LM__AUTO_FRAC_ONE) {
+			c->acc -= LM__AUTO_FRAC_ONE;
+			got = codec;
+		}
+	}
+	/* The codec in use: a pair now and then, on a packet no other
+	 * sample takes. */
+	if (got != LM_CODEC_NONE && c->cal < LM__AUTO_CAL)
+		c->cal++;
+	if (got != LM_CODEC_NONE && c->cal >= LM__AUTO_CAL && *probe == LM_CODEC_NONE) {
+		c->cal = 0;
+		*probe = got | LM__AUTO_WHOLE;
+	}
+	return got;
 }

@@ -35,6 +35,23 @@
  * slow codec as samples cost 5-15x a raw packet's CPU, and on a fast link
  * where every packet goes raw they were most of what auto cost. */
 #define LM__AUTO_SAMPLE_PAGES 16u
+/* A sample of 16 pages is not a packet of 128: bench_codec on the
+ * realistic image puts zstd's CPU per byte 30% above, its output 8%;
+ * lz4's 15% and 2.5%. The sender learns the difference for each codec, in
+ * this migration on these pages, from pairs: a packet's codec pages
+ * encoded whole and their first LM__AUTO_SAMPLE_PAGES again. The codec
+ * in use: 1 packet in LM__AUTO_CAL it went with (the packet is the
+ * whole). One not in use: while it has fewer than LM__AUTO_CAL_MIN pairs,
+ * its sample turns encode the whole packet too. */
+#define LM__AUTO_CAL       64u
+#define LM__AUTO_CAL_MIN   4u
+#define LM__AUTO_CAL_KEEP  64u /* pairs kept: beyond, the sums halve */
+#define LM__AUTO_CAL_PAGES 64u /* a pair's whole: at least this many pages */
+#define LM__AUTO_CAL_MAX   2.0 /* a factor is within 1/2..2 */
+/* In lm__auto_pick()'s *sample: encode a pair (the codec id in the low
+ * bits). */
+#define LM__AUTO_WHOLE        0x100u
+#define LM__AUTO_SAMPLE_ID(s) ((uint16_t)((s)&0xffu))
 #define LM__AUTO_SLOW_EVERY 8u     /* a far too slow candidate gets 1 sample turn in 8 */
 #define LM__AUTO_IDLE_SHARE 0.5    /* of the machine's idle CPU, what the CPU budget counts */
 #define LM__AUTO_CORES_MIN 0.05    /* the budget never falls below this (a CPU fully taken) */
@@ -58,7 +75,14 @@ typedef struct lm__auto_try {
 } lm__auto_try;
 
 typedef struct lm__auto_ctr {
+	/* Whole packets encoded with each codec: those sent, and a pair's
+	 * whole encoded as a sample. */
 	lm__auto_try codec[LM_MAX_CODECS];
+	/* The samples: a packet's first LM__AUTO_SAMPLE_PAGES codec pages. */
+	lm__auto_try sample[LM_MAX_CODECS];
+	/* Pairs: the whole (also in codec[]) and its first pages (in no
+	 * other counter). */
+	lm__auto_try pair_whole[LM_MAX_CODECS], pair_part[LM_MAX_CODECS];
 	uint64_t plan_ns, plan_bytes; /* planning (zero scan, refs, deltas); codec page bytes */
 	uint64_t write_ns, wire_bytes; /* wall ns in writev, and every byte it wrote */
 	uint64_t write_wait_ns; /* of those, ns waiting for the socket to take more */
@@ -118,6 +142,11 @@ typedef struct lm__auto {
 	double ratio[LM_MAX_CODECS];  /* payload / input */
 	double enc_ns[LM_MAX_CODECS]; /* sender wall ns per input byte encoding */
 	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
+	/* The pairs' sums (halved beyond LM__AUTO_CAL_KEEP), and what they
+	 * make of a sample: a whole packet's output, wall and CPU ns per
+	 * byte over a sample's (1 until LM__AUTO_CAL_MIN pairs). */
+	lm__auto_try pair_whole[LM_MAX_CODECS], pair_part[LM_MAX_CODECS];
+	double fac_ratio[LM_MAX_CODECS], fac_ns[LM_MAX_CODECS], fac_cpu[LM_MAX_CODECS];
 	double plan_ns;      /* wall ns per input byte planning */
 	double write_ns;     /* ns per wire byte in writev, not waiting for the socket */
 	/* The CPU budget: CPU ns per input byte encoding with each codec,
@@ -166,6 +195,7 @@ typedef struct lm__auto_chan {
 	uint32_t n;   /* packets asked for */
 	uint32_t acc; /* the compressed share owed, in 1/1024 */
 	uint32_t rot; /* the sampling rotation */
+	uint32_t cal; /* compressed packets since the last pair of their codec */
 } lm__auto_chan;
 
 /* cand: the candidate ids (bits); none is always added. rate_cap: bytes/s
@@ -186,7 +216,8 @@ double lm__auto_rate_mix(const lm__auto *a, uint16_t codec, uint32_t frac, uint1
 uint64_t lm__auto_snapshot(const lm__auto *a);
 /* Channel thread, per packet with codec pages: the codec to use, and in
  * *sample a candidate to measure on the packet's first pages (NONE: no
- * sample this packet). */
+ * sample this packet); with LM__AUTO_WHOLE a pair (the candidate may then
+ * be the packet's own codec). */
 uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16_t *sample);
 
 #endif

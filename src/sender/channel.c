@@ -234,8 +234,19 @@ static void add(uint64_t *ctr, uint64_t v)
  * waiting for the socket before and after the write; cpu[]: the thread's
  * CPU time at the plan's start, after the plan, after the encoding, after
  * the write and now) and the codec mix. */
-static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t in,
-			 uint64_t payload, uint64_t wire, const uint64_t *t, uint64_t *cpu)
+static void add_try(lm__auto_try *c, const lm__auto_try *m)
+{
+	add(&c->packets, m->packets);
+	add(&c->in, m->in);
+	add(&c->out, m->out);
+	add(&c->ns, m->ns);
+	add(&c->cpu_ns, m->cpu_ns);
+}
+
+/* Returns 1 when the codec's measurement was counted (in *m). */
+static int count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t in,
+			uint64_t payload, uint64_t wire, const uint64_t *t, uint64_t *cpu,
+			lm__auto_try *m)
 {
 	lm__auto_ctr *c = &ch->ctr;
 	int64_t unsent = ch->s->is_auto ? lm__conn_unsent(&ch->conn) : 0;
@@ -259,35 +270,32 @@ static void count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_
 	add(&c->cpu_ns, cpu[4] - cpu[0]);
 	add(&c->write_cpu_ns, cpu[3] - cpu[2]);
 	__atomic_store_n(&c->unsent, unsent > 0 ? (uint64_t)unsent : 0, __ATOMIC_RELAXED);
-	if (coded && !cold) {
-		add(&c->codec[want].packets, 1);
-		add(&c->codec[want].in, in);
-		add(&c->codec[want].out, payload);
-		add(&c->codec[want].ns, t[2] - t[1]);
-		add(&c->codec[want].cpu_ns, cpu[2] - cpu[1]);
-	}
 	ch->mix[codec].packets++;
 	ch->mix[codec].bytes_in += in;
 	ch->mix[codec].bytes_out += payload;
+	if (!coded || cold)
+		return 0;
+	*m = (lm__auto_try){.packets = 1,
+			    .in = in,
+			    .out = payload,
+			    .ns = t[2] - t[1],
+			    .cpu_ns = cpu[2] - cpu[1]};
+	add_try(&c->codec[want], m);
+	return 1;
 }
 
-/* Codec auto's sample: the packet's first codec pages (nc > 0: the pick
- * samples only packets with some) encoded with another candidate, after
- * the packet went (its buffers are free again), counted as that codec's
- * measurement and then dropped. A failure only means no measurement: the
- * migration does not depend on it. */
-static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
+/* One encode of a sample: the packet's first k codec pages with codec,
+ * measured into *m and counted as the channel's CPU (the budget counts
+ * it). Returns 0 when measured; not the first at its size (*warm, a bit
+ * per codec: sender.h), nor a failure. */
+static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *warm,
+			 lm__auto_try *m)
 {
-	const lm__codec_ops *ops = codec < LM_MAX_CODECS ? ch->cops[codec] : NULL;
-	uint32_t ps = ch->s->page_size, k = nc < LM__AUTO_SAMPLE_PAGES ? nc : LM__AUTO_SAMPLE_PAGES;
-	lm__auto_try *c = &ch->ctr.codec[codec];
 	lm_engine_stats eng[LM_MAX_ENGINES];
 	uint64_t t0, c0;
 	uint16_t got;
 	int64_t out;
 
-	if (!ops || ops->raw_only)
-		return;
 	/* The engines' statistics count what was sent: a sample is not. */
 	memcpy(eng, ch->eng, sizeof(eng));
 	c0 = lm__thread_cpu_ns();
@@ -295,18 +303,55 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t codec)
 	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
 	memcpy(ch->eng, eng, sizeof(eng));
 	if (out < 0)
+		return -1;
+	if (!(*warm >> codec & 1)) {
+		*warm |= 1u << codec;
+		return -1;
+	}
+	*m = (lm__auto_try){.packets = 1,
+			    .in = (uint64_t)k * ch->s->page_size,
+			    .out = (uint64_t)out,
+			    .ns = lm__now_ns() - t0,
+			    .cpu_ns = lm__thread_cpu_ns() - c0};
+	add(&ch->ctr.cpu_ns, m->cpu_ns);
+	return 0;
+}
+
+/* Codec auto's sample (probe, lm__auto_pick's): after the packet went (its
+ * buffers are free again), the first codec pages (nc > 0: the pick
+ * samples only packets with some) encoded with a candidate, counted as
+ * its measurement and dropped. A pair (LM__AUTO_WHOLE) also has the whole
+ * packet: the packet itself when it went with that codec (pkt: its
+ * measurement, NULL if it was not one), else encoded as a sample. A
+ * failure only means no measurement: the migration does not depend on it. */
+static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t probe, uint16_t want,
+			 const lm__auto_try *pkt)
+{
+	uint16_t codec = LM__AUTO_SAMPLE_ID(probe);
+	const lm__codec_ops *ops = codec < LM_MAX_CODECS ? ch->cops[codec] : NULL;
+	uint32_t k = nc < LM__AUTO_SAMPLE_PAGES ? nc : LM__AUTO_SAMPLE_PAGES;
+	lm__auto_try whole, part;
+
+	if (!ops || ops->raw_only)
 		return;
-	if (!(ch->warm_sample >> codec & 1)) { /* the first at this size (sender.h) */
-		ch->warm_sample |= 1u << codec;
+	if (!(probe & LM__AUTO_WHOLE) || nc < LM__AUTO_CAL_PAGES) {
+		if (codec != want && !sample_encode(ch, k, codec, &ch->warm_sample, &part))
+			add_try(&ch->ctr.sample[codec], &part);
 		return;
 	}
-	add(&c->ns, lm__now_ns() - t0);
-	c0 = lm__thread_cpu_ns() - c0;
-	add(&c->cpu_ns, c0);
-	add(&ch->ctr.cpu_ns, c0); /* the channel's CPU: the budget counts it */
-	add(&c->in, (uint64_t)k * ps);
-	add(&c->out, (uint64_t)out);
-	add(&c->packets, 1);
+	if (codec == want) {
+		if (!pkt)
+			return;
+		whole = *pkt;
+	} else {
+		if (sample_encode(ch, nc, codec, &ch->warm, &whole))
+			return;
+		add_try(&ch->ctr.codec[codec], &whole);
+	}
+	if (sample_encode(ch, k, codec, &ch->warm_sample, &part))
+		return;
+	add_try(&ch->ctr.pair_whole[codec], &whole);
+	add_try(&ch->ctr.pair_part[codec], &part);
 }
 
 /* The frame header and tables: offsets (normal, zero, ref, delta), the ref
@@ -363,7 +408,8 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	uint16_t codec, want = LM_CODEC_NONE, probe = LM_CODEC_NONE;
 	int64_t payload;
 	uint64_t wire = 0, t[7], cpu[5];
-	int iovc = 1, rc;
+	lm__auto_try pkt;
+	int iovc = 1, rc, counted;
 
 	/* Wall and CPU time both: codec auto learns from the wall times how
 	 * long a channel takes, from the CPU times what it costs the machine
@@ -447,9 +493,9 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	ch->payload += d.payload;
 	ch->packets++;
 	ch->round_packets++;
-	count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t, cpu);
+	counted = count_packet(ch, want, codec, (uint64_t)nc * ps, d.payload, wire, t, cpu, &pkt);
 	if (probe != LM_CODEC_NONE)
-		sample_codec(ch, nc, probe);
+		sample_codec(ch, nc, probe, want, counted ? &pkt : NULL);
 out:
 	lm__plan_done(&s->kinds, pl);
 	return rc;

@@ -130,6 +130,15 @@ static uint64_t delta(const uint64_t *now, uint64_t *seen)
 	return d;
 }
 
+static void delta_try(const lm__auto_try *now, lm__auto_try *seen, lm__auto_try *sum)
+{
+	sum->packets += delta(&now->packets, &seen->packets);
+	sum->in += delta(&now->in, &seen->in);
+	sum->out += delta(&now->out, &seen->out);
+	sum->ns += delta(&now->ns, &seen->ns);
+	sum->cpu_ns += delta(&now->cpu_ns, &seen->cpu_ns);
+}
+
 void lm__sender_auto_read_tcp(lm__tx_chan *ch)
 {
 	uint64_t busy, rwnd;
@@ -191,11 +200,10 @@ static void tx_window(lm_sender *s, lm__auto_meas *m)
 		lm__auto_ctr *c = &ch->ctr, *o = &ch->ctr_seen;
 		uint64_t wire, unsent;
 		for (int k = 0; k < LM_MAX_CODECS; k++) {
-			m->tx.codec[k].packets += delta(&c->codec[k].packets, &o->codec[k].packets);
-			m->tx.codec[k].in += delta(&c->codec[k].in, &o->codec[k].in);
-			m->tx.codec[k].out += delta(&c->codec[k].out, &o->codec[k].out);
-			m->tx.codec[k].ns += delta(&c->codec[k].ns, &o->codec[k].ns);
-			m->tx.codec[k].cpu_ns += delta(&c->codec[k].cpu_ns, &o->codec[k].cpu_ns);
+			delta_try(&c->codec[k], &o->codec[k], &m->tx.codec[k]);
+			delta_try(&c->sample[k], &o->sample[k], &m->tx.sample[k]);
+			delta_try(&c->pair_whole[k], &o->pair_whole[k], &m->tx.pair_whole[k]);
+			delta_try(&c->pair_part[k], &o->pair_part[k], &m->tx.pair_part[k]);
 		}
 		m->tx.plan_ns += delta(&c->plan_ns, &o->plan_ns);
 		m->tx.plan_bytes += delta(&c->plan_bytes, &o->plan_bytes);

@@ -70,8 +70,9 @@ typedef struct lm__tx_chan {
 	uint8_t *enc;          /* encoded payload, enc_cap = the largest bound */
 	size_t enc_cap;
 	lm__auto_chan pick;    /* codec auto: where this channel is in the mix */
-	/* Codec auto: the codecs this channel has sent packets with, and
-	 * sampled with (bits; owner: the channel thread). A context's first
+	/* Codec auto: the codecs this channel has encoded whole packets
+	 * with (sent, or a pair's whole), and samples of their first pages
+	 * with (bits; owner: the channel thread). A context's first
 	 * encode at a size allocates its workspace for it (zstd sizes it from
 	 * the input's) and faults it in, at 10-20x its cost after: that one
 	 * is not a measurement of the codec. */
