@@ -560,10 +560,16 @@ static void decide(lm__auto *a)
 	a->model_codec = q.codec;
 	a->model_frac = q.codec == LM_CODEC_NONE ? 0 : q.frac;
 	a->model_rest = q.codec == LM_CODEC_NONE ? LM_CODEC_NONE : q.rest;
-	a->slow = 0;
-	for (uint16_t c = 1; c < LM_MAX_CODECS; c++)
-		if ((a->cand & (1u << c)) && q.cbest[c] < 0.5 * q.best)
+	a->slow = a->few = 0;
+	for (uint16_t c = 1; c < LM_MAX_CODECS; c++) {
+		if (!(a->cand & (1u << c)))
+			continue;
+		if (q.cbest[c] < 0.5 * q.best)
 			a->slow |= 1u << c;
+		if (q.cbest[c] >= LM__AUTO_CAL_NEAR * q.best &&
+		    a->pair_whole[c].packets < LM__AUTO_CAL_MIN)
+			a->few |= 1u << c;
+	}
 }
 
 /* Steering: the model's pick moved by what the window measured under the
@@ -642,14 +648,9 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
  * 40-47 the rest's codec, 48-55 the codecs short of pairs. */
 uint64_t lm__auto_snapshot(const lm__auto *a)
 {
-	uint64_t few = 0;
-
-	for (int c = 1; c < LM_MAX_CODECS; c++)
-		if (a->pair_whole[c].packets < LM__AUTO_CAL_MIN)
-			few |= 1u << c;
 	return (uint64_t)a->codec | (uint64_t)a->frac << 8 | (uint64_t)(a->cand & 0xff) << 24 |
 	       (uint64_t)(a->slow & 0xff) << 32 | (uint64_t)(a->rest & 0xff) << 40 |
-	       (few & 0xff) << 48;
+	       (uint64_t)(a->few & 0xff) << 48;
 }
 
 /* The sampling turn: the next candidate other than the decision's, round

@@ -41,13 +41,20 @@
  * this migration on these pages, from pairs: a packet's codec pages
  * encoded whole and their first LM__AUTO_SAMPLE_PAGES again. The codec
  * in use: 1 packet in LM__AUTO_CAL it went with (the packet is the
- * whole). One not in use: while it has fewer than LM__AUTO_CAL_MIN pairs,
- * its sample turns encode the whole packet too. */
+ * whole). One not in use: while it has fewer than LM__AUTO_CAL_MIN pairs
+ * and is near the decision (LM__AUTO_CAL_NEAR), its sample turns encode
+ * the whole packet too. */
 #define LM__AUTO_CAL       64u
 #define LM__AUTO_CAL_MIN   4u
 #define LM__AUTO_CAL_KEEP  64u /* pairs kept: beyond, the sums halve */
 #define LM__AUTO_CAL_PAGES 64u /* a pair's whole: at least this many pages */
 #define LM__AUTO_CAL_MAX   2.0 /* a factor is within 1/2..2 */
+/* Pairs encoded whole as samples only for a codec whose best X is within
+ * this of the decision's, once the first decision is made: a whole zstd
+ * or deflate packet costs the CPU of 20-40 raw ones, and on a fast link,
+ * where none is picked, a few pairs of every candidate would cost auto's
+ * start about 30 ms of CPU. */
+#define LM__AUTO_CAL_NEAR  0.8
 /* In lm__auto_pick()'s *sample: encode a pair (the codec id in the low
  * bits). */
 #define LM__AUTO_WHOLE        0x100u
@@ -186,6 +193,7 @@ typedef struct lm__auto {
 	uint16_t rest;       /* ... the rest with this one (none: raw) */
 	double rate;         /* its model throughput, input bytes/s */
 	uint32_t slow;       /* candidates far too slow to sample often (bits) */
+	uint32_t few;        /* near ones short of pairs: sampled whole (bits) */
 	uint64_t windows;    /* windows folded in */
 } lm__auto;
 

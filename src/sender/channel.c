@@ -201,9 +201,12 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t want, uint16_
 			/* A live workload may write the page while the encoder
 			 * reads it twice (match search, then emit): encoders,
 			 * hardware ones above all, only promise a correct stream
-			 * for stable input. The page is dirty again anyway. */
-			memcpy(ch->bounce + (size_t)i * ps, ch->pages[i], ps);
-			ch->pages[i] = ch->bounce + (size_t)i * ps;
+			 * for stable input. The page is dirty again anyway. A
+			 * sample after an encoded packet finds them copied. */
+			uint8_t *b = ch->bounce + (size_t)i * ps;
+			if (ch->pages[i] != b)
+				memcpy(b, ch->pages[i], ps);
+			ch->pages[i] = b;
 		}
 		rc = ops->encode(ch->cctx[want], (const void *const *)ch->pages, nc, ps, ch->enc,
 				 ch->enc_cap, ch->lens, &enc_len);
@@ -284,7 +287,7 @@ static int count_packet(lm__tx_chan *ch, uint16_t want, uint16_t codec, uint64_t
 	return 1;
 }
 
-/* One encode of a sample: the packet's first k codec pages with codec,
+/* One encode of a sample: the first k of pages[] with codec,
  * measured into *m and counted as the channel's CPU (the budget counts
  * it). Returns 0 when measured; not the first at its size (*warm, a bit
  * per codec: sender.h), nor a failure. */
