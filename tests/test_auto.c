@@ -62,6 +62,10 @@ typedef struct world {
 	int quota_unreadable; /* the sender cannot read it this window */
 	int rx_shared;
 	int rx_cpu_only; /* its FEEDBACK counts CPU time only, not run-queue waits */
+	/* The share of the receiver's per-page cost its threads' busy time
+	 * shows (0: all of it; the rest is the kernel's receive path on the
+	 * same cores). */
+	double rx_seen;
 	/* Socket buffers (bytes, all channels; 0: none) take writes at the
 	 * channels' rate while they have room; queued is what they hold.
 	 * no_unsent: the sender cannot see its queue (delivered = written). */
@@ -250,7 +254,7 @@ static double window(world *w, lm__auto *a, lm__auto_chan *chans)
 			busy = 0.95 * w->rx_n * win;
 		m.rx_channels = w->rx_n;
 		m.rx_wall_ns = (uint64_t)(w->rx_n * win);
-		m.rx_cpu_ns = (uint64_t)busy;
+		m.rx_cpu_ns = (uint64_t)(busy * or_one(w->rx_seen));
 		for (int c = 0; c < LM_MAX_CODECS; c++) {
 			m.rx[c].pages = (uint64_t)(share[c] * in / PS);
 			m.rx[c].ns = (uint64_t)(m.rx[c].pages * w->rx_dec[c]);
@@ -649,6 +653,16 @@ static void model_rwnd(void)
 	settle(&w, &told);
 	CHECK(told.rwnd >= 0.2);
 	CHECK(told.link < 1.5e9); /* held near what it delivered */
+	/* The same with 60% of the receiver's cost in its threads (the rest
+	 * the kernel's receive path): busy 60%, the window held. */
+	w.rx_seen = 0.6;
+	settle(&w, &told);
+	printf("model: receiver the limit at 468 MB/s, its threads 60%% busy: link estimate %.0f "
+	       "MB/s, %s %u/1024\n",
+	       told.link / 1e6, lm_codec_name((lm_codec_id)told.codec), told.frac);
+	CHECK(told.rx_busy < 0.7 && told.rwnd >= 0.5);
+	CHECK(told.link > 800e6); /* not taken for a full link at what the receiver took */
+	CHECK_EQ(shrunk(&told), 0);
 	/* A proxy in front of a 50 MB/s link, the receiver idle. */
 	w = typical(50e6);
 	w.tcp_info = 1;
@@ -1205,8 +1219,13 @@ static void e2e_slow_decoder(const uint8_t *img, uint64_t len)
 	printf("  %s made slow: share %.2f, %.2f with the receiver's usual decoder\n", name, share,
 	       slow_pick_share);
 	/* Until its first packets were decoded nothing said it was slow:
-	 * what went before the first FEEDBACK counts, the rest must avoid it. */
-	CHECK(t.st.auto_codec != (lm_codec_id)slow_pick);
+	 * what went before the first FEEDBACK counts, the rest must avoid it.
+	 * The last decision gives it at most half the packets: a share of it
+	 * beside a codec that costs the sender more can be the best mix
+	 * (seen 1 run in 10 under a debug build: zstd on half, deflate on
+	 * the rest, the receiver's zstd taking what it can). */
+	CHECK(t.st.auto_codec != (lm_codec_id)slow_pick || t.st.auto_fraction <= 0.5);
+	CHECK(t.st.auto_rest != (lm_codec_id)slow_pick || t.st.auto_fraction >= 0.5);
 	CHECK(share < slow_pick_share / 2);
 	CHECK(compressed_share(&t.st) > 0.5);
 }

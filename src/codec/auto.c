@@ -80,7 +80,11 @@
  * the time they had data to send: a receiver that cannot keep up fills
  * its socket buffer and closes its window, a full link mostly leaves it
  * open (not always: a path whose delay times rate exceeds the receive
- * buffer holds the window too, and then the busy time decides). Busy time
+ * buffer holds the window too, and then the busy time decides). A window
+ * that held them >= 50% of that time is the receiver's limit at >= 50%
+ * busy: the kernel's receive path on its cores is not its threads' time
+ * (unshaped on two shared cores: 60% busy, the window held 90% of the
+ * time, and L fell to what the receiver took). Busy time
  * alone held L at a probe's 1.2x a 3gbit link on two shared cores, the
  * receiver's threads 80% busy with the link the limit; the window alone
  * would take a TCP proxy in front of a slow link for a slow receiver. L
@@ -126,6 +130,14 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
  * never closed (the link the limit); unshaped and at 10gbit the window
  * held the sockets 70-100% of the time. */
 #define LM__AUTO_RWND 0.2
+/* A window that held the sockets this much of their busy time is the
+ * receiver's limit at a lower busy share of its threads: unshaped on two
+ * shared cores they were 60% busy with the window closed 90% of the time
+ * (the kernel's receive path, on the same cores, is not their CPU time),
+ * and the link estimate fell to what the receiver took. A proxy in front
+ * of a slow link closes the window too, but leaves the receiver idle. */
+#define LM__AUTO_RWND_HIGH 0.5
+#define LM__AUTO_RX_BUSY_RWND 0.5
 #define LM__AUTO_RWND_MIN_US 20000u /* busy time over the channels a share needs */
 /* Windows a full link's rate holds steering (then it tries a step more
  * raw), and holds the link probe. */
@@ -312,12 +324,17 @@ static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 
 /* Writes that wait are the receiver's limit, not the link's: its threads
  * are busy, and where the kernel tells, they closed its window (a full
- * link mostly leaves it open). Not the window alone: a TCP proxy in front
- * of a slow link (ssh -L, stunnel, the tests' shaper) closes its window
- * while the receiver idles. */
+ * link mostly leaves it open); or its window held them most of the time
+ * and its threads are half busy. Not the window alone: a TCP proxy in
+ * front of a slow link (ssh -L, stunnel, the tests' shaper) closes its
+ * window while the receiver idles. */
 static int rx_limited(const lm__auto *a)
 {
-	if (!a->rx_channels || a->rx_busy < LM__AUTO_RX_BUSY)
+	if (!a->rx_channels)
+		return 0;
+	if (a->rwnd >= LM__AUTO_RWND_HIGH && a->rx_busy >= LM__AUTO_RX_BUSY_RWND)
+		return 1;
+	if (a->rx_busy < LM__AUTO_RX_BUSY)
 		return 0;
 	return a->rwnd < 0 || a->rwnd >= LM__AUTO_RWND;
 }
