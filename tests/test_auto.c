@@ -12,7 +12,9 @@
  *     cores -> raw, a machine with little idle CPU -> less compression,
  *     no /proc/stat -> no budget, a cgroup CPU quota (a container's CPU
  *     limit) bounds it whatever the host's idle CPU; channels that cannot fill the link for
- *     their CPU do not raise the estimate of the link.
+ *     their CPU do not raise the estimate of the link; samples that overstate a codec's
+ *     costs are scaled back by the pairs; a receiver whose window closes is the limit, a
+ *     proxy's window is not; a socket's TCP_INFO counters start from a baseline.
  *  2. The per-packet pick: the mix's shares and the sampling.
  *  3. End to end, sender and receiver in this process, through the
  *     rate-limited proxy of shaper.h: at 40 MB/s most page bytes are
@@ -892,6 +894,39 @@ static void unsent_tcp(void)
 	close(fds[0]);
 }
 
+/* A channel's TCP_INFO counters into windows: the first reading is a
+ * baseline (an fd: socket's counters run from its connect), growth is
+ * counted, counters that went back start the count again. */
+static void tcp_window_counts(void)
+{
+	lm__auto_ctr seen;
+	lm__auto_meas m;
+
+	memset(&seen, 0, sizeof(seen));
+	memset(&m, 0, sizeof(m));
+	lm__auto_tcp_window(5000000, 4000000, &seen, &m); /* an old socket: 5 s busy */
+	CHECK_EQ(m.tx.rwnd_known, 0);
+	CHECK_EQ(m.tx.tcp_busy_us, 0);
+	lm__auto_tcp_window(5100000, 4020000, &seen, &m);
+	CHECK_EQ(m.tx.rwnd_known, 1);
+	CHECK_EQ(m.tx.tcp_busy_us, 100000);
+	CHECK_EQ(m.tx.rwnd_us, 20000);
+	memset(&m, 0, sizeof(m));
+	lm__auto_tcp_window(30000, 0, &seen, &m); /* another socket's start */
+	CHECK_EQ(m.tx.rwnd_known, 0);
+	CHECK_EQ(m.tx.tcp_busy_us, 0);
+	lm__auto_tcp_window(130000, 60000, &seen, &m);
+	CHECK_EQ(m.tx.rwnd_known, 1);
+	CHECK_EQ(m.tx.tcp_busy_us, 100000);
+	CHECK_EQ(m.tx.rwnd_us, 60000);
+	memset(&m, 0, sizeof(m));
+	lm__auto_tcp_window(140000, 50000, &seen, &m); /* one of them back */
+	CHECK_EQ(m.tx.rwnd_known, 0);
+	lm__auto_tcp_window(150000, 55000, &seen, &m);
+	CHECK_EQ(m.tx.tcp_busy_us, 10000);
+	CHECK_EQ(m.tx.rwnd_us, 5000);
+}
+
 /* ---- 2. the per-packet pick ------------------------------------------------- */
 
 static uint32_t pairs_of[LM_MAX_CODECS]; /* draw()'s pairs on the packet's own codec */
@@ -1250,6 +1285,7 @@ int main(void)
 	model_socket_buffers();
 	model_rwnd();
 	model_sample_bias();
+	tcp_window_counts();
 	model_steer();
 	model_rx_quiet();
 	unsent_tcp();

@@ -303,6 +303,18 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
+void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, lm__auto_ctr *seen, lm__auto_meas *m)
+{
+	if (seen->rwnd_known && busy >= seen->tcp_busy_us && rwnd >= seen->rwnd_us) {
+		m->tx.tcp_busy_us += busy - seen->tcp_busy_us;
+		m->tx.rwnd_us += rwnd - seen->rwnd_us;
+		m->tx.rwnd_known++;
+	}
+	seen->tcp_busy_us = busy;
+	seen->rwnd_us = rwnd;
+	seen->rwnd_known = 1;
+}
+
 /* The receiver's window held the sockets: its share of their busy time
  * (data to send; idle channels say nothing), where they know it. Both
  * counters move in the kernel's ticks (4 ms at HZ=250): a window with

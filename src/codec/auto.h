@@ -212,6 +212,13 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 		   uint64_t rate_cap);
 /* The sender's rate limit changed (live: lifted for the downtime). */
 void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
+/* A channel's TCP_INFO counters (busy, rwnd: lm__conn_limits) into a
+ * window's sum m, from what the last window saw of them (seen, the
+ * updater's). They are the socket's, from its connect (an fd: transport's
+ * socket may be old): the first reading only starts the count. Only
+ * growing: a smaller one would be another socket's start, and starts the
+ * count again. */
+void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, lm__auto_ctr *seen, lm__auto_meas *m);
 /* Folds a window into the estimates and re-decides. */
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
 /* The model's throughput (input bytes/s) for compressing frac/1024 of the

@@ -170,26 +170,13 @@ static uint64_t unsent_now(lm_sender *s, lm__tx_chan *ch)
 	return __atomic_load_n(&ch->ctr.unsent, __ATOMIC_RELAXED);
 }
 
-/* A channel's TCP_INFO counters since the last window. They are the
- * socket's, from its connect (an fd: transport's socket may be old): the
- * first reading only starts the count. Only growing: a smaller one would
- * be another socket's start. */
+/* A channel's TCP_INFO counters since the last window, once stored. */
 static void tcp_window(lm__auto_ctr *c, lm__auto_ctr *o, lm__auto_meas *m)
 {
-	uint64_t busy, rwnd;
-
 	if (!__atomic_load_n(&c->rwnd_known, __ATOMIC_ACQUIRE))
 		return;
-	busy = __atomic_load_n(&c->tcp_busy_us, __ATOMIC_RELAXED);
-	rwnd = __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED);
-	if (o->rwnd_known && busy >= o->tcp_busy_us && rwnd >= o->rwnd_us) {
-		m->tx.tcp_busy_us += busy - o->tcp_busy_us;
-		m->tx.rwnd_us += rwnd - o->rwnd_us;
-		m->tx.rwnd_known++;
-	}
-	o->tcp_busy_us = busy;
-	o->rwnd_us = rwnd;
-	o->rwnd_known = 1;
+	lm__auto_tcp_window(__atomic_load_n(&c->tcp_busy_us, __ATOMIC_RELAXED),
+			    __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED), o, m);
 }
 
 /* The channels' counters since the last window. */
