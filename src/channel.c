@@ -248,9 +248,9 @@ int64_t lm__conn_unsent(const lm__conn *c)
 	return n;
 }
 
-int lm__conn_limits(const lm__conn *c, uint64_t *busy_us, uint64_t *rwnd_us)
+int lm__conn_limits(const lm__conn *c, lm__tcp_limit *l)
 {
-	return lm__tcp_limits(c->wfd, busy_us, rwnd_us);
+	return lm__tcp_limits(c->wfd, l);
 }
 
 int lm__write_full(lm__conn *c, const void *buf, size_t n)

@@ -69,10 +69,11 @@ int lm__conn_readable(lm__conn *c);
  * crossed the link: socket buffers of several MB take a burst of writes
  * at memory speed. */
 int64_t lm__conn_unsent(const lm__conn *c);
-/* Microseconds the connection had data to send since it connected, and of
- * those that it waited for the peer's receive window (lm__tcp_limits); -1
- * when not known. */
-int lm__conn_limits(const lm__conn *c, uint64_t *busy_us, uint64_t *rwnd_us);
+/* Microseconds the connection had data to send since it connected, of
+ * those that it waited for the peer's receive window, and its smallest
+ * round trip
+ * (lm__tcp_limits); -1 when not known. */
+int lm__conn_limits(const lm__conn *c, lm__tcp_limit *l);
 
 /* Reads and checks a frame header (magic, kind, flags, reserved) and checks
  * the announced body length against lm__max_body(). */

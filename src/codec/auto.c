@@ -84,7 +84,9 @@
  * that held them >= 50% of that time is the receiver's limit at >= 50%
  * busy: the kernel's receive path on its cores is not its threads' time
  * (unshaped on two shared cores: 60% busy, the window held 90% of the
- * time, and L fell to what the receiver took). Busy time
+ * time, and L fell to what the receiver took), where the path's delay
+ * times its rate is under 512 KiB (a longer path can hold the window of
+ * a receiver that keeps up). Busy time
  * alone held L at a probe's 1.2x a 3gbit link on two shared cores, the
  * receiver's threads 80% busy with the link the limit; the window alone
  * would take a TCP proxy in front of a slow link for a slow receiver. L
@@ -138,6 +140,12 @@ static const double prior_enc_ns[LM_MAX_CODECS] = {
  * of a slow link closes the window too, but leaves the receiver idle. */
 #define LM__AUTO_RWND_HIGH 0.5
 #define LM__AUTO_RX_BUSY_RWND 0.5
+/* ... where the path's delay times its rate is below the windows a
+ * receiver advertises once its buffer grew (Linux's default tcp_rmem
+ * grows it to 6 MiB, half of it the window): a longer path holds the
+ * window of a receiver that keeps up, and that busy share would then
+ * hold the link estimate above the link. */
+#define LM__AUTO_RWND_BDP    (512.0 * 1024)
 #define LM__AUTO_RWND_MIN_US 20000u /* busy time over the channels a share needs */
 /* Windows a full link's rate holds steering (then it tries a step more
  * raw), and holds the link probe. */
@@ -164,6 +172,7 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 	a->idle = -1;
 	a->rwnd = -1;
 	a->steer = 1;
+	a->scale = 1;
 	lm__auto_set_cap(a, rate_cap);
 	/* Until the first (short) window measured something: raw. On a
 	 * fast link that is right; on a slow one the first window blocks
@@ -248,14 +257,18 @@ static void halve_try(lm__auto_try *t)
 	t->cpu_ns /= 2;
 }
 
-/* A whole's cost per byte over its part's: x/in of each. */
-static double factor(uint64_t wx, uint64_t win, uint64_t px, uint64_t pin, double old)
+/* A whole's cost per byte over its part's (x/in of each), of n pairs:
+ * pulled toward 1 as if LM__AUTO_CAL_MIN more had measured 1, since a
+ * packet's first pages and the rest differ in content and a few pairs
+ * swing (zstd's output 0.85-1.45 over 4 pairs at 1gbit). */
+static double factor(uint64_t wx, uint64_t win, uint64_t px, uint64_t pin, uint64_t n)
 {
 	double f;
 
 	if (!wx || !win || !px || !pin)
-		return old;
+		return 1;
 	f = ((double)wx / (double)win) / ((double)px / (double)pin);
+	f = ((double)n * f + LM__AUTO_CAL_MIN) / (double)(n + LM__AUTO_CAL_MIN);
 	return f > LM__AUTO_CAL_MAX       ? LM__AUTO_CAL_MAX
 	       : f < 1 / LM__AUTO_CAL_MAX ? 1 / LM__AUTO_CAL_MAX
 					  : f;
@@ -272,11 +285,11 @@ static void fold_pairs(lm__auto *a, const lm__auto_meas *m, int c)
 		halve_try(w);
 		halve_try(p);
 	}
-	if (w->packets < LM__AUTO_CAL_MIN)
+	if (w->packets < LM__AUTO_CAL_MIN || !a->scale)
 		return;
-	a->fac_ratio[c] = factor(w->out, w->in, p->out, p->in, a->fac_ratio[c]);
-	a->fac_ns[c] = factor(w->ns, w->in, p->ns, p->in, a->fac_ns[c]);
-	a->fac_cpu[c] = factor(w->cpu_ns, w->in, p->cpu_ns, p->in, a->fac_cpu[c]);
+	a->fac_ratio[c] = factor(w->out, w->in, p->out, p->in, w->packets);
+	a->fac_ns[c] = factor(w->ns, w->in, p->ns, p->in, w->packets);
+	a->fac_cpu[c] = factor(w->cpu_ns, w->in, p->cpu_ns, p->in, w->packets);
 }
 
 /* The window's whole packets and its samples, scaled by the pairs'
@@ -303,8 +316,11 @@ static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 		a->plan_ns = ewma(a->plan_ns, (double)m->tx.plan_ns / (double)m->tx.plan_bytes, 0.5);
 }
 
-void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, lm__auto_ctr *seen, lm__auto_meas *m)
+void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, uint64_t rtt_us, lm__auto_ctr *seen,
+			 lm__auto_meas *m)
 {
+	if (rtt_us > m->tx.rtt_us)
+		m->tx.rtt_us = rtt_us;
 	if (seen->rwnd_known && busy >= seen->tcp_busy_us && rwnd >= seen->rwnd_us) {
 		m->tx.tcp_busy_us += busy - seen->tcp_busy_us;
 		m->tx.rwnd_us += rwnd - seen->rwnd_us;
@@ -323,6 +339,7 @@ static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 {
 	double r;
 
+	a->rtt_us = m->tx.rwnd_known ? (double)m->tx.rtt_us : 0;
 	if (!m->tx.rwnd_known) {
 		a->rwnd = -1;
 		return;
@@ -336,15 +353,16 @@ static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 
 /* Writes that wait are the receiver's limit, not the link's: its threads
  * are busy, and where the kernel tells, they closed its window (a full
- * link mostly leaves it open); or its window held them most of the time
- * and its threads are half busy. Not the window alone: a TCP proxy in
+ * link mostly leaves it open); or its window held them most of the time,
+ * its threads are half busy and the path is short. Not the window alone: a TCP proxy in
  * front of a slow link (ssh -L, stunnel, the tests' shaper) closes its
  * window while the receiver idles. */
 static int rx_limited(const lm__auto *a)
 {
 	if (!a->rx_channels)
 		return 0;
-	if (a->rwnd >= LM__AUTO_RWND_HIGH && a->rx_busy >= LM__AUTO_RX_BUSY_RWND)
+	if (a->rwnd >= LM__AUTO_RWND_HIGH && a->rx_busy >= LM__AUTO_RX_BUSY_RWND && a->rtt_us > 0 &&
+	    a->rtt_us * 1e-6 * a->delivered <= LM__AUTO_RWND_BDP)
 		return 1;
 	if (a->rx_busy < LM__AUTO_RX_BUSY)
 		return 0;
@@ -520,6 +538,7 @@ static int rest_ok(const lm__auto *a, uint16_t c, uint16_t r)
  * second. */
 typedef struct lm__auto_search {
 	double best, raw_best, cbest[LM_MAX_CODECS];
+	double own[LM_MAX_CODECS]; /* the best with the codec on half the packets or more */
 	int mixes; /* second pass: a compressed rest may be picked */
 	double least;
 	uint16_t codec, rest;
@@ -540,6 +559,8 @@ static void search_pair(const lm__auto *a, uint16_t c, uint16_t r, int pass, lm_
 		double x = lm__auto_rate_mix(a, c, f, r), cost;
 		if (!pass) {
 			q->cbest[c] = x > q->cbest[c] ? x : q->cbest[c];
+			if (2 * f >= LM__AUTO_FRAC_ONE)
+				q->own[c] = x > q->own[c] ? x : q->own[c];
 			q->cbest[r] = x > q->cbest[r] ? x : q->cbest[r];
 			q->best = x > q->best ? x : q->best;
 			if (r == LM_CODEC_NONE && x > q->raw_best)
@@ -595,7 +616,7 @@ static void decide(lm__auto *a)
 			continue;
 		if (q.cbest[c] < 0.5 * q.best)
 			a->slow |= 1u << c;
-		if (q.cbest[c] >= LM__AUTO_CAL_NEAR * q.best &&
+		if (q.own[c] >= LM__AUTO_CAL_NEAR * q.best &&
 		    a->pair_whole[c].packets < LM__AUTO_CAL_MIN)
 			a->few |= 1u << c;
 	}
@@ -725,8 +746,11 @@ uint16_t lm__auto_pick(uint64_t snap, lm__auto_chan *c, uint16_t channel, uint16
 		in_use |= 1u << codec;
 	in_use |= 1u << rest;
 	*probe = n % every == 0 ? sample(cand & ~in_use, slow, c, channel) : LM_CODEC_NONE;
-	if (*probe != LM_CODEC_NONE && (few >> *probe & 1))
+	if (*probe != LM_CODEC_NONE && (few >> *probe & 1) &&
+	    c->wholes[*probe] < LM__AUTO_CAL_MIN) {
+		c->wholes[*probe]++;
 		*probe |= LM__AUTO_WHOLE;
+	}
 	got = LM_CODEC_NONE;
 	if (codec != LM_CODEC_NONE) {
 		c->acc += frac;

@@ -47,14 +47,16 @@
 #define LM__AUTO_CAL       64u
 #define LM__AUTO_CAL_MIN   4u
 #define LM__AUTO_CAL_KEEP  64u /* pairs kept: beyond, the sums halve */
-#define LM__AUTO_CAL_PAGES 64u /* a pair's whole: at least this many pages */
-#define LM__AUTO_CAL_MAX   2.0 /* a factor is within 1/2..2 */
-/* Pairs encoded whole as samples only for a codec whose best X is within
- * this of the decision's, once the first decision is made: a whole zstd
- * or deflate packet costs the CPU of 20-40 raw ones, and on a fast link,
- * where none is picked, a few pairs of every candidate would cost auto's
- * start about 30 ms of CPU. */
-#define LM__AUTO_CAL_NEAR  0.8
+#define LM__AUTO_CAL_PAGES 32u /* a pair's whole: at least this many pages */
+#define LM__AUTO_CAL_MAX   1.5 /* a factor is within 1/1.5..1.5 (bench_codec: 1.3 at most) */
+/* Pairs encoded whole as samples only for a codec whose best X with it on
+ * half the packets or more is within this of the decision's (0.8 of it
+ * as its samples, which overstate it up to 1.3x, would put it), once the
+ * first decision is made, and by a channel at most LM__AUTO_CAL_MIN
+ * times per codec: a whole zstd or deflate packet costs the CPU of 20-40
+ * raw ones, and on a fast link, where none is picked, a few pairs of
+ * every candidate would cost auto's start about 30 ms of CPU. */
+#define LM__AUTO_CAL_NEAR 0.6
 /* In lm__auto_pick()'s *sample: encode a pair (the codec id in the low
  * bits). */
 #define LM__AUTO_WHOLE        0x100u
@@ -112,6 +114,10 @@ typedef struct lm__auto_ctr {
 	 * the counters run from the connect), rwnd_known those channels. */
 	uint64_t tcp_busy_us, rwnd_us;
 	uint64_t rwnd_known;
+	/* Not cumulative: the socket's smallest round trip seen (the path's,
+	 * without queues), read with them; in a window's sum the longest of
+	 * the channels'. */
+	uint64_t rtt_us;
 } lm__auto_ctr;
 
 /* One window: counters' deltas summed over the channels, and the receiver's
@@ -182,12 +188,14 @@ typedef struct lm__auto {
 	 * receiver's window (TCP_INFO; rises at once, falls gently; < 0: not
 	 * known): a receiver that cannot keep up, not the link. */
 	double rwnd;
+	double rtt_us; /* the longest of the sockets' smallest round trips (0: not known) */
 	/* The model's pick (the largest X), and the decision: that pick
 	 * steered by what the last window measured (auto.c). */
 	uint16_t model_codec;
 	uint32_t model_frac;
 	uint16_t model_rest;
 	int steer;           /* 1 (lm__auto_init): steer; 0: the model's pick as it is */
+	int scale;           /* 1 (lm__auto_init): samples scaled by the pairs; 0: as measured */
 	uint16_t codec;      /* compress with this ... */
 	uint32_t frac;       /* ... this share of packets (1/1024), */
 	uint16_t rest;       /* ... the rest with this one (none: raw) */
@@ -204,6 +212,7 @@ typedef struct lm__auto_chan {
 	uint32_t acc; /* the compressed share owed, in 1/1024 */
 	uint32_t rot; /* the sampling rotation */
 	uint32_t cal; /* compressed packets since the last pair of their codec */
+	uint8_t wholes[LM_MAX_CODECS]; /* pairs encoded whole as samples, per codec */
 } lm__auto_chan;
 
 /* cand: the candidate ids (bits); none is always added. rate_cap: bytes/s
@@ -212,13 +221,15 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 		   uint64_t rate_cap);
 /* The sender's rate limit changed (live: lifted for the downtime). */
 void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
-/* A channel's TCP_INFO counters (busy, rwnd: lm__conn_limits) into a
+/* A channel's TCP_INFO counters (busy, rwnd: lm__conn_limits; rtt_us its
+ * round trip) into a
  * window's sum m, from what the last window saw of them (seen, the
  * updater's). They are the socket's, from its connect (an fd: transport's
  * socket may be old): the first reading only starts the count. Only
  * growing: a smaller one would be another socket's start, and starts the
  * count again. */
-void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, lm__auto_ctr *seen, lm__auto_meas *m);
+void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, uint64_t rtt_us, lm__auto_ctr *seen,
+			 lm__auto_meas *m);
 /* Folds a window into the estimates and re-decides. */
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
 /* The model's throughput (input bytes/s) for compressing frac/1024 of the

@@ -184,6 +184,25 @@ static uint32_t codec_pages(lm__tx_chan *ch, uint32_t area)
 	return pl->nn + area;
 }
 
+/* Live: the first nc codec pages copied to the bounce buffer before a codec
+ * reads them. A live workload may write a page while the encoder reads it
+ * twice (match search, then emit): encoders, hardware ones above all, only
+ * promise a correct stream for stable input; the page is dirty again
+ * anyway. Outside the codec's measured time: a sample after an encoded
+ * packet finds them copied, and would otherwise measure less than the
+ * packet did. */
+static void stable_pages(lm__tx_chan *ch, uint32_t nc)
+{
+	uint32_t ps = ch->s->page_size;
+
+	for (uint32_t i = 0; ch->bounce && i < nc; i++) {
+		uint8_t *b = ch->bounce + (size_t)i * ps;
+		if (ch->pages[i] != b)
+			memcpy(b, ch->pages[i], ps);
+		ch->pages[i] = b;
+	}
+}
+
 /* Encodes the packet's codec pages with codec want. Sets lens[] and the
  * packet's codec; returns the payload size, or a negative error. A packet
  * the codec cannot shrink goes raw (codec none). */
@@ -197,17 +216,6 @@ static int64_t encode_pages(lm__tx_chan *ch, uint32_t nc, uint16_t want, uint16_
 
 	*codec = LM_CODEC_NONE;
 	if (ops && !ops->raw_only && nc) {
-		for (uint32_t i = 0; ch->bounce && i < nc; i++) {
-			/* A live workload may write the page while the encoder
-			 * reads it twice (match search, then emit): encoders,
-			 * hardware ones above all, only promise a correct stream
-			 * for stable input. The page is dirty again anyway. A
-			 * sample after an encoded packet finds them copied. */
-			uint8_t *b = ch->bounce + (size_t)i * ps;
-			if (ch->pages[i] != b)
-				memcpy(b, ch->pages[i], ps);
-			ch->pages[i] = b;
-		}
 		rc = ops->encode(ch->cctx[want], (const void *const *)ch->pages, nc, ps, ch->enc,
 				 ch->enc_cap, ch->lens, &enc_len);
 		if (rc == 0) {
@@ -295,13 +303,16 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 			 lm__auto_try *m)
 {
 	lm_engine_stats eng[LM_MAX_ENGINES];
-	uint64_t t0, c0;
+	uint64_t t0, c0 = lm__thread_cpu_ns();
 	uint16_t got;
 	int64_t out;
 
+	stable_pages(ch, k);
 	/* The engines' statistics count what was sent: a sample is not. */
 	memcpy(eng, ch->eng, sizeof(eng));
-	c0 = lm__thread_cpu_ns();
+	t0 = lm__thread_cpu_ns();
+	add(&ch->ctr.cpu_ns, t0 - c0); /* the copy: the channel's, not the codec's */
+	c0 = t0;
 	t0 = lm__now_ns();
 	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
 	memcpy(ch->eng, eng, sizeof(eng));
@@ -323,10 +334,11 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 /* Codec auto's sample (probe, lm__auto_pick's): after the packet went (its
  * buffers are free again), the first codec pages (nc > 0: the pick
  * samples only packets with some) encoded with a candidate, counted as
- * its measurement and dropped. A pair (LM__AUTO_WHOLE) also has the whole
- * packet: the packet itself when it went with that codec (pkt: its
- * measurement, NULL if it was not one), else encoded as a sample. A
- * failure only means no measurement: the migration does not depend on it. */
+ * its measurement and dropped. A pair (LM__AUTO_WHOLE, on a packet of
+ * LM__AUTO_CAL_PAGES or more) also has the whole packet: the packet
+ * itself when it went with that codec (pkt: its measurement, NULL if it
+ * was not one), else encoded as a sample. A failure only means no
+ * measurement: the migration does not depend on it. */
 static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t probe, uint16_t want,
 			 const lm__auto_try *pkt)
 {
@@ -337,6 +349,13 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t probe, uint16_t 
 
 	if (!ops || ops->raw_only)
 		return;
+	/* A packet of LM__AUTO_SAMPLE_PAGES or fewer: the sample is the whole
+	 * packet, not to be scaled. */
+	if (nc <= LM__AUTO_SAMPLE_PAGES) {
+		if (codec != want && !sample_encode(ch, nc, codec, &ch->warm, &whole))
+			add_try(&ch->ctr.codec[codec], &whole);
+		return;
+	}
 	if (!(probe & LM__AUTO_WHOLE) || nc < LM__AUTO_CAL_PAGES) {
 		if (codec != want && !sample_encode(ch, k, codec, &ch->warm_sample, &part))
 			add_try(&ch->ctr.sample[codec], &part);
@@ -429,10 +448,12 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	}
 	area = (uint32_t)((pl->area_len + ps - 1) / ps);
 	nc = codec_pages(ch, area);
-	t[1] = lm__now_ns();
-	cpu[1] = lm__thread_cpu_ns(); /* the plan's CPU is not the write's */
 	if (nc)
 		want = lm__tx_codec_pick(ch, &probe);
+	if (want != LM_CODEC_NONE)
+		stable_pages(ch, nc);
+	t[1] = lm__now_ns();
+	cpu[1] = lm__thread_cpu_ns(); /* the plan's CPU is not the write's */
 	payload = encode_pages(ch, nc, want, &codec);
 	t[2] = lm__now_ns();
 	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];

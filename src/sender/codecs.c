@@ -141,12 +141,13 @@ static void delta_try(const lm__auto_try *now, lm__auto_try *seen, lm__auto_try 
 
 void lm__sender_auto_read_tcp(lm__tx_chan *ch)
 {
-	uint64_t busy, rwnd;
+	lm__tcp_limit l;
 
-	if (lm__conn_limits(&ch->conn, &busy, &rwnd))
+	if (lm__conn_limits(&ch->conn, &l))
 		return;
-	__atomic_store_n(&ch->ctr.tcp_busy_us, busy, __ATOMIC_RELAXED);
-	__atomic_store_n(&ch->ctr.rwnd_us, rwnd, __ATOMIC_RELAXED);
+	__atomic_store_n(&ch->ctr.tcp_busy_us, l.busy_us, __ATOMIC_RELAXED);
+	__atomic_store_n(&ch->ctr.rwnd_us, l.rwnd_us, __ATOMIC_RELAXED);
+	__atomic_store_n(&ch->ctr.rtt_us, (uint64_t)l.rtt_us, __ATOMIC_RELAXED);
 	__atomic_store_n(&ch->ctr.rwnd_known, 1, __ATOMIC_RELEASE);
 }
 
@@ -176,7 +177,8 @@ static void tcp_window(lm__auto_ctr *c, lm__auto_ctr *o, lm__auto_meas *m)
 	if (!__atomic_load_n(&c->rwnd_known, __ATOMIC_ACQUIRE))
 		return;
 	lm__auto_tcp_window(__atomic_load_n(&c->tcp_busy_us, __ATOMIC_RELAXED),
-			    __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED), o, m);
+			    __atomic_load_n(&c->rwnd_us, __ATOMIC_RELAXED),
+			    __atomic_load_n(&c->rtt_us, __ATOMIC_RELAXED), o, m);
 }
 
 /* The channels' counters since the last window. */

@@ -91,9 +91,14 @@ int lm__split_addr(const char *addr, char *host, size_t hcap, char *port, size_t
 /* Waits for a non-blocking connect to finish. */
 int lm__connect_wait(int fd, int timeout_ms, const lm__addr *a);
 /* tcpinfo.c: microseconds since a TCP socket connected that it had data to
- * send, and of those that it was held by the peer's receive window
- * (TCP_INFO); -1 when fd is no TCP socket or the kernel does not count them. */
-int lm__tcp_limits(int fd, uint64_t *busy_us, uint64_t *rwnd_us);
+ * send, of those that it was held by the peer's receive window, and its
+ * smallest round trip seen (TCP_INFO); -1 when fd is no TCP socket or the
+ * kernel does not count them. */
+typedef struct lm__tcp_limit {
+	uint64_t busy_us, rwnd_us;
+	uint32_t rtt_us;
+} lm__tcp_limit;
+int lm__tcp_limits(int fd, lm__tcp_limit *l);
 
 /* ---- TLS (tls.c) ---------------------------------------------------------- */
 
