@@ -103,8 +103,8 @@
  * and more fixed cost per byte): each is scaled by what pairs of this
  * migration measured (auto.h, LM__AUTO_CAL), a whole packet's per byte
  * over its first pages'. Without that the codec in use, measured on its
- * packets, looked 10-30% better than one measured on samples, and kept
- * its place where the other was the better pick.
+ * packets, looks 10-30% better than one measured on samples, and can keep
+ * its place where the other is the better pick.
  */
 #include "codec/auto.h"
 
@@ -354,9 +354,9 @@ static void fold_rwnd(lm__auto *a, const lm__auto_meas *m)
 /* Writes that wait are the receiver's limit, not the link's: its threads
  * are busy, and where the kernel tells, they closed its window (a full
  * link mostly leaves it open); or its window held them most of the time,
- * its threads are half busy and the path is short. Not the window alone: a TCP proxy in
- * front of a slow link (ssh -L, stunnel, the tests' shaper) closes its
- * window while the receiver idles. */
+ * its threads are half busy and the path is short. Not the window alone:
+ * a TCP proxy in front of a slow link (ssh -L, stunnel, the tests'
+ * shaper) closes its window while the receiver idles. */
 static int rx_limited(const lm__auto *a)
 {
 	if (!a->rx_channels)

@@ -222,12 +222,11 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 /* The sender's rate limit changed (live: lifted for the downtime). */
 void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
 /* A channel's TCP_INFO counters (busy, rwnd: lm__conn_limits; rtt_us its
- * round trip) into a
- * window's sum m, from what the last window saw of them (seen, the
- * updater's). They are the socket's, from its connect (an fd: transport's
- * socket may be old): the first reading only starts the count. Only
- * growing: a smaller one would be another socket's start, and starts the
- * count again. */
+ * smallest round trip) into a window's sum m, from what the last window
+ * saw of them (seen, the updater's). They are the socket's, from its
+ * connect (an fd: transport's socket may be old): the first reading only
+ * starts the count. Only growing: a smaller one would be another socket's
+ * start, and starts the count again. */
 void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, uint64_t rtt_us, lm__auto_ctr *seen,
 			 lm__auto_meas *m);
 /* Folds a window into the estimates and re-decides. */
