@@ -71,8 +71,7 @@ int lm__conn_readable(lm__conn *c);
 int64_t lm__conn_unsent(const lm__conn *c);
 /* Microseconds the connection had data to send since it connected, of
  * those that it waited for the peer's receive window, and its smallest
- * round trip
- * (lm__tcp_limits); -1 when not known. */
+ * round trip (lm__tcp_limits); -1 when not known. */
 int lm__conn_limits(const lm__conn *c, lm__tcp_limit *l);
 
 /* Reads and checks a frame header (magic, kind, flags, reserved) and checks

@@ -6,7 +6,8 @@
  * over many of them. And the smallest round trip seen, the path's without
  * the queues' (the smoothed one grew to 2-9 ms at 1gbit with the shaper's
  * and the socket's queues): a window can hold a path whose delay times
- * rate exceeds it, with a receiver that keeps up. Codec auto reads it to tell a receiver that cannot
+ * rate exceeds it, with a receiver that keeps up. Codec auto reads it to
+ * tell a receiver that cannot
  * keep up (its socket buffer full, its window closed) from a full link
  * (the congestion window the limit): both make the sender's writes wait.
  *
