@@ -7,9 +7,9 @@
  * the queues' (the smoothed one grew to 2-9 ms at 1gbit with the shaper's
  * and the socket's queues): a window can hold a path whose delay times
  * rate exceeds it, with a receiver that keeps up. Codec auto reads it to
- * tell a receiver that cannot
- * keep up (its socket buffer full, its window closed) from a full link
- * (the congestion window the limit): both make the sender's writes wait.
+ * tell a receiver that cannot keep up (its socket buffer full, its window
+ * closed) from a full link (the congestion window the limit): both make
+ * the sender's writes wait.
  *
  * A file of its own: <linux/tcp.h> has the fields, glibc's <netinet/tcp.h>
  * does not, and the two cannot be included together.
