@@ -164,7 +164,6 @@ void lm__auto_init(lm__auto *a, uint32_t cand, uint32_t page_size, uint32_t chan
 		a->ratio[c] = c == LM_CODEC_NONE ? 1.0 : 0.5;
 		a->enc_ns[c] = prior_enc_ns[c] ? prior_enc_ns[c] : (c ? 4.0 : 0);
 		a->enc_cpu[c] = a->enc_ns[c];
-		a->fac_ratio[c] = a->fac_ns[c] = a->fac_cpu[c] = 1;
 	}
 	a->plan_ns = a->cpu_other = 0.3;
 	a->write_ns = a->cpu_write = 0.3;
@@ -257,15 +256,15 @@ static void halve_try(lm__auto_try *t)
 	t->cpu_ns /= 2;
 }
 
-/* A whole's cost per byte over its part's (x/in of each), of n pairs:
- * pulled toward 1 as if LM__AUTO_CAL_MIN more had measured 1, since a
- * packet's first pages and the rest differ in content and a few pairs
- * swing (zstd's output 0.85-1.45 over 4 pairs at 1gbit). */
+/* A whole's cost per byte over its part's (x/in of each), of n pairs (0:
+ * too few, 1): pulled toward 1 as if LM__AUTO_CAL_MIN more had measured
+ * 1, since a packet's first pages and the rest differ in content and a
+ * few pairs swing (zstd's output 0.85-1.45 over 4 pairs at 1gbit). */
 static double factor(uint64_t wx, uint64_t win, uint64_t px, uint64_t pin, uint64_t n)
 {
 	double f;
 
-	if (!wx || !win || !px || !pin)
+	if (!n || !wx || !win || !px || !pin)
 		return 1;
 	f = ((double)wx / (double)win) / ((double)px / (double)pin);
 	f = ((double)n * f + LM__AUTO_CAL_MIN) / (double)(n + LM__AUTO_CAL_MIN);
@@ -274,7 +273,7 @@ static double factor(uint64_t wx, uint64_t win, uint64_t px, uint64_t pin, uint6
 					  : f;
 }
 
-/* The window's pairs into codec c's sums, and its factors from them. */
+/* The window's pairs into codec c's sums. */
 static void fold_pairs(lm__auto *a, const lm__auto_meas *m, int c)
 {
 	lm__auto_try *w = &a->pair_whole[c], *p = &a->pair_part[c];
@@ -285,31 +284,30 @@ static void fold_pairs(lm__auto *a, const lm__auto_meas *m, int c)
 		halve_try(w);
 		halve_try(p);
 	}
-	if (w->packets < LM__AUTO_CAL_MIN || !a->scale)
-		return;
-	a->fac_ratio[c] = factor(w->out, w->in, p->out, p->in, w->packets);
-	a->fac_ns[c] = factor(w->ns, w->in, p->ns, p->in, w->packets);
-	a->fac_cpu[c] = factor(w->cpu_ns, w->in, p->cpu_ns, p->in, w->packets);
 }
 
-/* The window's whole packets and its samples, scaled by the pairs'
- * factors: the cost of c as a packet would see it. */
+/* The window's whole packets and its samples, scaled by what the pairs
+ * make of a sample (output, wall and CPU ns per byte: 1 until
+ * LM__AUTO_CAL_MIN pairs): the cost of c as a packet would see it. */
 static void fold_codecs(lm__auto *a, const lm__auto_meas *m)
 {
 	for (int c = 1; c < LM_MAX_CODECS; c++) {
 		const lm__auto_try *k = &m->tx.codec[c], *s = &m->tx.sample[c];
-		double in = (double)(k->in + s->in), w;
+		const lm__auto_try *pw = &a->pair_whole[c], *pp = &a->pair_part[c];
+		double in = (double)(k->in + s->in), w, fr, fn, fc;
+		uint64_t n;
 		fold_pairs(a, m, c);
 		if (!(k->packets + s->packets) || !in)
 			continue;
+		n = a->scale && pw->packets >= LM__AUTO_CAL_MIN ? pw->packets : 0;
+		fr = factor(pw->out, pw->in, pp->out, pp->in, n);
+		fn = factor(pw->ns, pw->in, pp->ns, pp->in, n);
+		fc = factor(pw->cpu_ns, pw->in, pp->cpu_ns, pp->in, n);
 		w = weight(a->seen[c], in / (128.0 * a->page_size));
-		a->ratio[c] = ewma(a->ratio[c],
-				   ((double)k->out + a->fac_ratio[c] * (double)s->out) / in, w);
-		a->enc_ns[c] = ewma(a->enc_ns[c],
-				    ((double)k->ns + a->fac_ns[c] * (double)s->ns) / in, w);
+		a->ratio[c] = ewma(a->ratio[c], ((double)k->out + fr * (double)s->out) / in, w);
+		a->enc_ns[c] = ewma(a->enc_ns[c], ((double)k->ns + fn * (double)s->ns) / in, w);
 		a->enc_cpu[c] = ewma(a->enc_cpu[c],
-				     ((double)k->cpu_ns + a->fac_cpu[c] * (double)s->cpu_ns) / in,
-				     w);
+				     ((double)k->cpu_ns + fc * (double)s->cpu_ns) / in, w);
 		a->seen[c] += k->packets + s->packets;
 	}
 	if (m->tx.plan_bytes)

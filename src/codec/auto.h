@@ -155,11 +155,10 @@ typedef struct lm__auto {
 	double ratio[LM_MAX_CODECS];  /* payload / input */
 	double enc_ns[LM_MAX_CODECS]; /* sender wall ns per input byte encoding */
 	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
-	/* The pairs' sums (halved beyond LM__AUTO_CAL_KEEP), and what they
-	 * make of a sample: a whole packet's output, wall and CPU ns per
-	 * byte over a sample's (1 until LM__AUTO_CAL_MIN pairs). */
+	/* The pairs' sums (halved beyond LM__AUTO_CAL_KEEP): a whole
+	 * packet's output, wall and CPU ns per byte over a sample's scale
+	 * the samples (auto.c, fold_codecs). */
 	lm__auto_try pair_whole[LM_MAX_CODECS], pair_part[LM_MAX_CODECS];
-	double fac_ratio[LM_MAX_CODECS], fac_ns[LM_MAX_CODECS], fac_cpu[LM_MAX_CODECS];
 	double plan_ns;      /* wall ns per input byte planning */
 	double write_ns;     /* ns per wire byte in writev, not waiting for the socket */
 	/* The CPU budget: CPU ns per input byte encoding with each codec,
