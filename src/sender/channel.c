@@ -303,16 +303,19 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 			 lm__auto_try *m)
 {
 	lm_engine_stats eng[LM_MAX_ENGINES];
-	uint64_t t0, c0 = lm__thread_cpu_ns();
+	uint64_t t0, c0;
 	uint16_t got;
 	int64_t out;
 
-	stable_pages(ch, k);
 	/* The engines' statistics count what was sent: a sample is not. */
 	memcpy(eng, ch->eng, sizeof(eng));
-	t0 = lm__thread_cpu_ns();
-	add(&ch->ctr.cpu_ns, t0 - c0); /* the copy: the channel's, not the codec's */
-	c0 = t0;
+	c0 = lm__thread_cpu_ns();
+	if (ch->bounce) { /* live: the copy is the channel's CPU, not the codec's */
+		stable_pages(ch, k);
+		t0 = lm__thread_cpu_ns();
+		add(&ch->ctr.cpu_ns, t0 - c0);
+		c0 = t0;
+	}
 	t0 = lm__now_ns();
 	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
 	memcpy(ch->eng, eng, sizeof(eng));
