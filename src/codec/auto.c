@@ -86,11 +86,11 @@
  * (unshaped on two shared cores: 60% busy, the window held 90% of the
  * time, and L fell to what the receiver took), where the path's delay
  * times its rate is under 512 KiB (a longer path can hold the window of
- * a receiver that keeps up). Busy time
- * alone held L at a probe's 1.2x a 3gbit link on two shared cores, the
- * receiver's threads 80% busy with the link the limit; the window alone
- * would take a TCP proxy in front of a slow link for a slow receiver. L
- * never exceeds the sender's own rate limit.
+ * a receiver that keeps up). Busy time alone held L at a probe's 1.2x a
+ * 3gbit link on two shared cores, the receiver's threads 80% busy with
+ * the link the limit; the window alone would take a TCP proxy in front
+ * of a slow link for a slow receiver. L never exceeds the sender's own
+ * rate limit.
  *
  * Candidates not in use are measured on real pages: 1 packet in 16 per
  * channel (1 in 64 after the first 8 turns, from each channel's first
