@@ -493,11 +493,11 @@ static void model_busy_machine(void)
 	CHECK(a.codec != LM_CODEC_NONE && a.frac > LM__AUTO_FRAC_ONE / 8);
 }
 
-/* A receiver on the sender's two cores, with the costs measured at 1gbit
- * here (its threads 2.2 ns per byte, the sender's 2.5 with lz4 and 3.2
- * with zstd), and a link that zstd alone fills with the two cores 95%
- * busy: auto settles on zstd, not lz4 or a mix, although half the idle CPU
- * at lz4's rate (the budget) would not cover zstd's. */
+/* A receiver on the sender's two cores, as costly as measured at 1gbit
+ * here (its threads 2.2-2.4 ns per byte, the sender's 3.2 with zstd), and
+ * a link that zstd alone fills with the two cores 94% busy: auto settles
+ * on zstd, not lz4 or a mix, although half the idle CPU at lz4's rate
+ * (the budget) would not cover zstd's. */
 static void model_rx_same_host(void)
 {
 	world w = typical(100e6);
