@@ -138,7 +138,7 @@ typedef struct lm__auto_meas {
 	 * stays as it was). May be <= 0: others use all of it. */
 	double quota_free;
 	int quota_known;
-	uint32_t rx_channels;
+	uint32_t rx_channels; /* receiver channels whose FEEDBACK came in the window */
 	uint64_t rx_cpu_ns, rx_wall_ns;
 	struct {
 		uint64_t pages, ns;
@@ -180,7 +180,7 @@ typedef struct lm__auto {
 	double rx_dec_ns[LM_MAX_CODECS];
 	uint64_t rx_seen[LM_MAX_CODECS];
 	double rx_base_ns, rx_busy;
-	uint32_t rx_channels;
+	uint32_t rx_channels; /* its channel threads (one per channel; 0: no receiver term) */
 	uint32_t rx_quiet;   /* windows in a row without a FEEDBACK taken */
 	double idle;         /* the machine's idle cores (EWMA; < 0: not known) */
 	/* Share of the sockets' busy time (data to send) they waited for the
