@@ -121,6 +121,32 @@ uint64_t lm__thread_busy_ns_from(const char *path)
 	return cpu + v[1];
 }
 
+int lm__thread_wait_open(void)
+{
+	return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+}
+
+/* One pread a measurement (about 1 us): the file is the kernel's seq_file,
+ * regenerated at offset 0. */
+uint64_t lm__thread_wait_ns(int fd)
+{
+	char buf[128];
+	uint64_t v[2];
+	ssize_t n;
+
+	if (fd < 0 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = 0;
+	return lm__numbers(buf, v, 2) == 2 ? v[1] : 0;
+}
+
+uint64_t lm__wall_own_ns(uint64_t wall, uint64_t q0, uint64_t q1)
+{
+	uint64_t waited = q0 && q1 > q0 ? q1 - q0 : 0;
+
+	return waited < wall ? wall - waited : 0;
+}
+
 ssize_t lm__read_small(const char *path, char *buf, size_t cap)
 {
 	ssize_t n = 0, got = 0;

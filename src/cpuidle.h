@@ -40,6 +40,17 @@ uint64_t lm__thread_busy_ns(void);
  * one falls back to the CPU time). */
 uint64_t lm__thread_busy_ns_from(const char *path);
 
+/* This thread's schedstat, opened by the thread itself (thread-self names
+ * the opener, and the file stays the opener's): a descriptor, or -1 where
+ * the kernel has none. */
+int lm__thread_wait_open(void);
+/* The run-queue wait, ns ever, of the thread whose schedstat fd is; 0
+ * where unknown (fd -1, a failed read, "0 0 0" without schedstats). */
+uint64_t lm__thread_wait_ns(int fd);
+/* Wall ns of a step less the run-queue wait between q0 and q1 (its
+ * lm__thread_wait_ns before and after; 0 before: unknown, no change). */
+uint64_t lm__wall_own_ns(uint64_t wall, uint64_t q0, uint64_t q1);
+
 /* Readers of the kernel's small text files (here and cgroup.c). Up to n
  * decimal numbers separated by blanks from p; how many were read. */
 int lm__numbers(const char *p, uint64_t *v, int n);

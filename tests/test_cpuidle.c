@@ -10,8 +10,16 @@
  *     a sleep is at most the mask's CPUs times the time slept.
  *  3. A thread's busy time: it grows by at least the CPU time the thread
  *     spun; from a missing or garbled schedstat file it is the CPU time.
+ *  4. A thread's run-queue wait (codec auto's encode times leave it out):
+ *     the second number of a schedstat the test writes, re-read through
+ *     one descriptor; 0 where unknown; two threads spinning on one CPU
+ *     each wait for the other, and a step's wall time less its wait is
+ *     about its CPU time.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -141,6 +149,90 @@ static void busy_time(const char *dir)
 	CHECK(fb >= c0 && fb <= c1);
 }
 
+static volatile int spinner_stop;
+
+static void *spinner(void *arg)
+{
+	cpu_set_t *one = arg;
+
+	pthread_setaffinity_np(pthread_self(), sizeof(*one), one);
+	while (!spinner_stop)
+		spin_sink++;
+	return NULL;
+}
+
+static void wait_from_file(const char *dir)
+{
+	char path[512];
+	int fd;
+
+	CHECK_EQ(lm__thread_wait_ns(-1), 0);
+	snprintf(path, sizeof(path), "%s/schedstat", dir);
+	write_file(path, "123456789 1000000 42\n");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(lm__thread_wait_ns(fd), 1000000);
+	write_file(path, "123456789 2500000 43\n"); /* the same descriptor reads it anew */
+	CHECK_EQ(lm__thread_wait_ns(fd), 2500000);
+	write_file(path, "garbled\n");
+	CHECK_EQ(lm__thread_wait_ns(fd), 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_EQ(lm__wall_own_ns(1000, 0, 400), 1000);   /* unknown before: as measured */
+	CHECK_EQ(lm__wall_own_ns(1000, 500, 400), 1000); /* went back: as measured */
+	CHECK_EQ(lm__wall_own_ns(1000, 100, 500), 600);
+	CHECK_EQ(lm__wall_own_ns(1000, 100, 5000), 0);
+}
+
+/* This thread and a spinner on one CPU for about 300 ms of wall time. */
+static void wait_real(void)
+{
+	int fd = lm__thread_wait_open();
+	cpu_set_t old, one;
+	pthread_t t;
+	uint64_t q0, q1, w0, w1, c0, c1, own;
+
+	if (fd < 0) {
+		printf("cpuidle: SKIP run-queue wait: /proc/thread-self/schedstat: %s\n",
+		       strerror(errno));
+		return;
+	}
+	if (!lm__thread_wait_ns(fd)) {
+		printf("cpuidle: SKIP run-queue wait: the kernel keeps no schedstats\n");
+		close(fd);
+		return;
+	}
+	CHECK(pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0);
+	CPU_ZERO(&one);
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		if (CPU_ISSET(i, &old)) {
+			CPU_SET(i, &one);
+			break;
+		}
+	CHECK(pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0);
+	spinner_stop = 0;
+	CHECK(pthread_create(&t, NULL, spinner, &one) == 0);
+	q0 = lm__thread_wait_ns(fd), w0 = now_ns(), c0 = lm__thread_cpu_ns();
+	while (now_ns() - w0 < 300000000ull)
+		for (int i = 0; i < 10000; i++)
+			spin_sink += (uint64_t)i;
+	c1 = lm__thread_cpu_ns(), w1 = now_ns(), q1 = lm__thread_wait_ns(fd);
+	spinner_stop = 1;
+	pthread_join(t, NULL);
+	pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+	close(fd);
+	own = lm__wall_own_ns(w1 - w0, q0, q1);
+	printf("cpuidle: one CPU shared with a spinner: %.0f ms wall, %.0f ms CPU, %.0f ms waited, "
+	       "%.0f ms own\n",
+	       (double)(w1 - w0) / 1e6, (double)(c1 - c0) / 1e6, (double)(q1 - q0) / 1e6,
+	       (double)own / 1e6);
+	CHECK(q1 - q0 >= (w1 - w0) / 5); /* the spinner had the CPU part of the time */
+	/* Own time is CPU time give or take a few ms (the clocks are read
+	 * apart, the kernel's steal if any). */
+	CHECK(own + 20000000ull >= c1 - c0);
+	CHECK(own <= (c1 - c0) + 20000000ull + (w1 - w0) / 10);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/test_cpuidle.XXXXXX", path[512];
@@ -152,6 +244,8 @@ int main(void)
 	idle_from_file(dir);
 	idle_real();
 	busy_time(dir);
+	wait_from_file(dir);
+	wait_real();
 	snprintf(path, sizeof(path), "%s/stat", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/schedstat", dir);

@@ -154,7 +154,7 @@ typedef struct lm__auto {
 	/* Estimates (EWMA). Per input byte: the codec's page bytes. */
 	double ratio[LM_MAX_CODECS];  /* payload / input */
 	double enc_ns[LM_MAX_CODECS]; /* sender wall ns per input byte encoding */
-	uint64_t seen[LM_MAX_CODECS]; /* packets measured, ever */
+	double seen[LM_MAX_CODECS];   /* measured, ever, in 128-page packets */
 	/* The pairs' sums (halved beyond LM__AUTO_CAL_KEEP): a whole
 	 * packet's output, wall and CPU ns per byte over a sample's scale
 	 * the samples (auto.c, fold_codecs). */
@@ -178,7 +178,7 @@ typedef struct lm__auto {
 	/* Receiver, from FEEDBACK: ns per page decoding each codec, ns per
 	 * page of everything else its channel threads do, how busy they are. */
 	double rx_dec_ns[LM_MAX_CODECS];
-	uint64_t rx_seen[LM_MAX_CODECS];
+	double rx_seen[LM_MAX_CODECS]; /* decoded, ever, in 128-page packets */
 	double rx_base_ns, rx_busy;
 	uint32_t rx_channels; /* its channel threads (one per channel; 0: no receiver term) */
 	uint32_t rx_quiet;   /* windows in a row without a FEEDBACK taken */

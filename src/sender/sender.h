@@ -77,6 +77,10 @@ typedef struct lm__tx_chan {
 	 * the input's) and faults it in, at 10-20x its cost after: that one
 	 * is not a measurement of the codec. */
 	uint32_t warm, warm_sample;
+	/* Codec auto: the channel thread's schedstat (lm__thread_wait_open;
+	 * owner: the channel thread, which opens it as it starts and closes
+	 * it as it ends; -1 without). */
+	int wait_fd;
 	uint8_t *bounce;       /* live: a stable copy of the pages to encode */
 	const void **pages;    /* the packet's normal pages, for the codec */
 	uint32_t *lens;        /* their encoded lengths */
