@@ -452,10 +452,11 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 
 	/* Wall and CPU time both: codec auto learns from the wall times how
 	 * long a channel takes, from the CPU times what it costs the machine
-	 * (a thread off the CPU, or waiting for an accelerator, spends wall
-	 * time but no CPU). Up to five reads of the thread's CPU clock (a
-	 * system call, about 0.3 us each) are about 1% of a raw packet's
-	 * time at loopback speed. */
+	 * (a thread waiting for an accelerator spends wall time but no CPU;
+	 * one waiting for a CPU too, but the encode's leaves that out:
+	 * runq_ns). Up to five reads of the thread's CPU clock (a system
+	 * call, about 0.3 us each) are about 1% of a raw packet's time at
+	 * loopback speed; the two of the run-queue wait come with an encode. */
 	cpu[0] = lm__thread_cpu_ns();
 	t[0] = lm__now_ns();
 	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
