@@ -57,7 +57,9 @@ struct lm__tls {
 	SSL *ssl;
 	lm__tls_ctx *t;
 	uint32_t idx;        /* sender: the channel (0 keeps its ticket) */
-	char peer[128];      /* the authenticated identity */
+	/* The authenticated identity: the certificate's subject, or "psk:"
+	 * and the key's identity (whole: the logs name it). */
+	char peer[4 + sizeof(((lm__psk_key *)0)->id)];
 	char psk_miss[160];  /* receiver: why the PSK did not match */
 	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
 	int wheld;           /* an SSL_write wants its retry: its record may be partly out */
