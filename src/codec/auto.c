@@ -232,11 +232,13 @@ double lm__auto_rate_mix(const lm__auto *a, uint16_t codec, uint32_t frac, uint1
  * back by a twentieth a window. */
 static double weight(double seen, double units)
 {
-	double w = 1 - pow(0.7, units), mean = units / (seen + units);
+	double w, mean;
 
 	if (!(seen > 0))
 		return 1;
+	w = 1 - pow(0.7, units);
 	w = w > 0.5 ? 0.5 : w;
+	mean = units / (seen + units);
 	return mean > w ? mean : w;
 }
 

@@ -153,8 +153,8 @@ typedef struct lm__auto {
 	uint64_t rate_cap;   /* bytes/s the sender itself paces to, 0 = none */
 	/* Estimates (EWMA). Per input byte: the codec's page bytes. */
 	double ratio[LM_MAX_CODECS];  /* payload / input */
-	double enc_ns
-		[LM_MAX_CODECS]; /* sender wall ns per input byte encoding, run-queue waits out */
+	/* Sender wall ns per input byte encoding, less its run-queue waits. */
+	double enc_ns[LM_MAX_CODECS];
 	double seen[LM_MAX_CODECS];   /* measured, ever, in 128-page packets */
 	/* The pairs' sums (halved beyond LM__AUTO_CAL_KEEP): a whole
 	 * packet's output, wall and CPU ns per byte over a sample's scale

@@ -316,7 +316,7 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 			 lm__auto_try *m)
 {
 	lm_engine_stats eng[LM_MAX_ENGINES];
-	uint64_t t0, c0, q0 = runq_ns(ch), wall;
+	uint64_t t0, c0, q0, wall;
 	uint16_t got;
 	int64_t out;
 
@@ -329,6 +329,7 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 		add(&ch->ctr.cpu_ns, t0 - c0);
 		c0 = t0;
 	}
+	q0 = runq_ns(ch); /* the encode's alone, as t0 */
 	t0 = lm__now_ns();
 	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
 	wall = lm__now_ns() - t0;

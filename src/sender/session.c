@@ -526,6 +526,7 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx, lm__err *e)
 	ch->idx = idx;
 	ch->conn.rfd = ch->conn.wfd = -1;
 	ch->conn.wake_fd = s->wake_fd;
+	ch->wait_fd = -1; /* its thread opens it */
 	pthread_cond_init(&ch->cond, NULL);
 	/* Tables: at most 28 bytes a page (lm__rx_chan_alloc says why). */
 	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 28);
