@@ -25,39 +25,30 @@ static void cursor_update(lm_sender *s)
 	if (s->round)
 		return;
 	for (uint32_t i = 0; i < s->nch; i++)
-		if (s->ch[i].state == LM_TX_JOB && s->ch[i].job.pos < done)
-			done = s->ch[i].job.pos; /* a queued job's is above it */
+		if (s->ch[i].state == LM_TX_JOB && s->ch[i].job_pos < done)
+			done = s->ch[i].job_pos;
 	__atomic_store_n(&s->cursor_done, done, __ATOMIC_RELAXED);
 }
 
-/* Under s->lock: the next channel, round robin, that is idle, or (queue)
- * sending with no job queued behind; NULL if none. */
-static lm__tx_chan *free_channel(lm_sender *s, int queue)
-{
-	for (int pass = 0; pass < 1 + queue; pass++)
-		for (uint32_t k = 0; k < s->nch; k++) {
-			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
-			if (pass ? ch->state == LM_TX_JOB && !ch->has_next
-				 : ch->state == LM_TX_IDLE) {
-				s->next_ch = (ch->idx + 1u) % s->nch;
-				return ch;
-			}
-		}
-	return NULL;
-}
-
-/* The next channel free_channel() finds, waiting for one; NULL once the
- * migration has failed. queue: its next job (ch->next) is the caller's to
- * write, for lm__sender_post_job; else the channel is idle. */
-static lm__tx_chan *wait_channel(lm_sender *s, int queue)
+/* Next idle channel, round robin; NULL once the migration has failed. */
+static lm__tx_chan *idle_channel(lm_sender *s)
 {
 	lm__tx_chan *found = NULL;
 
 	if (lm__sender_cancelled(s))
 		return NULL;
 	pthread_mutex_lock(&s->lock);
-	while (!s->err && !(found = free_channel(s, queue)))
-		pthread_cond_wait(&s->idle_cond, &s->lock);
+	while (!s->err && !found) {
+		for (uint32_t k = 0; k < s->nch && !found; k++) {
+			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
+			if (ch->state == LM_TX_IDLE) {
+				found = ch;
+				s->next_ch = (ch->idx + 1u) % s->nch;
+			}
+		}
+		if (!found)
+			pthread_cond_wait(&s->idle_cond, &s->lock);
+	}
 	if (found)
 		cursor_update(s);
 	pthread_mutex_unlock(&s->lock);
@@ -66,35 +57,7 @@ static lm__tx_chan *wait_channel(lm_sender *s, int queue)
 
 lm__tx_chan *lm__sender_idle_channel(lm_sender *s)
 {
-	return wait_channel(s, 0);
-}
-
-void lm__tx_job_next(lm__tx_chan *ch)
-{
-	lm__tx_job t = ch->job;
-
-	ch->job = ch->next;
-	ch->next = t; /* its off[] is the next job's room */
-	ch->has_next = 0;
-	ch->state = LM_TX_JOB;
-}
-
-/* ch->next, written since wait_channel(s, 1) returned ch: the channel's
- * job if it went idle meanwhile, else queued (the channel takes it as it
- * finishes, under the lock, and needs no wake-up). */
-static void post_job(lm_sender *s, lm__tx_chan *ch)
-{
-	int idle;
-
-	pthread_mutex_lock(&s->lock);
-	idle = ch->state == LM_TX_IDLE;
-	if (idle)
-		lm__tx_job_next(ch);
-	else
-		ch->has_next = 1;
-	pthread_mutex_unlock(&s->lock);
-	if (idle)
-		pthread_cond_signal(&ch->cond);
+	return idle_channel(s);
 }
 
 void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state)
@@ -172,14 +135,12 @@ static void pace(lm_sender *s)
 }
 
 /* The packet of n pages whose offsets the caller then writes into the
- * returned channel's next.off; NULL once the run failed. */
+ * returned channel's job_off; NULL once the run failed. */
 static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 {
 	lm__tx_chan *ch;
 
-	/* Under a rate limit nothing is queued: the bucket charges a packet
-	 * once written, and a queue would double what goes ahead of it. */
-	if (!(ch = wait_channel(s, !s->rate_limit)))
+	if (!(ch = idle_channel(s)))
 		return NULL;
 	/* After the wait: the packet just finished is charged. A new max
 	 * bandwidth (lm_sender_set_max_bandwidth) applies from this packet. */
@@ -188,9 +149,9 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
 	lm__sender_publish(s, 0); /* the channels publish their own */
-	ch->next.region = rid;
-	ch->next.pages = n;
-	ch->next.num = s->next_packet++;
+	ch->job_region = rid;
+	ch->job_pages = n;
+	ch->job_num = s->next_packet++;
 	return ch;
 }
 
@@ -227,12 +188,12 @@ static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t 
 		return s->err;
 	for (uint32_t i = 0; !span && i < n; i++)
 		lm__sumtree_reopen(&s->regions[rid].sum, off[i]);
-	memcpy(ch->next.off, off, sizeof(uint64_t) * n);
+	memcpy(ch->job_off, off, sizeof(uint64_t) * n);
 	if (span) {
-		ch->next.pos = span[0];
+		ch->job_pos = span[0];
 		__atomic_store_n(&s->cursor_handed, span[1], __ATOMIC_RELAXED);
 	}
-	post_job(s, ch);
+	lm__sender_post(s, ch, LM_TX_JOB);
 	return 0;
 }
 

@@ -37,15 +37,6 @@ typedef struct lm__tx_pub {
 	lm_codec_mix mix[LM_MAX_CODECS];
 } lm__tx_pub;
 
-/* A packet for a channel: n pages of a region at off[] (packet_pages
- * of room), its number on the wire. */
-typedef struct lm__tx_job {
-	uint32_t region, pages;
-	uint64_t num;
-	uint64_t *off;
-	uint64_t pos; /* round one: where off[0] is in the cursor's terms */
-} lm__tx_job;
-
 typedef struct lm__tx_chan {
 	struct lm_sender *s;   /* s, idx: set before the thread starts */
 	uint16_t idx;
@@ -53,16 +44,12 @@ typedef struct lm__tx_chan {
 	int started;           /* owner: main thread */
 	pthread_cond_t cond;   /* signalled when state leaves IDLE */
 	int state;             /* guarded by s->lock */
-	/* The job, and the next one queued behind it, so that a channel that
-	 * finishes a packet goes on without waiting for the main thread to
-	 * wake and hand it one (on an unshaped link the channels spent a
-	 * quarter of their time so, about 150 us a packet). job: written by
-	 * the main thread while IDLE, read by the channel thread while JOB;
-	 * next: written by the main thread while has_next is 0, moved to job
-	 * by whoever sets has_next or JOB with it. has_next: guarded by
-	 * s->lock (its change under the lock orders the writes and reads). */
-	lm__tx_job job, next;
-	int has_next;
+	/* The job: written by the main thread while IDLE, read by the channel
+	 * thread while JOB (the state change under s->lock orders them). */
+	uint32_t job_region, job_pages;
+	uint64_t job_num;
+	uint64_t *job_off;
+	uint64_t job_pos;      /* round one: where job_off[0] is in the cursor's terms */
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
@@ -206,7 +193,7 @@ struct lm_sender {
 	 * the data handed to the sockets to the destination's ack (live.c's
 	 * switchover model). */
 	uint64_t sync_us;
-	/* The driving thread's; only free_channel() touches it, under lock
+	/* The driving thread's; only idle_channel() touches it, under lock
 	 * because it scans the states there anyway. */
 	uint32_t next_ch;
 	/* The round being sent. Written by the driving thread only while
@@ -370,8 +357,6 @@ int lm__sender_devstate_end(lm_sender *s, lm__err *e);
 int lm__tx_devstate_piece(lm__tx_chan *ch, lm__err *e);
 /* dispatch.c: the next idle channel, round robin; NULL once the run failed. */
 lm__tx_chan *lm__sender_idle_channel(lm_sender *s);
-/* Under s->lock: the queued job becomes ch's job (state JOB). */
-void lm__tx_job_next(lm__tx_chan *ch);
 /* Thread driving the sender: LM_ECANCELED (recorded) after lm_sender_cancel(). */
 int lm__sender_cancelled(lm_sender *s);
 
