@@ -35,6 +35,11 @@ leaf server receiver "IP:$ip,DNS:localhost,DNS:receiver" ca 30
 leaf client sender "DNS:sender" ca 30
 leaf intruder intruder "DNS:intruder" ca 30
 leaf stranger sender "DNS:sender" other-ca 30
+# Two clients whose 141-byte subjects differ in their last byte
+# (test_tls_peer: a subject is no identity once cut to fit a buffer).
+long="livemig test organisation, a name long enough to fill a field"
+leaf long1 "sender/O=$long/OU=$long 1" "DNS:sender" ca 30
+leaf long2 "sender/O=$long/OU=$long 2" "DNS:sender" ca 30
 # Expired: signed with a validity that ended yesterday (x509 -days can't
 # go negative; a CA-signed cert with a past end date via `openssl ca`).
 ec expired-key.pem

@@ -235,15 +235,20 @@ int lm__rx_check_binding(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 	return 0;
 }
 
-/* Cert mode: every channel is the same client (channel 0's subject). */
+/* Cert mode: every channel is the same client, channel 0's certificate
+ * (not its subject: two certificates of one CA may carry the same). */
 static int same_peer(lm__rx_chan *ch, lm__err *e)
 {
 	char suite[64], peer[128];
+	uint8_t md[32];
 	int resumed;
 
-	lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
-	if (ch->r->tls_peer[0] == '/' && strcmp(peer, ch->r->tls_peer)) {
-		lm__err_set(e, "TLS peer %.100s is not channel 0's: refused", peer);
+	if (!ch->r->tls_cert)
+		return 0;
+	if (lm__tls_peer_sha256(&ch->conn, md) || memcmp(md, ch->r->tls_cert_md, 32)) {
+		lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
+		lm__err_set(e, "TLS peer %.100s: not channel 0's certificate: refused",
+			    peer[0] ? peer : "(none)");
 		return 1;
 	}
 	return 0;
@@ -285,6 +290,7 @@ int lm__rx_join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err 
 		int first; /* channel 0's own "reuse" is the external PSK, not a ticket */
 		lm__tls_describe(&ch->conn, r->tls_suite, sizeof(r->tls_suite), r->tls_peer,
 				 sizeof(r->tls_peer), &first);
+		r->tls_cert = !lm__tls_peer_sha256(&ch->conn, r->tls_cert_md);
 	} else if (memcmp(r->session, h->session, 16)) {
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;

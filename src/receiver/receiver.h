@@ -204,9 +204,13 @@ struct lm_receiver {
 	char errmsg[512];
 	uint64_t t_start;        /* guarded by lock: the first valid hello */
 	uint64_t refused;        /* guarded by lock: connections refused */
-	/* Guarded by lock: channel 0's TLS, for the stats and the check that
-	 * every channel is the same client. */
+	/* Guarded by lock: channel 0's TLS, for the stats, and its
+	 * certificate's SHA-256 (tls_cert: one was shown), that every channel
+	 * shows (a subject is cut at 127 bytes here; two certificates may
+	 * share one). */
 	char tls_suite[64], tls_peer[128];
+	uint8_t tls_cert_md[32];
+	int tls_cert;
 	int tls_resumed;
 	uint64_t t_setup;        /* guarded by lock: the session is set up */
 	/* Atomics, no lock: packets a channel applied since its last sync,

@@ -748,16 +748,32 @@ static void give_up(struct lm__tls *st)
 	free(st);
 }
 
-static int check_pin(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)
+/* The peer certificate's SHA-256 (the pin's, and what tells one client's
+ * certificate from another's whatever their subjects): 0, or -ENOENT. */
+static int cert_sha256(SSL *ssl, uint8_t md[32])
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
-	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char buf[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
+
+	if (!cert || !X509_digest(cert, EVP_sha256(), buf, &len) || len != 32)
+		return -ENOENT;
+	memcpy(md, buf, 32);
+	return 0;
+}
+
+int lm__tls_peer_sha256(const lm__conn *c, uint8_t md[32])
+{
+	return c->tls ? cert_sha256(c->tls->ssl, md) : -ENOENT;
+}
+
+static int check_pin(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)
+{
+	uint8_t md[32];
 
 	if (!t->have_pin)
 		return 0;
-	if (!cert || !X509_digest(cert, EVP_sha256(), md, &len) || len != 32 ||
-	    memcmp(md, t->pin, 32)) {
+	if (cert_sha256(ssl, md) || memcmp(md, t->pin, 32)) {
 		snprintf(why, cap, "TLS: the peer's certificate does not match the pinned SHA-256");
 		return LM_EAUTH;
 	}

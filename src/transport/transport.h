@@ -138,6 +138,9 @@ const char *lm__tls_failure(struct lm__conn *c, int wait_ms);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256", the peer's identity, resumed or not. */
 void lm__tls_describe(const struct lm__conn *c, char *suite, size_t scap, char *peer,
 		      size_t pcap, int *resumed);
+/* The SHA-256 of the peer's certificate into md: 0, or -ENOENT where it
+ * showed none (plaintext, a PSK). */
+int lm__tls_peer_sha256(const struct lm__conn *c, uint8_t md[32]);
 /* After the hello's acknowledgement (LM_FEAT_SEALED): c's frames travel in
  * sealed records from now on, keyed from its TLS exporter (label
  * "EXPORTER-livemig-records"); client: the sender's end. */

@@ -1,0 +1,193 @@
+/*
+ * test_tls_peer: what tells one TLS client from another (src/transport/tls.c),
+ * which the receiver's check that every channel is channel 0's client uses
+ * (src/receiver/handshake.c, same_peer). Handshakes on socketpairs with the
+ * certificates tests/tls_certs.sh makes (into a temp dir, never committed):
+ *  1. the same certificate twice gives the same SHA-256, a new handshake
+ *     with it (a resumption, as channels 1..N do) too;
+ *  2. two certificates of one CA whose 141-byte subjects differ in their
+ *     last byte (long1, long2): the identities lm__tls_describe gives
+ *     (X509_NAME_oneline drops the entries that do not fit whole) are
+ *     equal, their SHA-256s are not;
+ *  3. plaintext and PSK connections show no certificate (-ENOENT).
+ * Usage: test_tls_peer path/to/tls_certs.sh
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "check.h"
+#include "transport/transport.h"
+
+static char dir[] = "/tmp/test_tls_peer.XXXXXX";
+
+static char *path(const char *name)
+{
+	static char buf[8][512];
+	static int i;
+	char *p = buf[i++ % 8];
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+	return p;
+}
+
+typedef struct side {
+	lm__tls_ctx *t;
+	lm__conn c;
+	uint32_t idx;
+	int rc;
+	char why[256];
+} side;
+
+static void *server_main(void *arg)
+{
+	side *s = arg;
+
+	s->rc = lm__tls_server(s->t, &s->c, s->why, sizeof(s->why));
+	return NULL;
+}
+
+/* One handshake between a client of ctx cli (channel idx) and the server
+ * srv; the server's conn, TLS on success, into *out (the caller closes
+ * it). Returns the client's rc; the server's must match. */
+static int handshake(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, lm__conn *out)
+{
+	int sv[2];
+	side s = {.t = srv}, c = {.t = cli, .idx = idx};
+	pthread_t th;
+
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+	lm__conn_init(&s.c, sv[0], 5000);
+	lm__conn_init(&c.c, sv[1], 5000);
+	CHECK_EQ(pthread_create(&th, NULL, server_main, &s), 0);
+	c.rc = lm__tls_client(cli, &c.c, idx, "receiver", c.why, sizeof(c.why));
+	pthread_join(th, NULL);
+	if (c.rc || s.rc)
+		printf("tls_peer: handshake: client %d (%s), server %d (%s)\n", c.rc, c.why, s.rc,
+		       s.why);
+	CHECK_EQ(c.rc, 0);
+	CHECK_EQ(s.rc, 0);
+	lm__conn_close(&c.c);
+	*out = s.c;
+	return c.rc;
+}
+
+static lm__tls_ctx *ctx(const char *cert, const char *key, int server)
+{
+	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
+	lm__tls_ctx *t = NULL;
+	char why[256] = "";
+
+	cfg.cert_file = cert;
+	cfg.key_file = key;
+	cfg.ca_file = path("ca-cert.pem");
+	if (lm__tls_ctx_new(&t, &cfg, server, why, sizeof(why)))
+		printf("tls_peer: context for %s: %s\n", cert, why);
+	CHECK(t != NULL);
+	return t;
+}
+
+static lm__tls_ctx *psk(int server)
+{
+	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
+	lm__tls_ctx *t = NULL;
+	char why[256] = "";
+
+	cfg.psk_file = path("keys.psk");
+	if (lm__tls_ctx_new(&t, &cfg, server, why, sizeof(why)))
+		printf("tls_peer: PSK context: %s\n", why);
+	CHECK(t != NULL);
+	return t;
+}
+
+static lm__tls_ctx *client(const char *name)
+{
+	char cert[64], key[64];
+
+	snprintf(cert, sizeof(cert), "%s-cert.pem", name);
+	snprintf(key, sizeof(key), "%s-key.pem", name);
+	return ctx(path(cert), path(key), 0);
+}
+
+/* The server end's SHA-256 of its client and identity as the stats hold it. */
+static int peer_of(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, uint8_t md[32], char *id,
+		   size_t cap)
+{
+	lm__conn c;
+	char suite[64];
+	int resumed, rc;
+
+	memset(md, 0, 32);
+	if (handshake(srv, cli, idx, &c))
+		return -1;
+	rc = lm__tls_peer_sha256(&c, md);
+	lm__tls_describe(&c, suite, sizeof(suite), id, cap, &resumed);
+	lm__conn_close(&c);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	char cmd[1024], id1[128], id1b[128], id2[128];
+	uint8_t a[32], a2[32], b[32];
+	lm__tls_ctx *srv, *c1, *c2;
+	lm__conn plain;
+	int sv[2];
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_tls_peer path/to/tls_certs.sh\n");
+		return 2;
+	}
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(cmd, sizeof(cmd), "bash '%s' '%s' 127.0.0.1 >/dev/null", argv[1], dir);
+	CHECK_EQ(system(cmd), 0);
+	srv = ctx(path("server-cert.pem"), path("server-key.pem"), 1);
+	c1 = client("long1");
+	c2 = client("long2");
+	if (srv && c1 && c2) {
+		/* 1. channel 0, then channel 1 resuming its session */
+		CHECK_EQ(peer_of(srv, c1, 0, a, id1, sizeof(id1)), 0);
+		CHECK_EQ(peer_of(srv, c1, 1, a2, id1b, sizeof(id1b)), 0);
+		CHECK(memcmp(a, a2, 32) == 0);
+		CHECK(strcmp(id1, id1b) == 0);
+		/* 2. the other client, alike in its first 127 bytes */
+		CHECK_EQ(peer_of(srv, c2, 0, b, id2, sizeof(id2)), 0);
+		printf("tls_peer: long1 \"%.40s...\" (%zu bytes kept), long2 the same: %s; "
+		       "SHA-256 the same: %s\n",
+		       id1, strlen(id1), strcmp(id1, id2) ? "no" : "yes",
+		       memcmp(a, b, 32) ? "no" : "yes");
+		/* 141 bytes whole: the entries that do not fit are dropped */
+		CHECK(strncmp(id1, "/CN=sender/O=", 13) == 0 && strlen(id1) < 141);
+		CHECK(strcmp(id1, id2) == 0); /* why the subject is not the check */
+		CHECK(memcmp(a, b, 32) != 0);
+	}
+	/* 3. no certificate: a PSK's handshake, plaintext */
+	{
+		lm__tls_ctx *ps = psk(1), *pc = psk(0);
+		if (ps && pc) {
+			CHECK_EQ(peer_of(ps, pc, 0, a, id1, sizeof(id1)), -ENOENT);
+			CHECK(strncmp(id1, "psk:", 4) == 0);
+		}
+		lm__tls_ctx_free(ps);
+		lm__tls_ctx_free(pc);
+	}
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+	lm__conn_init(&plain, sv[0], 1000);
+	CHECK_EQ(lm__tls_peer_sha256(&plain, a), -ENOENT);
+	lm__conn_close(&plain);
+	close(sv[1]);
+	lm__tls_ctx_free(srv);
+	lm__tls_ctx_free(c1);
+	lm__tls_ctx_free(c2);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK_EQ(system(cmd), 0);
+	TEST_DONE("test_tls_peer");
+}
