@@ -149,18 +149,19 @@ static void busy_time(const char *dir)
 	CHECK(fb >= c0 && fb <= c1);
 }
 
-static volatile int spinner_stop;
-
-static volatile int spinner_cpu = -1; /* where the spinner ran, -1: not pinned */
+/* Atomics: the spinner and wait_real share them. */
+static int spinner_stop;
+static int spinner_cpu = -1; /* where the spinner ran, -1: not pinned */
 
 static void *spinner(void *arg)
 {
 	cpu_set_t *one = arg;
+	volatile uint64_t sink = 0; /* its own: spin_sink is the main thread's */
 
 	if (pthread_setaffinity_np(pthread_self(), sizeof(*one), one) == 0)
-		spinner_cpu = sched_getcpu();
-	while (!spinner_stop)
-		spin_sink++;
+		__atomic_store_n(&spinner_cpu, sched_getcpu(), __ATOMIC_RELAXED);
+	while (!__atomic_load_n(&spinner_stop, __ATOMIC_RELAXED))
+		sink++;
 	return NULL;
 }
 
@@ -238,7 +239,7 @@ static void wait_real(void)
 			spin_sink += (uint64_t)i;
 	c1 = lm__thread_cpu_ns(), q1 = lm__thread_wait_ns(fd), w1 = now_ns();
 	here = sched_getcpu(); /* where this thread ran, to compare */
-	spinner_stop = 1;
+	__atomic_store_n(&spinner_stop, 1, __ATOMIC_RELAXED);
 	pthread_join(t, NULL);
 	pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
 	close(fd);
