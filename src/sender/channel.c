@@ -264,7 +264,7 @@ static void add_try(lm__auto_try *c, const lm__auto_try *m)
  * stays in: the thread sleeps, it does not queue. */
 static uint64_t runq_ns(const lm__tx_chan *ch)
 {
-	return lm__thread_wait_ns(ch->wait_fd);
+	return ch->s->wait_ns ? ch->s->wait_ns(ch->wait_fd) : lm__thread_wait_ns(ch->wait_fd);
 }
 
 /* Returns 1 when the codec's measurement was counted (in *m). */

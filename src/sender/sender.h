@@ -138,6 +138,7 @@ struct lm_sender {
 	int cancelled;            /* atomic: lm_sender_cancel() was called */
 	const struct lm__engine_ops *accel_ops; /* tests: scripted accelerator */
 	uint64_t (*dedup_hash)(const void *p, size_t len); /* tests: a weak hash */
+	uint64_t (*wait_ns)(int fd); /* tests: the run-queue wait (lm__thread_wait_ns) */
 	/* Owner: the thread driving the sender; set up by connect. */
 	lm__tls_ctx *tls;         /* NULL: plaintext */
 	char peer_name[256];      /* the name the receiver's certificate must carry */
