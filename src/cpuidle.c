@@ -111,14 +111,26 @@ uint64_t lm__thread_busy_ns(void)
  * thread's clock, never from the file: a read that fails later (EMFILE on a
  * loaded server) must not take the earlier waits back out of the sum, and
  * kernels without schedstats print "0 0 0". */
+/* A schedstat's text: its run-queue wait (the second number) into *wait;
+ * 0, or -1 where the text is not one. */
+static int schedstat_wait(const char *buf, uint64_t *wait)
+{
+	uint64_t v[2];
+
+	if (lm__numbers(buf, v, 2) != 2)
+		return -1;
+	*wait = v[1];
+	return 0;
+}
+
 uint64_t lm__thread_busy_ns_from(const char *path)
 {
-	uint64_t v[2], cpu = lm__thread_cpu_ns();
+	uint64_t wait, cpu = lm__thread_cpu_ns();
 	char buf[128];
 
-	if (lm__read_small(path, buf, sizeof(buf)) <= 0 || lm__numbers(buf, v, 2) != 2)
+	if (lm__read_small(path, buf, sizeof(buf)) <= 0 || schedstat_wait(buf, &wait))
 		return cpu;
-	return cpu + v[1];
+	return cpu + wait;
 }
 
 int lm__thread_wait_open(void)
@@ -131,13 +143,13 @@ int lm__thread_wait_open(void)
 uint64_t lm__thread_wait_ns(int fd)
 {
 	char buf[128];
-	uint64_t v[2];
+	uint64_t wait;
 	ssize_t n;
 
 	if (fd < 0 || (n = pread(fd, buf, sizeof(buf) - 1, 0)) <= 0)
 		return 0;
 	buf[n] = 0;
-	return lm__numbers(buf, v, 2) == 2 ? v[1] : 0;
+	return schedstat_wait(buf, &wait) ? 0 : wait;
 }
 
 uint64_t lm__wall_own_ns(uint64_t wall, uint64_t q0, uint64_t q1)

@@ -39,7 +39,6 @@ static char *path(const char *name)
 typedef struct side {
 	lm__tls_ctx *t;
 	lm__conn c;
-	uint32_t idx;
 	int rc;
 	char why[256];
 } side;
@@ -54,11 +53,11 @@ static void *server_main(void *arg)
 
 /* One handshake between a client of ctx cli (channel idx) and the server
  * srv; the server's conn, TLS on success, into *out (the caller closes
- * it). Returns the client's rc; the server's must match. */
+ * it). Returns the client's rc, else the server's. */
 static int handshake(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, lm__conn *out)
 {
 	int sv[2];
-	side s = {.t = srv}, c = {.t = cli, .idx = idx};
+	side s = {.t = srv}, c = {.t = cli};
 	pthread_t th;
 
 	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
@@ -74,35 +73,37 @@ static int handshake(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, lm__conn 
 	CHECK_EQ(s.rc, 0);
 	lm__conn_close(&c.c);
 	*out = s.c;
-	return c.rc;
+	return c.rc ? c.rc : s.rc;
+}
+
+/* One side's context of cfg (what: for the message if it fails). */
+static lm__tls_ctx *load(const lm_tls_config *cfg, int server, const char *what)
+{
+	lm__tls_ctx *t = NULL;
+	char why[256] = "";
+
+	if (lm__tls_ctx_new(&t, cfg, server, why, sizeof(why)))
+		printf("tls_peer: context for %s: %s\n", what, why);
+	CHECK(t != NULL);
+	return t;
 }
 
 static lm__tls_ctx *ctx(const char *cert, const char *key, int server)
 {
 	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-	lm__tls_ctx *t = NULL;
-	char why[256] = "";
 
 	cfg.cert_file = cert;
 	cfg.key_file = key;
 	cfg.ca_file = path("ca-cert.pem");
-	if (lm__tls_ctx_new(&t, &cfg, server, why, sizeof(why)))
-		printf("tls_peer: context for %s: %s\n", cert, why);
-	CHECK(t != NULL);
-	return t;
+	return load(&cfg, server, cert);
 }
 
 static lm__tls_ctx *psk(int server)
 {
 	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-	lm__tls_ctx *t = NULL;
-	char why[256] = "";
 
 	cfg.psk_file = path("keys.psk");
-	if (lm__tls_ctx_new(&t, &cfg, server, why, sizeof(why)))
-		printf("tls_peer: PSK context: %s\n", why);
-	CHECK(t != NULL);
-	return t;
+	return load(&cfg, server, "the PSK");
 }
 
 static lm__tls_ctx *client(const char *name)
