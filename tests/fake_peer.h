@@ -71,6 +71,7 @@ typedef struct rxopt {
 	/* Device state: the receiver's callback (user: the rx) and cap. */
 	lm_device_state_load_cb device_state;
 	uint64_t device_state_max;
+	const lm_tls_config *tls; /* NULL: plaintext */
 } rxopt;
 
 typedef struct rx {
@@ -155,6 +156,7 @@ static FP_UNUSED void rx_start(rx *x, const rxopt *o)
 	if (o) {
 		cfg.device_state = o->device_state;
 		cfg.device_state_max = o->device_state_max;
+		cfg.tls = o->tls;
 	}
 	CHECK_EQ(lm_receiver_new(&x->r, &cfg), 0);
 	if (!o || !o->no_region)
