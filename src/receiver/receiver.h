@@ -206,7 +206,7 @@ struct lm_receiver {
 	uint64_t refused;        /* guarded by lock: connections refused */
 	/* Guarded by lock: channel 0's TLS, for the stats, and its
 	 * certificate's SHA-256 (tls_cert: one was shown), that every channel
-	 * shows (tls_peer keeps the subject's entries that fit in 128 bytes,
+	 * shows (tls_peer is the subject cut to 128 bytes,
 	 * and two certificates may share a subject). */
 	char tls_suite[64], tls_peer[128];
 	uint8_t tls_cert_md[32];

@@ -57,8 +57,9 @@ struct lm__tls {
 	SSL *ssl;
 	lm__tls_ctx *t;
 	uint32_t idx;        /* sender: the channel (0 keeps its ticket) */
-	/* The authenticated identity: the certificate's subject, or "psk:"
-	 * and the key's identity (whole: the logs name it). */
+	/* The authenticated identity: the certificate's subject (RFC 2253,
+	 * cut to fit with "..."), or "psk:" and the key's identity (whole:
+	 * the logs name it). */
 	char peer[4 + sizeof(((lm__psk_key *)0)->id)];
 	char psk_miss[160];  /* receiver: why the PSK did not match */
 	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
@@ -780,12 +781,40 @@ static int check_pin(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)
 	return 0;
 }
 
+/* src (n bytes) into dst as a string; what does not fit is cut at a byte
+ * and ends in "...", so a reader knows there was more. */
+static void copy_cut(char *dst, size_t cap, const char *src, size_t n)
+{
+	if (!cap)
+		return;
+	if (n < cap) {
+		memcpy(dst, src, n);
+		dst[n] = 0;
+	} else if (cap > 4) {
+		memcpy(dst, src, cap - 4);
+		memcpy(dst + cap - 4, "...", 4);
+	} else {
+		dst[0] = 0;
+	}
+}
+
+/* The subject as RFC 2253 prints it (escaped to ASCII), but in the
+ * certificate's order, so a cut keeps the CN that usually comes first
+ * (X509_NAME_oneline would drop whole entries that do not fit, silently). */
 static void cert_identity(SSL *ssl, struct lm__tls *st)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
+	BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
+	char *text;
+	long n;
 
-	if (cert)
-		X509_NAME_oneline(X509_get_subject_name(cert), st->peer, sizeof(st->peer));
+	if (!b)
+		return;
+	if (X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
+			       XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0 &&
+	    (n = BIO_get_mem_data(b, &text)) > 0)
+		copy_cut(st->peer, sizeof(st->peer), text, (size_t)n);
+	BIO_free(b);
 }
 
 /* The ticket comes right after channel 0's handshake; waiting for it (a
@@ -980,7 +1009,7 @@ void lm__tls_describe(const lm__conn *c, char *suite, size_t scap, char *peer, s
 	}
 	snprintf(suite, scap, "%s %s", SSL_get_version(c->tls->ssl),
 		 SSL_CIPHER_get_name(SSL_get_current_cipher(c->tls->ssl)));
-	snprintf(peer, pcap, "%s", c->tls->peer);
+	copy_cut(peer, pcap, c->tls->peer, strlen(c->tls->peer));
 	*resumed = SSL_session_reused(c->tls->ssl);
 }
 
