@@ -90,7 +90,7 @@ static int next_frame(lm__conn *c, lm__ack *ack, char *msg, size_t cap)
 	if (f.kind == LM_KIND_ERROR) {
 		if (lm__read_error_body(c, &f, &m, &e))
 			return -1;
-		snprintf(msg, cap, "%s", m.msg);
+		snprintf(msg, cap, "%.200s", m.msg);
 	} else if (f.kind == LM_KIND_ACK) {
 		if (f.len != LM_ACK_LEN || lm__read_full(c, b, f.len) ||
 		    lm__dec_ack(b, f.len, ack, &e))
