@@ -316,7 +316,7 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 			 lm__auto_try *m)
 {
 	lm_engine_stats eng[LM_MAX_ENGINES];
-	uint64_t t0, c0, q0, wall;
+	uint64_t t0, c0, q0, q1, wall;
 	uint16_t got;
 	int64_t out;
 
@@ -329,9 +329,13 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 		add(&ch->ctr.cpu_ns, t0 - c0);
 		c0 = t0;
 	}
-	q0 = runq_ns(ch); /* the encode's alone, as t0 */
+	/* The readings of the wait inside the wall time's: a thread preempted
+	 * as one of them returns waits between the two, and that wait must
+	 * be in the wall time it is subtracted from. */
 	t0 = lm__now_ns();
+	q0 = runq_ns(ch);
 	out = encode_pages(ch, k, codec, &got); /* pages that do not shrink: k * ps */
+	q1 = runq_ns(ch);
 	wall = lm__now_ns() - t0;
 	memcpy(ch->eng, eng, sizeof(eng));
 	if (out < 0)
@@ -344,7 +348,7 @@ static int sample_encode(lm__tx_chan *ch, uint32_t k, uint16_t codec, uint32_t *
 			    .in = (uint64_t)k * ch->s->page_size,
 			    .out = (uint64_t)out,
 			    .cpu_ns = lm__thread_cpu_ns() - c0};
-	m->ns = lm__wall_own_ns(wall, q0, runq_ns(ch));
+	m->ns = lm__wall_own_ns(wall, q0, q1);
 	add(&ch->ctr.cpu_ns, m->cpu_ns);
 	return 0;
 }
@@ -471,15 +475,16 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 		want = lm__tx_codec_pick(ch, &probe);
 	if (want != LM_CODEC_NONE)
 		stable_pages(ch, nc);
+	t[1] = lm__now_ns();
+	/* Within t[1]..t[2], as a sample's (sample_encode) */
 	if (want != LM_CODEC_NONE && ch->s->is_auto)
 		q[0] = runq_ns(ch);
-	t[1] = lm__now_ns();
 	cpu[1] = lm__thread_cpu_ns(); /* the plan's CPU is not the write's */
 	payload = encode_pages(ch, nc, want, &codec);
-	t[2] = lm__now_ns();
 	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];
 	if (q[0])
 		q[1] = runq_ns(ch);
+	t[2] = lm__now_ns();
 	if (payload < 0) {
 		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),
 			    lm_strerror((int)payload));
