@@ -11,6 +11,9 @@
 #     --runs N       rounds of everything, default 3
 #     --channels N   default 2
 #     --out DIR      where the results go (default /tmp/abbench-DATE-TIME)
+#     --pin TX/RX    run the sender on CPUs TX and the receiver on CPUs RX
+#                    (taskset lists, e.g. 0/1: as two hosts with a core
+#                    each, where by default both share all of this one's)
 #
 # Writes DIR/runs.jsonl (one line per run: link, run, spec, build, codec and
 # bench_livemig_run's result) and prints per link the median total_ms of
@@ -23,7 +26,7 @@ top=$(dirname "$here")
 . "$here/lib.sh"
 peer=${LM_PEER_DIR:-$top/../shared/peer}
 dest=${LM_DEST:-/dev/shm/abbench-dest.img}
-links=1gbit runs=3 ch=2 res= img=
+links=1gbit runs=3 ch=2 res= img= pin=
 specs=()
 
 while [ $# -gt 0 ]; do
@@ -32,12 +35,14 @@ while [ $# -gt 0 ]; do
 	--runs) runs=$2; shift 2 ;;
 	--channels) ch=$2; shift 2 ;;
 	--out) res=$2; shift 2 ;;
+	--pin) pin=$2; shift 2 ;;
 	-h | --help) bench_usage ;;
 	-*) echo "abbench: unknown option $1" >&2; bench_usage ;;
 	*) if [ -z "$img" ]; then img=$1; else specs+=("$1"); fi; shift ;;
 	esac
 done
 case "$runs$ch" in *[!0-9]*) echo "abbench: --runs and --channels take numbers" >&2; exit 2 ;; esac
+[[ -z $pin || $pin =~ ^[0-9,-]+/[0-9,-]+$ ]] || { echo "abbench: --pin takes TX/RX CPU lists, e.g. 0/1" >&2; exit 2; }
 [ -n "$img" ] && [ -f "$img" ] || { echo "abbench: no image '$img'" >&2; bench_usage; }
 [ ${#specs[@]} -ge 1 ] || { echo "abbench: no NAME=BUILD:CODEC" >&2; bench_usage; }
 for s in "${specs[@]}"; do
@@ -62,6 +67,10 @@ cat "$img" >/dev/null # every run reads the image from memory
 for run in $(seq "$runs"); do
 	for link in $links; do
 		bench_link_up "$link"
+		if [ -n "$pin" ]; then
+			NA+=(taskset -c "${pin%/*}")
+			NB+=(taskset -c "${pin#*/}")
+		fi
 		for s in "${specs[@]}"; do
 			name=${s%%=*} b=${s#*=}
 			bin=${b%%:*} codec=${b#*:}
