@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end checks of the livemig CLI: usage errors, migrations of realistic
 # images with 1 and 8 channels (JSON statistics of both sides), empty and
-# odd-sized images, and that the destination file is replaced only when a
-# migration succeeds.
+# odd-sized images, that the destination file is replaced only when a
+# migration succeeds, and --device-state on both sides, one or neither.
 # Usage: tests/test_cli.sh path/to/livemig path/to/lm-mkimage
 set -euo pipefail
 
@@ -481,6 +481,67 @@ migrate "$tmp/odd.img" "$dst" replace 2
 check "replace: send and recv exit 0" test "$send_rc/$recv_rc" = 0/0
 check "replace: destination now equals the source" cmp "$tmp/odd.img" "$dst"
 check "replace: no temp file left" no_temp_files "$tmp/keep"
+
+# ---- device state ----------------------------------------------------------
+# --device-state FILE on both sides: send reads it, recv writes it into
+# place with the image once verified; given to one side only, both fail
+# and recv leaves neither file behind.
+mkdir -p "$tmp/dev"
+head -c 3000123 /dev/urandom >"$tmp/dev/state.bin"
+: >"$tmp/dev/empty.bin"
+# devstate_run NAME SEND_STATE RECV_STATE: a migration of odd.img into
+# dev/NAME.img, either state "" for none; sets send_rc and recv_rc.
+devstate_run() {
+	local name=$1 sst=$2 rst=$3
+	start_recv "$tmp/dev/$name.img" "$name" --json --timeout 10 --accept-timeout 2 \
+		${rst:+--device-state "$rst"}
+	send_rc=0
+	timeout -k 5 60 "$lm" send --image "$tmp/odd.img" --to "127.0.0.1:${port:-1}" --json \
+		--timeout 10 ${sst:+--device-state "$sst"} \
+		>"$tmp/$name.send.out" 2>"$tmp/$name.send.err" || send_rc=$?
+	wait_exit "$rpid" 20
+	recv_rc=$rc
+}
+json_field() { # json_field FILE FIELD: FIELD of the JSON line in FILE
+	python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read())[sys.argv[2]])' "$1" "$2"
+}
+for st in state empty; do
+	devstate_run "ds-$st" "$tmp/dev/$st.bin" "$tmp/dev/$st.out"
+	check "device state ($st): send and recv exit 0" test "$send_rc/$recv_rc" = 0/0
+	check "device state ($st): what recv wrote is what send read" \
+		cmp "$tmp/dev/$st.bin" "$tmp/dev/$st.out"
+	check "device state ($st): the image too" cmp "$tmp/odd.img" "$tmp/dev/ds-$st.img"
+	size=$(stat -c %s "$tmp/dev/$st.bin")
+	check "device state ($st): both sides count $size bytes" \
+		test "$(json_field "$tmp/ds-$st.send.out" device_state_bytes)/$(json_field \
+			"$tmp/ds-$st.recv.out" device_state_bytes)" = "$size/$size"
+done
+check "device state: no temp file left" no_temp_files "$tmp/dev"
+devstate_run ds-norecv "$tmp/dev/state.bin" ""
+check "device state sent, recv takes none: both fail ($send_rc/$recv_rc)" \
+	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+check "device state sent, recv takes none: send says why" grep -q "device state" "$tmp/ds-norecv.send.err"
+check "device state sent, recv takes none: no image" test ! -e "$tmp/dev/ds-norecv.img"
+devstate_run ds-nosend "" "$tmp/dev/want.out"
+check "device state wanted, none sent: both fail ($send_rc/$recv_rc)" \
+	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+check "device state wanted, none sent: recv says why" grep -q "device state" "$tmp/ds-nosend.recv.err"
+check "device state wanted, none sent: no state, no image" \
+	test ! -e "$tmp/dev/want.out" -a ! -e "$tmp/dev/ds-nosend.img"
+check "device state: still no temp file left" no_temp_files "$tmp/dev"
+devstate_run ds-readerr "$tmp/dev" "$tmp/dev/readerr.out" # a directory: read(2) fails
+check "device state unreadable: both fail ($send_rc/$recv_rc)" \
+	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+check "device state unreadable: send names the file, where and why" \
+	grep -q "dev: reading the device state at byte 0: Is a directory" "$tmp/ds-readerr.send.err"
+check "device state unreadable: no state, no image" \
+	test ! -e "$tmp/dev/readerr.out" -a ! -e "$tmp/dev/ds-readerr.img"
+rc=0
+"$lm" send --image "$tmp/odd.img" --to 127.0.0.1:1 --device-state "$tmp/dev/missing" \
+	>/dev/null 2>"$tmp/ds-missing.err" || rc=$?
+check "device state file missing: send exits 1 before connecting ($rc)" test "$rc" = 1
+check "device state file missing: named" \
+	grep -q "dev/missing: cannot open the device state: No such file" "$tmp/ds-missing.err"
 
 # Under LM_SANITIZE the CLI is instrumented: any report is a failure.
 check "no sanitizer report in any livemig stderr" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The receiver's files and what either side prints of the peer's strings:
-# image and temp file modes, a full file system is an error (never SIGBUS),
+# image, device state and temp file modes, a full file system is an error
+# (never SIGBUS), for the image and the device state,
 # --max-size, SIGTERM on recv, send and demo, and escaped peer strings.
 # Usage: tests/test_hygiene.sh path/to/livemig path/to/lm-mkimage
 set -euo pipefail
@@ -386,6 +387,27 @@ else
 		check "full, no fallocate: no temp file, no image" \
 			eval 'test ! -e "$mnt/vm.img" && no_temp_files "$mnt"'
 	fi
+	# The device state into it (the image elsewhere): a small one is
+	# written 0600; one larger than the space fails the write (ENOSPC:
+	# write(2), no mapping to fault), named, and leaves nothing.
+	head -c $((1 << 20)) /dev/urandom >"$tmp/dev-small.bin"
+	head -c $((16 << 20)) /dev/urandom >"$tmp/dev-big.bin"
+	RECV_OPTS=(--device-state "$mnt/dev.state")
+	migrate "$src" "$tmp/ds-small.img" ds-small --device-state "$tmp/dev-small.bin"
+	check "device state: migrated ($send_rc/$recv_rc)" test "$send_rc/$recv_rc" = 0/0
+	check "device state: identical" cmp "$tmp/dev-small.bin" "$mnt/dev.state"
+	check "device state: mode 600 ($(mode_of "$mnt/dev.state"))" test "$(mode_of "$mnt/dev.state")" = 600
+	rm -f "$mnt/dev.state" "$tmp/ds-small.img"
+	migrate "$src" "$tmp/ds-full.img" ds-full --device-state "$tmp/dev-big.bin"
+	check "device state, full: recv exits non-zero, no signal ($recv_rc)" failed_cleanly "$recv_rc"
+	check "device state, full: recv names the file, where and why" \
+		grep -q "small/dev.state: writing the device state at byte [0-9]*: No space left" \
+		"$tmp/ds-full.recv.err"
+	check "device state, full: send exits non-zero ($send_rc)" failed_cleanly "$send_rc"
+	check "device state, full: send says the destination refused it" \
+		grep -q "device state" "$tmp/ds-full.send.err"
+	check "device state, full: no state, no temp file, no image" \
+		eval 'test ! -e "$mnt/dev.state" -a ! -e "$tmp/ds-full.img" && no_temp_files "$mnt"'
 	RECV_OPTS=()
 	check "full: the file system is empty again ($(df --output=used "$mnt" | tail -n 1) KiB)" \
 		test "$(df --output=used "$mnt" | tail -n 1 | tr -d ' ')" -lt 64

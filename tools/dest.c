@@ -18,26 +18,30 @@
 #include "signals.h"
 #include "wire.h" /* lm__escape: what the peer names is shown escaped */
 
-
-/* The temporary file next to the image: 0600 from its creation (mkostemp),
- * since it holds the whole image while it arrives. */
-static int make_temp(dest *d)
+int dest_temp(const char *prog, const char *final, int slot, char *tmp, size_t cap)
 {
 	char dirbuf[4096], basebuf[4096];
+	int fd;
 
-	snprintf(dirbuf, sizeof(dirbuf), "%s", d->final);
-	snprintf(basebuf, sizeof(basebuf), "%s", d->final);
-	snprintf(d->tmp, sizeof(d->tmp), "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
-	d->fd = mkostemp(d->tmp, O_CLOEXEC);
-	if (d->fd < 0) {
+	snprintf(dirbuf, sizeof(dirbuf), "%s", final);
+	snprintf(basebuf, sizeof(basebuf), "%s", final);
+	snprintf(tmp, cap, "%s/.%s.livemig-XXXXXX", dirname(dirbuf), basename(basebuf));
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
 		int rc = -errno;
-		d->tmp[0] = 0;
-		fprintf(stderr, "%s: %s: cannot create the temporary file: %s\n", d->prog, d->final,
+		tmp[0] = 0;
+		fprintf(stderr, "%s: %s: cannot create the temporary file: %s\n", prog, final,
 			strerror(-rc));
 		return rc;
 	}
-	sig_watch_file(d->tmp); /* a second signal still removes it */
-	return 0;
+	sig_watch_file(slot, tmp); /* a second signal still removes it */
+	return fd;
+}
+
+static int make_temp(dest *d)
+{
+	d->fd = dest_temp(d->prog, d->final, SIG_FILE_IMAGE, d->tmp, sizeof(d->tmp));
+	return d->fd < 0 ? d->fd : 0;
 }
 
 /* A page of a MAP_SHARED file that the file system cannot back is SIGBUS
@@ -212,16 +216,27 @@ static int write_image(dest *d)
 	return 0;
 }
 
-/* The mode the image will have: an existing file's, else 0600 (a memory
- * image is as private as the memory was). */
-static int final_mode(dest *d)
+/* The mode the file will have: an existing file's, else 0600 (a memory
+ * image, or a device state, is as private as the memory was). */
+static int final_mode(int fd, const char *final)
 {
 	struct stat sb;
 	mode_t mode = 0600;
 
-	if (stat(d->final, &sb) == 0)
+	if (stat(final, &sb) == 0)
 		mode = sb.st_mode & 0777;
-	return fchmod(d->fd, mode) < 0 ? -errno : 0;
+	return fchmod(fd, mode) < 0 ? -errno : 0;
+}
+
+int dest_rename(int fd, const char *tmp, const char *final, int do_fsync)
+{
+	int rc;
+
+	if (do_fsync && fsync(fd) < 0)
+		return -errno;
+	if ((rc = final_mode(fd, final)))
+		return rc;
+	return rename(tmp, final) < 0 ? -errno : 0;
 }
 
 int dest_commit(dest *d, int do_fsync)
@@ -233,13 +248,11 @@ int dest_commit(dest *d, int do_fsync)
 	if (d->base && munmap(d->base, (size_t)d->maplen) < 0)
 		return -errno;
 	d->base = NULL;
-	if (ftruncate(d->fd, (off_t)d->len) < 0 || (do_fsync && fsync(d->fd) < 0))
+	if (ftruncate(d->fd, (off_t)d->len) < 0)
 		return -errno;
-	if ((rc = final_mode(d)))
+	if ((rc = dest_rename(d->fd, d->tmp, d->final, do_fsync)))
 		return rc;
-	if (rename(d->tmp, d->final) < 0)
-		return -errno;
-	sig_watch_file(NULL);
+	sig_watch_file(SIG_FILE_IMAGE, NULL);
 	d->tmp[0] = 0;
 	return 0;
 }
@@ -252,7 +265,7 @@ void dest_discard(dest *d)
 	if (d->tmp[0])
 		unlink(d->tmp); /* never leave a partial image behind */
 	d->tmp[0] = 0;
-	sig_watch_file(NULL);
+	sig_watch_file(SIG_FILE_IMAGE, NULL);
 	if (d->fd >= 0)
 		close(d->fd);
 	d->fd = -1;

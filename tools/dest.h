@@ -7,6 +7,7 @@
 #ifndef LM_TOOLS_DEST_H
 #define LM_TOOLS_DEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "livemig.h"
@@ -47,6 +48,13 @@ int dest_on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len);
 int dest_commit(dest *d, int do_fsync);
 /* After a failed one (or after dest_commit): nothing partial is left. */
 void dest_discard(dest *d);
+/* A temporary file next to final (".NAME.livemig-XXXXXX", 0600 from its
+ * creation by mkostemp), which a second signal removes (signals.h slot):
+ * its descriptor, or a negative errno, said on stderr. */
+int dest_temp(const char *prog, const char *final, int slot, char *tmp, size_t cap);
+/* Puts fd's file (tmp) into place as final: fsync first if asked, final's
+ * mode if it exists (else 0600), renamed over it. */
+int dest_rename(int fd, const char *tmp, const char *final, int do_fsync);
 /* --max-size's default: the free space of the file system holding image. */
 int dest_free_space(const char *image, uint64_t *out);
 

@@ -23,6 +23,7 @@
 
 #include "dest.h"
 #include "livemig.h"
+#include "devfile.h"
 #include "progress.h"
 #include "signals.h"
 #include "stream.h"
@@ -45,9 +46,16 @@ typedef struct opts {
 	int huge_pages;    /* recv: ask for huge pages on a tmpfs image */
 	int progress_ms;   /* a plain progress line every so often (not a terminal) */
 	uint64_t read_ahead; /* send: bytes read ahead of the channels, 0 = default */
+	const char *device_state; /* send: read from, recv: written to */
 } opts;
 
-enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES, OPT_PROGRESS_INTERVAL, OPT_READ_AHEAD }; /* long-only */
+enum {
+	OPT_MAX_SIZE = 256,
+	OPT_HUGE_PAGES,
+	OPT_PROGRESS_INTERVAL,
+	OPT_READ_AHEAD,
+	OPT_DEVICE_STATE
+}; /* long-only */
 
 static const char *prog = "livemig";
 static double cmd_t0; /* when the command started (prog_now): the total time's start */
@@ -56,26 +64,33 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage:\n"
-		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
-		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
-		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
+		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout "
+		"S]\n"
+		"               [--max-channels N] [--accel auto|qpl|off] [--engine "
+		"isal|zlib|qpl-sw]\n"
+		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] "
+		"[TRUST]\n"
+		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes "
+		"N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
-		"               [--progress-interval S]\n"
+		"               [--progress-interval S] [--device-state FILE]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
+		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] "
+		"[--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
-		"               [--read-ahead SIZE] [--progress-interval S]\n"
+		"               [--read-ahead SIZE] [--progress-interval S] [--device-state FILE]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
-		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
+		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo "
+		"--help)\n"
 #endif
 		"  livemig version\n"
 		"TRUST (both sides; mutual TLS 1.3):\n"
 		"  --tls-cert FILE --tls-key FILE --tls-ca FILE [--tls-pin SHA256]  X.509\n"
-		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 bytes)\n"
+		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 "
+		"bytes)\n"
 		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
 		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n"
@@ -88,6 +103,9 @@ static void usage(FILE *f)
 		"the image's file system.\n"
 		"Progress (stderr): a bar redrawn in place on a terminal, else a line every\n"
 		"--progress-interval seconds (default 5, decimals allowed); none with --quiet.\n"
+		"--device-state FILE: the application's state at the switchover (a VMM's\n"
+		"devices), sent after the last pages from FILE and written to FILE by recv\n"
+		"(into place with the image, once verified); give it to both sides or neither.\n"
 		"send: the image is read from disk while it is sent, --read-ahead SIZE\n"
 		"(default %lluM) ahead of the channels, and what was sent leaves memory, so\n"
 		"an image larger than the RAM works; a read error (a truncated file, EIO)\n"
@@ -141,30 +159,44 @@ static int parse_size(const char *s, uint64_t *out)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-	static const struct option lo[] = {
-		{"image", required_argument, 0, 'i'},     {"to", required_argument, 0, 't'},
-		{"listen", required_argument, 0, 'l'},    {"channels", required_argument, 0, 'c'},
-		{"codec", required_argument, 0, 'C'},     {"page-size", required_argument, 0, 'p'},
-		{"packet-pages", required_argument, 0, 'P'}, {"timeout", required_argument, 0, 'T'},
-		{"accept-timeout", required_argument, 0, 'A'}, {"max-channels", required_argument, 0, 'm'},
-		{"json", no_argument, 0, 'j'},            {"quiet", no_argument, 0, 'q'},
-		{"fsync", no_argument, 0, 'F'},           {"help", no_argument, 0, 'h'},
-		{"level", required_argument, 0, 'L'},     {"accel", required_argument, 0, 'a'},
-		{"engine", required_argument, 0, 'e'},
-		{"tls-cert", required_argument, 0, 1},   {"tls-key", required_argument, 0, 2},
-		{"tls-ca", required_argument, 0, 3},     {"psk-file", required_argument, 0, 4},
-		{"psk-identity", required_argument, 0, 5}, {"tls-peer-name", required_argument, 0, 6},
-		{"tls-allow", required_argument, 0, 7},  {"tls-pin", required_argument, 0, 8},
-		{"plaintext", no_argument, 0, 9},        {"handshake-timeout", required_argument, 0, 10},
-		{"max-handshakes", required_argument, 0, 11},
-		{"max-handshakes-per-host", required_argument, 0, 12},
-		{"session-timeout", required_argument, 0, 13},
-		{"no-dedup", no_argument, 0, 14},
-		{"max-size", required_argument, 0, OPT_MAX_SIZE},
-		{"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
-		{"progress-interval", required_argument, 0, OPT_PROGRESS_INTERVAL},
-		{"read-ahead", required_argument, 0, OPT_READ_AHEAD},
-		{0, 0, 0, 0}};
+	static const struct option lo[] = {{"image", required_argument, 0, 'i'},
+					   {"to", required_argument, 0, 't'},
+					   {"listen", required_argument, 0, 'l'},
+					   {"channels", required_argument, 0, 'c'},
+					   {"codec", required_argument, 0, 'C'},
+					   {"page-size", required_argument, 0, 'p'},
+					   {"packet-pages", required_argument, 0, 'P'},
+					   {"timeout", required_argument, 0, 'T'},
+					   {"accept-timeout", required_argument, 0, 'A'},
+					   {"max-channels", required_argument, 0, 'm'},
+					   {"json", no_argument, 0, 'j'},
+					   {"quiet", no_argument, 0, 'q'},
+					   {"fsync", no_argument, 0, 'F'},
+					   {"help", no_argument, 0, 'h'},
+					   {"level", required_argument, 0, 'L'},
+					   {"accel", required_argument, 0, 'a'},
+					   {"engine", required_argument, 0, 'e'},
+					   {"tls-cert", required_argument, 0, 1},
+					   {"tls-key", required_argument, 0, 2},
+					   {"tls-ca", required_argument, 0, 3},
+					   {"psk-file", required_argument, 0, 4},
+					   {"psk-identity", required_argument, 0, 5},
+					   {"tls-peer-name", required_argument, 0, 6},
+					   {"tls-allow", required_argument, 0, 7},
+					   {"tls-pin", required_argument, 0, 8},
+					   {"plaintext", no_argument, 0, 9},
+					   {"handshake-timeout", required_argument, 0, 10},
+					   {"max-handshakes", required_argument, 0, 11},
+					   {"max-handshakes-per-host", required_argument, 0, 12},
+					   {"session-timeout", required_argument, 0, 13},
+					   {"no-dedup", no_argument, 0, 14},
+					   {"max-size", required_argument, 0, OPT_MAX_SIZE},
+					   {"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
+					   {"progress-interval", required_argument, 0,
+					    OPT_PROGRESS_INTERVAL},
+					   {"read-ahead", required_argument, 0, OPT_READ_AHEAD},
+					   {"device-state", required_argument, 0, OPT_DEVICE_STATE},
+					   {0, 0, 0, 0}};
 	uint32_t v;
 	int c;
 
@@ -261,6 +293,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 				return fprintf(stderr, "%s: --read-ahead is 2M..64G (bytes, or with K, M, "
 					       "G or T)\n", prog), -1;
 			break;
+		case OPT_DEVICE_STATE: o->device_state = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -372,15 +405,17 @@ static void send_poll(void *user, prog_sample *ps)
 	ps->pages = (ps->done + v->page_size - 1) / v->page_size;
 }
 
-/* A read error of the image is what failed the migration (the stream
- * cancelled it): say so rather than "canceled". */
-static int send_failed(const stream *img, lm_sender *s, int rc)
+/* A read error of the image (the stream cancelled the migration) or of the
+ * device state file is what failed it: say so rather than "canceled". */
+static int send_failed(const stream *img, const devfile *dev, lm_sender *s, int rc)
 {
 	char msg[512];
 	int bad = stream_failed(img, msg, sizeof(msg));
 
 	if (bad)
 		return die(img->path, bad, msg);
+	if (devfile_failed(dev, msg, sizeof(msg)))
+		return fprintf(stderr, "%s: %s: %s\n", prog, dev->path, msg), 1;
 	return die("migration failed", rc, lm_sender_errmsg(s));
 }
 
@@ -404,6 +439,7 @@ static int cmd_send(int argc, char **argv)
 	lm_sender *s = NULL;
 	lm_stats st = LM_STATS_INIT;
 	stream img;
+	devfile dev = {.fd = -1};
 	prog_run pr = {0};
 	send_view view;
 	double load_s, t_connect;
@@ -421,8 +457,14 @@ static int cmd_send(int argc, char **argv)
 		stream_close(&img);
 		return die(o.image, rc, msg);
 	}
+	if (o.device_state && devfile_open_send(&dev, prog, o.device_state))
+		goto out;
 	load_s = prog_now() - cmd_t0;
 	send_config(&o, &cfg);
+	if (o.device_state) {
+		cfg.device_state = devfile_send_cb;
+		cfg.device_state_user = &dev;
+	}
 	cfg.tls = trust(&o, &rc);
 	if (rc)
 		goto out;
@@ -452,13 +494,14 @@ static int cmd_send(int argc, char **argv)
 	lm_sender_stats(s, &st);
 	print_send_stats(&st, &o, t_connect, load_s);
 	if (rc) {
-		send_failed(&img, s, rc);
+		send_failed(&img, &dev, s, rc);
 		goto out;
 	}
 	ret = 0;
 out:
 	sig_watch_sender(NULL);
 	lm_sender_free(s);
+	devfile_close(&dev);
 	stream_close(&img);
 	return sig_status(ret);
 }
@@ -492,11 +535,52 @@ static void recv_poll(void *user, prog_sample *ps)
 		ps->done = len; /* the partial last page */
 }
 
-static void recv_cleanup(dest *d, lm_receiver *r)
+/* The receiver's one user pointer: the image first (dest's callbacks take
+ * it as their dest) and the device state file. */
+typedef struct recv_files {
+	dest d;
+	devfile dev;
+} recv_files;
+
+static int recv_devstate(void *user, uint64_t off, const void *buf, size_t len)
+{
+	return devfile_load_cb(&((recv_files *)user)->dev, off, buf, len);
+}
+
+/* A write of the device state file (a full disk) is what failed the
+ * migration: say so before the library's account of it. */
+static void recv_failed(const recv_files *f, lm_receiver *r, int rc)
+{
+	char msg[512];
+
+	if (devfile_failed(&f->dev, msg, sizeof(msg)))
+		fprintf(stderr, "%s: %s: %s\n", prog, f->dev.path, msg);
+	if (f->d.regions || rc != LM_EREGION)
+		die("migration failed", rc, lm_receiver_errmsg(r));
+}
+
+static void recv_cleanup(recv_files *f, lm_receiver *r)
 {
 	sig_watch_receiver(NULL);
-	dest_discard(d);
+	dest_discard(&f->d);
+	devfile_close(&f->dev);
 	lm_receiver_free(r);
+}
+
+/* After a verified run: the device state into place, then the image. A
+ * failed image leaves no new device state beside the old image. */
+static int recv_commit(recv_files *f, const opts *o)
+{
+	int rc;
+
+	if (o->device_state && (rc = devfile_commit(&f->dev, o->fsync_out)))
+		return die("writing the device state", rc, o->device_state), rc;
+	if ((rc = dest_commit(&f->d, o->fsync_out))) {
+		die("writing the image", rc, f->d.final);
+		if (o->device_state)
+			unlink(o->device_state);
+	}
+	return rc;
 }
 
 static int cmd_recv(int argc, char **argv)
@@ -504,24 +588,24 @@ static int cmd_recv(int argc, char **argv)
 	opts o = {.tls = LM_TLS_CONFIG_INIT};
 	lm_receiver_config cfg = LM_RECEIVER_CONFIG_INIT;
 	lm_receiver *r = NULL;
-	dest d = {0};
+	recv_files files = {.d.fd = -1, .dev.fd = -1};
+	dest *d = &files.d;
 	lm_stats st = LM_STATS_INIT;
 	prog_run pr = {0};
 	int rc, ret = 1;
 
-	d.fd = -1;
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	if (!o.image || !o.addr) {
 		fprintf(stderr, "%s: --listen and --image are required\n", prog);
 		return 2;
 	}
-	d.prog = prog;
-	d.final = o.image;
-	d.quiet = o.quiet || o.json;
-	d.huge = o.huge_pages;
-	d.max_bytes = o.max_size;
-	if (!d.max_bytes && (rc = dest_free_space(o.image, &d.max_bytes)))
+	d->prog = prog;
+	d->final = o.image;
+	d->quiet = o.quiet || o.json;
+	d->huge = o.huge_pages;
+	d->max_bytes = o.max_size;
+	if (!d->max_bytes && (rc = dest_free_space(o.image, &d->max_bytes)))
 		return die("the image's file system", rc, o.image);
 	cfg.timeout_ms = o.timeout_ms;
 	cfg.accept_timeout_ms = o.accept_timeout_ms;
@@ -530,8 +614,8 @@ static int cmd_recv(int argc, char **argv)
 	cfg.engine = o.engine;
 	cfg.on_region = dest_on_region;
 	cfg.reserve = dest_on_reserve;
-	cfg.user = &d;
-	cfg.max_bytes = d.max_bytes;
+	cfg.user = &files;
+	cfg.max_bytes = d->max_bytes;
 	cfg.log = log_line;
 	cfg.handshake_timeout_ms = o.handshake_timeout_ms;
 	cfg.max_handshakes = o.max_handshakes;
@@ -541,6 +625,11 @@ static int cmd_recv(int argc, char **argv)
 	if (rc) {
 		ret = 2;
 		goto out;
+	}
+	if (o.device_state) {
+		if (devfile_open_recv(&files.dev, prog, o.device_state))
+			goto out;
+		cfg.device_state = recv_devstate;
 	}
 	if ((rc = lm_receiver_new(&r, &cfg))) {
 		die("listen", rc, r ? lm_receiver_errmsg(r) : o.addr);
@@ -554,32 +643,32 @@ static int cmd_recv(int argc, char **argv)
 	if (!o.quiet && !o.json) {
 		fprintf(stderr, "%s: listening on %s (port %d)\n", prog, o.addr, lm_receiver_port(r));
 	}
-	d.r = r;
+	d->r = r;
 	prog_start(&pr, prog_mode_for(STDERR_FILENO, o.quiet), stderr, prog, o.progress_ms, cmd_t0,
-		   recv_poll, &d); /* without it, just no progress */
+		   recv_poll, d); /* without it, just no progress */
 	rc = lm_receiver_run(r);
 	prog_finish(&pr);
 	/* Verified means done: the sender was told so; a signal from now on
 	 * changes nothing. */
 	sig_watch_receiver(NULL);
-	if (!rc && !d.regions)
+	if (!rc && !d->regions)
 		rc = LM_EREGION;
-	if (!rc && (rc = dest_commit(&d, o.fsync_out)))
-		die("writing the image", rc, d.final);
+	if (!rc)
+		rc = recv_commit(&files, &o);
 	lm_receiver_stats(r, &st);
 	print_stats(&st, &o);
 	if (rc == LM_ELIMIT)
-		fprintf(stderr, "%s: %s: the sender announced more than the limit of %llu bytes "
-			"(--max-size; default the free space)\n", prog, d.final,
-			(unsigned long long)d.max_bytes);
+		fprintf(stderr,
+			"%s: %s: the sender announced more than the limit of %llu bytes "
+			"(--max-size; default the free space)\n",
+			prog, d->final, (unsigned long long)d->max_bytes);
 	if (rc) {
-		if (d.regions || rc != LM_EREGION)
-			die("migration failed", rc, lm_receiver_errmsg(r));
+		recv_failed(&files, r, rc);
 		goto out;
 	}
 	ret = 0;
 out:
-	recv_cleanup(&d, r);
+	recv_cleanup(&files, r);
 	return sig_status(ret);
 }
 

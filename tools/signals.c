@@ -9,7 +9,7 @@
  * on any thread, also while the main thread sets a handle. */
 static lm_sender *watched_sender;
 static lm_receiver *watched_receiver;
-static const char *watched_file;
+static const char *watched_file[SIG_FILES];
 static int caught;
 
 static void cancel_watched(void)
@@ -27,10 +27,12 @@ static void on_signal(int signo)
 {
 	if (__atomic_exchange_n(&caught, signo, __ATOMIC_SEQ_CST)) {
 		/* The user insists: the cleanup the first one started is not
-		 * awaited, but no partial image is left behind. */
-		const char *f = __atomic_load_n(&watched_file, __ATOMIC_SEQ_CST);
-		if (f && *f)
-			unlink(f);
+		 * awaited, but no partial file is left behind. */
+		for (int i = 0; i < SIG_FILES; i++) {
+			const char *f = __atomic_load_n(&watched_file[i], __ATOMIC_SEQ_CST);
+			if (f && *f)
+				unlink(f);
+		}
 		_exit(128 + signo);
 	}
 	cancel_watched();
@@ -63,9 +65,10 @@ void sig_watch_receiver(lm_receiver *r)
 		lm_receiver_cancel(r);
 }
 
-void sig_watch_file(const char *path)
+void sig_watch_file(int slot, const char *path)
 {
-	__atomic_store_n(&watched_file, path, __ATOMIC_SEQ_CST);
+	if (slot >= 0 && slot < SIG_FILES)
+		__atomic_store_n(&watched_file[slot], path, __ATOMIC_SEQ_CST);
 }
 
 int sig_caught(void)
