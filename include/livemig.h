@@ -252,8 +252,8 @@ typedef struct lm_stats {
 	/* Security. */
 	char tls[64];            /* "TLSv1.3 TLS_AES_128_GCM_SHA256", "" = plaintext */
 	char peer[128];          /* the authenticated peer: certificate subject
-				    (RFC 2253 in the certificate's order,
-				    "CN=...,O=...", ending "..." if cut)
+				    (RFC 2253, the CN first, "CN=...,O=...",
+				    ending "..." if cut)
 				    or "psk:IDENTITY"; "" in plaintext */
 	uint32_t tls_resumed;    /* channels that resumed channel 0's TLS session */
 	uint64_t refused;        /* receiver: connections refused (strangers,

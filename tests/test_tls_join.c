@@ -59,8 +59,10 @@ static int open_tls(lm__tls_ctx *t, uint32_t idx, int port, lm__conn *c)
 	CHECK_EQ(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
 	lm__conn_init(c, fd, 3000);
 	rc = lm__tls_client(t, c, idx, "receiver", why, sizeof(why));
-	if (rc)
+	if (rc) {
 		printf("tls_join: channel %u's TLS handshake: %s\n", idx, why);
+		lm__conn_close(c);
+	}
 	CHECK_EQ(rc, 0);
 	return rc;
 }

@@ -7,8 +7,9 @@
  *     with it (a resumption, as channels 1..N do) too;
  *  2. two certificates of one CA whose 141-byte subjects differ in their
  *     last byte (long1, long2): the identities lm__tls_describe gives
- *     (RFC 2253 in the certificate's order, CN first, cut to 128 bytes
- *     with "...") are equal, their SHA-256s are not;
+ *     (RFC 2253, CN first, cut to 128 bytes with "...") are equal, their
+ *     SHA-256s are not; a certificate whose CN comes last (cnlast, as
+ *     most CAs order it) shows it first too;
  *  3. plaintext and PSK connections show no certificate (-ENOENT).
  * Usage: test_tls_peer path/to/tls_certs.sh
  */
@@ -172,6 +173,15 @@ int main(int argc, char **argv)
 		CHECK(strstr(id1, ",OU=livemig test organisation") != NULL);
 		CHECK(strcmp(id1, id2) == 0); /* why the subject is not the check */
 		CHECK(memcmp(a, b, 32) != 0);
+		/* the CN last in the certificate, as most CAs write it: first */
+		lm__tls_ctx *c3 = client("cnlast");
+		if (c3) {
+			CHECK_EQ(peer_of(srv, c3, 0, b, id2, sizeof(id2)), 0);
+			printf("tls_peer: cnlast \"%.40s...\"\n", id2);
+			CHECK(strncmp(id2, "CN=sender,C=XX,ST=Some State,L=Some City,O=", 43) == 0);
+			CHECK(strcmp(id2 + strlen(id2) - 3, "...") == 0);
+		}
+		lm__tls_ctx_free(c3);
 	}
 	/* 3. no certificate: a PSK's handshake, plaintext */
 	{

@@ -19,10 +19,11 @@ ca() { # name subject
 		2>/dev/null || openssl req -x509 -new -key "$1-key.pem" -subj "/CN=$2" -days 3650 \
 		-out "$1-cert.pem" -addext "basicConstraints=critical,CA:TRUE" 2>/dev/null
 }
-leaf() { # name cn san ca days [startdate]
-	local name=$1 cn=$2 san=$3 ca=$4 days=$5
+leaf() { # name cn-or-/subject san ca days [startdate]
+	local name=$1 cn=$2 san=$3 ca=$4 days=$5 subj="/CN=$2"
+	[[ $cn == /* ]] && subj=$cn
 	ec "$name-key.pem"
-	openssl req -new -key "$name-key.pem" -subj "/CN=$cn" -out "$name.csr" 2>/dev/null
+	openssl req -new -key "$name-key.pem" -subj "$subj" -out "$name.csr" 2>/dev/null
 	printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n' \
 		"$san" >"$name.ext"
 	openssl x509 -req -in "$name.csr" -CA "$ca-cert.pem" -CAkey "$ca-key.pem" -CAcreateserial \
@@ -40,6 +41,8 @@ leaf stranger sender "DNS:sender" other-ca 30
 long="livemig test organisation, a name long enough to fill a field"
 leaf long1 "sender/O=$long/OU=$long 1" "DNS:sender" ca 30
 leaf long2 "sender/O=$long/OU=$long 2" "DNS:sender" ca 30
+# And one in most CAs' order, the CN last (test_tls_peer: shown first).
+leaf cnlast "/C=XX/ST=Some State/L=Some City/O=$long/OU=$long/CN=sender" "DNS:sender" ca 30
 # Expired: signed with a validity that ended yesterday (x509 -days can't
 # go negative; a CA-signed cert with a past end date via `openssl ca`).
 ec expired-key.pem

@@ -204,27 +204,27 @@ static double share(uint16_t codec, uint32_t frac)
 	return codec == LM_CODEC_NONE ? 0 : (double)frac / LM__AUTO_FRAC_ONE;
 }
 
-/* A per-codec estimate v[] over a choice's shares: codec on f, rest on
- * the others. */
-static double mixed(const double *v, uint16_t codec, double f, uint16_t rest)
+/* base plus a per-codec estimate v[] over a choice's shares: codec on f,
+ * rest on the others (summed in this order, as the model always was). */
+static double mixed(double base, const double *v, uint16_t codec, double f, uint16_t rest)
 {
-	return f * v[codec] + (1 - f) * v[rest];
+	return base + f * v[codec] + (1 - f) * v[rest];
 }
 
 double lm__auto_rate_mix(const lm__auto *a, uint16_t codec, uint32_t frac, uint16_t rest)
 {
 	double f = share(codec, frac);
-	double wire = mixed(a->ratio, codec, f, rest);
-	double t = a->plan_ns + mixed(a->enc_ns, codec, f, rest) + a->write_ns * wire;
+	double wire = mixed(0, a->ratio, codec, f, rest);
+	double t = mixed(a->plan_ns, a->enc_ns, codec, f, rest) + a->write_ns * wire;
 	double x = t > 0 ? a->channels * 1e9 / t : INFINITY;
-	double cpu = a->cpu_other + mixed(a->enc_cpu, codec, f, rest) + a->cpu_write * wire;
+	double cpu = mixed(a->cpu_other, a->enc_cpu, codec, f, rest) + a->cpu_write * wire;
 
 	if (a->cores > 0 && cpu > 0 && a->cores * 1e9 / cpu < x)
 		x = a->cores * 1e9 / cpu;
 	if (a->link / wire < x)
 		x = a->link / wire;
 	if (a->rx_channels) {
-		double per_page = a->rx_base_ns + mixed(a->rx_dec_ns, codec, f, rest);
+		double per_page = mixed(a->rx_base_ns, a->rx_dec_ns, codec, f, rest);
 		double rx = per_page > 0 ? a->rx_channels * 1e9 * a->page_size / per_page : INFINITY;
 		if (rx < x)
 			x = rx;
@@ -544,7 +544,7 @@ static void fold_receiver(lm__auto *a, const lm__auto_meas *m)
 /* Sender CPU per input byte of a choice: what the tie-break minimises. */
 static double cpu_cost(const lm__auto *a, uint16_t codec, uint32_t frac, uint16_t rest)
 {
-	return mixed(a->enc_cpu, codec, share(codec, frac), rest);
+	return mixed(0, a->enc_cpu, codec, share(codec, frac), rest);
 }
 
 /* The rests a codec may mix with: none, and the candidates that pack less

@@ -247,7 +247,7 @@ static int same_peer(lm__rx_chan *ch, lm__err *e)
 		return 0;
 	if (lm__tls_peer_sha256(&ch->conn, md) || memcmp(md, ch->r->tls_cert_md, 32)) {
 		lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
-		lm__err_set(e, "TLS peer %.100s: not channel 0's certificate: refused",
+		lm__err_set(e, "TLS peer %.127s: not channel 0's certificate: refused",
 			    peer[0] ? peer : "(none)");
 		return 1;
 	}

@@ -476,14 +476,14 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	if (want != LM_CODEC_NONE)
 		stable_pages(ch, nc);
 	t[1] = lm__now_ns();
-	/* Within t[1]..t[2], as a sample's (sample_encode) */
+	cpu[1] = lm__thread_cpu_ns(); /* the plan's CPU is not the write's */
+	/* Within t[1]..t[2] and cpu[1]..cpu[2], as a sample's (sample_encode) */
 	if (want != LM_CODEC_NONE && ch->s->is_auto)
 		q[0] = runq_ns(ch);
-	cpu[1] = lm__thread_cpu_ns(); /* the plan's CPU is not the write's */
 	payload = encode_pages(ch, nc, want, &codec);
-	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];
 	if (q[0])
 		q[1] = runq_ns(ch);
+	cpu[2] = want != LM_CODEC_NONE ? lm__thread_cpu_ns() : cpu[1];
 	t[2] = lm__now_ns();
 	if (payload < 0) {
 		lm__err_set(e, "codec %s: %s", lm_codec_name((lm_codec_id)want),

@@ -58,8 +58,8 @@ struct lm__tls {
 	lm__tls_ctx *t;
 	uint32_t idx;        /* sender: the channel (0 keeps its ticket) */
 	/* The authenticated identity: the certificate's subject (RFC 2253,
-	 * cut to fit with "..."), or "psk:" and the key's identity (whole:
-	 * the logs name it). */
+	 * CN first, cut to fit with "..."), or "psk:" and the key's identity
+	 * (whole here: the logs name it; the stats' 128 bytes may cut it). */
 	char peer[4 + sizeof(((lm__psk_key *)0)->id)];
 	char psk_miss[160];  /* receiver: why the PSK did not match */
 	char fail[160];      /* OpenSSL's reason for the stream's failure (an alert) */
@@ -798,23 +798,44 @@ static void copy_cut(char *dst, size_t cap, const char *src, size_t n)
 	}
 }
 
-/* The subject as RFC 2253 prints it (escaped to ASCII), but in the
- * certificate's order, so a cut keeps the CN that usually comes first
+/* n with its CN entries first, the rest in the certificate's order (NULL
+ * if out of memory): a cut then keeps the name a reader looks for, where
+ * certificates put it first (as ours) or, as most CAs, last. */
+static X509_NAME *cn_first(const X509_NAME *n)
+{
+	X509_NAME *o = X509_NAME_new();
+	int count = X509_NAME_entry_count(n);
+
+	for (int pass = 0; o && pass < 2; pass++)
+		for (int i = 0; i < count; i++) {
+			const X509_NAME_ENTRY *ne = X509_NAME_get_entry(n, i);
+			int cn = OBJ_obj2nid(X509_NAME_ENTRY_get_object(ne)) == NID_commonName;
+			if (cn == !pass && !X509_NAME_add_entry(o, ne, -1, 0)) {
+				X509_NAME_free(o);
+				o = NULL;
+				break;
+			}
+		}
+	return o;
+}
+
+/* The subject as RFC 2253 prints it (escaped to ASCII) with the CN first
  * (X509_NAME_oneline would drop whole entries that do not fit, silently). */
 static void cert_identity(SSL *ssl, struct lm__tls *st)
 {
 	X509 *cert = SSL_get0_peer_certificate(ssl);
-	BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
+	X509_NAME *name = cert ? cn_first(X509_get_subject_name(cert)) : NULL;
+	BIO *b = name ? BIO_new(BIO_s_mem()) : NULL;
 	char *text;
 	long n;
 
-	if (!b)
-		return;
-	if (X509_NAME_print_ex(b, X509_get_subject_name(cert), 0,
-			       XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0 &&
+	if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~XN_FLAG_DN_REV) >= 0 &&
 	    (n = BIO_get_mem_data(b, &text)) > 0)
 		copy_cut(st->peer, sizeof(st->peer), text, (size_t)n);
+	else if (cert)
+		snprintf(st->peer, sizeof(st->peer), "(a certificate)");
 	BIO_free(b);
+	X509_NAME_free(name);
 }
 
 /* The ticket comes right after channel 0's handshake; waiting for it (a
