@@ -1,10 +1,10 @@
 /*
- * test_tls_join: end to end, a receiver in certificate mode (a CA and an
- * allowed name) takes channels 1..N only from channel 0's client. A fake
- * sender opens channel 0 with one certificate (long1) and sends its hello,
- * bound to that TLS connection; then a channel 1 that knows the session's
- * id (channel 0's TLS exporter) but shows another certificate of the same
- * CA with the same allowed name (long2):
+ * test_tls_join: end to end, a receiver takes channels 1..N only from
+ * channel 0's client. A fake sender opens channel 0 as one client and sends
+ * its hello, bound to that TLS connection; then a channel 1 that knows the
+ * session's id (channel 0's TLS exporter) but is another client: with
+ * certificates, another of the same CA with the same allowed name (long1,
+ * long2); with a PSK file of two identities, the other one (alice, bob):
  *  1. that channel reads an ERROR naming the certificate, and the receiver
  *     logs one line for it;
  *  2. the session goes on: channel 1 from channel 0's client (a resumed
@@ -33,21 +33,38 @@ static char *path(const char *name)
 	return p;
 }
 
+static lm__tls_ctx *load(const lm_tls_config *cfg, const char *name)
+{
+	lm__tls_ctx *t = NULL;
+	char why[256] = "";
+
+	if (lm__tls_ctx_new(&t, cfg, 0, why, sizeof(why)))
+		printf("tls_join: context for %s: %s\n", name, why);
+	CHECK(t != NULL);
+	return t;
+}
+
 static lm__tls_ctx *client(const char *name)
 {
 	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-	lm__tls_ctx *t = NULL;
-	char cert[64], key[64], why[256] = "";
+	char cert[64], key[64];
 
 	snprintf(cert, sizeof(cert), "%s-cert.pem", name);
 	snprintf(key, sizeof(key), "%s-key.pem", name);
 	cfg.cert_file = path(cert);
 	cfg.key_file = path(key);
 	cfg.ca_file = path("ca-cert.pem");
-	if (lm__tls_ctx_new(&t, &cfg, 0, why, sizeof(why)))
-		printf("tls_join: context for %s: %s\n", name, why);
-	CHECK(t != NULL);
-	return t;
+	return load(&cfg, name);
+}
+
+/* A client of two.psk (identities alice and bob) as id. */
+static lm__tls_ctx *psk_client(const char *id)
+{
+	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
+
+	cfg.psk_file = path("two.psk");
+	cfg.psk_identity = id;
+	return load(&cfg, id);
 }
 
 /* A TLS connection to the receiver as channel idx of client t. */
@@ -110,11 +127,10 @@ static int count(const char *hay, const char *needle)
 	return n;
 }
 
-static void run(void)
+/* Channel 0 from c1, then a channel 1 with the session's id from c2 (which
+ * the receiver must refuse, saying why), then channel 1 from c1. */
+static void run(const lm_tls_config *srv, lm__tls_ctx *c1, lm__tls_ctx *c2, const char *why)
 {
-	const char *allow[] = {"sender", NULL};
-	lm_tls_config srv = LM_TLS_CONFIG_INIT;
-	lm__tls_ctx *c1 = client("long1"), *c2 = client("long2");
 	uint8_t session[16], rb[LM_FRAME_HDR + LM_REGION_FIXED + 8];
 	lm__conn ch0, ch1, bad;
 	lm__ack a0, a1;
@@ -123,13 +139,9 @@ static void run(void)
 	rx x;
 
 	if (!c1 || !c2)
-		goto out;
-	srv.cert_file = path("server-cert.pem");
-	srv.key_file = path("server-key.pem");
-	srv.ca_file = path("ca-cert.pem");
-	srv.allow = allow; /* long1 and long2 both carry it: only the certificate tells */
+		return;
 	memset(&o, 0, sizeof(o));
-	o.tls = &srv;
+	o.tls = srv;
 	o.timeout_ms = 3000;
 	rx_start(&x, &o);
 
@@ -145,7 +157,7 @@ static void run(void)
 		CHECK_EQ(send_hello_on(&bad, 1, session), 0);
 		CHECK_EQ(next_frame(&bad, &a1, msg, sizeof(msg)), LM_KIND_ERROR);
 		printf("tls_join: the other client's channel 1 read: \"%s\"\n", msg);
-		CHECK(strstr(msg, "not channel 0's certificate") != NULL);
+		CHECK(strstr(msg, why) != NULL);
 		lm__conn_close(&bad);
 	}
 
@@ -167,12 +179,9 @@ out_rx:
 	rx_join(&x);
 	printf("tls_join: receiver rc %d (%s); log:\n%s", x.rc, lm_strerror(x.rc), x.log);
 	CHECK(x.rc != 0);
-	CHECK_EQ(count(x.log, "not channel 0's certificate"), 1);
+	CHECK_EQ(count(x.log, why), 1);
 	CHECK_EQ(count(x.log, "refused 127.0.0.1:"), 1); /* one line, one connection */
 	rx_free(&x);
-out:
-	lm__tls_ctx_free(c1);
-	lm__tls_ctx_free(c2);
 }
 
 int main(int argc, char **argv)
@@ -190,7 +199,28 @@ int main(int argc, char **argv)
 	}
 	snprintf(cmd, sizeof(cmd), "bash '%s' '%s' 127.0.0.1 >/dev/null", argv[1], dir);
 	CHECK_EQ(system(cmd), 0);
-	run();
+	{
+		/* certificates: long1 and long2 both carry the allowed name */
+		const char *allow[] = {"sender", NULL};
+		lm_tls_config srv = LM_TLS_CONFIG_INIT;
+		lm__tls_ctx *c1 = client("long1"), *c2 = client("long2");
+		srv.cert_file = path("server-cert.pem");
+		srv.key_file = path("server-key.pem");
+		srv.ca_file = path("ca-cert.pem");
+		srv.allow = allow;
+		run(&srv, c1, c2, "not channel 0's certificate");
+		lm__tls_ctx_free(c1);
+		lm__tls_ctx_free(c2);
+	}
+	{
+		/* a receiver that takes two PSK identities */
+		lm_tls_config srv = LM_TLS_CONFIG_INIT;
+		lm__tls_ctx *c1 = psk_client("alice"), *c2 = psk_client("bob");
+		srv.psk_file = path("two.psk");
+		run(&srv, c1, c2, "psk:bob: not channel 0's PSK identity");
+		lm__tls_ctx_free(c1);
+		lm__tls_ctx_free(c2);
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK_EQ(system(cmd), 0);
 	TEST_DONE("test_tls_join");

@@ -10,7 +10,9 @@
  *     (RFC 2253, CN first, cut to 128 bytes with "...") are equal, their
  *     SHA-256s are not; a certificate whose CN comes last (cnlast, as
  *     most CAs order it) shows it first too;
- *  3. plaintext and PSK connections show no certificate (-ENOENT).
+ *  3. a PSK connection's digest is its identity's, the same on channel 1,
+ *     another for another identity;
+ *  4. plaintext shows none (-ENOENT).
  * Usage: test_tls_peer path/to/tls_certs.sh
  */
 #include <errno.h>
@@ -99,11 +101,13 @@ static lm__tls_ctx *ctx(const char *cert, const char *key, int server)
 	return load(&cfg, server, cert);
 }
 
-static lm__tls_ctx *psk(int server)
+/* A context of two.psk (identities alice and bob): a client's uses id. */
+static lm__tls_ctx *psk(int server, const char *id)
 {
 	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
 
-	cfg.psk_file = path("keys.psk");
+	cfg.psk_file = path("two.psk");
+	cfg.psk_identity = id;
 	return load(&cfg, server, "the PSK");
 }
 
@@ -127,7 +131,7 @@ static int peer_of(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, uint8_t md[
 	memset(md, 0, 32);
 	if (handshake(srv, cli, idx, &c))
 		return -1;
-	rc = lm__tls_peer_sha256(&c, md);
+	rc = lm__tls_peer_digest(&c, md);
 	lm__tls_describe(&c, suite, sizeof(suite), id, cap, &resumed);
 	lm__conn_close(&c);
 	return rc;
@@ -183,19 +187,30 @@ int main(int argc, char **argv)
 		}
 		lm__tls_ctx_free(c3);
 	}
-	/* 3. no certificate: a PSK's handshake, plaintext */
+	/* 3. a PSK: its identity's digest, on channel 1 too, another's
+	 * another (channel 1 resuming a ticket: test_tls_join) */
 	{
-		lm__tls_ctx *ps = psk(1), *pc = psk(0);
-		if (ps && pc) {
-			CHECK_EQ(peer_of(ps, pc, 0, a, id1, sizeof(id1)), -ENOENT);
-			CHECK(strncmp(id1, "psk:", 4) == 0);
+		lm__tls_ctx *ps = psk(1, NULL), *alice = psk(0, "alice"), *bob = psk(0, "bob");
+		uint8_t p0[32], p1[32], p2[32];
+		if (ps && alice && bob) {
+			CHECK_EQ(peer_of(ps, alice, 0, p0, id1, sizeof(id1)), 0);
+			CHECK(strcmp(id1, "psk:alice") == 0);
+			CHECK_EQ(peer_of(ps, alice, 1, p1, id1b, sizeof(id1b)), 0);
+			printf("tls_peer: PSK channel 0 \"%s\", channel 1 \"%s\"\n", id1, id1b);
+			CHECK(strcmp(id1b, "psk:alice") == 0);
+			CHECK(memcmp(p0, p1, 32) == 0);
+			CHECK_EQ(peer_of(ps, bob, 0, p2, id2, sizeof(id2)), 0);
+			CHECK(strcmp(id2, "psk:bob") == 0);
+			CHECK(memcmp(p0, p2, 32) != 0);
+			CHECK(memcmp(p0, a, 32) != 0); /* not a certificate's */
 		}
 		lm__tls_ctx_free(ps);
-		lm__tls_ctx_free(pc);
+		lm__tls_ctx_free(alice);
+		lm__tls_ctx_free(bob);
 	}
 	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
 	lm__conn_init(&plain, sv[0], 1000);
-	CHECK_EQ(lm__tls_peer_sha256(&plain, a), -ENOENT);
+	CHECK_EQ(lm__tls_peer_digest(&plain, a), -ENOENT); /* 4. plaintext: none */
 	lm__conn_close(&plain);
 	close(sv[1]);
 	lm__tls_ctx_free(srv);

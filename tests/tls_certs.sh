@@ -71,3 +71,6 @@ rm -rf caroot expired.csr
 printf 'livemig:%s\n' "$(openssl rand -hex 32)" >keys.psk
 printf 'livemig:%s\n' "$(openssl rand -hex 32)" >wrong.psk
 openssl rand 32 >raw.psk
+# Two identities in one file (test_tls_peer, test_tls_join: a channel of
+# the other one is refused).
+printf 'alice:%s\nbob:%s\n' "$(openssl rand -hex 32)" "$(openssl rand -hex 32)" >two.psk

@@ -235,20 +235,22 @@ int lm__rx_check_binding(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 	return 0;
 }
 
-/* Cert mode: every channel is the same client, channel 0's certificate
- * (not its subject: two certificates of one CA may carry the same). */
-static int same_peer(lm__rx_chan *ch, lm__err *e)
+/* Under TLS every channel is the same client as channel 0: its
+ * certificate (not its subject: two certificates of one CA may carry the
+ * same), or its PSK identity where the receiver takes several. */
+static int same_peer(lm__rx_chan *ch, const lm_receiver *r, lm__err *e)
 {
 	char suite[64], peer[128];
 	uint8_t md[32];
 	int resumed;
 
-	if (!ch->r->tls_cert)
+	if (!r->tls_known)
 		return 0;
-	if (lm__tls_peer_sha256(&ch->conn, md) || memcmp(md, ch->r->tls_cert_md, 32)) {
+	if (lm__tls_peer_digest(&ch->conn, md) || memcmp(md, r->tls_peer_md, 32)) {
 		lm__tls_describe(&ch->conn, suite, sizeof(suite), peer, sizeof(peer), &resumed);
-		lm__err_set(e, "TLS peer %.127s: not channel 0's certificate: refused",
-			    peer[0] ? peer : "(none)");
+		lm__err_set(e, "TLS peer %.127s: not channel 0's %s: refused",
+			    peer[0] ? peer : "(none)",
+			    strncmp(r->tls_peer, "psk:", 4) ? "certificate" : "PSK identity");
 		return 1;
 	}
 	return 0;
@@ -290,12 +292,12 @@ int lm__rx_join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err 
 		int first; /* channel 0's own "reuse" is the external PSK, not a ticket */
 		lm__tls_describe(&ch->conn, r->tls_suite, sizeof(r->tls_suite), r->tls_peer,
 				 sizeof(r->tls_peer), &first);
-		r->tls_cert = !lm__tls_peer_sha256(&ch->conn, r->tls_cert_md);
+		r->tls_known = !lm__tls_peer_digest(&ch->conn, r->tls_peer_md);
 	} else if (memcmp(r->session, h->session, 16)) {
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;
 		goto out;
-	} else if ((rc = same_peer(ch, e)) || (rc = same_shape(r, h, e))) {
+	} else if ((rc = same_peer(ch, r, e)) || (rc = same_shape(r, h, e))) {
 		*ours = rc < 0; /* it carries the session's id */
 		goto out;
 	} else {

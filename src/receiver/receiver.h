@@ -204,13 +204,14 @@ struct lm_receiver {
 	char errmsg[512];
 	uint64_t t_start;        /* guarded by lock: the first valid hello */
 	uint64_t refused;        /* guarded by lock: connections refused */
-	/* Guarded by lock: channel 0's TLS, for the stats, and its
-	 * certificate's SHA-256 (tls_cert: one was shown), that every channel
-	 * shows (tls_peer is the subject cut to 128 bytes,
-	 * and two certificates may share a subject). */
+	/* Guarded by lock: channel 0's TLS, for the stats, and the digest
+	 * of its client (lm__tls_peer_digest: its certificate or PSK
+	 * identity; tls_known: it had one), that every channel must show
+	 * (tls_peer is cut to 128 bytes, and two certificates may share a
+	 * subject). */
 	char tls_suite[64], tls_peer[128];
-	uint8_t tls_cert_md[32];
-	int tls_cert;
+	uint8_t tls_peer_md[32];
+	int tls_known;
 	int tls_resumed;
 	uint64_t t_setup;        /* guarded by lock: the session is set up */
 	/* Atomics, no lock: packets a channel applied since its last sync,

@@ -327,6 +327,43 @@ static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESS
 	return 1;
 }
 
+/* Receiver, PSK: the ticket channel 0 gets carries its PSK identity
+ * (inside the ticket, which only this receiver's ticket key opens), so a
+ * channel that resumes with it shows that identity, as a resumed channel
+ * of certificates shows its certificate: same_peer compares them. */
+static int ticket_gen_cb(SSL *ssl, void *arg)
+{
+	struct lm__tls *st = state_of(ssl);
+	SSL_SESSION *sess = SSL_get0_session(ssl);
+
+	(void)arg;
+	if (st && sess && !strncmp(st->peer, "psk:", 4))
+		SSL_SESSION_set1_ticket_appdata(sess, st->peer, strlen(st->peer));
+	return 1;
+}
+
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+				       size_t nlen, SSL_TICKET_STATUS status, void *arg)
+{
+	struct lm__tls *st = state_of(ssl);
+	void *data = NULL;
+	size_t len = 0;
+
+	(void)name;
+	(void)nlen;
+	(void)arg;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER
+			       ? SSL_TICKET_RETURN_ABORT
+			       : SSL_TICKET_RETURN_IGNORE_RENEW; /* OpenSSL's own default */
+	if (st && SSL_SESSION_get0_ticket_appdata(sess, &data, &len) && len > 4 &&
+	    len < sizeof(st->peer) && !memcmp(data, "psk:", 4)) {
+		memcpy(st->peer, data, len);
+		st->peer[len] = 0;
+	}
+	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* ---- contexts ------------------------------------------------------------- */
 
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
@@ -488,6 +525,8 @@ int lm__tls_ctx_new(lm__tls_ctx **out, const lm_tls_config *caller, int server, 
 		SSL_CTX_set_num_tickets(t->ctx, 1);
 		SSL_CTX_set_session_id_context(t->ctx, (const unsigned char *)"livemig", 7);
 		SSL_CTX_set_max_early_data(t->ctx, 0); /* no 0-RTT: it could be replayed */
+		if (t->psk)
+			SSL_CTX_set_session_ticket_cb(t->ctx, ticket_gen_cb, ticket_dec_cb, NULL);
 	} else {
 		SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_CLIENT |
 							       SSL_SESS_CACHE_NO_INTERNAL_STORE);
@@ -763,9 +802,19 @@ static int cert_sha256(SSL *ssl, uint8_t md[32])
 	return 0;
 }
 
-int lm__tls_peer_sha256(const lm__conn *c, uint8_t md[32])
+int lm__tls_peer_digest(const lm__conn *c, uint8_t md[32])
 {
-	return c->tls ? cert_sha256(c->tls->ssl, md) : -ENOENT;
+	const struct lm__tls *st = c->tls;
+	unsigned int len = 0;
+
+	if (!st)
+		return -ENOENT;
+	if (!st->t->psk)
+		return cert_sha256(st->ssl, md);
+	if (strncmp(st->peer, "psk:", 4) ||
+	    !EVP_Digest(st->peer, strlen(st->peer), md, &len, EVP_sha256(), NULL) || len != 32)
+		return -ENOENT;
+	return 0;
 }
 
 static int check_pin(lm__tls_ctx *t, SSL *ssl, char *why, size_t cap)

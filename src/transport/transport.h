@@ -138,9 +138,12 @@ const char *lm__tls_failure(struct lm__conn *c, int wait_ms);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256", the peer's identity, resumed or not. */
 void lm__tls_describe(const struct lm__conn *c, char *suite, size_t scap, char *peer,
 		      size_t pcap, int *resumed);
-/* The SHA-256 of the peer's certificate into md: 0, or -ENOENT where it
- * showed none (plaintext, a PSK). */
-int lm__tls_peer_sha256(const struct lm__conn *c, uint8_t md[32]);
+/* What tells one TLS client from another, into md: the SHA-256 of its
+ * certificate, or with a PSK of its identity ("psk:ID": proved by the
+ * handshake, or carried in the ticket a channel resumed, which only this
+ * receiver's ticket key opens). 0, or -ENOENT where there is none
+ * (plaintext; a ticket that carried no identity). */
+int lm__tls_peer_digest(const struct lm__conn *c, uint8_t md[32]);
 /* After the hello's acknowledgement (LM_FEAT_SEALED): c's frames travel in
  * sealed records from now on, keyed from its TLS exporter (label
  * "EXPORTER-livemig-records"); client: the sender's end. */
