@@ -520,14 +520,19 @@ check "device state: no temp file left" no_temp_files "$tmp/dev"
 devstate_run ds-norecv "$tmp/dev/state.bin" ""
 check "device state sent, recv takes none: both fail ($send_rc/$recv_rc)" \
 	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
-check "device state sent, recv takes none: send says why" grep -q "device state" "$tmp/ds-norecv.send.err"
+check "device state sent, recv takes none: send says why" \
+	grep -q "this receiver takes no device state" "$tmp/ds-norecv.send.err"
 check "device state sent, recv takes none: no image" test ! -e "$tmp/dev/ds-norecv.img"
-devstate_run ds-nosend "" "$tmp/dev/want.out"
+devstate_run ds-nosend "" "$tmp/dev/state.out" # it exists: a failure leaves it
 check "device state wanted, none sent: both fail ($send_rc/$recv_rc)" \
 	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
-check "device state wanted, none sent: recv says why" grep -q "device state" "$tmp/ds-nosend.recv.err"
-check "device state wanted, none sent: no state, no image" \
-	test ! -e "$tmp/dev/want.out" -a ! -e "$tmp/dev/ds-nosend.img"
+check "device state wanted, none sent: recv says why" \
+	grep -q "needs the sender's device state" "$tmp/ds-nosend.recv.err"
+check "device state wanted, none sent: the existing state untouched, no image" \
+	eval 'cmp "$tmp/dev/state.bin" "$tmp/dev/state.out" && test ! -e "$tmp/dev/ds-nosend.img"'
+devstate_run ds-replace "$tmp/dev/empty.bin" "$tmp/dev/state.out" # a success replaces it
+check "device state replaced: migrated ($send_rc/$recv_rc)" test "$send_rc/$recv_rc" = 0/0
+check "device state replaced: now the new one" cmp "$tmp/dev/empty.bin" "$tmp/dev/state.out"
 check "device state: still no temp file left" no_temp_files "$tmp/dev"
 devstate_run ds-readerr "$tmp/dev" "$tmp/dev/readerr.out" # a directory: read(2) fails
 check "device state unreadable: both fail ($send_rc/$recv_rc)" \
@@ -536,6 +541,12 @@ check "device state unreadable: send names the file, where and why" \
 	grep -q "dev: reading the device state at byte 0: Is a directory" "$tmp/ds-readerr.send.err"
 check "device state unreadable: no state, no image" \
 	test ! -e "$tmp/dev/readerr.out" -a ! -e "$tmp/dev/ds-readerr.img"
+check "device state unreadable: no temp file left" no_temp_files "$tmp/dev"
+rc=0
+"$lm" recv --listen 127.0.0.1:0 --image "$tmp/dev/x.img" --device-state "$tmp/dev/x.img" \
+	>/dev/null 2>"$tmp/ds-same.err" || rc=$?
+check "device state and image the same file: a usage error ($rc)" test "$rc" = 2
+check "device state and image the same file: said" grep -q "name the same file" "$tmp/ds-same.err"
 rc=0
 "$lm" send --image "$tmp/odd.img" --to 127.0.0.1:1 --device-state "$tmp/dev/missing" \
 	>/dev/null 2>"$tmp/ds-missing.err" || rc=$?

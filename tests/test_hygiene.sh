@@ -401,11 +401,11 @@ else
 	migrate "$src" "$tmp/ds-full.img" ds-full --device-state "$tmp/dev-big.bin"
 	check "device state, full: recv exits non-zero, no signal ($recv_rc)" failed_cleanly "$recv_rc"
 	check "device state, full: recv names the file, where and why" \
-		grep -q "small/dev.state: writing the device state at byte [0-9]*: No space left" \
+		grep -q "small/dev.state: writing the device state at byte [0-9][0-9]*: No space left" \
 		"$tmp/ds-full.recv.err"
 	check "device state, full: send exits non-zero ($send_rc)" failed_cleanly "$send_rc"
 	check "device state, full: send says the destination refused it" \
-		grep -q "device state" "$tmp/ds-full.send.err"
+		grep -q "device state refused by the destination" "$tmp/ds-full.send.err"
 	check "device state, full: no state, no temp file, no image" \
 		eval 'test ! -e "$mnt/dev.state" -a ! -e "$tmp/ds-full.img" && no_temp_files "$mnt"'
 	RECV_OPTS=()

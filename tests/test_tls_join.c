@@ -19,53 +19,8 @@
 
 #include "channel.h"
 #include "fake_peer.h"
+#include "tls_fixture.h"
 #include "transport/transport.h"
-
-static char dir[] = "/tmp/test_tls_join.XXXXXX";
-
-static char *path(const char *name)
-{
-	static char buf[8][512];
-	static int i;
-	char *p = buf[i++ % 8];
-
-	snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
-	return p;
-}
-
-static lm__tls_ctx *load(const lm_tls_config *cfg, const char *name)
-{
-	lm__tls_ctx *t = NULL;
-	char why[256] = "";
-
-	if (lm__tls_ctx_new(&t, cfg, 0, why, sizeof(why)))
-		printf("tls_join: context for %s: %s\n", name, why);
-	CHECK(t != NULL);
-	return t;
-}
-
-static lm__tls_ctx *client(const char *name)
-{
-	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-	char cert[64], key[64];
-
-	snprintf(cert, sizeof(cert), "%s-cert.pem", name);
-	snprintf(key, sizeof(key), "%s-key.pem", name);
-	cfg.cert_file = path(cert);
-	cfg.key_file = path(key);
-	cfg.ca_file = path("ca-cert.pem");
-	return load(&cfg, name);
-}
-
-/* A client of two.psk (identities alice and bob) as id. */
-static lm__tls_ctx *psk_client(const char *id)
-{
-	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-
-	cfg.psk_file = path("two.psk");
-	cfg.psk_identity = id;
-	return load(&cfg, id);
-}
 
 /* A TLS connection to the receiver as channel idx of client t. */
 static int open_tls(lm__tls_ctx *t, uint32_t idx, int port, lm__conn *c)
@@ -186,27 +141,21 @@ out_rx:
 
 int main(int argc, char **argv)
 {
-	char cmd[1024];
-
 	if (argc < 2) {
 		fprintf(stderr, "usage: test_tls_join path/to/tls_certs.sh\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (tf_make(argv[1]))
 		return 1;
-	}
-	snprintf(cmd, sizeof(cmd), "bash '%s' '%s' 127.0.0.1 >/dev/null", argv[1], dir);
-	CHECK_EQ(system(cmd), 0);
 	{
 		/* certificates: long1 and long2 both carry the allowed name */
 		const char *allow[] = {"sender", NULL};
 		lm_tls_config srv = LM_TLS_CONFIG_INIT;
-		lm__tls_ctx *c1 = client("long1"), *c2 = client("long2");
-		srv.cert_file = path("server-cert.pem");
-		srv.key_file = path("server-key.pem");
-		srv.ca_file = path("ca-cert.pem");
+		lm__tls_ctx *c1 = tf_cert("long1", 0), *c2 = tf_cert("long2", 0);
+		srv.cert_file = tf_path("server-cert.pem");
+		srv.key_file = tf_path("server-key.pem");
+		srv.ca_file = tf_path("ca-cert.pem");
 		srv.allow = allow;
 		run(&srv, c1, c2, "not channel 0's certificate");
 		lm__tls_ctx_free(c1);
@@ -215,13 +164,12 @@ int main(int argc, char **argv)
 	{
 		/* a receiver that takes two PSK identities */
 		lm_tls_config srv = LM_TLS_CONFIG_INIT;
-		lm__tls_ctx *c1 = psk_client("alice"), *c2 = psk_client("bob");
-		srv.psk_file = path("two.psk");
+		lm__tls_ctx *c1 = tf_psk(0, "alice"), *c2 = tf_psk(0, "bob");
+		srv.psk_file = tf_path("two.psk");
 		run(&srv, c1, c2, "psk:bob: not channel 0's PSK identity");
 		lm__tls_ctx_free(c1);
 		lm__tls_ctx_free(c2);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CHECK_EQ(system(cmd), 0);
+	tf_remove();
 	TEST_DONE("test_tls_join");
 }

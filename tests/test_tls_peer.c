@@ -25,19 +25,8 @@
 
 #include "channel.h"
 #include "check.h"
+#include "tls_fixture.h"
 #include "transport/transport.h"
-
-static char dir[] = "/tmp/test_tls_peer.XXXXXX";
-
-static char *path(const char *name)
-{
-	static char buf[8][512];
-	static int i;
-	char *p = buf[i++ % 8];
-
-	snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
-	return p;
-}
 
 typedef struct side {
 	lm__tls_ctx *t;
@@ -79,47 +68,6 @@ static int handshake(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, lm__conn 
 	return c.rc ? c.rc : s.rc;
 }
 
-/* One side's context of cfg (what: for the message if it fails). */
-static lm__tls_ctx *load(const lm_tls_config *cfg, int server, const char *what)
-{
-	lm__tls_ctx *t = NULL;
-	char why[256] = "";
-
-	if (lm__tls_ctx_new(&t, cfg, server, why, sizeof(why)))
-		printf("tls_peer: context for %s: %s\n", what, why);
-	CHECK(t != NULL);
-	return t;
-}
-
-static lm__tls_ctx *ctx(const char *cert, const char *key, int server)
-{
-	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-
-	cfg.cert_file = cert;
-	cfg.key_file = key;
-	cfg.ca_file = path("ca-cert.pem");
-	return load(&cfg, server, cert);
-}
-
-/* A context of two.psk (identities alice and bob): a client's uses id. */
-static lm__tls_ctx *psk(int server, const char *id)
-{
-	lm_tls_config cfg = LM_TLS_CONFIG_INIT;
-
-	cfg.psk_file = path("two.psk");
-	cfg.psk_identity = id;
-	return load(&cfg, server, "the PSK");
-}
-
-static lm__tls_ctx *client(const char *name)
-{
-	char cert[64], key[64];
-
-	snprintf(cert, sizeof(cert), "%s-cert.pem", name);
-	snprintf(key, sizeof(key), "%s-key.pem", name);
-	return ctx(path(cert), path(key), 0);
-}
-
 /* The server end's SHA-256 of its client and identity as the stats hold it. */
 static int peer_of(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, uint8_t md[32], char *id,
 		   size_t cap)
@@ -139,7 +87,7 @@ static int peer_of(lm__tls_ctx *srv, lm__tls_ctx *cli, uint32_t idx, uint8_t md[
 
 int main(int argc, char **argv)
 {
-	char cmd[1024], id1[128], id1b[128], id2[128];
+	char id1[128], id1b[128], id2[128];
 	uint8_t a[32], a2[32], b[32];
 	lm__tls_ctx *srv, *c1, *c2;
 	lm__conn plain;
@@ -149,15 +97,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: test_tls_peer path/to/tls_certs.sh\n");
 		return 2;
 	}
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (tf_make(argv[1]))
 		return 1;
-	}
-	snprintf(cmd, sizeof(cmd), "bash '%s' '%s' 127.0.0.1 >/dev/null", argv[1], dir);
-	CHECK_EQ(system(cmd), 0);
-	srv = ctx(path("server-cert.pem"), path("server-key.pem"), 1);
-	c1 = client("long1");
-	c2 = client("long2");
+	srv = tf_cert("server", 1);
+	c1 = tf_cert("long1", 0);
+	c2 = tf_cert("long2", 0);
 	if (srv && c1 && c2) {
 		/* 1. channel 0, then channel 1 resuming its session */
 		CHECK_EQ(peer_of(srv, c1, 0, a, id1, sizeof(id1)), 0);
@@ -178,7 +122,7 @@ int main(int argc, char **argv)
 		CHECK(strcmp(id1, id2) == 0); /* why the subject is not the check */
 		CHECK(memcmp(a, b, 32) != 0);
 		/* the CN last in the certificate, as most CAs write it: first */
-		lm__tls_ctx *c3 = client("cnlast");
+		lm__tls_ctx *c3 = tf_cert("cnlast", 0);
 		if (c3) {
 			CHECK_EQ(peer_of(srv, c3, 0, b, id2, sizeof(id2)), 0);
 			printf("tls_peer: cnlast \"%.40s...\"\n", id2);
@@ -190,7 +134,8 @@ int main(int argc, char **argv)
 	/* 3. a PSK: its identity's digest, on channel 1 too, another's
 	 * another (channel 1 resuming a ticket: test_tls_join) */
 	{
-		lm__tls_ctx *ps = psk(1, NULL), *alice = psk(0, "alice"), *bob = psk(0, "bob");
+		lm__tls_ctx *ps = tf_psk(1, NULL), *alice = tf_psk(0, "alice"),
+			    *bob = tf_psk(0, "bob");
 		uint8_t p0[32], p1[32], p2[32];
 		if (ps && alice && bob) {
 			CHECK_EQ(peer_of(ps, alice, 0, p0, id1, sizeof(id1)), 0);
@@ -216,7 +161,6 @@ int main(int argc, char **argv)
 	lm__tls_ctx_free(srv);
 	lm__tls_ctx_free(c1);
 	lm__tls_ctx_free(c2);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	CHECK_EQ(system(cmd), 0);
+	tf_remove();
 	TEST_DONE("test_tls_peer");
 }

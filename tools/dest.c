@@ -228,18 +228,34 @@ static int final_mode(int fd, const char *final)
 	return fchmod(fd, mode) < 0 ? -errno : 0;
 }
 
-int dest_rename(int fd, const char *tmp, const char *final, int do_fsync)
+int dest_ready(int fd, const char *final, int do_fsync)
 {
-	int rc;
-
 	if (do_fsync && fsync(fd) < 0)
 		return -errno;
-	if ((rc = final_mode(fd, final)))
-		return rc;
-	return rename(tmp, final) < 0 ? -errno : 0;
+	return final_mode(fd, final);
 }
 
-int dest_commit(dest *d, int do_fsync)
+int dest_place(char *tmp, const char *final, int slot)
+{
+	if (rename(tmp, final) < 0)
+		return -errno;
+	sig_watch_file(slot, NULL);
+	tmp[0] = 0;
+	return 0;
+}
+
+void dest_drop(int *fd, char *tmp, int slot)
+{
+	if (tmp[0])
+		unlink(tmp); /* never a partial file left behind */
+	tmp[0] = 0;
+	sig_watch_file(slot, NULL);
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+int dest_prepare(dest *d, int do_fsync)
 {
 	int rc;
 
@@ -250,11 +266,12 @@ int dest_commit(dest *d, int do_fsync)
 	d->base = NULL;
 	if (ftruncate(d->fd, (off_t)d->len) < 0)
 		return -errno;
-	if ((rc = dest_rename(d->fd, d->tmp, d->final, do_fsync)))
-		return rc;
-	sig_watch_file(SIG_FILE_IMAGE, NULL);
-	d->tmp[0] = 0;
-	return 0;
+	return dest_ready(d->fd, d->final, do_fsync);
+}
+
+int dest_commit(dest *d)
+{
+	return dest_place(d->tmp, d->final, SIG_FILE_IMAGE);
 }
 
 void dest_discard(dest *d)
@@ -262,13 +279,7 @@ void dest_discard(dest *d)
 	if (d->base)
 		munmap(d->base, (size_t)d->maplen);
 	d->base = NULL;
-	if (d->tmp[0])
-		unlink(d->tmp); /* never leave a partial image behind */
-	d->tmp[0] = 0;
-	sig_watch_file(SIG_FILE_IMAGE, NULL);
-	if (d->fd >= 0)
-		close(d->fd);
-	d->fd = -1;
+	dest_drop(&d->fd, d->tmp, SIG_FILE_IMAGE);
 }
 
 /* --max-size's default: what the file system holding the image can take. */

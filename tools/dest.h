@@ -44,17 +44,24 @@ typedef struct dest {
 int dest_on_region(void *user, uint32_t id, const char *name, uint64_t len, uint32_t page_size,
 		   void **base, int *fresh);
 int dest_on_reserve(void *user, uint32_t id, uint64_t off, uint64_t len);
-/* After a verified run: the image to its file, renamed into place. */
-int dest_commit(dest *d, int do_fsync);
+/* After a verified run: the image written to its file (fsync if asked,
+ * its mode), everything that can fail for want of room, then renamed into
+ * place. */
+int dest_prepare(dest *d, int do_fsync);
+int dest_commit(dest *d);
 /* After a failed one (or after dest_commit): nothing partial is left. */
 void dest_discard(dest *d);
 /* A temporary file next to final (".NAME.livemig-XXXXXX", 0600 from its
  * creation by mkostemp), which a second signal removes (signals.h slot):
  * its descriptor, or a negative errno, said on stderr. */
 int dest_temp(const char *prog, const char *final, int slot, char *tmp, size_t cap);
-/* Puts fd's file (tmp) into place as final: fsync first if asked, final's
- * mode if it exists (else 0600), renamed over it. */
-int dest_rename(int fd, const char *tmp, const char *final, int do_fsync);
+/* fd's file made ready to replace final: fsync if asked, final's mode if it
+ * exists (else 0600). */
+int dest_ready(int fd, const char *final, int do_fsync);
+/* tmp renamed over final; then tmp is "" and no longer watched. */
+int dest_place(char *tmp, const char *final, int slot);
+/* Removes tmp (unless "") and closes *fd (unless -1): nothing partial left. */
+void dest_drop(int *fd, char *tmp, int slot);
 /* --max-size's default: the free space of the file system holding image. */
 int dest_free_space(const char *image, uint64_t *out);
 

@@ -40,6 +40,10 @@ int devfile_send_cb(void *user, lm_devstate_writer *w)
 		return -ENOMEM;
 	for (;;) {
 		ssize_t n = read(f->fd, buf, DEVFILE_PIECE);
+		if (n < 0 && errno == EINTR && sig_caught()) {
+			rc = LM_ECANCELED; /* a pipe that never ends: the signal ends it */
+			break;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -93,28 +97,21 @@ int devfile_load_cb(void *user, uint64_t off, const void *buf, size_t len)
 	return 0;
 }
 
-int devfile_commit(devfile *f, int do_fsync)
+int devfile_prepare(devfile *f, int do_fsync)
 {
-	int rc;
-
 	if (!f->ended)
 		return LM_ESTATE; /* a verified run always made the end call */
-	if ((rc = dest_rename(f->fd, f->tmp, f->path, do_fsync)))
-		return rc;
-	sig_watch_file(SIG_FILE_DEVSTATE, NULL);
-	f->tmp[0] = 0;
-	return 0;
+	return dest_ready(f->fd, f->path, do_fsync);
+}
+
+int devfile_commit(devfile *f)
+{
+	return dest_place(f->tmp, f->path, SIG_FILE_DEVSTATE);
 }
 
 void devfile_close(devfile *f)
 {
-	if (f->tmp[0])
-		unlink(f->tmp); /* never a partial device state under any name */
-	f->tmp[0] = 0;
-	sig_watch_file(SIG_FILE_DEVSTATE, NULL);
-	if (f->fd >= 0)
-		close(f->fd);
-	f->fd = -1;
+	dest_drop(&f->fd, f->tmp, SIG_FILE_DEVSTATE); /* no partial state under any name */
 }
 
 int devfile_failed(const devfile *f, char *msg, size_t cap)

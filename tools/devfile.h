@@ -33,8 +33,10 @@ int devfile_send_cb(void *user, lm_devstate_writer *w);
 int devfile_open_recv(devfile *f, const char *prog, const char *path);
 /* lm_receiver_config.device_state, with the receiver's user = the devfile. */
 int devfile_load_cb(void *user, uint64_t off, const void *buf, size_t len);
-/* recv, after a verified run: into place as path. 0 or -errno. */
-int devfile_commit(devfile *f, int do_fsync);
+/* recv, after a verified run: ready to replace path (fsync if asked, its
+ * mode), then renamed into place. 0 or -errno. */
+int devfile_prepare(devfile *f, int do_fsync);
+int devfile_commit(devfile *f);
 /* Closes; an uncommitted temporary file is removed. */
 void devfile_close(devfile *f);
 /* After a failed run: 1 and why in msg when the file's read or write is

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,8 @@
 #include <unistd.h>
 
 #include "dest.h"
-#include "livemig.h"
 #include "devfile.h"
+#include "livemig.h"
 #include "progress.h"
 #include "signals.h"
 #include "stream.h"
@@ -567,19 +568,30 @@ static void recv_cleanup(recv_files *f, lm_receiver *r)
 	lm_receiver_free(r);
 }
 
-/* After a verified run: the device state into place, then the image. A
- * failed image leaves no new device state beside the old image. */
+/* After a verified run: both files written out first (where a full disk
+ * fails, leaving both old files as they were), then the two renames back
+ * to back with SIGINT and SIGTERM held, so a second signal cannot leave a
+ * new device state beside an old image. */
 static int recv_commit(recv_files *f, const opts *o)
 {
+	sigset_t hold, was;
 	int rc;
 
-	if (o->device_state && (rc = devfile_commit(&f->dev, o->fsync_out)))
+	if (o->device_state && (rc = devfile_prepare(&f->dev, o->fsync_out)))
 		return die("writing the device state", rc, o->device_state), rc;
-	if ((rc = dest_commit(&f->d, o->fsync_out))) {
-		die("writing the image", rc, f->d.final);
-		if (o->device_state)
-			unlink(o->device_state);
-	}
+	if ((rc = dest_prepare(&f->d, o->fsync_out)))
+		return die("writing the image", rc, f->d.final), rc;
+	sigemptyset(&hold);
+	sigaddset(&hold, SIGINT);
+	sigaddset(&hold, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &hold, &was);
+	if (o->device_state && (rc = devfile_commit(&f->dev)))
+		die("renaming the device state into place", rc, o->device_state);
+	else if ((rc = dest_commit(&f->d)))
+		fprintf(stderr, "%s: renaming the image into place: %s: %s%s\n", prog,
+			lm_strerror(rc), f->d.final,
+			o->device_state ? " (the new device state is in place)" : "");
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
 	return rc;
 }
 
@@ -592,12 +604,16 @@ static int cmd_recv(int argc, char **argv)
 	dest *d = &files.d;
 	lm_stats st = LM_STATS_INIT;
 	prog_run pr = {0};
-	int rc, ret = 1;
+	int rc, ret = 1, unwritten = 0;
 
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	if (!o.image || !o.addr) {
 		fprintf(stderr, "%s: --listen and --image are required\n", prog);
+		return 2;
+	}
+	if (o.device_state && !strcmp(o.device_state, o.image)) {
+		fprintf(stderr, "%s: --device-state and --image name the same file\n", prog);
 		return 2;
 	}
 	d->prog = prog;
@@ -654,7 +670,7 @@ static int cmd_recv(int argc, char **argv)
 	if (!rc && !d->regions)
 		rc = LM_EREGION;
 	if (!rc)
-		rc = recv_commit(&files, &o);
+		unwritten = (rc = recv_commit(&files, &o)) != 0; /* said: verified, not written */
 	lm_receiver_stats(r, &st);
 	print_stats(&st, &o);
 	if (rc == LM_ELIMIT)
@@ -663,7 +679,8 @@ static int cmd_recv(int argc, char **argv)
 			"(--max-size; default the free space)\n",
 			prog, d->final, (unsigned long long)d->max_bytes);
 	if (rc) {
-		recv_failed(&files, r, rc);
+		if (!unwritten)
+			recv_failed(&files, r, rc);
 		goto out;
 	}
 	ret = 0;

@@ -356,11 +356,11 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsign
 		return status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER
 			       ? SSL_TICKET_RETURN_ABORT
 			       : SSL_TICKET_RETURN_IGNORE_RENEW; /* OpenSSL's own default */
-	if (st && SSL_SESSION_get0_ticket_appdata(sess, &data, &len) && len > 4 &&
-	    len < sizeof(st->peer) && !memcmp(data, "psk:", 4)) {
-		memcpy(st->peer, data, len);
-		st->peer[len] = 0;
-	}
+	if (!st || !SSL_SESSION_get0_ticket_appdata(sess, &data, &len) || len <= 4 ||
+	    len >= sizeof(st->peer) || memcmp(data, "psk:", 4))
+		return SSL_TICKET_RETURN_IGNORE_RENEW; /* no identity: the external PSK must prove one */
+	memcpy(st->peer, data, len);
+	st->peer[len] = 0;
 	return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
 }
 
