@@ -50,13 +50,8 @@ typedef struct opts {
 	const char *device_state; /* send: read from, recv: written to */
 } opts;
 
-enum {
-	OPT_MAX_SIZE = 256,
-	OPT_HUGE_PAGES,
-	OPT_PROGRESS_INTERVAL,
-	OPT_READ_AHEAD,
-	OPT_DEVICE_STATE
-}; /* long-only */
+enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES, OPT_PROGRESS_INTERVAL, OPT_READ_AHEAD,
+       OPT_DEVICE_STATE }; /* long-only */
 
 static const char *prog = "livemig";
 static double cmd_t0; /* when the command started (prog_now): the total time's start */
@@ -65,33 +60,26 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage:\n"
-		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout "
-		"S]\n"
-		"               [--max-channels N] [--accel auto|qpl|off] [--engine "
-		"isal|zlib|qpl-sw]\n"
-		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] "
-		"[TRUST]\n"
-		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes "
-		"N]\n"
+		"  livemig recv --listen HOST:PORT --image FILE [--timeout S] [--accept-timeout S]\n"
+		"               [--max-channels N] [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
+		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
+		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
 		"               [--progress-interval S] [--device-state FILE]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
-		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] "
-		"[--quiet]\n"
+		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
 		"               [--read-ahead SIZE] [--progress-interval S] [--device-state FILE]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
-		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo "
-		"--help)\n"
+		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
 #endif
 		"  livemig version\n"
 		"TRUST (both sides; mutual TLS 1.3):\n"
 		"  --tls-cert FILE --tls-key FILE --tls-ca FILE [--tls-pin SHA256]  X.509\n"
-		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 "
-		"bytes)\n"
+		"  --psk-file FILE                 a pre-shared key (IDENTITY:HEX lines or 32 bytes)\n"
 		"  --plaintext                     no TLS, allowed off this host (a warning)\n"
 		"ADDR is HOST:PORT, tcp:HOST:PORT, unix:PATH or fd:N[,N...].\n"
 		"Channels default to %d (max %d); timeout (a stalled peer) defaults to %d s.\n"
@@ -160,44 +148,31 @@ static int parse_size(const char *s, uint64_t *out)
 
 static int parse_opts(int argc, char **argv, opts *o)
 {
-	static const struct option lo[] = {{"image", required_argument, 0, 'i'},
-					   {"to", required_argument, 0, 't'},
-					   {"listen", required_argument, 0, 'l'},
-					   {"channels", required_argument, 0, 'c'},
-					   {"codec", required_argument, 0, 'C'},
-					   {"page-size", required_argument, 0, 'p'},
-					   {"packet-pages", required_argument, 0, 'P'},
-					   {"timeout", required_argument, 0, 'T'},
-					   {"accept-timeout", required_argument, 0, 'A'},
-					   {"max-channels", required_argument, 0, 'm'},
-					   {"json", no_argument, 0, 'j'},
-					   {"quiet", no_argument, 0, 'q'},
-					   {"fsync", no_argument, 0, 'F'},
-					   {"help", no_argument, 0, 'h'},
-					   {"level", required_argument, 0, 'L'},
-					   {"accel", required_argument, 0, 'a'},
-					   {"engine", required_argument, 0, 'e'},
-					   {"tls-cert", required_argument, 0, 1},
-					   {"tls-key", required_argument, 0, 2},
-					   {"tls-ca", required_argument, 0, 3},
-					   {"psk-file", required_argument, 0, 4},
-					   {"psk-identity", required_argument, 0, 5},
-					   {"tls-peer-name", required_argument, 0, 6},
-					   {"tls-allow", required_argument, 0, 7},
-					   {"tls-pin", required_argument, 0, 8},
-					   {"plaintext", no_argument, 0, 9},
-					   {"handshake-timeout", required_argument, 0, 10},
-					   {"max-handshakes", required_argument, 0, 11},
-					   {"max-handshakes-per-host", required_argument, 0, 12},
-					   {"session-timeout", required_argument, 0, 13},
-					   {"no-dedup", no_argument, 0, 14},
-					   {"max-size", required_argument, 0, OPT_MAX_SIZE},
-					   {"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
-					   {"progress-interval", required_argument, 0,
-					    OPT_PROGRESS_INTERVAL},
-					   {"read-ahead", required_argument, 0, OPT_READ_AHEAD},
-					   {"device-state", required_argument, 0, OPT_DEVICE_STATE},
-					   {0, 0, 0, 0}};
+	static const struct option lo[] = {
+		{"image", required_argument, 0, 'i'},     {"to", required_argument, 0, 't'},
+		{"listen", required_argument, 0, 'l'},    {"channels", required_argument, 0, 'c'},
+		{"codec", required_argument, 0, 'C'},     {"page-size", required_argument, 0, 'p'},
+		{"packet-pages", required_argument, 0, 'P'}, {"timeout", required_argument, 0, 'T'},
+		{"accept-timeout", required_argument, 0, 'A'}, {"max-channels", required_argument, 0, 'm'},
+		{"json", no_argument, 0, 'j'},            {"quiet", no_argument, 0, 'q'},
+		{"fsync", no_argument, 0, 'F'},           {"help", no_argument, 0, 'h'},
+		{"level", required_argument, 0, 'L'},     {"accel", required_argument, 0, 'a'},
+		{"engine", required_argument, 0, 'e'},
+		{"tls-cert", required_argument, 0, 1},   {"tls-key", required_argument, 0, 2},
+		{"tls-ca", required_argument, 0, 3},     {"psk-file", required_argument, 0, 4},
+		{"psk-identity", required_argument, 0, 5}, {"tls-peer-name", required_argument, 0, 6},
+		{"tls-allow", required_argument, 0, 7},  {"tls-pin", required_argument, 0, 8},
+		{"plaintext", no_argument, 0, 9},        {"handshake-timeout", required_argument, 0, 10},
+		{"max-handshakes", required_argument, 0, 11},
+		{"max-handshakes-per-host", required_argument, 0, 12},
+		{"session-timeout", required_argument, 0, 13},
+		{"no-dedup", no_argument, 0, 14},
+		{"max-size", required_argument, 0, OPT_MAX_SIZE},
+		{"huge-pages", no_argument, 0, OPT_HUGE_PAGES},
+		{"progress-interval", required_argument, 0, OPT_PROGRESS_INTERVAL},
+		{"read-ahead", required_argument, 0, OPT_READ_AHEAD},
+		{"device-state", required_argument, 0, OPT_DEVICE_STATE},
+		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
 
