@@ -107,10 +107,6 @@ uint64_t lm__thread_busy_ns(void)
 	return lm__thread_busy_ns_from("/proc/thread-self/schedstat");
 }
 
-/* "run_ns wait_ns timeslices": the wait. The CPU time comes from the
- * thread's clock, never from the file: a read that fails later (EMFILE on a
- * loaded server) must not take the earlier waits back out of the sum, and
- * kernels without schedstats print "0 0 0". */
 /* A schedstat's text: its run-queue wait (the second number) into *wait;
  * 0, or -1 where the text is not one. */
 static int schedstat_wait(const char *buf, uint64_t *wait)
@@ -123,6 +119,10 @@ static int schedstat_wait(const char *buf, uint64_t *wait)
 	return 0;
 }
 
+/* "run_ns wait_ns timeslices": the wait. The CPU time comes from the
+ * thread's clock, never from the file: a read that fails later (EMFILE on a
+ * loaded server) must not take the earlier waits back out of the sum, and
+ * kernels without schedstats print "0 0 0". */
 uint64_t lm__thread_busy_ns_from(const char *path)
 {
 	uint64_t wait, cpu = lm__thread_cpu_ns();

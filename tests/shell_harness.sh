@@ -3,7 +3,8 @@
 # background jobs killed at exit, and the PASS/FAIL counting.
 #   name=test_x; . "$(dirname "$0")/shell_harness.sh"
 # gives $tmp (removed at exit), bg_pids (add a job's pid; forget_pid once
-# it is reaped), passed/failed/skipped with pass, fail, skip, check and not.
+# it is reaped), passed/failed/skipped with pass, fail, skip, check and not,
+# and no_temp_files and failed_cleanly.
 # A test with more to undo at exit defines harness_cleanup before sourcing.
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX")
 bg_pids=()
@@ -37,3 +38,16 @@ check() { # check DESCRIPTION COMMAND...: passes when COMMAND succeeds
 	if "$@"; then pass "$what"; else fail "$what"; fi
 }
 not() { ! "$@"; }
+no_temp_files() { # no_temp_files DIR: no livemig temporary file left in DIR
+	local left
+	left=$(find "$1" -name '*.livemig-*')
+	[ -z "$left" ] || { echo "  left behind: $left"; return 1; }
+}
+# failed_cleanly RC...: each non-zero, and neither a crash (SIGBUS 135,
+# SIGSEGV 139, SIGABRT 134) nor a kill by the test or timeout.
+failed_cleanly() {
+	local rc
+	for rc in "$@"; do
+		[ "$rc" != 0 ] && [ "$rc" -lt 124 ] || return 1
+	done
+}

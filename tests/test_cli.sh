@@ -101,11 +101,6 @@ migrate() {
 	fi
 }
 
-no_temp_files() { # no_temp_files DIR
-	local left
-	left=$(find "$1" -name '*.livemig-*')
-	[ -z "$left" ] || { echo "  left behind: $left"; return 1; }
-}
 
 same_checksum() { # same_checksum A B: `livemig checksum` agrees
 	local a b
@@ -519,13 +514,13 @@ done
 check "device state: no temp file left" no_temp_files "$tmp/dev"
 devstate_run ds-norecv "$tmp/dev/state.bin" ""
 check "device state sent, recv takes none: both fail ($send_rc/$recv_rc)" \
-	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+	failed_cleanly "$send_rc" "$recv_rc"
 check "device state sent, recv takes none: send says why" \
 	grep -q "this receiver takes no device state" "$tmp/ds-norecv.send.err"
 check "device state sent, recv takes none: no image" test ! -e "$tmp/dev/ds-norecv.img"
 devstate_run ds-nosend "" "$tmp/dev/state.out" # it exists: a failure leaves it
 check "device state wanted, none sent: both fail ($send_rc/$recv_rc)" \
-	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+	failed_cleanly "$send_rc" "$recv_rc"
 check "device state wanted, none sent: recv says why" \
 	grep -q "needs the sender's device state" "$tmp/ds-nosend.recv.err"
 check "device state wanted, none sent: the existing state untouched, no image" \
@@ -536,7 +531,7 @@ check "device state replaced: now the new one" cmp "$tmp/dev/empty.bin" "$tmp/de
 check "device state: still no temp file left" no_temp_files "$tmp/dev"
 devstate_run ds-readerr "$tmp/dev" "$tmp/dev/readerr.out" # a directory: read(2) fails
 check "device state unreadable: both fail ($send_rc/$recv_rc)" \
-	test "$send_rc" != 0 -a "$recv_rc" != 0 -a "$send_rc" -lt 124 -a "$recv_rc" -lt 124
+	failed_cleanly "$send_rc" "$recv_rc"
 check "device state unreadable: send names the file, where and why" \
 	grep -q "dev: reading the device state at byte 0: Is a directory" "$tmp/ds-readerr.send.err"
 check "device state unreadable: no state, no image" \

@@ -92,15 +92,7 @@ migrate() {
 	recv_rc=$rc
 }
 
-no_temp_files() { # no_temp_files DIR
-	local left
-	left=$(find "$1" -name '*.livemig-*')
-	[ -z "$left" ] || { echo "  left behind: $left"; return 1; }
-}
 mode_of() { stat -c %a "$1" 2>/dev/null || echo none; }
-# failed_cleanly RC: non-zero, and neither a crash (SIGBUS 135, SIGSEGV
-# 139, SIGABRT 134) nor a kill by this script or timeout.
-failed_cleanly() { [ "$1" != 0 ] && [ "$1" -lt 124 ]; }
 
 # A relay for "mid-migration": it passes the receiver's frames back at
 # once, but of the sender's frames only the first MiB of each channel and

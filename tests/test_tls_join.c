@@ -5,10 +5,10 @@
  * session's id (channel 0's TLS exporter) but is another client: with
  * certificates, another of the same CA with the same allowed name (long1,
  * long2); with a PSK file of two identities, the other one (alice, bob):
- *  1. that channel reads an ERROR naming the certificate, and the receiver
- *     logs one line for it;
- *  2. the session goes on: channel 1 from channel 0's client (a resumed
- *     TLS session) joins, and both channels get their hello ack;
+ *  1. that channel reads an ERROR naming the other client, and the
+ *     receiver logs one line for it;
+ *  2. the session goes on: channel 1 from channel 0's client (resuming
+ *     channel 0's TLS session) joins, and both channels get their hello ack;
  *  3. the session ends on the sender's close, not on the intruder.
  * tests/tls_certs.sh makes the certificates into a temp dir (never
  * committed). Usage: test_tls_join path/to/tls_certs.sh

@@ -50,14 +50,8 @@ wait_lines() {
 	[ "$(lines "$1" "$2")" -ge "$3" ]
 }
 has() { grep -qE "$2" "$1" || { echo "  $1 lacks /$2/:"; sed 's/^/    /' "$1" | head -8; return 1; }; }
-no_temp_files() {
-	local left
-	left=$(find "$1" -name '*.livemig-*')
-	[ -z "$left" ] || { echo "  left behind: $left"; return 1; }
-}
 absent() { [ ! -e "$1" ] || { echo "  $1 exists"; return 1; }; }
 same() { cmp -s "$1" "$2" || { echo "  $2 differs from $1"; return 1; }; }
-failed_cleanly() { [ "$1" != 0 ] && [ "$1" -lt 124 ]; }
 
 # start_recv NAME [options]: recv into $tmp/NAME.img, listening on $LISTEN
 # (default 127.0.0.1:0) under ${WRAP[@]}; sets rpid and port (from its

@@ -16,7 +16,6 @@
 int devfile_open_send(devfile *f, const char *prog, const char *path)
 {
 	memset(f, 0, sizeof(*f));
-	f->prog = prog;
 	f->path = path;
 	f->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (f->fd < 0) {
@@ -61,7 +60,6 @@ int devfile_send_cb(void *user, lm_devstate_writer *w)
 int devfile_open_recv(devfile *f, const char *prog, const char *path)
 {
 	memset(f, 0, sizeof(*f));
-	f->prog = prog;
 	f->path = path;
 	f->fd = dest_temp(prog, path, SIG_FILE_DEVSTATE, f->tmp, sizeof(f->tmp));
 	return f->fd < 0 ? f->fd : 0;

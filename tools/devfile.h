@@ -17,12 +17,12 @@
  * sender's run thread; one receiver channel thread at a time, in order), the
  * commit and close on the command's thread after the run. */
 typedef struct devfile {
-	const char *prog, *path; /* the messages' prefix; the file named */
-	char tmp[4096];          /* recv: the temporary file, "" once committed */
-	int fd;                  /* -1: none */
-	uint64_t bytes;          /* read (send) or written (recv) so far */
-	int ended;               /* recv: the end call came (all of it verified) */
-	int err;                 /* -errno of the read or write that failed, 0 */
+	const char *path; /* the file named */
+	char tmp[4096];   /* recv: the temporary file, "" once committed */
+	int fd;           /* -1: none */
+	uint64_t bytes;   /* read (send) or written (recv) so far */
+	int ended;        /* recv: the end call came (all of it verified) */
+	int err;          /* -errno of the read or write that failed, 0 */
 } devfile;
 
 /* send: opens path to read (a regular file, a pipe); 0 or -errno, said. */

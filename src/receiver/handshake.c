@@ -238,8 +238,9 @@ int lm__rx_check_binding(lm__rx_chan *ch, const lm__hello *h, lm__err *e)
 /* Under TLS every channel is the same client as channel 0: its
  * certificate (not its subject: two certificates of one CA may carry the
  * same), or its PSK identity where the receiver takes several. */
-static int same_peer(lm__rx_chan *ch, const lm_receiver *r, lm__err *e)
+static int same_peer(lm__rx_chan *ch, lm__err *e)
 {
+	const lm_receiver *r = ch->r;
 	char suite[64], peer[128];
 	uint8_t md[32];
 	int resumed;
@@ -297,7 +298,7 @@ int lm__rx_join_session(lm__rx_chan *ch, const lm__hello *h, int *ours, lm__err 
 		lm__err_set(e, "hello.session belongs to another migration: refused");
 		rc = 1;
 		goto out;
-	} else if ((rc = same_peer(ch, r, e)) || (rc = same_shape(r, h, e))) {
+	} else if ((rc = same_peer(ch, e)) || (rc = same_shape(r, h, e))) {
 		*ours = rc < 0; /* it carries the session's id */
 		goto out;
 	} else {
