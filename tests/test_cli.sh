@@ -486,13 +486,15 @@ head -c 3000123 /dev/urandom >"$tmp/dev/state.bin"
 : >"$tmp/dev/empty.bin"
 # devstate_run NAME SEND_STATE RECV_STATE: a migration of odd.img into
 # dev/NAME.img, either state "" for none; sets send_rc and recv_rc.
+# ds_send_max and ds_recv_max, when set, are the sides' --device-state-max.
 devstate_run() {
 	local name=$1 sst=$2 rst=$3
 	start_recv "$tmp/dev/$name.img" "$name" --json --timeout 10 --accept-timeout 2 \
-		${rst:+--device-state "$rst"}
+		${rst:+--device-state "$rst"} ${ds_recv_max:+--device-state-max "$ds_recv_max"}
 	send_rc=0
 	timeout -k 5 60 "$lm" send --image "$tmp/odd.img" --to "127.0.0.1:${port:-1}" --json \
 		--timeout 10 ${sst:+--device-state "$sst"} \
+		${ds_send_max:+--device-state-max "$ds_send_max"} \
 		>"$tmp/$name.send.out" 2>"$tmp/$name.send.err" || send_rc=$?
 	wait_exit "$rpid" 20
 	recv_rc=$rc
@@ -518,6 +520,11 @@ check "device state sent, recv takes none: both fail ($send_rc/$recv_rc)" \
 check "device state sent, recv takes none: send says why" \
 	grep -q "this receiver takes no device state" "$tmp/ds-norecv.send.err"
 check "device state sent, recv takes none: no image" test ! -e "$tmp/dev/ds-norecv.img"
+# recv went on waiting for a sender (anyone may connect in plaintext) and
+# its accept timeout names what it refused, not "no sender" alone.
+check "device state sent, recv takes none: recv's timeout names the refusal" \
+	grep -q "no sender connected before the accept timeout ([0-9]* refused, the last 127.0.0.1:[0-9]*: hello.required has devstate: this receiver takes no device state" \
+	"$tmp/ds-norecv.recv.err"
 devstate_run ds-nosend "" "$tmp/dev/state.out" # it exists: a failure leaves it
 check "device state wanted, none sent: both fail ($send_rc/$recv_rc)" \
 	failed_cleanly "$send_rc" "$recv_rc"
@@ -548,6 +555,41 @@ rc=0
 check "device state file missing: send exits 1 before connecting ($rc)" test "$rc" = 1
 check "device state file missing: named" \
 	grep -q "dev/missing: cannot open the device state: No such file" "$tmp/ds-missing.err"
+
+# --device-state-max: the state's exact size passes on both sides; one byte
+# less fails both, whichever side counts it: send before it connects for a
+# file, the library's count for a pipe (no size known), recv's own count.
+ds_size=$(stat -c %s "$tmp/dev/state.bin")
+ds_send_max=$ds_size ds_recv_max=$ds_size devstate_run ds-max "$tmp/dev/state.bin" "$tmp/dev/max.out"
+check "device state at both sides' --device-state-max: migrated ($send_rc/$recv_rc)" \
+	test "$send_rc/$recv_rc" = 0/0
+check "device state at both sides' --device-state-max: whole" cmp "$tmp/dev/state.bin" "$tmp/dev/max.out"
+rc=0
+"$lm" send --image "$tmp/odd.img" --to 127.0.0.1:1 --device-state "$tmp/dev/state.bin" \
+	--device-state-max $((ds_size - 1)) >/dev/null 2>"$tmp/ds-bigfile.err" || rc=$?
+check "device state file above send's max: exits 1 before connecting ($rc)" test "$rc" = 1
+check "device state file above send's max: both sizes named" \
+	grep -q "state.bin: the device state is $ds_size bytes, above --device-state-max $((ds_size - 1))" \
+	"$tmp/ds-bigfile.err"
+ds_send_max=$((ds_size - 1)) devstate_run ds-bigpipe <(cat "$tmp/dev/state.bin") "$tmp/dev/bigpipe.out"
+check "device state pipe above send's max: both fail ($send_rc/$recv_rc)" \
+	failed_cleanly "$send_rc" "$recv_rc"
+check "device state pipe above send's max: send says so" \
+	grep -q "wrote more than device_state_max ($((ds_size - 1)) bytes)" "$tmp/ds-bigpipe.send.err"
+ds_recv_max=$((ds_size - 1)) devstate_run ds-bigrecv "$tmp/dev/state.bin" "$tmp/dev/bigrecv.out"
+check "device state above recv's max: both fail ($send_rc/$recv_rc)" \
+	failed_cleanly "$send_rc" "$recv_rc"
+check "device state above recv's max: recv names the field and its max" \
+	grep -q "above this receiver's device_state_max $((ds_size - 1))" "$tmp/ds-bigrecv.recv.err"
+check "device state above a max: no state, no image" \
+	test ! -e "$tmp/dev/bigpipe.out" -a ! -e "$tmp/dev/bigrecv.out" -a ! -e "$tmp/dev/ds-bigrecv.img"
+check "device state above a max: no temp file left" no_temp_files "$tmp/dev"
+rc=0
+"$lm" recv --listen 127.0.0.1:0 --image "$tmp/dev/x.img" --device-state-max 1M \
+	>/dev/null 2>"$tmp/ds-maxonly.err" || rc=$?
+check "--device-state-max without --device-state: a usage error ($rc)" test "$rc" = 2
+check "--device-state-max without --device-state: said" \
+	grep -q "needs --device-state" "$tmp/ds-maxonly.err"
 
 # Under LM_SANITIZE the CLI is instrumented: any report is a failure.
 check "no sanitizer report in any livemig stderr" \

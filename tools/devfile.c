@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dest.h"
@@ -13,8 +14,10 @@
 
 #define DEVFILE_PIECE (1u << 20) /* what send reads and writes at a time */
 
-int devfile_open_send(devfile *f, const char *prog, const char *path)
+int devfile_open_send(devfile *f, const char *prog, const char *path, uint64_t max)
 {
+	struct stat sb;
+
 	memset(f, 0, sizeof(*f));
 	f->path = path;
 	f->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -23,6 +26,19 @@ int devfile_open_send(devfile *f, const char *prog, const char *path)
 		fprintf(stderr, "%s: %s: cannot open the device state: %s\n", prog, path,
 			strerror(-f->err));
 		return f->err;
+	}
+	/* A file's size is known: refuse it here rather than after the
+	 * image (a pipe's end is found by the library's count). */
+	if (!max)
+		max = LM_DEFAULT_DEVICE_STATE_MAX;
+	if (fstat(f->fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size > max) {
+		fprintf(stderr,
+			"%s: %s: the device state is %llu bytes, above --device-state-max "
+			"%llu\n",
+			prog, path, (unsigned long long)sb.st_size, (unsigned long long)max);
+		close(f->fd);
+		f->fd = -1;
+		return f->err = -EFBIG;
 	}
 	return 0;
 }

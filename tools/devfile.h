@@ -25,8 +25,9 @@ typedef struct devfile {
 	int err;          /* -errno of the read or write that failed, 0 */
 } devfile;
 
-/* send: opens path to read (a regular file, a pipe); 0 or -errno, said. */
-int devfile_open_send(devfile *f, const char *prog, const char *path);
+/* send: opens path to read (a regular file, a pipe); 0 or -errno, said.
+ * A regular file larger than max (0: the library's default) is -EFBIG. */
+int devfile_open_send(devfile *f, const char *prog, const char *path, uint64_t max);
 /* lm_sender_config.device_state, with device_state_user = the devfile. */
 int devfile_send_cb(void *user, lm_devstate_writer *w);
 /* recv: creates the temporary file next to path; 0 or -errno, said. */

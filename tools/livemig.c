@@ -48,10 +48,11 @@ typedef struct opts {
 	int progress_ms;   /* a plain progress line every so often (not a terminal) */
 	uint64_t read_ahead; /* send: bytes read ahead of the channels, 0 = default */
 	const char *device_state; /* send: read from, recv: written to */
+	uint64_t device_state_max; /* bytes either side takes, 0 = the library's 1 GiB */
 } opts;
 
 enum { OPT_MAX_SIZE = 256, OPT_HUGE_PAGES, OPT_PROGRESS_INTERVAL, OPT_READ_AHEAD,
-       OPT_DEVICE_STATE }; /* long-only */
+       OPT_DEVICE_STATE, OPT_DEVICE_STATE_MAX }; /* long-only */
 
 static const char *prog = "livemig";
 static double cmd_t0; /* when the command started (prog_now): the total time's start */
@@ -65,13 +66,14 @@ static void usage(FILE *f)
 		"               [--max-size SIZE] [--fsync] [--huge-pages] [--json] [--quiet] [TRUST]\n"
 		"               [--tls-allow NAME]... [--handshake-timeout S] [--max-handshakes N]\n"
 		"               [--max-handshakes-per-host N] [--session-timeout S]\n"
-		"               [--progress-interval S] [--device-state FILE]\n"
+		"               [--progress-interval S] [--device-state FILE [--device-state-max SIZE]]\n"
 		"  livemig send --image FILE --to HOST:PORT [--channels N]\n"
 		"               [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"               [--accel auto|qpl|off] [--engine isal|zlib|qpl-sw]\n"
 		"               [--page-size N] [--packet-pages N] [--timeout S] [--json] [--quiet]\n"
 		"               [TRUST] [--tls-peer-name NAME] [--psk-identity ID] [--no-dedup]\n"
-		"               [--read-ahead SIZE] [--progress-interval S] [--device-state FILE]\n"
+		"               [--read-ahead SIZE] [--progress-interval S]\n"
+		"               [--device-state FILE [--device-state-max SIZE]]\n"
 		"  livemig checksum FILE\n"
 #ifdef LM_HAVE_DEMO
 		"  livemig demo [--size SIZE] [--dirty-rate RATE] [--channels N] ... (demo --help)\n"
@@ -95,6 +97,8 @@ static void usage(FILE *f)
 		"--device-state FILE: the application's state at the switchover (a VMM's\n"
 		"devices), sent after the last pages from FILE and written to FILE by recv\n"
 		"(into place with the image, once verified); give it to both sides or neither.\n"
+		"--device-state-max SIZE: the most either side takes (default 1G); a larger\n"
+		"state fails the migration on both sides (send: before it connects).\n"
 		"send: the image is read from disk while it is sent, --read-ahead SIZE\n"
 		"(default %lluM) ahead of the channels, and what was sent leaves memory, so\n"
 		"an image larger than the RAM works; a read error (a truncated file, EIO)\n"
@@ -172,6 +176,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		{"progress-interval", required_argument, 0, OPT_PROGRESS_INTERVAL},
 		{"read-ahead", required_argument, 0, OPT_READ_AHEAD},
 		{"device-state", required_argument, 0, OPT_DEVICE_STATE},
+		{"device-state-max", required_argument, 0, OPT_DEVICE_STATE_MAX},
 		{0, 0, 0, 0}};
 	uint32_t v;
 	int c;
@@ -270,6 +275,12 @@ static int parse_opts(int argc, char **argv, opts *o)
 					       "G or T)\n", prog), -1;
 			break;
 		case OPT_DEVICE_STATE: o->device_state = optarg; break;
+		case OPT_DEVICE_STATE_MAX:
+			/* 0 would be the library's default, not "none": at least a byte. */
+			if (parse_size(optarg, &o->device_state_max) || !o->device_state_max)
+				return fprintf(stderr, "%s: --device-state-max is bytes (at least 1), or a "
+					       "number with K, M, G or T\n", prog), -1;
+			break;
 		case 'j': o->json = 1; break;
 		case 'q': o->quiet = 1; break;
 		case 'F': o->fsync_out = 1; break;
@@ -277,6 +288,8 @@ static int parse_opts(int argc, char **argv, opts *o)
 		default: usage(stderr); return -1;
 		}
 	}
+	if (o->device_state_max && !o->device_state)
+		return fprintf(stderr, "%s: --device-state-max needs --device-state\n", prog), -1;
 	if (optind != argc) {
 		fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
 		return -1;
@@ -406,6 +419,7 @@ static void send_config(const opts *o, lm_sender_config *cfg)
 	cfg->engine = o->engine;
 	cfg->timeout_ms = o->timeout_ms;
 	cfg->no_dedup = o->no_dedup;
+	cfg->device_state_max = o->device_state_max;
 }
 
 static int cmd_send(int argc, char **argv)
@@ -433,7 +447,7 @@ static int cmd_send(int argc, char **argv)
 		stream_close(&img);
 		return die(o.image, rc, msg);
 	}
-	if (o.device_state && devfile_open_send(&dev, prog, o.device_state))
+	if (o.device_state && devfile_open_send(&dev, prog, o.device_state, o.device_state_max))
 		goto out;
 	load_s = prog_now() - cmd_t0;
 	send_config(&o, &cfg);
@@ -621,6 +635,7 @@ static int cmd_recv(int argc, char **argv)
 		if (devfile_open_recv(&files.dev, prog, o.device_state))
 			goto out;
 		cfg.device_state = recv_devstate;
+		cfg.device_state_max = o.device_state_max;
 	}
 	if ((rc = lm_receiver_new(&r, &cfg))) {
 		die("listen", rc, r ? lm_receiver_errmsg(r) : o.addr);

@@ -204,6 +204,10 @@ struct lm_receiver {
 	char errmsg[512];
 	uint64_t t_start;        /* guarded by lock: the first valid hello */
 	uint64_t refused;        /* guarded by lock: connections refused */
+	/* Guarded by lock: the last refusal, "PEER: why", for the accept
+	 * timeout's message (a sender refused for its settings would
+	 * otherwise read as no sender at all). */
+	char last_refusal[328];
 	/* Guarded by lock: channel 0's TLS, for the stats, and the digest
 	 * of its client (lm__tls_peer_digest: its certificate or PSK
 	 * identity; tls_known: it had one), that every channel must show

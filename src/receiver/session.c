@@ -83,6 +83,13 @@ void lm__rx_log(lm_receiver *r, const char *fmt, ...)
 	pthread_mutex_unlock(&r->log_lock);
 }
 
+/* Counts a refusal and keeps its reason for out_of_time; under r->lock. */
+static void note_refusal(lm_receiver *r, const char *peer, const char *why)
+{
+	r->refused++;
+	snprintf(r->last_refusal, sizeof(r->last_refusal), "%s: %s", peer, why);
+}
+
 /* A connection that is not (or not yet provably) the sender is closed with
  * one log line; the session, or the wait for it, goes on. tell: send the
  * reason in an ERROR frame first (not after a failed TLS handshake, where
@@ -96,10 +103,10 @@ static void refuse(lm__rx_chan *ch, int rc, const char *why, int tell)
 	ch->in_handshake = 0; /* the accept loop no longer touches its fd */
 	ch->closing = 1;      /* but counts it until it is closed */
 	evicted = ch->evicted;
-	r->refused++;
-	pthread_mutex_unlock(&r->lock);
 	if (evicted)
 		why = "evicted: too many connections in their handshake";
+	note_refusal(r, ch->peer, why);
+	pthread_mutex_unlock(&r->lock);
 	lm__rx_log(r, "refused %s: %s", ch->peer, why);
 	if (tell && !evicted) {
 		lm__send_error_and_close(&ch->conn, rc > 0 ? LM_ESESSION : rc, 0, why);
@@ -310,7 +317,7 @@ static int start_slot(lm_receiver *r, int fd)
 	if (!ch) {
 		close(fd);
 		pthread_mutex_lock(&r->lock);
-		r->refused++;
+		note_refusal(r, peer, "every connection slot is taken");
 		pthread_mutex_unlock(&r->lock);
 		lm__rx_log(r, "refused %s: every connection slot is taken", peer);
 		return 0;
@@ -356,13 +363,16 @@ static int session_over(lm_receiver *r)
  * and the whole session. Returns 1 when one ran out (recorded). */
 static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 {
-	uint64_t now, started;
+	uint64_t now, started, refused;
+	char last[sizeof(r->last_refusal)];
 	int have, waiting;
 
 	pthread_mutex_lock(&r->lock);
 	have = r->have_session;
 	started = r->t_start;
 	waiting = have && r->connected < r->channels;
+	refused = r->refused;
+	memcpy(last, r->last_refusal, sizeof(last));
 	pthread_mutex_unlock(&r->lock);
 	/* Read after t_start: a hello landing between a clock read taken
 	 * earlier and the lock made now - started wrap around, and the
@@ -371,7 +381,14 @@ static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 	/* Probes and strangers do not count: only a session stops the
 	 * accept timeout. */
 	if (!have && accept_deadline && now > accept_deadline) {
-		lm__rx_fail(r, LM_ETIMEDOUT, -1, "no sender connected before the accept timeout");
+		char m[448];
+		if (refused)
+			snprintf(m, sizeof(m),
+				 "no sender connected before the accept timeout (%llu refused, the last %s)",
+				 (unsigned long long)refused, last);
+		else
+			snprintf(m, sizeof(m), "no sender connected before the accept timeout");
+		lm__rx_fail(r, LM_ETIMEDOUT, -1, m);
 		return 1;
 	}
 	if (waiting && now - started > (uint64_t)r->cfg.timeout_ms * 1000u) {
