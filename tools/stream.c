@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -57,6 +58,62 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	record_bad(st, (uint64_t)(pg - st->base), 0);
 }
 
+/* The file's holes of STREAM_HOLE_MIN or more, up to STREAM_HOLES_MAX of
+ * them, replaced by anonymous memory (stream.h). A file system without
+ * SEEK_HOLE reports none (one hole at the end): the file is read as it is. */
+static int map_holes(stream *st)
+{
+	uint64_t pg = (uint64_t)sys_page, at = 0;
+
+	while (at < st->len && st->nholes < STREAM_HOLES_MAX) {
+		off_t h = lseek(st->fd, (off_t)at, SEEK_HOLE), d;
+		uint64_t off, end;
+
+		if (h < 0 || (uint64_t)h >= st->len)
+			break;
+		d = lseek(st->fd, h, SEEK_DATA);
+		/* ENXIO: no data after it, the hole runs to the end; the last
+		 * partial page stays the file's (its tail beyond len is the
+		 * mapping's own zeros, and SIGBUS if the file shrank). */
+		end = d < 0 ? st->len : (uint64_t)d;
+		off = ((uint64_t)h + pg - 1) & ~(pg - 1);
+		end = end & ~(pg - 1);
+		at = d < 0 ? st->len : (uint64_t)d;
+		if (end <= off || end - off < STREAM_HOLE_MIN)
+			continue;
+		if (!st->holes && !(st->holes = calloc(STREAM_HOLES_MAX, sizeof(*st->holes))))
+			return -ENOMEM;
+		if (mmap(st->base + off, (size_t)(end - off), PROT_READ,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			return -errno;
+		st->holes[st->nholes++] = (stream_hole){off, end};
+		st->hole_bytes += end - off;
+	}
+	return 0;
+}
+
+/* POSIX_FADV_WILLNEED on the data of [from, to): advising a hole would
+ * fill the page cache with cleared pages nothing reads. *next is the first
+ * hole that may still lie at or after from (they are in order). */
+static void advise_data(stream *st, uint64_t from, uint64_t to, uint32_t *next)
+{
+	while (from < to) {
+		const stream_hole *h = *next < st->nholes ? &st->holes[*next] : NULL;
+		uint64_t upto = h && h->off < to ? h->off : to;
+
+		if (h && h->end <= from) {
+			(*next)++;
+			continue;
+		}
+		if (from < upto)
+			posix_fadvise(st->fd, (off_t)from, (off_t)(upto - from), POSIX_FADV_WILLNEED);
+		if (!h || h->off >= to)
+			return;
+		from = h->end;
+		(*next)++;
+	}
+}
+
 int stream_open(stream *st, const char *path, uint64_t window, char *msg, size_t cap)
 {
 	struct stat sb;
@@ -96,6 +153,10 @@ int stream_open(stream *st, const char *path, uint64_t window, char *msg, size_t
 	/* Our own read-ahead leads the kernel's; the channels' faults on
 	 * pages it has not reached yet still read ahead sequentially. */
 	madvise(st->base, (size_t)st->maplen, MADV_SEQUENTIAL);
+	if ((rc = map_holes(st))) {
+		snprintf(msg, cap, "cannot map its holes");
+		return rc;
+	}
 	return 0;
 }
 
@@ -163,6 +224,7 @@ static void *stream_main(void *arg)
 {
 	stream *st = arg;
 	uint64_t advised = 0;
+	uint32_t hole = 0;
 
 	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t done, handed, want, n;
@@ -173,7 +235,7 @@ static void *stream_main(void *arg)
 		/* The disk works a window ahead of what is mapped... */
 		want = handed + 2 * st->window < st->len ? handed + 2 * st->window : st->len;
 		if (advised < want) {
-			posix_fadvise(st->fd, (off_t)advised, (off_t)(want - advised), POSIX_FADV_WILLNEED);
+			advise_data(st, advised, want, &hole);
 			advised = want;
 		}
 		/* ...and a window ahead of the channels is mapped. */
@@ -254,4 +316,7 @@ void stream_close(stream *st)
 	if (st->fd >= 0)
 		close(st->fd);
 	st->fd = -1;
+	free(st->holes);
+	st->holes = NULL;
+	st->nholes = 0;
 }
