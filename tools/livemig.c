@@ -371,8 +371,10 @@ static void print_send_stats(lm_stats *st, const opts *o, double t_connect, doub
 			 load_s * 1e3, (unsigned long long)holes);
 		at = strstr(buf, "\"transferred\":");
 	} else {
-		snprintf(line, sizeof(line), "load time: %.0f ms\nimage holes: %.1f MiB, not read\n",
-			 load_s * 1e3, (double)holes / (1 << 20));
+		int n = snprintf(line, sizeof(line), "load time: %.0f ms\n", load_s * 1e3);
+		if (holes && n > 0 && (size_t)n < sizeof(line))
+			snprintf(line + n, sizeof(line) - (size_t)n, "image holes: %.1f MiB, not read\n",
+				 (double)holes / (1 << 20));
 		at = strstr(buf, "\nsetup: ");
 		at = at ? strchr(at + 1, '\n') : NULL;
 		at = at ? at + 1 : NULL;

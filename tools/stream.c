@@ -69,16 +69,23 @@ static int map_holes(stream *st)
 		off_t h = lseek(st->fd, (off_t)at, SEEK_HOLE), d;
 		uint64_t off, end;
 
-		if (h < 0 || (uint64_t)h >= st->len)
-			break;
+		if (h < (off_t)at || (uint64_t)h >= st->len)
+			break; /* an error, none left, or a file system going backwards */
 		d = lseek(st->fd, h, SEEK_DATA);
-		/* ENXIO: no data after it, the hole runs to the end; the last
-		 * partial page stays the file's (its tail beyond len is the
-		 * mapping's own zeros, and SIGBUS if the file shrank). */
-		end = d < 0 ? st->len : (uint64_t)d;
+		/* ENXIO alone says no data follows: the hole runs to the end.
+		 * Any other error (EIO on a network file system) maps no more
+		 * holes: data mapped as zeros would be sent, and checksummed,
+		 * as zeros. The last partial page stays the file's (its tail
+		 * beyond len is the mapping's own zeros, SIGBUS if it shrank). */
+		if (d < 0 && errno != ENXIO)
+			break;
+		if (d >= 0 && d <= h)
+			break;
+		/* A file grown since fstat: nothing past len is ours to map. */
+		end = d < 0 || (uint64_t)d > st->len ? st->len : (uint64_t)d;
+		at = end;
 		off = ((uint64_t)h + pg - 1) & ~(pg - 1);
 		end = end & ~(pg - 1);
-		at = d < 0 ? st->len : (uint64_t)d;
 		if (end <= off || end - off < STREAM_HOLE_MIN)
 			continue;
 		if (!st->holes && !(st->holes = calloc(STREAM_HOLES_MAX, sizeof(*st->holes))))
@@ -107,8 +114,8 @@ static void advise_data(stream *st, uint64_t from, uint64_t to, uint32_t *next)
 		}
 		if (from < upto)
 			posix_fadvise(st->fd, (off_t)from, (off_t)(upto - from), POSIX_FADV_WILLNEED);
-		if (!h || h->off >= to)
-			return;
+		if (!h || h->off >= to || h->end > to)
+			return; /* a hole that crosses to: the next call starts in it */
 		from = h->end;
 		(*next)++;
 	}

@@ -18,7 +18,8 @@
  * memory over the larger ones: the zero page, no page cache, no disk, and
  * the read-ahead advises only the data. The holes are the file's when it
  * was opened, as its size is: a file written while it is sent is not a
- * consistent image anyway.
+ * consistent image anyway, and a truncation that cuts only such holes
+ * raises no SIGBUS (the zeros of the file as it was opened are sent).
  *
  * Read errors: a page the file cannot supply (the file was truncated, or
  * the disk fails: EIO) is SIGBUS when read through a mapping. The channel

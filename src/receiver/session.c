@@ -166,12 +166,15 @@ static void *slot_main(void *arg)
 		if (rc == -ECANCELED) {
 			/* The session ended while this hello was pending: a
 			 * stranger after success is just closed; after a
-			 * failure the peer learns why the session ended. */
+			 * failure the peer learns that it ended and the code,
+			 * not the message, which may name other peers (the
+			 * accept timeout's last refusal). The sender's own
+			 * channel 0 had the message. */
 			pthread_mutex_lock(&r->lock);
 			int err = r->err;
 			ch->in_handshake = 0;
-			lm__err_set(&e, "%s", r->errmsg);
 			pthread_mutex_unlock(&r->lock);
+			lm__err_set(&e, "the session ended: %s", lm_strerror(err));
 			if (!err) {
 				lm__conn_close(&ch->conn);
 				goto out;
