@@ -525,6 +525,33 @@ check "device state sent, recv takes none: no image" test ! -e "$tmp/dev/ds-nore
 check "device state sent, recv takes none: recv's timeout names the refusal" \
 	grep -q "no sender connected before the accept timeout ([0-9]* refused, the last 127.0.0.1:[0-9]*: hello.required has devstate: this receiver takes no device state" \
 	"$tmp/ds-norecv.recv.err"
+# A stranger still in its handshake when that timeout fails the wait
+# learns that the session ended, not whom recv refused and why.
+start_recv "$tmp/dev/held.img" held --accept-timeout 2
+python3 - "${port:-1}" >"$tmp/held.peer" 2>&1 <<'EOF' &
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(15)
+got = b""
+try:
+    while (b := s.recv(4096)):
+        got += b
+except OSError:
+    pass
+print(got.decode("ascii", "replace"))
+EOF
+held_pid=$!
+bg_pids+=("$held_pid")
+timeout -k 5 30 "$lm" send --image "$tmp/odd.img" --to "127.0.0.1:${port:-1}" \
+	--device-state "$tmp/dev/state.bin" >/dev/null 2>&1 || true
+wait_exit "$rpid" 20
+wait_exit "$held_pid" 20
+check "accept timeout after a refusal: recv names it" \
+	grep -q "[0-9]* refused, the last 127.0.0.1:[0-9]*: hello.required has devstate" "$tmp/held.recv.err"
+check "accept timeout after a refusal: the held stranger learns the session ended" \
+	grep -q "the session ended" "$tmp/held.peer"
+check "accept timeout after a refusal: ... not whom recv refused nor why" \
+	not grep -q "hello.required\|127.0.0.1" "$tmp/held.peer"
 devstate_run ds-nosend "" "$tmp/dev/state.out" # it exists: a failure leaves it
 check "device state wanted, none sent: both fail ($send_rc/$recv_rc)" \
 	failed_cleanly "$send_rc" "$recv_rc"
