@@ -394,6 +394,18 @@ static void send_poll(void *user, prog_sample *ps)
 	ps->pages = (ps->done + v->page_size - 1) / v->page_size;
 }
 
+/* When the device state file's read or write failed the migration: says
+ * so, naming the file, and returns 1; else 0. */
+static int devfile_said(const devfile *dev)
+{
+	char msg[512];
+
+	if (!devfile_failed(dev, msg, sizeof(msg)))
+		return 0;
+	fprintf(stderr, "%s: %s: %s\n", prog, dev->path, msg);
+	return 1;
+}
+
 /* A read error of the image (the stream cancelled the migration) or of the
  * device state file is what failed it: say so rather than "canceled". */
 static int send_failed(const stream *img, const devfile *dev, lm_sender *s, int rc)
@@ -403,8 +415,8 @@ static int send_failed(const stream *img, const devfile *dev, lm_sender *s, int 
 
 	if (bad)
 		return die(img->path, bad, msg);
-	if (devfile_failed(dev, msg, sizeof(msg)))
-		return fprintf(stderr, "%s: %s: %s\n", prog, dev->path, msg), 1;
+	if (devfile_said(dev))
+		return 1;
 	return die("migration failed", rc, lm_sender_errmsg(s));
 }
 
@@ -541,10 +553,7 @@ static int recv_devstate(void *user, uint64_t off, const void *buf, size_t len)
  * migration: say so before the library's account of it. */
 static void recv_failed(const recv_files *f, lm_receiver *r, int rc)
 {
-	char msg[512];
-
-	if (devfile_failed(&f->dev, msg, sizeof(msg)))
-		fprintf(stderr, "%s: %s: %s\n", prog, f->dev.path, msg);
+	devfile_said(&f->dev);
 	if (f->d.regions || rc != LM_EREGION)
 		die("migration failed", rc, lm_receiver_errmsg(r));
 }

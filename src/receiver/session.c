@@ -318,11 +318,12 @@ static int start_slot(lm_receiver *r, int fd)
 		lm__rx_chan_free(ch);
 	}
 	if (!ch) {
+		const char *why = "every connection slot is taken";
 		close(fd);
 		pthread_mutex_lock(&r->lock);
-		note_refusal(r, peer, "every connection slot is taken");
+		note_refusal(r, peer, why);
 		pthread_mutex_unlock(&r->lock);
-		lm__rx_log(r, "refused %s: every connection slot is taken", peer);
+		lm__rx_log(r, "refused %s: %s", peer, why);
 		return 0;
 	}
 	lm__conn_init(&ch->conn, fd, r->cfg.timeout_ms);
@@ -366,16 +367,13 @@ static int session_over(lm_receiver *r)
  * and the whole session. Returns 1 when one ran out (recorded). */
 static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 {
-	uint64_t now, started, refused;
-	char last[sizeof(r->last_refusal)];
+	uint64_t now, started;
 	int have, waiting;
 
 	pthread_mutex_lock(&r->lock);
 	have = r->have_session;
 	started = r->t_start;
 	waiting = have && r->connected < r->channels;
-	refused = r->refused;
-	memcpy(last, r->last_refusal, sizeof(last));
 	pthread_mutex_unlock(&r->lock);
 	/* Read after t_start: a hello landing between a clock read taken
 	 * earlier and the lock made now - started wrap around, and the
@@ -384,13 +382,14 @@ static int out_of_time(lm_receiver *r, uint64_t accept_deadline)
 	/* Probes and strangers do not count: only a session stops the
 	 * accept timeout. */
 	if (!have && accept_deadline && now > accept_deadline) {
-		char m[448];
-		if (refused)
+		char m[448] = "no sender connected before the accept timeout";
+		/* Only now, not at every tick: the refusals, for the message. */
+		pthread_mutex_lock(&r->lock);
+		if (r->refused)
 			snprintf(m, sizeof(m),
 				 "no sender connected before the accept timeout (%llu refused, the last %s)",
-				 (unsigned long long)refused, last);
-		else
-			snprintf(m, sizeof(m), "no sender connected before the accept timeout");
+				 (unsigned long long)r->refused, r->last_refusal);
+		pthread_mutex_unlock(&r->lock);
 		lm__rx_fail(r, LM_ETIMEDOUT, -1, m);
 		return 1;
 	}
