@@ -412,6 +412,37 @@ static int data_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops *
 			    d->normal + d->area);
 		return LM_EFIELD;
 	}
+	d->tables = (uint32_t)lm__data_tables_len(d);
+	return 0;
+}
+
+/* Packed tables: what the frame leaves after the header and the payload,
+ * a byte a page at least, LM_DATA_PAGE_TABLES a page at most (so no table
+ * outgrows the buffers). The delta area is known once the delta table is
+ * read: here the payload's bound takes the most it can have. */
+static int packed_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops *ops,
+			 const lm__limits *lim, lm__err *e)
+{
+	uint64_t t = (uint64_t)body_len - LM_DATA_HDR;
+
+	if (t < d->payload) {
+		lm__err_set(e, "data.length %u below the header and the %u-byte payload", body_len,
+			    d->payload);
+		return LM_EFIELD;
+	}
+	t -= d->payload;
+	if (t < d->pages || t > (uint64_t)LM_DATA_PAGE_TABLES * d->pages) {
+		lm__err_set(e, "data.tables %llu bytes outside %u..%llu for %u pages",
+			    (unsigned long long)t, d->pages,
+			    (unsigned long long)LM_DATA_PAGE_TABLES * d->pages, d->pages);
+		return LM_EFIELD;
+	}
+	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal + d->delta)) {
+		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload,
+			    d->normal + d->delta);
+		return LM_EFIELD;
+	}
+	d->tables = (uint32_t)t;
 	return 0;
 }
 
@@ -436,6 +467,7 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 	d->codec_flags = lm__get16(p + 36);
 	d->delta = lm__get16(p + 38);
 	d->area = 0;
+	d->tables = 0;
 	if (d->region >= lim->region_count) {
 		lm__err_set(e, "data.region %u unknown (%u regions)", d->region, lim->region_count);
 		return LM_EFIELD;
@@ -473,7 +505,35 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 		lm__err_set(e, "data.codec %u unknown", codec);
 		return LM_ECODEC;
 	}
-	return data_length(d, body_len, ops, lim, e);
+	return lim->features & LM_FEAT_PACKED ? packed_length(d, body_len, ops, lim, e)
+					      : data_length(d, body_len, ops, lim, e);
+}
+
+int lm__data_check_length(uint32_t i, uint32_t len, const lm__codec_ops *ops, const lm__limits *lim,
+			lm__err *e)
+{
+	if (len == 0 || len > lim->page_size) {
+		lm__err_set(e, "data.length[%u] %u outside 1..%u", i, len, lim->page_size);
+		return LM_EFIELD;
+	}
+	/* Raw-only and per-packet codecs carry the decoded size here. */
+	if ((ops->raw_only || !ops->per_page) && len != lim->page_size) {
+		lm__err_set(e, "data.length[%u] %u, codec %s needs %u", i, len, ops->name,
+			    lim->page_size);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
+int lm__data_check_payload_sum(const lm__data_hdr *d, const lm__codec_ops *ops, uint64_t sum,
+			     lm__err *e)
+{
+	if (ops->per_page && sum != d->payload) {
+		lm__err_set(e, "data.payload %u != sum of page lengths %llu", d->payload,
+			    (unsigned long long)sum);
+		return LM_EFIELD;
+	}
+	return 0;
 }
 
 int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
@@ -486,6 +546,7 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 			      (uint64_t)LM_DELTA_ENTRY * d->delta;
 	const lm__codec_ops *ops = lm__codec_get(d->codec_flags & LM_PKT_CODEC_MASK);
 	uint64_t sum = 0;
+	int rc;
 
 	for (uint32_t i = 0; i < nofs; i++) {
 		off[i] = lm__get64(p + 8ull * i);
@@ -504,24 +565,11 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 	}
 	for (uint32_t i = 0; i < nlen; i++) {
 		plen[i] = lm__get32(lens + 4ull * i);
-		if (plen[i] == 0 || plen[i] > lim->page_size) {
-			lm__err_set(e, "data.length[%u] %u outside 1..%u", i, plen[i], lim->page_size);
-			return LM_EFIELD;
-		}
-		/* Raw-only and per-packet codecs carry the decoded size here. */
-		if ((ops->raw_only || !ops->per_page) && plen[i] != lim->page_size) {
-			lm__err_set(e, "data.length[%u] %u, codec %s needs %u", i, plen[i], ops->name,
-				    lim->page_size);
-			return LM_EFIELD;
-		}
+		if ((rc = lm__data_check_length(i, plen[i], ops, lim, e)))
+			return rc;
 		sum += plen[i];
 	}
-	if (ops->per_page && sum != d->payload) {
-		lm__err_set(e, "data.payload %u != sum of page lengths %llu", d->payload,
-			    (unsigned long long)sum);
-		return LM_EFIELD;
-	}
-	return 0;
+	return lm__data_check_payload_sum(d, ops, sum, e);
 }
 
 /* A region's partial last page is never a ref or delta page, nor a ref's
@@ -531,12 +579,9 @@ static int whole_page(const lm__limits *lim, uint32_t region, uint64_t off)
 	return off + lim->page_size <= lim->region_len[region];
 }
 
-static int dec_ref(const uint8_t *q, uint32_t i, const lm__data_hdr *d, const lm__limits *lim,
-		   uint64_t own, lm__ref *r, lm__err *e)
+int lm__data_check_ref(uint32_t i, const lm__data_hdr *d, const lm__limits *lim, uint64_t own,
+		     const lm__ref *r, lm__err *e)
 {
-	r->src_region = lm__get32(q);
-	r->src_round = lm__get32(q + 4);
-	r->src_offset = lm__get64(q + 8);
 	if (r->src_region >= lim->region_count) {
 		lm__err_set(e, "data.ref[%u].src_region %u unknown (%u regions)", i, r->src_region,
 			    lim->region_count);
@@ -565,6 +610,35 @@ static int dec_ref(const uint8_t *q, uint32_t i, const lm__data_hdr *d, const lm
 	return 0;
 }
 
+static int dec_ref(const uint8_t *q, uint32_t i, const lm__data_hdr *d, const lm__limits *lim,
+		   uint64_t own, lm__ref *r, lm__err *e)
+{
+	r->src_region = lm__get32(q);
+	r->src_round = lm__get32(q + 4);
+	r->src_offset = lm__get64(q + 8);
+	return lm__data_check_ref(i, d, lim, own, r, e);
+}
+
+int lm__data_check_delta(uint32_t i, const lm__data_hdr *d, const lm__limits *lim, uint64_t own,
+		       const lm__delta *dl, lm__err *e)
+{
+	if (dl->base_round >= d->round) {
+		lm__err_set(e, "data.delta[%u].base_round %u not before the packet's round %u", i,
+			    dl->base_round, d->round);
+		return LM_EFIELD;
+	}
+	if (dl->len >= lim->page_size) {
+		lm__err_set(e, "data.delta[%u].len %u not below the page size %u", i, dl->len,
+			    lim->page_size);
+		return LM_EFIELD;
+	}
+	if (!whole_page(lim, d->region, own)) {
+		lm__err_set(e, "data.delta[%u]: a region's partial last page is never a delta", i);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
 int lm__dec_data_kinds(const uint8_t *p, const lm__data_hdr *d, const lm__limits *lim,
 		       const uint64_t *off, lm__ref *refs, lm__delta *deltas, lm__err *e)
 {
@@ -579,20 +653,8 @@ int lm__dec_data_kinds(const uint8_t *p, const lm__data_hdr *d, const lm__limits
 	for (uint32_t i = 0; i < d->delta; i++, q += LM_DELTA_ENTRY) {
 		deltas[i].base_round = lm__get32(q);
 		deltas[i].len = lm__get32(q + 4);
-		if (deltas[i].base_round >= d->round) {
-			lm__err_set(e, "data.delta[%u].base_round %u not before the packet's round %u", i,
-				    deltas[i].base_round, d->round);
-			return LM_EFIELD;
-		}
-		if (deltas[i].len >= lim->page_size) {
-			lm__err_set(e, "data.delta[%u].len %u not below the page size %u", i,
-				    deltas[i].len, lim->page_size);
-			return LM_EFIELD;
-		}
-		if (!whole_page(lim, d->region, off[first_delta + i])) {
-			lm__err_set(e, "data.delta[%u]: a region's partial last page is never a delta", i);
-			return LM_EFIELD;
-		}
+		if ((rc = lm__data_check_delta(i, d, lim, off[first_delta + i], &deltas[i], e)))
+			return rc;
 		sum += deltas[i].len;
 	}
 	area = (sum + lim->page_size - 1) / lim->page_size;

@@ -165,12 +165,13 @@ static void reject_hello_region_count(void)
 
 static void reject_hello_required_feature(void)
 {
-	/* Bits 0..5 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE, SEALED) are
-	 * known; bit 6 is the first unknown one (bit 5 was, before SEALED). */
-	hello_case("hello_required_feature", (edit){HB + 48, 8, 64}, LM_EFEATURE, "hello.required");
-	edit known[] = {{HB + 48, 8, (LM_FEAT_KNOWN & ~LM_FEAT_SEALED) | 64},
+	/* Bits 0..6 (ROUND_ACK, REF, DELTA, MIXED, DEVSTATE, SEALED, PACKED)
+	 * are known; bit 7 is the first unknown one (bit 6 was, before
+	 * PACKED). */
+	hello_case("hello_required_feature", (edit){HB + 48, 8, 128}, LM_EFEATURE, "hello.required");
+	edit known[] = {{HB + 48, 8, (LM_FEAT_KNOWN & ~LM_FEAT_SEALED) | 128},
 			{HB + 28, 2, LM_CODEC_AUTO}};
-	hello_case_n("hello_required_feature_known_and_bit_6", known, 2, LM_EFEATURE,
+	hello_case_n("hello_required_feature_known_and_bit_7", known, 2, LM_EFEATURE,
 		     "hello.required");
 	/* SEALED needs TLS's exporter: a plaintext receiver refuses it. */
 	edit sealed[] = {{HB + 40, 8, LM_FEAT_ROUND_ACK | LM_FEAT_SEALED},
@@ -1052,8 +1053,8 @@ static void reject_round_ack(void)
 /* Unknown optional bits are not accepted, and enable nothing. */
 static void reject_features_unknown_bits(void)
 {
-	const uint64_t with[2] = {LM_FEAT_ROUND_ACK | 1u << 6, LM_FEAT_ROUND_ACK | 1u << 6};
-	const uint64_t only[2] = {1u << 6 | 1ull << 63, 1u << 6 | 1ull << 63};
+	const uint64_t with[2] = {LM_FEAT_ROUND_ACK | 1u << 7, LM_FEAT_ROUND_ACK | 1u << 7};
+	const uint64_t only[2] = {1u << 7 | 1ull << 63, 1u << 7 | 1ull << 63};
 
 	round_ack_case("features_unknown_bit_with_round_ack", 2, with, LM_FEAT_ROUND_ACK);
 	round_ack_case("features_unknown_bits_only", 2, only, 0);
@@ -1933,12 +1934,12 @@ static void report_tx(const char *name, int f0)
 }
 
 /* The fake receiver itself: it accepts ROUND_ACK only, acknowledges round 0
- * and COMPLETE, and the sender completes. The sender offers ROUND_ACK, and
- * REF and DELTA unless no_dedup / no_delta, and requires nothing, on every
- * channel (docs/protocol.md §12). */
+ * and COMPLETE, and the sender completes. The sender offers ROUND_ACK and
+ * PACKED, and REF and DELTA unless no_dedup / no_delta, and requires
+ * nothing, on every channel (docs/protocol.md §12). */
 static void round_ack_baseline(const char *name, int no_dedup, int no_delta)
 {
-	uint64_t offer = LM_FEAT_ROUND_ACK | (no_dedup ? 0 : LM_FEAT_REF) |
+	uint64_t offer = LM_FEAT_ROUND_ACK | LM_FEAT_PACKED | (no_dedup ? 0 : LM_FEAT_REF) |
 			 (no_delta ? 0 : LM_FEAT_DELTA);
 	int f0 = lm_test_failures;
 	fake_rx f;

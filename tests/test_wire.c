@@ -124,7 +124,8 @@ static void test_constants(void)
 	CHECK_EQ(LM_FEAT_MIXED, 8); /* bit 3 */
 	CHECK_EQ(LM_FEAT_DEVSTATE, 16); /* bit 4 */
 	CHECK_EQ(LM_FEAT_SEALED, 32);   /* bit 5 */
-	CHECK_EQ(LM_FEAT_KNOWN, 63);
+	CHECK_EQ(LM_FEAT_PACKED, 64);   /* bit 6 */
+	CHECK_EQ(LM_FEAT_KNOWN, 127);
 	CHECK_EQ(LM__FEEDBACK_US, 100000); /* section 11: every 100 ms */
 	CHECK_EQ(LM_REF_ENTRY, 16);  /* section 6, ref entry */
 	CHECK_EQ(LM_DELTA_ENTRY, 8); /* delta entry */
@@ -498,7 +499,7 @@ static void test_hello(void)
 		be(b + 36, 4, bad_rc[i]);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFIELD, "hello.region_count");
 	}
-	for (int bit = 6; bit < 64; bit += 20) { /* bits 0..5: ROUND_ACK, REF, DELTA, MIXED, DEVSTATE, SEALED */
+	for (int bit = 7; bit < 64; bit += 20) { /* bits 0..6: ROUND_ACK, REF, DELTA, MIXED, DEVSTATE, SEALED, PACKED */
 		memcpy(b, v, 64);
 		be(b + 48, 8, 1ull << bit);
 		REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
@@ -519,7 +520,7 @@ static void test_hello(void)
 	}
 	memcpy(b, v, 64);
 	be(b + 28, 2, LM_CODEC_AUTO);
-	be(b + 48, 8, LM_FEAT_KNOWN | 64);
+	be(b + 48, 8, LM_FEAT_KNOWN | 128);
 	REJECT(lm__dec_hello(b, 64, &h, &E), LM_EFEATURE, "hello.required");
 	/* Unknown optional features are ignored. */
 	memcpy(b, v, 64);

@@ -217,7 +217,6 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 			  r->region_len, r->features};
 	const lm__codec_ops *ops;
 	lm__rx_region *g;
-	size_t tab;
 	int rc;
 
 	if (f->len < LM_DATA_HDR) {
@@ -235,16 +234,22 @@ static int rx_data(lm__rx_chan *ch, const lm__frame *f, lm__err *e)
 			    (unsigned long long)d.packet_num, (unsigned long long)ch->last_num);
 		return LM_EFIELD;
 	}
-	tab = (size_t)lm__data_tables_len(&d);
-	if ((rc = lm__read_full(&ch->conn, ch->tab, tab))) {
+	/* d.tables is at most LM_DATA_PAGE_TABLES a page: ch->tab holds it. */
+	if ((rc = lm__read_full(&ch->conn, ch->tab, d.tables))) {
 		lm__err_read(e, &ch->conn, "data tables", rc);
 		return rc;
 	}
-	if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
-		return rc;
-	if ((d.ref || d.delta) &&
-	    (rc = lm__dec_data_kinds(ch->tab, &d, &lim, ch->off, ch->refs, ch->deltas, e)))
-		return rc;
+	if (r->features & LM_FEAT_PACKED) {
+		rc = lm__dec_data_packed(ch->tab, &d, &lim, ch->off, ch->plen, ch->refs, ch->deltas, e);
+		if (rc)
+			return rc;
+	} else {
+		if ((rc = lm__dec_data_tables(ch->tab, &d, &lim, ch->off, ch->plen, e)))
+			return rc;
+		if ((d.ref || d.delta) &&
+		    (rc = lm__dec_data_kinds(ch->tab, &d, &lim, ch->off, ch->refs, ch->deltas, e)))
+			return rc;
+	}
 	if (d.area > ch->area_cap && (rc = grow_area(ch, d.area, e)))
 		return rc;
 	/* Counted before the check: see lm__rx_wait_all_synced(). */
@@ -518,7 +523,7 @@ int lm__rx_chan_alloc(lm__rx_chan *ch)
 
 	/* Offsets, the larger of a ref entry or a delta entry and an area
 	 * length, and a length: at most 28 bytes a page. */
-	ch->tab = malloc((size_t)n * 28 + 1);
+	ch->tab = malloc((size_t)n * LM_DATA_PAGE_TABLES + 1);
 	ch->refs = malloc(sizeof(lm__ref) * n);
 	ch->deltas = malloc(sizeof(lm__delta) * n);
 	ch->off = malloc(sizeof(uint64_t) * n);

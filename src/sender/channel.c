@@ -403,7 +403,19 @@ static void sample_codec(lm__tx_chan *ch, uint32_t nc, uint16_t probe, uint16_t 
 static uint8_t *put_tables(lm__tx_chan *ch, const lm__data_hdr *d, uint32_t nc)
 {
 	const lm__plan *pl = &ch->plan;
-	uint8_t *p = ch->hdr + lm__enc_data_hdr(ch->hdr, d, (uint32_t)lm__data_body_len(d));
+	uint8_t *p;
+
+	if (ch->s->features & LM_FEAT_PACKED) {
+		const lm__codec_ops *ops = lm__codec_get(d->codec_flags & LM_PKT_CODEC_MASK);
+		const uint64_t *const off[4] = {pl->normal_off, pl->zero_off, pl->ref_off,
+						pl->delta_off};
+		uint8_t *t = ch->hdr + LM_FRAME_HDR + LM_DATA_HDR;
+		size_t n = lm__enc_data_packed(t, d, ch->s->page_size, off, pl->refs, pl->deltas,
+					       ch->lens, ops->per_page && !ops->raw_only);
+		lm__enc_data_hdr(ch->hdr, d, (uint32_t)(LM_DATA_HDR + n + d->payload));
+		return t + n;
+	}
+	p = ch->hdr + lm__enc_data_hdr(ch->hdr, d, (uint32_t)lm__data_body_len(d));
 
 	for (uint32_t i = 0; i < pl->nn; i++, p += 8)
 		lm__put64(p, pl->normal_off[i]);

@@ -174,11 +174,12 @@ out:
  * Under TLS the session id is channel 0's handshake binding: the receiver
  * computes the same value, so no hello can be replayed or spliced in from
  * another connection. */
-/* What this sender's hello offers: round acks always, ref and delta pages
- * unless turned off (deltas are only made in a live migration). */
+/* What this sender's hello offers: round acks and packed tables always,
+ * ref and delta pages unless turned off (deltas are only made in a live
+ * migration). */
 static uint64_t offered_features(const lm_sender *s)
 {
-	return LM_FEAT_ROUND_ACK | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
+	return LM_FEAT_ROUND_ACK | LM_FEAT_PACKED | (s->cfg.no_dedup ? 0 : LM_FEAT_REF) |
 	       (s->cfg.no_delta ? 0 : LM_FEAT_DELTA) | (s->is_auto ? LM_FEAT_MIXED : 0) |
 	       lm__sender_devstate_feature(s) | (s->tls ? LM_FEAT_SEALED : 0);
 }
@@ -528,7 +529,7 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx, lm__err *e)
 	ch->wait_fd = -1; /* its thread opens it */
 	pthread_cond_init(&ch->cond, NULL);
 	/* Tables: at most 28 bytes a page (lm__rx_chan_alloc says why). */
-	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * 28);
+	ch->hdr = malloc(LM_FRAME_HDR + LM_DATA_HDR + (size_t)n * LM_DATA_PAGE_TABLES);
 	/* Worst case: raw and encoded pages alternate, one iovec each. */
 	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
 	ch->pages = malloc(sizeof(void *) * n);
