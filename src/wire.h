@@ -84,7 +84,7 @@ enum lm__kind {
 #define LM_REF_ENTRY 16u
 #define LM_DELTA_ENTRY 8u
 /* Bytes a page may take in either format's tables: at most an offset and a
- * ref entry (fixed 8 + 16; packed at most 8 + 2 + 5 + 8 and a length's 3).
+ * ref entry (fixed 8 + 16; packed at most 8 + 2 + 5 + 8 for a ref page).
  * The receiver's table buffer and the sender's header buffer hold this per
  * page, and a packed table longer than this per page is refused. */
 #define LM_DATA_PAGE_TABLES 28u

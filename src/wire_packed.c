@@ -199,10 +199,10 @@ static int packed_deltas(lm__rd *r, const lm__data_hdr *d, const lm__limits *lim
 		}
 		if (back >= d->round || len >= lim->page_size) {
 			lm__err_set(e,
-				    "data.delta[%u]: %llu rounds back from %u, len %llu (page size "
+				    "data.delta[%u]: base round %u - 1 - %llu, len %llu (page size "
 				    "%u)",
-				    i, (unsigned long long)back + 1, d->round,
-				    (unsigned long long)len, lim->page_size);
+				    i, d->round, (unsigned long long)back, (unsigned long long)len,
+				    lim->page_size);
 			return LM_EFIELD;
 		}
 		deltas[i].base_round = d->round - 1 - (uint32_t)back;

@@ -44,7 +44,7 @@
 
 #define NREG  6
 #define FIXED 11
-static const uint64_t regions[NREG] = {1 << 20, 5000, 0, 1ull << 62, 40960, 65536 + 1};
+static const uint64_t regions[NREG] = {1 << 20, 5000, 0, (1ull << 63) - 1, 40960, 65536 + 1};
 static const uint16_t codecs[4] = {LM_CODEC_NONE, LM_CODEC_DEFLATE, LM_CODEC_ZSTD, LM_CODEC_LZ4};
 
 static uint64_t off[LM_MAX_PACKET_PAGES];

@@ -399,7 +399,7 @@ static void test_rejects(void)
 	in.payload = 4096;
 	OK(B(0x00, 0x00, 0x64)); /* 0 back: round 1, 100 bytes */
 	OK(B(0x00, 0x01, 0x64)); /* round 0 */
-	T(B(0x00, 0x02, 0x64), "data.delta[0]: 3 rounds back from 2");
+	T(B(0x00, 0x02, 0x64), "data.delta[0]: base round 2 - 1 - 2");
 	T(B(0x00, 0x00, 0x80, 0x20), "len 4096 (page size 4096)");
 	T(B(0x00, 0x00), "data.delta[0]: a bad varint");
 	/* the area: one page of the encodings' 100 bytes, whose length is
@@ -414,7 +414,7 @@ static void test_rejects(void)
 	{
 		static const uint8_t b_[] = {0x00, 0x00, 0x64};
 		REJECT(decode(b_, sizeof(b_), &in, &lim, &d, off, plen, refs, deltas),
-		       "1 rounds back from 0");
+		       "data.delta[0]: base round 0 - 1 - 0");
 	}
 #undef T
 #undef OK
