@@ -351,10 +351,12 @@ static void print_stats(const lm_stats *st, const opts *o)
  * the time before it (opening the image, starting up) goes to the total
  * and to the setup, so the throughput, which leaves the setup out, stays
  * the link's. The image's open time gets a line of its own ("load time",
- * "load_time_ms" in JSON) after setup. */
-static void print_send_stats(lm_stats *st, const opts *o, double t_connect, double load_s)
+ * "load_time_ms" in JSON) after setup, and so do its holes' bytes, mapped
+ * as zeros instead of read (stream.h). */
+static void print_send_stats(lm_stats *st, const opts *o, double t_connect, double load_s,
+			     uint64_t holes)
 {
-	char buf[4096], line[64];
+	char buf[4096], line[160];
 	const char *at;
 	uint64_t before = (uint64_t)((t_connect - cmd_t0) * 1e6);
 	size_t pos;
@@ -365,10 +367,14 @@ static void print_send_stats(lm_stats *st, const opts *o, double t_connect, doub
 	st->setup_time_us += before;
 	lm_stats_format(st, o->json ? LM_STATS_JSON : LM_STATS_HUMAN, buf, sizeof(buf));
 	if (o->json) {
-		snprintf(line, sizeof(line), "\"load_time_ms\":%.3f,", load_s * 1e3);
+		snprintf(line, sizeof(line), "\"load_time_ms\":%.3f,\"image_hole_bytes\":%llu,",
+			 load_s * 1e3, (unsigned long long)holes);
 		at = strstr(buf, "\"transferred\":");
 	} else {
-		snprintf(line, sizeof(line), "load time: %.0f ms\n", load_s * 1e3);
+		int n = snprintf(line, sizeof(line), "load time: %.0f ms\n", load_s * 1e3);
+		if (holes && n > 0 && (size_t)n < sizeof(line))
+			snprintf(line + n, sizeof(line) - (size_t)n, "image holes: %.1f MiB, not read\n",
+				 (double)holes / (1 << 20));
 		at = strstr(buf, "\nsetup: ");
 		at = at ? strchr(at + 1, '\n') : NULL;
 		at = at ? at + 1 : NULL;
@@ -494,7 +500,7 @@ static int cmd_send(int argc, char **argv)
 	stream_stop(&img);
 	prog_finish(&pr);
 	lm_sender_stats(s, &st);
-	print_send_stats(&st, &o, t_connect, load_s);
+	print_send_stats(&st, &o, t_connect, load_s, img.hole_bytes);
 	if (rc) {
 		send_failed(&img, &dev, s, rc);
 		goto out;

@@ -11,6 +11,17 @@
  * disk and network overlap and the resident set stays about two windows,
  * whatever the image's size.
  *
+ * Holes: a sparse image (a VM's memory-backend file, where untouched guest
+ * pages are holes) reads its holes as zeros, but through the page cache
+ * each is a new page the kernel allocates and clears, every time the cache
+ * lost it. The read-ahead thread finds the holes (SEEK_HOLE) ahead of its
+ * advice and maps anonymous memory over the larger ones: the zero page, no
+ * page cache, no disk, and it advises only the data. The holes are what
+ * the file shows when the walk reaches them, within the size it had when
+ * opened: a file written while it is sent is not a consistent image
+ * anyway, and a truncation that cuts only mapped holes raises no SIGBUS
+ * (their zeros are sent, as the file held them).
+ *
  * Read errors: a page the file cannot supply (the file was truncated, or
  * the disk fails: EIO) is SIGBUS when read through a mapping. The channel
  * threads read it inside the library, which must not be left by
@@ -31,6 +42,12 @@
 #include "livemig.h"
 
 #define STREAM_DEFAULT_WINDOW (64ull << 20)
+#define STREAM_HOLE_MIN (64u << 10) /* smaller holes are read as the file's */
+#define STREAM_HOLES_MAX 8192u      /* mappings, well under vm.max_map_count */
+
+typedef struct stream_hole {
+	uint64_t off, end; /* system-page aligned, end > off */
+} stream_hole;
 
 /* Set by stream_open() and read-only after it, but the marked fields. */
 typedef struct stream {
@@ -41,6 +58,12 @@ typedef struct stream {
 	uint64_t maplen;        /* len rounded up to the system's page size */
 	uint64_t window;        /* read-ahead bytes past the cursor */
 	int drop_cache;         /* also drop the page cache behind the cursor */
+	/* Owner: the read-ahead thread; the caller reads them after the join. */
+	stream_hole *holes;     /* mapped anonymous, in order; nholes of them */
+	uint32_t nholes;
+	uint64_t hole_bytes;    /* their sum */
+	uint64_t hole_at;       /* the walk's next offset */
+	int holes_done;         /* the walk ended (the end, the cap, an error) */
 	lm_sender *s;           /* whose cursor; set by stream_start() */
 	pthread_t tid;          /* the read-ahead thread's, while started */
 	int started;            /* owner: the caller */
