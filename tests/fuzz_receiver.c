@@ -19,6 +19,11 @@
  *            auto): DATA may name any codec, a channel's decoding context
  *            is made on its codec's first packet, FEEDBACK goes to
  *            /dev/null; codec none alone stays covered without bit 3.
+ *            Bit 3 with shape 2 (zstd) or 5 (deflate, zlib engine) also
+ *            agrees PACKED: the tables are varints (docs/protocol.md,
+ *            "Packed tables"), as a sender and receiver of this version
+ *            agree; shapes 1, 3, 4 and 6 keep the fixed tables with refs
+ *            and deltas.
  *            Bit 3 with shape 7 also agrees DEVSTATE: DEVSTATE pieces go
  *            to a callback that checks their order (and refuses a piece
  *            that starts with 0xee), the receiver's device_state_max is
@@ -112,6 +117,7 @@ static const char *const region_name[NREGIONS] = {"ram", "heap"};
 #define CFG_ROUND_ACK 8u /* ROUND_ACK (channel 0 acks rounds), REF and DELTA agreed */
 #define CFG_CODEC(i) ((uint8_t)((i) << 4))
 #define CFG_BIG_PAGES 0x80u
+#define PACKED_SHAPE(i) ((i) == 2 || (i) == 5) /* with CFG_ROUND_ACK: LM_FEAT_PACKED */
 
 /* Codec choices, by bits 4-6 of byte 0. accel: 0 none, 1 and 2 the
  * scripted accelerator with two patterns of trouble. */
@@ -313,6 +319,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r->features |= LM_FEAT_MIXED; /* codec auto: see the layout above */
 		r->codec = LM_CODEC_AUTO;
 	}
+	if ((cfg & CFG_ROUND_ACK) && PACKED_SHAPE((cfg >> 4) & 7))
+		r->features |= LM_FEAT_PACKED;
 	fz_ds_next = 0;
 	if ((cfg & CFG_ROUND_ACK) && ((cfg >> 4) & 7) == 7) {
 		r->features |= LM_FEAT_DEVSTATE; /* see the layout above */
@@ -435,6 +443,7 @@ typedef struct gen {
 	const lm__codec_ops *ops; /* the session's codec */
 	void *ctx;
 	int damage;        /* flip a byte of the next coded payload */
+	int packed;        /* packed tables (a PACKED_SHAPE session's seeds) */
 } gen;
 
 static void gen_put(gen *g, const void *p, size_t n)
@@ -450,6 +459,43 @@ static void gen_put(gen *g, const void *p, size_t n)
 }
 
 /* Page at off of a region, zero-padded past its end (as the sender does). */
+/* A DATA frame's header and tables, fixed or packed as the session has
+ * them: off[] the normal, zero, ref and delta pages' offsets (d's counts),
+ * lens[] the normal and area pages' lengths. */
+static void gen_tables(gen *g, const lm__data_hdr *d, const uint64_t *const off[4],
+		       const lm__ref *refs, const lm__delta *deltas, const uint32_t *lens)
+{
+	static uint8_t t[128 * LM_DATA_PAGE_TABLES];
+	const uint32_t n[4] = {d->normal, d->zero, d->ref, d->delta};
+	uint8_t hdr[LM_FRAME_HDR + LM_DATA_HDR], b8[16];
+
+	if (g->packed) {
+		const lm__codec_ops *ops = lm__codec_get(d->codec_flags);
+		size_t tn = lm__enc_data_packed(t, d, g->ps, off, refs, deltas, lens,
+						ops->per_page && !ops->raw_only);
+		gen_put(g, hdr, lm__enc_data_hdr(hdr, d, (uint32_t)(LM_DATA_HDR + tn + d->payload)));
+		gen_put(g, t, tn);
+		return;
+	}
+	gen_put(g, hdr, lm__enc_data_hdr(hdr, d, (uint32_t)lm__data_body_len(d)));
+	for (int k = 0; k < 4; k++)
+		for (uint32_t i = 0; i < n[k]; i++)
+			lm__put64(b8, off[k][i]), gen_put(g, b8, 8);
+	for (uint32_t i = 0; i < d->ref; i++) {
+		lm__put32(b8, refs[i].src_region);
+		lm__put32(b8 + 4, refs[i].src_round);
+		lm__put64(b8 + 8, refs[i].src_offset);
+		gen_put(g, b8, LM_REF_ENTRY);
+	}
+	for (uint32_t i = 0; i < d->delta; i++) {
+		lm__put32(b8, deltas[i].base_round);
+		lm__put32(b8 + 4, deltas[i].len);
+		gen_put(g, b8, LM_DELTA_ENTRY);
+	}
+	for (uint32_t i = 0; i < d->normal + d->area; i++)
+		lm__put32(b8, lens[i]), gen_put(g, b8, 4);
+}
+
 static void page_of(const gen *g, const uint8_t *base, uint64_t len, uint64_t off, uint8_t *out)
 {
 	memset(out, 0, g->ps);
@@ -470,7 +516,6 @@ static void gen_pages(gen *g, uint32_t id, const uint8_t *base, uint64_t len, co
 	for (uint32_t at = 0; at < n; at += g->pp) {
 		uint32_t k = n - at < g->pp ? n - at : g->pp, nn = 0, nz = 0, lens[128];
 		uint64_t noff[128], zoff[128], payload = 0;
-		uint8_t hdr[LM_FRAME_HDR + LM_DATA_HDR], b8[8];
 		const void *pp[128];
 		size_t enc_len = 0;
 		uint16_t codec = LM_CODEC_NONE;
@@ -517,13 +562,8 @@ static void gen_pages(gen *g, uint32_t id, const uint8_t *base, uint64_t len, co
 		d.zero = nz;
 		d.payload = (uint32_t)payload;
 		d.codec_flags = codec;
-		gen_put(g, hdr, lm__enc_data_hdr(hdr, &d, (uint32_t)lm__data_body_len(&d)));
-		for (uint32_t i = 0; i < nn; i++)
-			lm__put64(b8, noff[i]), gen_put(g, b8, 8);
-		for (uint32_t i = 0; i < nz; i++)
-			lm__put64(b8, zoff[i]), gen_put(g, b8, 8);
-		for (uint32_t i = 0; i < nn; i++)
-			lm__put32(b8, lens[i]), gen_put(g, b8, 4);
+		gen_tables(g, &d, (const uint64_t *const[4]){noff, zoff, NULL, NULL}, NULL, NULL,
+			   lens);
 		if (codec != LM_CODEC_NONE && !g->ops->per_page) {
 			gen_put(g, enc, enc_len);
 		} else {
@@ -639,7 +679,7 @@ static void gen_kinds(gen *g, uint32_t id, const uint8_t *base, uint64_t len, co
 {
 	static uint8_t pages[16][PS_BIG], area[8 * PS_BIG], enc[2 * 16 * PS_BIG];
 	uint32_t ps = g->ps, alen = 0, na, nc, lens[16], dlen[8];
-	uint8_t hdr[LM_FRAME_HDR + LM_DATA_HDR], b8[16];
+	lm__delta dl[8];
 	const void *pp[16];
 	uint64_t payload = 0;
 	size_t enc_len = 0;
@@ -690,28 +730,10 @@ static void gen_kinds(gen *g, uint32_t id, const uint8_t *base, uint64_t len, co
 	d.area = na;
 	d.payload = (uint32_t)payload;
 	d.codec_flags = codec;
-	gen_put(g, hdr, lm__enc_data_hdr(hdr, &d, (uint32_t)lm__data_body_len(&d)));
-	for (uint32_t i = 0; i < k->nn; i++)
-		lm__put64(b8, k->noff[i]), gen_put(g, b8, 8);
-	for (uint32_t i = 0; i < k->nz; i++)
-		lm__put64(b8, k->zoff[i]), gen_put(g, b8, 8);
-	for (uint32_t i = 0; i < k->nr; i++)
-		lm__put64(b8, k->roff[i]), gen_put(g, b8, 8);
 	for (uint32_t i = 0; i < k->nd; i++)
-		lm__put64(b8, k->doff[i]), gen_put(g, b8, 8);
-	for (uint32_t i = 0; i < k->nr; i++) {
-		lm__put32(b8, k->ref[i].src_region);
-		lm__put32(b8 + 4, k->ref[i].src_round);
-		lm__put64(b8 + 8, k->ref[i].src_offset);
-		gen_put(g, b8, LM_REF_ENTRY);
-	}
-	for (uint32_t i = 0; i < k->nd; i++) {
-		lm__put32(b8, k->base[i]);
-		lm__put32(b8 + 4, dlen[i]);
-		gen_put(g, b8, LM_DELTA_ENTRY);
-	}
-	for (uint32_t i = 0; i < nc; i++)
-		lm__put32(b8, lens[i]), gen_put(g, b8, 4);
+		dl[i] = (lm__delta){k->base[i], dlen[i]};
+	gen_tables(g, &d, (const uint64_t *const[4]){k->noff, k->zoff, k->roff, k->doff}, k->ref, dl,
+		   lens);
 	if (codec != LM_CODEC_NONE && !g->ops->per_page) {
 		gen_put(g, enc, enc_len);
 	} else {
@@ -889,6 +911,7 @@ static void gen_reset_codec(gen *g, uint32_t pp, uint16_t codec, uint32_t ps)
 	if (g->ctx)
 		g->ops->ctx_free(g->ctx);
 	g->ctx = NULL;
+	g->packed = 0;
 	g->ops = lm__codec_get(codec);
 	if (!g->ops || g->ops->ctx_new(&g->ctx, &p))
 		abort();
@@ -1067,8 +1090,10 @@ int main(int argc, char **argv)
 		write_seed(name, CFG_CODEC(s) | CFG_SMALL_PACKETS | CFG_BIG_PAGES, &g, 0);
 
 		/* Round 1 resends pages that changed, became zero or became
-		 * incompressible; with ROUND_ACK. */
+		 * incompressible; with ROUND_ACK (and so PACKED for zstd and
+		 * zlib's deflate). */
 		gen_reset_codec(&g, 3, codec, PS);
+		g.packed = PACKED_SHAPE(s);
 		gen_round0(&g, content, 0);
 		{
 			static const uint32_t dirty0[] = {1, 2, 3, 7};
@@ -1112,11 +1137,16 @@ int main(int argc, char **argv)
 	write_seed("kinds-refs-deltas", CFG_ROUND_ACK, &g, 0);
 	write_seed("kinds-refs-deltas-fresh1", CFG_ROUND_ACK | CFG_FRESH_1, &g, 0);
 	write_seed("kinds-not-agreed", 0, &g, LM_EFEATURE);
-	for (uint8_t s = 1; s < 3; s++) {
+	for (uint8_t s = 1; s < 6; s++) {
+		static const char *const tag[6] = {"", "deflate", "zstd-packed", "", "",
+						   "deflate-zlib-packed"};
 		char name[64];
+		if (!tag[s][0])
+			continue;
 		gen_reset_codec(&g, 4, shapes[s].codec, PS);
+		g.packed = PACKED_SHAPE(s);
 		gen_kinds_session(&g, content, 0);
-		snprintf(name, sizeof(name), "kinds-refs-deltas-%s", s == 1 ? "deflate" : "zstd");
+		snprintf(name, sizeof(name), "kinds-refs-deltas-%s", tag[s]);
 		write_seed(name, CFG_ROUND_ACK | CFG_CODEC(s), &g, 0);
 	}
 	gen_reset(&g, 4);
