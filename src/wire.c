@@ -505,8 +505,9 @@ int lm__dec_data_hdr(const uint8_t *p, uint32_t body_len, const lm__limits *lim,
 		lm__err_set(e, "data.codec %u unknown", codec);
 		return LM_ECODEC;
 	}
-	return lim->features & LM_FEAT_PACKED ? packed_length(d, body_len, ops, lim, e)
-					      : data_length(d, body_len, ops, lim, e);
+	if (lim->features & LM_FEAT_PACKED)
+		return packed_length(d, body_len, ops, lim, e);
+	return data_length(d, body_len, ops, lim, e);
 }
 
 int lm__data_check_length(uint32_t i, uint32_t len, const lm__codec_ops *ops, const lm__limits *lim,
