@@ -16,6 +16,7 @@
 #include "wire.h"
 
 #include "check.h"
+#include "test_util.h"
 
 static lm__err E;
 
@@ -70,10 +71,11 @@ static void encode(pk *k, uint32_t ps)
 	k->d.tables = (uint32_t)k->n;
 }
 
-/* What the receiver does: the header's length check, then the tables. */
-static int decode(const uint8_t *t, size_t n, const lm__data_hdr *in, const lm__limits *lim,
-		  lm__data_hdr *d, uint64_t *off, uint32_t *plen, lm__ref *refs, lm__delta *deltas)
+/* What the receiver does: the header's length check, then the tables,
+ * into o (its lens[] the decoded lengths). */
+static int decode(const uint8_t *t, size_t n, const lm__data_hdr *in, const lm__limits *lim, pk *o)
 {
+	lm__data_hdr *d = &o->d;
 	uint8_t hb[LM_FRAME_HDR + LM_DATA_HDR];
 	int rc;
 
@@ -82,7 +84,7 @@ static int decode(const uint8_t *t, size_t n, const lm__data_hdr *in, const lm__
 				   lim, d, &E)))
 		return rc;
 	CHECK_EQ(d->tables, n);
-	return lm__dec_data_packed(t, d, lim, off, plen, refs, deltas, &E);
+	return lm__dec_data_packed(t, d, lim, o->off, o->lens, o->refs, o->deltas, &E);
 }
 
 /* ---- the document's example ----------------------------------------------- */
@@ -116,11 +118,7 @@ static void test_example(void)
 			  rlen,
 			  LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_PACKED};
 	static pk k;
-	lm__data_hdr d;
-	uint64_t off[MAXP];
-	uint32_t plen[MAXP];
-	lm__ref refs[MAXP];
-	lm__delta deltas[MAXP];
+	static pk o;
 	uint8_t bad[sizeof(want)];
 
 	memset(&k, 0, sizeof(k));
@@ -147,16 +145,16 @@ static void test_example(void)
 	encode(&k, 4096);
 	CHECK_EQ(k.n, sizeof(want));
 	CHECK(k.n == sizeof(want) && memcmp(k.t, want, sizeof(want)) == 0);
-	ACCEPT(decode(want, sizeof(want), &k.d, &lim, &d, off, plen, refs, deltas));
-	CHECK(memcmp(off, k.off, 6 * sizeof(*off)) == 0);
-	CHECK(refs[0].src_region == 0 && refs[0].src_round == 2 && refs[0].src_offset == 4 * 4096);
-	CHECK(deltas[0].base_round == 0 && deltas[0].len == 300);
-	CHECK(d.area == 1 && plen[0] == 1000 && plen[1] == 4096 && plen[2] == 300);
+	ACCEPT(decode(want, sizeof(want), &k.d, &lim, &o));
+	CHECK(memcmp(o.off, k.off, 6 * sizeof(*o.off)) == 0);
+	CHECK(o.refs[0].src_region == 0 && o.refs[0].src_round == 2 &&
+	      o.refs[0].src_offset == 4 * 4096);
+	CHECK(o.deltas[0].base_round == 0 && o.deltas[0].len == 300);
+	CHECK(o.d.area == 1 && o.lens[0] == 1000 && o.lens[1] == 4096 && o.lens[2] == 300);
 	/* 0x11 is zigzag -9: page 7 + 1 - 9 = -1, before the region. */
 	memcpy(bad, want, sizeof(want));
 	bad[3] = 0x11;
-	REJECT(decode(bad, sizeof(bad), &k.d, &lim, &d, off, plen, refs, deltas),
-	       "data.offset[3] outside region 0");
+	REJECT(decode(bad, sizeof(bad), &k.d, &lim, &o), "data.offset[3] outside region 0");
 }
 
 /* ---- random packets --------------------------------------------------------- */
@@ -165,10 +163,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return xs(&rng);
 }
 
 /* A valid packet: distinct pages of region `region` in any order, refs to
@@ -243,21 +238,17 @@ static void test_roundtrip(void)
 				  rlen,
 				  LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED | LM_FEAT_PACKED};
 		static pk k;
-		lm__data_hdr d;
-		uint64_t off[MAXP];
-		uint32_t plen[MAXP];
-		lm__ref refs[MAXP];
-		lm__delta deltas[MAXP];
+		static pk o;
 
 		random_pkt(&k, &lim, codecs[rnd() % 4]);
 		encode(&k, lim.page_size);
 		CHECK(k.n >= k.d.pages && k.n <= (size_t)LM_DATA_PAGE_TABLES * k.d.pages);
-		ACCEPT(decode(k.t, k.n, &k.d, &lim, &d, off, plen, refs, deltas));
-		CHECK(memcmp(off, k.off, sizeof(*off) * k.d.pages) == 0);
-		CHECK(memcmp(refs, k.refs, sizeof(*refs) * k.d.ref) == 0);
-		CHECK(memcmp(deltas, k.deltas, sizeof(*deltas) * k.d.delta) == 0);
-		CHECK(memcmp(plen, k.lens, sizeof(*plen) * (k.d.normal + k.d.area)) == 0);
-		CHECK_EQ(d.area, k.d.area);
+		ACCEPT(decode(k.t, k.n, &k.d, &lim, &o));
+		CHECK(memcmp(o.off, k.off, sizeof(*o.off) * k.d.pages) == 0);
+		CHECK(memcmp(o.refs, k.refs, sizeof(*o.refs) * k.d.ref) == 0);
+		CHECK(memcmp(o.deltas, k.deltas, sizeof(*o.deltas) * k.d.delta) == 0);
+		CHECK(memcmp(o.lens, k.lens, sizeof(*o.lens) * (k.d.normal + k.d.area)) == 0);
+		CHECK_EQ(o.d.area, k.d.area);
 		if (lm_test_failures != f0) {
 			fprintf(stderr, "  roundtrip %d: %u pages, codec %u\n", it, k.d.pages,
 				k.d.codec_flags);
@@ -281,11 +272,7 @@ static void test_worst_case(void)
 			  LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_MIXED | LM_FEAT_PACKED};
 	uint64_t last = (rlen[0] / 4096 - 1) * 4096;
 	static pk k;
-	lm__data_hdr d;
-	uint64_t off[MAXP];
-	uint32_t plen[MAXP];
-	lm__ref refs[MAXP];
-	lm__delta deltas[MAXP];
+	static pk o;
 
 	for (int kind = 0; kind < 3; kind++) {
 		memset(&k, 0, sizeof(k));
@@ -308,8 +295,8 @@ static void test_worst_case(void)
 		k.d.payload = 4096u * (kind == 0 ? MAXP : k.d.area);
 		encode(&k, 4096);
 		CHECK(k.n <= (size_t)LM_DATA_PAGE_TABLES * MAXP);
-		ACCEPT(decode(k.t, k.n, &k.d, &lim, &d, off, plen, refs, deltas));
-		CHECK(memcmp(off, k.off, sizeof(off)) == 0);
+		ACCEPT(decode(k.t, k.n, &k.d, &lim, &o));
+		CHECK(memcmp(o.off, k.off, sizeof(o.off)) == 0);
 	}
 }
 
@@ -326,10 +313,7 @@ static void test_rejects(void)
 			  rlen,
 			  LM_FEAT_REF | LM_FEAT_DELTA | LM_FEAT_PACKED};
 	lm__data_hdr in, d;
-	uint64_t off[MAXP];
-	uint32_t plen[MAXP];
-	lm__ref refs[MAXP];
-	lm__delta deltas[MAXP];
+	static pk o;
 	uint8_t hb[LM_FRAME_HDR + LM_DATA_HDR];
 
 	memset(&in, 0, sizeof(in));
@@ -338,15 +322,15 @@ static void test_rejects(void)
 	in.normal = 1;
 	in.payload = 100;
 	in.codec_flags = LM_CODEC_DEFLATE;
-#define T(bytes, field)                                                                        \
-	do {                                                                                   \
-		static const uint8_t b_[] = bytes;                                             \
-		REJECT(decode(b_, sizeof(b_), &in, &lim, &d, off, plen, refs, deltas), field); \
+#define T(bytes, field)                                               \
+	do {                                                          \
+		static const uint8_t b_[] = bytes;                    \
+		REJECT(decode(b_, sizeof(b_), &in, &lim, &o), field); \
 	} while (0)
-#define OK(bytes)                                                                       \
-	do {                                                                            \
-		static const uint8_t b_[] = bytes;                                      \
-		ACCEPT(decode(b_, sizeof(b_), &in, &lim, &d, off, plen, refs, deltas)); \
+#define OK(bytes)                                              \
+	do {                                                   \
+		static const uint8_t b_[] = bytes;             \
+		ACCEPT(decode(b_, sizeof(b_), &in, &lim, &o)); \
 	} while (0)
 #define B(...) {__VA_ARGS__}
 	OK(B(0x00, 0x64)); /* page 0, length 100 */
@@ -413,7 +397,7 @@ static void test_rejects(void)
 	memset(&E, 0, sizeof(E));
 	{
 		static const uint8_t b_[] = {0x00, 0x00, 0x64};
-		REJECT(decode(b_, sizeof(b_), &in, &lim, &d, off, plen, refs, deltas),
+		REJECT(decode(b_, sizeof(b_), &in, &lim, &o),
 		       "data.delta[0]: base round 0 - 1 - 0");
 	}
 #undef T
@@ -469,16 +453,14 @@ static void test_mutations(void)
 		encode(&k, lim.page_size);
 		for (size_t pos = 0; pos < k.n; pos++) {
 			uint8_t t[MAXP * LM_DATA_PAGE_TABLES];
-			lm__data_hdr d;
 			memcpy(t, k.t, k.n);
 			t[pos] ^= (uint8_t)(1u << (rnd() % 8));
 			memset(&m, 0, sizeof(m));
-			if (decode(t, k.n, &k.d, &lim, &d, m.off, m.lens, m.refs, m.deltas)) {
+			if (decode(t, k.n, &k.d, &lim, &m)) {
 				refused++;
 				continue;
 			}
 			decoded++;
-			m.d = d;
 			encode(&m, lim.page_size);
 			CHECK(m.n == k.n && memcmp(m.t, t, k.n) == 0);
 		}
