@@ -150,7 +150,8 @@ typedef struct lm__data_hdr {
 	uint16_t delta;   /* XOR runs against the receiver's version (LM_FEAT_DELTA) */
 	/* Not on the wire: the delta area's pages (its encodings, zero-padded
 	 * to whole pages, travel after the normal pages through the codec).
-	 * The decoder derives it from the frame length; the sender sets it. */
+	 * The decoder derives it from the frame length (fixed tables) or from
+	 * the delta entries (packed); the sender sets it. */
 	uint32_t area;
 	/* Not on the wire either: the tables' bytes after the header. Fixed
 	 * tables: lm__data_tables_len(); packed: what the frame length leaves
