@@ -8,23 +8,10 @@
 #include <stdint.h>
 
 #include "codec/codec.h"
+#include "varint.h"
 #include "wire.h"
 
 /* ---- packed tables (LM_FEAT_PACKED) ---------------------------------------- */
-
-/* LEB128: 7 bits a byte, the lowest first, the high bit set on all but the
- * last byte. */
-static size_t put_uv(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
 
 /* Steps between pages go either way: 0, -1, 1, -2, ... as 0, 1, 2, 3, ... */
 static uint64_t zigzag(int64_t v)
@@ -102,22 +89,22 @@ size_t lm__enc_data_packed(uint8_t *p, const lm__data_hdr *d, uint32_t page_size
 	for (int k = 0; k < 4; k++)
 		for (uint32_t i = 0; i < n[k]; i++) {
 			int64_t page = (int64_t)(off[k][i] / page_size);
-			q += put_uv(q, zigzag(page - prev - 1));
+			q += lm__put_uv(q, zigzag(page - prev - 1));
 			prev = page;
 		}
 	for (uint32_t i = 0; i < d->ref; i++) {
-		q += put_uv(q, refs[i].src_region);
-		q += put_uv(q, d->round - refs[i].src_round);
-		q += put_uv(q, zigzag((int64_t)(refs[i].src_offset / page_size) -
+		q += lm__put_uv(q, refs[i].src_region);
+		q += lm__put_uv(q, d->round - refs[i].src_round);
+		q += lm__put_uv(q, zigzag((int64_t)(refs[i].src_offset / page_size) -
 				      (int64_t)(off[2][i] / page_size)));
 	}
 	for (uint32_t i = 0; i < d->delta; i++) {
-		q += put_uv(q, d->round - 1 - deltas[i].base_round);
-		q += put_uv(q, deltas[i].len);
+		q += lm__put_uv(q, d->round - 1 - deltas[i].base_round);
+		q += lm__put_uv(q, deltas[i].len);
 	}
 	if (with_lens)
 		for (uint32_t i = 0; i < d->normal + d->area; i++)
-			q += put_uv(q, lens[i]);
+			q += lm__put_uv(q, lens[i]);
 	return (size_t)(q - p);
 }
 

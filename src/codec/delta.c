@@ -14,6 +14,7 @@
 
 #include "compat.h"
 #include "livemig.h"
+#include "varint.h"
 
 #define VARINT_MAX 3u /* bytes: 21 bits hold 65536 */
 
@@ -127,17 +128,6 @@ static inline size_t varint_len(uint32_t v)
 	return v < (1u << 7) ? 1 : v < (1u << 14) ? 2 : 3;
 }
 
-static inline size_t put_varint(uint8_t *out, uint32_t v)
-{
-	size_t n = 0;
-
-	while (v >= 0x80) {
-		out[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	out[n++] = (uint8_t)v;
-	return n;
-}
 
 /* out[i] = a[i] ^ b[i] for n bytes (also apply's in-place page ^= in). */
 static void xor_into(uint8_t *out, const uint8_t *a, const uint8_t *b, size_t n)
@@ -175,8 +165,8 @@ size_t lm__delta_encode(const uint8_t *old, const uint8_t *cur, uint32_t page_si
 		/* Checked before writing, so out[limit] is never touched. */
 		if (need >= limit - n)
 			return LM_DELTA_TOO_BIG;
-		n += put_varint(out + n, skip);
-		n += put_varint(out + n, len);
+		n += lm__put_uv(out + n, skip);
+		n += lm__put_uv(out + n, len);
 		xor_into(out + n, old + p, cur + p, len);
 		n += len;
 		pos = end;
