@@ -96,7 +96,7 @@ size_t lm__enc_data_packed(uint8_t *p, const lm__data_hdr *d, uint32_t page_size
 		q += lm__put_uv(q, refs[i].src_region);
 		q += lm__put_uv(q, d->round - refs[i].src_round);
 		q += lm__put_uv(q, zigzag((int64_t)(refs[i].src_offset / page_size) -
-				      (int64_t)(off[2][i] / page_size)));
+					  (int64_t)(off[2][i] / page_size)));
 	}
 	for (uint32_t i = 0; i < d->delta; i++) {
 		q += lm__put_uv(q, d->round - 1 - deltas[i].base_round);
