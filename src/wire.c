@@ -392,6 +392,16 @@ int lm__dec_region(const uint8_t *p, uint32_t len, lm__region_msg *r, lm__err *e
 	return 0;
 }
 
+int lm__data_check_payload_bound(const lm__data_hdr *d, const lm__codec_ops *ops,
+				 const lm__limits *lim, uint32_t pages, lm__err *e)
+{
+	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, pages)) {
+		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload, pages);
+		return LM_EFIELD;
+	}
+	return 0;
+}
+
 /* The frame length gives the delta area's pages: one length entry each, at
  * most one per delta page (each encoding is shorter than a page). The
  * delta table checks the area against the encodings' lengths later. */
@@ -399,6 +409,7 @@ static int data_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops *
 		       const lm__limits *lim, lm__err *e)
 {
 	uint64_t base = lm__data_body_len(d), extra = body_len > base ? body_len - base : 0;
+	int rc;
 
 	if (d->delta && body_len > base && extra % 4 == 0 && extra / 4 <= d->delta)
 		d->area = (uint32_t)(extra / 4);
@@ -407,11 +418,8 @@ static int data_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops *
 			    (unsigned long long)base);
 		return LM_EFIELD;
 	}
-	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal + d->area)) {
-		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload,
-			    d->normal + d->area);
-		return LM_EFIELD;
-	}
+	if ((rc = lm__data_check_payload_bound(d, ops, lim, d->normal + d->area, e)))
+		return rc;
 	d->tables = (uint32_t)lm__data_tables_len(d);
 	return 0;
 }
@@ -424,6 +432,7 @@ static int packed_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops
 			 const lm__limits *lim, lm__err *e)
 {
 	uint64_t t = (uint64_t)body_len - LM_DATA_HDR;
+	int rc;
 
 	if (t < d->payload) {
 		lm__err_set(e, "data.length %u below the header and the %u-byte payload", body_len,
@@ -437,11 +446,8 @@ static int packed_length(lm__data_hdr *d, uint32_t body_len, const lm__codec_ops
 			    (unsigned long long)LM_DATA_PAGE_TABLES * d->pages, d->pages);
 		return LM_EFIELD;
 	}
-	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal + d->delta)) {
-		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload,
-			    d->normal + d->delta);
-		return LM_EFIELD;
-	}
+	if ((rc = lm__data_check_payload_bound(d, ops, lim, d->normal + d->delta, e)))
+		return rc;
 	d->tables = (uint32_t)t;
 	return 0;
 }

@@ -306,12 +306,16 @@ int lm__dec_data_tables(const uint8_t *p, const lm__data_hdr *d, const lm__limit
 			uint64_t *off, uint32_t *plen, lm__err *e);
 /* The checks of a table entry both formats share (wire.c), each naming
  * entry i's field in e: a length for the codec, the payload against the
- * lengths' sum, a ref or delta entry of the page at offset own. */
+ * lengths' sum or the codec's bound, a ref or delta entry of the page at
+ * offset own. */
 struct lm__codec_ops;
 int lm__data_check_length(uint32_t i, uint32_t len, const struct lm__codec_ops *ops,
 			  const lm__limits *lim, lm__err *e);
 int lm__data_check_payload_sum(const lm__data_hdr *d, const struct lm__codec_ops *ops,
 			       uint64_t sum, lm__err *e);
+/* The payload within the codec's bound for that many pages. */
+int lm__data_check_payload_bound(const lm__data_hdr *d, const struct lm__codec_ops *ops,
+				 const lm__limits *lim, uint32_t pages, lm__err *e);
 int lm__data_check_ref(uint32_t i, const lm__data_hdr *d, const lm__limits *lim, uint64_t own,
 		       const lm__ref *r, lm__err *e);
 int lm__data_check_delta(uint32_t i, const lm__data_hdr *d, const lm__limits *lim, uint64_t own,

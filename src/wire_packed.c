@@ -241,12 +241,8 @@ int lm__dec_data_packed(const uint8_t *p, lm__data_hdr *d, const lm__limits *lim
 		return rc;
 	/* Each encoding is shorter than a page: at most one area page each. */
 	d->area = (uint32_t)((sum + lim->page_size - 1) / lim->page_size);
-	if ((uint64_t)d->payload > ops->payload_bound(lim->page_size, d->normal + d->area)) {
-		lm__err_set(e, "data.payload %u above the bound for %u pages", d->payload,
-			    d->normal + d->area);
-		return LM_EFIELD;
-	}
-	if ((rc = packed_lengths(&r, d, lim, ops, plen, e)))
+	if ((rc = lm__data_check_payload_bound(d, ops, lim, d->normal + d->area, e)) ||
+	    (rc = packed_lengths(&r, d, lim, ops, plen, e)))
 		return rc;
 	if (r.p != r.end) {
 		lm__err_set(e, "data.tables: %zu of %u bytes left over", (size_t)(r.end - r.p),
