@@ -17,28 +17,7 @@
 
 #include "check.h"
 #include "test_util.h"
-
-static lm__err E;
-
-#define REJECT(expr, field)                                                                 \
-	do {                                                                                \
-		memset(&E, 0, sizeof(E));                                                   \
-		int rc_ = (expr);                                                           \
-		CHECK_EQ(rc_, LM_EFIELD);                                                   \
-		CHECK(strstr(E.msg, (field)) != NULL);                                      \
-		if (rc_ != LM_EFIELD || !strstr(E.msg, (field)))                            \
-			fprintf(stderr, "  (wanted \"%s\", got %d \"%s\")\n", (field), rc_, \
-				E.msg);                                                     \
-	} while (0)
-
-#define ACCEPT(expr)                                                                \
-	do {                                                                        \
-		memset(&E, 0, sizeof(E));                                           \
-		int rc_ = (expr);                                                   \
-		CHECK_EQ(rc_, 0);                                                   \
-		if (rc_)                                                            \
-			fprintf(stderr, "  (unexpected: %d \"%s\")\n", rc_, E.msg); \
-	} while (0)
+#include "wire_check.h"
 
 #define MAXP 128
 
@@ -154,7 +133,8 @@ static void test_example(void)
 	/* 0x11 is zigzag -9: page 7 + 1 - 9 = -1, before the region. */
 	memcpy(bad, want, sizeof(want));
 	bad[3] = 0x11;
-	REJECT(decode(bad, sizeof(bad), &k.d, &lim, &o), "data.offset[3] outside region 0");
+	REJECT(decode(bad, sizeof(bad), &k.d, &lim, &o), LM_EFIELD,
+	       "data.offset[3] outside region 0");
 }
 
 /* ---- random packets --------------------------------------------------------- */
@@ -322,10 +302,10 @@ static void test_rejects(void)
 	in.normal = 1;
 	in.payload = 100;
 	in.codec_flags = LM_CODEC_DEFLATE;
-#define T(bytes, field)                                               \
-	do {                                                          \
-		static const uint8_t b_[] = bytes;                    \
-		REJECT(decode(b_, sizeof(b_), &in, &lim, &o), field); \
+#define T(bytes, field)                                                          \
+	do {                                                                     \
+		static const uint8_t b_[] = bytes;                               \
+		REJECT(decode(b_, sizeof(b_), &in, &lim, &o), LM_EFIELD, field); \
 	} while (0)
 #define OK(bytes)                                              \
 	do {                                                   \
@@ -397,7 +377,7 @@ static void test_rejects(void)
 	memset(&E, 0, sizeof(E));
 	{
 		static const uint8_t b_[] = {0x00, 0x00, 0x64};
-		REJECT(decode(b_, sizeof(b_), &in, &lim, &o),
+		REJECT(decode(b_, sizeof(b_), &in, &lim, &o), LM_EFIELD,
 		       "data.delta[0]: base round 0 - 1 - 0");
 	}
 #undef T
@@ -411,20 +391,20 @@ static void test_rejects(void)
 	lim.codec = LM_CODEC_NONE;
 	lim.round = 0;
 	lm__enc_data_hdr(hb, &in, LM_DATA_HDR + 1);
-	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 1, &lim, &d, &E),
+	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 1, &lim, &d, &E), LM_EFIELD,
 	       "data.tables 1 bytes outside 2..56 for 2 pages");
 	ACCEPT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 56, &lim, &d, &E));
-	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 57, &lim, &d, &E),
+	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 57, &lim, &d, &E), LM_EFIELD,
 	       "data.tables 57 bytes outside 2..56");
 	in.zero = 1;
 	in.normal = 1;
 	in.payload = 4096;
 	lm__enc_data_hdr(hb, &in, LM_DATA_HDR + 4096);
-	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 4095, &lim, &d, &E),
+	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 4095, &lim, &d, &E), LM_EFIELD,
 	       "below the header and the 4096-byte payload");
 	/* Without PACKED the same frame is the fixed format's. */
 	lim.features = 0;
-	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 4097, &lim, &d, &E),
+	REJECT(lm__dec_data_hdr(hb + LM_FRAME_HDR, LM_DATA_HDR + 4097, &lim, &d, &E), LM_EFIELD,
 	       "data.length 4137, counts and payload give");
 }
 

@@ -28,10 +28,9 @@
 #include "wire.h"
 
 #include "check.h"
+#include "wire_check.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static lm__err E;
 
 /* Big-endian store of the low `size` bytes of v at p (independent of wire.h). */
 static void be(uint8_t *p, unsigned size, uint64_t v)
@@ -52,27 +51,6 @@ static int same_bytes(const uint8_t *got, const uint8_t *want, size_t n, const c
 	}
 	return 1;
 }
-
-/* A decoder call fails with `code` and names `field` in its message. */
-#define REJECT(expr, code, field)                                                      \
-	do {                                                                           \
-		memset(&E, 0, sizeof(E));                                              \
-		int rc_ = (expr);                                                      \
-		CHECK_EQ(rc_, (code));                                                 \
-		CHECK(strstr(E.msg, (field)) != NULL);                                 \
-		if (rc_ != (code) || !strstr(E.msg, (field)))                          \
-			fprintf(stderr, "  (wanted %s / \"%s\", got %d / \"%s\")\n", #code, \
-				(field), rc_, E.msg);                                  \
-	} while (0)
-
-#define ACCEPT(expr)                                                                   \
-	do {                                                                           \
-		memset(&E, 0, sizeof(E));                                              \
-		int rc_ = (expr);                                                      \
-		CHECK_EQ(rc_, 0);                                                      \
-		if (rc_)                                                               \
-			fprintf(stderr, "  (unexpected: %d \"%s\")\n", rc_, E.msg);       \
-	} while (0)
 
 static const uint8_t doc_session[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
 					0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
