@@ -1389,10 +1389,17 @@ static void e2e_slow(const uint8_t *img, uint64_t len)
 			slow_pick_share = codec_share(&t.st, c);
 		}
 	}
-	/* Most of it compressed. Under the sanitizers the codecs run several
-	 * times slower, so the CPU, not only the link, bounds them and a mix
-	 * with more raw packets is right (0.67 seen in ASan on a 2 GHz VM). */
-	CHECK(compressed_share(&t.st) > (LM_TEST_SLOW ? 0.55 : 0.7));
+	/* Most of it compressed, and compressing at the end. Under the
+	 * sanitizers the codecs run several times slower, so the CPU, not
+	 * only the link, bounds them and a mix with more raw packets is
+	 * right (0.67 seen in ASan on a 2 GHz VM); and the run is short, so
+	 * the raw first windows and the climb from them weigh more. In CI
+	 * ASan measured lz4 at 11.7 CPU ns a byte, five times this machine's,
+	 * picked deflate, sent 0.54 of it compressed and ended on deflate for
+	 * every packet; with two busy loops on this machine's two cores
+	 * 0.52-0.71, ending on zstd or lz4 for 0.61-0.83 of the packets. */
+	CHECK(compressed_share(&t.st) > (LM_TEST_SLOW ? 0.4 : 0.7));
+	CHECK(t.st.auto_codec != LM_CODEC_NONE && t.st.auto_fraction >= 0.5);
 	CHECK(t.st.auto_windows > 0);
 	CHECK_EQ(t.st.codec, LM_CODEC_AUTO);
 	CHECK(encode_costs(&t, "the kernel's run-queue wait") > 0);
