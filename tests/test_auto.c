@@ -463,6 +463,73 @@ static void model_link_change(void)
 	CHECK(k <= 10);
 }
 
+/* Wire bytes per input byte of a's decision. */
+static double wire_per_byte(const lm__auto *a)
+{
+	double f = a->codec == LM_CODEC_NONE ? 0 : (double)a->frac / LM__AUTO_FRAC_ONE;
+
+	return f * a->ratio[a->codec] + (1 - f) * a->ratio[a->rest];
+}
+
+/* The switchover's copy (lm__auto_final). A probe of the round's tail put
+ * the link above what it took when last full, where the CPU budget makes
+ * the model compress less; the copy goes at once with the decision for
+ * the last full reading, and its windows that do not block neither probe
+ * upward nor step toward raw. Paced rounds never saw the link beyond the
+ * pace: nothing changes then. */
+static void model_final(void)
+{
+	world w = typical(120e6), fast;
+	lm__auto_chan chans[8], pchans[8];
+	lm__auto a, probed;
+	double full;
+
+	w.cpus = 2;
+	w.load = 1.2;
+	start(&a, chans, all_cand, w.n, 0);
+	run_world(&w, &a, chans, 40);
+	full = a.full;
+	CHECK(full > 0.9 * w.link && full < 1.1 * w.link);
+	/* What the probe alone would have the copy send: less compressed. */
+	probed = a;
+	probed.link = 1.3 * full;
+	probed.full = 0;
+	lm__auto_final(&probed);
+	a.link = 1.3 * full;
+	a.probing = 1;
+	lm__auto_final(&a);
+	printf("model: the switchover's copy at 1.2 of 2 cores busy, 120 MB/s: %s %u/1024 rest %s, "
+	       "%.3f wire bytes a byte (link estimate %.0f MB/s); after a probe to %.0f MB/s "
+	       "%s %u/1024 rest %s, %.3f\n",
+	       lm_codec_name((lm_codec_id)a.codec), a.frac, lm_codec_name((lm_codec_id)a.rest),
+	       wire_per_byte(&a), a.link / 1e6, probed.link / 1e6,
+	       lm_codec_name((lm_codec_id)probed.codec), probed.frac,
+	       lm_codec_name((lm_codec_id)probed.rest), wire_per_byte(&probed));
+	CHECK(a.final && a.link <= full);
+	CHECK(a.codec != LM_CODEC_NONE);
+	CHECK(wire_per_byte(&a) < 0.97 * wire_per_byte(&probed));
+	/* A window whose channels never waited, delivering all the link
+	 * estimate (what a probe needs): the estimate stays. */
+	fast = w;
+	fast.link = 10e9;
+	fast.load = 0;
+	probed = a;
+	probed.final = 0;
+	memcpy(pchans, chans, sizeof(pchans));
+	window(&fast, &a, chans);
+	CHECK(a.blocked < 0.02 && a.delivered >= 0.9 * full);
+	CHECK(a.link <= full);
+	window(&fast, &probed, pchans); /* the same window before the switchover: a probe */
+	CHECK(probed.link > 1.1 * full);
+	/* Paced: left as it was. */
+	start(&a, chans, all_cand, w.n, (uint64_t)(2 * w.link));
+	run_world(&w, &a, chans, 40);
+	probed = a;
+	lm__auto_final(&a);
+	CHECK(!a.final && a.link == probed.link && a.codec == probed.codec &&
+	      a.frac == probed.frac);
+}
+
 /* Sender and receiver on the same two cores, a link faster than both: the
  * cores are the limit, compressing only takes more of them, so auto stays
  * raw though the starved receiver makes the sender's writes wait. */
@@ -1560,6 +1627,7 @@ int main(void)
 	model_rwnd();
 	model_sample_bias();
 	model_rwnd_path();
+	model_final();
 	tcp_window_counts();
 	model_steer();
 	model_rx_quiet();

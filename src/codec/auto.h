@@ -203,6 +203,7 @@ typedef struct lm__auto {
 	uint32_t slow;       /* candidates far too slow to sample often (bits) */
 	uint32_t few;        /* near ones short of pairs: sampled whole (bits) */
 	uint64_t windows;    /* windows folded in */
+	int final;           /* the switchover's copy is on (lm__auto_final) */
 } lm__auto;
 
 /* Per channel, per packet: where the channel is in its mix. Owner: the
@@ -229,6 +230,13 @@ void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
  * start, and starts the count again. */
 void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, uint64_t rtt_us, lm__auto_ctr *seen,
 			 lm__auto_meas *m);
+/* The switchover's copy begins: the paused workload's last pages, all at
+ * once and unpaced, so the link is the limit. From now on the link is what
+ * it took when last full (not a probe of the round's tail), it is not
+ * probed upward, steering does not step toward raw, and the decision is
+ * taken again at once. Nothing changes when the rounds were paced (a rate
+ * cap set: the link beyond it is not known). Before the cap is lifted. */
+void lm__auto_final(lm__auto *a);
 /* Folds a window into the estimates and re-decides. */
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
 /* The model's throughput (input bytes/s) for compressing frac/1024 of the

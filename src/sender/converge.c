@@ -41,6 +41,8 @@
  *   V(D) = D' P / B (1 + m)         m = LM__RATE_MARGIN: the last copy is not
  *                                   paced, but the link and the last set's
  *                                   pages may be slower than measured
+ *                                   (codec auto compresses it as the round
+ *                                   measuring B did: lm__auto_final)
  *   F(D) = S + A                    the last scan, the last round's SYNC/ACK
  *        + D' P / H                 the destination rehashes the last round
  *                                   (its barrier does, before the ACK)

@@ -485,6 +485,7 @@ static int switchover(live *L, lm__err *e)
 	uint64_t t_pause, dirty;
 	int rc;
 
+	lm__sender_auto_final(s); /* before the lift: it reads the pace */
 	lm__sender_lift_rate(s); /* QEMU too lifts max-bandwidth for the last copy */
 	lm__sender_set_skip(s, NULL, NULL, NULL);
 	l->precopy_bytes = transferred(L);
