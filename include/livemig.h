@@ -298,6 +298,10 @@ typedef struct lm_stats {
 	 * last decision (LM_CODEC_NONE: raw; or a second codec that packs
 	 * less than auto_codec, e.g. zstd on a share, lz4 on the rest). */
 	lm_codec_id auto_rest;
+	/* Live: the device state's bytes the expected downtime counted at the
+	 * last sync (lm_sender_config.device_state_size; 0 without it), beside
+	 * device_state_bytes, what went. */
+	uint64_t device_state_expected_bytes;
 } lm_stats;
 
 #define LM_STATS_HUMAN 0
@@ -416,6 +420,15 @@ typedef struct lm_sender_config {
 	void *device_state_user;
 	uint64_t device_state_max; /* bytes, default LM_DEFAULT_DEVICE_STATE_MAX:
 				      more fails the migration with LM_ELIMIT */
+	/* Optional, live (lm_sender_migrate): the bytes device_state will
+	 * write at the switchover, as the application expects them now (QEMU
+	 * asks a VFIO device for its stop-copy size the same way). Called with
+	 * device_state_user after every round's dirty sync, on the thread
+	 * driving the sender. The expected downtime sends them at the wire rate
+	 * of the last round, so a state of many MB is in the decision to switch
+	 * over; more than device_state_max counts as device_state_max. NULL,
+	 * or no device_state: 0 (a few bytes cost nothing measurable). */
+	uint64_t (*device_state_size)(void *user);
 } lm_sender_config;
 
 /* A sender moves the regions added to it. Thread safety: one thread drives a

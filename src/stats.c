@@ -167,9 +167,11 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 		    (unsigned long long)st->precopy_bytes, (unsigned long long)st->downtime_bytes,
 		    st->throttle_pct, (unsigned long long)st->skipped_pages, st->dirty_source);
 		put(buf, cap, len,
-		    ",\"downtime_expected_ms\":%llu,\"downtime_fixed_ms\":%llu,\"throttle_now_pct\":%u",
+		    ",\"downtime_expected_ms\":%llu,\"downtime_fixed_ms\":%llu,\"throttle_now_pct\":%u,"
+		    "\"device_state_expected_bytes\":%llu",
 		    (unsigned long long)st->downtime_expected_ms,
-		    (unsigned long long)st->downtime_fixed_ms, st->throttle_now_pct);
+		    (unsigned long long)st->downtime_fixed_ms, st->throttle_now_pct,
+		    (unsigned long long)st->device_state_expected_bytes);
 		put(buf, cap, len, ",\"dirty_note\":");
 		put_json_str(buf, cap, len, st->dirty_note);
 		return;
@@ -196,6 +198,9 @@ static void format_live(const lm_stats *st, int json, char *buf, size_t cap, int
 	    "cpu throttle now: %u\n",
 	    (unsigned long long)st->downtime_expected_ms, (unsigned long long)st->downtime_fixed_ms,
 	    st->throttle_now_pct);
+	if (st->device_state_expected_bytes)
+		put(buf, cap, len, "device state expected: %llu bytes\n",
+		    (unsigned long long)st->device_state_expected_bytes);
 }
 
 /* Ref and delta pages: what they saved, what they cost. */

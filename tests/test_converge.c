@@ -24,6 +24,8 @@
  * link, not the CPU, is the limit, also under the sanitizers.
  * LM_TEST_VERBOSE=1 prints every round's progress.
  */
+#include <math.h>
+
 #include "live_harness.h"
 #include "sender/converge.h"
 
@@ -238,6 +240,41 @@ static void drain_rate_model(void)
 	CHECK(m.bw > 9.9 * MIB && m.bw < 10.1 * MIB);
 }
 
+/* The device state in the switchover's fixed part: its expected bytes at
+ * the wire rate of the round that measured the drain rate, with the last
+ * copy's margin; at the page rate where the wire rate is not known. A set
+ * that fits the 300 ms limit without it does not with it. */
+static void device_state_model(void)
+{
+	lm__conv_setup c = {.page_size = 4096, .limit_ms = 300, .total_bytes = 8 * MIB,
+			    .hash_threads = 1, .hash_rate = 4e9};
+	/* 40 MiB of pages in 1 s, 20 MiB on the wire (compressed). */
+	lm__conv_round r = {.dirty = 2000, .pages = 10240, .dirty_us = 1000000, .secs = 1.0,
+			    .page_bytes = 40.0 * MIB, .packet_bytes = 512 * 1024,
+			    .sync_us = 1000, .scan_us = 1000, .wire_bytes = 20.0 * MIB};
+	lm__conv none, dev, nowire;
+	lm__conv_est e0, e1, e2;
+
+	lm__conv_init(&none, &c);
+	lm__conv_end_round(&none, &r);
+	e0 = lm__conv_expected(&none);
+	r.dev_bytes = 4 * MIB;
+	lm__conv_init(&dev, &c);
+	lm__conv_end_round(&dev, &r);
+	e1 = lm__conv_expected(&dev);
+	r.wire_bytes = 0;
+	lm__conv_init(&nowire, &c);
+	lm__conv_end_round(&nowire, &r);
+	e2 = lm__conv_expected(&nowire);
+	printf("device state model: 4 MiB at 20 MiB/s on the wire: fixed %.1f -> %.1f ms, total "
+	       "%.1f -> %.1f ms; at the 40 MiB/s page rate %.1f ms\n",
+	       e0.fixed_ms, e1.fixed_ms, e0.total_ms, e1.total_ms, e2.fixed_ms);
+	CHECK(fabs(e1.fixed_ms - e0.fixed_ms - 4.0 / 20 * 1.2 * 1e3) < 0.5);
+	CHECK(fabs(e2.fixed_ms - e0.fixed_ms - 4.0 / 40 * 1.2 * 1e3) < 0.5);
+	CHECK(fabs(e1.var_ms - e0.var_ms) < 1e-9);
+	CHECK(e0.total_ms <= 300 && e1.total_ms > 300);
+}
+
 int main(int argc, char **argv)
 {
 	lm_dirty_source srcs[2] = {LM_DIRTY_CALLBACK, LM_DIRTY_UFFD_WP};
@@ -247,6 +284,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "--rx-child") == 0)
 		return rx_child_main(atoi(argv[2]));
 	drain_rate_model();
+	device_state_model();
 	corpus_init();
 	verbose = getenv("LM_TEST_VERBOSE") && atoi(getenv("LM_TEST_VERBOSE")) > 0;
 	have_uffd = lm_dirty_probe(uffd_why, sizeof(uffd_why)) == 0;

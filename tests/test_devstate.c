@@ -14,6 +14,9 @@
  *    application's end call never comes;
  *  - a live migration: the state callback runs after the pause, resume
  *    does not run on success;
+ *  - device_state_size: asked once per pre-copy round on the migrating
+ *    thread, in the stats (at most device_state_max), never without a
+ *    live migration (the model's use of it: test_converge);
  *  - a few MiB under TLS 1.3 (a PSK made here).
  */
 #include <arpa/inet.h>
@@ -54,7 +57,21 @@ typedef struct src_state {
 	int *paused;       /* live: whether the pause callback ran */
 	int saw_paused;    /* live: *paused when the callback ran */
 	int calls;
+	/* device_state_size: what it says (0: no such callback), how often
+	 * it was asked, and whether always on the thread that migrates. */
+	uint64_t expect;
+	int size_calls, size_elsewhere;
+	pthread_t driver;
 } src_state;
+
+static uint64_t state_size(void *user)
+{
+	src_state *s = user;
+
+	s->size_calls++;
+	s->size_elsewhere += !pthread_equal(pthread_self(), s->driver);
+	return s->expect;
+}
 
 static int save_state(void *user, lm_devstate_writer *w)
 {
@@ -353,6 +370,8 @@ static void migrate(const opts *o, src_state *ss, dst_state *ds, result *res)
 	sc.device_state = o->sender_state ? save_state : NULL;
 	sc.device_state_user = ss;
 	sc.device_state_max = o->sender_max;
+	sc.device_state_size = ss->expect ? state_size : NULL;
+	ss->driver = pthread_self();
 	sc.tls = o->tls ? &tls : NULL;
 	CHECK_EQ(lm_sender_new(&s, &sc), 0);
 	CHECK_EQ(lm_sender_add_region(s, "ram", src, RLEN), 0);
@@ -445,6 +464,53 @@ static void good_case(const char *name, uint64_t size, size_t chunk, uint32_t ch
 	good_case_x(name, size, chunk, channels, live, 0);
 }
 
+/* device_state_size: asked after each live round's sync on the migrating
+ * thread, its word in the stats beside what went (at most
+ * device_state_max); never asked without a live migration. */
+static void test_expected_size(void)
+{
+	opts o = {.channels = 2, .sender_state = 1, .receiver_state = 1, .live = 1,
+		  .timeout_ms = 60000};
+	src_state s;
+	dst_state d;
+	result res;
+
+	printf("device_state_size: 3 MiB said, 3 MiB written, live\n");
+	init_states(&s, &d, 3u << 20, 65536, 99);
+	s.expect = 3u << 20;
+	migrate(&o, &s, &d, &res);
+	CHECK_EQ(res.src_rc, 0);
+	CHECK(res.dst_equal);
+	/* Once per round before the switchover's copy (the last round). */
+	CHECK(s.size_calls >= 1 && (uint32_t)s.size_calls + 1 == res.ss.rounds);
+	CHECK_EQ(s.size_elsewhere, 0);
+	CHECK_EQ(res.ss.device_state_expected_bytes, 3u << 20);
+	CHECK_EQ(res.ss.device_state_bytes, 3u << 20);
+	CHECK(res.ss.downtime_fixed_ms <= res.ss.downtime_expected_ms);
+	pthread_mutex_destroy(&d.lock);
+
+	printf("device_state_size: 1 GiB said, device_state_max 4 MiB, 1 MiB written, live\n");
+	o.sender_max = 4u << 20;
+	init_states(&s, &d, 1u << 20, 65536, 98);
+	s.expect = 1ull << 30;
+	migrate(&o, &s, &d, &res);
+	CHECK_EQ(res.src_rc, 0);
+	CHECK_EQ(res.ss.device_state_expected_bytes, 4u << 20);
+	CHECK_EQ(res.ss.device_state_bytes, 1u << 20);
+	pthread_mutex_destroy(&d.lock);
+
+	printf("device_state_size: not asked without a live migration\n");
+	o.live = 0;
+	o.sender_max = 0;
+	init_states(&s, &d, 1000, 100, 97);
+	s.expect = 1000;
+	migrate(&o, &s, &d, &res);
+	CHECK_EQ(res.src_rc, 0);
+	CHECK_EQ(s.size_calls, 0);
+	CHECK_EQ(res.ss.device_state_expected_bytes, 0);
+	pthread_mutex_destroy(&d.lock);
+}
+
 static void test_sizes(void)
 {
 	good_case("empty", 0, 4096, 2, 0);
@@ -453,6 +519,7 @@ static void test_sizes(void)
 	/* Hundreds of MiB, in odd-sized writes, over four channels. */
 	good_case("large", LM_TEST_SLOW ? 32ull << 20 : 256ull << 20, 65536 + 13, 4, 0);
 	good_case("live", 100000, 333, 2, 1);
+	test_expected_size();
 	good_case_x("under TLS", 3u << 20, 4000, 3, 0, 1);
 }
 

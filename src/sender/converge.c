@@ -48,6 +48,10 @@
  *                                   (its barrier does, before the ACK)
  *        + A + 2 * 8 N / H          COMPLETE and its ACK: both sides combine
  *                                   the N 4 KiB block hashes of all regions
+ *        + S_dev (1 + m) / R        the device state: S_dev bytes as the
+ *                                   application expects them
+ *                                   (device_state_size), at R, the wire
+ *                                   bytes/s of the round that measured B
  *        [+ total / (H threads)]    verify_source: the sender hashes it all
  *   D' = D + r S                    what the workload dirties from this sync
  *                                   until the pause (about a scan's time; r
@@ -170,8 +174,11 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	 * workload dirties are rarely zero). */
 	drained = r->page_bytes > 0 ? r->page_bytes / secs : (r->zero_bytes + m->c.page_size) / secs;
 	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 ||
-	    (!r->paced && r->page_bytes > 0 && drained > m->bw))
+	    (!r->paced && r->page_bytes > 0 && drained > m->bw)) {
 		m->bw = drained;
+		m->wire_bw = r->wire_bytes > 0 ? r->wire_bytes / secs : 0;
+	}
+	m->dev_bytes = (double)r->dev_bytes;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
 		m->ack_ms = sync_ms;
 	m->scan_ms[1] = m->scan_ms[0];
@@ -192,6 +199,17 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	m->npts = 0;
 }
 
+/* The device state at the wire rate (a raw byte is a wire byte), with the
+ * margin of the last copy's pages; at the page rate before a wire rate. */
+static double dev_ms(const lm__conv *m)
+{
+	double rate = m->wire_bw > 0 ? m->wire_bw : m->bw;
+
+	if (!(m->dev_bytes > 0) || !(rate > 0))
+		return 0;
+	return m->dev_bytes / rate * (1 + LM__RATE_MARGIN) * 1e3;
+}
+
 /* F(d), ms. */
 static double fixed_ms(const lm__conv *m, double d)
 {
@@ -199,6 +217,7 @@ static double fixed_ms(const lm__conv *m, double d)
 	double f = scan_ms(m) + 2 * ack_ms(m);
 
 	f += (d * m->c.page_size + 2 * 8 * blocks) / H * 1e3;
+	f += dev_ms(m);
 	if (m->c.verify_source)
 		f += (double)m->c.total_bytes / (H * m->c.hash_threads) * 1e3;
 	return f;

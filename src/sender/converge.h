@@ -36,11 +36,15 @@ typedef struct lm__conv_round {
 	uint64_t scan_us;      /* its dirty sync */
 	uint32_t pct;          /* the throttle in effect while it ran */
 	int paced;             /* a max_bandwidth was in effect at its end */
+	double wire_bytes;     /* what it put on the wire (frames, payloads) */
+	uint64_t dev_bytes;    /* the device state the application expects now */
 } lm__conv_round;
 
 typedef struct lm__conv {
 	lm__conv_setup c;
 	double bw;            /* page bytes/s drained, 0 until measured */
+	double wire_bw;       /* wire bytes/s of the round that set bw, 0: not known */
+	double dev_bytes;     /* the device state's expected bytes, the last round's word */
 	double ack_ms;        /* fastest SYNC -> ACK seen, less the destination's rehash */
 	double scan_ms[2];    /* the last two dirty syncs */
 	double wset;          /* working set estimate: most pages dirty at a sync */

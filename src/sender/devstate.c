@@ -35,6 +35,18 @@ uint64_t lm__sender_devstate_feature(const lm_sender *s)
 	return s->cfg.device_state ? LM_FEAT_DEVSTATE : 0;
 }
 
+uint64_t lm__sender_devstate_expected(lm_sender *s)
+{
+	uint64_t max = s->cfg.device_state_max ? s->cfg.device_state_max
+					       : LM_DEFAULT_DEVICE_STATE_MAX;
+	uint64_t n;
+
+	if (!s->cfg.device_state || !s->cfg.device_state_size)
+		return 0;
+	n = s->cfg.device_state_size(s->cfg.device_state_user);
+	return n < max ? n : max;
+}
+
 static int run_error(lm_sender *s)
 {
 	int rc;

@@ -31,6 +31,11 @@ uint32_t lm__sender_round(const lm_sender *s)
 	return s->round;
 }
 
+uint64_t lm__sender_wire_bytes(const lm_sender *s)
+{
+	return __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
+}
+
 uint64_t lm__sender_sync_us(const lm_sender *s)
 {
 	return s->sync_us;

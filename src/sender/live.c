@@ -58,7 +58,7 @@ typedef struct live {
 	uint64_t prev_dirty;    /* pages the previous round had to send */
 	uint64_t d_t0;          /* the current dirty interval began (last sync) */
 	/* Counters at the start of the current round. */
-	uint64_t r_t0, r_normal, r_zero;
+	uint64_t r_t0, r_normal, r_zero, r_wire;
 } live;
 
 /* The config with its defaults; a mistake's message names the field. */
@@ -221,6 +221,7 @@ static int setup(live *L, lm__err *e)
 static void round_begin(live *L)
 {
 	lm__sender_counts(L->s, &L->r_normal, &L->r_zero);
+	L->r_wire = lm__sender_wire_bytes(L->s);
 	L->r_t0 = lm__now_us();
 }
 
@@ -275,6 +276,8 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	r.secs = (double)(t_acked - L->r_t0) / 1e6;
 	r.page_bytes = (double)(normal - L->r_normal) * ps;
 	r.zero_bytes = (double)(zero - L->r_zero) * ps;
+	r.wire_bytes = (double)(lm__sender_wire_bytes(s) - L->r_wire);
+	r.dev_bytes = lm__sender_devstate_expected(s);
 	lm__conv_end_round(&L->m, &r);
 	L->est = lm__conv_expected(&L->m);
 	l->dirty_pages = *dirty;
@@ -283,6 +286,7 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	l->bandwidth_mbps = L->m.bw * 8 / 1e6;
 	l->expected_downtime_ms = (uint64_t)(L->est.total_ms + 0.5);
 	l->downtime_fixed_ms = (uint64_t)(L->est.fixed_ms + 0.5);
+	l->device_state_expected_bytes = r.dev_bytes;
 	l->throttle_now_pct = L->throttle;
 	push(L);
 	return 0;

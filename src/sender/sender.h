@@ -268,6 +268,7 @@ int lm__sender_bad_config(const lm_sender *s); /* new() refused the config: its 
 void lm__sender_region(const lm_sender *s, uint32_t i, const uint8_t **base, uint64_t *len);
 uint32_t lm__sender_round(const lm_sender *s);   /* rounds synced so far */
 uint64_t lm__sender_sync_us(const lm_sender *s); /* the last round's SYNC -> ACK */
+uint64_t lm__sender_wire_bytes(const lm_sender *s); /* of every data and state frame sent */
 /* Pages dirtied again since their round's sync are left for the next round
  * (skip[r]: region r's bitmap), refresh(user) adds to them every
  * LM__SKIP_REFRESH_US of dispatching; NULL, NULL, NULL: send everything. */
@@ -354,6 +355,10 @@ uint64_t lm__sender_devstate_feature(const lm_sender *s);
  * before its SYNC: the device state callback, its pieces posted to the
  * channels as it writes them; returns once every piece was written. */
 int lm__sender_devstate(lm_sender *s);
+/* Thread driving the sender: the bytes the device state callback is
+ * expected to write (lm_sender_config.device_state_size, at most
+ * device_state_max), 0 without one. */
+uint64_t lm__sender_devstate_expected(lm_sender *s);
 /* Thread driving the sender, channels idle, before COMPLETE on channel 0:
  * the DEVSTATE_END (size, checksum) when a state was sent, else nothing. */
 int lm__sender_devstate_end(lm_sender *s, lm__err *e);

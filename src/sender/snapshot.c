@@ -91,6 +91,7 @@ static void driver_part(const lm_sender *s, lm_stats *st)
 		st->throttle_now_pct = l->throttle_now_pct;
 		st->downtime_expected_ms = l->downtime_expected_ms;
 		st->downtime_fixed_ms = l->downtime_fixed_ms;
+		st->device_state_expected_bytes = l->device_state_expected_bytes;
 		st->skipped_pages = s->skipped_pages;
 		memcpy(st->dirty_source, l->dirty_source, sizeof(st->dirty_source));
 		memcpy(st->dirty_note, l->dirty_note, sizeof(st->dirty_note));
