@@ -63,6 +63,10 @@ typedef struct demo_opts {
 	int no_auto_converge, verify_source, netns, json, quiet, probe, plaintext;
 	int no_dedup, no_delta;
 	uint64_t delta_cache; /* bytes, 0 = the library's default */
+	/* --device-state-pad: bytes after the writers' state (a VMM's device
+	 * models), announced to the downtime estimate unless state_unsaid. */
+	uint64_t state_pad;
+	int state_unsaid;
 	/* Both sides' TLS: a random PSK made before the fork, so the demo's
 	 * migration is mutually authenticated and encrypted, as a real one
 	 * should be, with nothing to set up. */
@@ -138,6 +142,7 @@ static void usage(FILE *f, int full)
 		"                    [--dirty uffd|callback|auto]\n"
 		"                    [--verify-source] [--netns] [--plaintext] [--json] [--quiet]\n"
 		"                    [--no-dedup] [--no-delta] [--delta-cache SIZE]\n"
+		"                    [--device-state-pad SIZE [--device-state-unsaid]]\n"
 		"       livemig demo --probe\n");
 	if (!full)
 		return;
@@ -172,7 +177,10 @@ static void usage(FILE *f, int full)
 		"on their own, re-computed every round; step: QEMU's cpu-throttle, 20%% then\n"
 		"+10%% after every second round that dirtied over half of what it sent.\n"
 		"--json adds round_log: per round its time since the migration began, what\n"
-		"remained, the dirty rate, the bandwidth, the throttle and expected downtime.\n");
+		"remained, the dirty rate, the bandwidth, the throttle and expected downtime.\n"
+		"--device-state-pad SIZE: SIZE bytes more device state after the writers'\n"
+		"(a VMM's device models), told to the expected downtime in advance\n"
+		"(device_state_size) unless --device-state-unsaid.\n");
 }
 
 /* Bytes with an optional binary suffix K, M, G or T (then an optional B or
@@ -259,7 +267,7 @@ enum {
 	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
 	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES, O_NO_DEDUP, O_NO_DELTA, O_DELTA_CACHE,
-	O_THROTTLE_MODE,
+	O_THROTTLE_MODE, O_STATE_PAD, O_STATE_UNSAID,
 };
 
 /* One option's value; -1 after printing what is wrong. */
@@ -307,6 +315,11 @@ static int parse_one(int c, const char *a, demo_opts *o)
 		if (!o->delta_cache)
 			o->no_delta = 1; /* in the library 0 means the default */
 		return 0;
+	case O_STATE_PAD:
+		return parse_size(a, &o->state_pad) || o->state_pad > (1ull << 30) - WL_PAGE_SIZE
+			       ? bad("--device-state-pad must be a size under 1G, e.g. 16M")
+			       : 0;
+	case O_STATE_UNSAID: o->state_unsaid = 1; return 0;
 	case O_NETNS: o->netns = 1; return 0;
 	case O_JSON: o->json = 1; return 0;
 	case O_QUIET: o->quiet = 1; return 0;
@@ -334,6 +347,8 @@ static int parse_opts(int argc, char **argv, demo_opts *o)
 		{"no-dedup", no_argument, 0, O_NO_DEDUP}, {"no-delta", no_argument, 0, O_NO_DELTA},
 		{"delta-cache", required_argument, 0, O_DELTA_CACHE},
 		{"throttle-mode", required_argument, 0, O_THROTTLE_MODE},
+		{"device-state-pad", required_argument, 0, O_STATE_PAD},
+		{"device-state-unsaid", no_argument, 0, O_STATE_UNSAID},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 
@@ -574,10 +589,18 @@ static int dest_load_state(void *user, uint64_t off, const void *buf, size_t len
 	uint64_t pages;
 
 	(void)user;
-	if (buf) {
-		memcpy(dest_state.buf + off, buf, len); /* off + len <= the cap */
+	if (buf) { /* the writers' state comes first: keep the head */
+		if (off < sizeof(dest_state.buf))
+			memcpy(dest_state.buf + off, buf,
+			       len < sizeof(dest_state.buf) - off ? len : sizeof(dest_state.buf) - off);
 		return 0;
 	}
+	if (off < dest_state.o->state_pad || off - dest_state.o->state_pad > sizeof(dest_state.buf)) {
+		fprintf(stderr, "%s: destination: device state: %llu bytes, not the writers' state and %llu of padding\n",
+			PROG, (unsigned long long)off, (unsigned long long)dest_state.o->state_pad);
+		return -EINVAL;
+	}
+	off -= dest_state.o->state_pad;
 	if (wl_check_state(dest_state.buf, (size_t)off, dest_state.o->seed, dest_state.o->threads,
 			   &pages, why, sizeof(why))) {
 		fprintf(stderr, "%s: destination: device state: %s\n", PROG, why);
@@ -596,7 +619,7 @@ static int dest_main(const demo_opts *o, int fd)
 				  .alloc_regions = 1,
 				  .tls = o->plaintext ? NULL : &tls,
 				  .device_state = dest_load_state,
-				  .device_state_max = sizeof(dest_state.buf)};
+				  .device_state_max = sizeof(dest_state.buf) + o->state_pad};
 	lm_receiver *r = NULL;
 	uint64_t sum = 0;
 	lm_stats st = LM_STATS_INIT;
@@ -1016,9 +1039,26 @@ static int cb_device_state(void *u, lm_devstate_writer *w)
 {
 	demo *d = u;
 	uint8_t buf[4096];
-	int n = wl_save_state(d->w, buf, sizeof(buf));
+	int n = wl_save_state(d->w, buf, sizeof(buf)), rc;
 
-	return n < 0 ? n : lm_devstate_write(w, buf, (size_t)n);
+	if (n < 0 || (rc = lm_devstate_write(w, buf, (size_t)n)))
+		return n < 0 ? n : rc;
+	for (uint64_t off = 0; off < d->o.state_pad; off += sizeof(buf)) {
+		uint64_t k = d->o.state_pad - off < sizeof(buf) ? d->o.state_pad - off : sizeof(buf);
+		memset(buf, (int)(off / sizeof(buf) * 37 + 1), sizeof(buf));
+		if ((rc = lm_devstate_write(w, buf, (size_t)k)))
+			return rc;
+	}
+	return 0;
+}
+
+/* The device state's size as a VMM would know it: the padding and at most
+ * a page of writers' state. */
+static uint64_t cb_state_size(void *u)
+{
+	const demo *d = u;
+
+	return d->o.state_pad + WL_PAGE_SIZE;
 }
 
 static void live_config(demo *d, lm_live_config *lc)
@@ -1051,7 +1091,9 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 	lm_sender_config sc = {.size = sizeof(lm_sender_config), .channels = d->o.channels, .codec = d->o.codec, .level = d->o.level,
 			       .tls = d->o.plaintext ? NULL : &tls, .no_dedup = d->o.no_dedup,
 			       .no_delta = d->o.no_delta, .delta_cache = d->o.delta_cache,
-			       .device_state = cb_device_state, .device_state_user = d};
+			       .device_state = cb_device_state, .device_state_user = d,
+			       .device_state_max = WL_PAGE_SIZE + d->o.state_pad,
+			       .device_state_size = d->o.state_pad && !d->o.state_unsaid ? cb_state_size : NULL};
 	lm_live_config lc;
 	char addr[64];
 	int rc;
@@ -1135,8 +1177,11 @@ static int verify(demo *d, const dest_result *res, uint64_t *src_sum)
 			res->state_pages, wl_pages_written(d->w));
 		return 0;
 	}
-	fprintf(d->txt, "demo: device state: %" PRIu64 " bytes (the writers' state: %u generator%s, %" PRIu64 " pages written) continues the source\n",
+	fprintf(d->txt, "demo: device state: %" PRIu64 " bytes (the writers' state: %u generator%s, %" PRIu64 " pages written) continues the source",
 		res->state_bytes, d->o.threads, d->o.threads > 1 ? "s" : "", res->state_pages);
+	if (d->o.state_pad)
+		fprintf(d->txt, ", then %" PRIu64 " bytes of padding", d->o.state_pad);
+	fprintf(d->txt, "\n");
 	return 1;
 }
 
