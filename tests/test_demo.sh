@@ -79,6 +79,7 @@ expect_usage "--size without a value" --size
 expect_usage "--size 0" --size 0
 expect_usage "--size with a bad suffix" --size 1X
 expect_usage "--channels 0" --channels 0
+expect_usage "--device-state-pad over 1G" --device-state-pad 2G
 expect_usage "--codec bogus" --codec bogus
 expect_usage "--dirty bogus" --dirty bogus
 expect_usage "--on-limit bogus" --on-limit bogus
@@ -154,6 +155,22 @@ echo "== demo --verify-source"
 run verify "${small[@]}" --verify-source --codec lz4
 check "verify-source: exits 0" test "$rc" = 0
 check "verify-source: verified line" verified "$tmp/verify.out"
+
+echo "== demo --device-state-pad (told in advance, and not)"
+run pad "${small[@]}" --device-state-pad 3M --json
+check "pad: exits 0" test "$rc" = 0
+check "pad: the state and its size as told" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["source"]
+sys.exit(0 if s["device_state_bytes"] == 3 * 2**20 + 64 and
+         s["device_state_expected_bytes"] == 3 * 2**20 + 4096 else 1)' "$tmp/pad.out"
+check "pad: the destination checked the writers' state before it" grep -q "then 3145728 bytes of padding" "$tmp/pad.err"
+run unsaid "${small[@]}" --device-state-pad 1M --device-state-unsaid --json
+check "unsaid: exits 0" test "$rc" = 0
+check "unsaid: nothing told in advance" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["source"]
+sys.exit(0 if s["device_state_bytes"] == 2**20 + 64 and s["device_state_expected_bytes"] == 0 else 1)' "$tmp/unsaid.out"
 
 # ---- memory from an image, small writes ------------------------------------------
 
