@@ -594,7 +594,8 @@ typedef struct lm_live_config {
 /* Live pre-copy on a connected sender, as QEMU does it: arms dirty tracking,
  * round one sends every page, each later round sends the pages dirtied
  * since the previous sync, until the expected downtime (the switchover's
- * fixed costs measured in this migration + remaining bytes / measured
+ * fixed costs measured in this migration, the device state's expected
+ * size if device_state_size tells it, + remaining bytes / measured
  * bandwidth, with a margin) is under the limit. Then it pauses the workload, sends
  * the rest, sends the region checksums and waits for the destination's
  * verified reply; downtime is measured from the pause to that reply. On
