@@ -426,8 +426,10 @@ typedef struct lm_sender_config {
 	 * device_state_user after every round's dirty sync, on the thread
 	 * driving the sender. The expected downtime sends them at the wire rate
 	 * of the last round, so a state of many MB is in the decision to switch
-	 * over; more than device_state_max counts as device_state_max. NULL,
-	 * or no device_state: 0 (a few bytes cost nothing measurable). */
+	 * over; more than device_state_max counts as device_state_max (so an
+	 * "unknown" of UINT64_MAX would hold the switchover back: say 0).
+	 * 0, NULL, or no device_state: nothing counted (a few bytes cost
+	 * nothing measurable). */
 	uint64_t (*device_state_size)(void *user);
 } lm_sender_config;
 

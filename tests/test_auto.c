@@ -476,7 +476,7 @@ static double wire_per_byte(const lm__auto *a)
  * the model compress less; the copy goes at once with the decision for
  * the last full reading, and its windows that do not block neither probe
  * upward nor step toward raw. Paced rounds never saw the link beyond the
- * pace: nothing changes then. */
+ * pace, and before any window nothing was measured: nothing changes then. */
 static void model_final(void)
 {
 	world w = typical(120e6), fast;
@@ -494,10 +494,10 @@ static void model_final(void)
 	probed = a;
 	probed.link = 1.3 * full;
 	probed.full = 0;
-	lm__auto_final(&probed);
+	lm__auto_final(&probed, 0);
 	a.link = 1.3 * full;
 	a.probing = 1;
-	lm__auto_final(&a);
+	lm__auto_final(&a, 0);
 	printf("model: the switchover's copy at 1.2 of 2 cores busy, 120 MB/s: %s %u/1024 rest %s, "
 	       "%.3f wire bytes a byte (link estimate %.0f MB/s); after a probe to %.0f MB/s "
 	       "%s %u/1024 rest %s, %.3f\n",
@@ -508,6 +508,27 @@ static void model_final(void)
 	CHECK(a.final && a.link <= full);
 	CHECK(a.codec != LM_CODEC_NONE);
 	CHECK(wire_per_byte(&a) < 0.97 * wire_per_byte(&probed));
+	/* A window whose channels never waited, the CPU the limit (more
+	 * load) and the link not full: steering, before the switchover, steps
+	 * toward raw; not in the copy. */
+	{
+		world busier = w;
+		lm__auto before = a, held = a;
+		lm__auto_chan hc[8];
+		busier.load = 1.3;
+		before.final = 0;
+		memcpy(pchans, chans, sizeof(pchans));
+		memcpy(hc, chans, sizeof(hc));
+		window(&busier, &before, pchans);
+		window(&busier, &held, hc);
+		printf("model: a window short of CPU: %s %u/1024 before the switchover, %s %u/1024 in "
+		       "its copy (from %u, the model %u; blocked %.3f)\n",
+		       lm_codec_name((lm_codec_id)before.codec), before.frac,
+		       lm_codec_name((lm_codec_id)held.codec), held.frac, a.frac, held.model_frac,
+		       held.blocked);
+		CHECK(held.blocked < 0.02 && held.codec == a.codec && held.rest == a.rest);
+		CHECK(before.frac < a.frac && held.frac >= a.frac);
+	}
 	/* A window whose channels never waited, delivering all the link
 	 * estimate (what a probe needs): the estimate stays. */
 	fast = w;
@@ -525,9 +546,13 @@ static void model_final(void)
 	start(&a, chans, all_cand, w.n, (uint64_t)(2 * w.link));
 	run_world(&w, &a, chans, 40);
 	probed = a;
-	lm__auto_final(&a);
+	lm__auto_final(&a, 1);
 	CHECK(!a.final && a.link == probed.link && a.codec == probed.codec &&
 	      a.frac == probed.frac);
+	/* Before any window: raw, as at the start, nothing decided on priors. */
+	start(&a, chans, all_cand, w.n, 0);
+	lm__auto_final(&a, 0);
+	CHECK(!a.final && a.codec == LM_CODEC_NONE && a.frac == 0);
 }
 
 /* Sender and receiver on the same two cores, a link faster than both: the

@@ -272,10 +272,12 @@ static int dest_receive(lm_receiver *r, uint64_t *sum)
 	return rc;
 }
 
-/* The device state is the writers' state: kept whole (it is small: the
- * receiver's cap is the buffer), checked at the end call, before the
- * destination acknowledges, so a state that does not continue this
- * workload fails the migration. */
+/* The device state is the writers' state, then --device-state-pad bytes
+ * of padding (the receiver's cap is the buffer and the padding): the
+ * head is kept (the writers' state is at most the buffer) and checked at
+ * the end call, before the destination acknowledges, so a state that does
+ * not continue this workload fails the migration. The padding is the
+ * library's to verify (its checksum), not kept. */
 static int dest_load_state(void *user, uint64_t off, const void *buf, size_t len)
 {
 	char why[256];

@@ -259,6 +259,11 @@ int demo_parse_opts(int argc, char **argv, demo_opts *o)
 		usage(stderr, 0);
 		return -1;
 	}
+	if (o->state_unsaid && !o->state_pad) {
+		bad("--device-state-unsaid needs --device-state-pad");
+		usage(stderr, 0);
+		return -1;
+	}
 	return 0;
 }
 

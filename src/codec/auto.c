@@ -725,11 +725,11 @@ void lm__auto_update(lm__auto *a, const lm__auto_meas *m)
  * 0.35: 17 ms over the estimate (1 run in 30; 0.63 and 16 ms over it once
  * in the sixteenth session's 9). The workload is paused, so compressing
  * as much as in the round costs CPU it no longer takes. */
-void lm__auto_final(lm__auto *a)
+void lm__auto_final(lm__auto *a, int paced)
 {
 	/* Paced, the link beyond the pace was never seen: the copy finds
 	 * it as any window does. */
-	if (a->rate_cap)
+	if (paced || !a->windows)
 		return;
 	a->final = 1;
 	if (a->full > 0 && a->full_age <= LM__AUTO_FULL_PROBE && a->link > a->full)

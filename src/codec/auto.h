@@ -231,12 +231,14 @@ void lm__auto_set_cap(lm__auto *a, uint64_t rate_cap);
 void lm__auto_tcp_window(uint64_t busy, uint64_t rwnd, uint64_t rtt_us, lm__auto_ctr *seen,
 			 lm__auto_meas *m);
 /* The switchover's copy begins: the paused workload's last pages, all at
- * once and unpaced, so the link is the limit. From now on the link is what
- * it took when last full (not a probe of the round's tail), it is not
- * probed upward, steering does not step toward raw, and the decision is
- * taken again at once. Nothing changes when the rounds were paced (a rate
- * cap set: the link beyond it is not known). Before the cap is lifted. */
-void lm__auto_final(lm__auto *a);
+ * once and unpaced, so the link is the limit. The link estimate goes back
+ * to what the link took when last full within LM__AUTO_FULL_PROBE windows,
+ * where there was such a reading (not a probe of the round's tail); from
+ * now on it is not probed upward, steering does not step toward raw, and
+ * the decision is taken again at once. Nothing changes when the rounds
+ * were paced (the link beyond the pace is not known) or no window was
+ * measured yet (raw until one is, as at the start). */
+void lm__auto_final(lm__auto *a, int paced);
 /* Folds a window into the estimates and re-decides. */
 void lm__auto_update(lm__auto *a, const lm__auto_meas *m);
 /* The model's throughput (input bytes/s) for compressing frac/1024 of the

@@ -414,10 +414,11 @@ void lm__sender_auto_tick(lm_sender *s)
 }
 
 /* The window so far is the round's tail, the channels idle while its
- * SYNC travelled: their CPU in it put the budget at 0.63 of a core where
- * the round had 0.91, and the copy's first 100 ms went a third raw. Not
- * folded in: the copy's first window is its own. */
-void lm__sender_auto_final(lm_sender *s)
+ * SYNC travelled, then the pause and the last dirty sync: their CPU in it
+ * put the budget at 0.63 of a core where the round had 0.91, and the
+ * copy's first 100 ms went a third raw. Not folded in: the copy's first
+ * window is its own. */
+void lm__sender_auto_final(lm_sender *s, int paced)
 {
 	lm__auto_meas tail;
 
@@ -425,6 +426,6 @@ void lm__sender_auto_final(lm_sender *s)
 		return;
 	if (s->auto_t)
 		measure(s, &tail, lm__now_us());
-	lm__auto_final(&s->au);
+	lm__auto_final(&s->au, paced);
 	__atomic_store_n(&s->auto_snap, lm__auto_snapshot(&s->au), __ATOMIC_RELAXED);
 }

@@ -176,7 +176,8 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	if (r->page_bytes >= 4.0 * r->packet_bytes || m->bw == 0 ||
 	    (!r->paced && r->page_bytes > 0 && drained > m->bw)) {
 		m->bw = drained;
-		m->wire_bw = r->wire_bytes > 0 ? r->wire_bytes / secs : 0;
+		/* Zero pages alone are a few bytes of wire each: no rate. */
+		m->wire_bw = r->wire_bytes > 0 && r->page_bytes > 0 ? r->wire_bytes / secs : 0;
 	}
 	m->dev_bytes = (double)r->dev_bytes;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)

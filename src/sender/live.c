@@ -487,9 +487,8 @@ static int switchover(live *L, lm__err *e)
 	lm_sender *s = L->s;
 	lm_stats *l = &L->st;
 	uint64_t t_pause, dirty;
-	int rc;
+	int paced = lm__sender_rate(s) != 0, rc;
 
-	lm__sender_auto_final(s); /* before the lift: it reads the pace */
 	lm__sender_lift_rate(s); /* QEMU too lifts max-bandwidth for the last copy */
 	lm__sender_set_skip(s, NULL, NULL, NULL);
 	l->precopy_bytes = transferred(L);
@@ -504,6 +503,7 @@ static int switchover(live *L, lm__err *e)
 	l->dirty_pages = dirty;
 	l->remaining_bytes = dirty * L->sh.page_size;
 	push(L);
+	lm__sender_auto_final(s, paced);
 	/* The device state is the paused workload's, after its last pages. */
 	if ((rc = lm__sender_send_dirty(s, L->next)) || (rc = lm__sender_devstate(s)) ||
 	    (rc = lm__sender_sync(s)))

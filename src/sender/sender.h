@@ -321,9 +321,10 @@ int lm__feedback_sane(const lm__feedback *now, const lm__feedback *seen);
  * handshake), and re-decides when a window is over (per packet posted). */
 void lm__sender_auto_start(lm_sender *s);
 void lm__sender_auto_tick(lm_sender *s);
-/* Live, at the pause: codec auto's decision for the switchover's copy
- * (lm__auto_final), published at once. The driving thread. */
-void lm__sender_auto_final(lm_sender *s);
+/* Live, paused, right before the switchover's copy: codec auto's decision
+ * for it (lm__auto_final; paced: the rounds had a rate limit), published
+ * at once. The driving thread. */
+void lm__sender_auto_final(lm_sender *s, int paced);
 /* The owner of ch's conn (its channel thread while it works, the updater
  * while it is idle): the socket's TCP_INFO counters into ch->ctr, when
  * the socket tells them. */
