@@ -644,6 +644,14 @@ static void decide(lm__auto *a)
 	}
 }
 
+/* The decision is the model's pick as it is. */
+static void take_model(lm__auto *a)
+{
+	a->codec = a->model_codec;
+	a->frac = a->model_frac;
+	a->rest = a->model_rest;
+}
+
 /* Steering: the model's pick moved by what the window measured under the
  * decision in force. The model's costs are measured at the operating point
  * and extrapolated to the others; near the crossover of the link and CPU
@@ -678,9 +686,7 @@ static void steer(lm__auto *a, const lm__auto_meas *m)
 	if (!a->steer || !m->tx.wire_bytes || !m->wall_ns || a->model_codec == LM_CODEC_NONE ||
 	    (f && a->codec != a->model_codec) || a->rest != a->model_rest || f < lo || f > hi ||
 	    rx_limited(a)) {
-		a->codec = a->model_codec;
-		a->frac = a->model_frac;
-		a->rest = a->model_rest;
+		take_model(a);
 		return;
 	}
 	/* A step the way the window says, or to the model's share where
@@ -736,9 +742,7 @@ void lm__auto_final(lm__auto *a, int paced)
 		a->link = a->full;
 	a->probing = 0;
 	decide(a);
-	a->codec = a->model_codec;
-	a->frac = a->model_frac;
-	a->rest = a->model_rest;
+	take_model(a);
 	a->rate = lm__auto_rate_mix(a, a->codec, a->frac, a->rest);
 }
 

@@ -35,16 +35,20 @@ uint64_t lm__sender_devstate_feature(const lm_sender *s)
 	return s->cfg.device_state ? LM_FEAT_DEVSTATE : 0;
 }
 
+/* device_state_max, or its default. */
+static uint64_t state_max(const lm_sender *s)
+{
+	return s->cfg.device_state_max ? s->cfg.device_state_max : LM_DEFAULT_DEVICE_STATE_MAX;
+}
+
 uint64_t lm__sender_devstate_expected(lm_sender *s)
 {
-	uint64_t max = s->cfg.device_state_max ? s->cfg.device_state_max
-					       : LM_DEFAULT_DEVICE_STATE_MAX;
 	uint64_t n;
 
 	if (!s->cfg.device_state || !s->cfg.device_state_size)
 		return 0;
 	n = s->cfg.device_state_size(s->cfg.device_state_user);
-	return n < max ? n : max;
+	return n < state_max(s) ? n : state_max(s);
 }
 
 static int run_error(lm_sender *s)
@@ -137,7 +141,7 @@ int lm__sender_devstate(lm_sender *s)
 		lm__sender_fail(s, LM_EFEATURE, "the receiver did not accept the device state feature");
 		return LM_EFEATURE;
 	}
-	w.max = s->cfg.device_state_max ? s->cfg.device_state_max : LM_DEFAULT_DEVICE_STATE_MAX;
+	w.max = state_max(s);
 	lm__sumstream_init(&w.sum);
 	rc = s->cfg.device_state(s->cfg.device_state_user, &w);
 	if (!w.err && rc) {
