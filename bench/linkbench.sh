@@ -17,6 +17,10 @@
 #     --channels N   channels of both (and iperf3 -P), default 2
 #     --iperf-time S seconds of each iperf3 run, default 3 (0: no iperf3)
 #     --out DIR      where the results go (default /tmp/linkbench-DATE-TIME)
+#     --pin TX/RX    run every source (livemig send, QEMU's source, iperf3's
+#                    client) on CPUs TX and every destination on CPUs RX, as
+#                    two hosts would be, instead of both sharing every CPU
+#                    (namespaced links only; each run's line says "pin")
 #
 # Writes DIR/runs.jsonl (one line per run: link, run, impl, method, and the
 # result with "ok"; a failed run, e.g. a codec this build refuses, is a line
@@ -44,7 +48,7 @@ dest=${LM_DEST:-/dev/shm/linkbench-dest.img}
 links="1gbit 3gbit 10gbit none"
 codecs="auto none lz4 zstd deflate"
 qemu="none zstd zlib"
-runs=3 ch=2 itime=3 res= img=
+runs=3 ch=2 itime=3 res= img= pin=
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
 	--channels) ch=$2; shift 2 ;;
 	--iperf-time) itime=$2; shift 2 ;;
 	--out) res=$2; shift 2 ;;
+	--pin) pin=$2; shift 2 ;;
 	-h | --help) bench_usage ;;
 	-*) echo "linkbench: unknown option $1" >&2; bench_usage ;;
 	*) [ -z "$img" ] || bench_usage; img=$1; shift ;;
@@ -68,6 +73,8 @@ for l in $links; do # a bad rate would stop the benchmark midway, at tc
 		{ echo "linkbench: link '$l' is not a tc rate (1gbit, 500mbit), none or lo" >&2; exit 2; }
 done
 [ -x "$bin/livemig" ] || { echo "linkbench: no $bin/livemig (set LM_BIN to the build)" >&2; exit 2; }
+[[ -z $pin || $pin =~ ^[0-9,-]+/[0-9,-]+$ ]] || { echo "linkbench: --pin takes TX/RX CPU lists, e.g. 0/1" >&2; exit 2; }
+[[ -z $pin || " $links " != *" lo "* ]] || { echo "linkbench: --pin needs the namespaced links (not lo)" >&2; exit 2; }
 
 if [ -z "$img" ]; then
 	img=/dev/shm/linkbench-1g.img
@@ -86,12 +93,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Pinned, qemu_mig.py's `ip netns exec lmA|lmB QEMU` goes through an `ip`
+# earlier on its PATH that puts taskset in front of QEMU, so QEMU's two
+# sides are pinned from their start as livemig's are.
+if [ -n "$pin" ]; then
+	mkdir -p "$out/pinbin"
+	cat >"$out/pinbin/ip" <<EOF
+#!/bin/sh
+if [ "\$1 \$2 \$3" = "netns exec lmA" ]; then shift 3; exec $(command -v ip) netns exec lmA taskset -c ${pin%/*} "\$@"; fi
+if [ "\$1 \$2 \$3" = "netns exec lmB" ]; then shift 3; exec $(command -v ip) netns exec lmB taskset -c ${pin#*/} "\$@"; fi
+exec $(command -v ip) "\$@"
+EOF
+	chmod +x "$out/pinbin/ip"
+fi
+
 # Warm the page cache: every side reads the image from memory.
 cat "$img" >/dev/null
 
 # record RUN IMPL METHOD RESULT: one line of runs.jsonl (and of stdout).
 record() {
-	local line="{\"link\": \"$link\", \"run\": $1, \"impl\": \"$2\", \"method\": \"$3\", \"result\": $4}"
+	local line="{\"link\": \"$link\", \"run\": $1, \"impl\": \"$2\", \"method\": \"$3\", \"pin\": \"$pin\", \"result\": $4}"
 	echo "$line" >>"$res/runs.jsonl"
 	echo "$line"
 }
@@ -109,6 +130,10 @@ done
 for run in $(seq "$runs"); do
 	for link in $links; do
 		bench_link_up "$link"
+		if [ -n "$pin" ]; then
+			NA+=(taskset -c "${pin%/*}")
+			NB+=(taskset -c "${pin#*/}")
+		fi
 		if [ "$itime" -gt 0 ]; then
 			mbps=$(bench_iperf "$ch" "$itime") || mbps=null
 			record "$run" iperf3 "-P $ch" "{\"ok\": $([ "$mbps" = null ] && echo false || echo true), \"mbps\": $mbps}"
@@ -118,7 +143,7 @@ for run in $(seq "$runs"); do
 			if [ "$impl" = livemig ]; then
 				r=$(bench_livemig_run "$img" "$method" "$ch" "$dest") || true
 			else
-				r=$(bench_qemu_run "$img" "$method" "$ch") || true
+				r=$(PATH=${pin:+$out/pinbin:}$PATH bench_qemu_run "$img" "$method" "$ch") || true
 			fi
 			[ -n "$r" ] || r='{"ok": false, "error": "no result"}'
 			record "$run" "$impl" "$method" "$r"
