@@ -301,7 +301,7 @@ static void stall_flood(stall *st, const uint8_t *ack, size_t alen)
 
 /* The fake receiver of a stall case: the hello acked, then as its mode
  * says; at the end its side is shut, so a sender still waiting ends. */
-static FP_UNUSED void *stall_main(void *arg)
+static void *stall_main(void *arg)
 {
 	stall *st = arg;
 	uint8_t b[LM_FRAME_HDR + LM_ACK_LEN];

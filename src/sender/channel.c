@@ -456,9 +456,9 @@ static void land_sums(lm__sumtree *sum, const lm__plan *pl)
 static int send_packet(lm__tx_chan *ch, lm__err *e)
 {
 	lm_sender *s = ch->s;
-	const lm__tx_region *r = &s->regions[ch->job.region];
+	const lm__tx_region *r = &s->regions[ch->job_region];
 	lm__plan *pl = &ch->plan;
-	uint32_t ps = s->page_size, n = ch->job.pages, area, nc;
+	uint32_t ps = s->page_size, n = ch->job_pages, area, nc;
 	const uint8_t *enc = ch->enc;
 	lm__data_hdr d;
 	uint16_t codec, want = LM_CODEC_NONE, probe = LM_CODEC_NONE;
@@ -476,8 +476,8 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 	 * loopback speed; the two of the run-queue wait come with an encode. */
 	cpu[0] = lm__thread_cpu_ns();
 	t[0] = lm__now_ns();
-	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job.region, r->base, r->len, ch->job.off, n))) {
-		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job.num,
+	if ((rc = lm__plan_packet(&s->kinds, pl, ch->job_region, r->base, r->len, ch->job_off, n))) {
+		lm__err_set(e, "planning packet %llu: %s", (unsigned long long)ch->job_num,
 			    lm_strerror(rc));
 		goto out;
 	}
@@ -504,8 +504,8 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 		goto out;
 	}
 	memset(&d, 0, sizeof(d));
-	d.packet_num = ch->job.num;
-	d.region = ch->job.region;
+	d.packet_num = ch->job_num;
+	d.region = ch->job_region;
 	d.round = s->round;
 	d.pages = n;
 	d.normal = pl->nn;
@@ -551,7 +551,7 @@ static int send_packet(lm__tx_chan *ch, lm__err *e)
 		goto out;
 	}
 	__atomic_add_fetch(&s->wire_bytes, wire, __ATOMIC_RELAXED);
-	land_sums(&s->regions[ch->job.region].sum, pl);
+	land_sums(&s->regions[ch->job_region].sum, pl);
 	ch->zero_pages += pl->nz;
 	ch->normal_pages += pl->nn;
 	ch->payload += d.payload;
@@ -576,27 +576,6 @@ static int send_sync(lm__tx_chan *ch, lm__err *e)
 		return lm__sender_peer_reason(ch, rc, e);
 	ch->round_packets = 0;
 	return 0;
-}
-
-/* Under s->lock, st done: the packet queued behind it, once the main
- * thread has written it (dispatch.c), else idle. After a failure the
- * queued packet is dropped: the channel goes idle, which the main thread
- * waits for. */
-static int after_job(lm__tx_chan *ch, int st)
-{
-	lm__tx_job t;
-
-	while (ch->queued == LM__TXQ_FILLING)
-		pthread_cond_wait(&ch->cond, &ch->s->lock);
-	if (st != LM_TX_JOB || ch->queued != LM__TXQ_READY)
-		return LM_TX_IDLE;
-	ch->queued = LM__TXQ_EMPTY;
-	if (ch->s->err)
-		return LM_TX_IDLE;
-	t = ch->job;
-	ch->job = ch->next;
-	ch->next = t;
-	return LM_TX_JOB;
 }
 
 void *lm__tx_chan_main(void *arg)
@@ -625,7 +604,7 @@ void *lm__tx_chan_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		lm__tx_publish(ch); /* for lm_sender_stats() on any thread */
 		if (ch->state != LM_TX_QUIT) /* a QUIT posted meanwhile stands */
-			ch->state = after_job(ch, st);
+			ch->state = LM_TX_IDLE;
 		pthread_mutex_unlock(&s->lock);
 		/* After the unlock: a waiter woken under the lock would block on
 		 * it at once (two more futex calls and a switch per packet). The

@@ -17,8 +17,7 @@
 /* ---- main thread --------------------------------------------------------- */
 
 /* Under s->lock, round one: every byte below the lowest page a busy
- * channel holds is sent (round one hands pages out in order, so a packet
- * queued behind a channel's is above it). */
+ * channel holds is sent (round one hands pages out in order). */
 static void cursor_update(lm_sender *s)
 {
 	uint64_t done = __atomic_load_n(&s->cursor_handed, __ATOMIC_RELAXED);
@@ -26,60 +25,39 @@ static void cursor_update(lm_sender *s)
 	if (s->round)
 		return;
 	for (uint32_t i = 0; i < s->nch; i++)
-		if (s->ch[i].state == LM_TX_JOB && s->ch[i].job.pos < done)
-			done = s->ch[i].job.pos;
+		if (s->ch[i].state == LM_TX_JOB && s->ch[i].job_pos < done)
+			done = s->ch[i].job_pos;
 	__atomic_store_n(&s->cursor_done, done, __ATOMIC_RELAXED);
 }
 
-/* Under s->lock: the next idle channel, round robin; with queue, else a
- * busy one with no packet queued behind its own. */
-static lm__tx_chan *free_channel(lm_sender *s, int queue)
-{
-	for (int pass = 0; pass < 1 + !!queue; pass++) {
-		for (uint32_t k = 0; k < s->nch; k++) {
-			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
-			if (pass ? ch->state == LM_TX_JOB && ch->queued == LM__TXQ_EMPTY
-				 : ch->state == LM_TX_IDLE) {
-				s->next_ch = (ch->idx + 1u) % s->nch;
-				return ch;
-			}
-		}
-	}
-	return NULL;
-}
-
-/* A channel for the next piece of work and where its packet goes (*job:
- * the channel's own while it is idle, else the one queued behind it,
- * reserved); NULL once the migration has failed. Only packets queue
- * (queue set): a sync, a device state piece or the end takes an idle
- * channel. */
-static lm__tx_chan *idle_channel(lm_sender *s, int queue, lm__tx_job **job)
+/* Next idle channel, round robin; NULL once the migration has failed. */
+static lm__tx_chan *idle_channel(lm_sender *s)
 {
 	lm__tx_chan *found = NULL;
 
 	if (lm__sender_cancelled(s))
 		return NULL;
 	pthread_mutex_lock(&s->lock);
-	while (!s->err && !(found = free_channel(s, queue)))
-		pthread_cond_wait(&s->idle_cond, &s->lock);
-	if (found) {
-		*job = &found->job;
-		if (found->state != LM_TX_IDLE) {
-			found->queued = LM__TXQ_FILLING;
-			*job = &found->next;
-			s->queued++;
+	while (!s->err && !found) {
+		for (uint32_t k = 0; k < s->nch && !found; k++) {
+			lm__tx_chan *ch = &s->ch[(s->next_ch + k) % s->nch];
+			if (ch->state == LM_TX_IDLE) {
+				found = ch;
+				s->next_ch = (ch->idx + 1u) % s->nch;
+			}
 		}
-		cursor_update(s);
+		if (!found)
+			pthread_cond_wait(&s->idle_cond, &s->lock);
 	}
+	if (found)
+		cursor_update(s);
 	pthread_mutex_unlock(&s->lock);
 	return found;
 }
 
 lm__tx_chan *lm__sender_idle_channel(lm_sender *s)
 {
-	lm__tx_job *job;
-
-	return idle_channel(s, 0, &job);
+	return idle_channel(s);
 }
 
 void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state)
@@ -89,20 +67,6 @@ void lm__sender_post(lm_sender *s, lm__tx_chan *ch, int state)
 	pthread_mutex_unlock(&s->lock);
 	/* After the unlock, as the channel's own broadcast (channel.c); the
 	 * channel's cond lives until its thread is joined. */
-	pthread_cond_signal(&ch->cond);
-}
-
-/* A packet written where idle_channel() put it: the channel's job, or
- * the one queued behind it (which a channel that finished meanwhile
- * waits for). */
-static void post_job(lm_sender *s, lm__tx_chan *ch)
-{
-	pthread_mutex_lock(&s->lock);
-	if (ch->queued == LM__TXQ_FILLING)
-		ch->queued = LM__TXQ_READY;
-	else
-		ch->state = LM_TX_JOB;
-	pthread_mutex_unlock(&s->lock);
 	pthread_cond_signal(&ch->cond);
 }
 
@@ -171,17 +135,12 @@ static void pace(lm_sender *s)
 }
 
 /* The packet of n pages whose offsets the caller then writes into the
- * returned *job; NULL once the run failed. Unpaced, a packet may queue
- * behind a busy channel's: on two shared cores a channel that went idle
- * waited 0.1-0.4 ms a packet for this thread to be scheduled and hand it
- * the next, 20-40% of its time at 3gbit. Paced, the hand-off is where a
- * finished packet is charged, and a queued one would go out ahead of it. */
-static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n, lm__tx_job **job)
+ * returned channel's job_off; NULL once the run failed. */
+static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n)
 {
 	lm__tx_chan *ch;
 
-	lm__sender_ctl_rate(s); /* a limit asked for before this packet */
-	if (!(ch = idle_channel(s, !s->rate_limit, job)))
+	if (!(ch = idle_channel(s)))
 		return NULL;
 	/* After the wait: the packet just finished is charged. A new max
 	 * bandwidth (lm_sender_set_max_bandwidth) applies from this packet. */
@@ -190,9 +149,9 @@ static lm__tx_chan *next_job(lm_sender *s, uint32_t rid, uint32_t n, lm__tx_job 
 	if (!s->t_first_data)
 		s->t_first_data = lm__now_us();
 	lm__sender_publish(s, 0); /* the channels publish their own */
-	(*job)->region = rid;
-	(*job)->pages = n;
-	(*job)->num = s->next_packet++;
+	ch->job_region = rid;
+	ch->job_pages = n;
+	ch->job_num = s->next_packet++;
 	return ch;
 }
 
@@ -223,19 +182,18 @@ static int skipped(const lm_sender *s, uint32_t rid, uint64_t pg)
 static int post_pages(lm_sender *s, uint32_t rid, const uint64_t *off, uint32_t n,
 		      const uint64_t *span)
 {
-	lm__tx_job *job;
-	lm__tx_chan *ch = next_job(s, rid, n, &job);
+	lm__tx_chan *ch = next_job(s, rid, n);
 
 	if (!ch)
 		return s->err;
 	for (uint32_t i = 0; !span && i < n; i++)
 		lm__sumtree_reopen(&s->regions[rid].sum, off[i]);
-	memcpy(job->off, off, sizeof(uint64_t) * n);
+	memcpy(ch->job_off, off, sizeof(uint64_t) * n);
 	if (span) {
-		job->pos = span[0];
+		ch->job_pos = span[0];
 		__atomic_store_n(&s->cursor_handed, span[1], __ATOMIC_RELAXED);
 	}
-	post_job(s, ch);
+	lm__sender_post(s, ch, LM_TX_JOB);
 	return 0;
 }
 

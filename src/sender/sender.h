@@ -14,15 +14,6 @@
 #include "livemig.h"
 
 enum { LM_TX_IDLE, LM_TX_JOB, LM_TX_SYNC, LM_TX_QUIT, LM_TX_DEVSTATE };
-enum { LM__TXQ_EMPTY, LM__TXQ_FILLING, LM__TXQ_READY };
-
-/* A packet for a channel: n pages of a region at the offsets in off. */
-typedef struct lm__tx_job {
-	uint32_t region, pages;
-	uint64_t num;
-	uint64_t *off;
-	uint64_t pos; /* round one: where off[0] is in the cursor's terms */
-} lm__tx_job;
 
 /* name, base, len: set before connect by the thread driving the sender,
  * read-only from then on. */
@@ -51,21 +42,14 @@ typedef struct lm__tx_chan {
 	uint16_t idx;
 	pthread_t tid;         /* owner: main thread */
 	int started;           /* owner: main thread */
-	/* Signalled when state leaves IDLE, and when a queued packet is
-	 * written (queued FILLING -> READY). */
-	pthread_cond_t cond;
+	pthread_cond_t cond;   /* signalled when state leaves IDLE */
 	int state;             /* guarded by s->lock */
-	/* The packet: written by the main thread while IDLE, read by the
-	 * channel thread while JOB (the state change under s->lock orders
-	 * them). */
-	lm__tx_job job;
-	/* The packet queued behind it (dispatch.c says why): the main thread
-	 * reserves it under s->lock (queued FILLING, only while state is
-	 * JOB), writes it without the lock and marks it READY under the lock;
-	 * the channel thread takes it under the lock as its job ends (a swap
-	 * with job: both off arrays stay the channel's). */
-	lm__tx_job next;
-	int queued;            /* LM__TXQ_*, guarded by s->lock */
+	/* The job: written by the main thread while IDLE, read by the channel
+	 * thread while JOB (the state change under s->lock orders them). */
+	uint32_t job_region, job_pages;
+	uint64_t job_num;
+	uint64_t *job_off;
+	uint64_t job_pos;      /* round one: where job_off[0] is in the cursor's terms */
 	/* Owner: the conn and buffers belong to the channel thread while its
 	 * state is not IDLE, to the main thread otherwise. */
 	lm__conn conn;
@@ -210,11 +194,9 @@ struct lm_sender {
 	 * the data handed to the sockets to the destination's ack (live.c's
 	 * switchover model). */
 	uint64_t sync_us;
-	/* The driving thread's; only idle_channel() touches them, under lock
-	 * because it scans the states there anyway. queued: packets it put
-	 * behind a busy channel's (tests read it after the run). */
+	/* The driving thread's; only idle_channel() touches it, under lock
+	 * because it scans the states there anyway. */
 	uint32_t next_ch;
-	uint64_t queued;
 	/* The round being sent. Written by the driving thread only while
 	 * every channel is IDLE (lm__sender_sync, after wait_idle); channel
 	 * threads read it while busy (send_packet, send_sync): the post() of

@@ -480,8 +480,7 @@ static void chan_free_bufs(lm__tx_chan *ch)
 	free(ch->lens);
 	free(ch->hdr);
 	free(ch->iov);
-	free(ch->job.off);
-	free(ch->next.off);
+	free(ch->job_off);
 	free(ch->plan.normal_off);
 	free(ch->plan.zero_off);
 	free(ch->plan.ref_off);
@@ -535,10 +534,8 @@ static int chan_alloc(lm_sender *s, lm__tx_chan *ch, uint16_t idx, lm__err *e)
 	ch->iov = malloc(sizeof(struct iovec) * (n + 1));
 	ch->pages = malloc(sizeof(void *) * n);
 	ch->lens = malloc(sizeof(uint32_t) * n);
-	ch->job.off = malloc(sizeof(uint64_t) * n);
-	ch->next.off = malloc(sizeof(uint64_t) * n);
-	if (!ch->hdr || !ch->iov || !ch->job.off || !ch->next.off || !ch->pages || !ch->lens ||
-	    plan_alloc(s, &ch->plan))
+	ch->job_off = malloc(sizeof(uint64_t) * n);
+	if (!ch->hdr || !ch->iov || !ch->job_off || !ch->pages || !ch->lens || plan_alloc(s, &ch->plan))
 		return -ENOMEM;
 	return lm__tx_codecs_open(s, ch, e);
 }
