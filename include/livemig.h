@@ -591,6 +591,14 @@ typedef struct lm_live_config {
 	 * costs hashing every region in the downtime (about 55 ms per GiB on
 	 * two cores here, docs/benchmarks.md). */
 	int verify_source;
+	/* Wire bytes per second the switchover's copy may count on, for its
+	 * estimate only (QEMU's avail-switchover-bandwidth): the pages and the
+	 * device state left at the pause go unlimited, while the rounds that
+	 * measure the rate may be paced by max_bandwidth or share the link.
+	 * The pages' share of it is the last measured round's page bytes per
+	 * wire byte (its compression). 0 (default): the rounds' measured rate.
+	 * It limits nothing; too high a figure makes the downtime overshoot. */
+	uint64_t switchover_bandwidth;
 } lm_live_config;
 
 /* Live pre-copy on a connected sender, as QEMU does it: arms dirty tracking,

@@ -13,6 +13,8 @@
  *     20, +10): both converge, the step mode in its steps;
  *  3. a workload that converges on its own (its first round's expected
  *     downtime is over the limit, but the rounds shrink): never throttled;
+ *     the 2x workload told the switchover may count on 8x the paced rate
+ *     (switchover_bandwidth): it fits after round one, never throttled;
  *  4. in every run: the downtime stays under the limit, and under the
  *     estimate made at the switchover decision plus LM__SLACK_MS (the one
  *     cost the model cannot measure before the pause: the pause callback,
@@ -45,6 +47,7 @@ typedef struct conv_case {
 	lm_throttle_mode mode;
 	uint32_t max_rounds;
 	lm_dirty_source src;
+	uint64_t sw_bw;       /* lm_live_config.switchover_bandwidth (0: measured) */
 } conv_case;
 
 typedef struct conv_result {
@@ -115,6 +118,7 @@ static conv_result run_case(const conv_case *k)
 	R.lc.downtime_limit_ms = LIMIT_MS;
 	R.lc.max_rounds = k->max_rounds;
 	R.lc.on_limit = LM_LIMIT_FAIL;
+	R.lc.switchover_bandwidth = k->sw_bw;
 	if (run_start(&w, &R) == 0) {
 		wl_start(&w, k->rate, 2);
 		run_migrate(&w, &R);
@@ -156,7 +160,7 @@ static conv_result run_case(const conv_case *k)
  * throttled, within the 8 rounds allowed. */
 static void test_outdirty_computed(lm_dirty_source src)
 {
-	conv_case k = {"out-dirty 4x the link", 8 * MIB, 2048, 8192, LM_THROTTLE_COMPUTED, 8, src};
+	conv_case k = {"out-dirty 4x the link", 8 * MIB, 2048, 8192, LM_THROTTLE_COMPUTED, 8, src, 0};
 	conv_result r = run_case(&k);
 
 	CHECK(r.ok);
@@ -169,7 +173,7 @@ static void test_outdirty_computed(lm_dirty_source src)
 /* 2. Twice the link over 512 pages: computed and QEMU's steps. */
 static void test_modes(lm_dirty_source src)
 {
-	conv_case k = {"out-dirty 2x the link", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED, 40, src};
+	conv_case k = {"out-dirty 2x the link", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED, 40, src, 0};
 	conv_result c, s;
 
 	c = run_case(&k);
@@ -184,11 +188,27 @@ static void test_modes(lm_dirty_source src)
 	printf("    rounds: computed %u, step %u\n", c.rounds, s.rounds);
 }
 
+/* 2b. The same workload told that the switchover may count on 8x the paced
+ * rate (switchover_bandwidth: the last copy is not paced): its first
+ * round's set fits, so it is never throttled (it may go on while the sets
+ * shrink, live.c), and the downtime still keeps the limit and the
+ * estimate (check_model). */
+static void test_switchover_bandwidth(lm_dirty_source src)
+{
+	conv_case k = {"out-dirty 2x, switchover at 8x", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED,
+		       40, src, 8 * LINK};
+	conv_result r = run_case(&k);
+
+	CHECK(r.ok);
+	CHECK_EQ(r.throttle_max, 0);
+	CHECK(r.first_expected_ms <= LIMIT_MS); /* without it: 250-300 ms (test_modes) */
+}
+
 /* 3. A quarter of the link over 2048 pages: round 1's dirty set does not
  * fit the limit, but each round's is smaller than the last. */
 static void test_converges_alone(lm_dirty_source src)
 {
-	conv_case k = {"converges alone", 8 * MIB, 2048, 512, LM_THROTTLE_COMPUTED, 30, src};
+	conv_case k = {"converges alone", 8 * MIB, 2048, 512, LM_THROTTLE_COMPUTED, 30, src, 0};
 	conv_result r = run_case(&k);
 
 	CHECK(r.ok);
@@ -275,6 +295,44 @@ static void device_state_model(void)
 	CHECK(e0.total_ms <= 300 && e1.total_ms > 300);
 }
 
+/* switchover_bandwidth U in the model: the last copy's pages at U times the
+ * round's page bytes per wire byte, the device state at U; the rounds'
+ * own rate B stays as measured (the next round still takes as long). */
+static void switchover_bandwidth_model(void)
+{
+	lm__conv_setup c = {.page_size = 4096, .limit_ms = 300, .total_bytes = 8 * MIB,
+			    .hash_threads = 1, .hash_rate = 4e9};
+	/* Paced: 10 MiB of pages in 1 s, 5 MiB on the wire (compressed). */
+	lm__conv_round r = {.dirty = 2000, .pages = 2560, .dirty_us = 1000000, .secs = 1.0,
+			    .page_bytes = 10.0 * MIB, .packet_bytes = 512 * 1024,
+			    .sync_us = 1000, .scan_us = 1000, .paced = 1,
+			    .wire_bytes = 5.0 * MIB, .dev_bytes = 4 * MIB};
+	lm__conv meas, told, raw;
+	lm__conv_est e0, e1, e2;
+	double d;
+
+	lm__conv_init(&meas, &c);
+	lm__conv_end_round(&meas, &r);
+	e0 = lm__conv_expected(&meas);
+	c.sw_bw = 100.0 * MIB;
+	lm__conv_init(&told, &c);
+	lm__conv_end_round(&told, &r);
+	e1 = lm__conv_expected(&told);
+	r.wire_bytes = 0; /* no wire rate: the pages at U as they are */
+	lm__conv_init(&raw, &c);
+	lm__conv_end_round(&raw, &r);
+	e2 = lm__conv_expected(&raw);
+	d = 2000 + told.rate_now * 1e-3; /* D': the set and what a scan's time dirties */
+	printf("switchover bandwidth model: measured %.0f ms (fixed %.0f), at 100 MiB/s %.1f ms "
+	       "(fixed %.1f), without a wire rate %.1f ms\n",
+	       e0.total_ms, e0.fixed_ms, e1.total_ms, e1.fixed_ms, e2.total_ms);
+	CHECK(fabs(told.bw - 10.0 * MIB) < 1); /* B itself unchanged */
+	CHECK(fabs(e1.var_ms - d * 4096 / (100.0 * MIB * 2) * 1.2 * 1e3) < 0.01);
+	CHECK(fabs(e2.var_ms - d * 4096 / (100.0 * MIB) * 1.2 * 1e3) < 0.01);
+	CHECK(fabs((e0.fixed_ms - e1.fixed_ms) - (4.0 / 5 - 4.0 / 100) * 1.2 * 1e3) < 0.5);
+	CHECK(e0.total_ms > 300 && e1.total_ms <= 300);
+}
+
 int main(int argc, char **argv)
 {
 	lm_dirty_source srcs[2] = {LM_DIRTY_CALLBACK, LM_DIRTY_UFFD_WP};
@@ -285,6 +343,7 @@ int main(int argc, char **argv)
 		return rx_child_main(atoi(argv[2]));
 	drain_rate_model();
 	device_state_model();
+	switchover_bandwidth_model();
 	corpus_init();
 	verbose = getenv("LM_TEST_VERBOSE") && atoi(getenv("LM_TEST_VERBOSE")) > 0;
 	have_uffd = lm_dirty_probe(uffd_why, sizeof(uffd_why)) == 0;
@@ -294,6 +353,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nsrc; i++)
 		test_outdirty_computed(srcs[i]);
 	test_modes(srcs[nsrc - 1]);
+	test_switchover_bandwidth(srcs[nsrc - 1]);
 	test_converges_alone(srcs[nsrc - 1]);
 	printf("total %.1f s\n", (double)(now_us() - t0) / 1e6);
 	TEST_DONE("test_converge");

@@ -88,6 +88,7 @@ expect_usage "a stray argument" "${small[@]}" extra
 expect_usage "--write-bytes 0" --write-bytes 0
 expect_usage "--write-bytes 4097" --write-bytes 4097
 expect_usage "--from-image without a value" --from-image
+expect_usage "--switchover-bandwidth with a bad suffix" --switchover-bandwidth 1X
 check "usage errors name the command" grep -q "^livemig demo: " "$tmp/usage.err"
 rc=0
 "$lm" demo --help >"$tmp/help.out" 2>&1 || rc=$?
@@ -302,6 +303,22 @@ run switch "${small[@]}" --dirty-rate 1G --max-rounds 2 --on-limit switchover --
 	--max-bandwidth 20M
 check "switchover: exits 0" test "$rc" = 0
 check "switchover: verified line" verified "$tmp/switch.out"
+
+echo "== paced rounds, the final copy's estimate at what it may count on"
+run swbw0 "${small[@]}" --max-bandwidth 20M --max-rounds 2 --on-limit switchover --json
+rc0=$rc
+run swbw "${small[@]}" --max-bandwidth 20M --max-rounds 2 --on-limit switchover --json \
+	--switchover-bandwidth 1G
+check "switchover bandwidth: both exit 0 ($rc0, $rc)" test "$rc0" = 0 -a "$rc" = 0
+check "switchover bandwidth: round 1's estimate far below the paced rate's" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["round_log"][0]["expected_downtime_ms"]
+b = json.load(open(sys.argv[2]))["round_log"][0]["expected_downtime_ms"]
+print("  round 1 expected: paced rate %d ms, at 1G/s %d ms" % (a, b))
+sys.exit(0 if b * 4 < a else 1)' "$tmp/swbw0.out" "$tmp/swbw.out"
+run swbwt "${small[@]}" --max-bandwidth 20M --max-rounds 2 --on-limit switchover \
+	--switchover-bandwidth 1G
+check "switchover bandwidth: the text says so" grep -q "final copy's estimate at 1 GiB/s" "$tmp/swbwt.out"
 
 # start_slow NAME: a demo that takes seconds (20 MiB/s link) in the
 # background; sets pid and child (its destination), or child empty.

@@ -448,6 +448,10 @@ static void header(demo *d)
 		o->no_auto_converge ? "off" : o->throttle_mode == LM_THROTTLE_STEP ? "on (step)" : "on (computed)");
 	if (o->max_time_ms)
 		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
+	if (o->switchover_bandwidth) {
+		print_size(bw, sizeof(bw), o->switchover_bandwidth);
+		fprintf(d->txt, "demo: the final copy's estimate at %s/s (--switchover-bandwidth)\n", bw);
+	}
 	if (o->image)
 		fprintf(d->txt, "demo: memory from image %s\n", o->image);
 	if (o->write_bytes)
@@ -771,6 +775,7 @@ static void live_config(demo *d, lm_live_config *lc)
 		.max_rounds = d->o.max_rounds,
 		.max_time_ms = d->o.max_time_ms,
 		.max_bandwidth = d->o.max_bandwidth,
+		.switchover_bandwidth = d->o.switchover_bandwidth,
 		.on_limit = d->o.on_limit,
 		.no_auto_converge = d->o.no_auto_converge,
 		.throttle_mode = d->o.throttle_mode,

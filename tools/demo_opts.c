@@ -20,7 +20,8 @@ static void usage(FILE *f, int full)
 		"                    [--from-image FILE] [--write-bytes N]\n"
 		"                    [--codec auto|none|deflate|zstd|lz4|zlib] [--level N]\n"
 		"                    [--downtime-limit MS] [--max-rounds N] [--max-time MS]\n"
-		"                    [--max-bandwidth RATE] [--on-limit fail|switchover]\n"
+		"                    [--max-bandwidth RATE] [--switchover-bandwidth RATE]\n"
+		"                    [--on-limit fail|switchover]\n"
 		"                    [--no-auto-converge] [--throttle-mode computed|step]\n"
 		"                    [--dirty uffd|callback|auto]\n"
 		"                    [--verify-source] [--netns] [--plaintext] [--json] [--quiet]\n"
@@ -147,7 +148,7 @@ static int parse_level(const char *s, int *out)
 
 enum {
 	O_SIZE = 256, O_WS, O_RATE, O_THREADS, O_SEED, O_CHANNELS, O_CODEC, O_LEVEL, O_DOWNTIME,
-	O_ROUNDS, O_TIME, O_BW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
+	O_ROUNDS, O_TIME, O_BW, O_SWBW, O_ON_LIMIT, O_NO_AC, O_DIRTY, O_NETNS, O_JSON, O_QUIET, O_PROBE,
 	O_VERIFY,
 	O_PLAINTEXT, O_IMAGE, O_WRITE_BYTES, O_NO_DEDUP, O_NO_DELTA, O_DELTA_CACHE,
 	O_THROTTLE_MODE, O_STATE_PAD, O_STATE_UNSAID,
@@ -166,6 +167,7 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	case O_WS: return parse_size(a, &o->working_set) || !o->working_set ? bad("--working-set must be a size > 0, e.g. 256M") : 0;
 	case O_RATE: return parse_size(a, &o->dirty_rate) ? bad("--dirty-rate must be bytes/s, e.g. 128M (0 = idle)") : 0;
 	case O_BW: return parse_size(a, &o->max_bandwidth) ? bad("--max-bandwidth must be bytes/s, e.g. 100M (0 = unlimited)") : 0;
+	case O_SWBW: return parse_size(a, &o->switchover_bandwidth) ? bad("--switchover-bandwidth must be bytes/s, e.g. 1G (0 = the measured rate)") : 0;
 	case O_SEED: return parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
 	case O_THREADS: return parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
 	case O_CHANNELS: return parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
@@ -222,6 +224,7 @@ int demo_parse_opts(int argc, char **argv, demo_opts *o)
 		{"downtime-limit", required_argument, 0, O_DOWNTIME},
 		{"max-rounds", required_argument, 0, O_ROUNDS}, {"max-time", required_argument, 0, O_TIME},
 		{"max-bandwidth", required_argument, 0, O_BW}, {"on-limit", required_argument, 0, O_ON_LIMIT},
+		{"switchover-bandwidth", required_argument, 0, O_SWBW},
 		{"no-auto-converge", no_argument, 0, O_NO_AC}, {"dirty", required_argument, 0, O_DIRTY},
 		{"netns", no_argument, 0, O_NETNS}, {"json", no_argument, 0, O_JSON},
 		{"quiet", no_argument, 0, O_QUIET}, {"probe", no_argument, 0, O_PROBE},

@@ -17,6 +17,7 @@
 
 typedef struct demo_opts {
 	uint64_t size, working_set, dirty_rate, max_bandwidth, seed;
+	uint64_t switchover_bandwidth; /* 0: the measured rate */
 	uint32_t channels, threads, downtime_ms, max_rounds, max_time_ms, write_bytes;
 	const char *image; /* --from-image */
 	int size_set;      /* --size given: it wins over the image's size */

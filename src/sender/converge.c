@@ -38,11 +38,14 @@
  *
  * Expected downtime of switching over with D pages dirty, in ms:
  *   E(D) = F(D) + V(D)
- *   V(D) = D' P / B (1 + m)         m = LM__RATE_MARGIN: the last copy is not
+ *   V(D) = D' P / B' (1 + m)        m = LM__RATE_MARGIN: the last copy is not
  *                                   paced, but the link and the last set's
  *                                   pages may be slower than measured
  *                                   (codec auto compresses it as the round
  *                                   measuring B did: lm__auto_final)
+ *   B' = B, or with the user's switchover_bandwidth U (wire bytes/s the
+ *        copy may count on: the rounds were paced or shared the link)
+ *        U B / R, the round's page bytes per wire byte at U
  *   F(D) = S + A                    the last scan, the last round's SYNC/ACK
  *        + D' P / H                 the destination rehashes the last round
  *                                   (its barrier does, before the ACK)
@@ -52,13 +55,14 @@
  *                                   application expects them
  *                                   (device_state_size), at R, the wire
  *                                   bytes/s of the round that measured B
+ *                                   (at U where given)
  *        [+ total / (H threads)]    verify_source: the sender hashes it all
  *   D' = D + r S                    what the workload dirties from this sync
  *                                   until the pause (about a scan's time; r
  *                                   the last round's rate)
  * live.c switches over once E(D) <= the limit. The pause callback itself is
  * not in it (it is not measurable before the one pause). The pages that fit:
- *   D_fit = (limit - F(0)) / (P / H + P (1 + m) / B)
+ *   D_fit = (limit - F(0)) / (P / H + P (1 + m) / B')
  *
  * Convergence without a throttle. A round that sends D pages lasts
  *   T(D) = D P / B + S + A
@@ -200,11 +204,31 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	m->npts = 0;
 }
 
-/* The device state at the wire rate (a raw byte is a wire byte), with the
- * margin of the last copy's pages; at the page rate before a wire rate. */
+/* The switchover's rates: wire bytes/s (the device state: a raw byte is a
+ * wire byte), and page bytes/s. Measured, the round's that set B (its page
+ * rate before a wire rate is known); or the user's switchover_bandwidth,
+ * whose page share is the round's page bytes per wire byte. */
+static double sw_wire(const lm__conv *m)
+{
+	if (m->c.sw_bw > 0)
+		return m->c.sw_bw;
+	return m->wire_bw > 0 ? m->wire_bw : m->bw;
+}
+
+static double sw_pages(const lm__conv *m)
+{
+	double r = m->bw > 0 ? m->bw : 1;
+
+	if (m->c.sw_bw > 0)
+		r = m->wire_bw > 0 && m->bw > 0 ? m->c.sw_bw * (m->bw / m->wire_bw) : m->c.sw_bw;
+	return r;
+}
+
+/* The device state at the switchover's wire rate, with the margin of the
+ * last copy's pages. */
 static double dev_ms(const lm__conv *m)
 {
-	double rate = m->wire_bw > 0 ? m->wire_bw : m->bw;
+	double rate = sw_wire(m);
 
 	if (!(m->dev_bytes > 0) || !(rate > 0))
 		return 0;
@@ -235,7 +259,7 @@ lm__conv_est lm__conv_expected(const lm__conv *m)
 	lm__conv_est e;
 
 	e.fixed_ms = fixed_ms(m, d);
-	e.var_ms = d * m->c.page_size / bw(m) * (1 + LM__RATE_MARGIN) * 1e3;
+	e.var_ms = d * m->c.page_size / sw_pages(m) * (1 + LM__RATE_MARGIN) * 1e3;
 	e.total_ms = e.fixed_ms + e.var_ms;
 	return e;
 }
@@ -244,7 +268,7 @@ lm__conv_est lm__conv_expected(const lm__conv *m)
 static double fit_pages(const lm__conv *m)
 {
 	double P = m->c.page_size;
-	double per_page_ms = (P / m->c.hash_rate + P * (1 + LM__RATE_MARGIN) / bw(m)) * 1e3;
+	double per_page_ms = (P / m->c.hash_rate + P * (1 + LM__RATE_MARGIN) / sw_pages(m)) * 1e3;
 	double room = m->c.limit_ms - fixed_ms(m, 0);
 
 	return room > 0 ? room / per_page_ms : 0;

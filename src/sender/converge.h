@@ -21,6 +21,7 @@ typedef struct lm__conv_setup {
 	unsigned hash_threads; /* the sender's final hashing threads */
 	int verify_source;     /* the sender hashes all of the paused memory */
 	double hash_rate;      /* measured: bytes/s the checksum hashes on one thread */
+	double sw_bw;          /* lm_live_config.switchover_bandwidth, 0: measured */
 } lm__conv_setup;
 
 /* One round's measurements, at its end. */

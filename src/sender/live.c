@@ -159,7 +159,7 @@ static void model_init(live *L)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	lm__conv_setup c = {.page_size = L->sh.page_size, .limit_ms = L->c.downtime_limit_ms,
 			    .hash_threads = L->sh.channels, .verify_source = L->c.verify_source,
-			    .hash_rate = hash_rate(L)};
+			    .hash_rate = hash_rate(L), .sw_bw = (double)L->c.switchover_bandwidth};
 
 	for (uint32_t i = 0; i < L->sh.nregions; i++) {
 		const uint8_t *base;
