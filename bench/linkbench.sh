@@ -97,12 +97,16 @@ trap cleanup EXIT
 # earlier on its PATH that puts taskset in front of QEMU, so QEMU's two
 # sides are pinned from their start as livemig's are.
 if [ -n "$pin" ]; then
+	ipbin=$(type -P ip) || { echo "linkbench: --pin needs ip on the PATH" >&2; exit 2; }
+	for cpus in "${pin%/*}" "${pin#*/}"; do
+		taskset -c "$cpus" true 2>/dev/null || { echo "linkbench: --pin: no CPUs $cpus here" >&2; exit 2; }
+	done
 	mkdir -p "$out/pinbin"
 	cat >"$out/pinbin/ip" <<EOF
 #!/bin/sh
-if [ "\$1 \$2 \$3" = "netns exec lmA" ]; then shift 3; exec $(command -v ip) netns exec lmA taskset -c ${pin%/*} "\$@"; fi
-if [ "\$1 \$2 \$3" = "netns exec lmB" ]; then shift 3; exec $(command -v ip) netns exec lmB taskset -c ${pin#*/} "\$@"; fi
-exec $(command -v ip) "\$@"
+if [ "\$1 \$2 \$3" = "netns exec lmA" ]; then shift 3; exec '$ipbin' netns exec lmA taskset -c ${pin%/*} "\$@"; fi
+if [ "\$1 \$2 \$3" = "netns exec lmB" ]; then shift 3; exec '$ipbin' netns exec lmB taskset -c ${pin#*/} "\$@"; fi
+exec '$ipbin' "\$@"
 EOF
 	chmod +x "$out/pinbin/ip"
 fi

@@ -591,13 +591,17 @@ typedef struct lm_live_config {
 	 * costs hashing every region in the downtime (about 55 ms per GiB on
 	 * two cores here, docs/benchmarks.md). */
 	int verify_source;
-	/* Wire bytes per second the switchover's copy may count on, for its
-	 * estimate only (QEMU's avail-switchover-bandwidth): the pages and the
-	 * device state left at the pause go unlimited, while the rounds that
-	 * measure the rate may be paced by max_bandwidth or share the link.
-	 * The pages' share of it is the last measured round's page bytes per
-	 * wire byte (its compression). 0 (default): the rounds' measured rate.
-	 * It limits nothing; too high a figure makes the downtime overshoot. */
+	/* Wire bytes per second the switchover's copy may count on (QEMU's
+	 * avail-switchover-bandwidth): the pages and the device state left at
+	 * the pause go unlimited, while the rounds that measure the rate may
+	 * be paced by max_bandwidth or share the link. Used for the expected
+	 * downtime, and so for when to switch over and the computed throttle;
+	 * it paces nothing. The pages' share is the last measured round's page
+	 * bytes per wire byte (its compression; the pages as they are before a
+	 * wire rate is known), which assumes the codec keeps up at that rate:
+	 * a figure beyond what the link, or the compression, can do makes the
+	 * downtime overshoot; one below it throttles more, up to throttle_max
+	 * and LM_ECONVERGE. 0 (default): the rounds' measured rate. */
 	uint64_t switchover_bandwidth;
 } lm_live_config;
 

@@ -35,7 +35,8 @@ FORMATTED=(src/cpu.c src/cpu.h src/compat.h src/hash.c src/hash.h src/hash_avx2.
 	tests/test_abi.c tests/install_consumer/consumer.c src/transport/seal.c tests/test_seal.c
 	tests/fuzz_seal.c src/cgroup.c src/cgroup.h tests/test_cgroup.c src/transport/tcpinfo.c
 	tools/devfile.c tools/devfile.h tests/test_tls_join.c tests/tls_fixture.h tests/test_packed.c
-	tests/fuzz_packed.c src/wire_packed.c src/varint.h tests/wire_check.h)
+	tests/fuzz_packed.c src/wire_packed.c src/varint.h tests/wire_check.h tools/cli_num.c
+	tools/cli_num.h tools/demo.h)
 
 # This checkout's files of src/ and tools/ in the build's compile commands.
 mapfile -t files < <(python3 - "$db" "$root" <<'PY'

@@ -182,6 +182,13 @@ check "recv without --image: the message names the command once" \
 	not grep -q "recv recv" "$tmp/usage.err"
 expect_usage "recv --timeout 0" recv --listen 127.0.0.1:0 --image "$tmp/x.img" --timeout 0
 expect_usage "checksum without a file" checksum
+# SIZE: the demo's grammar (tools/cli_num.c); 0 and a bad suffix are refused.
+expect_usage "recv --max-size 0" recv --listen 127.0.0.1:0 --image "$tmp/x.img" --max-size 0
+expect_usage "recv --max-size 1X" recv --listen 127.0.0.1:0 --image "$tmp/x.img" --max-size 1X
+expect_usage "recv --max-size -1" recv --listen 127.0.0.1:0 --image "$tmp/x.img" --max-size -1
+expect_usage "send --channels +2" send --image "$img_dummy" --to 127.0.0.1:1 --channels +2
+expect_usage "send --read-ahead 1MiB (under 2M)" send --image "$img_dummy" --to 127.0.0.1:1 \
+	--read-ahead 1MiB
 check "no image created by the usage errors" test ! -e "$tmp/x.img"
 
 # ---- realistic image, 1 and 8 channels -------------------------------------

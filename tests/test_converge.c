@@ -13,7 +13,7 @@
  *     20, +10): both converge, the step mode in its steps;
  *  3. a workload that converges on its own (its first round's expected
  *     downtime is over the limit, but the rounds shrink): never throttled;
- *     the 2x workload told the switchover may count on 8x the paced rate
+ *     the 2x workload told the switchover may count on 16x the paced rate
  *     (switchover_bandwidth): it fits after round one, never throttled;
  *  4. in every run: the downtime stays under the limit, and under the
  *     estimate made at the switchover decision plus LM__SLACK_MS (the one
@@ -188,15 +188,15 @@ static void test_modes(lm_dirty_source src)
 	printf("    rounds: computed %u, step %u\n", c.rounds, s.rounds);
 }
 
-/* 2b. The same workload told that the switchover may count on 8x the paced
+/* 2b. The same workload told that the switchover may count on 16x the paced
  * rate (switchover_bandwidth: the last copy is not paced): its first
  * round's set fits, so it is never throttled (it may go on while the sets
  * shrink, live.c), and the downtime still keeps the limit and the
  * estimate (check_model). */
 static void test_switchover_bandwidth(lm_dirty_source src)
 {
-	conv_case k = {"out-dirty 2x, switchover at 8x", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED,
-		       40, src, 8 * LINK};
+	conv_case k = {"out-dirty 2x, switchover at 16x", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED,
+		       40, src, 16 * LINK};
 	conv_result r = run_case(&k);
 
 	CHECK(r.ok);
@@ -331,6 +331,30 @@ static void switchover_bandwidth_model(void)
 	CHECK(fabs(e2.var_ms - d * 4096 / (100.0 * MIB) * 1.2 * 1e3) < 0.01);
 	CHECK(fabs((e0.fixed_ms - e1.fixed_ms) - (4.0 / 5 - 4.0 / 100) * 1.2 * 1e3) < 0.5);
 	CHECK(e0.total_ms > 300 && e1.total_ms <= 300);
+	{ /* The throttle: two paced rounds that do not shrink, no device state
+	   * (whose 0.96 s at the paced rate alone would leave no throttle able
+	   * to help): the measured rate needs one, U none. */
+		lm__conv_setup c2 = c;
+		lm__conv m2, t2;
+		uint32_t pm, pt;
+
+		r.dev_bytes = 0;
+		r.wire_bytes = 5.0 * MIB;
+		c2.sw_bw = 0;
+		lm__conv_init(&m2, &c2);
+		c2.sw_bw = 100.0 * MIB;
+		lm__conv_init(&t2, &c2);
+		for (int i = 0; i < 2; i++) {
+			lm__conv_end_round(&m2, &r);
+			lm__conv_end_round(&t2, &r);
+		}
+		pm = lm__conv_throttle(&m2, 10, 0, 0, 99);
+		pt = lm__conv_throttle(&t2, 10, 0, 0, 99);
+		printf("  throttle: measured %u%%, at 100 MiB/s %u%%\n", pm, pt);
+		CHECK(pm > 0);
+		CHECK_EQ(pt, 0);
+		CHECK(lm__conv_converges(&t2, 10, 0) && !lm__conv_converges(&m2, 10, 0));
+	}
 }
 
 int main(int argc, char **argv)

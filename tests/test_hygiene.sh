@@ -294,16 +294,17 @@ check "max-size: send exits non-zero ($send_rc)" failed_cleanly "$send_rc"
 check "max-size: send shows the receiver's refusal ($(tail -n 1 "$tmp/lim.send.err"))" \
 	grep -q "receiver refused: .*($size bytes) brings the session to $size bytes, above this receiver's limit of 16777216 (over a receiver limit)" "$tmp/lim.send.err"
 check "max-size: no image, no temp file" eval 'test ! -e "$tmp/lim/vm.img" && no_temp_files "$tmp/lim"'
-# sizes_parse: K/M/G/T and plain bytes are accepted (the bad address then
-# fails with 1), junk and 0 are usage errors (2).
+# sizes_parse: K/M/G/T (either case, KiB and KB alike: the demo's grammar,
+# tools/cli_num.c) and plain bytes are accepted (the bad address then fails
+# with 1), junk and 0 are usage errors (2).
 sizes_parse() {
 	local v r
-	for v in 1 4096 8K 16M 1G 2T; do
+	for v in 1 4096 8K 8k 16M 16MiB 1KB 1G 2T; do
 		r=0
 		timeout 10 "$lm" recv --listen no-port --image "$tmp/lim/x" --max-size "$v" 2>/dev/null || r=$?
 		[ "$r" = 1 ] || { echo "  --max-size $v: exit $r"; return 1; }
 	done
-	for v in 0 -1 1X 1KB M 99999999999T ""; do
+	for v in 0 -1 1X 1Kb M 99999999999T " 1" ""; do
 		r=0
 		timeout 10 "$lm" recv --listen no-port --image "$tmp/lim/x" --max-size "$v" 2>/dev/null || r=$?
 		[ "$r" = 2 ] || { echo "  --max-size '$v': exit $r"; return 1; }
@@ -366,7 +367,7 @@ else
 			grep -q "small/vm.img: cannot reserve bytes [0-9]*\.\.[0-9]* of 33554432 for the image: No space left" \
 			"$tmp/full-$codec.recv.err"
 		check "full $codec: send exits non-zero ($send_rc)" failed_cleanly "$send_rc"
-		check "full $codec: send shows the receiver's reason" \
+		check "full $codec: send shows the receiver's reason ($(tail -n 1 "$tmp/full-$codec.send.err"))" \
 			grep -Eq "receiver (refused|reported): .*No space left on device" "$tmp/full-$codec.send.err"
 		check "full $codec: no temp file, no image" \
 			eval 'test ! -e "$mnt/vm.img" && no_temp_files "$mnt"'

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "demo_opts.h"
+#include "demo.h"
 #include "livemig.h"
 #include "signals.h"
 #include "workload.h"
@@ -44,8 +44,6 @@ int livemig_demo(int argc, char **argv); /* called by tools/livemig.c */
 #define RESULT_WAIT_MS 30000     /* destination's verdict after the sender's */
 #define FAIL_WAIT_MS 5000        /* its reason, after a failed migration */
 #define MAX_TEXT 65536
-#define BAR 20
-#define MIB (1024.0 * 1024.0)
 
 
 /* What the destination reports over the pipe: a header, then text_len
@@ -60,44 +58,10 @@ typedef struct msg {
 	uint32_t text_len, err_len;
 } msg;
 
-typedef struct dest_result {
-	int have, rc;
-	uint64_t sum, state_bytes, state_pages;
-	char *text, *err;
-} dest_result;
 
-typedef struct round_entry {
-	uint32_t round, throttle_pct;
-	uint64_t t_ms, remaining_bytes, expected_downtime_ms;
-	double dirty_pages_rate, bandwidth_mbps;
-} round_entry;
 
-typedef struct demo {
-	demo_opts o;
-	FILE *txt;       /* human text: stdout, or stderr when stdout is JSON */
-	int tty;         /* txt is a terminal: one progress line, redrawn */
-	int line_open;   /* that line is on screen without its newline */
-	uint64_t max_dirty;
-	int use_log;     /* the workload keeps a dirty log (callback source) */
-	const char *dirty_name, *dirty_id;
-	char probe_why[256];
-	int probe_rc;
-	wl *w;
-	pid_t child;
-	int fd;          /* the pipe from the destination */
-	/* The sender's wire bytes and pages sent: after round 1, at the end
-	 * (what the later rounds carried, in the JSON). */
-	uint64_t r1_bytes, r1_pages, end_bytes, end_pages;
-	int have_r1;
-	/* --json's round_log: one entry per pre-copy round, from the
-	 * progress callback (the thread running the migration). */
-	round_entry *log;
-	uint32_t nlog, log_cap;
-	int64_t t_migrate; /* now_ms() when lm_sender_migrate() was called */
-	lm_codec_mix mix_seen[LM_MAX_CODECS]; /* the sender's mix at the last progress line */
-} demo;
-
-static uint64_t pages_sent(const lm_stats *st)
+/* Pages the sender sent, of every kind. */
+uint64_t demo_pages_sent(const lm_stats *st)
 {
 	return st->normal_pages + st->duplicate_pages + st->ref_pages + st->delta_pages;
 }
@@ -121,7 +85,7 @@ static int write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int64_t now_ms(void)
+int64_t demo_now_ms(void)
 {
 	struct timespec ts;
 
@@ -137,7 +101,7 @@ static int read_full(int fd, void *buf, size_t len, int64_t deadline)
 
 	while (len) {
 		struct pollfd pf = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - demo_now_ms();
 		ssize_t n;
 
 		if (left <= 0)
@@ -378,13 +342,13 @@ static int fork_dest(demo *d)
  * zombie. */
 static void reap_child(demo *d, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = demo_now_ms() + ms;
 	int status;
 
 	if (d->child <= 0)
 		return;
 	while (waitpid(d->child, &status, WNOHANG) == 0) {
-		if (now_ms() >= end) {
+		if (demo_now_ms() >= end) {
 			kill(d->child, SIGKILL);
 			while (waitpid(d->child, &status, 0) < 0 && errno == EINTR)
 				;
@@ -401,7 +365,7 @@ static void read_result(demo *d, dest_result *res, int ms)
 
 	if (res->have)
 		return;
-	res->rc = recv_msg(d->fd, MSG_RESULT, &m, &res->text, &res->err, now_ms() + ms);
+	res->rc = recv_msg(d->fd, MSG_RESULT, &m, &res->text, &res->err, demo_now_ms() + ms);
 	if (res->rc)
 		return; /* no report: res->rc says why */
 	res->have = 1;
@@ -409,252 +373,6 @@ static void read_result(demo *d, dest_result *res, int ms)
 	res->sum = m.value;
 	res->state_bytes = m.state_bytes;
 	res->state_pages = m.state_pages;
-}
-
-/* ---- output -------------------------------------------------------------- */
-
-static void print_size(char *buf, size_t cap, uint64_t bytes)
-{
-	if (bytes >= (1ull << 30) && bytes % (1ull << 30) == 0)
-		snprintf(buf, cap, "%" PRIu64 " GiB", bytes >> 30);
-	else if (bytes >= (1ull << 30))
-		snprintf(buf, cap, "%.2f GiB", (double)bytes / (1ull << 30));
-	else if (bytes >= (1ull << 20))
-		snprintf(buf, cap, "%.4g MiB", (double)bytes / MIB);
-	else
-		snprintf(buf, cap, "%.4g KiB", (double)bytes / 1024);
-}
-
-static void header(demo *d)
-{
-	const demo_opts *o = &d->o;
-	char size[32], ws[32], rate[32], bw[32];
-
-	if (o->quiet)
-		return;
-	print_size(size, sizeof(size), o->size);
-	print_size(ws, sizeof(ws), o->working_set);
-	print_size(rate, sizeof(rate), o->dirty_rate);
-	print_size(bw, sizeof(bw), o->max_bandwidth);
-	strcat(bw, "/s");
-	if (o->dirty_rate)
-		strcat(rate, "/s");
-	fprintf(d->txt, "demo: %s of memory, working set %s, dirty rate %s (%u writer%s), %u channel%s, codec %s\n",
-		size, ws, o->dirty_rate ? rate : "0 (idle)", o->threads, o->threads > 1 ? "s" : "",
-		o->channels, o->channels > 1 ? "s" : "", lm_codec_name(o->codec));
-	fprintf(d->txt, "demo: downtime limit %u ms, max rounds %u%s, max bandwidth %s, on limit %s, auto-converge %s\n",
-		o->downtime_ms, o->max_rounds ? o->max_rounds : 30, o->max_time_ms ? "" : ", no time limit",
-		o->max_bandwidth ? bw : "unlimited", o->on_limit == LM_LIMIT_FAIL ? "fail" : "switchover",
-		o->no_auto_converge ? "off" : o->throttle_mode == LM_THROTTLE_STEP ? "on (step)" : "on (computed)");
-	if (o->max_time_ms)
-		fprintf(d->txt, "demo: pre-copy time limit %u ms\n", o->max_time_ms);
-	if (o->switchover_bandwidth) {
-		print_size(bw, sizeof(bw), o->switchover_bandwidth);
-		fprintf(d->txt, "demo: the final copy's estimate at %s/s (--switchover-bandwidth)\n", bw);
-	}
-	if (o->image)
-		fprintf(d->txt, "demo: memory from image %s\n", o->image);
-	if (o->write_bytes)
-		fprintf(d->txt, "demo: writes of %u byte%s at a random offset per dirtied page\n",
-			o->write_bytes, o->write_bytes > 1 ? "s" : "");
-	fprintf(d->txt, "demo: network: %s, %s\n",
-		o->netns ? "source in netns " NS_SRC " -> destination in netns " NS_DST " (" NS_DST_ADDR ")"
-			 : "loopback (127.0.0.1), destination in a child process",
-		o->plaintext ? "plaintext (--plaintext)" : "TLS 1.3 with a random pre-shared key");
-	if (d->probe_rc)
-		fprintf(d->txt, "demo: dirty tracking: %s; uffd-wp is unavailable: %s\n", d->dirty_name, d->probe_why);
-	else
-		fprintf(d->txt, "demo: dirty tracking: %s\n", d->dirty_name);
-	fflush(d->txt);
-}
-
-static void fill_line(demo *d)
-{
-	wl_fill_stats f;
-	double p;
-	char size[32];
-
-	if (d->o.quiet)
-		return;
-	wl_fill_info(d->w, &f);
-	p = f.pages ? 100.0 / (double)f.pages : 0;
-	print_size(size, sizeof(size), wl_size(d->w));
-	if (d->o.image) {
-		char got[32];
-
-		print_size(got, sizeof(got), f.image_bytes);
-		fprintf(d->txt, "demo: workload loaded %s of memory in %.2f s: %s read from the image%s, zero %.0f%%\n",
-			size, f.seconds, got, f.image_bytes < wl_size(d->w) ? ", the rest zero" : "",
-			(double)f.zero * p);
-		fflush(d->txt);
-		return;
-	}
-	fprintf(d->txt, "demo: workload filled %s in %.2f s: zero %.0f%%, text %.0f%%, heap %.0f%%, duplicate %.0f%%, random %.0f%%\n",
-		size, f.seconds, (double)f.zero * p, (double)f.text * p, (double)f.heap * p,
-		(double)f.dup * p, (double)f.random * p);
-	fflush(d->txt);
-}
-
-static void bar(char *out, double frac)
-{
-	int fill = (int)(frac * BAR + 0.5);
-
-	fill = fill < 0 ? 0 : fill > BAR ? BAR : fill;
-	out[0] = '[';
-	for (int i = 0; i < BAR; i++)
-		out[1 + i] = i < fill ? '#' : '.';
-	out[BAR + 1] = ']';
-	out[BAR + 2] = 0;
-}
-
-/* The progress line; on a terminal it replaces the previous one. */
-static void show(demo *d, const char *line)
-{
-	if (d->tty) {
-		fprintf(d->txt, "\r%s\033[K", line);
-		d->line_open = 1;
-	} else {
-		fprintf(d->txt, "%s\n", line);
-	}
-	fflush(d->txt);
-}
-
-static void end_line(demo *d)
-{
-	if (d->line_open)
-		fputc('\n', d->txt);
-	d->line_open = 0;
-}
-
-/* One round_log entry; a full log just stops growing. */
-static void log_round(demo *d, const lm_stats *st)
-{
-	round_entry *e;
-
-	if (d->nlog == d->log_cap) {
-		uint32_t cap = d->log_cap ? d->log_cap * 2 : 64;
-		round_entry *n = realloc(d->log, cap * sizeof(*n));
-		if (!n)
-			return;
-		d->log = n;
-		d->log_cap = cap;
-	}
-	e = &d->log[d->nlog++];
-	*e = (round_entry){.round = st->rounds, .throttle_pct = st->throttle_now_pct,
-			   .t_ms = (uint64_t)(now_ms() - d->t_migrate),
-			   .remaining_bytes = st->remaining_bytes,
-			   .expected_downtime_ms = st->expected_downtime_ms,
-			   .dirty_pages_rate = st->dirty_pages_rate,
-			   .bandwidth_mbps = st->bandwidth_mbps};
-}
-
-/* The codec mix of the round just synced ("lz4 71% none 29%"): the
- * stats' cumulative mix less the one at the previous round. */
-static void round_mix(demo *d, const lm_stats *st, char *buf, size_t cap)
-{
-	lm_stats r;
-
-	memset(&r, 0, sizeof(r));
-	r.size = sizeof(r);
-	for (int c = 0; c < LM_MAX_CODECS; c++) {
-		r.codec_mix[c].packets = st->codec_mix[c].packets - d->mix_seen[c].packets;
-		r.codec_mix[c].bytes_in = st->codec_mix[c].bytes_in - d->mix_seen[c].bytes_in;
-		r.codec_mix[c].bytes_out = st->codec_mix[c].bytes_out - d->mix_seen[c].bytes_out;
-		d->mix_seen[c] = st->codec_mix[c];
-	}
-	lm_stats_mix_line(&r, buf, cap);
-}
-
-/* Round one: how much of the memory went; later: the dirty set, against
- * the largest it was, so a converging migration shows a shrinking bar. */
-static void on_progress(void *user, const lm_stats *st)
-{
-	demo *d = user;
-	uint64_t total = st->page_size ? st->total_ram / st->page_size : 0;
-	char b[BAR + 3], line[384], thr[32] = "", mix[96];
-	double frac;
-
-	if (!d->have_r1) {
-		d->have_r1 = 1;
-		d->r1_bytes = st->transferred;
-		d->r1_pages = pages_sent(st);
-	}
-	log_round(d, st);
-	if (d->o.quiet)
-		return;
-	if (st->dirty_pages > d->max_dirty)
-		d->max_dirty = st->dirty_pages;
-	if (st->rounds <= 1)
-		frac = total ? (double)pages_sent(st) / (double)total : 1;
-	else
-		frac = d->max_dirty ? (double)st->dirty_pages / (double)d->max_dirty : 0;
-	bar(b, frac);
-	if (st->throttle_pct)
-		snprintf(thr, sizeof(thr), ", throttle %u%%", st->throttle_now_pct);
-	round_mix(d, st, mix, sizeof(mix));
-	snprintf(line, sizeof(line),
-		 "round %u %s %s: dirty %" PRIu64 " pages, %.0f Mbit/s, remaining %.1f MiB, expected downtime %" PRIu64 " ms (fixed %" PRIu64 ")%s%s%s",
-		 st->rounds, st->rounds <= 1 ? "sent" : "dirty", b, st->dirty_pages, st->bandwidth_mbps,
-		 (double)st->remaining_bytes / MIB, st->expected_downtime_ms, st->downtime_fixed_ms, thr,
-		 mix[0] ? ", " : "", mix);
-	show(d, line);
-}
-
-static void print_human(demo *d, const char *title, const char *text)
-{
-	if (d->o.quiet || !text)
-		return;
-	fprintf(d->txt, "\n== %s\n%s", title, text); /* a blank line before each */
-	fflush(d->txt);
-}
-
-/* JSON string body with the escapes JSON requires. */
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
-/* --json: one object on stdout, the only thing there. */
-static void print_json(demo *d, const char *src, const dest_result *res, int verified,
-		       uint64_t src_sum, const char *error)
-{
-	printf("{\"source\":%s,\"destination\":%s,\"verified\":%s,\"dirty\":",
-	       src && *src ? src : "null", res->have && res->text && *res->text ? res->text : "null",
-	       verified ? "true" : "false");
-	json_str(stdout, d->dirty_id);
-	printf(",\"pages_written\":%" PRIu64, wl_pages_written(d->w));
-	if (d->have_r1 && d->end_pages >= d->r1_pages) /* rounds 2..: wire bytes, pages */
-		printf(",\"later_rounds\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 "}",
-		       d->end_bytes - d->r1_bytes, d->end_pages - d->r1_pages);
-	printf(",\"round_log\":[");
-	for (uint32_t i = 0; i < d->nlog; i++) {
-		const round_entry *e = &d->log[i];
-		printf("%s{\"round\":%u,\"t_ms\":%" PRIu64 ",\"remaining_bytes\":%" PRIu64
-		       ",\"dirty_pages_rate\":%.0f,\"bandwidth_mbps\":%.2f,\"throttle_pct\":%u"
-		       ",\"expected_downtime_ms\":%" PRIu64 "}",
-		       i ? "," : "", e->round, e->t_ms, e->remaining_bytes, e->dirty_pages_rate,
-		       e->bandwidth_mbps, e->throttle_pct, e->expected_downtime_ms);
-	}
-	printf("]");
-	if (verified)
-		printf(",\"checksum\":\"0x%016" PRIx64 "\"", src_sum);
-	if (error) {
-		printf(",\"error\":");
-		json_str(stdout, error);
-	}
-	printf("}\n");
-	fflush(stdout);
 }
 
 /* ---- source (the parent) ------------------------------------------------- */
@@ -728,7 +446,7 @@ static int make_workload(demo *d)
 			d->o.size >= (1ull << 30) ? "several GiB" : "some", strerror(-rc));
 		return -1;
 	}
-	fill_line(d);
+	demo_fill_line(d);
 	return 0;
 }
 
@@ -769,7 +487,7 @@ static void live_config(demo *d, lm_live_config *lc)
 		.pause = cb_pause,
 		.resume = cb_resume,
 		.throttle = cb_throttle,
-		.progress = on_progress,
+		.progress = demo_on_progress,
 		.user = d,
 		.downtime_limit_ms = d->o.downtime_ms,
 		.max_rounds = d->o.max_rounds,
@@ -814,11 +532,11 @@ static int migrate(demo *d, int port, lm_sender **s, const char **what)
 		return rc;
 	live_config(d, &lc);
 	if (!d->o.quiet && d->tty)
-		show(d, "round 1 sent [....................]: copying all memory while it is written");
+		demo_show(d, "round 1 sent [....................]: copying all memory while it is written");
 	else if (!d->o.quiet)
-		show(d, "round 1: copying all memory while it is written");
+		demo_show(d, "round 1: copying all memory while it is written");
 	*what = "migration failed";
-	d->t_migrate = now_ms();
+	d->t_migrate = demo_now_ms();
 	return lm_sender_migrate(*s, &lc);
 }
 
@@ -826,7 +544,7 @@ static int wait_port(demo *d, int *port)
 {
 	char *text, *err;
 	msg m;
-	int rc = recv_msg(d->fd, MSG_PORT, &m, &text, &err, now_ms() + PORT_WAIT_MS);
+	int rc = recv_msg(d->fd, MSG_PORT, &m, &text, &err, demo_now_ms() + PORT_WAIT_MS);
 
 	if (!rc && m.rc)
 		fprintf(stderr, "%s: destination: %s%s%s\n", PROG, lm_strerror(m.rc), *err ? ": " : "", err);
@@ -893,7 +611,7 @@ static char *sender_text(demo *d, const lm_sender *s)
 		return NULL;
 	lm_sender_stats(s, &st);
 	d->end_bytes = st.transferred;
-	d->end_pages = pages_sent(&st);
+	d->end_pages = demo_pages_sent(&st);
 	return stats_text(&st, d->o.json);
 }
 
@@ -911,11 +629,11 @@ static int run_source(demo *d)
 		fprintf(stderr, "%s: cannot join netns " NS_SRC ": %s\n", PROG, lm_strerror(rc));
 		return 1;
 	}
-	header(d);
+	demo_header(d);
 	if (make_workload(d) || wait_port(d, &port))
 		return 1;
 	rc = migrate(d, port, &s, &what);
-	end_line(d);
+	demo_end_line(d);
 	src = sender_text(d, s);
 	if (rc) {
 		snprintf(error, sizeof(error), "%s: %s%s%s", what, lm_strerror(rc),
@@ -931,8 +649,8 @@ static int run_source(demo *d)
 	lm_sender_free(s);
 	read_result(d, &res, rc ? FAIL_WAIT_MS : RESULT_WAIT_MS);
 	if (!d->o.json && !d->o.quiet) {
-		print_human(d, "source", src);
-		print_human(d, "destination", res.have ? res.text : NULL);
+		demo_print_human(d, "source", src);
+		demo_print_human(d, "destination", res.have ? res.text : NULL);
 		fputc('\n', d->txt);
 	}
 	if (rc)
@@ -940,7 +658,7 @@ static int run_source(demo *d)
 	else if (!(verified = verify(d, &res, &src_sum)))
 		snprintf(error, sizeof(error), "verification failed");
 	if (d->o.json)
-		print_json(d, src, &res, verified, src_sum, verified ? NULL : error);
+		demo_print_json(d, src, &res, verified, src_sum, verified ? NULL : error);
 	free(src);
 	free(res.text);
 	free(res.err);

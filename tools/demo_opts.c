@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_num.h"
 #include "workload.h"
 
 static void usage(FILE *f, int full)
@@ -64,54 +65,10 @@ static void usage(FILE *f, int full)
 		"remained, the dirty rate, the bandwidth, the throttle and expected downtime.\n"
 		"--device-state-pad SIZE: SIZE bytes more device state after the writers'\n"
 		"(a VMM's device models), told to the expected downtime in advance\n"
-		"(device_state_size) unless --device-state-unsaid.\n");
-}
-
-/* Bytes with an optional binary suffix K, M, G or T (then an optional B or
- * iB, and /s for a rate). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	uint64_t v, mult = 1;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -1; /* strtoull would take "-1" */
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': mult = 1ull << 10; end++; break;
-	case 'm': case 'M': mult = 1ull << 20; end++; break;
-	case 'g': case 'G': mult = 1ull << 30; end++; break;
-	case 't': case 'T': mult = 1ull << 40; end++; break;
-	default: break;
-	}
-	if (mult > 1 && end[0] == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (!strcmp(end, "/s"))
-		end += 2;
-	if (*end || (v && mult > UINT64_MAX / v))
-		return -1;
-	*out = v * mult;
-	return 0;
-}
-
-static int parse_u32(const char *s, uint32_t *out, uint32_t min, uint32_t max)
-{
-	unsigned long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
+		"(device_state_size) unless --device-state-unsaid.\n"
+		"--switchover-bandwidth RATE: the wire rate the final copy, never paced, may\n"
+		"count on (QEMU's avail-switchover-bandwidth), for the expected downtime and\n"
+		"so the switchover and the throttle; paces nothing (default: the measured).\n");
 }
 
 static int bad(const char *what)
@@ -160,22 +117,22 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	switch (c) {
 	case O_SIZE:
 		o->size_set = 1;
-		return parse_size(a, &o->size) || !o->size ? bad("--size must be a size > 0, e.g. 1G") : 0;
+		return cli_parse_size(a, &o->size) || !o->size ? bad("--size must be a size > 0, e.g. 1G") : 0;
 	case O_IMAGE: return *a ? (o->image = a, 0) : bad("--from-image needs a file name");
 	case O_WRITE_BYTES:
-		return parse_u32(a, &o->write_bytes, 1, WL_PAGE_SIZE) ? bad("--write-bytes must be 1..4096") : 0;
-	case O_WS: return parse_size(a, &o->working_set) || !o->working_set ? bad("--working-set must be a size > 0, e.g. 256M") : 0;
-	case O_RATE: return parse_size(a, &o->dirty_rate) ? bad("--dirty-rate must be bytes/s, e.g. 128M (0 = idle)") : 0;
-	case O_BW: return parse_size(a, &o->max_bandwidth) ? bad("--max-bandwidth must be bytes/s, e.g. 100M (0 = unlimited)") : 0;
-	case O_SWBW: return parse_size(a, &o->switchover_bandwidth) ? bad("--switchover-bandwidth must be bytes/s, e.g. 1G (0 = the measured rate)") : 0;
-	case O_SEED: return parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
-	case O_THREADS: return parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
-	case O_CHANNELS: return parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
+		return cli_parse_u32(a, &o->write_bytes, 1, WL_PAGE_SIZE) ? bad("--write-bytes must be 1..4096") : 0;
+	case O_WS: return cli_parse_size(a, &o->working_set) || !o->working_set ? bad("--working-set must be a size > 0, e.g. 256M") : 0;
+	case O_RATE: return cli_parse_size(a, &o->dirty_rate) ? bad("--dirty-rate must be bytes/s, e.g. 128M (0 = idle)") : 0;
+	case O_BW: return cli_parse_size(a, &o->max_bandwidth) ? bad("--max-bandwidth must be bytes/s, e.g. 100M (0 = unlimited)") : 0;
+	case O_SWBW: return cli_parse_size(a, &o->switchover_bandwidth) ? bad("--switchover-bandwidth must be bytes/s, e.g. 1G (0 = the measured rate)") : 0;
+	case O_SEED: return cli_parse_size(a, &o->seed) ? bad("--seed must be a number") : 0;
+	case O_THREADS: return cli_parse_u32(a, &o->threads, 1, WL_MAX_THREADS) ? bad("--threads must be 1..64") : 0;
+	case O_CHANNELS: return cli_parse_u32(a, &o->channels, 1, LM_MAX_CHANNELS) ? bad("--channels must be 1..64") : 0;
 	case O_CODEC: return lm_codec_from_name(a, &o->codec) ? bad("--codec is auto, none, deflate, zstd, lz4 or zlib") : 0;
 	case O_LEVEL: return parse_level(a, &o->level) ? bad("--level must be -100..22") : 0;
-	case O_DOWNTIME: return parse_u32(a, &o->downtime_ms, 1, 3600000) ? bad("--downtime-limit must be 1..3600000 ms") : 0;
-	case O_ROUNDS: return parse_u32(a, &o->max_rounds, 1, 1000000) ? bad("--max-rounds must be 1..1000000") : 0;
-	case O_TIME: return parse_u32(a, &o->max_time_ms, 1, UINT32_MAX) ? bad("--max-time must be > 0 ms") : 0;
+	case O_DOWNTIME: return cli_parse_u32(a, &o->downtime_ms, 1, 3600000) ? bad("--downtime-limit must be 1..3600000 ms") : 0;
+	case O_ROUNDS: return cli_parse_u32(a, &o->max_rounds, 1, 1000000) ? bad("--max-rounds must be 1..1000000") : 0;
+	case O_TIME: return cli_parse_u32(a, &o->max_time_ms, 1, UINT32_MAX) ? bad("--max-time must be > 0 ms") : 0;
 	case O_DIRTY: return parse_dirty(a, &o->dirty) ? bad("--dirty is uffd, callback or auto") : 0;
 	case O_ON_LIMIT:
 		if (!strcmp(a, "fail") || !strcmp(a, "switchover")) {
@@ -195,13 +152,13 @@ static int parse_one(int c, const char *a, demo_opts *o)
 	case O_NO_DEDUP: o->no_dedup = 1; return 0;
 	case O_NO_DELTA: o->no_delta = 1; return 0;
 	case O_DELTA_CACHE:
-		if (parse_size(a, &o->delta_cache))
+		if (cli_parse_size(a, &o->delta_cache))
 			return bad("--delta-cache must be a size, e.g. 64M (0 = no delta pages)");
 		if (!o->delta_cache)
 			o->no_delta = 1; /* in the library 0 means the default */
 		return 0;
 	case O_STATE_PAD:
-		return parse_size(a, &o->state_pad) || o->state_pad > (1ull << 30) - WL_PAGE_SIZE
+		return cli_parse_size(a, &o->state_pad) || o->state_pad > (1ull << 30) - WL_PAGE_SIZE
 			       ? bad("--device-state-pad must be a size under 1G, e.g. 16M")
 			       : 0;
 	case O_STATE_UNSAID: o->state_unsaid = 1; return 0;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_num.h"
 #include "dest.h"
 #include "devfile.h"
 #include "livemig.h"
@@ -114,42 +115,6 @@ static int die(const char *what, int rc, const char *detail)
 	return 1;
 }
 
-static int parse_u32(const char *s, uint32_t *out, uint32_t min, uint32_t max)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || end == s || v < min || v > max)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
-/* SIZE: bytes, or a number with K, M, G or T (powers of 1024); >= 1. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	static const char units[] = "KMGT";
-	const char *u;
-	char *end;
-	unsigned long long v;
-	int shift = 0;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	if (*end && (u = strchr(units, *end)) != NULL && end[1] == 0) {
-		shift = 10 * (int)(u - units + 1);
-		end++;
-	}
-	if (*end || !v || v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static int parse_opts(int argc, char **argv, opts *o)
 {
 	static const struct option lo[] = {
@@ -188,7 +153,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		case 'l': o->addr = optarg; break;
 		case 'c':
 		case 'm':
-			if (parse_u32(optarg, &o->channels, 1, LM_MAX_CHANNELS))
+			if (cli_parse_u32(optarg, &o->channels, 1, LM_MAX_CHANNELS))
 				return fprintf(stderr, "%s: --channels must be 1..%d\n", prog, LM_MAX_CHANNELS), -1;
 			break;
 		case 'C':
@@ -196,17 +161,17 @@ static int parse_opts(int argc, char **argv, opts *o)
 				return fprintf(stderr, "%s: unknown codec '%s'\n", prog, optarg), -1;
 			break;
 		case 'p':
-			if (parse_u32(optarg, &o->page_size, LM_MIN_PAGE_SIZE, LM_MAX_PAGE_SIZE) ||
+			if (cli_parse_u32(optarg, &o->page_size, LM_MIN_PAGE_SIZE, LM_MAX_PAGE_SIZE) ||
 			    (o->page_size & (o->page_size - 1)))
 				return fprintf(stderr, "%s: --page-size must be a power of two 4096..65536\n", prog), -1;
 			break;
 		case 'P':
-			if (parse_u32(optarg, &o->packet_pages, 1, LM_MAX_PACKET_PAGES))
+			if (cli_parse_u32(optarg, &o->packet_pages, 1, LM_MAX_PACKET_PAGES))
 				return fprintf(stderr, "%s: --packet-pages must be 1..%d\n", prog, LM_MAX_PACKET_PAGES), -1;
 			break;
 		case 'T':
 		case 'A':
-			if (parse_u32(optarg, &v, 1, 86400))
+			if (cli_parse_u32(optarg, &v, 1, 86400))
 				return fprintf(stderr, "%s: timeouts are 1..86400 seconds\n", prog), -1;
 			*(c == 'T' ? &o->timeout_ms : &o->accept_timeout_ms) = (int)v * 1000;
 			break;
@@ -243,20 +208,20 @@ static int parse_opts(int argc, char **argv, opts *o)
 		case 14: o->no_dedup = 1; break;
 		case 10:
 		case 13:
-			if (parse_u32(optarg, &v, 1, 86400))
+			if (cli_parse_u32(optarg, &v, 1, 86400))
 				return fprintf(stderr, "%s: timeouts are 1..86400 seconds\n", prog), -1;
 			*(c == 10 ? &o->handshake_timeout_ms : &o->session_timeout_ms) = (int)v * 1000;
 			break;
 		case 11:
 		case 12:
-			if (parse_u32(optarg, &v, 1, 1024))
+			if (cli_parse_u32(optarg, &v, 1, 1024))
 				return fprintf(stderr, "%s: handshake limits are 1..1024\n", prog), -1;
 			*(c == 11 ? &o->max_handshakes : &o->max_handshakes_per_host) = v;
 			break;
 		case OPT_MAX_SIZE:
-			if (parse_size(optarg, &o->max_size))
-				return fprintf(stderr, "%s: --max-size is bytes, or a number with K, M, G or T\n",
-					       prog), -1;
+			if (cli_parse_size(optarg, &o->max_size) || !o->max_size)
+				return fprintf(stderr, "%s: --max-size is bytes (at least 1), or a number "
+					       "with K, M, G or T\n", prog), -1;
 			break;
 		case OPT_HUGE_PAGES: o->huge_pages = 1; break;
 		case OPT_PROGRESS_INTERVAL: {
@@ -269,7 +234,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 			break;
 		}
 		case OPT_READ_AHEAD:
-			if (parse_size(optarg, &o->read_ahead) || o->read_ahead < (2u << 20) ||
+			if (cli_parse_size(optarg, &o->read_ahead) || o->read_ahead < (2u << 20) ||
 			    o->read_ahead > (64ull << 30))
 				return fprintf(stderr, "%s: --read-ahead is 2M..64G (bytes, or with K, M, "
 					       "G or T)\n", prog), -1;
@@ -277,7 +242,7 @@ static int parse_opts(int argc, char **argv, opts *o)
 		case OPT_DEVICE_STATE: o->device_state = optarg; break;
 		case OPT_DEVICE_STATE_MAX:
 			/* 0 would be the library's default, not "none": at least a byte. */
-			if (parse_size(optarg, &o->device_state_max) || !o->device_state_max)
+			if (cli_parse_size(optarg, &o->device_state_max) || !o->device_state_max)
 				return fprintf(stderr, "%s: --device-state-max is bytes (at least 1), or a "
 					       "number with K, M, G or T\n", prog), -1;
 			break;

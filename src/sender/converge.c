@@ -45,7 +45,8 @@
  *                                   measuring B did: lm__auto_final)
  *   B' = B, or with the user's switchover_bandwidth U (wire bytes/s the
  *        copy may count on: the rounds were paced or shared the link)
- *        U B / R, the round's page bytes per wire byte at U
+ *        U B / R, the round's page bytes per wire byte at U (U itself
+ *        before a wire rate is known); the rounds' own T(D) keeps B
  *   F(D) = S + A                    the last scan, the last round's SYNC/ACK
  *        + D' P / H                 the destination rehashes the last round
  *                                   (its barrier does, before the ACK)
