@@ -598,10 +598,11 @@ typedef struct lm_live_config {
 	 * downtime, and so for when to switch over and the computed throttle;
 	 * it paces nothing. The pages' share is the last measured round's page
 	 * bytes per wire byte (its compression; the pages as they are before a
-	 * wire rate is known), which assumes the codec keeps up at that rate:
-	 * a figure beyond what the link, or the compression, can do makes the
-	 * downtime overshoot; one below it throttles more, up to throttle_max
-	 * and LM_ECONVERGE. 0 (default): the rounds' measured rate. */
+	 * wire rate is known), at most what the channels compress at that
+	 * round's CPU per byte on their cores (one each, up to the online
+	 * CPUs). A figure beyond what the link can do makes the downtime
+	 * overshoot; one below it throttles more, up to throttle_max and
+	 * LM_ECONVERGE. 0 (default): the rounds' measured rate. */
 	uint64_t switchover_bandwidth;
 } lm_live_config;
 

@@ -296,8 +296,9 @@ static void device_state_model(void)
 }
 
 /* switchover_bandwidth U in the model: the last copy's pages at U times the
- * round's page bytes per wire byte, the device state at U; the rounds'
- * own rate B stays as measured (the next round still takes as long). */
+ * round's page bytes per wire byte, at most what the channels' CPU
+ * compresses, the device state at U; the rounds' own rate B stays as
+ * measured (the next round still takes as long). */
 static void switchover_bandwidth_model(void)
 {
 	lm__conv_setup c = {.page_size = 4096, .limit_ms = 300, .total_bytes = 8 * MIB,
@@ -331,6 +332,28 @@ static void switchover_bandwidth_model(void)
 	CHECK(fabs(e2.var_ms - d * 4096 / (100.0 * MIB) * 1.2 * 1e3) < 0.01);
 	CHECK(fabs((e0.fixed_ms - e1.fixed_ms) - (4.0 / 5 - 4.0 / 100) * 1.2 * 1e3) < 0.5);
 	CHECK(e0.total_ms > 300 && e1.total_ms <= 300);
+	{ /* The channels' CPU caps the pages' rate at U: 10 ns a page byte in
+	   * the round on one core is 100 MB/s of pages, not U's 200 MiB/s;
+	   * and never below the round's own B (a cap under it: B). */
+		lm__conv_setup c3 = c;
+		lm__conv_round r3 = r;
+		lm__conv k;
+
+		c3.cores = 1;
+		r3.wire_bytes = 5.0 * MIB;
+		r3.cpu_ns = 10.0 * r3.page_bytes;
+		lm__conv_init(&k, &c3);
+		lm__conv_end_round(&k, &r3);
+		CHECK(fabs(lm__conv_expected(&k).var_ms - d * 4096 / 1e8 * 1.2 * 1e3) < 0.01);
+		r3.cpu_ns = 1000.0 * r3.page_bytes; /* 1 MB/s: below B's 10 MiB/s */
+		lm__conv_init(&k, &c3);
+		lm__conv_end_round(&k, &r3);
+		CHECK(fabs(lm__conv_expected(&k).var_ms - d * 4096 / (10.0 * MIB) * 1.2 * 1e3) < 0.01);
+		c3.cores = 0; /* not known: no cap */
+		lm__conv_init(&k, &c3);
+		lm__conv_end_round(&k, &r3);
+		CHECK(fabs(lm__conv_expected(&k).var_ms - e1.var_ms) < 0.01);
+	}
 	{ /* The throttle: two paced rounds that do not shrink, no device state
 	   * (whose 0.96 s at the paced rate alone would leave no throttle able
 	   * to help): the measured rate needs one, U none. */

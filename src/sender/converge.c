@@ -46,7 +46,10 @@
  *   B' = B, or with the user's switchover_bandwidth U (wire bytes/s the
  *        copy may count on: the rounds were paced or shared the link)
  *        U B / R, the round's page bytes per wire byte at U (U itself
- *        before a wire rate is known); the rounds' own T(D) keeps B
+ *        before a wire rate is known), at most K 1e9 / c (c the round's
+ *        channel CPU ns per page byte, K its channels on at most the
+ *        online CPUs: the compression must keep up) and at least B; the
+ *        rounds' own T(D) keeps B
  *   F(D) = S + A                    the last scan, the last round's SYNC/ACK
  *        + D' P / H                 the destination rehashes the last round
  *                                   (its barrier does, before the ACK)
@@ -183,6 +186,7 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 		m->bw = drained;
 		/* Zero pages alone are a few bytes of wire each: no rate. */
 		m->wire_bw = r->wire_bytes > 0 && r->page_bytes > 0 ? r->wire_bytes / secs : 0;
+		m->cpu_byte = r->cpu_ns > 0 && r->page_bytes > 0 ? r->cpu_ns / r->page_bytes : 0;
 	}
 	m->dev_bytes = (double)r->dev_bytes;
 	if (m->ack_ms < 0 || sync_ms < m->ack_ms)
@@ -218,10 +222,18 @@ static double sw_wire(const lm__conv *m)
 
 static double sw_pages(const lm__conv *m)
 {
-	double r = m->bw > 0 ? m->bw : 1;
+	double r = m->bw > 0 ? m->bw : 1, cpu;
 
-	if (m->c.sw_bw > 0)
+	if (m->c.sw_bw > 0) {
 		r = m->wire_bw > 0 && m->bw > 0 ? m->c.sw_bw * (m->bw / m->wire_bw) : m->c.sw_bw;
+		/* No faster than the channels compress, at the round's CPU per
+		 * byte on every core they can have (the workload is paused):
+		 * zstd's 3x of 1 GB/s is 3 GB/s of pages two cores do not
+		 * make. Never below what the round itself moved. */
+		cpu = m->cpu_byte > 0 && m->c.cores ? m->c.cores * 1e9 / m->cpu_byte : 0;
+		if (cpu > 0 && r > cpu)
+			r = cpu > m->bw ? cpu : m->bw;
+	}
 	return r;
 }
 

@@ -22,6 +22,7 @@ typedef struct lm__conv_setup {
 	int verify_source;     /* the sender hashes all of the paused memory */
 	double hash_rate;      /* measured: bytes/s the checksum hashes on one thread */
 	double sw_bw;          /* lm_live_config.switchover_bandwidth, 0: measured */
+	unsigned cores;        /* CPUs the channels can have: channels, at most the online ones */
 } lm__conv_setup;
 
 /* One round's measurements, at its end. */
@@ -39,12 +40,14 @@ typedef struct lm__conv_round {
 	int paced;             /* a max_bandwidth was in effect at its end */
 	double wire_bytes;     /* what it put on the wire (frames, payloads) */
 	uint64_t dev_bytes;    /* the device state the application expects now */
+	double cpu_ns;         /* the channel threads' CPU over it (0: not known) */
 } lm__conv_round;
 
 typedef struct lm__conv {
 	lm__conv_setup c;
 	double bw;            /* page bytes/s drained, 0 until measured */
 	double wire_bw;       /* wire bytes/s of the round that set bw, 0: not known */
+	double cpu_byte;      /* its channels' CPU ns per page byte, 0: not known */
 	double dev_bytes;     /* the device state's expected bytes, the last round's word */
 	double ack_ms;        /* fastest SYNC -> ACK seen, less the destination's rehash */
 	double scan_ms[2];    /* the last two dirty syncs */

@@ -36,6 +36,15 @@ uint64_t lm__sender_wire_bytes(const lm_sender *s)
 	return __atomic_load_n(&s->wire_bytes, __ATOMIC_RELAXED);
 }
 
+uint64_t lm__sender_chan_cpu_ns(const lm_sender *s)
+{
+	uint64_t ns = 0;
+
+	for (uint32_t i = 0; s->ch && i < s->nch; i++)
+		ns += __atomic_load_n(&s->ch[i].ctr.cpu_ns, __ATOMIC_RELAXED);
+	return ns;
+}
+
 uint64_t lm__sender_sync_us(const lm_sender *s)
 {
 	return s->sync_us;

@@ -58,7 +58,7 @@ typedef struct live {
 	uint64_t prev_dirty;    /* pages the previous round had to send */
 	uint64_t d_t0;          /* the current dirty interval began (last sync) */
 	/* Counters at the start of the current round. */
-	uint64_t r_t0, r_normal, r_zero, r_wire;
+	uint64_t r_t0, r_normal, r_zero, r_wire, r_cpu;
 } live;
 
 /* The config with its defaults; a mistake's message names the field. */
@@ -159,7 +159,8 @@ static void model_init(live *L)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	lm__conv_setup c = {.page_size = L->sh.page_size, .limit_ms = L->c.downtime_limit_ms,
 			    .hash_threads = L->sh.channels, .verify_source = L->c.verify_source,
-			    .hash_rate = hash_rate(L), .sw_bw = (double)L->c.switchover_bandwidth};
+			    .hash_rate = hash_rate(L), .sw_bw = (double)L->c.switchover_bandwidth,
+			    .cores = L->sh.channels};
 
 	for (uint32_t i = 0; i < L->sh.nregions; i++) {
 		const uint8_t *base;
@@ -169,6 +170,8 @@ static void model_init(live *L)
 	}
 	if (cpus > 0 && c.hash_threads > (unsigned long)cpus) /* as lm__sumtree_final */
 		c.hash_threads = (unsigned)cpus;
+	if (cpus > 0 && c.cores > (unsigned long)cpus)
+		c.cores = (unsigned)cpus;
 	lm__conv_init(&L->m, &c);
 }
 
@@ -222,6 +225,7 @@ static void round_begin(live *L)
 {
 	lm__sender_counts(L->s, &L->r_normal, &L->r_zero);
 	L->r_wire = lm__sender_wire_bytes(L->s);
+	L->r_cpu = lm__sender_chan_cpu_ns(L->s);
 	L->r_t0 = lm__now_us();
 }
 
@@ -277,6 +281,7 @@ static int round_end(live *L, uint64_t *dirty, lm__err *e)
 	r.page_bytes = (double)(normal - L->r_normal) * ps;
 	r.zero_bytes = (double)(zero - L->r_zero) * ps;
 	r.wire_bytes = (double)(lm__sender_wire_bytes(s) - L->r_wire);
+	r.cpu_ns = (double)(lm__sender_chan_cpu_ns(s) - L->r_cpu);
 	r.dev_bytes = lm__sender_devstate_expected(s);
 	lm__conv_end_round(&L->m, &r);
 	L->est = lm__conv_expected(&L->m);

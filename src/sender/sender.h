@@ -269,6 +269,9 @@ void lm__sender_region(const lm_sender *s, uint32_t i, const uint8_t **base, uin
 uint32_t lm__sender_round(const lm_sender *s);   /* rounds synced so far */
 uint64_t lm__sender_sync_us(const lm_sender *s); /* the last round's SYNC -> ACK */
 uint64_t lm__sender_wire_bytes(const lm_sender *s); /* of every data and state frame sent */
+/* The channel threads' CPU ns over their packets so far (auto's counters,
+ * kept for every codec). */
+uint64_t lm__sender_chan_cpu_ns(const lm_sender *s);
 /* Pages dirtied again since their round's sync are left for the next round
  * (skip[r]: region r's bitmap), refresh(user) adds to them every
  * LM__SKIP_REFRESH_US of dispatching; NULL, NULL, NULL: send everything. */
