@@ -14,7 +14,8 @@
  *  3. a workload that converges on its own (its first round's expected
  *     downtime is over the limit, but the rounds shrink): never throttled;
  *     the 2x workload told the switchover may count on 16x the paced rate
- *     (switchover_bandwidth): it fits after round one, never throttled;
+ *     (switchover_bandwidth): round one's estimate lower and the throttle
+ *     no higher than untold, side by side;
  *  4. in every run: the downtime stays under the limit, and under the
  *     estimate made at the switchover decision plus LM__SLACK_MS (the one
  *     cost the model cannot measure before the pause: the pause callback,
@@ -189,19 +190,28 @@ static void test_modes(lm_dirty_source src)
 }
 
 /* 2b. The same workload told that the switchover may count on 16x the paced
- * rate (switchover_bandwidth: the last copy is not paced): its first
- * round's set fits, so it is never throttled (it may go on while the sets
- * shrink, live.c), and the downtime still keeps the limit and the
- * estimate (check_model). */
+ * rate (switchover_bandwidth: the last copy is not paced), beside it
+ * untold: round one's estimate is lower and the throttle no higher (on
+ * this machine none at all; how much lower depends on the channels' CPU,
+ * which caps the rate at U), and the downtime still keeps the limit and
+ * the estimate (check_model). */
 static void test_switchover_bandwidth(lm_dirty_source src)
 {
 	conv_case k = {"out-dirty 2x, switchover at 16x", 8 * MIB, 512, 4096, LM_THROTTLE_COMPUTED,
 		       40, src, 16 * LINK};
-	conv_result r = run_case(&k);
+	conv_case k0 = k;
+	conv_result r, r0;
 
-	CHECK(r.ok);
-	CHECK_EQ(r.throttle_max, 0);
-	CHECK(r.first_expected_ms <= LIMIT_MS); /* without it: 250-300 ms (test_modes) */
+	k0.name = "out-dirty 2x, measured switchover";
+	k0.sw_bw = 0;
+	r0 = run_case(&k0);
+	r = run_case(&k);
+	CHECK(r.ok && r0.ok);
+	CHECK(r.first_expected_ms < r0.first_expected_ms);
+	CHECK(r.throttle_max <= r0.throttle_max);
+	printf("    told / untold: round 1's estimate %llu / %llu ms, throttle %u / %u%%\n",
+	       (unsigned long long)r.first_expected_ms, (unsigned long long)r0.first_expected_ms,
+	       r.throttle_max, r0.throttle_max);
 }
 
 /* 3. A quarter of the link over 2048 pages: round 1's dirty set does not
