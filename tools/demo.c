@@ -45,7 +45,6 @@ int livemig_demo(int argc, char **argv); /* called by tools/livemig.c */
 #define FAIL_WAIT_MS 5000        /* its reason, after a failed migration */
 #define MAX_TEXT 65536
 
-
 /* What the destination reports over the pipe: a header, then text_len
  * bytes of statistics and err_len bytes of error detail. */
 enum { MSG_PORT = 1, MSG_RESULT = 2 };
@@ -57,8 +56,6 @@ typedef struct msg {
 	uint64_t state_bytes, state_pages;
 	uint32_t text_len, err_len;
 } msg;
-
-
 
 /* Pages the sender sent, of every kind. */
 uint64_t demo_pages_sent(const lm_stats *st)
