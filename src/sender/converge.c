@@ -209,6 +209,11 @@ void lm__conv_end_round(lm__conv *m, const lm__conv_round *r)
 	m->npts = 0;
 }
 
+static double bw(const lm__conv *m)
+{
+	return m->bw > 0 ? m->bw : 1;
+}
+
 /* The switchover's rates: wire bytes/s (the device state: a raw byte is a
  * wire byte), and page bytes/s. Measured, the round's that set B (its page
  * rate before a wire rate is known); or the user's switchover_bandwidth,
@@ -222,7 +227,7 @@ static double sw_wire(const lm__conv *m)
 
 static double sw_pages(const lm__conv *m)
 {
-	double r = m->bw > 0 ? m->bw : 1, cpu;
+	double r = bw(m), cpu;
 
 	if (m->c.sw_bw > 0) {
 		r = m->wire_bw > 0 && m->bw > 0 ? m->c.sw_bw * (m->bw / m->wire_bw) : m->c.sw_bw;
@@ -259,11 +264,6 @@ static double fixed_ms(const lm__conv *m, double d)
 	if (m->c.verify_source)
 		f += (double)m->c.total_bytes / (H * m->c.hash_threads) * 1e3;
 	return f;
-}
-
-static double bw(const lm__conv *m)
-{
-	return m->bw > 0 ? m->bw : 1;
 }
 
 lm__conv_est lm__conv_expected(const lm__conv *m)

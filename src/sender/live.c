@@ -159,8 +159,7 @@ static void model_init(live *L)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	lm__conv_setup c = {.page_size = L->sh.page_size, .limit_ms = L->c.downtime_limit_ms,
 			    .hash_threads = L->sh.channels, .verify_source = L->c.verify_source,
-			    .hash_rate = hash_rate(L), .sw_bw = (double)L->c.switchover_bandwidth,
-			    .cores = L->sh.channels};
+			    .hash_rate = hash_rate(L), .sw_bw = (double)L->c.switchover_bandwidth};
 
 	for (uint32_t i = 0; i < L->sh.nregions; i++) {
 		const uint8_t *base;
@@ -170,8 +169,7 @@ static void model_init(live *L)
 	}
 	if (cpus > 0 && c.hash_threads > (unsigned long)cpus) /* as lm__sumtree_final */
 		c.hash_threads = (unsigned)cpus;
-	if (cpus > 0 && c.cores > (unsigned long)cpus)
-		c.cores = (unsigned)cpus;
+	c.cores = c.hash_threads; /* the same: a thread each, on at most the online CPUs */
 	lm__conv_init(&L->m, &c);
 }
 
